@@ -1,0 +1,102 @@
+"""Building blocks shared by the four kinds: base models, conditions, patterns."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+# Patterns are RE2-compatible: the API server (Go) and pydantic (Rust regex) run the same ones.
+DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+VERSION_PATTERN = r"^[0-9]+(\.[0-9]+){0,2}$"
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+DURATION = r"^[0-9]+(s|m|h|d)$"
+CRON = r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+CAMEL_REASON = r"^[A-Z][A-Za-z0-9]*$"
+
+FeatureType = Literal[
+    "int64",
+    "float64",
+    "string",
+    "bool",
+    "timestamp",
+    "list<int64>",
+    "list<float64>",
+    "list<string>",
+    "list<bool>",
+    "list<timestamp>",
+]
+FEATURE_TYPES: tuple[str, ...] = FeatureType.__args__  # type: ignore[attr-defined]
+
+# `entity.feature`, optionally `entity.feature:type` to pin the type the model expects.
+FEATURE_REF = (
+    r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*"
+    r"(:(int64|float64|string|bool|timestamp|list<(int64|float64|string|bool|timestamp)>))?$"
+)
+
+
+def cel(rule: str, message: str, **extra: str) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry."""
+    return {"rule": rule, "message": message, **extra}
+
+
+def cel_rules(*rules: dict[str, str]) -> ConfigDict:
+    """Model config that attaches CEL rules to the model's schema (merged with the base's)."""
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
+
+
+class ApiModel(BaseModel):
+    """Base for every spec/status model: camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        frozen=True,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON the API server stores: camelCase keys, unset optionals left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Resources(ApiModel):
+    """CPU and memory requested for the workload (Kubernetes quantities)."""
+
+    cpu: str = Field("500m", pattern=QUANTITY, max_length=16)
+    """CPU request, e.g. `500m` or `2`."""
+    memory: str = Field("1Gi", pattern=QUANTITY, max_length=16)
+    """Memory request, e.g. `512Mi` or `2Gi`."""
+
+
+class Condition(ApiModel):
+    """A condition per the Kubernetes API conventions."""
+
+    type: str = Field(pattern=r"^[A-Z][A-Za-z0-9]*$", max_length=64)
+    """PascalCase condition type; `Ready` aggregates the others."""
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=CAMEL_REASON, max_length=128)
+    """CamelCase, machine-readable reason."""
+    message: str = Field("", max_length=4096)
+    """Human-readable explanation."""
+    last_transition_time: str
+    """When `status` last changed (RFC 3339)."""
+    observed_generation: int = Field(0, ge=0)
+    """The `metadata.generation` this condition was computed from."""
+
+
+class Status(ApiModel):
+    """Fields every kind's status has."""
+
+    observed_generation: int | None = Field(None, ge=0)
+    """The `metadata.generation` the operator last reconciled."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Conditions keyed by type; `Ready` aggregates the others."""

@@ -1,0 +1,181 @@
+"""Generates the CustomResourceDefinitions from the pydantic models.
+
+    python -m lykeion.api.crd            # write crds/ and the chart's copy
+    python -m lykeion.api.crd --check    # exit 1 when a checked-in file differs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lykeion import GROUP, VERSION
+from lykeion.api.kinds import KINDS, Kind, root_rules
+
+# Keywords a structural schema keeps; everything else pydantic emits (title, $defs...) goes.
+_KEEP = {
+    "type",
+    "description",
+    "properties",
+    "required",
+    "items",
+    "additionalProperties",
+    "enum",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minItems",
+    "maxItems",
+    "maxProperties",
+    "format",
+    "default",
+    "x-kubernetes-validations",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-preserve-unknown-fields",
+}
+
+
+def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Turn a pydantic JSON schema node into a Kubernetes structural schema node."""
+    if "$ref" in schema:
+        target = defs[schema["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return structural(merged, defs)
+    if "anyOf" in schema:
+        # Optional[X] is `anyOf: [X, null]`: an optional field is simply not required.
+        options = [o for o in schema["anyOf"] if o.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"unions other than Optional are not structural: {schema}")
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        return structural({**options[0], **rest}, defs)
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key not in _KEEP:
+            continue
+        if key == "properties":
+            out[key] = {name: structural(sub, defs) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties"):
+            if isinstance(value, dict):
+                out[key] = structural(value, defs)
+            elif key == "additionalProperties" and value is True:
+                out[key] = {"x-kubernetes-preserve-unknown-fields": True}
+            # `additionalProperties: false` (extra="forbid") is the API server's pruning.
+        elif key == "default" and value is None:
+            continue
+        elif key == "default" and value in ({}, []) and schema.get("type") in ("object", "array"):
+            continue
+        else:
+            out[key] = value
+    if out.get("type") == "integer":
+        out.setdefault("format", "int64")
+    if "description" in out:
+        out["description"] = " ".join(out["description"].split())
+    return out
+
+
+def openapi_schema(kind: Kind) -> dict[str, Any]:
+    spec = kind.spec.model_json_schema(by_alias=True, mode="validation")
+    status = kind.status.model_json_schema(by_alias=True, mode="validation")
+    root: dict[str, Any] = {
+        "type": "object",
+        "description": (kind.spec.__doc__ or kind.kind).strip().splitlines()[0],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": structural(spec, spec.get("$defs", {})),
+            "status": structural(status, status.get("$defs", {})),
+        },
+        "required": ["spec"],
+    }
+    rules = root_rules(kind)
+    if rules:
+        root["x-kubernetes-validations"] = rules
+    return root
+
+
+def crd(kind: Kind) -> dict[str, Any]:
+    columns = [
+        {"name": c.name, "type": c.type, "jsonPath": c.json_path}
+        | ({"priority": c.priority} if c.priority else {})
+        for c in kind.columns
+    ]
+    columns.append({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": kind.crd_name},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": kind.kind,
+                "listKind": f"{kind.kind}List",
+                "plural": kind.plural,
+                "singular": kind.singular,
+                "shortNames": list(kind.short_names),
+                "categories": ["lykeion"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": openapi_schema(kind)},
+                }
+            ],
+        },
+    }
+
+
+HEADER = "# Generated by `python -m lykeion.api.crd` from operator/lykeion/api. Do not edit.\n"
+
+
+def render(kind: Kind) -> str:
+    return HEADER + yaml.safe_dump(crd(kind), sort_keys=False, width=100)
+
+
+def rendered_files(root: Path) -> dict[Path, str]:
+    files: dict[Path, str] = {}
+    for kind in KINDS:
+        text = render(kind)
+        for folder in (root / "crds", root / "charts" / "lykeion" / "crds"):
+            files[folder / f"{GROUP}_{kind.plural}.yaml"] = text
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail when checked-in CRDs differ")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in rendered_files(args.root).items():
+        current = path.read_text() if path.exists() else None
+        if current == text:
+            continue
+        if args.check:
+            stale.append(str(path))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}")
+    if stale:
+        print("CRDs out of date (run `python -m lykeion.api.crd`):", *stale, sep="\n  ")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""FeatureManifest: an entity's features, their source and their schedule."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from lykeion.api.common import (
+    CRON,
+    DURATION,
+    IDENTIFIER,
+    ApiModel,
+    FeatureType,
+    Status,
+    cel,
+    cel_rules,
+)
+
+Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][-a-z0-9_.]*$", max_length=63)]
+
+
+class Entity(ApiModel):
+    """The thing features describe (a rider, a store...) and its join key."""
+
+    name: str = Field(pattern=IDENTIFIER, max_length=63)
+    """Entity name, the first half of a feature reference `entity.feature`."""
+    join_key: str = Field(pattern=IDENTIFIER, max_length=63)
+    """Column that identifies the entity in sources, labels and requests, e.g. `rider_id`."""
+    key_type: Literal["string", "int64"] = "string"
+    """Type of the join key."""
+
+
+class BigQuerySource(ApiModel):
+    """Read from BigQuery: exactly one of `query` or `table`."""
+
+    model_config = cel_rules(
+                cel("has(self.query) != has(self.table)", "set exactly one of query or table")
+    )
+
+    query: str | None = Field(None, min_length=1, max_length=65536)
+    """Standard SQL returning the join key, the timestamp column and the feature columns."""
+    table: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_$-]+$", max_length=1024
+    )
+    """Fully qualified table `project.dataset.table`."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> BigQuerySource:
+        if (self.query is None) == (self.table is None):
+            raise ValueError("set exactly one of query or table")
+        return self
+
+
+class FileSource(ApiModel):
+    """Read from a Parquet or CSV file (local path or object-store URI)."""
+
+    path: str = Field(min_length=1, max_length=2048)
+    """Path or URI, relative paths resolved against the platform's data directory."""
+    format: Literal["parquet", "csv"] = "parquet"
+
+
+class Source(ApiModel):
+    """Where the raw rows come from: exactly one of `bigquery` or `file`."""
+
+    model_config = cel_rules(
+                cel("has(self.bigquery) != has(self.file)", "set exactly one of bigquery or file")
+    )
+
+    bigquery: BigQuerySource | None = None
+    file: FileSource | None = None
+    timestamp_column: str = Field(pattern=IDENTIFIER, max_length=63)
+    """Event-time column; drives point-in-time joins and watermarks."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Source:
+        if (self.bigquery is None) == (self.file is None):
+            raise ValueError("set exactly one of bigquery or file")
+        return self
+
+
+class Aggregation(ApiModel):
+    """A per-entity aggregation over a trailing time window."""
+
+    function: Literal["count", "sum", "mean", "min", "max", "last"]
+    column: str = Field(pattern=IDENTIFIER, max_length=63)
+    window: str = Field(pattern=DURATION, max_length=16)
+    """Trailing window such as `30d` or `12h`."""
+
+
+class Feature(ApiModel):
+    """One feature: a name, a type, and exactly one way to compute it."""
+
+    model_config = cel_rules(
+                cel(
+                    "[has(self.column), has(self.expression), has(self.aggregation)]"
+                    ".filter(x, x).size() == 1",
+                    "set exactly one of column, expression or aggregation",
+                )
+    )
+
+    name: str = Field(pattern=IDENTIFIER, max_length=63)
+    type: FeatureType
+    column: str | None = Field(None, pattern=IDENTIFIER, max_length=63)
+    """Source column copied as is."""
+    expression: str | None = Field(None, min_length=1, max_length=4096)
+    """SQL expression over the source row's columns."""
+    aggregation: Aggregation | None = None
+    description: str | None = Field(None, max_length=1024)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Feature:
+        ways = [self.column, self.expression, self.aggregation]
+        if sum(way is not None for way in ways) != 1:
+            raise ValueError("set exactly one of column, expression or aggregation")
+        return self
+
+
+class FeatureManifestSpec(ApiModel):
+    """Features of one entity, computed from one source."""
+
+    entity: Entity
+    source: Source
+    features: list[Feature] = Field(
+        min_length=1,
+        max_length=200,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    schedule: str | None = Field(None, pattern=CRON, max_length=128)
+    """Cron schedule for incremental runs; none means backfill once."""
+    ttl: str = Field("30d", pattern=DURATION, max_length=16)
+    """How long a value stays valid for serving and point-in-time joins."""
+    description: str = Field(min_length=1, max_length=2048)
+    tags: list[Tag] = Field(default_factory=list, max_length=32)
+    owner: str = Field(min_length=1, max_length=254)
+    """Team or person accountable for these features."""
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> FeatureManifestSpec:
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError("features must not repeat a name")
+        return self
+
+    def defines(self) -> dict[str, str]:
+        """`entity.feature` -> type for every feature of this manifest."""
+        return {f"{self.entity.name}.{f.name}": f.type for f in self.features}
+
+
+class FeatureManifestStatus(Status):
+    """Observed state of a FeatureManifest."""
+
+    features: list[str] = Field(default_factory=list)
+    """Registered features as `entity.feature:type`."""
+    feature_count: int | None = None
+    watermark: str | None = None
+    """Event time up to which the stores are complete (RFC 3339)."""
+    rows_written: int | None = None
+    last_run_time: str | None = None

@@ -1,0 +1,121 @@
+"""Model: one version of a family/segment, its source, features, training and gate."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints, model_validator
+
+from lykeion.api.common import (
+    DNS_LABEL,
+    FEATURE_REF,
+    IDENTIFIER,
+    VERSION_PATTERN,
+    ApiModel,
+    Resources,
+    Status,
+    cel,
+)
+from lykeion.api.featuremanifest import FileSource
+
+# `<git-url>#<subdir>@<40-hex SHA>` pins the exact code; `file://` is for the embedded mode.
+SOURCE_URL = r"^([^#\s]+#[^@#\s]*@[0-9a-f]{40}|file://[^\s]+)$"
+
+FeatureRef = Annotated[str, StringConstraints(pattern=FEATURE_REF, max_length=160)]
+
+IMMUTABLE = "self == oldSelf"
+
+
+class ModelSource(ApiModel):
+    """The MLflow project that trains the model, pinned to one commit."""
+
+    url: str = Field(pattern=SOURCE_URL, max_length=2048)
+    """`<git-url>#<subdir>@<40-hex SHA>`, or `file:///path` in the embedded mode."""
+    entry_point: str = Field("main", pattern=r"^[A-Za-z0-9_.-]+$", max_length=63)
+    """MLflow project entry point."""
+    parameters: dict[str, str] = Field(default_factory=dict, max_length=64)
+    """Parameters passed to the entry point."""
+
+
+class LabelsSource(ApiModel):
+    """Labelled examples: entity key, event time and target."""
+
+    file: FileSource
+    timestamp_column: str = Field(pattern=IDENTIFIER, max_length=63)
+    target: str = Field(pattern=IDENTIFIER, max_length=63)
+    """Column holding the value to predict."""
+
+
+class Training(ApiModel):
+    """How to build the training set and run the training."""
+
+    labels: LabelsSource
+    requests: int = Field(0, ge=0)
+    """Training-request counter: each increment asks for one more training of this spec."""
+    resources: Resources = Field(default_factory=Resources)
+    """Requests of the training Job."""
+
+
+class Evaluation(ApiModel):
+    """The gate a trained version must pass before it may be deployed."""
+
+    metric: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=63)
+    threshold: float
+    higher_is_better: bool = True
+
+
+class ModelSpec(ApiModel):
+    """One version of a model in a family and segment."""
+
+    family: str = Field(pattern=DNS_LABEL, max_length=20)
+    """Alias of the ModelFamily."""
+    segment: str = Field(pattern=DNS_LABEL, max_length=20)
+    """Population the model serves, e.g. `default` or `eu`."""
+    version: str = Field(
+        pattern=VERSION_PATTERN,
+        max_length=15,
+        json_schema_extra={"x-kubernetes-validations": [cel(IMMUTABLE, "version is immutable")]},
+    )
+    description: str = Field(min_length=1, max_length=2048)
+    source: ModelSource = Field(
+        json_schema_extra={"x-kubernetes-validations": [cel(IMMUTABLE, "source is immutable")]}
+    )
+    input_features: list[FeatureRef] = Field(
+        min_length=1,
+        max_length=200,
+        json_schema_extra={
+            "x-kubernetes-validations": [cel(IMMUTABLE, "inputFeatures is immutable")]
+        },
+    )
+    """Features the model reads, as `entity.feature` (optionally `:type`), in model input order."""
+    training: Training
+    evaluation: Evaluation
+
+    @model_validator(mode="after")
+    def _features_unique(self) -> ModelSpec:
+        names = [ref.split(":")[0] for ref in self.input_features]
+        if len(set(names)) != len(names):
+            raise ValueError("inputFeatures must not repeat a feature")
+        return self
+
+
+class TrainingSetRecord(ApiModel):
+    """The exact training-set snapshot a version was trained on."""
+
+    hash: str
+    rows: int
+
+
+class ModelStatus(Status):
+    """Observed state of a Model."""
+
+    observed_training_requests: int | None = None
+    """The `spec.training.requests` value last acted upon."""
+    missing: list[str] = Field(default_factory=list)
+    """References (family, features) that could not be resolved."""
+    mlflow_run_id: str | None = None
+    model_uri: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    training_set: TrainingSetRecord | None = None
+    source_sha: str | None = None
+    image: str | None = None

@@ -1,0 +1,25 @@
+"""Where work runs. Handlers see only `Executor`; configuration picks the implementation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from lykeion.executors.base import Executor, State, Work, WorkStatus
+
+
+def make_executor(name: str, kube: Any, state_dir: Path | None = None) -> Executor:
+    if name == "local":
+        from lykeion.executors.local import LocalExecutor
+
+        root = state_dir or Path(os.environ.get("LYKEION_STATE_DIR", Path.home() / ".lykeion" / "runs"))
+        return LocalExecutor(root)
+    if name == "kubernetes":
+        from lykeion.executors.kubernetes import KubernetesExecutor
+
+        return KubernetesExecutor(kube)
+    raise ValueError(f"unknown executor {name!r}; one of local, kubernetes")
+
+
+__all__ = ["Executor", "State", "Work", "WorkStatus", "make_executor"]

@@ -1,0 +1,125 @@
+"""Runs work as batch/v1 Jobs: deterministic names, owner references, non-root, no rights."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from lykeion.executors.base import State, Work, WorkStatus
+from lykeion.names import child_name
+
+
+def build_job(work: Work) -> dict[str, Any]:
+    """The Job manifest for `work` (pure: no I/O, input untouched)."""
+    child_name(work.name)  # validates length and shape up front
+    labels = {"app.kubernetes.io/managed-by": "lykeion", "lykeion.io/work": work.name}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": work.name, "namespace": work.namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": work.service_account,
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "work",
+                            "image": work.image,
+                            "command": list(work.command),
+                            "env": [{"name": k, "value": v} for k, v in sorted(work.env.items())],
+                            "resources": {
+                                "requests": {"cpu": work.cpu, "memory": work.memory},
+                                "limits": {"memory": work.memory},
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def job_state(job: dict[str, Any]) -> WorkStatus:
+    """Map a Job's status to a WorkStatus (pure)."""
+    status = job.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return WorkStatus(State.SUCCEEDED, condition.get("message") or "Job complete")
+        if condition.get("type") in ("Failed", "FailureTarget"):
+            reason = condition.get("reason") or "Failed"
+            return WorkStatus(State.FAILED, f"{reason}: {condition.get('message') or 'Job failed'}")
+    if status.get("active"):
+        return WorkStatus(State.RUNNING, f"{status['active']} pod(s) active")
+    return WorkStatus(State.PENDING, "Job created, no pod running yet")
+
+
+class KubernetesExecutor:
+    def __init__(self, kube: Any) -> None:
+        self.kube = kube
+        self.batch = client.BatchV1Api(kube.api)
+        self.core = client.CoreV1Api(kube.api)
+
+    async def submit(self, work: Work) -> WorkStatus:
+        existing = await self._get(work.namespace, work.name)
+        if existing is not None:
+            return job_state(existing)
+        job = await self.kube.apply(build_job(work), owner=work.owner)
+        return job_state(job)
+
+    async def status(self, namespace: str, name: str) -> WorkStatus:
+        job = await self._get(namespace, name)
+        return WorkStatus(State.MISSING, "no such Job") if job is None else job_state(job)
+
+    async def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            job = await asyncio.to_thread(self.batch.read_namespaced_job, name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        result: dict[str, Any] = self.kube.api.sanitize_for_serialization(job)
+        return result
+
+    async def logs(self, namespace: str, name: str, tail: int = 50) -> str:
+        pods = await asyncio.to_thread(
+            self.core.list_namespaced_pod, namespace, label_selector=f"lykeion.io/work={name}"
+        )
+        chunks = []
+        for pod in pods.items:
+            try:
+                chunks.append(
+                    await asyncio.to_thread(
+                        self.core.read_namespaced_pod_log, pod.metadata.name, namespace, tail_lines=tail
+                    )
+                )
+            except ApiException as error:
+                chunks.append(f"(no log from {pod.metadata.name}: {error.reason})")
+        return "\n".join(chunks)
+
+    async def cancel(self, namespace: str, name: str) -> None:
+        try:
+            await asyncio.to_thread(
+                self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise

@@ -1,0 +1,97 @@
+"""Runs work as processes on this machine (the embedded default).
+
+Each run has a folder `<root>/<namespace>/<name>/` with its command, pid, log and exit
+code. The process is detached from the operator and writes its own exit code, so an
+operator restarted mid-run finds the run by name and never starts it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from lykeion.executors.base import State, Work, WorkStatus
+
+# Runs the command, then records its exit code atomically.
+_WRAPPER = '"$@" >>log 2>&1; code=$?; echo $code >exit_code.tmp && mv exit_code.tmp exit_code'
+
+
+class LocalExecutor:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folder(self, namespace: str, name: str) -> Path:
+        return self.root / namespace / name
+
+    async def submit(self, work: Work) -> WorkStatus:
+        folder = self.folder(work.namespace, work.name)
+        if (folder / "pid").exists() or (folder / "exit_code").exists():
+            return await self.status(work.namespace, work.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "work.json").write_text(
+            json.dumps({"command": list(work.command), "env": work.env, "image": work.image}, indent=2)
+        )
+        process = subprocess.Popen(
+            ["bash", "-c", _WRAPPER, "lykeion-run", *work.command],
+            cwd=folder,
+            env={**os.environ, **work.env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        (folder / "pid").write_text(str(process.pid))
+        return WorkStatus(State.RUNNING, f"started as process {process.pid}")
+
+    async def status(self, namespace: str, name: str) -> WorkStatus:
+        folder = self.folder(namespace, name)
+        exit_file = folder / "exit_code"
+        if exit_file.exists():
+            code = int(exit_file.read_text().strip() or "1")
+            if code == 0:
+                return WorkStatus(State.SUCCEEDED, "exited with 0")
+            return WorkStatus(State.FAILED, f"exited with {code}: {(await self.logs(namespace, name, 5)).strip()}")
+        pid_file = folder / "pid"
+        if not pid_file.exists():
+            return WorkStatus(State.MISSING, "never submitted")
+        pid = int(pid_file.read_text())
+        if _alive(pid):
+            return WorkStatus(State.RUNNING, f"process {pid} running")
+        # Gone without an exit code: killed along with its wrapper (e.g. machine restart).
+        await asyncio.sleep(0.2)
+        if exit_file.exists():
+            return await self.status(namespace, name)
+        return WorkStatus(State.FAILED, f"process {pid} vanished without an exit code")
+
+    async def logs(self, namespace: str, name: str, tail: int = 50) -> str:
+        log = self.folder(namespace, name) / "log"
+        if not log.exists():
+            return ""
+        return "\n".join(log.read_text(errors="replace").splitlines()[-tail:])
+
+    async def cancel(self, namespace: str, name: str) -> None:
+        pid_file = self.folder(namespace, name) / "pid"
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by us) is not running.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            return False
+    return True

@@ -1,0 +1,70 @@
+"""ModelFamily: lists its segments and versions; cannot be deleted while Models use it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from lykeion import GROUP, VERSION
+from lykeion.api.kinds import MODEL_FAMILY
+from lykeion.conditions import Check, ready
+from lykeion.registry import Key, Registry
+from lykeion.runtime import Runtime, StatusUpdate
+
+IN_USE = "InUse"
+
+
+def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
+    ns, alias = body["metadata"].get("namespace", "default"), body["metadata"]["name"]
+    models = registry.models_of_family(ns, alias)
+    segments: dict[str, dict[str, set[str]]] = {}
+    for name in models:
+        model = registry.models[(ns, name)]
+        segments.setdefault(model.segment, {"versions": set(), "deployed": set()})
+        segments[model.segment]["versions"].add(model.version)
+    for name in registry.deployments_of(ns, alias):
+        deployment = registry.deployments[(ns, name)]
+        entry = segments.setdefault(deployment.segment, {"versions": set(), "deployed": set()})
+        entry["deployed"] |= set(deployment.versions)
+    fields = {
+        "modelCount": len(models),
+        "segments": [
+            {"name": segment, "versions": _sorted_versions(v["versions"]), "deployed": _sorted_versions(v["deployed"])}
+            for segment, v in sorted(segments.items())
+        ],
+    }
+    in_use = Check(
+        IN_USE,
+        bool(models),
+        "ModelsReferenceFamily" if models else "NoModels",
+        f"used by {len(models)} Model(s): {', '.join(models[:10])}" if models else "no Model uses this family",
+    )
+    deleting = bool(body["metadata"].get("deletionTimestamp"))
+    if deleting and models:
+        blocked = Check("Ready", False, "DeletionBlocked", f"deletion waits until these Models are deleted: {', '.join(models[:10])}")
+        return StatusUpdate(fields, [in_use, blocked])
+    return StatusUpdate(fields, [in_use, ready([], "Registered", "family registered")])
+
+
+def _sorted_versions(versions: set[str]) -> list[str]:
+    return sorted(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
+@kopf.on.resume(GROUP, VERSION, MODEL_FAMILY.plural)
+@kopf.on.create(GROUP, VERSION, MODEL_FAMILY.plural)
+@kopf.on.update(GROUP, VERSION, MODEL_FAMILY.plural, field="spec")
+async def family_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    await runtime.reconcile_now(Key(MODEL_FAMILY.kind, body.namespace or "default", body.name), dict(body))
+
+
+@kopf.on.delete(GROUP, VERSION, MODEL_FAMILY.plural)
+async def family_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    ns = body.namespace or "default"
+    # The finalizer stays until no Model references the family; status says which ones.
+    await runtime.reconcile_now(Key(MODEL_FAMILY.kind, ns, body.name), dict(body))
+    models = runtime.registry.models_of_family(ns, body.name)
+    if models:
+        raise kopf.TemporaryError(f"ModelFamily {body.name} is used by {', '.join(models[:10])}", delay=5)

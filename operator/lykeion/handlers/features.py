@@ -1,0 +1,45 @@
+"""FeatureManifest: registers its features in the catalog and flags conflicting definitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from lykeion import GROUP, VERSION
+from lykeion.api.kinds import FEATURE_MANIFEST
+from lykeion.conditions import Check, ready
+from lykeion.registry import Key, Registry
+from lykeion.runtime import Runtime, StatusUpdate
+
+REGISTERED = "Registered"
+
+
+def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
+    ns, name = body["metadata"].get("namespace", "default"), body["metadata"]["name"]
+    spec = body["spec"]
+    entity = spec["entity"]["name"]
+    defines = {f"{entity}.{f['name']}": f["type"] for f in spec["features"]}
+    conflicts = []
+    for feature in sorted(defines):
+        others = [other for other in registry.definitions(ns, feature) if other != name]
+        if others:
+            conflicts.append(f"{feature} (also in {', '.join(others)})")
+    registered = (
+        Check(REGISTERED, False, "FeatureConflict", "defined by more than one FeatureManifest: " + "; ".join(conflicts))
+        if conflicts
+        else Check(REGISTERED, True, "FeaturesRegistered", f"{len(defines)} feature(s) of entity {entity} registered")
+    )
+    fields = {
+        "features": [f"{ref}:{type_}" for ref, type_ in sorted(defines.items())],
+        "featureCount": len(defines),
+    }
+    return StatusUpdate(fields, [registered, ready([registered], "Registered")])
+
+
+@kopf.on.resume(GROUP, VERSION, FEATURE_MANIFEST.plural)
+@kopf.on.create(GROUP, VERSION, FEATURE_MANIFEST.plural)
+@kopf.on.update(GROUP, VERSION, FEATURE_MANIFEST.plural, field="spec")
+async def manifest_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    await runtime.reconcile_now(Key(FEATURE_MANIFEST.kind, body.namespace or "default", body.name), dict(body))

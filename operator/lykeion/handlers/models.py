@@ -1,0 +1,70 @@
+"""Model: resolves its family and input features (name and type) before anything else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from lykeion import GROUP, VERSION
+from lykeion.api.kinds import MODEL
+from lykeion.conditions import Check, ready
+from lykeion.registry import Key, Registry, feature_name
+from lykeion.runtime import Runtime, StatusUpdate
+
+FAMILY_RESOLVED = "FamilyResolved"
+FEATURES_RESOLVED = "FeaturesResolved"
+
+
+def check_family(ns: str, family: str, registry: Registry) -> Check:
+    if registry.family_exists(ns, family):
+        return Check(FAMILY_RESOLVED, True, "FamilyFound", f"ModelFamily {family} exists")
+    return Check(
+        FAMILY_RESOLVED, False, "FamilyNotFound", f"ModelFamily {family} does not exist in namespace {ns}"
+    )
+
+
+def check_features(ns: str, refs: list[str], registry: Registry) -> tuple[Check, list[str]]:
+    """One condition for all input features, and the list of what is missing."""
+    undefined, mismatched, conflicting = [], [], []
+    for ref in refs:
+        name, _, expected = ref.partition(":")
+        definitions = registry.definitions(ns, name)
+        if not definitions:
+            undefined.append(name)
+        elif len(definitions) > 1:
+            conflicting.append(f"{name} (defined by {', '.join(definitions)})")
+        elif expected and expected not in definitions.values():
+            (manifest, actual), = definitions.items()
+            mismatched.append(f"{name} is {actual} in FeatureManifest {manifest}, the model expects {expected}")
+    if undefined:
+        message = "not defined by any FeatureManifest: " + ", ".join(undefined)
+        return Check(FEATURES_RESOLVED, False, "FeaturesNotDefined", message), undefined
+    if mismatched:
+        return Check(FEATURES_RESOLVED, False, "FeatureTypeMismatch", "; ".join(mismatched)), [
+            m.split(" ", 1)[0] for m in mismatched
+        ]
+    if conflicting:
+        message = "defined by more than one FeatureManifest: " + "; ".join(conflicting)
+        return Check(FEATURES_RESOLVED, False, "FeatureConflict", message), [c.split(" ", 1)[0] for c in conflicting]
+    return Check(FEATURES_RESOLVED, True, "FeaturesDefined", f"all {len(refs)} input feature(s) are defined"), []
+
+
+def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
+    ns = body["metadata"].get("namespace", "default")
+    spec = body["spec"]
+    family = check_family(ns, spec["family"], registry)
+    features, missing_features = check_features(ns, list(spec["inputFeatures"]), registry)
+    missing = ([f"family:{spec['family']}"] if not family.ok else []) + [
+        f"feature:{feature_name(f)}" for f in missing_features
+    ]
+    checks = [family, features]
+    return StatusUpdate({"missing": missing}, [*checks, ready(checks, "Resolved", "family and features resolved")])
+
+
+@kopf.on.resume(GROUP, VERSION, MODEL.plural)
+@kopf.on.create(GROUP, VERSION, MODEL.plural)
+@kopf.on.update(GROUP, VERSION, MODEL.plural, field="spec")
+async def model_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    await runtime.reconcile_now(Key(MODEL.kind, body.namespace or "default", body.name), dict(body))

@@ -1,0 +1,135 @@
+"""The Lykeion operator: kopf configured explicitly, the registry, health and metrics.
+
+    lykeion-operator [--kubeconfig PATH] [--executor local|kubernetes] [--health-port 8080]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from typing import Any
+
+import kopf
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from lykeion import GROUP, VERSION, handlers
+from lykeion.api.kinds import KINDS
+from lykeion.executors import make_executor
+from lykeion.kube import Kube, api_client
+from lykeion.runtime import Runtime
+
+ANNOTATION_PREFIX = GROUP
+FINALIZER = f"{GROUP}/finalizer"
+
+BUILDERS = {
+    "ModelFamily": handlers.families.desired_status,
+    "FeatureManifest": handlers.features.desired_status,
+    "Model": handlers.models.desired_status,
+    "Deployment": handlers.deployments.desired_status,
+}
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    # Own finalizer and annotations; nothing of kopf's in status (the schema is strict).
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    # Events only for what needs a human's attention; one per success would double API load.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    settings.batching.worker_limit = 64
+
+    kube = Kube(api_client(os.environ.get("KUBECONFIG")))
+    runtime = Runtime(kube=kube, builders=BUILDERS)
+    runtime.executor = make_executor(os.environ.get("LYKEION_EXECUTOR", "local"), kube)  # type: ignore[attr-defined]
+    # List everything once before handlers run, so that a restart never reports a
+    # dependency as missing only because its watch event has not arrived yet.
+    for kind in KINDS:
+        for item in await kube.list_all(kind):
+            runtime.registry.observe(item)
+    memo.runtime = runtime
+    memo.ready = True
+    logger.info("registry primed: %s", {k.kind: len(getattr(runtime.registry, _table(k.kind))) for k in KINDS})
+
+
+def _table(kind: str) -> str:
+    return {"ModelFamily": "families", "FeatureManifest": "manifests", "Model": "models", "Deployment": "deployments"}[kind]
+
+
+def _observer(plural: str) -> None:
+    @kopf.on.event(GROUP, VERSION, plural)
+    async def observed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        runtime: Runtime | None = getattr(memo, "runtime", None)
+        if runtime is not None:
+            runtime.observe(event["type"], dict(event["object"]))
+
+
+for _kind in KINDS:
+    _observer(_kind.plural)
+
+
+@kopf.on.startup()
+async def serve_health(memo: kopf.Memo, **_: Any) -> None:
+    port = int(os.environ.get("LYKEION_HEALTH_PORT", "8080"))
+    if port == 0:
+        return
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok = bool(getattr(memo, "ready", False))
+        return web.Response(text="ready" if ok else "starting", status=200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, os.environ.get("LYKEION_HEALTH_HOST", "127.0.0.1"), port).start()
+    memo.health_runner = runner
+
+
+@kopf.on.cleanup()
+async def stop_health(memo: kopf.Memo, **_: Any) -> None:
+    runner = getattr(memo, "health_runner", None)
+    if runner is not None:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lykeion-operator", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--kubeconfig", help="kubeconfig to use (default: in-cluster, then $KUBECONFIG)")
+    parser.add_argument("--executor", choices=["local", "kubernetes"], default=os.environ.get("LYKEION_EXECUTOR", "local"))
+    parser.add_argument("--health-port", type=int, default=int(os.environ.get("LYKEION_HEALTH_PORT", "8080")),
+                        help="port of /healthz, /readyz and /metrics (0 disables)")
+    parser.add_argument("--health-host", default=os.environ.get("LYKEION_HEALTH_HOST", "127.0.0.1"))
+    parser.add_argument("--namespace", action="append", help="watch only these namespaces (default: all)")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    os.environ["LYKEION_EXECUTOR"] = args.executor
+    os.environ["LYKEION_HEALTH_PORT"] = str(args.health_port)
+    os.environ["LYKEION_HEALTH_HOST"] = args.health_host
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or [],
+            standalone=True,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

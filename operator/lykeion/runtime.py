@@ -1,0 +1,136 @@
+"""The operator's shared state and its one way to reconcile an object.
+
+Every reconcile of an object — from its own kopf handler, or because something it depends
+on changed — runs under that object's lock, reads the registry at that moment, and ends in
+at most one status patch. So the last writer always saw the newest state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from kubernetes.client.rest import ApiException
+
+from lykeion import conditions
+from lykeion.api.kinds import BY_KIND
+from lykeion.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
+from lykeion.registry import Key, Registry
+
+log = logging.getLogger("lykeion")
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """What a kind's pure `desired_status` returns: plain fields and condition checks."""
+
+    fields: dict[str, Any]
+    checks: list[conditions.Check]
+
+
+StatusBuilder = Callable[[dict[str, Any], Registry], StatusUpdate]
+
+
+def new_status(body: dict[str, Any], update: StatusUpdate, timestamp: str) -> dict[str, Any]:
+    """The full status to store: current status + fields + merged conditions + generation."""
+    current = dict(body.get("status") or {})
+    generation = int(body["metadata"].get("generation", 0))
+    merged = conditions.merge(current.get("conditions", []), update.checks, generation, timestamp)
+    return {**current, **update.fields, "conditions": merged, "observedGeneration": generation}
+
+
+def _comparable(status: dict[str, Any]) -> dict[str, Any]:
+    return {**status, "conditions": [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions", [])
+    ]}
+
+
+@dataclass
+class Runtime:
+    kube: Any  # lykeion.kube.Kube; Any keeps this module importable without the API client
+    builders: dict[str, StatusBuilder]
+    registry: Registry = field(default_factory=Registry)
+    retry_limit: int = 8
+    _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
+    _pending: set[Key] = field(default_factory=set)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    # -- entry points ---------------------------------------------------------------------
+
+    async def reconcile_now(self, key: Key, body: dict[str, Any] | None = None) -> None:
+        """Reconcile from a kopf handler: errors propagate so kopf retries them."""
+        async with self._lock(key):
+            await self._reconcile(key, body)
+
+    def enqueue(self, key: Key) -> None:
+        """Reconcile soon because a dependency changed; repeated requests coalesce."""
+        if key in self._pending:
+            return
+        self._pending.add(key)
+        task = asyncio.get_running_loop().create_task(self._reconcile_later(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Feed a watch event to the registry and requeue whatever depends on the change."""
+        meta = body["metadata"]
+        if event_type == "DELETED":
+            keys = self.registry.forget(body["kind"], meta.get("namespace", "default"), meta["name"])
+            self._locks.pop(Key(body["kind"], meta.get("namespace", "default"), meta["name"]), None)
+        else:
+            keys = self.registry.observe(body)
+        for key in keys:
+            self.enqueue(key)
+
+    async def idle(self) -> None:
+        """Wait until no requeued reconcile is pending (for tests and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _lock(self, key: Key) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def _reconcile_later(self, key: Key) -> None:
+        for attempt in range(self.retry_limit):
+            async with self._lock(key):
+                # Taken off pending once the lock is held: requests arriving from now on see
+                # a state newer than the one this run reads, so they must run again.
+                self._pending.discard(key)
+                try:
+                    await self._reconcile(key, None)
+                    return
+                except kopf.TemporaryError as error:
+                    delay = float(error.delay or 1.0) * (attempt + 1)
+                    log.warning("reconcile of %s failed (%s); retrying in %.0fs", key, error, delay)
+                except (kopf.PermanentError, ApiException) as error:
+                    log.error("reconcile of %s failed for good: %s", key, error)
+                    return
+            await asyncio.sleep(delay)
+        log.error("reconcile of %s still failing after %d attempts", key, self.retry_limit)
+
+    async def _reconcile(self, key: Key, body: dict[str, Any] | None) -> None:
+        kind = BY_KIND[key.kind]
+        started = time.perf_counter()
+        try:
+            if body is None:
+                body = await self.kube.get(kind, key.namespace, key.name)
+                if body is None:
+                    return
+            body.setdefault("kind", kind.kind)
+            status = new_status(body, self.builders[key.kind](body, self.registry), conditions.now())
+            current = body.get("status") or {}
+            if _comparable(status) != _comparable(current):
+                await self.kube.patch_status(kind, key.namespace, key.name, status)
+            RECONCILES.labels(kind.kind).inc()
+        except Exception:
+            RECONCILE_ERRORS.labels(kind.kind).inc()
+            raise
+        finally:
+            RECONCILE_SECONDS.labels(kind.kind).observe(time.perf_counter() - started)
