@@ -35,6 +35,9 @@ def api_client(kubeconfig: Path | str | None = None) -> client.ApiClient:
     configuration = client.Configuration()
     config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, client_configuration=configuration)
     configuration.connection_pool_maxsize = 32
+    if not configuration.verify_ssl:
+        # The embedded control plane has a self-signed certificate; say so once, not per call.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     return client.ApiClient(configuration)
 
 

@@ -32,6 +32,12 @@ BUILDERS = {
 }
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> Any:
+    """In a pod: the service account; elsewhere: $KUBECONFIG (set from --kubeconfig)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
     # Own finalizer and annotations; nothing of kopf's in status (the schema is strict).
@@ -122,6 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["LYKEION_HEALTH_PORT"] = str(args.health_port)
     os.environ["LYKEION_HEALTH_HOST"] = args.health_host
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    if not args.verbose:
+        # Per-object success lines drown real problems at hundreds of objects.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,

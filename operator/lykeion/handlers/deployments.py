@@ -37,6 +37,6 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
 @kopf.on.resume(GROUP, VERSION, DEPLOYMENT.plural)
 @kopf.on.create(GROUP, VERSION, DEPLOYMENT.plural)
 @kopf.on.update(GROUP, VERSION, DEPLOYMENT.plural, field="spec")
-async def deployment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def deployment_changed(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(DEPLOYMENT.kind, body.namespace or "default", body.name), dict(body))
+    await runtime.reconcile_now(Key(DEPLOYMENT.kind, namespace, name), dict(body))

@@ -54,17 +54,17 @@ def _sorted_versions(versions: set[str]) -> list[str]:
 @kopf.on.resume(GROUP, VERSION, MODEL_FAMILY.plural)
 @kopf.on.create(GROUP, VERSION, MODEL_FAMILY.plural)
 @kopf.on.update(GROUP, VERSION, MODEL_FAMILY.plural, field="spec")
-async def family_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def family_changed(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(MODEL_FAMILY.kind, body.namespace or "default", body.name), dict(body))
+    await runtime.reconcile_now(Key(MODEL_FAMILY.kind, namespace, name), dict(body))
 
 
 @kopf.on.delete(GROUP, VERSION, MODEL_FAMILY.plural)
-async def family_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def family_deleted(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    ns = body.namespace or "default"
+    ns = namespace
     # The finalizer stays until no Model references the family; status says which ones.
-    await runtime.reconcile_now(Key(MODEL_FAMILY.kind, ns, body.name), dict(body))
-    models = runtime.registry.models_of_family(ns, body.name)
+    await runtime.reconcile_now(Key(MODEL_FAMILY.kind, ns, name), dict(body))
+    models = runtime.registry.models_of_family(ns, name)
     if models:
-        raise kopf.TemporaryError(f"ModelFamily {body.name} is used by {', '.join(models[:10])}", delay=5)
+        raise kopf.TemporaryError(f"ModelFamily {name} is used by {', '.join(models[:10])}", delay=5)

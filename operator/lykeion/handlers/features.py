@@ -40,6 +40,6 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
 @kopf.on.resume(GROUP, VERSION, FEATURE_MANIFEST.plural)
 @kopf.on.create(GROUP, VERSION, FEATURE_MANIFEST.plural)
 @kopf.on.update(GROUP, VERSION, FEATURE_MANIFEST.plural, field="spec")
-async def manifest_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def manifest_changed(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(FEATURE_MANIFEST.kind, body.namespace or "default", body.name), dict(body))
+    await runtime.reconcile_now(Key(FEATURE_MANIFEST.kind, namespace, name), dict(body))

@@ -65,6 +65,6 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
 @kopf.on.resume(GROUP, VERSION, MODEL.plural)
 @kopf.on.create(GROUP, VERSION, MODEL.plural)
 @kopf.on.update(GROUP, VERSION, MODEL.plural, field="spec")
-async def model_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def model_changed(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(MODEL.kind, body.namespace or "default", body.name), dict(body))
+    await runtime.reconcile_now(Key(MODEL.kind, namespace, name), dict(body))

@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+#
+# One image per set of extras; the default is the operator:
+#
+#   docker build -t lykeion-operator .
+#   docker build -t lykeion-pipelines --build-arg EXTRAS=pipelines .
+#
+# Workload Jobs set their own command, so the ENTRYPOINT only matters for the operator.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS builder
+ARG EXTRAS=operator
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# Same path in both stages: a venv's scripts point at its absolute location.
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Pinned versions: the image is reproducible from the same commit.
+COPY requirements/ requirements/
+COPY pyproject.toml ./
+COPY operator/ operator/
+COPY lykectl/ lykectl/
+RUN pip install -c requirements/constraints.txt ".[${EXTRAS}]"
+
+FROM ${PYTHON_IMAGE}
+# uid 1000 to match the runAsUser of the chart and of the Jobs the operator creates.
+RUN groupadd --gid 1000 lykeion \
+ && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin lykeion
+COPY --from=builder /opt/venv /opt/venv
+# The root filesystem is read-only in the cluster: no .pyc writes, HOME on a writable /tmp.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+USER 1000:1000
+EXPOSE 8080
+ENTRYPOINT ["lykeion-operator", "--health-host", "0.0.0.0", "--executor", "kubernetes"]

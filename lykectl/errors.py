@@ -1,0 +1,72 @@
+"""Every failure becomes one `error: ...` line on stderr and exit code 1, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import click
+import typer
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+from typer.core import TyperGroup
+
+
+class CliError(Exception):
+    """A failure the user can act on; its text is the whole report."""
+
+
+def location(prefix: str, loc: Sequence[int | str]) -> str:
+    """`spec` + ('inputFeatures', 1) -> `spec.inputFeatures[1]`, as the API server names fields."""
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else part
+    return path or "object"
+
+
+def validation_message(error: ValidationError, prefix: str = "spec") -> str:
+    """All of pydantic's findings on one line: `spec.version: String should match ...`."""
+    findings = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        findings.append(f"{location(prefix, item['loc'])}: {message}")
+    return "; ".join(findings)
+
+
+def api_body(error: ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(error.body or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def api_message(error: ApiException) -> str:
+    """The API server's own `message` (CEL and schema errors), else status and reason."""
+    message = api_body(error).get("message")
+    if message:
+        return str(message)
+    return f"the API server answered {error.status} {error.reason}".strip()
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+class ReportingGroup(TyperGroup):
+    """The root command group: turns known failures into one line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CliError as error:
+            fail(str(error))
+        except ValidationError as error:
+            fail(validation_message(error, prefix=""))
+        except ApiException as error:
+            fail(api_message(error))

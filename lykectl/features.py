@@ -1,0 +1,93 @@
+"""`lykectl features`: FeatureManifest objects, applied from YAML files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from lykeion.api.kinds import FEATURE_MANIFEST, kind_of
+
+from lykectl import options
+from lykectl.errors import CliError
+from lykectl.resources import add_read_delete_commands, build_object, build_spec, finish
+
+app = typer.Typer(
+    help="FeatureManifest: an entity's features, their source and schedule.",
+    no_args_is_help=True,
+)
+
+KEPT_METADATA = ("labels", "annotations")
+
+
+def load_manifests(text: str, source: str, namespace: str) -> list[dict[str, Any]]:
+    """The FeatureManifests of a YAML stream, each checked by the API models before sending."""
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as error:
+        raise CliError(f"{source}: invalid YAML: {' '.join(str(error).split())}") from None
+    if not documents:
+        raise CliError(f"{source}: no YAML documents")
+    manifests = []
+    for number, doc in enumerate(documents, start=1):
+        where = f"{source} document {number}"
+        if not isinstance(doc, dict):
+            raise CliError(f"{where}: expected a mapping, got {type(doc).__name__}")
+        try:
+            kind = kind_of(doc)
+        except ValueError as error:
+            raise CliError(f"{where}: {error}") from None
+        if kind is not FEATURE_MANIFEST:
+            raise CliError(f"{where}: is a {kind.kind}; `features apply` takes FeatureManifests")
+        metadata = doc.get("metadata") or {}
+        name = metadata.get("name")
+        if not isinstance(name, str) or not name:
+            raise CliError(f"{where}: metadata.name is required")
+        spec = build_spec(FEATURE_MANIFEST, doc.get("spec") or {}, where=f"{where} ({name}): ")
+        body = build_object(FEATURE_MANIFEST, name, spec, metadata.get("namespace") or namespace)
+        body["metadata"].update({k: metadata[k] for k in KEPT_METADATA if metadata.get(k)})
+        manifests.append(body)
+    return manifests
+
+
+def _read(path: Path) -> tuple[str, str]:
+    if str(path) == "-":
+        return sys.stdin.read(), "<stdin>"
+    try:
+        return path.read_text(), str(path)
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+@app.command("apply")
+def apply_features(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path],
+        typer.Option(
+            "--filename", "-f", help="YAML file of one or more FeatureManifests ('-' for stdin)."
+        ),
+    ],
+    force_conflicts: Annotated[
+        bool, typer.Option(help="Take over fields another field manager owns.")
+    ] = False,
+    output: options.CreatedFormat = None,
+    wait: options.Wait = False,
+    timeout: options.Timeout = 120.0,
+    namespace: options.Namespace = None,
+    kubeconfig: options.Kubeconfig = None,
+) -> None:
+    """Server-side apply FeatureManifests (field manager `lykectl`)."""
+    cluster = options.cluster(ctx, namespace, kubeconfig)
+    # Validate every document of every file before the first one is sent.
+    manifests = [m for path in files for m in load_manifests(*_read(path), cluster.namespace)]
+    for manifest in manifests:
+        applied = cluster.apply(manifest, force_conflicts=force_conflicts)
+        finish(
+            cluster.in_namespace(applied["metadata"]["namespace"]),
+            FEATURE_MANIFEST, applied, "applied", output, wait, timeout)
+
+
+add_read_delete_commands(app, FEATURE_MANIFEST)

@@ -1,0 +1,105 @@
+"""What every kind's commands share: building objects through the API models, reporting
+what was written, and the plain `list`, `get NAME` and `delete NAME` commands."""
+
+# No `from __future__ import annotations`: typer must evaluate the annotations of the
+# commands defined inside `add_read_delete_commands`, which refer to its `kind` argument.
+
+from typing import Annotated, Any
+
+import typer
+from lykeion.api.common import ApiModel
+from lykeion.api.kinds import Kind
+from pydantic import ValidationError
+
+from lykectl import options
+from lykectl.client import Cluster, resource
+from lykectl.errors import CliError, validation_message
+from lykectl.output import Output, show
+from lykectl.wait import wait_ready
+
+
+def build_spec(kind: Kind, spec: dict[str, Any], where: str = "") -> ApiModel:
+    """The spec parsed by the kind's pydantic model; one-line CliError when it is invalid."""
+    try:
+        parsed: ApiModel = kind.parse_spec(spec)
+    except ValidationError as error:
+        raise CliError(f"{where}{validation_message(error, 'spec')}") from None
+    return parsed
+
+
+def object_name(kind: Kind, spec: ApiModel) -> str:
+    """The name the kind's name rule demands (e.g. `<family>-<segment>-<version>`)."""
+    if kind.name_rule is None:
+        raise CliError(f"{kind.kind} names are chosen freely; pass one")
+    return kind.name_rule.expected(spec.wire())
+
+
+def name_from(kind: Kind, **parts: str) -> str:
+    """The name of an object from the spec fields of its name rule, without a full spec."""
+    if kind.name_rule is None:
+        raise CliError(f"{kind.kind} names are chosen freely; pass one")
+    return kind.name_rule.expected(parts)
+
+
+def build_object(kind: Kind, name: str, spec: ApiModel, namespace: str) -> dict[str, Any]:
+    try:
+        return kind.build(name, spec, namespace)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+
+
+def finish(
+    cluster: Cluster,
+    kind: Kind,
+    obj: dict[str, Any],
+    verb: str,
+    output: Output | None,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """After a write: a one-line summary (or the object with -o), then --wait if asked."""
+    name = obj["metadata"]["name"]
+    if output is None:
+        typer.echo(f"{resource(kind, name)} {verb}")
+    if wait:
+        obj = wait_ready(lambda: cluster.get(kind, name), kind, name, timeout)
+    if output is not None:
+        show(kind, [obj], output, single=True)
+
+
+def add_read_delete_commands(app: typer.Typer, kind: Kind) -> None:
+    """`list`, `get NAME` and `delete NAME` for a kind addressed by its object name."""
+
+    @app.command("list", help=f"List {kind.kind} objects.")
+    def list_objects(
+        ctx: typer.Context,
+        output: options.Format = Output.table,
+        all_namespaces: options.AllNamespaces = False,
+        namespace: options.Namespace = None,
+        kubeconfig: options.Kubeconfig = None,
+    ) -> None:
+        cluster = options.cluster(ctx, namespace, kubeconfig)
+        items = cluster.list(kind, all_namespaces=all_namespaces)
+        show(kind, items, output, all_namespaces=all_namespaces, namespace=cluster.namespace)
+
+    @app.command("get", help=f"Show one {kind.kind}.")
+    def get_object(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(help=f"Name of the {kind.kind}.")],
+        output: options.Format = Output.table,
+        namespace: options.Namespace = None,
+        kubeconfig: options.Kubeconfig = None,
+    ) -> None:
+        cluster = options.cluster(ctx, namespace, kubeconfig)
+        show(kind, [cluster.get(kind, name)], output, single=True)
+
+    @app.command("delete", help=f"Delete one {kind.kind}.")
+    def delete_object(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(help=f"Name of the {kind.kind}.")],
+        namespace: options.Namespace = None,
+        kubeconfig: options.Kubeconfig = None,
+    ) -> None:
+        cluster = options.cluster(ctx, namespace, kubeconfig)
+        cluster.delete(kind, name)
+        typer.echo(f"{resource(kind, name)} deleted")

@@ -1,0 +1,62 @@
+"""Fixtures: a real etcd + kube-apiserver for the session, and the real operator process."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from lykeion.controlplane import ControlPlane
+from lykeion.kube import api_client
+from tests.support import Cluster, Operator
+
+_namespaces = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    plane = ControlPlane(tmp_path_factory.mktemp("control-plane")).start()
+    try:
+        plane.install_crds()
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def api(control_plane: ControlPlane) -> client.ApiClient:
+    return api_client(control_plane.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def cluster(api: client.ApiClient) -> Cluster:
+    return Cluster(api)
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    state = tmp_path_factory.mktemp("operator-state")
+    proc = Operator(
+        control_plane.kubeconfig,
+        state / "operator.log",
+        extra_env={"LYKEION_STATE_DIR": str(state / "runs")},
+    ).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> str:
+    """A fresh namespace per test, so tests never see each other's objects."""
+    base = request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")
+    name = f"{''.join(c for c in base if c.isalnum() or c == '-')[:40].strip('-')}-{next(_namespaces)}"
+    return cluster.new_namespace(name)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).parent.name == "integration":
+            item.add_marker(pytest.mark.integration)

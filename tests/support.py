@@ -1,0 +1,168 @@
+"""Helpers for tests that talk to the real API server and a real operator process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from lykeion import GROUP, VERSION
+from lykeion.api.kinds import BY_KIND
+from lykeion.controlplane import free_port
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; bounded by `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+@dataclass
+class Cluster:
+    """Typed access to Lykeion objects in the test API server."""
+
+    api: client.ApiClient
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    def create(self, body: dict[str, Any], namespace: str) -> dict[str, Any]:
+        kind = BY_KIND[body["kind"]]
+        result: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, kind.plural, body
+        )
+        return result
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, BY_KIND[kind].plural, name
+            )
+            return result
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, BY_KIND[kind].plural, name, patch
+        )
+        return result
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, BY_KIND[kind].plural, name)
+
+    def condition(self, kind: str, namespace: str, name: str, type_: str = "Ready") -> dict[str, Any] | None:
+        body = self.get(kind, namespace, name) or {}
+        for cond in (body.get("status") or {}).get("conditions", []):
+            if cond["type"] == type_:
+                return dict(cond)
+        return None
+
+    def wait_condition(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: str,
+        reason: str | None = None,
+        type_: str = "Ready",
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        def matches() -> dict[str, Any] | None:
+            cond = self.condition(kind, namespace, name, type_)
+            if cond and cond["status"] == status and (reason is None or cond["reason"] == reason):
+                return cond
+            return None
+
+        result: dict[str, Any] = wait_for(
+            matches, timeout, f"{kind} {namespace}/{name} {type_}={status} {reason or ''}"
+        )
+        return result
+
+    def new_namespace(self, name: str) -> str:
+        client.CoreV1Api(self.api).create_namespace({"metadata": {"name": name}})
+        return name
+
+
+@dataclass
+class Operator:
+    """The real operator, as a child process, with its log in a file."""
+
+    kubeconfig: Path
+    log_path: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> Operator:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "lykeion.operator_main",
+                "--kubeconfig", str(self.kubeconfig),
+                "--health-port", str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.extra_env},
+            start_new_session=True,
+        )
+        wait_for(self.ready, timeout, f"operator readiness (log: {self.log_path})")
+        return self
+
+    def ready(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"operator exited; log:\n{self.log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def get(self, path: str) -> tuple[int, str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as when a node dies."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    import yaml
+
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)
