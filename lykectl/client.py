@@ -14,9 +14,8 @@ from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
-
 from lykeion import GROUP, VERSION
 from lykeion.api.kinds import Kind, kind_of
 
@@ -61,7 +60,7 @@ class Cluster:
             )
         configuration = client.Configuration()
         try:
-            config.load_kube_config(
+            config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=self.kubeconfig, client_configuration=configuration
             )
         except (ConfigException, OSError, ValueError) as error:
@@ -94,7 +93,7 @@ class Cluster:
 
     def find(self, kind: Kind, name: str) -> dict[str, Any] | None:
         try:
-            return self._call(
+            found: dict[str, Any] = self._call(
                 lambda api: api.get_namespaced_custom_object(
                     GROUP, VERSION, self.namespace, kind.plural, name,
                     _request_timeout=REQUEST_TIMEOUT,
@@ -104,6 +103,7 @@ class Cluster:
             if error.status == 404:
                 return None
             raise
+        return found
 
     def get(self, kind: Kind, name: str) -> dict[str, Any]:
         found = self.find(kind, name)

@@ -6,9 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-import click
 import typer
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from typer.core import TyperGroup
 
@@ -61,7 +60,7 @@ def fail(message: str) -> NoReturn:
 class ReportingGroup(TyperGroup):
     """The root command group: turns known failures into one line and exit code 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except CliError as error:

@@ -13,7 +13,10 @@ from typing import Any
 
 _FIELD = r"\.(?P<field>[A-Za-z_][A-Za-z0-9_-]*)"
 _INDEX = r"\[(?P<index>[0-9]+)\]"
-_FILTER = r"""\[\?\(@\.(?P<key>[A-Za-z_][A-Za-z0-9_-]*)\s*==\s*(?P<quote>["'])(?P<value>.*?)(?P=quote)\)\]"""
+_FILTER = (
+    r"\[\?\(@\.(?P<key>[A-Za-z_][A-Za-z0-9_-]*)\s*==\s*"
+    r"""(?P<quote>["'])(?P<value>.*?)(?P=quote)\)\]"""
+)
 _STEP = re.compile(f"{_FIELD}|{_INDEX}|{_FILTER}")
 
 

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from lykeion.api.kinds import DEPLOYMENT, MODEL
 
 from lykectl import options
@@ -76,7 +76,11 @@ def model_spec(
             },
             "requests": 1 if train else 0,
         },
-        "evaluation": {"metric": metric, "threshold": threshold, "higherIsBetter": higher_is_better},
+        "evaluation": {
+            "metric": metric,
+            "threshold": threshold,
+            "higherIsBetter": higher_is_better,
+        },
     }
 
 

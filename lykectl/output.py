@@ -10,11 +10,10 @@ from typing import Any
 
 import typer
 import yaml
+from lykeion.api.kinds import Kind
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-
-from lykeion.api.kinds import Kind
 
 from lykectl.jsonpath import cell
 
@@ -104,7 +103,9 @@ def show(
     objects = [clean(obj) for obj in items]
     if output in (Output.yaml, Output.json):
         document: Any = (
-            objects[0] if single and objects else {"apiVersion": "v1", "kind": "List", "items": objects}
+            objects[0]
+            if single and objects
+            else {"apiVersion": "v1", "kind": "List", "items": objects}
         )
         if output is Output.json:
             typer.echo(json.dumps(document, indent=2))

@@ -31,21 +31,22 @@ def object_name(kind: Kind, spec: ApiModel) -> str:
     """The name the kind's name rule demands (e.g. `<family>-<segment>-<version>`)."""
     if kind.name_rule is None:
         raise CliError(f"{kind.kind} names are chosen freely; pass one")
-    return kind.name_rule.expected(spec.wire())
+    return str(kind.name_rule.expected(spec.wire()))
 
 
 def name_from(kind: Kind, **parts: str) -> str:
     """The name of an object from the spec fields of its name rule, without a full spec."""
     if kind.name_rule is None:
         raise CliError(f"{kind.kind} names are chosen freely; pass one")
-    return kind.name_rule.expected(parts)
+    return str(kind.name_rule.expected(parts))
 
 
 def build_object(kind: Kind, name: str, spec: ApiModel, namespace: str) -> dict[str, Any]:
     try:
-        return kind.build(name, spec, namespace)
+        body: dict[str, Any] = kind.build(name, spec, namespace)
     except ValueError as error:
         raise CliError(str(error)) from None
+    return body
 
 
 def finish(

@@ -35,4 +35,7 @@ def next_versions(
             f"versions {', '.join(others)} all serve traffic, so it is ambiguous which one "
             f"gives {traffic}% to {version}; deploy one version without --traffic first"
         )
-    return [{"version": others[0], "traffic": 100 - traffic}, {"version": version, "traffic": traffic}]
+    return [
+        {"version": others[0], "traffic": 100 - traffic},
+        {"version": version, "traffic": traffic},
+    ]

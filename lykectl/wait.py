@@ -73,7 +73,9 @@ def assess(obj: dict[str, Any]) -> Verdict:
     status = obj.get("status") or {}
     observed = status.get("observedGeneration")
     if observed is None or int(observed) < generation:
-        return Verdict(State.waiting, f"waiting for the operator to observe generation {generation}")
+        return Verdict(
+            State.waiting, f"waiting for the operator to observe generation {generation}"
+        )
     ready = _ready_condition(status)
     if ready is None:
         return Verdict(State.waiting, "waiting for a Ready condition")

@@ -1,0 +1,264 @@
+"""`lykectl up` / `lykectl down`: the embedded platform (etcd, kube-apiserver, operator).
+
+The processes run in their own sessions and outlive `lykectl up`; what `down` needs to
+find them again (pids, the command each runs, ports) is recorded in `platform.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from lykeion.controlplane import ControlPlane, ControlPlaneError, binaries_dir, free_port
+
+from lykectl.errors import CliError
+
+DEFAULT_WORKDIR = Path("~/.lykeion")
+STATE_FILE = "platform.json"
+CONTROL_PLANE_DIR = "control-plane"
+RUNS_DIR = "runs"
+KUBECONFIG_FILE = "kubeconfig"
+OPERATOR_LOG = "operator.log"
+POLL_INTERVAL = 0.25
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    pid: int
+    command: str
+    """argv[0], to tell our process from another that reused its pid."""
+
+
+@dataclass(frozen=True)
+class Platform:
+    api_server: str
+    kubeconfig: str
+    kubectl: str
+    operator_health_port: int
+    started_at: str
+    processes: tuple[Process, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Platform:
+        processes = tuple(Process(**p) for p in data["processes"])
+        return cls(**{**data, "processes": processes})
+
+
+def read_state(workdir: Path) -> Platform | None:
+    path = workdir / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        return Platform.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as error:
+        raise CliError(
+            f"{path} is unreadable ({error}); stop the processes and remove it"
+        ) from None
+
+
+def is_alive(process: Process) -> bool:
+    """True while the recorded process runs (not a zombie, not a stranger with its pid)."""
+    try:
+        os.kill(process.pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc = Path(f"/proc/{process.pid}")
+    if not proc.exists():
+        return True  # no procfs (macOS): the signal check is all there is
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        argv0 = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and Path(argv0).name == Path(process.command).name
+
+
+@contextlib.contextmanager
+def stage(title: str) -> Iterator[None]:
+    """Print `title` with how long it took, and mark it failed if it raises."""
+    started = time.monotonic()
+    try:
+        yield
+    except BaseException:
+        typer.echo(f"  failed  {title} ({time.monotonic() - started:.1f}s)", err=True)
+        raise
+    typer.echo(f"  done    {title} ({time.monotonic() - started:.1f}s)", err=True)
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if len(lines) > 1:
+        return f"{lines[0]} ... {lines[-1]}"
+    return lines[0] if lines else type(error).__name__
+
+
+def _signal_group(pid: int, signum: signal.Signals) -> None:
+    # Each process leads its own session (start_new_session), so its group id is its pid.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+def _wait_gone(process: Process, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while is_alive(process):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def terminate(process: Process, grace: float) -> None:
+    """SIGTERM the process group, SIGKILL it after `grace` seconds."""
+    if not is_alive(process):
+        return
+    _signal_group(process.pid, signal.SIGTERM)
+    if _wait_gone(process, grace):
+        return
+    _signal_group(process.pid, signal.SIGKILL)
+    if not _wait_gone(process, 5.0):
+        raise CliError(f"{process.name} (pid {process.pid}) is still running after SIGKILL")
+
+
+def _start_operator(workdir: Path, kubeconfig: Path, port: int) -> subprocess.Popen[bytes]:
+    # The child gets its own copy of the descriptor; ours is closed on return.
+    with open(workdir / OPERATOR_LOG, "wb") as log:
+        return subprocess.Popen(
+            [
+                sys.executable, "-m", "lykeion.operator_main",
+                "--kubeconfig", str(kubeconfig),
+                "--executor", "local",
+                "--health-port", str(port),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=workdir,
+            env={**os.environ, "LYKEION_STATE_DIR": str(workdir / RUNS_DIR)},
+        )
+
+
+def _wait_operator_ready(
+    operator: subprocess.Popen[bytes], port: int, log: Path, timeout: float
+) -> None:
+    url = f"http://127.0.0.1:{port}/readyz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if operator.poll() is not None:
+            raise CliError(f"the operator exited with code {operator.returncode}; see {log}")
+        with (
+            contextlib.suppress(urllib.error.URLError, OSError),
+            urllib.request.urlopen(url, timeout=2) as answer,
+        ):
+            if answer.status == 200:
+                return
+        time.sleep(POLL_INTERVAL)
+    raise CliError(f"the operator was not ready after {timeout:g}s; see {log}")
+
+
+def _running(workdir: Path) -> Platform | None:
+    """The recorded platform if all of it runs; leftovers of a half-dead one are stopped."""
+    platform = read_state(workdir)
+    if platform is None:
+        return None
+    if all(is_alive(p) for p in platform.processes):
+        return platform
+    with stage("stopped the leftovers of an earlier run"):
+        for process in reversed(platform.processes):
+            terminate(process, grace=10.0)
+        (workdir / STATE_FILE).unlink(missing_ok=True)
+    return None
+
+
+def up(workdir: Path, timeout: float) -> tuple[Platform, bool]:
+    """Start the platform (or find it running); the bool says whether it was already up."""
+    workdir = workdir.expanduser().resolve()
+    already = _running(workdir)
+    if already is not None:
+        return already, True
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        with stage("located the control-plane binaries (built on first use)"):
+            bin_dir = binaries_dir()
+        plane = ControlPlane(workdir / CONTROL_PLANE_DIR, bin_dir=bin_dir)
+    except ControlPlaneError as error:
+        raise CliError(_one_line(error)) from None
+    operator: subprocess.Popen[bytes] | None = None
+    try:
+        with stage("started etcd and kube-apiserver"):
+            plane.start(timeout=timeout)
+        with stage("installed the CRDs"):
+            plane.install_crds(timeout=timeout)
+        kubeconfig = workdir / KUBECONFIG_FILE
+        shutil.copyfile(plane.kubeconfig, kubeconfig)
+        kubeconfig.chmod(0o600)  # it holds the admin token
+        port = free_port()
+        with stage("started the operator"):
+            operator = _start_operator(workdir, kubeconfig, port)
+            _wait_operator_ready(operator, port, workdir / OPERATOR_LOG, timeout)
+    except (ControlPlaneError, subprocess.CalledProcessError, OSError) as error:
+        _abandon(plane, operator)
+        raise CliError(_one_line(error)) from None
+    except BaseException:
+        _abandon(plane, operator)
+        raise
+    names = ("etcd", "kube-apiserver")  # ControlPlane starts them in this order
+    processes = [
+        Process(name, p.pid, str(plane.bin_dir / name))
+        for name, p in zip(names, plane.processes, strict=True)
+    ]
+    processes.append(Process("operator", operator.pid, sys.executable))
+    platform = Platform(
+        api_server=plane.url,
+        kubeconfig=str(kubeconfig),
+        kubectl=str(plane.kubectl),
+        operator_health_port=port,
+        started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        processes=tuple(processes),
+    )
+    (workdir / STATE_FILE).write_text(json.dumps(platform.to_json(), indent=2) + "\n")
+    return platform, False
+
+
+def _abandon(plane: ControlPlane, operator: subprocess.Popen[bytes] | None) -> None:
+    """Undo a half-done `up` so that nothing keeps running unrecorded."""
+    if operator is not None and operator.poll() is None:
+        terminate(Process("operator", operator.pid, sys.executable), grace=10.0)
+    plane.stop()
+
+
+def down(workdir: Path, purge: bool, grace: float = 15.0) -> bool:
+    """Stop what `up` recorded; False when nothing was recorded."""
+    workdir = workdir.expanduser().resolve()
+    platform = read_state(workdir)
+    if platform is not None:
+        # The operator first, while the API server it talks to is still there.
+        for process in reversed(platform.processes):
+            with stage(f"stopped {process.name} (pid {process.pid})"):
+                terminate(process, grace)
+        (workdir / STATE_FILE).unlink(missing_ok=True)
+    if purge:
+        with stage(f"removed the data in {workdir}"):
+            for name in (CONTROL_PLANE_DIR, RUNS_DIR):
+                shutil.rmtree(workdir / name, ignore_errors=True)
+            for name in (KUBECONFIG_FILE, OPERATOR_LOG):
+                (workdir / name).unlink(missing_ok=True)
+    return platform is not None
