@@ -136,7 +136,7 @@ def create_model(
     ] = None,
     labels_format: Annotated[
         str | None,
-        typer.Option(help="parquet or csv [default: from the file extension].", show_default=False),
+        typer.Option(help="parquet or csv (default: from the file extension).", show_default=False),
     ] = None,
     train: Annotated[bool, typer.Option("--train", help="Request a training right away.")] = False,
     output: options.CreatedFormat = None,
@@ -317,11 +317,11 @@ def deploy_model(
     ] = None,
     backend: Annotated[
         Backend | None,
-        typer.Option(help="Serving system [default: unchanged, else lykeion].", show_default=False),
+        typer.Option(help="Serving system (default: unchanged, else lykeion).", show_default=False),
     ] = None,
     replicas: Annotated[
         int | None,
-        typer.Option(min=0, max=100, help="Replicas [default: unchanged, else 1].",
+        typer.Option(min=0, max=100, help="Replicas (default: unchanged, else 1).",
                      show_default=False),
     ] = None,
     output: options.CreatedFormat = None,

@@ -11,14 +11,14 @@ from lykectl.client import DEFAULT_NAMESPACE, Cluster
 from lykectl.output import Output
 
 KUBECONFIG_HELP = (
-    "Kubeconfig to use [default: $KUBECONFIG, else ~/.lykeion/kubeconfig if it exists, "
-    "else ~/.kube/config]."
+    "Kubeconfig to use (default: $KUBECONFIG, else ~/.lykeion/kubeconfig if it exists, "
+    "else ~/.kube/config)."
 )
 
 Namespace = Annotated[
     str | None,
     typer.Option(
-        "--namespace", "-n", help="Namespace [default: the global --namespace, else default].",
+        "--namespace", "-n", help="Namespace (default: the global --namespace, else default).",
         show_default=False,
     ),
 ]

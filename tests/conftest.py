@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-
 from lykeion.controlplane import ControlPlane
 from lykeion.kube import api_client
+
 from tests.support import Cluster, Operator
 
 _namespaces = itertools.count()
@@ -37,7 +37,9 @@ def cluster(api: client.ApiClient) -> Cluster:
 
 
 @pytest.fixture(scope="session")
-def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+def operator(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
     state = tmp_path_factory.mktemp("operator-state")
     proc = Operator(
         control_plane.kubeconfig,
@@ -52,7 +54,9 @@ def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFacto
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> str:
     """A fresh namespace per test, so tests never see each other's objects."""
     base = request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")
-    name = f"{''.join(c for c in base if c.isalnum() or c == '-')[:40].strip('-')}-{next(_namespaces)}"
+    name = (
+        f"{''.join(c for c in base if c.isalnum() or c == '-')[:40].strip('-')}-{next(_namespaces)}"
+    )
     return cluster.new_namespace(name)
 
 

@@ -35,7 +35,10 @@ def manifest(
             "description": "test features",
             "owner": "team@example.com",
             "entity": {"name": entity, "joinKey": f"{entity}_id"},
-            "source": {"file": {"path": "rides.csv", "format": "csv"}, "timestampColumn": "event_time"},
+            "source": {
+                "file": {"path": "rides.csv", "format": "csv"},
+                "timestampColumn": "event_time",
+            },
             "features": [{"name": n, "type": t, "column": n} for n, t in features.items()],
         },
     }
@@ -57,7 +60,9 @@ def model(
             "version": version,
             "description": "test model",
             "source": {"url": f"git@example.com:org/projects.git#ml/forward@{SHA}"},
-            "inputFeatures": features if features is not None else ["rider.age", "rider.drop_offs_count"],
+            "inputFeatures": features
+            if features is not None
+            else ["rider.age", "rider.drop_offs_count"],
             "training": {
                 "labels": {
                     "file": {"path": "labels.csv", "format": "csv"},

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
-
+from kubernetes.client.exceptions import ApiException
 from lykeion import GROUP, VERSION
 from lykeion.api.kinds import BY_KIND
 from lykeion.controlplane import free_port
@@ -69,9 +68,13 @@ class Cluster:
         return result
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
-        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, BY_KIND[kind].plural, name)
+        self.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, BY_KIND[kind].plural, name
+        )
 
-    def condition(self, kind: str, namespace: str, name: str, type_: str = "Ready") -> dict[str, Any] | None:
+    def condition(
+        self, kind: str, namespace: str, name: str, type_: str = "Ready"
+    ) -> dict[str, Any] | None:
         body = self.get(kind, namespace, name) or {}
         for cond in (body.get("status") or {}).get("conditions", []):
             if cond["type"] == type_:
@@ -118,9 +121,13 @@ class Operator:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "lykeion.operator_main",
-                "--kubeconfig", str(self.kubeconfig),
-                "--health-port", str(self.port),
+                sys.executable,
+                "-m",
+                "lykeion.operator_main",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--health-port",
+                str(self.port),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -134,7 +141,9 @@ class Operator:
         if self.process is not None and self.process.poll() is not None:
             raise AssertionError(f"operator exited; log:\n{self.log_path.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as answer:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/readyz", timeout=2
+            ) as answer:
                 return bool(answer.status == 200)
         except OSError:
             return False

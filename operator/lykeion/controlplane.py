@@ -39,9 +39,7 @@ def binaries_dir() -> Path:
     override = os.environ.get("LYKEION_CONTROL_PLANE_BIN")
     if override:
         return Path(override)
-    done = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise ControlPlaneError(f"building the control plane failed:\n{done.stderr[-4000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
@@ -99,14 +97,21 @@ class ControlPlane:
             "etcd",
             [
                 str(self.bin_dir / "etcd"),
-                "--data-dir", str(self.workdir / "etcd"),
-                "--listen-client-urls", client,
-                "--advertise-client-urls", client,
-                "--listen-peer-urls", peer,
-                "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"default={peer}",
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--listen-client-urls",
+                client,
+                "--advertise-client-urls",
+                client,
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+                "--initial-cluster",
+                f"default={peer}",
                 "--unsafe-no-fsync",
-                "--quota-backend-bytes", str(4 * 1024**3),
+                "--quota-backend-bytes",
+                str(4 * 1024**3),
             ],
         )
 
@@ -149,13 +154,20 @@ class ControlPlane:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": "lykeion", "cluster": {"server": self.url, "insecure-skip-tls-verify": True}}
+                {
+                    "name": "lykeion",
+                    "cluster": {"server": self.url, "insecure-skip-tls-verify": True},
+                }
             ],
             "users": [{"name": "lykeion-admin", "user": {"token": self.token}}],
             "contexts": [
                 {
                     "name": "lykeion",
-                    "context": {"cluster": "lykeion", "user": "lykeion-admin", "namespace": "default"},
+                    "context": {
+                        "cluster": "lykeion",
+                        "user": "lykeion-admin",
+                        "namespace": "default",
+                    },
                 }
             ],
             "current-context": "lykeion",
@@ -176,7 +188,7 @@ class ControlPlane:
                 if proc.poll() is not None:
                     self.stop()
                     raise ControlPlaneError(
-                        f"{proc.args[0]} exited with {proc.returncode}; see {self.workdir}/logs"
+                        f"{proc.args!r:.80} exited with {proc.returncode}; see {self.workdir}/logs"
                     )
             try:
                 with urllib.request.urlopen(request, context=context, timeout=5) as answer:
@@ -217,7 +229,12 @@ class ControlPlane:
         names = []
         for path in paths:
             self.run_kubectl(
-                "apply", "--server-side", "--force-conflicts", "--field-manager=lykeion", "-f", str(path)
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=lykeion",
+                "-f",
+                str(path),
             )
             names += [
                 doc["metadata"]["name"]
@@ -225,7 +242,9 @@ class ControlPlane:
                 if doc and doc.get("kind") == "CustomResourceDefinition"
             ]
         self.run_kubectl(
-            "wait", "--for=condition=Established", f"--timeout={int(timeout)}s",
+            "wait",
+            "--for=condition=Established",
+            f"--timeout={int(timeout)}s",
             *[f"crd/{n}" for n in names],
         )
 

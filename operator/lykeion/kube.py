@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import kopf
 import urllib3
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from lykeion import FIELD_MANAGER, GROUP, VERSION
@@ -33,7 +33,9 @@ def api_client(kubeconfig: Path | str | None = None) -> client.ApiClient:
         except config.ConfigException:
             pass
     configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, client_configuration=configuration)
+    config.load_kube_config(
+        config_file=str(kubeconfig) if kubeconfig else None, client_configuration=configuration
+    )
     configuration.connection_pool_maxsize = 32
     if not configuration.verify_ssl:
         # The embedded control plane has a self-signed certificate; say so once, not per call.
@@ -63,24 +65,31 @@ class Kube:
             return await asyncio.to_thread(fn)
         except ApiException as error:
             if error.status in RETRYABLE:
-                raise kopf.TemporaryError(f"{what}: API server answered {error.status} {error.reason}", delay=2) from error
+                raise kopf.TemporaryError(
+                    f"{what}: API server answered {error.status} {error.reason}", delay=2
+                ) from error
             raise
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise kopf.TemporaryError(f"{what}: API server unreachable: {error}", delay=5) from error
+            raise kopf.TemporaryError(
+                f"{what}: API server unreachable: {error}", delay=5
+            ) from error
 
     async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return await self._call(
+            found = await self._call(
                 f"get {kind.kind} {name}",
-                lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, kind.plural, name),
+                lambda: self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, kind.plural, name
+                ),
             )
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
+        return cast(dict[str, Any], found)
 
     async def list_all(self, kind: Kind) -> list[dict[str, Any]]:
-        answer = await self._call(
+        answer: Any = await self._call(
             f"list {kind.plural}",
             lambda: self.custom.list_cluster_custom_object(GROUP, VERSION, kind.plural),
         )
@@ -89,7 +98,9 @@ class Kube:
             item.setdefault("kind", kind.kind)
         return items
 
-    async def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> bool:
+    async def patch_status(
+        self, kind: Kind, namespace: str, name: str, status: dict[str, Any]
+    ) -> bool:
         """Merge-patch the status subresource; False when the object is gone."""
         try:
             await self._call(
@@ -104,7 +115,9 @@ class Kube:
                 return False
             raise
 
-    async def apply(self, manifest: dict[str, Any], owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def apply(
+        self, manifest: dict[str, Any], owner: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Server-side apply a child object, owned by `owner` when given."""
         if owner is not None:
             manifest = {
@@ -115,7 +128,9 @@ class Kube:
         def apply() -> dict[str, Any]:
             if self._dynamic is None:
                 self._dynamic = DynamicClient(self.api)
-            resource = self._dynamic.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
+            resource = self._dynamic.resources.get(
+                api_version=manifest["apiVersion"], kind=manifest["kind"]
+            )
             result = self._dynamic.server_side_apply(
                 resource,
                 body=manifest,

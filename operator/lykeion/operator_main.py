@@ -1,6 +1,6 @@
 """The Lykeion operator: kopf configured explicitly, the registry, health and metrics.
 
-    lykeion-operator [--kubeconfig PATH] [--executor local|kubernetes] [--health-port 8080]
+lykeion-operator [--kubeconfig PATH] [--executor local|kubernetes] [--health-port 8080]
 """
 
 from __future__ import annotations
@@ -39,10 +39,14 @@ def login(**kwargs: Any) -> Any:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+async def configure(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any
+) -> None:
     # Own finalizer and annotations; nothing of kopf's in status (the schema is strict).
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
@@ -62,11 +66,19 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: An
             runtime.registry.observe(item)
     memo.runtime = runtime
     memo.ready = True
-    logger.info("registry primed: %s", {k.kind: len(getattr(runtime.registry, _table(k.kind))) for k in KINDS})
+    logger.info(
+        "registry primed: %s",
+        {k.kind: len(getattr(runtime.registry, _table(k.kind))) for k in KINDS},
+    )
 
 
 def _table(kind: str) -> str:
-    return {"ModelFamily": "families", "FeatureManifest": "manifests", "Model": "models", "Deployment": "deployments"}[kind]
+    return {
+        "ModelFamily": "families",
+        "FeatureManifest": "manifests",
+        "Model": "models",
+        "Deployment": "deployments",
+    }[kind]
 
 
 def _observer(plural: str) -> None:
@@ -98,7 +110,9 @@ async def serve_health(memo: kopf.Memo, **_: Any) -> None:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
-    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)])
+    app.add_routes(
+        [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)]
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, os.environ.get("LYKEION_HEALTH_HOST", "127.0.0.1"), port).start()
@@ -113,13 +127,27 @@ async def stop_health(memo: kopf.Memo, **_: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lykeion-operator", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--kubeconfig", help="kubeconfig to use (default: in-cluster, then $KUBECONFIG)")
-    parser.add_argument("--executor", choices=["local", "kubernetes"], default=os.environ.get("LYKEION_EXECUTOR", "local"))
-    parser.add_argument("--health-port", type=int, default=int(os.environ.get("LYKEION_HEALTH_PORT", "8080")),
-                        help="port of /healthz, /readyz and /metrics (0 disables)")
+    parser = argparse.ArgumentParser(
+        prog="lykeion-operator", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--kubeconfig", help="kubeconfig to use (default: in-cluster, then $KUBECONFIG)"
+    )
+    parser.add_argument(
+        "--executor",
+        choices=["local", "kubernetes"],
+        default=os.environ.get("LYKEION_EXECUTOR", "local"),
+    )
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=int(os.environ.get("LYKEION_HEALTH_PORT", "8080")),
+        help="port of /healthz, /readyz and /metrics (0 disables)",
+    )
     parser.add_argument("--health-host", default=os.environ.get("LYKEION_HEALTH_HOST", "127.0.0.1"))
-    parser.add_argument("--namespace", action="append", help="watch only these namespaces (default: all)")
+    parser.add_argument(
+        "--namespace", action="append", help="watch only these namespaces (default: all)"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     if args.kubeconfig:

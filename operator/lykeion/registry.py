@@ -163,7 +163,9 @@ class Registry:
     def models_of_family(self, ns: str, family: str) -> list[str]:
         return sorted(n for (mns, n), m in self.models.items() if mns == ns and m.family == family)
 
-    def model_for(self, ns: str, family: str, segment: str, version: str) -> tuple[str, ModelInfo] | None:
+    def model_for(
+        self, ns: str, family: str, segment: str, version: str
+    ) -> tuple[str, ModelInfo] | None:
         for (mns, name), model in self.models.items():
             if (mns, model.family, model.segment, model.version) == (ns, family, segment, version):
                 return name, model

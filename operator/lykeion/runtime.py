@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from lykeion import conditions
 from lykeion.api.kinds import BY_KIND
@@ -45,15 +45,19 @@ def new_status(body: dict[str, Any], update: StatusUpdate, timestamp: str) -> di
 
 
 def _comparable(status: dict[str, Any]) -> dict[str, Any]:
-    return {**status, "conditions": [
-        {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions", [])
-    ]}
+    return {
+        **status,
+        "conditions": [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"}
+            for c in status.get("conditions", [])
+        ],
+    }
 
 
 @dataclass
 class Runtime:
     kube: Any  # lykeion.kube.Kube; Any keeps this module importable without the API client
-    builders: dict[str, StatusBuilder]
+    builders: Mapping[str, StatusBuilder]
     registry: Registry = field(default_factory=Registry)
     retry_limit: int = 8
     _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
@@ -80,7 +84,9 @@ class Runtime:
         """Feed a watch event to the registry and requeue whatever depends on the change."""
         meta = body["metadata"]
         if event_type == "DELETED":
-            keys = self.registry.forget(body["kind"], meta.get("namespace", "default"), meta["name"])
+            keys = self.registry.forget(
+                body["kind"], meta.get("namespace", "default"), meta["name"]
+            )
             self._locks.pop(Key(body["kind"], meta.get("namespace", "default"), meta["name"]), None)
         else:
             keys = self.registry.observe(body)
@@ -124,7 +130,9 @@ class Runtime:
                 if body is None:
                     return
             body.setdefault("kind", kind.kind)
-            status = new_status(body, self.builders[key.kind](body, self.registry), conditions.now())
+            status = new_status(
+                body, self.builders[key.kind](body, self.registry), conditions.now()
+            )
             current = body.get("status") or {}
             if _comparable(status) != _comparable(current):
                 await self.kube.patch_status(kind, key.namespace, key.name, status)

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes.client.rest import ApiException
-from pydantic import ValidationError
-
+from kubernetes.client.exceptions import ApiException
 from lykeion.api.kinds import validate_object
 from lykeion.controlplane import ControlPlane
+from pydantic import ValidationError
+
 from tests import objects
 from tests.support import Cluster
 
@@ -44,34 +44,125 @@ _DELETE = object()
 
 # (id, valid object, mutation, text the server's message must contain)
 CASES: list[tuple[str, Callable[[], dict[str, Any]], Mutation, str]] = [
-    ("bad-sha", objects.model, _set("spec.source.url", "git@h:o/p.git#ml@abc123"), "spec.source.url"),
-    ("uppercase-sha", objects.model, _set("spec.source.url", "git@h:o/p.git#ml@" + "A" * 40), "spec.source.url"),
-    ("bad-feature-ref", objects.model, _set("spec.inputFeatures", ["rider-age"]), "spec.inputFeatures[0]"),
-    ("bad-feature-type-pin", objects.model, _set("spec.inputFeatures", ["rider.age:int32"]), "spec.inputFeatures[0]"),
+    (
+        "bad-sha",
+        objects.model,
+        _set("spec.source.url", "git@h:o/p.git#ml@abc123"),
+        "spec.source.url",
+    ),
+    (
+        "uppercase-sha",
+        objects.model,
+        _set("spec.source.url", "git@h:o/p.git#ml@" + "A" * 40),
+        "spec.source.url",
+    ),
+    (
+        "bad-feature-ref",
+        objects.model,
+        _set("spec.inputFeatures", ["rider-age"]),
+        "spec.inputFeatures[0]",
+    ),
+    (
+        "bad-feature-type-pin",
+        objects.model,
+        _set("spec.inputFeatures", ["rider.age:int32"]),
+        "spec.inputFeatures[0]",
+    ),
     ("bad-version", objects.model, _set("spec.version", "v1"), "spec.version"),
-    ("model-name-mismatch", objects.model, _set("metadata.name", "forward-latest"), "metadata.name must be <family>-<segment>-<version>"),
+    (
+        "model-name-mismatch",
+        objects.model,
+        _set("metadata.name", "forward-latest"),
+        "metadata.name must be <family>-<segment>-<version>",
+    ),
     ("missing-family-field", objects.model, _set("spec.family", _DELETE), "spec.family"),
     ("no-input-features", objects.model, _set("spec.inputFeatures", []), "spec.inputFeatures"),
     ("unknown-backend", objects.deployment, _set("spec.backend", "triton"), "spec.backend"),
-    ("traffic-sums-to-90", lambda: objects.deployment(versions={"1.0": 80, "1.1": 10}), lambda b: None, "traffic of spec.versions must sum to 100"),
-    ("traffic-over-100", lambda: objects.deployment(versions={"1.0": 101}), lambda b: None, "spec.versions[0].traffic"),
-    ("duplicate-version", objects.deployment, _set("spec.versions", [{"version": "1.0", "traffic": 50}] * 2), '.spec.versions: duplicate entries for key [version="1.0"]'),
-    ("shadow-also-live", objects.deployment, _set("spec.shadow", "1.0"), "shadow must not also be one of spec.versions"),
-    ("unknown-feature-type", objects.manifest, _set("spec.features.0.type", "decimal"), "spec.features[0].type"),
-    ("feature-two-ways", objects.manifest, _set("spec.features.0.expression", "age + 1"), "set exactly one of column, expression or aggregation"),
-    ("two-sources", objects.manifest, _set("spec.source.bigquery", {"table": "p.d.t"}), "set exactly one of bigquery or file"),
-    ("bad-aggregation", objects.manifest, _set("spec.features.0", {"name": "rides", "type": "int64", "aggregation": {"function": "median", "column": "x", "window": "7d"}}), "spec.features[0].aggregation.function"),
-    ("bad-window", objects.manifest, _set("spec.features.0", {"name": "rides", "type": "int64", "aggregation": {"function": "sum", "column": "x", "window": "7 days"}}), "spec.features[0].aggregation.window"),
+    (
+        "traffic-sums-to-90",
+        lambda: objects.deployment(versions={"1.0": 80, "1.1": 10}),
+        lambda b: None,
+        "traffic of spec.versions must sum to 100",
+    ),
+    (
+        "traffic-over-100",
+        lambda: objects.deployment(versions={"1.0": 101}),
+        lambda b: None,
+        "spec.versions[0].traffic",
+    ),
+    (
+        "duplicate-version",
+        objects.deployment,
+        _set("spec.versions", [{"version": "1.0", "traffic": 50}] * 2),
+        '.spec.versions: duplicate entries for key [version="1.0"]',
+    ),
+    (
+        "shadow-also-live",
+        objects.deployment,
+        _set("spec.shadow", "1.0"),
+        "shadow must not also be one of spec.versions",
+    ),
+    (
+        "unknown-feature-type",
+        objects.manifest,
+        _set("spec.features.0.type", "decimal"),
+        "spec.features[0].type",
+    ),
+    (
+        "feature-two-ways",
+        objects.manifest,
+        _set("spec.features.0.expression", "age + 1"),
+        "set exactly one of column, expression or aggregation",
+    ),
+    (
+        "two-sources",
+        objects.manifest,
+        _set("spec.source.bigquery", {"table": "p.d.t"}),
+        "set exactly one of bigquery or file",
+    ),
+    (
+        "bad-aggregation",
+        objects.manifest,
+        _set(
+            "spec.features.0",
+            {
+                "name": "rides",
+                "type": "int64",
+                "aggregation": {"function": "median", "column": "x", "window": "7d"},
+            },
+        ),
+        "spec.features[0].aggregation.function",
+    ),
+    (
+        "bad-window",
+        objects.manifest,
+        _set(
+            "spec.features.0",
+            {
+                "name": "rides",
+                "type": "int64",
+                "aggregation": {"function": "sum", "column": "x", "window": "7 days"},
+            },
+        ),
+        "spec.features[0].aggregation.window",
+    ),
     ("bad-cron", objects.manifest, _set("spec.schedule", "every hour"), "spec.schedule"),
     ("bad-ttl", objects.manifest, _set("spec.ttl", "forever"), "spec.ttl"),
     ("bad-email", objects.family, _set("spec.authors", ["not-an-email"]), "spec.authors[0]"),
     ("alias-not-dns", objects.family, _set("spec.alias", "Forward_1"), "spec.alias"),
-    ("family-name-mismatch", objects.family, _set("metadata.name", "other"), "metadata.name must be <alias>"),
+    (
+        "family-name-mismatch",
+        objects.family,
+        _set("metadata.name", "other"),
+        "metadata.name must be <alias>",
+    ),
     ("unknown-field", objects.family, _set("spec.owner", "me"), "spec.owner"),
 ]
 
 
-@pytest.mark.parametrize(("case", "factory", "mutate", "expected"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("case", "factory", "mutate", "expected"), CASES, ids=[c[0] for c in CASES]
+)
 def test_server_rejects_with_field_in_message(
     control_plane: ControlPlane,
     namespace: str,
@@ -94,7 +185,9 @@ def test_server_rejects_with_field_in_message(
         validate_object(body)
 
 
-def test_valid_objects_pass_both(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> None:
+def test_valid_objects_pass_both(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
     for body in (objects.family(), objects.manifest(), objects.model(), objects.deployment()):
         validate_object(body)
         body["metadata"]["namespace"] = namespace
@@ -123,12 +216,18 @@ def test_model_identity_is_immutable(
     cluster.patch("Model", namespace, "forward-default-1.0", {"spec": {"description": "new words"}})
 
 
-def test_kubectl_get_lykeion_lists_all_kinds(control_plane: ControlPlane, cluster: Cluster, namespace: str) -> None:
+def test_kubectl_get_lykeion_lists_all_kinds(
+    control_plane: ControlPlane, cluster: Cluster, namespace: str
+) -> None:
     for body in (objects.family(), objects.manifest(), objects.model(), objects.deployment()):
         cluster.create(body, namespace)
     out = control_plane.run_kubectl("get", "lykeion", "-n", namespace).stdout
-    for name in ("modelfamily.lykeion.io/forward", "featuremanifest.lykeion.io/rider-activity",
-                 "model.lykeion.io/forward-default-1.0", "deployment.lykeion.io/forward-default"):
+    for name in (
+        "modelfamily.lykeion.io/forward",
+        "featuremanifest.lykeion.io/rider-activity",
+        "model.lykeion.io/forward-default-1.0",
+        "deployment.lykeion.io/forward-default",
+    ):
         assert name in out
     header = control_plane.run_kubectl("get", "mdl", "-n", namespace).stdout.splitlines()[0].split()
     assert header[:5] == ["NAME", "FAMILY", "SEGMENT", "VERSION", "READY"]
@@ -137,5 +236,3 @@ def test_kubectl_get_lykeion_lists_all_kinds(control_plane: ControlPlane, cluste
 def test_kubectl_explain_shows_field_docs(control_plane: ControlPlane) -> None:
     out = control_plane.run_kubectl("explain", "models.spec.inputFeatures").stdout
     assert "in model input order" in " ".join(out.split())
-
-

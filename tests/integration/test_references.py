@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from tests import objects
 from tests.support import Cluster, Operator, wait_for
@@ -17,7 +17,9 @@ def _operator(operator: Operator) -> Operator:
 def test_model_waits_for_family_and_recovers(cluster: Cluster, namespace: str) -> None:
     cluster.create(objects.manifest(), namespace)
     cluster.create(objects.model(), namespace)
-    cond = cluster.wait_condition("Model", namespace, "forward-default-1.0", "False", "FamilyNotFound")
+    cond = cluster.wait_condition(
+        "Model", namespace, "forward-default-1.0", "False", "FamilyNotFound"
+    )
     assert "ModelFamily forward does not exist" in cond["message"]
     model = cluster.get("Model", namespace, "forward-default-1.0")
     assert model is not None
@@ -34,24 +36,40 @@ def test_model_waits_for_family_and_recovers(cluster: Cluster, namespace: str) -
 def test_model_names_each_missing_feature_and_recovers(cluster: Cluster, namespace: str) -> None:
     cluster.create(objects.family(), namespace)
     cluster.create(objects.manifest(features={"age": "int64"}), namespace)
-    cluster.create(objects.model(features=["rider.age", "rider.drop_offs_count", "store.rating"]), namespace)
-    cond = cluster.wait_condition("Model", namespace, "forward-default-1.0", "False", "FeaturesNotDefined")
-    assert cond["message"] == "not defined by any FeatureManifest: rider.drop_offs_count, store.rating"
+    cluster.create(
+        objects.model(features=["rider.age", "rider.drop_offs_count", "store.rating"]), namespace
+    )
+    cond = cluster.wait_condition(
+        "Model", namespace, "forward-default-1.0", "False", "FeaturesNotDefined"
+    )
+    assert (
+        cond["message"] == "not defined by any FeatureManifest: rider.drop_offs_count, store.rating"
+    )
 
     # Adding one feature narrows the message; adding the other clears it.
     cluster.patch(
-        "FeatureManifest", namespace, "rider-activity",
-        {"spec": {"features": [
-            {"name": "age", "type": "int64", "column": "age"},
-            {"name": "drop_offs_count", "type": "int64", "column": "drop_offs"},
-        ]}},
+        "FeatureManifest",
+        namespace,
+        "rider-activity",
+        {
+            "spec": {
+                "features": [
+                    {"name": "age", "type": "int64", "column": "age"},
+                    {"name": "drop_offs_count", "type": "int64", "column": "drop_offs"},
+                ]
+            }
+        },
     )
     wait_for(
-        lambda: (cluster.condition("Model", namespace, "forward-default-1.0") or {}).get("message")
-        == "not defined by any FeatureManifest: store.rating",
+        lambda: (
+            (cluster.condition("Model", namespace, "forward-default-1.0") or {}).get("message")
+            == "not defined by any FeatureManifest: store.rating"
+        ),
         what="message naming only store.rating",
     )
-    cluster.create(objects.manifest("stores", entity="store", features={"rating": "float64"}), namespace)
+    cluster.create(
+        objects.manifest("stores", entity="store", features={"rating": "float64"}), namespace
+    )
     cluster.wait_condition("Model", namespace, "forward-default-1.0", "True")
 
 
@@ -59,10 +77,17 @@ def test_feature_type_mismatch_is_reported(cluster: Cluster, namespace: str) -> 
     cluster.create(objects.family(), namespace)
     cluster.create(objects.manifest(features={"age": "float64"}), namespace)
     cluster.create(objects.model(features=["rider.age:int64"]), namespace)
-    cond = cluster.wait_condition("Model", namespace, "forward-default-1.0", "False", "FeatureTypeMismatch")
-    assert "rider.age is float64 in FeatureManifest rider-activity, the model expects int64" in cond["message"]
+    cond = cluster.wait_condition(
+        "Model", namespace, "forward-default-1.0", "False", "FeatureTypeMismatch"
+    )
+    assert (
+        "rider.age is float64 in FeatureManifest rider-activity, the model expects int64"
+        in cond["message"]
+    )
     cluster.patch(
-        "FeatureManifest", namespace, "rider-activity",
+        "FeatureManifest",
+        namespace,
+        "rider-activity",
         {"spec": {"features": [{"name": "age", "type": "int64", "column": "age"}]}},
     )
     cluster.wait_condition("Model", namespace, "forward-default-1.0", "True")
@@ -96,7 +121,9 @@ def test_deployment_waits_for_versions(cluster: Cluster, namespace: str) -> None
     cluster.create(objects.manifest(), namespace)
     cluster.create(objects.model(version="1.0"), namespace)
     cluster.create(objects.deployment(versions={"1.0": 90, "2.0": 10}), namespace)
-    cond = cluster.wait_condition("Deployment", namespace, "forward-default", "False", "ModelVersionNotFound")
+    cond = cluster.wait_condition(
+        "Deployment", namespace, "forward-default", "False", "ModelVersionNotFound"
+    )
     assert "version(s) 2.0" in cond["message"]
     cluster.create(objects.model(version="2.0"), namespace)
     cluster.wait_condition("Deployment", namespace, "forward-default", "True")
@@ -123,9 +150,18 @@ def test_family_lists_versions_and_blocks_deletion(cluster: Cluster, namespace: 
     cond = cluster.wait_condition("ModelFamily", namespace, "forward", "False", "DeletionBlocked")
     assert "forward-default-1.0" in cond["message"] and "forward-eu-1.0" in cond["message"]
     assert cluster.get("ModelFamily", namespace, "forward") is not None
-    for name in ("forward-default-1.0", "forward-default-1.1", "forward-default-2.0", "forward-eu-1.0"):
+    for name in (
+        "forward-default-1.0",
+        "forward-default-1.1",
+        "forward-default-2.0",
+        "forward-eu-1.0",
+    ):
         cluster.delete("Model", namespace, name)
-    wait_for(lambda: cluster.get("ModelFamily", namespace, "forward") is None, timeout=30, what="family gone")
+    wait_for(
+        lambda: cluster.get("ModelFamily", namespace, "forward") is None,
+        timeout=30,
+        what="family gone",
+    )
 
 
 def test_health_and_metrics(operator: Operator, cluster: Cluster, namespace: str) -> None:
@@ -135,7 +171,9 @@ def test_health_and_metrics(operator: Operator, cluster: Cluster, namespace: str
     assert operator.get("/readyz")[0] == 200
     status, text = operator.get("/metrics")
     assert status == 200
-    line = next(x for x in text.splitlines() if x.startswith('lykeion_reconciles_total{kind="ModelFamily"}'))
+    line = next(
+        x for x in text.splitlines() if x.startswith('lykeion_reconciles_total{kind="ModelFamily"}')
+    )
     assert float(line.split()[-1]) >= 1
 
 

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 # Patterns are RE2-compatible: the API server (Go) and pydantic (Rust regex) run the same ones.
 DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -38,12 +39,12 @@ FEATURE_REF = (
 )
 
 
-def cel(rule: str, message: str, **extra: str) -> dict[str, str]:
+def cel(rule: str, message: str, **extra: str) -> JsonDict:
     """One `x-kubernetes-validations` entry."""
     return {"rule": rule, "message": message, **extra}
 
 
-def cel_rules(*rules: dict[str, str]) -> ConfigDict:
+def cel_rules(*rules: JsonDict) -> ConfigDict:
     """Model config that attaches CEL rules to the model's schema (merged with the base's)."""
     return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
 

@@ -1,7 +1,7 @@
 """Generates the CustomResourceDefinitions from the pydantic models.
 
-    python -m lykeion.api.crd            # write crds/ and the chart's copy
-    python -m lykeion.api.crd --check    # exit 1 when a checked-in file differs
+python -m lykeion.api.crd            # write crds/ and the chart's copy
+python -m lykeion.api.crd --check    # exit 1 when a checked-in file differs
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             elif key == "additionalProperties" and value is True:
                 out[key] = {"x-kubernetes-preserve-unknown-fields": True}
             # `additionalProperties: false` (extra="forbid") is the API server's pruning.
-        elif key == "default" and value is None:
-            continue
-        elif key == "default" and value in ({}, []) and schema.get("type") in ("object", "array"):
+        elif (key == "default" and value is None) or (
+            key == "default" and value in ({}, []) and schema.get("type") in ("object", "array")
+        ):
             continue
         else:
             out[key] = value
@@ -156,7 +156,9 @@ def rendered_files(root: Path) -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="fail when checked-in CRDs differ")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
     args = parser.parse_args(argv)

@@ -6,7 +6,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from lykeion.api.common import DNS_LABEL, VERSION_PATTERN, ApiModel, Resources, Status, cel, cel_rules
+from lykeion.api.common import (
+    DNS_LABEL,
+    VERSION_PATTERN,
+    ApiModel,
+    Resources,
+    Status,
+    cel,
+    cel_rules,
+)
 
 TRAFFIC_SUM = "traffic of spec.versions must sum to 100"
 SHADOW_NOT_LIVE = "shadow must not also be one of spec.versions"

@@ -35,7 +35,7 @@ class BigQuerySource(ApiModel):
     """Read from BigQuery: exactly one of `query` or `table`."""
 
     model_config = cel_rules(
-                cel("has(self.query) != has(self.table)", "set exactly one of query or table")
+        cel("has(self.query) != has(self.table)", "set exactly one of query or table")
     )
 
     query: str | None = Field(None, min_length=1, max_length=65536)
@@ -64,7 +64,7 @@ class Source(ApiModel):
     """Where the raw rows come from: exactly one of `bigquery` or `file`."""
 
     model_config = cel_rules(
-                cel("has(self.bigquery) != has(self.file)", "set exactly one of bigquery or file")
+        cel("has(self.bigquery) != has(self.file)", "set exactly one of bigquery or file")
     )
 
     bigquery: BigQuerySource | None = None
@@ -92,11 +92,11 @@ class Feature(ApiModel):
     """One feature: a name, a type, and exactly one way to compute it."""
 
     model_config = cel_rules(
-                cel(
-                    "[has(self.column), has(self.expression), has(self.aggregation)]"
-                    ".filter(x, x).size() == 1",
-                    "set exactly one of column, expression or aggregation",
-                )
+        cel(
+            "[has(self.column), has(self.expression), has(self.aggregation)]"
+            ".filter(x, x).size() == 1",
+            "set exactly one of column, expression or aggregation",
+        )
     )
 
     name: str = Field(pattern=IDENTIFIER, max_length=63)

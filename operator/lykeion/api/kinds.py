@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.config import JsonDict
 
 from lykeion import API_VERSION, GROUP, VERSION
 from lykeion.api.common import ApiModel, Status, cel
@@ -67,13 +68,18 @@ class Kind:
 
     def build(self, name: str, spec: ApiModel, namespace: str | None = None) -> dict[str, Any]:
         """A complete object of this kind, checked the way the API server checks it."""
-        problem = self.check_name(name, spec.wire())
-        if problem:
-            raise ValueError(f"metadata.name: {problem} (expected {self.name_rule.expected(spec.wire())!r})")  # type: ignore[union-attr]
+        if self.name_rule is not None and name != self.name_rule.expected(spec.wire()):
+            expected = self.name_rule.expected(spec.wire())
+            raise ValueError(f"metadata.name: {self.name_rule.message} (expected {expected!r})")
         metadata: dict[str, Any] = {"name": name}
         if namespace:
             metadata["namespace"] = namespace
-        return {"apiVersion": API_VERSION, "kind": self.kind, "metadata": metadata, "spec": spec.wire()}
+        return {
+            "apiVersion": API_VERSION,
+            "kind": self.kind,
+            "metadata": metadata,
+            "spec": spec.wire(),
+        }
 
 
 def _name_rule(*fields: str) -> NameRule:
@@ -175,7 +181,7 @@ def validate_object(body: dict[str, Any]) -> Any:
     return spec
 
 
-def root_rules(kind: Kind) -> list[dict[str, str]]:
+def root_rules(kind: Kind) -> list[JsonDict]:
     return [cel(kind.name_rule.cel, kind.name_rule.message)] if kind.name_rule else []
 
 

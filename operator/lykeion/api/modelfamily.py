@@ -8,7 +8,6 @@ from pydantic import Field, StringConstraints
 
 from lykeion.api.common import DNS_LABEL, EMAIL, ApiModel, Status
 
-
 Email = Annotated[str, StringConstraints(pattern=EMAIL, max_length=254)]
 
 

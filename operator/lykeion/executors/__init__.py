@@ -13,7 +13,9 @@ def make_executor(name: str, kube: Any, state_dir: Path | None = None) -> Execut
     if name == "local":
         from lykeion.executors.local import LocalExecutor
 
-        root = state_dir or Path(os.environ.get("LYKEION_STATE_DIR", Path.home() / ".lykeion" / "runs"))
+        root = state_dir or Path(
+            os.environ.get("LYKEION_STATE_DIR", Path.home() / ".lykeion" / "runs")
+        )
         return LocalExecutor(root)
     if name == "kubernetes":
         from lykeion.executors.kubernetes import KubernetesExecutor

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from lykeion.executors.base import State, Work, WorkStatus
 from lykeion.names import child_name
@@ -105,14 +105,18 @@ class KubernetesExecutor:
         )
         chunks = []
         for pod in pods.items:
+            pod_name = str(pod.metadata.name) if pod.metadata else ""
             try:
                 chunks.append(
                     await asyncio.to_thread(
-                        self.core.read_namespaced_pod_log, pod.metadata.name, namespace, tail_lines=tail
+                        self.core.read_namespaced_pod_log,
+                        pod_name,
+                        namespace,
+                        tail_lines=tail,
                     )
                 )
             except ApiException as error:
-                chunks.append(f"(no log from {pod.metadata.name}: {error.reason})")
+                chunks.append(f"(no log from {pod_name}: {error.reason})")
         return "\n".join(chunks)
 
     async def cancel(self, namespace: str, name: str) -> None:

@@ -34,17 +34,12 @@ class LocalExecutor:
             return await self.status(work.namespace, work.name)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "work.json").write_text(
-            json.dumps({"command": list(work.command), "env": work.env, "image": work.image}, indent=2)
+            json.dumps(
+                {"command": list(work.command), "env": work.env, "image": work.image}, indent=2
+            )
         )
-        process = subprocess.Popen(
-            ["bash", "-c", _WRAPPER, "lykeion-run", *work.command],
-            cwd=folder,
-            env={**os.environ, **work.env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # Forking a large process takes a while: keep it off the event loop.
+        process = await asyncio.to_thread(_spawn, work, folder)
         (folder / "pid").write_text(str(process.pid))
         return WorkStatus(State.RUNNING, f"started as process {process.pid}")
 
@@ -55,7 +50,9 @@ class LocalExecutor:
             code = int(exit_file.read_text().strip() or "1")
             if code == 0:
                 return WorkStatus(State.SUCCEEDED, "exited with 0")
-            return WorkStatus(State.FAILED, f"exited with {code}: {(await self.logs(namespace, name, 5)).strip()}")
+            return WorkStatus(
+                State.FAILED, f"exited with {code}: {(await self.logs(namespace, name, 5)).strip()}"
+            )
         pid_file = folder / "pid"
         if not pid_file.exists():
             return WorkStatus(State.MISSING, "never submitted")
@@ -95,3 +92,15 @@ def _alive(pid: int) -> bool:
                 os.waitpid(pid, os.WNOHANG)
             return False
     return True
+
+
+def _spawn(work: Work, folder: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["bash", "-c", _WRAPPER, "lykeion-run", *work.command],
+        cwd=folder,
+        env={**os.environ, **work.env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

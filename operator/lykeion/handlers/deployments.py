@@ -19,7 +19,9 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
     ns = body["metadata"].get("namespace", "default")
     spec = body["spec"]
     family, segment = spec["family"], spec["segment"]
-    wanted = [v["version"] for v in spec["versions"]] + ([spec["shadow"]] if spec.get("shadow") else [])
+    wanted = [v["version"] for v in spec["versions"]] + (
+        [spec["shadow"]] if spec.get("shadow") else []
+    )
     missing = [v for v in wanted if registry.model_for(ns, family, segment, v) is None]
     resolved = (
         Check(
@@ -29,7 +31,9 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
             f"no Model for {family}/{segment} version(s) {', '.join(missing)} in namespace {ns}",
         )
         if missing
-        else Check(MODELS_RESOLVED, True, "ModelsFound", f"Models exist for version(s) {', '.join(wanted)}")
+        else Check(
+            MODELS_RESOLVED, True, "ModelsFound", f"Models exist for version(s) {', '.join(wanted)}"
+        )
     )
     return StatusUpdate({}, [resolved, ready([resolved], "Resolved", "all versions resolved")])
 
@@ -37,6 +41,8 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
 @kopf.on.resume(GROUP, VERSION, DEPLOYMENT.plural)
 @kopf.on.create(GROUP, VERSION, DEPLOYMENT.plural)
 @kopf.on.update(GROUP, VERSION, DEPLOYMENT.plural, field="spec")
-async def deployment_changed(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def deployment_changed(
+    body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
     runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(DEPLOYMENT.kind, namespace, name), dict(body))
+    await runtime.reconcile_now(Key(DEPLOYMENT.kind, namespace or "default", name), dict(body))

@@ -30,7 +30,11 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
     fields = {
         "modelCount": len(models),
         "segments": [
-            {"name": segment, "versions": _sorted_versions(v["versions"]), "deployed": _sorted_versions(v["deployed"])}
+            {
+                "name": segment,
+                "versions": _sorted_versions(v["versions"]),
+                "deployed": _sorted_versions(v["deployed"]),
+            }
             for segment, v in sorted(segments.items())
         ],
     }
@@ -38,11 +42,18 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
         IN_USE,
         bool(models),
         "ModelsReferenceFamily" if models else "NoModels",
-        f"used by {len(models)} Model(s): {', '.join(models[:10])}" if models else "no Model uses this family",
+        f"used by {len(models)} Model(s): {', '.join(models[:10])}"
+        if models
+        else "no Model uses this family",
     )
     deleting = bool(body["metadata"].get("deletionTimestamp"))
     if deleting and models:
-        blocked = Check("Ready", False, "DeletionBlocked", f"deletion waits until these Models are deleted: {', '.join(models[:10])}")
+        blocked = Check(
+            "Ready",
+            False,
+            "DeletionBlocked",
+            f"deletion waits until these Models are deleted: {', '.join(models[:10])}",
+        )
         return StatusUpdate(fields, [in_use, blocked])
     return StatusUpdate(fields, [in_use, ready([], "Registered", "family registered")])
 
@@ -54,17 +65,23 @@ def _sorted_versions(versions: set[str]) -> list[str]:
 @kopf.on.resume(GROUP, VERSION, MODEL_FAMILY.plural)
 @kopf.on.create(GROUP, VERSION, MODEL_FAMILY.plural)
 @kopf.on.update(GROUP, VERSION, MODEL_FAMILY.plural, field="spec")
-async def family_changed(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def family_changed(
+    body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
     runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(MODEL_FAMILY.kind, namespace, name), dict(body))
+    await runtime.reconcile_now(Key(MODEL_FAMILY.kind, namespace or "default", name), dict(body))
 
 
 @kopf.on.delete(GROUP, VERSION, MODEL_FAMILY.plural)
-async def family_deleted(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def family_deleted(
+    body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
     runtime: Runtime = memo.runtime
-    ns = namespace
+    ns = namespace or "default"
     # The finalizer stays until no Model references the family; status says which ones.
     await runtime.reconcile_now(Key(MODEL_FAMILY.kind, ns, name), dict(body))
     models = runtime.registry.models_of_family(ns, name)
     if models:
-        raise kopf.TemporaryError(f"ModelFamily {name} is used by {', '.join(models[:10])}", delay=5)
+        raise kopf.TemporaryError(
+            f"ModelFamily {name} is used by {', '.join(models[:10])}", delay=5
+        )

@@ -26,9 +26,19 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
         if others:
             conflicts.append(f"{feature} (also in {', '.join(others)})")
     registered = (
-        Check(REGISTERED, False, "FeatureConflict", "defined by more than one FeatureManifest: " + "; ".join(conflicts))
+        Check(
+            REGISTERED,
+            False,
+            "FeatureConflict",
+            "defined by more than one FeatureManifest: " + "; ".join(conflicts),
+        )
         if conflicts
-        else Check(REGISTERED, True, "FeaturesRegistered", f"{len(defines)} feature(s) of entity {entity} registered")
+        else Check(
+            REGISTERED,
+            True,
+            "FeaturesRegistered",
+            f"{len(defines)} feature(s) of entity {entity} registered",
+        )
     )
     fields = {
         "features": [f"{ref}:{type_}" for ref, type_ in sorted(defines.items())],
@@ -40,6 +50,10 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
 @kopf.on.resume(GROUP, VERSION, FEATURE_MANIFEST.plural)
 @kopf.on.create(GROUP, VERSION, FEATURE_MANIFEST.plural)
 @kopf.on.update(GROUP, VERSION, FEATURE_MANIFEST.plural, field="spec")
-async def manifest_changed(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def manifest_changed(
+    body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
     runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(FEATURE_MANIFEST.kind, namespace, name), dict(body))
+    await runtime.reconcile_now(
+        Key(FEATURE_MANIFEST.kind, namespace or "default", name), dict(body)
+    )

@@ -20,7 +20,10 @@ def check_family(ns: str, family: str, registry: Registry) -> Check:
     if registry.family_exists(ns, family):
         return Check(FAMILY_RESOLVED, True, "FamilyFound", f"ModelFamily {family} exists")
     return Check(
-        FAMILY_RESOLVED, False, "FamilyNotFound", f"ModelFamily {family} does not exist in namespace {ns}"
+        FAMILY_RESOLVED,
+        False,
+        "FamilyNotFound",
+        f"ModelFamily {family} does not exist in namespace {ns}",
     )
 
 
@@ -35,8 +38,10 @@ def check_features(ns: str, refs: list[str], registry: Registry) -> tuple[Check,
         elif len(definitions) > 1:
             conflicting.append(f"{name} (defined by {', '.join(definitions)})")
         elif expected and expected not in definitions.values():
-            (manifest, actual), = definitions.items()
-            mismatched.append(f"{name} is {actual} in FeatureManifest {manifest}, the model expects {expected}")
+            ((manifest, actual),) = definitions.items()
+            mismatched.append(
+                f"{name} is {actual} in FeatureManifest {manifest}, the model expects {expected}"
+            )
     if undefined:
         message = "not defined by any FeatureManifest: " + ", ".join(undefined)
         return Check(FEATURES_RESOLVED, False, "FeaturesNotDefined", message), undefined
@@ -46,8 +51,12 @@ def check_features(ns: str, refs: list[str], registry: Registry) -> tuple[Check,
         ]
     if conflicting:
         message = "defined by more than one FeatureManifest: " + "; ".join(conflicting)
-        return Check(FEATURES_RESOLVED, False, "FeatureConflict", message), [c.split(" ", 1)[0] for c in conflicting]
-    return Check(FEATURES_RESOLVED, True, "FeaturesDefined", f"all {len(refs)} input feature(s) are defined"), []
+        return Check(FEATURES_RESOLVED, False, "FeatureConflict", message), [
+            c.split(" ", 1)[0] for c in conflicting
+        ]
+    return Check(
+        FEATURES_RESOLVED, True, "FeaturesDefined", f"all {len(refs)} input feature(s) are defined"
+    ), []
 
 
 def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
@@ -59,12 +68,16 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
         f"feature:{feature_name(f)}" for f in missing_features
     ]
     checks = [family, features]
-    return StatusUpdate({"missing": missing}, [*checks, ready(checks, "Resolved", "family and features resolved")])
+    return StatusUpdate(
+        {"missing": missing}, [*checks, ready(checks, "Resolved", "family and features resolved")]
+    )
 
 
 @kopf.on.resume(GROUP, VERSION, MODEL.plural)
 @kopf.on.create(GROUP, VERSION, MODEL.plural)
 @kopf.on.update(GROUP, VERSION, MODEL.plural, field="spec")
-async def model_changed(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def model_changed(
+    body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
     runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(MODEL.kind, namespace, name), dict(body))
+    await runtime.reconcile_now(Key(MODEL.kind, namespace or "default", name), dict(body))
