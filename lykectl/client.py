@@ -6,6 +6,7 @@ rejected) before lykectl ever needs a reachable API server.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from functools import cached_property
@@ -60,13 +61,16 @@ class Cluster:
             )
         configuration = client.Configuration()
         try:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
+            config.load_kube_config(
                 config_file=self.kubeconfig, client_configuration=configuration
             )
         except (ConfigException, OSError, ValueError) as error:
             raise CliError(f"cannot load kubeconfig {self.kubeconfig}: {error}") from None
         # One retry: a refused connection should be reported in a second, not after backoff.
         configuration.retries = 1
+        if not configuration.verify_ssl:
+            # The kubeconfig asks for this (the embedded platform's does); kubectl is quiet too.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self.host = str(configuration.host)
         return client.CustomObjectsApi(client.ApiClient(configuration))
 
@@ -156,13 +160,18 @@ class Cluster:
     def apply(self, body: dict[str, Any], force_conflicts: bool = False) -> dict[str, Any]:
         """Server-side apply as field manager `lykectl`."""
         kind = kind_of(body)
-        return self._call(
+        # Read the raw answer: the generated client maps only 200 to a body, and an apply
+        # that creates the object answers 201.
+        answer = self._call(
             lambda api: api.patch_namespaced_custom_object(
                 GROUP, VERSION, self._namespace_of(body), kind.plural, body["metadata"]["name"],
                 body, field_manager=FIELD_MANAGER, force=force_conflicts or None,
                 _content_type="application/apply-patch+yaml", _request_timeout=REQUEST_TIMEOUT,
+                _preload_content=False,
             )
         )
+        applied: dict[str, Any] = json.loads(answer.data)
+        return applied
 
     def merge_patch(self, kind: Kind, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """JSON merge patch; put `metadata.resourceVersion` in `patch` to get a 409 on a race."""

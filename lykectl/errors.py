@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -69,3 +70,11 @@ class ReportingGroup(TyperGroup):
             fail(validation_message(error, prefix=""))
         except ApiException as error:
             fail(api_message(error))
+        except Exception as error:
+            # A bug in lykectl: still one line, unless the traceback is asked for.
+            if os.environ.get("LYKECTL_DEBUG"):
+                raise
+            fail(
+                f"internal error: {type(error).__name__}: {error} "
+                "(set LYKECTL_DEBUG=1 for the traceback)"
+            )

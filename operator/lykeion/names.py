@@ -17,6 +17,11 @@ def child_name(*parts: str) -> str:
     name = "-".join(part.replace(".", "-").replace("_", "-").lower() for part in parts)
     if len(name) > MAX_LABEL:
         raise ValueError(f"child name {name!r} is {len(name)} characters; the limit is {MAX_LABEL}")
-    if not _LABEL.match(name):
-        raise ValueError(f"child name {name!r} is not a DNS label")
+    return check_label(name)
+
+
+def check_label(name: str) -> str:
+    """`name` itself if it is a DNS label of at most 63 characters, else a ValueError."""
+    if len(name) > MAX_LABEL or not _LABEL.match(name):
+        raise ValueError(f"{name!r} is not a DNS label of at most {MAX_LABEL} characters")
     return name

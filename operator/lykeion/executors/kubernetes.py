@@ -9,12 +9,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from lykeion.executors.base import State, Work, WorkStatus
-from lykeion.names import child_name
+from lykeion.names import check_label
 
 
 def build_job(work: Work) -> dict[str, Any]:
     """The Job manifest for `work` (pure: no I/O, input untouched)."""
-    child_name(work.name)  # validates length and shape up front
+    check_label(work.name)  # a bad name fails here, not as a 422 at apply time
     labels = {"app.kubernetes.io/managed-by": "lykeion", "lykeion.io/work": work.name}
     return {
         "apiVersion": "batch/v1",

@@ -1,0 +1,93 @@
+"""Executor builders (pure) and the local executor with real processes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from lykeion.executors.base import State, Work
+from lykeion.executors.kubernetes import build_job, job_state
+from lykeion.executors.local import LocalExecutor
+from lykeion.names import child_name
+
+
+def test_child_names_are_deterministic_and_bounded() -> None:
+    assert child_name("forward", "default", "1.0", "train") == "forward-default-1-0-train"
+    with pytest.raises(ValueError, match="limit is 63"):
+        child_name("a" * 20, "b" * 20, "1.2.3", "x" * 20)
+
+
+def test_job_builder_is_pure_non_root_and_bounded() -> None:
+    work = Work("forward-default-1-0-train", "ns", "img:1", ("python", "-m", "x"), {"B": "2", "A": "1"}, cpu="2", memory="3Gi")
+    job = build_job(work)
+    assert work.env == {"B": "2", "A": "1"}  # input untouched
+    pod = job["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["serviceAccountName"] == "lykeion-workload"
+    assert pod["automountServiceAccountToken"] is False
+    container = pod["containers"][0]
+    assert container["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    assert container["resources"]["requests"] == {"cpu": "2", "memory": "3Gi"}
+    assert job["spec"]["backoffLimit"] == 0
+    with pytest.raises(ValueError):
+        build_job(Work("Bad_Name", "ns", "i", ("x",)))
+
+
+def test_job_state_mapping() -> None:
+    assert job_state({}).state is State.PENDING
+    assert job_state({"status": {"active": 1}}).state is State.RUNNING
+    done = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert job_state(done).state is State.SUCCEEDED
+    failed = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "boom"}]}}
+    status = job_state(failed)
+    assert status.state is State.FAILED and status.message == "BackoffLimitExceeded: boom"
+
+
+async def _wait_finished(executor: LocalExecutor, name: str) -> State:
+    for _ in range(100):
+        status = await executor.status("ns", name)
+        if status.state.finished:
+            return status.state
+        await asyncio.sleep(0.1)
+    raise AssertionError("work did not finish")
+
+
+def test_local_executor_runs_once_even_across_restarts(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        counter = tmp_path / "count"
+        work = Work("w1", "ns", "unused", ("bash", "-c", f"echo run >> {counter}; echo hello; sleep 0.5"))
+        first = LocalExecutor(tmp_path / "runs")
+        assert (await first.submit(work)).state is State.RUNNING
+        # A new executor (the operator restarted) finds the same run by name.
+        second = LocalExecutor(tmp_path / "runs")
+        assert (await second.submit(work)).state is State.RUNNING
+        assert await _wait_finished(second, "w1") is State.SUCCEEDED
+        assert (await second.submit(work)).state is State.SUCCEEDED
+        assert counter.read_text() == "run\n"
+        assert "hello" in await second.logs("ns", "w1")
+
+    asyncio.run(scenario())
+
+
+def test_local_executor_reports_failure_with_log_tail(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        executor = LocalExecutor(tmp_path)
+        await executor.submit(Work("bad", "ns", "unused", ("bash", "-c", "echo 'no MLproject found' >&2; exit 3")))
+        assert await _wait_finished(executor, "bad") is State.FAILED
+        status = await executor.status("ns", "bad")
+        assert "exited with 3" in status.message and "no MLproject found" in status.message
+        assert (await executor.status("ns", "never")).state is State.MISSING
+
+    asyncio.run(scenario())
+
+
+def test_local_executor_cancel(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        executor = LocalExecutor(tmp_path)
+        await executor.submit(Work("long", "ns", "unused", ("sleep", "30")))
+        await executor.cancel("ns", "long")
+        assert await _wait_finished(executor, "long") is State.FAILED
+
+    asyncio.run(scenario())
