@@ -83,12 +83,16 @@ def clean(obj: dict[str, Any]) -> dict[str, Any]:
     return {**obj, "metadata": metadata}
 
 
-def _stdout() -> Console:
+def _print_table(table: Table) -> None:
     console = Console(highlight=False)
-    if not console.is_terminal:
-        # Piped output is read by scripts: never wrap or truncate a cell.
-        console = Console(highlight=False, width=100_000)
-    return console
+    if console.is_terminal:
+        console.print(table)
+        return
+    # Piped output is read by scripts: never wrap or truncate a cell, no trailing blanks.
+    console = Console(highlight=False, width=100_000)
+    with console.capture() as captured:
+        console.print(table)
+    typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def show(
@@ -122,4 +126,4 @@ def show(
         table.add_column(header, no_wrap=True)
     for row in cells:
         table.add_row(*(Text(value) for value in row))
-    _stdout().print(table)
+    _print_table(table)
