@@ -55,8 +55,7 @@ def up(
     # The only line on stdout, so that `eval "$(lykectl up)"` works.
     typer.echo(f"export KUBECONFIG={platform.kubeconfig}")
     typer.echo(
-        f"next: kubectl get lykeion   (kubectl is {platform.kubectl}), "
-        "or lykectl families list",
+        f"next: kubectl get lykeion   (kubectl is {platform.kubectl}), or lykectl families list",
         err=True,
     )
 

@@ -61,9 +61,7 @@ class Cluster:
             )
         configuration = client.Configuration()
         try:
-            config.load_kube_config(
-                config_file=self.kubeconfig, client_configuration=configuration
-            )
+            config.load_kube_config(config_file=self.kubeconfig, client_configuration=configuration)
         except (ConfigException, OSError, ValueError) as error:
             raise CliError(f"cannot load kubeconfig {self.kubeconfig}: {error}") from None
         # One retry: a refused connection should be reported in a second, not after backoff.
@@ -99,7 +97,11 @@ class Cluster:
         try:
             found: dict[str, Any] = self._call(
                 lambda api: api.get_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, kind.plural, name,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    kind.plural,
+                    name,
                     _request_timeout=REQUEST_TIMEOUT,
                 )
             )
@@ -146,8 +148,13 @@ class Cluster:
         try:
             return self._call(
                 lambda api: api.create_namespaced_custom_object(
-                    GROUP, VERSION, self._namespace_of(body), kind.plural, body,
-                    field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT,
+                    GROUP,
+                    VERSION,
+                    self._namespace_of(body),
+                    kind.plural,
+                    body,
+                    field_manager=FIELD_MANAGER,
+                    _request_timeout=REQUEST_TIMEOUT,
                 )
             )
         except ApiException as error:
@@ -164,9 +171,16 @@ class Cluster:
         # that creates the object answers 201.
         answer = self._call(
             lambda api: api.patch_namespaced_custom_object(
-                GROUP, VERSION, self._namespace_of(body), kind.plural, body["metadata"]["name"],
-                body, field_manager=FIELD_MANAGER, force=force_conflicts or None,
-                _content_type="application/apply-patch+yaml", _request_timeout=REQUEST_TIMEOUT,
+                GROUP,
+                VERSION,
+                self._namespace_of(body),
+                kind.plural,
+                body["metadata"]["name"],
+                body,
+                field_manager=FIELD_MANAGER,
+                force=force_conflicts or None,
+                _content_type="application/apply-patch+yaml",
+                _request_timeout=REQUEST_TIMEOUT,
                 _preload_content=False,
             )
         )
@@ -178,7 +192,12 @@ class Cluster:
         try:
             return self._call(
                 lambda api: api.patch_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, kind.plural, name, patch,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    kind.plural,
+                    name,
+                    patch,
                     field_manager=FIELD_MANAGER,
                     _content_type="application/merge-patch+json",
                     _request_timeout=REQUEST_TIMEOUT,
@@ -193,7 +212,11 @@ class Cluster:
         try:
             self._call(
                 lambda api: api.delete_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, kind.plural, name,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    kind.plural,
+                    name,
                     _request_timeout=REQUEST_TIMEOUT,
                 )
             )
@@ -208,4 +231,3 @@ class Cluster:
 
 def is_conflict(error: Exception) -> bool:
     return isinstance(error, ApiException) and error.status == 409
-

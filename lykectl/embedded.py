@@ -142,10 +142,15 @@ def _start_operator(workdir: Path, kubeconfig: Path, port: int) -> subprocess.Po
     with open(workdir / OPERATOR_LOG, "wb") as log:
         return subprocess.Popen(
             [
-                sys.executable, "-m", "lykeion.operator_main",
-                "--kubeconfig", str(kubeconfig),
-                "--executor", "local",
-                "--health-port", str(port),
+                sys.executable,
+                "-m",
+                "lykeion.operator_main",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--executor",
+                "local",
+                "--health-port",
+                str(port),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -54,7 +54,8 @@ def api_message(error: ApiException) -> str:
 
 
 def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    one_line = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    typer.echo(f"error: {one_line}", err=True)
     raise typer.Exit(1)
 
 
@@ -70,6 +71,8 @@ class ReportingGroup(TyperGroup):
             fail(validation_message(error, prefix=""))
         except ApiException as error:
             fail(api_message(error))
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # --help, usage errors and exits: typer reports them itself
         except Exception as error:
             # A bug in lykectl: still one line, unless the traceback is asked for.
             if os.environ.get("LYKECTL_DEBUG"):

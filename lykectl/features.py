@@ -83,11 +83,11 @@ def apply_features(
     cluster = options.cluster(ctx, namespace, kubeconfig)
     # Validate every document of every file before the first one is sent.
     manifests = [m for path in files for m in load_manifests(*_read(path), cluster.namespace)]
-    for manifest in manifests:
-        applied = cluster.apply(manifest, force_conflicts=force_conflicts)
-        finish(
-            cluster.in_namespace(applied["metadata"]["namespace"]),
-            FEATURE_MANIFEST, applied, "applied", output, wait, timeout)
+    applied = [cluster.apply(m, force_conflicts=force_conflicts) for m in manifests]
+    # Report (and wait) once everything is sent, so that manifests converge together.
+    for obj in applied:
+        target = cluster.in_namespace(obj["metadata"]["namespace"])
+        finish(target, FEATURE_MANIFEST, obj, "applied", output, wait, timeout)
 
 
 add_read_delete_commands(app, FEATURE_MANIFEST)

@@ -309,7 +309,8 @@ def deploy_model(
     traffic: Annotated[
         int | None,
         typer.Option(
-            min=1, max=100,
+            min=1,
+            max=100,
             help="Canary: percent for this version; the one version serving now keeps the rest. "
             "Without it, this version gets all traffic.",
             show_default=False,
@@ -321,8 +322,9 @@ def deploy_model(
     ] = None,
     replicas: Annotated[
         int | None,
-        typer.Option(min=0, max=100, help="Replicas (default: unchanged, else 1).",
-                     show_default=False),
+        typer.Option(
+            min=0, max=100, help="Replicas (default: unchanged, else 1).", show_default=False
+        ),
     ] = None,
     output: options.CreatedFormat = None,
     wait: options.Wait = False,
@@ -343,8 +345,13 @@ def deploy_model(
 
     deployment, verb = _write_deployment(cluster, family, segment, desired)
     finish(
-        cluster, DEPLOYMENT, deployment, f"{verb}: {_split(deployment['spec']['versions'])}",
-        output, wait, timeout,
+        cluster,
+        DEPLOYMENT,
+        deployment,
+        f"{verb}: {_split(deployment['spec']['versions'])}",
+        output,
+        wait,
+        timeout,
     )
 
 
@@ -377,6 +384,11 @@ def rollback_model(
 
     deployment, _ = _write_deployment(cluster, family, segment, desired)
     finish(
-        cluster, DEPLOYMENT, deployment, f"rolled back: {_split(deployment['spec']['versions'])}",
-        output, wait, timeout,
+        cluster,
+        DEPLOYMENT,
+        deployment,
+        f"rolled back: {_split(deployment['spec']['versions'])}",
+        output,
+        wait,
+        timeout,
     )

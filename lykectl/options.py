@@ -18,7 +18,9 @@ KUBECONFIG_HELP = (
 Namespace = Annotated[
     str | None,
     typer.Option(
-        "--namespace", "-n", help="Namespace (default: the global --namespace, else default).",
+        "--namespace",
+        "-n",
+        help="Namespace (default: the global --namespace, else default).",
         show_default=False,
     ),
 ]
@@ -29,7 +31,9 @@ Format = Annotated[Output, typer.Option("--output", "-o", help="Output format.")
 CreatedFormat = Annotated[
     Output | None,
     typer.Option(
-        "--output", "-o", help="Print the object in this format instead of a one-line summary.",
+        "--output",
+        "-o",
+        help="Print the object in this format instead of a one-line summary.",
         show_default=False,
     ),
 ]
@@ -42,9 +46,7 @@ Wait = Annotated[
         "--wait", help="Wait until the Ready condition is True (exit 1 if it fails for good)."
     ),
 ]
-Timeout = Annotated[
-    float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")
-]
+Timeout = Annotated[float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")]
 
 
 @dataclass

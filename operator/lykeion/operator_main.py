@@ -54,7 +54,6 @@ async def configure(
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    settings.batching.worker_limit = 64
 
     kube = Kube(api_client(os.environ.get("KUBECONFIG")))
     runtime = Runtime(kube=kube, builders=BUILDERS)
