@@ -27,11 +27,12 @@ from kubernetes import client, watch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lykeion import GROUP, VERSION  # noqa: E402
-from lykeion.controlplane import LYKEION_CRDS, ControlPlane  # noqa: E402
-from lykeion.kube import api_client  # noqa: E402
-from tests import objects  # noqa: E402
-from tests.support import Operator  # noqa: E402
+from lykeion import GROUP, VERSION
+from lykeion.controlplane import LYKEION_CRDS, ControlPlane
+from lykeion.kube import api_client
+
+from tests import objects
+from tests.support import Operator
 
 THREADS = 8
 

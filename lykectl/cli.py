@@ -25,7 +25,10 @@ app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 
 Workdir = Annotated[
-    Path, typer.Option(help="Where the embedded platform keeps its state, data and logs.")
+    Path,
+    typer.Option(
+        envvar="LYKEION_HOME", help="Where the embedded platform keeps its state, data and logs."
+    ),
 ]
 
 

@@ -6,15 +6,17 @@ import asyncio
 from typing import Any
 
 from kubernetes import client
-
 from lykeion.executors.base import State, Work
 from lykeion.executors.kubernetes import KubernetesExecutor
 from lykeion.kube import Kube
+
 from tests import objects
 from tests.support import Cluster
 
 
-def _set_job_status(api: client.ApiClient, namespace: str, name: str, status: dict[str, Any]) -> None:
+def _set_job_status(
+    api: client.ApiClient, namespace: str, name: str, status: dict[str, Any]
+) -> None:
     client.BatchV1Api(api).patch_namespaced_job_status(name, namespace, {"status": status})
 
 
@@ -24,7 +26,12 @@ def test_job_created_once_with_owner_and_followed_to_completion(
     owner = cluster.create(objects.model(), namespace)
     executor = KubernetesExecutor(Kube(api))
     work = Work(
-        "forward-default-1-0-train", namespace, "lykeion/training:0.1", ("lykeion-train",), {"X": "1"}, owner=owner
+        "forward-default-1-0-train",
+        namespace,
+        "lykeion/training:0.1",
+        ("lykeion-train",),
+        {"X": "1"},
+        owner=owner,
     )
 
     async def scenario() -> None:
@@ -38,7 +45,12 @@ def test_job_created_once_with_owner_and_followed_to_completion(
         assert again.metadata.uid == job.metadata.uid
 
         # No controller-manager here: the test plays the Job controller.
-        _set_job_status(api, namespace, work.name, {"startTime": "2026-01-01T00:00:00Z", "active": 1, "ready": 0})
+        _set_job_status(
+            api,
+            namespace,
+            work.name,
+            {"startTime": "2026-01-01T00:00:00Z", "active": 1, "ready": 0},
+        )
         assert (await executor.status(namespace, work.name)).state is State.RUNNING
         _set_job_status(
             api,
@@ -49,8 +61,18 @@ def test_job_created_once_with_owner_and_followed_to_completion(
                 "succeeded": 1,
                 "completionTime": "2026-01-01T00:01:00Z",
                 "conditions": [
-                    {"type": "SuccessCriteriaMet", "status": "True", "lastProbeTime": None, "lastTransitionTime": "2026-01-01T00:01:00Z"},
-                    {"type": "Complete", "status": "True", "lastProbeTime": None, "lastTransitionTime": "2026-01-01T00:01:00Z"},
+                    {
+                        "type": "SuccessCriteriaMet",
+                        "status": "True",
+                        "lastProbeTime": None,
+                        "lastTransitionTime": "2026-01-01T00:01:00Z",
+                    },
+                    {
+                        "type": "Complete",
+                        "status": "True",
+                        "lastProbeTime": None,
+                        "lastTransitionTime": "2026-01-01T00:01:00Z",
+                    },
                 ],
             },
         )
@@ -76,8 +98,20 @@ def test_failed_job_reports_reason(api: client.ApiClient, cluster: Cluster, name
                 "startTime": "2026-01-01T00:00:00Z",
                 "failed": 1,
                 "conditions": [
-                    {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": "2026-01-01T00:01:00Z"},
-                    {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": "2026-01-01T00:01:00Z"},
+                    {
+                        "type": "FailureTarget",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "message": "Job has reached the specified backoff limit",
+                        "lastTransitionTime": "2026-01-01T00:01:00Z",
+                    },
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "message": "Job has reached the specified backoff limit",
+                        "lastTransitionTime": "2026-01-01T00:01:00Z",
+                    },
                 ],
             },
         )

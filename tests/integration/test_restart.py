@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-
 from lykeion import GROUP, VERSION
 from lykeion.controlplane import LYKEION_CRDS, ControlPlane
 from lykeion.kube import api_client
+
 from tests import objects
 from tests.support import Cluster, Operator, wait_for
 
@@ -37,7 +37,8 @@ def _models(api: client.ApiClient) -> list[dict]:  # type: ignore[type-arg]
 def _converged(api: client.ApiClient) -> bool:
     items = _models(api)
     return len(items) == N and all(
-        (m.get("status") or {}).get("observedGeneration") == m["metadata"]["generation"] for m in items
+        (m.get("status") or {}).get("observedGeneration") == m["metadata"]["generation"]
+        for m in items
     )
 
 
@@ -51,10 +52,16 @@ def test_kill_during_burst_then_restart(own_plane: ControlPlane, tmp_path: Path)
         cluster.create(objects.model(version=f"1.{i}", features=features), "default")
 
     log = tmp_path / "operator.log"
-    operator = Operator(own_plane.kubeconfig, log, extra_env={"LYKEION_STATE_DIR": str(tmp_path / "runs")})
+    operator = Operator(
+        own_plane.kubeconfig, log, extra_env={"LYKEION_STATE_DIR": str(tmp_path / "runs")}
+    )
     operator.start()
     # Kill as soon as some (not all) Models carry a status: mid-reconcile.
-    wait_for(lambda: any((m.get("status") or {}).get("conditions") for m in _models(api)), 60, "first status")
+    wait_for(
+        lambda: any((m.get("status") or {}).get("conditions") for m in _models(api)),
+        60,
+        "first status",
+    )
     operator.kill()
     assert not _converged(api), "operator finished before it could be killed; raise N"
 
@@ -62,14 +69,23 @@ def test_kill_during_burst_then_restart(own_plane: ControlPlane, tmp_path: Path)
     wait_for(lambda: _converged(api), 120, "all Models reconciled after restart")
     by_name = {m["metadata"]["name"]: m for m in _models(api)}
     for i in range(N):
-        ready = next(c for c in by_name[f"forward-default-1.{i}"]["status"]["conditions"] if c["type"] == "Ready")
+        ready = next(
+            c
+            for c in by_name[f"forward-default-1.{i}"]["status"]["conditions"]
+            if c["type"] == "Ready"
+        )
         assert ready["status"] == ("True" if i % 2 == 0 else "False")
         if i % 2:
             assert ready["reason"] == "FeaturesNotDefined"
             assert ready["message"] == "not defined by any FeatureManifest: rider.missing_one"
     family = cluster.get("ModelFamily", "default", "forward")
     assert family is not None
-    wait_for(lambda: (cluster.get("ModelFamily", "default", "forward") or {})["status"].get("modelCount") == N)
+    wait_for(
+        lambda: (
+            (cluster.get("ModelFamily", "default", "forward") or {})["status"].get("modelCount")
+            == N
+        )
+    )
 
     # Converged: a restart re-checks everything and writes no status.
     before = {m["metadata"]["name"]: m["status"] for m in _models(api)}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from lykeion.api import DEPLOYMENT, FEATURE_MANIFEST, MODEL, MODEL_FAMILY, validate_object
 from lykeion.api.model import ModelSpec
+from pydantic import ValidationError
+
 from tests import objects
 
 
@@ -67,7 +67,7 @@ def test_repeated_input_feature_is_refused_even_with_type_pin() -> None:
 def test_name_rules_mirror_the_server() -> None:
     body = objects.model()
     body["metadata"]["name"] = "something-else"
-    with pytest.raises(ValueError, match="metadata.name must be <family>-<segment>-<version>"):
+    with pytest.raises(ValueError, match=r"metadata\.name must be <family>-<segment>-<version>"):
         validate_object(body)
     spec = MODEL_FAMILY.parse_spec(objects.family()["spec"])
     with pytest.raises(ValueError, match="expected 'forward'"):
@@ -79,11 +79,13 @@ def test_name_rules_mirror_the_server() -> None:
 
 
 def test_feature_manifest_defines_typed_references() -> None:
-    spec = FEATURE_MANIFEST.parse_spec(objects.manifest(features={"age": "int64", "tags": "list<string>"})["spec"])
+    spec = FEATURE_MANIFEST.parse_spec(
+        objects.manifest(features={"age": "int64", "tags": "list<string>"})["spec"]
+    )
     assert spec.defines() == {"rider.age": "int64", "rider.tags": "list<string>"}
 
 
 def test_deployment_traffic_must_sum_to_100() -> None:
-    with pytest.raises(ValidationError, match="traffic of spec.versions must sum to 100"):
+    with pytest.raises(ValidationError, match=r"traffic of spec\.versions must sum to 100"):
         DEPLOYMENT.parse_spec(objects.deployment(versions={"1.0": 50, "2.0": 40})["spec"])
     assert DEPLOYMENT.parse_spec(objects.deployment(versions={"1.0": 90, "2.0": 10})["spec"])

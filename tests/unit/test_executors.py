@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from lykeion.executors.base import State, Work
 from lykeion.executors.kubernetes import build_job, job_state
 from lykeion.executors.local import LocalExecutor
@@ -20,7 +19,15 @@ def test_child_names_are_deterministic_and_bounded() -> None:
 
 
 def test_job_builder_is_pure_non_root_and_bounded() -> None:
-    work = Work("forward-default-1-0-train", "ns", "img:1", ("python", "-m", "x"), {"B": "2", "A": "1"}, cpu="2", memory="3Gi")
+    work = Work(
+        "forward-default-1-0-train",
+        "ns",
+        "img:1",
+        ("python", "-m", "x"),
+        {"B": "2", "A": "1"},
+        cpu="2",
+        memory="3Gi",
+    )
     job = build_job(work)
     assert work.env == {"B": "2", "A": "1"}  # input untouched
     pod = job["spec"]["template"]["spec"]
@@ -40,7 +47,18 @@ def test_job_state_mapping() -> None:
     assert job_state({"status": {"active": 1}}).state is State.RUNNING
     done = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
     assert job_state(done).state is State.SUCCEEDED
-    failed = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "boom"}]}}
+    failed = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "boom",
+                }
+            ]
+        }
+    }
     status = job_state(failed)
     assert status.state is State.FAILED and status.message == "BackoffLimitExceeded: boom"
 
@@ -57,7 +75,9 @@ async def _wait_finished(executor: LocalExecutor, name: str) -> State:
 def test_local_executor_runs_once_even_across_restarts(tmp_path: Path) -> None:
     async def scenario() -> None:
         counter = tmp_path / "count"
-        work = Work("w1", "ns", "unused", ("bash", "-c", f"echo run >> {counter}; echo hello; sleep 0.5"))
+        work = Work(
+            "w1", "ns", "unused", ("bash", "-c", f"echo run >> {counter}; echo hello; sleep 0.5")
+        )
         first = LocalExecutor(tmp_path / "runs")
         assert (await first.submit(work)).state is State.RUNNING
         # A new executor (the operator restarted) finds the same run by name.
@@ -74,7 +94,9 @@ def test_local_executor_runs_once_even_across_restarts(tmp_path: Path) -> None:
 def test_local_executor_reports_failure_with_log_tail(tmp_path: Path) -> None:
     async def scenario() -> None:
         executor = LocalExecutor(tmp_path)
-        await executor.submit(Work("bad", "ns", "unused", ("bash", "-c", "echo 'no MLproject found' >&2; exit 3")))
+        await executor.submit(
+            Work("bad", "ns", "unused", ("bash", "-c", "echo 'no MLproject found' >&2; exit 3"))
+        )
         assert await _wait_finished(executor, "bad") is State.FAILED
         status = await executor.status("ns", "bad")
         assert "exited with 3" in status.message and "no MLproject found" in status.message

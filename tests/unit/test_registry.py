@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from lykeion.registry import Key, Registry
+
 from tests import objects
 
 
@@ -13,10 +14,14 @@ def test_family_appearing_requeues_only_its_models() -> None:
     registry = Registry()
     registry.observe(_with_ns(objects.model("forward")))
     registry.observe(_with_ns(objects.model("other")))
-    assert registry.observe(_with_ns(objects.family("forward"))) == {Key("Model", "ns", "forward-default-1.0")}
+    assert registry.observe(_with_ns(objects.family("forward"))) == {
+        Key("Model", "ns", "forward-default-1.0")
+    }
     # Seeing the same family again (a status update) changes nothing.
     assert registry.observe(_with_ns(objects.family("forward"))) == set()
-    assert registry.forget("ModelFamily", "ns", "forward") == {Key("Model", "ns", "forward-default-1.0")}
+    assert registry.forget("ModelFamily", "ns", "forward") == {
+        Key("Model", "ns", "forward-default-1.0")
+    }
 
 
 def test_manifest_change_requeues_models_using_changed_features_only() -> None:
@@ -25,8 +30,13 @@ def test_manifest_change_requeues_models_using_changed_features_only() -> None:
     registry.observe(_with_ns(objects.model(version="2.0", features=["rider.drop_offs_count"])))
     first = registry.observe(_with_ns(objects.manifest(features={"age": "int64"})))
     assert first == {Key("Model", "ns", "forward-default-1.0")}
-    retyped = registry.observe(_with_ns(objects.manifest(features={"age": "float64", "drop_offs_count": "int64"})))
-    assert retyped == {Key("Model", "ns", "forward-default-1.0"), Key("Model", "ns", "forward-default-2.0")}
+    retyped = registry.observe(
+        _with_ns(objects.manifest(features={"age": "float64", "drop_offs_count": "int64"}))
+    )
+    assert retyped == {
+        Key("Model", "ns", "forward-default-1.0"),
+        Key("Model", "ns", "forward-default-2.0"),
+    }
     assert registry.definitions("ns", "rider.age") == {"rider-activity": "float64"}
     assert registry.definitions("other-ns", "rider.age") == {}
 

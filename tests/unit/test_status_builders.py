@@ -6,6 +6,7 @@ from typing import Any
 
 from lykeion.handlers import deployments, families, features, models
 from lykeion.registry import Registry
+
 from tests import objects
 
 
@@ -23,7 +24,9 @@ def _by_type(update: Any) -> dict[str, Any]:
 
 def test_model_ready_when_family_and_typed_features_exist() -> None:
     registry = _registry(objects.family(), objects.manifest())
-    update = models.desired_status(objects.model(features=["rider.age:int64", "rider.drop_offs_count"]), registry)
+    update = models.desired_status(
+        objects.model(features=["rider.age:int64", "rider.drop_offs_count"]), registry
+    )
     checks = _by_type(update)
     assert checks["Ready"].ok and checks["FamilyResolved"].ok and checks["FeaturesResolved"].ok
     assert update.fields == {"missing": []}
@@ -31,10 +34,14 @@ def test_model_ready_when_family_and_typed_features_exist() -> None:
 
 def test_model_reports_family_first_and_lists_all_missing() -> None:
     registry = _registry(objects.manifest(features={"age": "int64"}))
-    update = models.desired_status(objects.model(features=["rider.age", "rider.x", "store.y"]), registry)
+    update = models.desired_status(
+        objects.model(features=["rider.age", "rider.x", "store.y"]), registry
+    )
     checks = _by_type(update)
     assert checks["Ready"].reason == "FamilyNotFound"
-    assert checks["FeaturesResolved"].message == "not defined by any FeatureManifest: rider.x, store.y"
+    assert (
+        checks["FeaturesResolved"].message == "not defined by any FeatureManifest: rider.x, store.y"
+    )
     assert update.fields["missing"] == ["family:forward", "feature:rider.x", "feature:store.y"]
 
 
@@ -46,8 +53,13 @@ def test_model_type_pin_mismatch() -> None:
 
 def test_feature_manifest_registers_sorted_typed_features() -> None:
     body = objects.manifest(features={"zeta": "string", "age": "int64"})
-    update = features.desired_status(body, _registry(objects.manifest(features={"zeta": "string", "age": "int64"})))
-    assert update.fields == {"features": ["rider.age:int64", "rider.zeta:string"], "featureCount": 2}
+    update = features.desired_status(
+        body, _registry(objects.manifest(features={"zeta": "string", "age": "int64"}))
+    )
+    assert update.fields == {
+        "features": ["rider.age:int64", "rider.zeta:string"],
+        "featureCount": 2,
+    }
     assert _by_type(update)["Ready"].ok
 
 
@@ -62,10 +74,16 @@ def test_deployment_names_missing_versions_including_shadow() -> None:
 
 def test_family_status_groups_versions_numerically() -> None:
     registry = _registry(
-        objects.model(version="1.10"), objects.model(version="1.9"), objects.deployment(versions={"1.9": 100})
+        objects.model(version="1.10"),
+        objects.model(version="1.9"),
+        objects.deployment(versions={"1.9": 100}),
     )
-    update = families.desired_status(objects.family() | {"metadata": {"name": "forward", "namespace": "default"}}, registry)
-    assert update.fields["segments"] == [{"name": "default", "versions": ["1.9", "1.10"], "deployed": ["1.9"]}]
+    update = families.desired_status(
+        objects.family() | {"metadata": {"name": "forward", "namespace": "default"}}, registry
+    )
+    assert update.fields["segments"] == [
+        {"name": "default", "versions": ["1.9", "1.10"], "deployed": ["1.9"]}
+    ]
     assert update.fields["modelCount"] == 2
 
 

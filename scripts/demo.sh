@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The embedded platform end to end, on a fresh machine:
+#   python environment -> control plane (built once) -> operator -> the example applied
+#   -> every object Ready. Leaves the platform running; `lykectl down` stops it.
+# State goes to $LYKEION_HOME (default ~/.lykeion).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LYKEION_HOME="${LYKEION_HOME:-$HOME/.lykeion}"
+
+stage() { printf '\n== %s\n' "$*"; stage_start=$(date +%s); }
+done_stage() { echo "   ($(( $(date +%s) - stage_start ))s)"; }
+
+stage "python environment (.venv)"
+[[ -x .venv/bin/lykectl ]] || bash scripts/setup-dev.sh
+done_stage
+PATH="$PWD/.venv/bin:$PATH"
+
+stage "control plane binaries (first build ~6 min, then cached)"
+bash scripts/build-control-plane.sh >/dev/null
+done_stage
+
+stage "lykectl up: etcd, kube-apiserver, CRDs, operator"
+eval "$(lykectl up)"
+done_stage
+
+stage "the forward example: family, features, model, deployment"
+lykectl families create --alias forward --name Forward \
+  --description "Will this rider order again within 30 days?" --authors ds@example.com --wait \
+  || lykectl families get forward
+lykectl features apply -f examples/forward/features.yaml --wait
+kubectl="$(dirname "$(bash scripts/build-control-plane.sh)")/bin/kubectl"
+"$kubectl" apply --server-side -f examples/forward/model.yaml
+"$kubectl" wait --for=condition=Ready --timeout=60s model/forward-default-1.0
+lykectl models deploy forward --segment default --version 1.0 --wait
+done_stage
+
+stage "what the cluster now holds"
+"$kubectl" get lykeion
+echo
+echo "KUBECONFIG=$KUBECONFIG   (stop with: .venv/bin/lykectl down)"

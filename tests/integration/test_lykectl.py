@@ -1,0 +1,97 @@
+"""lykectl as a user runs it: a real process against the real API server and operator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lykeion.controlplane import ControlPlane
+from tests.support import Cluster, Operator, wait_for
+
+LYKECTL = str(Path(sys.executable).parent / "lykectl")
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "forward"
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def lykectl(control_plane: ControlPlane, operator: Operator, namespace: str) -> Any:
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [LYKECTL, "--kubeconfig", str(control_plane.kubeconfig), "-n", namespace, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"lykectl {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    return run
+
+
+def _create_model(
+    lykectl: Any, version: str, features: str, *extra: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return lykectl(
+        "models", "create", "forward", "--segment", "default", "--version", version,
+        "--description", "Forward test model",
+        "--source-url", f"git@example.com:org/projects.git#mlprojects/forward@{SHA}",
+        "--input-features", features,
+        "--labels-path", "labels.csv", "--labels-timestamp-column", "label_time",
+        "--target", "ordered_again", "--metric", "roc_auc", "--threshold", "0.6",
+        *extra, check=check,
+    )  # fmt: skip
+
+
+def test_family_to_canary_deployment(lykectl: Any, cluster: Cluster, namespace: str) -> None:
+    lykectl("families", "create", "--alias", "forward", "--name", "Forward",
+            "--description", "Forward test model", "--authors", "ds@example.com", "--wait")  # fmt: skip
+    lykectl("features", "apply", "-f", str(EXAMPLES / "features.yaml"), "--wait")
+    _create_model(lykectl, "1.0", "rider.age,rider.drop_offs_count", "--wait")
+    assert cluster.condition("Model", namespace, "forward-default-1.0")["status"] == "True"  # type: ignore[index]
+
+    lykectl("models", "train", "forward", "--segment", "default", "--version", "1.0")
+    model = cluster.get("Model", namespace, "forward-default-1.0")
+    assert model is not None and model["spec"]["training"]["requests"] == 1
+
+    lykectl("models", "deploy", "forward", "--segment", "default", "--version", "1.0", "--wait")
+    _create_model(lykectl, "1.1", "rider.age,rider.avg_fare", "--wait")
+    lykectl("models", "deploy", "forward", "--segment", "default", "--version", "1.1", "--traffic", "10", "--wait")
+    deployment = json.loads(lykectl("deployments", "get", "forward-default", "-o", "json").stdout)
+    assert deployment["spec"]["versions"] == [{"version": "1.0", "traffic": 90}, {"version": "1.1", "traffic": 10}]
+
+    table = lykectl("models", "list").stdout
+    assert "forward-default-1.0" in table and "forward-default-1.1" in table
+    family = json.loads(lykectl("families", "get", "forward", "-o", "json").stdout)
+    wait_for(
+        lambda: (cluster.get("ModelFamily", namespace, "forward") or {}).get("status", {}).get("segments")
+        == [{"name": "default", "versions": ["1.0", "1.1"], "deployed": ["1.0", "1.1"]}],
+        what="family status listing deployed versions",
+    )
+    assert family["spec"]["alias"] == "forward"
+
+
+def test_wait_ends_on_failure_reason_in_one_line(lykectl: Any) -> None:
+    lykectl("families", "create", "--alias", "forward", "--name", "Forward",
+            "--description", "d", "--authors", "ds@example.com")  # fmt: skip
+    done = _create_model(lykectl, "1.0", "rider.nope", "--wait", "--timeout", "60", check=False)
+    assert done.returncode == 1
+    assert "FeaturesNotDefined" in done.stderr and "rider.nope" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_server_errors_are_one_line(lykectl: Any) -> None:
+    done = lykectl("models", "get", "forward", "--segment", "default", "--version", "9.0", check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        next(line for line in done.stderr.splitlines() if "not found" in line)
+    ]
+    bad = subprocess.run([LYKECTL, "models", "create", "forward", "--param", "novalue"], capture_output=True, text=True)
+    assert bad.returncode == 2
