@@ -56,8 +56,8 @@ async def configure(
     settings.networking.request_timeout = 60
 
     kube = Kube(api_client(os.environ.get("KUBECONFIG")))
-    runtime = Runtime(kube=kube, builders=BUILDERS)
-    runtime.executor = make_executor(os.environ.get("LYKEION_EXECUTOR", "local"), kube)  # type: ignore[attr-defined]
+    executor = make_executor(os.environ.get("LYKEION_EXECUTOR", "local"), kube)
+    runtime = Runtime(kube=kube, builders=BUILDERS, executor=executor)
     # List everything once before handlers run, so that a restart never reports a
     # dependency as missing only because its watch event has not arrived yet.
     for kind in KINDS:
@@ -65,19 +65,7 @@ async def configure(
             runtime.registry.observe(item)
     memo.runtime = runtime
     memo.ready = True
-    logger.info(
-        "registry primed: %s",
-        {k.kind: len(getattr(runtime.registry, _table(k.kind))) for k in KINDS},
-    )
-
-
-def _table(kind: str) -> str:
-    return {
-        "ModelFamily": "families",
-        "FeatureManifest": "manifests",
-        "Model": "models",
-        "Deployment": "deployments",
-    }[kind]
+    logger.info("registry primed: %s", runtime.registry.counts())
 
 
 def _observer(plural: str) -> None:

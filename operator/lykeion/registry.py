@@ -149,6 +149,14 @@ class Registry:
 
     # -- queries ---------------------------------------------------------------------------
 
+    def counts(self) -> dict[str, int]:
+        return {
+            "ModelFamily": len(self.families),
+            "FeatureManifest": len(self.manifests),
+            "Model": len(self.models),
+            "Deployment": len(self.deployments),
+        }
+
     def family_exists(self, ns: str, alias: str) -> bool:
         return (ns, alias) in self.families
 

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from lykeion import conditions
 from lykeion.api.kinds import BY_KIND
+from lykeion.executors.base import Executor
 from lykeion.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
 from lykeion.registry import Key, Registry
 
@@ -59,6 +60,8 @@ class Runtime:
     kube: Any  # lykeion.kube.Kube; Any keeps this module importable without the API client
     builders: Mapping[str, StatusBuilder]
     registry: Registry = field(default_factory=Registry)
+    executor: Executor | None = None
+    """Where batch work runs; handlers use it without knowing which one it is."""
     retry_limit: int = 8
     _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     _pending: set[Key] = field(default_factory=set)

@@ -14,15 +14,27 @@ LYKECTL = str(Path(sys.executable).parent / "lykectl")
 
 def test_demo_brings_the_example_to_ready_and_down_stops_everything(tmp_path: Path) -> None:
     home = tmp_path / "lykeion-home"
-    env = {**os.environ, "LYKEION_HOME": str(home), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "LYKEION_HOME": str(home),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     try:
         done = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "demo.sh")], capture_output=True, text=True, env=env, timeout=600
+            ["bash", str(ROOT / "scripts" / "demo.sh")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
         )
         assert done.returncode == 0, done.stdout + done.stderr
         table = done.stdout.split("== what the cluster now holds", 1)[1]
-        for name in ("deployment.lykeion.io/forward-default", "featuremanifest.lykeion.io/rider-activity",
-                     "modelfamily.lykeion.io/forward", "model.lykeion.io/forward-default-1.0"):  # fmt: skip
+        for name in (
+            "deployment.lykeion.io/forward-default",
+            "featuremanifest.lykeion.io/rider-activity",
+            "modelfamily.lykeion.io/forward",
+            "model.lykeion.io/forward-default-1.0",
+        ):
             line = next(row for row in table.splitlines() if row.startswith(name))
             assert " True " in line, line
         pids = [p["pid"] for p in json.loads((home / "platform.json").read_text())["processes"]]
@@ -30,5 +42,8 @@ def test_demo_brings_the_example_to_ready_and_down_stops_everything(tmp_path: Pa
     finally:
         subprocess.run([LYKECTL, "down", "--purge"], env=env, capture_output=True, timeout=120)
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+        )
     assert not (home / "platform.json").exists()

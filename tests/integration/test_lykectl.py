@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from lykeion.controlplane import ControlPlane
+
 from tests.support import Cluster, Operator, wait_for
 
 LYKECTL = str(Path(sys.executable).parent / "lykectl")
@@ -52,7 +52,7 @@ def _create_model(
 
 def test_family_to_canary_deployment(lykectl: Any, cluster: Cluster, namespace: str) -> None:
     lykectl("families", "create", "--alias", "forward", "--name", "Forward",
-            "--description", "Forward test model", "--authors", "ds@example.com", "--wait")  # fmt: skip
+            "--description", "Forward", "--authors", "ds@example.com", "--wait")  # fmt: skip
     lykectl("features", "apply", "-f", str(EXAMPLES / "features.yaml"), "--wait")
     _create_model(lykectl, "1.0", "rider.age,rider.drop_offs_count", "--wait")
     assert cluster.condition("Model", namespace, "forward-default-1.0")["status"] == "True"  # type: ignore[index]
@@ -63,16 +63,34 @@ def test_family_to_canary_deployment(lykectl: Any, cluster: Cluster, namespace: 
 
     lykectl("models", "deploy", "forward", "--segment", "default", "--version", "1.0", "--wait")
     _create_model(lykectl, "1.1", "rider.age,rider.avg_fare", "--wait")
-    lykectl("models", "deploy", "forward", "--segment", "default", "--version", "1.1", "--traffic", "10", "--wait")
+    lykectl(
+        "models",
+        "deploy",
+        "forward",
+        "--segment",
+        "default",
+        "--version",
+        "1.1",
+        "--traffic",
+        "10",
+        "--wait",
+    )
     deployment = json.loads(lykectl("deployments", "get", "forward-default", "-o", "json").stdout)
-    assert deployment["spec"]["versions"] == [{"version": "1.0", "traffic": 90}, {"version": "1.1", "traffic": 10}]
+    assert deployment["spec"]["versions"] == [
+        {"version": "1.0", "traffic": 90},
+        {"version": "1.1", "traffic": 10},
+    ]
 
     table = lykectl("models", "list").stdout
     assert "forward-default-1.0" in table and "forward-default-1.1" in table
     family = json.loads(lykectl("families", "get", "forward", "-o", "json").stdout)
     wait_for(
-        lambda: (cluster.get("ModelFamily", namespace, "forward") or {}).get("status", {}).get("segments")
-        == [{"name": "default", "versions": ["1.0", "1.1"], "deployed": ["1.0", "1.1"]}],
+        lambda: (
+            (cluster.get("ModelFamily", namespace, "forward") or {})
+            .get("status", {})
+            .get("segments")
+            == [{"name": "default", "versions": ["1.0", "1.1"], "deployed": ["1.0", "1.1"]}]
+        ),
         what="family status listing deployed versions",
     )
     assert family["spec"]["alias"] == "forward"
@@ -88,10 +106,16 @@ def test_wait_ends_on_failure_reason_in_one_line(lykectl: Any) -> None:
 
 
 def test_server_errors_are_one_line(lykectl: Any) -> None:
-    done = lykectl("models", "get", "forward", "--segment", "default", "--version", "9.0", check=False)
+    done = lykectl(
+        "models", "get", "forward", "--segment", "default", "--version", "9.0", check=False
+    )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         next(line for line in done.stderr.splitlines() if "not found" in line)
     ]
-    bad = subprocess.run([LYKECTL, "models", "create", "forward", "--param", "novalue"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [LYKECTL, "models", "create", "forward", "--param", "novalue"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
