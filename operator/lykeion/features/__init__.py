@@ -1,0 +1,1 @@
+"""The feature platform: one definition (the FeatureManifest) feeding training and serving."""

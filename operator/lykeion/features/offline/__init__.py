@@ -1,0 +1,1 @@
+"""Offline stores: the full feature history with event times, for training sets."""

@@ -1,0 +1,64 @@
+"""The offline store contract. Implementations: `duckdb.py` (embedded), `bigquery.py`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from lykeion.features.view import FeatureView
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """How to read a labels table: entity key column, event-time column, target column."""
+
+    join_key: str
+    timestamp_column: str
+    target: str
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    view: FeatureView
+    feature: str
+
+    @property
+    def column(self) -> str:
+        """Column name in a training set: `<entity>__<feature>`."""
+        return f"{self.view.entity}__{self.feature}"
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    table: pa.Table
+    """Label columns (key, timestamp, target) then one column per feature, in the
+    requested order; one row per label row, label order kept."""
+    content_hash: str
+    """sha256 of the table's content in a canonical form (column names, types, values)."""
+    rows: int
+
+
+class OfflineStore(Protocol):
+    def write_history(self, view: FeatureView, table: pa.Table) -> int:
+        """Insert history rows (columns: `entity_key`, `event_time`, one per feature).
+        Idempotent on (entity_key, event_time): re-running a range writes each row once.
+        Returns the number of rows in the table written."""
+        ...
+
+    def history(self, view: FeatureView) -> pa.Table:
+        """All history rows of the view, ordered by (entity_key, event_time)."""
+        ...
+
+    def training_set(
+        self, labels: pa.Table, spec: LabelSpec, features: Sequence[FeatureRef]
+    ) -> TrainingSet:
+        """Point-in-time join inside the store: for each label row, each feature's value
+        from the latest history row of that entity at or before the label's timestamp and
+        not older than the view's TTL; null when there is none. Every label row is kept."""
+        ...
+
+    def close(self) -> None: ...

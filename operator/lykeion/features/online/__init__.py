@@ -1,0 +1,1 @@
+"""Online stores: the latest value of each feature per entity, for serving."""
