@@ -14,6 +14,7 @@ from lykeion.kube import api_client
 from tests.support import Cluster, Operator
 
 _namespaces = itertools.count()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +45,15 @@ def operator(
     proc = Operator(
         control_plane.kubeconfig,
         state / "operator.log",
-        extra_env={"LYKEION_STATE_DIR": str(state / "runs")},
+        extra_env={
+            "LYKEION_STATE_DIR": str(state / "runs"),
+            "LYKEION_DATA_DIR": str(state / "data"),
+            "LYKEION_DATA_ROOT": str(ROOT),
+            # The in-process engine keeps the suite light; the Beam pipeline is held to
+            # the same stores by tests/integration/test_pipeline.py.
+            "LYKEION_FEATURE_ENGINE": "duckdb",
+            "LYKEION_POLL_SECONDS": "1",
+        },
     ).start()
     yield proc
     proc.stop()

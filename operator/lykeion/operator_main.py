@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lykeion import GROUP, VERSION, handlers
 from lykeion.api.kinds import KINDS
+from lykeion.config import PlatformConfig
 from lykeion.executors import make_executor
 from lykeion.kube import Kube, api_client
 from lykeion.runtime import Runtime
@@ -57,7 +58,15 @@ async def configure(
 
     kube = Kube(api_client(os.environ.get("KUBECONFIG")))
     executor = make_executor(os.environ.get("LYKEION_EXECUTOR", "local"), kube)
-    runtime = Runtime(kube=kube, builders=BUILDERS, executor=executor)
+    config = PlatformConfig.from_env()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    runtime = Runtime(
+        kube=kube,
+        builders=BUILDERS,
+        executor=executor,
+        config=config,
+        actors={"FeatureManifest": handlers.features.act},
+    )
     # List everything once before handlers run, so that a restart never reports a
     # dependency as missing only because its watch event has not arrived yet.
     for kind in KINDS:

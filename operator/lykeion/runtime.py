@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from lykeion import conditions
 from lykeion.api.kinds import BY_KIND
+from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor
 from lykeion.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
 from lykeion.registry import Key, Registry
@@ -35,6 +36,8 @@ class StatusUpdate:
 
 
 StatusBuilder = Callable[[dict[str, Any], Registry], StatusUpdate]
+# The I/O step of a kind (e.g. running a pipeline), after its pure status builder.
+Actor = Callable[[dict[str, Any], "Runtime", StatusUpdate], Awaitable[StatusUpdate]]
 
 
 def new_status(body: dict[str, Any], update: StatusUpdate, timestamp: str) -> dict[str, Any]:
@@ -62,6 +65,8 @@ class Runtime:
     registry: Registry = field(default_factory=Registry)
     executor: Executor | None = None
     """Where batch work runs; handlers use it without knowing which one it is."""
+    config: PlatformConfig | None = None
+    actors: Mapping[str, Actor] = field(default_factory=dict)
     retry_limit: int = 8
     _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     _pending: set[Key] = field(default_factory=set)

@@ -99,11 +99,13 @@ def test_feature_defined_twice_is_a_conflict(cluster: Cluster, namespace: str) -
     cluster.create(objects.model(features=["rider.age"]), namespace)
     cluster.wait_condition("Model", namespace, "forward-default-1.0", "True")
     cluster.create(objects.manifest("second", features={"age": "int64"}), namespace)
-    cond = cluster.wait_condition("FeatureManifest", namespace, "first", "False", "FeatureConflict")
+    cond = cluster.wait_condition(
+        "FeatureManifest", namespace, "first", "False", "FeatureConflict", type_="Registered"
+    )
     assert "rider.age (also in second)" in cond["message"]
     cluster.wait_condition("Model", namespace, "forward-default-1.0", "False", "FeatureConflict")
     cluster.delete("FeatureManifest", namespace, "second")
-    cluster.wait_condition("FeatureManifest", namespace, "first", "True")
+    cluster.wait_condition("FeatureManifest", namespace, "first", "True", type_="Registered")
     cluster.wait_condition("Model", namespace, "forward-default-1.0", "True")
 
 

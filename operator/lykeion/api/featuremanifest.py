@@ -147,6 +147,27 @@ class FeatureManifestSpec(ApiModel):
         return {f"{self.entity.name}.{f.name}": f.type for f in self.features}
 
 
+class RunRecord(ApiModel):
+    """One materialization run: its event-time range and what it did."""
+
+    name: str
+    """Deterministic run name; the executor finds the run again by it after a restart."""
+    generation: int
+    start: str | None = None
+    """Exclusive start of the event-time range (none: from the beginning)."""
+    end: str
+    """Inclusive end of the event-time range; the watermark after success."""
+    result: Literal["Running", "Succeeded", "Failed"] = "Running"
+    started_at: str
+    finished_at: str | None = None
+    rows_read: int | None = None
+    rows_written: int | None = None
+    bad_rows: int | None = None
+    online_rows: int | None = None
+    duration_seconds: float | None = None
+    message: str | None = None
+
+
 class FeatureManifestStatus(Status):
     """Observed state of a FeatureManifest."""
 
@@ -154,6 +175,14 @@ class FeatureManifestStatus(Status):
     """Registered features as `entity.feature:type`."""
     feature_count: int | None = None
     watermark: str | None = None
-    """Event time up to which the stores are complete (RFC 3339)."""
+    """Event time up to which both stores are complete (RFC 3339); moves only on success."""
     rows_written: int | None = None
+    """History rows written by the last successful run."""
     last_run_time: str | None = None
+    """When the last successful run finished."""
+    materialized_generation: int | None = None
+    """The spec generation the stores were last fully backfilled for."""
+    run_count: int = 0
+    current_run: RunRecord | None = None
+    runs: list[RunRecord] = Field(default_factory=list, max_length=10)
+    """The latest runs, newest last."""

@@ -115,7 +115,7 @@ FEATURE_MANIFEST = Kind(
         Column("Entity", ".spec.entity.name"),
         Column("Features", ".status.featureCount", "integer"),
         Column("Schedule", ".spec.schedule"),
-        Column("Watermark", ".status.watermark", priority=1),
+        Column("Watermark", ".status.watermark"),
         Column("Ready", READY),
         Column("Reason", REASON, priority=1),
     ),

@@ -39,6 +39,8 @@ class Work:
 class WorkStatus:
     state: State
     message: str = ""
+    result: dict[str, Any] | None = None
+    """What the work reported about itself when it finished (e.g. rows written)."""
 
 
 class Executor(Protocol):

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from lykeion.executors.base import State, Work, WorkStatus
 
@@ -48,11 +49,11 @@ class LocalExecutor:
         exit_file = folder / "exit_code"
         if exit_file.exists():
             code = int(exit_file.read_text().strip() or "1")
+            result = _result(folder)
             if code == 0:
-                return WorkStatus(State.SUCCEEDED, "exited with 0")
-            return WorkStatus(
-                State.FAILED, f"exited with {code}: {(await self.logs(namespace, name, 5)).strip()}"
-            )
+                return WorkStatus(State.SUCCEEDED, "exited with 0", result)
+            tail = (await self.logs(namespace, name, 5)).strip()
+            return WorkStatus(State.FAILED, f"exited with {code}: {tail}", result)
         pid_file = folder / "pid"
         if not pid_file.exists():
             return WorkStatus(State.MISSING, "never submitted")
@@ -76,6 +77,15 @@ class LocalExecutor:
         if pid_file.exists():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+
+
+def _result(folder: Path) -> dict[str, Any] | None:
+    """`result.json`, which work may write in its folder (its working directory)."""
+    try:
+        loaded = json.loads((folder / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
 
 
 def _alive(pid: int) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -9,10 +11,13 @@ import kopf
 from lykeion import GROUP, VERSION
 from lykeion.api.kinds import FEATURE_MANIFEST
 from lykeion.conditions import Check, ready
+from lykeion.handlers.materialization import MATERIALIZED, materialize
 from lykeion.registry import Key, Registry
 from lykeion.runtime import Runtime, StatusUpdate
 
 REGISTERED = "Registered"
+# Registration-time setting (kopf timers are declared at import): the operator's env.
+POLL_SECONDS = float(os.environ.get("LYKEION_POLL_SECONDS", "3"))
 
 
 def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
@@ -45,6 +50,35 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
         "featureCount": len(defines),
     }
     return StatusUpdate(fields, [registered, ready([registered], "Registered")])
+
+
+async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> StatusUpdate:
+    """Run the manifest's pipeline (backfill, then on schedule) once it is registered."""
+    registered = next(c for c in update.checks if c.type == REGISTERED)
+    if runtime.executor is None or runtime.config is None:
+        return update
+    if registered.ok:
+        fields, materialized = await materialize(
+            body, runtime.executor, runtime.config, datetime.now(UTC)
+        )
+    else:
+        fields = {}
+        materialized = Check(
+            MATERIALIZED, False, "NotRegistered", "runs wait until the features register"
+        )
+    checks = [registered, materialized]
+    return StatusUpdate(
+        {**update.fields, **fields}, [*checks, ready(checks, "Materialized", materialized.message)]
+    )
+
+
+@kopf.timer(
+    GROUP, VERSION, FEATURE_MANIFEST.plural, interval=POLL_SECONDS, initial_delay=POLL_SECONDS
+)
+async def manifest_tick(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    # Local runs raise no Kubernetes events and cron schedules need a clock: check both.
+    runtime: Runtime = memo.runtime
+    await runtime.reconcile_now(Key(FEATURE_MANIFEST.kind, namespace or "default", name))
 
 
 @kopf.on.resume(GROUP, VERSION, FEATURE_MANIFEST.plural)

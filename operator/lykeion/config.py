@@ -1,0 +1,52 @@
+"""Operator configuration, read once from the environment (the chart's ConfigMap sets it).
+
+Builders never read the environment: they receive a `PlatformConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    data_dir: Path
+    """Embedded stores and run folders live here."""
+    online_store: str
+    """URI: sqlite:///path or bigtable://project/instance."""
+    offline_store: str
+    """URI: duckdb:///path or bigquery://project/dataset."""
+    data_root: str
+    """Relative `file` sources of FeatureManifests are resolved against this directory."""
+    feature_engine: str = "beam"
+    """`beam` (the pipeline; runner from `beam_args`) or `duckdb` (the in-process fast path)."""
+    beam_args: tuple[str, ...] = ("--runner=DirectRunner",)
+    python: str = sys.executable
+    """Interpreter of local runs (an environment with the `pipelines` extra)."""
+    image: str = "lykeion/pipelines:0.1.0"
+    """Image of Kubernetes runs."""
+    poll_seconds: float = 3.0
+    """How often running work and cron schedules are checked."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformConfig:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("LYKEION_DATA_DIR", str(Path.home() / ".lykeion" / "data")))
+        beam_args = tuple(env.get("LYKEION_BEAM_ARGS", "--runner=DirectRunner").split())
+        return cls(
+            data_dir=data_dir,
+            online_store=env.get("LYKEION_ONLINE_STORE", f"sqlite://{data_dir / 'online.db'}"),
+            offline_store=env.get(
+                "LYKEION_OFFLINE_STORE", f"duckdb://{data_dir / 'offline.duckdb'}"
+            ),
+            data_root=env.get("LYKEION_DATA_ROOT", os.getcwd()),
+            feature_engine=env.get("LYKEION_FEATURE_ENGINE", "beam"),
+            beam_args=beam_args,
+            python=env.get("LYKEION_PYTHON", sys.executable),
+            image=env.get("LYKEION_PIPELINE_IMAGE", "lykeion/pipelines:0.1.0"),
+            poll_seconds=float(env.get("LYKEION_POLL_SECONDS", "3")),
+        )

@@ -1,0 +1,12 @@
+"""The Feature API: online features over GraphQL, and the feature catalog, for other teams.
+
+`create_app(store, registry, catalog)` is the ASGI app; `FeatureRegistry.update(views)`
+swaps the schema while it serves; `loader.ClusterLoader` keeps it in step with the
+cluster's FeatureManifests; `python -m lykeion.features.api --help` runs it.
+"""
+
+from lykeion.features.api.app import create_app
+from lykeion.features.api.limits import Limits
+from lykeion.features.api.registry import FeatureRegistry
+
+__all__ = ["FeatureRegistry", "Limits", "create_app"]

@@ -1,0 +1,219 @@
+"""The Feature API's ASGI app: GraphQL over HTTP (POST and GET), health, readiness, catalog."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from inspect import isawaitable
+from typing import Any
+
+from anyio import to_thread
+from graphql import ExecutionResult, GraphQLError, execute
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from lykeion.features.api.catalog_routes import catalog_routes
+from lykeion.features.api.documents import InvalidDocument, PersistedQueries
+from lykeion.features.api.errors import (
+    BadUserInput,
+    FeatureApiError,
+    PayloadTooLarge,
+    PersistedQueryNotFound,
+    status_of,
+)
+from lykeion.features.api.reads import RequestContext
+from lykeion.features.api.registry import FeatureRegistry
+from lykeion.features.catalog import Catalog
+from lykeion.features.online.base import OnlineStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+NO_CACHE = {"cache-control": "private, no-cache, must-revalidate"}
+
+
+def json_response(
+    payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(body, status, headers, media_type="application/json")
+
+
+def errors_response(
+    errors: Sequence[Mapping[str, Any]], status: int, headers: dict[str, str] | None = None
+) -> Response:
+    return json_response({"errors": errors}, status, headers)
+
+
+@dataclass(frozen=True)
+class GraphQLRequest:
+    query: str | None
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    persisted_hash: str | None
+
+    @classmethod
+    def from_params(cls, params: Any) -> GraphQLRequest:
+        if not isinstance(params, dict):
+            raise BadUserInput("the request body must be a JSON object")
+        query, variables = params.get("query"), params.get("variables")
+        operation_name, extensions = params.get("operationName"), params.get("extensions")
+        if query is not None and not isinstance(query, str):
+            raise BadUserInput("query must be a string")
+        if variables is not None and not isinstance(variables, dict):
+            raise BadUserInput("variables must be an object")
+        if operation_name is not None and not isinstance(operation_name, str):
+            raise BadUserInput("operationName must be a string")
+        persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
+        sha256 = persisted.get("sha256Hash") if isinstance(persisted, dict) else None
+        if persisted is not None and not isinstance(sha256, str):
+            raise BadUserInput("extensions.persistedQuery.sha256Hash must be a string")
+        return cls(query, variables, operation_name, sha256)
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds {max_bytes} bytes")
+    body, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
+        body.append(chunk)
+    return b"".join(body)
+
+
+def _json_param(request: Request, name: str) -> Any:
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise BadUserInput(f"{name} is not valid JSON") from None
+
+
+async def parse_request(request: Request, max_bytes: int) -> GraphQLRequest:
+    if request.method == "GET":
+        return GraphQLRequest.from_params(
+            {
+                "query": request.query_params.get("query"),
+                "operationName": request.query_params.get("operationName"),
+                "variables": _json_param(request, "variables"),
+                "extensions": _json_param(request, "extensions"),
+            }
+        )
+    body = await _read_body(request, max_bytes)
+    try:
+        params = json.loads(body)
+    except ValueError:
+        raise BadUserInput("the request body is not valid JSON") from None
+    return GraphQLRequest.from_params(params)
+
+
+def _document_errors(error: InvalidDocument) -> list[dict[str, Any]]:
+    formatted = []
+    for item in error.errors:
+        entry: dict[str, Any] = dict(item.formatted)
+        code = "GRAPHQL_VALIDATION_FAILED" if item.nodes else "GRAPHQL_PARSE_FAILED"
+        entry["extensions"] = {"code": code, **(entry.get("extensions") or {})}
+        formatted.append(entry)
+    return formatted
+
+
+def _log_unexpected(errors: list[GraphQLError]) -> None:
+    for error in errors:
+        cause = error.original_error
+        if cause is not None and not isinstance(cause, FeatureApiError):
+            log.error("resolver failed at %s", error.path, exc_info=cause)
+
+
+class GraphQLEndpoint:
+    def __init__(self, store: OnlineStore, registry: FeatureRegistry) -> None:
+        self.store = store
+        self.registry = registry
+        self.limits = registry.limits
+        self.persisted = PersistedQueries(self.limits.persisted_queries)
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            graphql_request = await parse_request(request, self.limits.max_body_bytes)
+            return await self.run(graphql_request)
+        except PersistedQueryNotFound as error:
+            return errors_response([error.formatted()], error.status, NO_CACHE)
+        except FeatureApiError as error:
+            return errors_response([error.formatted()], error.status)
+        except InvalidDocument as error:
+            return errors_response(_document_errors(error), 400)
+
+    async def run(self, request: GraphQLRequest) -> Response:
+        snapshot = self.registry.snapshot
+        query = request.query
+        if request.persisted_hash is not None:
+            query = self.persisted.resolve(query, request.persisted_hash)
+        if not query:
+            raise BadUserInput("the request has no query")
+        document = snapshot.documents.get(query)
+        if request.persisted_hash is not None:
+            self.persisted.remember(query, request.persisted_hash)
+        outcome = execute(
+            snapshot.schema,
+            document,
+            context_value=RequestContext(self.store, self.limits.max_keys),
+            variable_values=request.variables,
+            operation_name=request.operation_name,
+        )
+        result: ExecutionResult = await outcome if isawaitable(outcome) else outcome
+        if not result.errors:
+            return json_response({"data": result.data})
+        errors = [error.formatted for error in result.errors]
+        status = status_of(result.errors)
+        if status is not None and status != 200:
+            return errors_response(errors, status)
+        if result.data is None:
+            # Variables that do not coerce, an unknown operation name: the request is wrong.
+            return errors_response(errors, 400)
+        _log_unexpected(result.errors)
+        return json_response({"data": result.data, "errors": errors})
+
+
+def create_app(
+    store: OnlineStore, registry: FeatureRegistry, catalog: Catalog | None = None
+) -> Starlette:
+    """The ASGI app; `registry.update(views)` changes the schema while it serves."""
+    endpoint = GraphQLEndpoint(store, registry)
+
+    async def healthz(_: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        if not registry.loaded:
+            return json_response(
+                {"status": "not ready", "reason": "feature definitions not loaded yet"}, 503
+            )
+        try:
+            await to_thread.run_sync(store.ping)
+        except StoreUnavailable as error:
+            return json_response(
+                {"status": "not ready", "reason": f"online store unavailable: {error}"}, 503
+            )
+        entities = sorted(registry.snapshot.entities.by_name)
+        return json_response({"status": "ready", "entities": entities})
+
+    routes: list[BaseRoute] = [
+        Route("/graphql", endpoint, methods=["GET", "POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    if catalog is not None:
+        routes += catalog_routes(catalog)
+    app = Starlette(routes=routes)
+    app.state.registry = registry
+    app.state.store = store
+    app.state.graphql = endpoint
+    app.state.catalog = catalog
+    return app

@@ -1,0 +1,75 @@
+"""Store reads for one request: batched per FeatureView, off the event loop, within budget."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from anyio import to_thread
+
+from lykeion.features.api.entities import Entity
+from lykeion.features.api.errors import StoreDown, TooManyKeys
+from lykeion.features.online.base import OnlineStore, StoreUnavailable
+from lykeion.features.view import FeatureView
+
+
+@dataclass
+class RequestContext:
+    """The GraphQL context value: the store and what this request has used so far."""
+
+    store: OnlineStore
+    max_keys: int
+    keys: int = 0
+
+    def take_keys(self, count: int) -> None:
+        """Count keys against the request's budget before anything is read."""
+        if self.keys + count > self.max_keys:
+            raise TooManyKeys(
+                f"the request asks for {self.keys + count} keys, the limit is {self.max_keys}"
+            )
+        self.keys += count
+
+
+async def _read(
+    store: OnlineStore, view: FeatureView, keys: Sequence[str | int], features: list[str]
+) -> list[dict[str, Any] | None]:
+    try:
+        rows = await to_thread.run_sync(partial(store.read, view, keys, features))
+    except StoreUnavailable as error:
+        raise StoreDown(error) from error
+    if len(rows) != len(keys):
+        raise RuntimeError(f"the store answered {len(rows)} rows for {len(keys)} keys")
+    return rows
+
+
+async def read_entities(
+    context: RequestContext, entity: Entity, raw_keys: Sequence[str], names: Sequence[str]
+) -> list[dict[str, Any] | None]:
+    """One row per key, in order: join key and the `names` features, or None when no
+    FeatureView read knows the key (or all it holds is older than the view's TTL)."""
+    context.take_keys(len(raw_keys))
+    keys = [entity.key(raw) for raw in raw_keys]
+    unique = list(dict.fromkeys(keys))
+    plan = entity.plan(names)
+    if not plan and entity.views:
+        # Only the key was selected: existence is still the first manifest's answer.
+        plan = {entity.views[0]: []}
+    if not unique or not plan:
+        return [None for _ in keys]
+    answers = await asyncio.gather(
+        *(_read(context.store, view, unique, features) for view, features in plan.items())
+    )
+    rows: dict[str | int, dict[str, Any] | None] = {}
+    for index, key in enumerate(unique):
+        found = [answer[index] for answer in answers]
+        if all(values is None for values in found):
+            rows[key] = None
+            continue
+        row: dict[str, Any] = {entity.join_key: str(key)}
+        for features, values in zip(plan.values(), found, strict=True):
+            row.update({name: None if values is None else values.get(name) for name in features})
+        rows[key] = row
+    return [rows[key] for key in keys]

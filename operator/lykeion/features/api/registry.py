@@ -1,0 +1,69 @@
+"""The FeatureViews being served, swapped whole when manifests change."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from graphql import GraphQLSchema
+
+from lykeion.features.api.documents import DocumentCache
+from lykeion.features.api.entities import Entities, group_views
+from lykeion.features.api.limits import Limits
+from lykeion.features.api.schema import build_schema
+from lykeion.features.view import FeatureView
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One schema and everything derived from it; requests hold on to the one they started
+    with, so a swap never mixes two schemas within a request."""
+
+    views: tuple[FeatureView, ...]
+    entities: Entities
+    schema: GraphQLSchema
+    documents: DocumentCache
+
+
+def _order(views: Sequence[FeatureView]) -> tuple[FeatureView, ...]:
+    return tuple(sorted(views, key=lambda v: (v.namespace, v.name)))
+
+
+class FeatureRegistry:
+    def __init__(self, views: Sequence[FeatureView] | None = None, limits: Limits | None = None):
+        self.limits = limits or Limits()
+        self._lock = threading.Lock()
+        self.loaded = views is not None
+        """False until the first `update` (or views given here): readiness waits for it."""
+        self.generation = 0
+        self._snapshot = self._build(_order(views or ()))
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @property
+    def documents(self) -> DocumentCache:
+        return self._snapshot.documents
+
+    def update(self, views: Sequence[FeatureView]) -> bool:
+        """Serve `views` from now on; returns False (and keeps the cache) when nothing changed."""
+        ordered = _order(views)
+        with self._lock:
+            self.loaded = True
+            if ordered == self._snapshot.views:
+                return False
+            self._snapshot = self._build(ordered)
+            self.generation += 1
+            return True
+
+    def _build(self, views: tuple[FeatureView, ...]) -> Snapshot:
+        entities = group_views(views)
+        for conflict in entities.conflicts:
+            log.warning("feature API schema: %s", conflict)
+        schema = build_schema(entities)
+        return Snapshot(views, entities, schema, DocumentCache(schema, self.limits))

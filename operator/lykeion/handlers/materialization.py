@@ -1,0 +1,221 @@
+"""When a FeatureManifest's pipeline runs, over which range, and what its outcome means.
+
+Planning is pure (`next_range`, `finish`); `materialize` is the one step with I/O: it asks
+the executor about the current run or submits the next one. Run names are deterministic
+(`<manifest>-g<generation>-r<n>`), so after an operator restart the executor finds the
+run it had started instead of starting another. The watermark moves only on success.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from croniter import croniter
+
+from lykeion.api.featuremanifest import FeatureManifestSpec
+from lykeion.conditions import Check
+from lykeion.config import PlatformConfig
+from lykeion.executors.base import Executor, State, Work, WorkStatus
+from lykeion.names import child_name
+
+MATERIALIZED = "Materialized"
+MAX_RUNS_KEPT = 10
+BACKOFF_START = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=1)
+
+
+def _parse(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class NextRange:
+    start: str | None
+    end: str
+    reason: str
+
+
+def consecutive_failures(runs: list[dict[str, Any]], generation: int) -> int:
+    count = 0
+    for run in reversed(runs):
+        if run.get("generation") != generation or run.get("result") != "Failed":
+            break
+        count += 1
+    return count
+
+
+def next_range(
+    spec: FeatureManifestSpec, status: dict[str, Any], generation: int, now: datetime
+) -> NextRange | None:
+    """The range of the run to start now, or None (pure)."""
+    if status.get("currentRun"):
+        return None
+    runs = status.get("runs") or []
+    failures = consecutive_failures(runs, generation)
+    if failures:
+        backoff = min(BACKOFF_START * 2 ** (failures - 1), BACKOFF_MAX)
+        finished = _parse(runs[-1].get("finishedAt"))
+        if finished is not None and now < finished + backoff:
+            return None
+    if status.get("materializedGeneration") != generation:
+        # New or changed definitions: recompute the whole history.
+        return NextRange(None, _iso(now), "backfill")
+    watermark = status.get("watermark")
+    last = _parse(status.get("lastRunTime"))
+    if spec.schedule and watermark and last is not None:
+        due = croniter(spec.schedule, last).get_next(datetime)
+        if due <= now:
+            return NextRange(watermark, _iso(now), "schedule")
+    return None
+
+
+def run_record(name: str, generation: int, planned: NextRange, now: datetime) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "name": name,
+        "generation": generation,
+        "end": planned.end,
+        "result": "Running",
+        "startedAt": _iso(now),
+    }
+    if planned.start is not None:
+        record["start"] = planned.start
+    return record
+
+
+def finish(
+    status: dict[str, Any], run: dict[str, Any], outcome: WorkStatus, now: datetime
+) -> dict[str, Any]:
+    """Status fields after `run` ended with `outcome` (pure)."""
+    result = outcome.result or {}
+    succeeded = outcome.state is State.SUCCEEDED and result.get("succeeded", True)
+    # The range the run itself used wins: after a restart the record may have been rebuilt.
+    end = result.get("range_end") or run["end"]
+    done = {
+        **run,
+        "end": end,
+        "result": "Succeeded" if succeeded else "Failed",
+        "finishedAt": _iso(now),
+        "message": (result.get("message") or outcome.message)[-2000:],
+    }
+    for key, field in (
+        ("rows_read", "rowsRead"),
+        ("rows_written", "rowsWritten"),
+        ("bad_rows", "badRows"),
+        ("online_rows", "onlineRows"),
+        ("duration_seconds", "durationSeconds"),
+    ):
+        if result.get(key) is not None:
+            done[field] = result[key]
+    runs = [r for r in status.get("runs") or [] if r.get("name") != run["name"]]
+    fields: dict[str, Any] = {"currentRun": None, "runs": [*runs, done][-MAX_RUNS_KEPT:]}
+    if succeeded:
+        fields |= {
+            "watermark": end,
+            "lastRunTime": _iso(now),
+            "rowsWritten": done.get("rowsWritten"),
+        }
+        if run.get("start") is None:
+            fields["materializedGeneration"] = run["generation"]
+    return fields
+
+
+def materialized_check(status: dict[str, Any], generation: int) -> Check:
+    """The Materialized condition from the status fields (pure)."""
+    current = status.get("currentRun")
+    runs = status.get("runs") or []
+    last = runs[-1] if runs else None
+    if status.get("materializedGeneration") == generation and status.get("watermark"):
+        message = f"stores complete up to {status['watermark']}"
+        if last and last.get("result") == "Failed":
+            return Check(
+                MATERIALIZED,
+                True,
+                "IncrementalRunFailed",
+                f"{message}; last run failed: {last.get('message', '')}",
+            )
+        return Check(MATERIALIZED, True, "Materialized", message)
+    if last and last.get("result") == "Failed" and last.get("generation") == generation:
+        return Check(
+            MATERIALIZED,
+            False,
+            "PipelineFailed",
+            f"run {last['name']} failed: {last.get('message', '')}",
+        )
+    if current:
+        return Check(
+            MATERIALIZED, False, "Backfilling", f"run {current['name']} is computing the history"
+        )
+    return Check(MATERIALIZED, False, "Pending", "no run has completed for this generation yet")
+
+
+def work_for(body: dict[str, Any], run: dict[str, Any], config: PlatformConfig) -> Work:
+    """The pipeline run as executor work (pure)."""
+    meta = body["metadata"]
+    manifest = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": "FeatureManifest",
+        "metadata": {"name": meta["name"], "namespace": meta.get("namespace", "default")},
+        "spec": body["spec"],
+    }
+    command = [
+        config.python, "-m", "lykeion.features.run",
+        "--manifest-json", json.dumps(manifest, separators=(",", ":")),
+        "--offline", config.offline_store,
+        "--online", config.online_store,
+        "--engine", config.feature_engine,
+        "--data-root", config.data_root,
+        "--end", run["end"],
+    ]  # fmt: skip
+    if run.get("start"):
+        command += ["--start", run["start"]]
+    command += ["--", *config.beam_args]
+    return Work(
+        name=run["name"],
+        namespace=meta.get("namespace", "default"),
+        image=config.image,
+        command=tuple(command),
+        owner=body,
+    )
+
+
+def run_name(manifest: str, generation: int, number: int) -> str:
+    return child_name(manifest[:40], f"g{generation}", f"r{number}")
+
+
+async def materialize(
+    body: dict[str, Any], executor: Executor, config: PlatformConfig, now: datetime
+) -> tuple[dict[str, Any], Check]:
+    """Follow or start this manifest's run; status fields and the Materialized check."""
+    status = dict(body.get("status") or {})
+    generation = int(body["metadata"].get("generation", 1))
+    namespace = body["metadata"].get("namespace", "default")
+    fields: dict[str, Any] = {}
+    current = status.get("currentRun")
+    if current:
+        outcome = await executor.status(namespace, current["name"])
+        if outcome.state is State.MISSING:
+            # Recorded but never submitted (restart in between): submit it now, same name.
+            await executor.submit(work_for(body, current, config))
+        elif outcome.state.finished:
+            fields = finish(status, current, outcome, now)
+    else:
+        spec = FeatureManifestSpec.model_validate(body["spec"])
+        planned = next_range(spec, status, generation, now)
+        if planned is not None:
+            number = int(status.get("runCount") or 0) + 1
+            run = run_record(
+                run_name(body["metadata"]["name"], generation, number), generation, planned, now
+            )
+            # Submitting before the status says so is safe: the name is deterministic, so a
+            # restart recomputes the same name and the executor finds the run.
+            await executor.submit(work_for(body, run, config))
+            fields = {"currentRun": run, "runCount": number}
+    merged = {**status, **fields}
+    return fields, materialized_check(merged, generation)
