@@ -49,6 +49,8 @@ def new_status(body: dict[str, Any], update: StatusUpdate, timestamp: str) -> di
 
 
 def _comparable(status: dict[str, Any]) -> dict[str, Any]:
+    # A field set to None is removed by the merge patch: absent and None are the same state.
+    status = {k: v for k, v in status.items() if v is not None}
     return {
         **status,
         "conditions": [
@@ -133,14 +135,17 @@ class Runtime:
         kind = BY_KIND[key.kind]
         started = time.perf_counter()
         try:
-            if body is None:
+            actor = self.actors.get(key.kind)
+            if body is None or actor is not None:
+                # Kinds that act read their own latest status, never an event's older copy.
                 body = await self.kube.get(kind, key.namespace, key.name)
                 if body is None:
                     return
             body.setdefault("kind", kind.kind)
-            status = new_status(
-                body, self.builders[key.kind](body, self.registry), conditions.now()
-            )
+            update = self.builders[key.kind](body, self.registry)
+            if actor is not None:
+                update = await actor(body, self, update)
+            status = new_status(body, update, conditions.now())
             current = body.get("status") or {}
             if _comparable(status) != _comparable(current):
                 await self.kube.patch_status(kind, key.namespace, key.name, status)

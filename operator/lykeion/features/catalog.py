@@ -161,10 +161,13 @@ def feature_documents(
             "schedule": spec.schedule,
             "ready": _ready(body),
         }
+        runs = status.get("runs") or [{}]
         freshness = {
             "watermark": status.get("watermark"),
             "lastRunTime": status.get("lastRunTime"),
             "rowsWritten": status.get("rowsWritten"),
+            # The latest run, successful or not: a failing pipeline is why data goes stale.
+            "lastRunResult": runs[-1].get("result"),
         }
         for feature in spec.features:
             ref = f"{spec.entity.name}.{feature.name}"

@@ -119,8 +119,7 @@ def _document_errors(error: InvalidDocument) -> list[dict[str, Any]]:
     formatted = []
     for item in error.errors:
         entry: dict[str, Any] = dict(item.formatted)
-        code = "GRAPHQL_VALIDATION_FAILED" if item.nodes else "GRAPHQL_PARSE_FAILED"
-        entry["extensions"] = {"code": code, **(entry.get("extensions") or {})}
+        entry["extensions"] = {"code": error.code, **(entry.get("extensions") or {})}
         formatted.append(entry)
     return formatted
 
@@ -139,7 +138,7 @@ class GraphQLEndpoint:
         self.limits = registry.limits
         self.persisted = PersistedQueries(self.limits.persisted_queries)
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         try:
             graphql_request = await parse_request(request, self.limits.max_body_bytes)
             return await self.run(graphql_request)
@@ -205,7 +204,7 @@ def create_app(
         return json_response({"status": "ready", "entities": entities})
 
     routes: list[BaseRoute] = [
-        Route("/graphql", endpoint, methods=["GET", "POST"]),
+        Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

@@ -30,9 +30,11 @@ from lykeion.features.api.limits import Limits, depth_limit_rule
 class InvalidDocument(Exception):
     """The query does not parse or does not validate against the schema."""
 
-    def __init__(self, errors: Sequence[GraphQLError]) -> None:
+    def __init__(self, errors: Sequence[GraphQLError], code: str) -> None:
         super().__init__("; ".join(e.message for e in errors))
         self.errors = list(errors)
+        self.code = code
+        """`GRAPHQL_PARSE_FAILED` or `GRAPHQL_VALIDATION_FAILED`, as Apollo Server says."""
 
 
 K = TypeVar("K")
@@ -89,11 +91,11 @@ class DocumentCache:
         try:
             document = parse(query, no_location=False, max_tokens=self.limits.max_tokens)
         except GraphQLError as error:
-            raise InvalidDocument([error]) from None
+            raise InvalidDocument([error], "GRAPHQL_PARSE_FAILED") from None
         errors = validate(self.schema, document, self._rules, max_errors=self.limits.max_errors)
         if errors:
             # Invalid documents are not kept: the cache must not be fillable with junk.
-            raise InvalidDocument(errors)
+            raise InvalidDocument(errors, "GRAPHQL_VALIDATION_FAILED")
         self._documents.put(query, document)
         return document
 

@@ -25,8 +25,8 @@ class Limits:
     """Larger request bodies are refused with 413 before they are parsed."""
     max_depth: int = 6
     """Deepest selection allowed on the feature graph (entity queries are 2-3 deep)."""
-    max_introspection_depth: int = 15
-    """Deepest selection under `__schema`/`__type`: the standard introspection query is 13
+    max_introspection_depth: int = 20
+    """Deepest selection under `__schema`/`__type`: graphql-core's introspection query is 15
     deep, and unbounded `fields { type { fields ... } }` nesting multiplies the work."""
     max_keys: int = 500
     """Entity keys read per request, summed over every field of the request."""

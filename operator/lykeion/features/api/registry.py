@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from graphql import GraphQLSchema
+from graphql import GraphQLSchema, assert_valid_schema
 
 from lykeion.features.api.documents import DocumentCache
 from lykeion.features.api.entities import Entities, group_views
@@ -54,16 +54,18 @@ class FeatureRegistry:
         """Serve `views` from now on; returns False (and keeps the cache) when nothing changed."""
         ordered = _order(views)
         with self._lock:
+            changed = ordered != self._snapshot.views
+            if changed:
+                # A schema that fails to build raises here and the last one keeps serving.
+                self._snapshot = self._build(ordered)
+                self.generation += 1
             self.loaded = True
-            if ordered == self._snapshot.views:
-                return False
-            self._snapshot = self._build(ordered)
-            self.generation += 1
-            return True
+            return changed
 
     def _build(self, views: tuple[FeatureView, ...]) -> Snapshot:
         entities = group_views(views)
         for conflict in entities.conflicts:
             log.warning("feature API schema: %s", conflict)
         schema = build_schema(entities)
+        assert_valid_schema(schema)
         return Snapshot(views, entities, schema, DocumentCache(schema, self.limits))

@@ -14,10 +14,11 @@ Entity fields read only the features the query selects; `features` reads `names`
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any, Protocol
 
 from graphql import (
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLArgument,
     GraphQLField,
@@ -26,7 +27,6 @@ from graphql import (
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
-    GraphQLResolveInfo,
     GraphQLSchema,
     GraphQLSkipDirective,
     GraphQLString,
@@ -40,7 +40,20 @@ from lykeion.features.api.errors import UnknownEntity, UnknownFeature
 from lykeion.features.api.reads import RequestContext, read_entities
 from lykeion.features.api.scalars import JSON, graphql_type, json_value
 
-Info: TypeAlias = GraphQLResolveInfo[RequestContext]
+
+class Info(Protocol):
+    """What resolvers use of GraphQLResolveInfo (generic over the context only from
+    graphql-core 3.3; 3.2 is what MLflow's graphene allows next to it)."""
+
+    @property
+    def context(self) -> RequestContext: ...
+    @property
+    def field_nodes(self) -> list[FieldNode]: ...
+    @property
+    def fragments(self) -> dict[str, FragmentDefinitionNode]: ...
+    @property
+    def variable_values(self) -> Any: ...
+
 
 _ID_LIST = GraphQLNonNull(GraphQLList(GraphQLNonNull(GraphQLID)))
 
@@ -65,7 +78,7 @@ FEATURE_ROW = GraphQLObjectType(
 )
 
 
-def _included(node: FieldNode | InlineFragmentNode | FragmentSpreadNode, info: Any) -> bool:
+def _included(node: FieldNode | InlineFragmentNode | FragmentSpreadNode, info: Info) -> bool:
     if not node.directives:
         return True
     skip = get_directive_values(GraphQLSkipDirective, node, info.variable_values)
@@ -81,13 +94,15 @@ def selected_fields(info: Info) -> list[str]:
 
     def visit(selection_set: SelectionSetNode) -> None:
         for selection in selection_set.selections:
-            if not _included(selection, info):  # type: ignore[arg-type]
+            if not isinstance(selection, FieldNode | InlineFragmentNode | FragmentSpreadNode):
+                continue
+            if not _included(selection, info):
                 continue
             if isinstance(selection, FieldNode):
                 names[selection.name.value] = None
             elif isinstance(selection, InlineFragmentNode):
                 visit(selection.selection_set)
-            elif isinstance(selection, FragmentSpreadNode):
+            else:
                 visit(info.fragments[selection.name.value].selection_set)
 
     for node in info.field_nodes:

@@ -1,0 +1,210 @@
+"""The embedded offline store: one DuckDB database file.
+
+One table per feature view (`view.table`): `entity_key` (VARCHAR or BIGINT), `event_time`
+(TIMESTAMPTZ), one column per feature (`T[]` for `list<T>`), and a primary key on
+(entity_key, event_time) that makes re-writes replace rows instead of adding them.
+
+A database file rather than Parquet files: the primary key gives idempotent writes and
+late data for free (`INSERT OR REPLACE`), where Parquet would need a rewrite of every
+file an incoming key falls into. Parquet stays one `COPY ... TO` away for export.
+
+Every call opens the file and closes it again. DuckDB lets one process at a time open a
+file for writing, and the embedded platform runs pipelines and trainings as separate
+processes: holding the file for the store's lifetime would lock the others out.
+
+Training sets are built by one SQL statement: the labels (an Arrow table, scanned in
+place) `ASOF LEFT JOIN` each view's history on the entity key and
+`event_time <= label time`, which picks the latest row at or before the label; a value
+whose row is older than the view's TTL is nulled. Session time zone is UTC, so
+timestamps come back as `timestamp[us, tz=UTC]`, as from BigQuery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from lykeion.features.offline.base import FeatureRef, LabelSpec, TrainingSet
+from lykeion.features.offline.tables import (
+    POSITION,
+    ROW,
+    TrainingPlan,
+    conform_history,
+    empty_history,
+    finish,
+    history_schema,
+    plan_training_set,
+    with_positions,
+)
+from lykeion.features.view import EVENT_TIME, KEY, FeatureView, element_type, is_list
+
+_SQL_TYPES = {
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "string": "VARCHAR",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+}
+"""Spelled as `information_schema.columns` does, so stored and wanted types compare."""
+_INCOMING = "__lykeion_incoming"
+_LABELS = "__lykeion_labels"
+
+
+def sql_type(type_: str) -> str:
+    if is_list(type_):
+        return f"{sql_type(element_type(type_))}[]"
+    return _SQL_TYPES[type_]
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _micros(view: FeatureView) -> int:
+    return view.ttl.days * 86_400_000_000 + view.ttl.seconds * 1_000_000 + view.ttl.microseconds
+
+
+def training_sql(plan: TrainingPlan, columns: dict[str, set[str]]) -> str:
+    """The point-in-time join. `columns` holds the stored columns of each history table
+    that exists: a view never written, or a feature added since the last write, gives
+    nulls rather than an error."""
+    spec = plan.spec
+    ts = f"l.{quote(spec.timestamp_column)}"
+    select = [f"l.{quote(c)}" for c in plan.label_columns]
+    joins = []
+    for index, join in enumerate(plan.joins):
+        stored = columns.get(join.view.table)
+        if stored is None:
+            continue
+        alias = f"v{index}"
+        present = [f.name for f in join.features if f.name in stored]
+        fields = ", ".join(quote(c) for c in [KEY, EVENT_TIME, *present])
+        joins.append(
+            f"ASOF LEFT JOIN (SELECT {fields} FROM {quote(join.view.table)}) AS {alias}\n"
+            f"  ON {alias}.{KEY} = l.{quote(join.key_column)} AND {alias}.{EVENT_TIME} < {ts}"
+        )
+    for output in plan.outputs:
+        join = plan.joins[output.join]
+        alias = f"v{output.join}"
+        if output.feature.name in columns.get(join.view.table, set()):
+            # The ASOF match is the latest row at or before the label; past the TTL it
+            # is too old to have been served, so the feature is null.
+            value = (
+                f"CASE WHEN {alias}.{EVENT_TIME} >= {ts} - to_microseconds({_micros(join.view)})"
+                f" THEN {alias}.{quote(output.feature.name)} END"
+            )
+        else:
+            value = f"CAST(NULL AS {sql_type(output.feature.type)})"
+        select.append(f"{value} AS {quote(output.column)}")
+    return (
+        f"SELECT {', '.join(select)}\nFROM {_LABELS} AS l\n"
+        + "".join(f"{j}\n" for j in joins)
+        + f"ORDER BY l.{ROW}"
+    )
+
+
+class DuckDBOfflineStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path))
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    @staticmethod
+    def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str] | None:
+        """Stored column name -> SQL type, or None when the table does not exist."""
+        rows = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+        return {str(name): str(type_) for name, type_ in rows} or None
+
+    def _ensure_table(self, con: duckdb.DuckDBPyConnection, view: FeatureView) -> None:
+        wanted = {
+            KEY: sql_type(view.key_type),
+            EVENT_TIME: sql_type("timestamp"),
+            **{f.name: sql_type(f.type) for f in view.features},
+        }
+        stored = self._columns(con, view.table)
+        if stored is None:
+            columns = [
+                f"{KEY} {wanted[KEY]} NOT NULL",
+                f"{EVENT_TIME} {wanted[EVENT_TIME]} NOT NULL",
+            ]
+            columns += [f"{quote(f.name)} {wanted[f.name]}" for f in view.features]
+            con.execute(
+                f"CREATE TABLE {quote(view.table)} ({', '.join(columns)},"
+                f" PRIMARY KEY ({KEY}, {EVENT_TIME}))"
+            )
+            return
+        for name, type_ in wanted.items():
+            if name not in stored:
+                con.execute(f"ALTER TABLE {quote(view.table)} ADD COLUMN {quote(name)} {type_}")
+            elif stored[name] != type_:
+                # Changing a feature's type in place would rewrite history under the
+                # models trained on it; that is a new feature (or a new manifest).
+                raise ValueError(
+                    f"{view.table}.{name} is stored as {stored[name]}, the view says {type_}"
+                )
+
+    def write_history(self, view: FeatureView, table: pa.Table) -> int:
+        incoming = with_positions(conform_history(view, table), POSITION)
+        names = ", ".join(quote(n) for n in history_schema(view).names)
+        with self._connect() as con:
+            con.begin()
+            self._ensure_table(con, view)
+            con.register(_INCOMING, incoming)
+            # A batch may repeat a (key, time): its last row wins, as a later write would.
+            con.execute(
+                f"INSERT OR REPLACE INTO {quote(view.table)} ({names})"
+                f" SELECT {names} FROM {_INCOMING}"
+                f" QUALIFY row_number() OVER"
+                f" (PARTITION BY {KEY}, {EVENT_TIME} ORDER BY {POSITION} DESC) = 1"
+            ).fetchall()
+            con.unregister(_INCOMING)
+            con.commit()
+        return table.num_rows
+
+    def history(self, view: FeatureView) -> pa.Table:
+        schema = history_schema(view)
+        with self._connect() as con:
+            stored = self._columns(con, view.table)
+            if stored is None:
+                return empty_history(view)
+            select = [
+                quote(f.name)
+                if f.name in stored
+                else f"CAST(NULL AS {sql_type(view.feature(f.name).type)}) AS {quote(f.name)}"
+                for f in schema
+                if f.name not in (KEY, EVENT_TIME)
+            ]
+            result = con.sql(
+                f"SELECT {', '.join([KEY, EVENT_TIME, *select])} FROM {quote(view.table)}"
+                f" ORDER BY {KEY}, {EVENT_TIME}"
+            ).to_arrow_table()
+        return result.cast(schema)
+
+    def training_set(
+        self, labels: pa.Table, spec: LabelSpec, features: Sequence[FeatureRef]
+    ) -> TrainingSet:
+        plan = plan_training_set(labels, spec, features)
+        with self._connect() as con:
+            columns: dict[str, set[str]] = {}
+            for join in plan.joins:
+                stored = self._columns(con, join.view.table)
+                if stored is not None:
+                    columns[join.view.table] = set(stored)
+            con.register(_LABELS, plan.labels)
+            result = con.sql(training_sql(plan, columns)).to_arrow_table()
+            con.unregister(_LABELS)
+        return finish(plan, result)
+
+    def close(self) -> None:
+        """Nothing to release: connections live for one call."""

@@ -1,0 +1,259 @@
+"""The embedded online store: one SQLite table per view, one row per entity key."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lykeion.features.online.base import OnlineRow, StoreUnavailable
+from lykeion.features.online.codec import (
+    checked_features,
+    checked_values,
+    from_json,
+    normalize_key,
+    to_micros,
+)
+from lykeion.features.view import EVENT_TIME, KEY, FeatureView, is_list
+
+# SQLite's default limit on bound parameters is 32766 in recent versions, 999 in old ones.
+READ_CHUNK = 500
+
+_COLUMN_TYPES = {
+    "int64": "INTEGER",
+    "float64": "REAL",
+    "string": "TEXT",
+    "bool": "INTEGER",
+    "timestamp": "INTEGER",
+}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _column_type(type_: str) -> str:
+    return "TEXT" if is_list(type_) else _COLUMN_TYPES[type_]
+
+
+def _to_column(type_: str, value: Any) -> Any:
+    """A JSON-compatible value as SQLite stores it: lists as JSON text, scalars as is."""
+    if value is not None and is_list(type_):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def _from_column(type_: str, value: Any) -> Any:
+    if value is not None and is_list(type_):
+        value = json.loads(value)
+    return from_json(type_, value)
+
+
+def _upsert_sql(view: FeatureView) -> str:
+    table = _quote(view.table)
+    names = [KEY, EVENT_TIME, *view.feature_names]
+    columns = ", ".join(_quote(n) for n in names)
+    params = ", ".join("?" for _ in names)
+    assignments = ", ".join(f"{_quote(n)} = excluded.{_quote(n)}" for n in names[1:])
+    # Equal event times replace only when a value differs: a re-run with the same rows
+    # changes nothing (and counts 0), a corrected re-run at the same time still lands.
+    differs = " OR ".join(
+        f"{table}.{_quote(n)} IS NOT excluded.{_quote(n)}" for n in view.feature_names
+    )
+    newer = f"excluded.{EVENT_TIME} > {table}.{EVENT_TIME}"
+    same_time = f"excluded.{EVENT_TIME} = {table}.{EVENT_TIME}"
+    condition = f"{newer} OR ({same_time} AND ({differs}))" if differs else newer
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({params}) "
+        f"ON CONFLICT({KEY}) DO UPDATE SET {assignments} WHERE {condition}"
+    )
+
+
+class SqliteOnlineStore:
+    """Thread-safe: each thread gets its own connection, and WAL lets readers run while a
+    pipeline writes (also from other processes opening the same file)."""
+
+    def __init__(self, path: str | os.PathLike[str], busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._columns: dict[str, set[str]] = {}
+        self._identity: tuple[int, int] | None = None
+        self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"online store {self.path}: {exc}") from exc
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout,
+            isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE below)
+            check_same_thread=False,  # close() runs on whichever thread shuts down
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL never corrupts; a power cut may lose the last commits, which the
+        # next materialization run rewrites from the offline store.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            if self._closed:
+                conn.close()
+                raise StoreUnavailable(f"online store {self.path} is closed")
+            self._connections.append(conn)
+            if self._identity is None:
+                stat = self.path.stat()
+                self._identity = (stat.st_dev, stat.st_ino)
+        return conn
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection; SQLite errors that mean 'cannot reach the file' or
+        'busy for too long' become StoreUnavailable."""
+        if self._closed:
+            raise StoreUnavailable(f"online store {self.path} is closed")
+        try:
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self._connect()
+            yield conn
+        except sqlite3.OperationalError as exc:
+            # Schema mistakes are OperationalErrors too; those are bugs, not outages.
+            text = str(exc)
+            if "no such" in text or "syntax error" in text or "has no column" in text:
+                raise
+            raise StoreUnavailable(f"online store {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"online store {self.path}: {exc}") from exc
+
+    # -- schema ------------------------------------------------------------------------
+
+    def _ensure_table(self, conn: sqlite3.Connection, view: FeatureView) -> None:
+        """Create the view's table, or add the columns of features it gained. Idempotent
+        across threads and processes (a concurrent ADD COLUMN is tolerated)."""
+        known = self._columns.get(view.table)
+        if known is not None and known.issuperset(view.feature_names):
+            return
+        for reserved in (KEY, EVENT_TIME):
+            if reserved in view.feature_names:
+                raise ValueError(f"{view.name}: feature name {reserved!r} is reserved")
+        table = _quote(view.table)
+        key_type = "INTEGER" if view.key_type == "int64" else "TEXT"
+        # Text keys cluster better without the hidden rowid; integer keys are the rowid.
+        rowid = "" if view.key_type == "int64" else " WITHOUT ROWID"
+        features = "".join(f", {_quote(f.name)} {_column_type(f.type)}" for f in view.features)
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} ({KEY} {key_type} PRIMARY KEY NOT NULL, "
+            f"{EVENT_TIME} INTEGER NOT NULL{features}){rowid}"
+        )
+        existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for feature in view.features:
+            if feature.name not in existing:
+                try:
+                    conn.execute(
+                        f"ALTER TABLE {table} ADD COLUMN "
+                        f"{_quote(feature.name)} {_column_type(feature.type)}"
+                    )
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc):
+                        raise
+                existing.add(feature.name)
+        with self._lock:
+            self._columns[view.table] = existing
+
+    # -- the contract ------------------------------------------------------------------
+
+    def write(self, view: FeatureView, rows: Iterable[OnlineRow]) -> int:
+        """Upsert rows in one transaction. A row replaces the stored one when its event
+        time is newer, or equal with a differing value; so late data never overwrites
+        newer values, and writing the same rows twice leaves the store as it was and
+        returns 0. Returns the number of rows inserted or replaced."""
+        params = [
+            (
+                normalize_key(view, row.key),
+                to_micros(row.event_time),
+                *(
+                    _to_column(view.feature(name).type, value)
+                    for name, value in checked_values(view, row.values).items()
+                ),
+            )
+            for row in rows
+        ]
+        if not params:
+            return 0
+        with self._conn() as conn:
+            self._ensure_table(conn, view)
+            before = conn.total_changes
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_upsert_sql(view), params)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return conn.total_changes - before
+
+    def read(
+        self,
+        view: FeatureView,
+        keys: Sequence[str | int],
+        features: Sequence[str],
+        now: datetime | None = None,
+    ) -> list[dict[str, Any] | None]:
+        names = checked_features(view, features)
+        types = [view.feature(name).type for name in names]
+        wanted = [normalize_key(view, key) for key in keys]
+        cutoff = to_micros((now or datetime.now(UTC)) - view.ttl)
+        columns = "".join(f", {_quote(name)}" for name in names)
+        found: dict[str | int, dict[str, Any]] = {}
+        with self._conn() as conn:
+            self._ensure_table(conn, view)
+            unique = list(dict.fromkeys(wanted))
+            for start in range(0, len(unique), READ_CHUNK):
+                chunk = unique[start : start + READ_CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                cursor = conn.execute(
+                    f"SELECT {KEY}, {EVENT_TIME}{columns} FROM {_quote(view.table)} "
+                    f"WHERE {KEY} IN ({marks})",
+                    chunk,
+                )
+                for key, event_time, *values in cursor:
+                    if event_time >= cutoff:
+                        found[key] = {
+                            name: _from_column(type_, value)
+                            for name, type_, value in zip(names, types, values, strict=True)
+                        }
+        # Each entry gets its own dict, so callers may mutate one without touching another.
+        return [dict(found[key]) if key in found else None for key in wanted]
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the file this store opened is still there and
+        readable: an open connection keeps answering from a deleted file, so a bare
+        `SELECT 1` would hide that the data went away."""
+        with self._conn() as conn:
+            # Reads the schema page, unlike `SELECT 1`, which never touches the file.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            try:
+                stat = self.path.stat()
+                identity: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
+            except FileNotFoundError:
+                identity = None
+        if identity is None or identity != self._identity:
+            raise StoreUnavailable(f"online store {self.path} was deleted or replaced")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()

@@ -1,0 +1,231 @@
+"""The Feature API as a real HTTP server: uvicorn on a free port, the command line, and the
+cluster loader against the real kube-apiserver."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import yaml
+from lykeion.controlplane import ControlPlane, free_port
+from lykeion.features.api import FeatureRegistry, create_app
+from lykeion.features.api.loader import ClusterLoader
+from lykeion.features.catalog import Catalog
+from lykeion.features.online.base import OnlineRow
+from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.features.view import FeatureView
+from starlette.applications import Starlette
+
+from tests.objects import deployment, manifest, model
+from tests.support import Cluster, wait_for
+from tests.unit.test_feature_api import RecordingStore
+
+RIDER = {"age": "int64", "score": "float64", "seen": "timestamp", "labels": "list<string>"}
+SEEN = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def rider_manifest(namespace: str = "default") -> dict[str, Any]:
+    body = manifest("rider-activity", "rider", RIDER)
+    body["metadata"]["namespace"] = namespace
+    body["spec"]["tags"] = ["pii"]
+    return body
+
+
+def write_riders(path: Path, view: FeatureView) -> None:
+    store = SqliteOnlineStore(path)
+    store.write(
+        view,
+        [
+            OnlineRow(f"r{i}", datetime.now(UTC), {"age": 2**60 + i, "score": i / 2, "seen": SEEN})
+            for i in range(3)
+        ],
+    )
+    store.close()
+
+
+@contextmanager
+def serve(app: Starlette) -> Iterator[str]:
+    """uvicorn in a thread of this process, on a free 127.0.0.1 port."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, 15, "uvicorn to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@contextmanager
+def command_line(args: list[str], log_path: Path) -> Iterator[str]:
+    """`python -m lykeion.features.api ...` as a child process; yields its base URL."""
+    port = free_port()
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lykeion.features.api", *args, "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, 30, f"the feature API to listen (log: {log_path})")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_uvicorn_serves_graphql_over_http(tmp_path: Path) -> None:
+    view = FeatureView.from_body(rider_manifest())
+    write_riders(tmp_path / "online.db", view)
+    store = RecordingStore(SqliteOnlineStore(tmp_path / "online.db"))
+    registry = FeatureRegistry([view])
+    query = "query($ids: [ID!]!) { riders(ids: $ids) { rider_id age seen } }"
+    sha = hashlib.sha256(query.encode()).hexdigest()
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": sha}}
+
+    with serve(create_app(store, registry)) as url, httpx.Client(base_url=url) as http:
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/readyz").json() == {"status": "ready", "entities": ["rider"]}
+
+        answer = http.post("/graphql", json={"query": query, "variables": {"ids": ["r2", "x"]}})
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json() == {
+            "data": {
+                "riders": [
+                    {"rider_id": "r2", "age": str(2**60 + 2), "seen": "2024-05-01T12:00:00+00:00"},
+                    None,
+                ]
+            }
+        }
+
+        missing = http.get("/graphql", params={"extensions": json.dumps(persisted)})
+        assert missing.json()["errors"][0]["message"] == "PersistedQueryNotFound"
+        http.post(
+            "/graphql", json={"query": query, "extensions": persisted, "variables": {"ids": []}}
+        )
+        by_hash = http.get(
+            "/graphql",
+            params={"extensions": json.dumps(persisted), "variables": json.dumps({"ids": ["r0"]})},
+        )
+        assert by_hash.json()["data"]["riders"][0]["age"] == str(2**60)
+
+        too_big = http.post("/graphql", content=b"{" + b" " * 70_000 + b"}")
+        assert too_big.status_code == 413
+
+        store.down = True
+        down = http.post("/graphql", json={"query": query, "variables": {"ids": ["r1"]}})
+        assert down.status_code == 503
+        assert down.json()["errors"][0]["extensions"]["code"] == "STORE_UNAVAILABLE"
+        assert http.get("/readyz").status_code == 503
+        store.down = False
+        again = http.post("/graphql", json={"query": query, "variables": {"ids": ["r1"]}})
+        assert again.status_code == 200
+    assert registry.documents.misses == 1  # every request above ran the one validated document
+    store.close()
+
+
+def test_command_line_serves_manifest_files(tmp_path: Path) -> None:
+    body = rider_manifest()
+    write_riders(tmp_path / "online.db", FeatureView.from_body(body))
+    objects = tmp_path / "objects.yaml"
+    objects.write_text(yaml.safe_dump_all([body, model(), deployment()]))
+    args = ["--online", f"sqlite://{tmp_path / 'online.db'}", "--manifest", str(objects)]
+
+    help_text = subprocess.run(
+        [sys.executable, "-m", "lykeion.features.api", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--kubeconfig" in help_text and "--max-keys" in help_text
+
+    with command_line(args, tmp_path / "server.log") as url, httpx.Client(base_url=url) as http:
+        assert http.get("/readyz").status_code == 200
+        answer = http.post("/graphql", json={"query": '{ rider(id: "r1") { age score } }'})
+        assert answer.json() == {"data": {"rider": {"age": str(2**60 + 1), "score": 0.5}}}
+        hits = http.get("/catalog/search", params={"q": "tag:pii age"}).json()["results"]
+        assert [hit["ref"] for hit in hits] == ["rider.age"]
+        (definition,) = http.get("/catalog/features/rider.age").json()["definitions"]
+        assert definition["models"][0]["deployments"][0]["name"] == "forward-default"
+
+
+def test_loader_follows_the_cluster(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    registry = FeatureRegistry()
+    catalog = Catalog()
+    loader = ClusterLoader(cluster.api, registry, catalog, namespace=namespace, page_size=1)
+    assert loader.refresh() is False
+    assert registry.loaded and registry.snapshot.entities.by_name == {}
+
+    cluster.create(rider_manifest(namespace), namespace)
+    driver = manifest("driver-trips", "driver", {"trips": "int64"})
+    cluster.create(driver, namespace)
+    cluster.create(model("forward", "default", "1.0", ["rider.age", "driver.trips"]), namespace)
+    cluster.create(deployment("forward", "default"), namespace)
+    assert loader.refresh() is True
+    assert sorted(registry.snapshot.entities.by_name) == ["driver", "rider"]
+    assert loader.refresh() is False  # nothing changed: schema and document cache kept
+    (trips,) = catalog.feature("driver.trips")
+    assert [d["name"] for d in trips["models"][0]["deployments"]] == ["forward-default"]
+
+    cluster.delete("FeatureManifest", namespace, "driver-trips")
+    assert loader.refresh() is True
+    assert list(registry.snapshot.entities.by_name) == ["rider"]
+    assert catalog.feature("driver.trips") == []
+
+
+def test_command_line_against_the_cluster(
+    control_plane: ControlPlane, cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    body = rider_manifest(namespace)
+    write_riders(tmp_path / "online.db", FeatureView.from_body(body))
+    args = [
+        "--online",
+        f"sqlite://{tmp_path / 'online.db'}",
+        "--kubeconfig",
+        str(control_plane.kubeconfig),
+        "--namespace",
+        namespace,
+        "--refresh-seconds",
+        "0.3",
+    ]
+    with command_line(args, tmp_path / "server.log") as url, httpx.Client(base_url=url) as http:
+        wait_for(lambda: http.get("/readyz").status_code == 200, 30, "readiness")
+        assert http.get("/readyz").json()["entities"] == []
+
+        cluster.create(body, namespace)
+        wait_for(lambda: http.get("/readyz").json()["entities"] == ["rider"], 30, "the rider type")
+        answer = http.post("/graphql", json={"query": '{ riders(ids: ["r0", "r9"]) { age } }'})
+        assert answer.json() == {"data": {"riders": [{"age": str(2**60)}, None]}}
+        hits = http.get("/catalog/search", params={"q": "rider"}).json()["results"]
+        assert {hit["ref"] for hit in hits} == {f"rider.{name}" for name in RIDER}
