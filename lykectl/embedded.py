@@ -157,7 +157,13 @@ def _start_operator(workdir: Path, kubeconfig: Path, port: int) -> subprocess.Po
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=workdir,
-            env={**os.environ, "LYKEION_STATE_DIR": str(workdir / RUNS_DIR)},
+            env={
+                # Stores and runs live in the workdir; relative sources resolve from here.
+                "LYKEION_DATA_DIR": str(workdir / "data"),
+                "LYKEION_DATA_ROOT": os.getcwd(),
+                **os.environ,
+                "LYKEION_STATE_DIR": str(workdir / RUNS_DIR),
+            },
         )
 
 

@@ -10,10 +10,13 @@ export LYKEION_HOME="${LYKEION_HOME:-$HOME/.lykeion}"
 stage() { printf '\n== %s\n' "$*"; stage_start=$(date +%s); }
 done_stage() { echo "   ($(( $(date +%s) - stage_start ))s)"; }
 
-stage "python environment (.venv)"
-[[ -x .venv/bin/lykectl ]] || bash scripts/setup-dev.sh
+stage "python environment"
+if ! command -v lykectl >/dev/null; then
+  [[ -x .venv/bin/lykectl ]] || bash scripts/setup-dev.sh
+  PATH="$PWD/.venv/bin:$PATH"
+fi
+echo "   using $(command -v lykectl)"
 done_stage
-PATH="$PWD/.venv/bin:$PATH"
 
 stage "control plane binaries (first build ~6 min, then cached)"
 bash scripts/build-control-plane.sh >/dev/null
@@ -37,4 +40,4 @@ done_stage
 stage "what the cluster now holds"
 "$kubectl" get lykeion
 echo
-echo "KUBECONFIG=$KUBECONFIG   (stop with: .venv/bin/lykectl down)"
+echo "KUBECONFIG=$KUBECONFIG   (stop with: $(command -v lykectl) down)"

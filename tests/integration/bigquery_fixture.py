@@ -44,10 +44,12 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"BigQuery emulator exited:\n{log.read_text()[-4000:]}")
-        with contextlib.suppress(urllib.error.URLError, ConnectionError):
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
+        with (
+            contextlib.suppress(urllib.error.URLError, ConnectionError),
+            urllib.request.urlopen(url, timeout=2) as response,
+        ):
+            if response.status == 200:
+                return
         time.sleep(0.2)
     raise RuntimeError(
         f"BigQuery emulator not ready in {READY_TIMEOUT}s:\n{log.read_text()[-4000:]}"
@@ -99,6 +101,6 @@ def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bigq
             client_options=ClientOptions(api_endpoint=endpoint),
         )
         yield client
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
     finally:
         _stop(proc)

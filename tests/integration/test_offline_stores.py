@@ -95,7 +95,9 @@ RATING = FeatureRef(RIDER, "rating")
 
 
 def trips_for(store: OfflineStore, label_rows: pa.Table) -> list[Any]:
-    return store.training_set(label_rows, SPEC, [TRIPS]).table.column("rider__trips").to_pylist()
+    result = store.training_set(label_rows, SPEC, [TRIPS])
+    values: list[Any] = result.table.column("rider__trips").to_pylist()
+    return values
 
 
 @pytest.fixture(params=["duckdb", "bigquery"])

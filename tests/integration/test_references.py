@@ -139,14 +139,16 @@ def test_family_lists_versions_and_blocks_deletion(cluster: Cluster, namespace: 
     cluster.create(objects.model(segment="eu", version="1.0"), namespace)
     cluster.create(objects.deployment(versions={"1.1": 100}), namespace)
 
-    def segments() -> list[dict[str, object]] | None:
-        status = (cluster.get("ModelFamily", namespace, "forward") or {}).get("status") or {}
-        return status.get("segments") if status.get("modelCount") == 4 else None
-
-    assert wait_for(segments, what="family status with 4 models") == [
+    expected = [
         {"name": "default", "versions": ["1.0", "1.1", "2.0"], "deployed": ["1.1"]},
         {"name": "eu", "versions": ["1.0"], "deployed": []},
     ]
+
+    def status() -> dict[str, object]:
+        return (cluster.get("ModelFamily", namespace, "forward") or {}).get("status") or {}
+
+    wait_for(lambda: status().get("segments") == expected, what="family status listing segments")
+    assert status()["modelCount"] == 4
 
     cluster.delete("ModelFamily", namespace, "forward")
     cond = cluster.wait_condition("ModelFamily", namespace, "forward", "False", "DeletionBlocked")

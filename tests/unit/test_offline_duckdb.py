@@ -68,8 +68,10 @@ def reference(
                 t for (table, k, t) in written if table == ref.view.table and k == key and t <= ts
             ]
             latest = max(times, default=None)
-            fresh = latest is not None and latest >= ts - ref.view.ttl
-            row[ref.column] = written[(ref.view.table, key, latest)][ref.feature] if fresh else None
+            if key is None or latest is None or latest < ts - ref.view.ttl:
+                row[ref.column] = None
+            else:
+                row[ref.column] = written[(ref.view.table, key, latest)][ref.feature]
         out.append(row)
     return out
 
@@ -87,6 +89,7 @@ def test_training_set_matches_a_brute_force_reference(store: DuckDBOfflineStore,
             batch: dict[tuple[str, datetime], dict[str, Any]] = {}
             for _ in range(60):
                 key, t = rng.choice(keys[:6]), minute(rng.randrange(0, 120))
+                values: dict[str, Any]
                 if view is RIDER:
                     values = {
                         "trips": rng.choice([None, rng.randrange(100)]),

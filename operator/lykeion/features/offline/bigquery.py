@@ -43,11 +43,13 @@ from lykeion.features.offline.base import FeatureRef, LabelSpec, TrainingSet
 from lykeion.features.offline.tables import (
     POSITION,
     ROW,
+    TIMESTAMP,
     TrainingPlan,
     conform_history,
     empty_history,
     finish,
     history_schema,
+    micros,
     plan_training_set,
     with_positions,
 )
@@ -83,19 +85,19 @@ def _signature(field: bigquery.SchemaField) -> str:
     return f"ARRAY<{base}>" if field.mode == "REPEATED" else base
 
 
-def _arrow_sql_type(type_: pa.DataType) -> str:
-    """SQL type of a normalized label column (see `tables.plan_training_set`)."""
-    if pa.types.is_timestamp(type_):
-        return "TIMESTAMP"
-    return _SQL_TYPES[str(type_).replace("double", "float64")]
+def _label_field(field: pa.Field) -> bigquery.SchemaField:
+    """A normalized label column (see `tables.plan_training_set`) as a staging field."""
+    types = {pa.int64(): "INT64", pa.float64(): "FLOAT64", pa.string(): "STRING"}
+    types |= {pa.bool_(): "BOOL", TIMESTAMP: "TIMESTAMP"}
+    return bigquery.SchemaField(field.name, types[field.type])
 
 
-def _schema_field(name: str, sql: str, *, required: bool = False) -> bigquery.SchemaField:
-    if sql.startswith("STRUCT<"):
-        element = sql[len(f"STRUCT<{_ELEMENTS} ARRAY<") : -2]
-        inner = bigquery.SchemaField(_ELEMENTS, element, mode="REPEATED")
+def _schema_field(name: str, type_: str, *, required: bool = False) -> bigquery.SchemaField:
+    """A column of a manifest type; see the module docstring for lists."""
+    if is_list(type_):
+        inner = bigquery.SchemaField(_ELEMENTS, sql_type(element_type(type_)), mode="REPEATED")
         return bigquery.SchemaField(name, "RECORD", mode="NULLABLE", fields=[inner])
-    return bigquery.SchemaField(name, sql, mode="REQUIRED" if required else "NULLABLE")
+    return bigquery.SchemaField(name, sql_type(type_), mode="REQUIRED" if required else "NULLABLE")
 
 
 def _json_values(column: pa.ChunkedArray | pa.Array) -> list[Any]:
@@ -138,8 +140,12 @@ def _unwrap_lists(table: pa.Table) -> pa.Table:
     return table
 
 
-def _micros(delta: timedelta) -> int:
-    return delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds
+def _history_fields(view: FeatureView) -> list[bigquery.SchemaField]:
+    return [
+        _schema_field(KEY, view.key_type, required=True),
+        _schema_field(EVENT_TIME, "timestamp", required=True),
+        *(_schema_field(f.name, f.type) for f in view.features),
+    ]
 
 
 class BigQueryOfflineStore:
@@ -199,11 +205,8 @@ class BigQueryOfflineStore:
         }
         stored = self._stored_columns(view.table)
         if stored is None:
-            schema = [
-                _schema_field(name, sql, required=name in (KEY, EVENT_TIME))
-                for name, sql in wanted.items()
-            ]
-            self.client.create_table(bigquery.Table(self._id(view.table), schema), exists_ok=True)
+            table = bigquery.Table(self._id(view.table), _history_fields(view))
+            self.client.create_table(table, exists_ok=True)
             return
         missing = [name for name in wanted if name not in stored]
         for name, sql in wanted.items():
@@ -233,12 +236,7 @@ class BigQueryOfflineStore:
         self._ensure_table(view)
         if incoming.num_rows == 0:
             return 0
-        schema = [
-            _schema_field(name, sql_type(t), required=name in (KEY, EVENT_TIME))
-            for name, t in [(KEY, view.key_type), (EVENT_TIME, "timestamp")]
-        ]
-        schema += [_schema_field(f.name, sql_type(f.type)) for f in view.features]
-        schema.append(bigquery.SchemaField(POSITION, "INT64"))
+        schema = [*_history_fields(view), bigquery.SchemaField(POSITION, "INT64")]
         staging = self._staging(view.table, schema, incoming)
         try:
             self._query(merge_sql(self._ref(view.table), self._ref(staging), view))
@@ -270,7 +268,7 @@ class BigQueryOfflineStore:
             stored = self._stored_columns(join.view.table)
             if stored is not None:
                 columns[join.view.table] = set(stored)
-        schema = [bigquery.SchemaField(f.name, _arrow_sql_type(f.type)) for f in plan.labels.schema]
+        schema = [_label_field(f) for f in plan.labels.schema]
         staging = self._staging("labels", schema, plan.labels)
         try:
             result = self._arrow(training_sql(plan, columns, self._ref, self._ref(staging)))
@@ -330,7 +328,7 @@ def training_sql(
             f"    ON h.{KEY} = l.`{join.key_column}`\n"
             f"   AND h.{EVENT_TIME} <= l.`{spec.timestamp_column}`\n"
             f"   AND h.{EVENT_TIME} >= TIMESTAMP_SUB(l.`{spec.timestamp_column}`,"
-            f" INTERVAL {_micros(join.view.ttl)} MICROSECOND)\n"
+            f" INTERVAL {micros(join.view.ttl)} MICROSECOND)\n"
             f"  QUALIFY ROW_NUMBER() OVER (PARTITION BY l.{ROW} ORDER BY h.{EVENT_TIME} DESC) = 1\n"
             f")"
         )

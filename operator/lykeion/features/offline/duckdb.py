@@ -36,6 +36,7 @@ from lykeion.features.offline.tables import (
     empty_history,
     finish,
     history_schema,
+    micros,
     plan_training_set,
     with_positions,
 )
@@ -63,10 +64,6 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _micros(view: FeatureView) -> int:
-    return view.ttl.days * 86_400_000_000 + view.ttl.seconds * 1_000_000 + view.ttl.microseconds
-
-
 def training_sql(plan: TrainingPlan, columns: dict[str, set[str]]) -> str:
     """The point-in-time join. `columns` holds the stored columns of each history table
     that exists: a view never written, or a feature added since the last write, gives
@@ -84,7 +81,7 @@ def training_sql(plan: TrainingPlan, columns: dict[str, set[str]]) -> str:
         fields = ", ".join(quote(c) for c in [KEY, EVENT_TIME, *present])
         joins.append(
             f"ASOF LEFT JOIN (SELECT {fields} FROM {quote(join.view.table)}) AS {alias}\n"
-            f"  ON {alias}.{KEY} = l.{quote(join.key_column)} AND {alias}.{EVENT_TIME} < {ts}"
+            f"  ON {alias}.{KEY} = l.{quote(join.key_column)} AND {alias}.{EVENT_TIME} <= {ts}"
         )
     for output in plan.outputs:
         join = plan.joins[output.join]
@@ -93,7 +90,7 @@ def training_sql(plan: TrainingPlan, columns: dict[str, set[str]]) -> str:
             # The ASOF match is the latest row at or before the label; past the TTL it
             # is too old to have been served, so the feature is null.
             value = (
-                f"CASE WHEN {alias}.{EVENT_TIME} >= {ts} - to_microseconds({_micros(join.view)})"
+                f"CASE WHEN {alias}.{EVENT_TIME} >= {ts} - to_microseconds({micros(join.view.ttl)})"
                 f" THEN {alias}.{quote(output.feature.name)} END"
             )
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -82,6 +83,11 @@ def conform_history(view: FeatureView, table: pa.Table) -> pa.Table:
                 "elements (a list may be null, its elements may not)"
             )
     return conformed
+
+
+def micros(delta: timedelta) -> int:
+    """Whole microseconds, exactly (a TTL goes into SQL as an integer interval)."""
+    return delta // timedelta(microseconds=1)
 
 
 def with_positions(table: pa.Table, name: str) -> pa.Table:
@@ -165,8 +171,8 @@ def plan_training_set(
         feature = ref.view.feature(ref.feature)
         join = joins.get(ref.view.table)
         if join is None:
-            column = ref.view.join_key if ref.view.join_key in labels.column_names else None
-            join = ViewJoin(ref.view, column or spec.join_key, ())
+            own_key = ref.view.join_key in labels.column_names
+            join = ViewJoin(ref.view, ref.view.join_key if own_key else spec.join_key, ())
             wanted = key_type(ref.view)
             if key_types.setdefault(join.key_column, wanted) != wanted:
                 raise ValueError(

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -102,7 +103,7 @@ class SqliteOnlineStore:
             isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE below)
             check_same_thread=False,  # close() runs on whichever thread shuts down
         )
-        conn.execute("PRAGMA journal_mode=WAL")
+        self._enable_wal(conn)
         # WAL + NORMAL never corrupts; a power cut may lose the last commits, which the
         # next materialization run rewrites from the offline store.
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -115,6 +116,18 @@ class SqliteOnlineStore:
                 stat = self.path.stat()
                 self._identity = (stat.st_dev, stat.st_ino)
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """WAL persists in the file, so only its first opener switches. Switching bypasses
+        the busy handler, so two processes opening a new file at once retry here."""
+        deadline = time.monotonic() + self._busy_timeout
+        while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:

@@ -1,0 +1,1 @@
+"""Training: a Model resource becomes a registered, evaluated, reproducible MLflow model."""
