@@ -13,7 +13,7 @@
 # this bqemulator no longer runs on. So the executable is a launcher that makes that one
 # load best-effort: GEOGRAPHY is unavailable, everything else is the unmodified emulator.
 # numpy: DuckDB needs it to register the emulator's Python UDFs, and bqemulator only
-# declares it in extras.
+# declares it in extras. DuckDB pinned to the release this was tested with.
 set -euo pipefail
 
 VERSION="${LYKEION_BQEMULATOR_VERSION:-1.4.0}"
@@ -28,7 +28,7 @@ fi
 PYTHON="${PYTHON:-python3}"
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV" >&2
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "bqemulator==$VERSION" numpy >&2
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "bqemulator==$VERSION" "duckdb==2.0.1" numpy >&2
 
 cat > "$EXE.tmp" <<PY
 #!$VENV/bin/python

@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 from lykeion.controlplane import ControlPlane
 from lykeion.kube import api_client
+from lykeion.training.tracking_server import TrackingServer
 
 from tests.support import Cluster, Operator
 
@@ -38,8 +39,18 @@ def cluster(api: client.ApiClient) -> Cluster:
 
 
 @pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
+    """A real MLflow tracking server (SQLite backend, local artifacts)."""
+    server = TrackingServer(tmp_path_factory.mktemp("mlflow")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def operator(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    control_plane: ControlPlane,
+    tracking_server: TrackingServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Operator]:
     state = tmp_path_factory.mktemp("operator-state")
     proc = Operator(
@@ -53,6 +64,7 @@ def operator(
             # the same stores by tests/integration/test_pipeline.py.
             "LYKEION_FEATURE_ENGINE": "duckdb",
             "LYKEION_POLL_SECONDS": "1",
+            "LYKEION_MLFLOW_TRACKING_URI": tracking_server.url,
         },
     ).start()
     yield proc

@@ -29,6 +29,8 @@ class PlatformConfig:
     """Interpreter of local runs (an environment with the `pipelines` extra)."""
     image: str = "lykeion/pipelines:0.1.0"
     """Image of Kubernetes runs."""
+    tracking_uri: str = ""
+    """MLflow tracking and registry (the embedded default: a SQLite-backed server)."""
     poll_seconds: float = 3.0
     """How often running work and cron schedules are checked."""
 
@@ -48,5 +50,8 @@ class PlatformConfig:
             beam_args=beam_args,
             python=env.get("LYKEION_PYTHON", sys.executable),
             image=env.get("LYKEION_PIPELINE_IMAGE", "lykeion/pipelines:0.1.0"),
+            tracking_uri=env.get(
+                "LYKEION_MLFLOW_TRACKING_URI", f"sqlite:///{data_dir / 'mlflow.db'}"
+            ),
             poll_seconds=float(env.get("LYKEION_POLL_SECONDS", "3")),
         )

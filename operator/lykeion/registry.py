@@ -50,6 +50,8 @@ def feature_name(ref: str) -> str:
 class Registry:
     families: dict[tuple[str, str], FamilyInfo] = field(default_factory=dict)
     manifests: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    manifest_specs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """The full spec of each manifest, for work that needs the definitions (training)."""
     models: dict[tuple[str, str], ModelInfo] = field(default_factory=dict)
     deployments: dict[tuple[str, str], DeploymentInfo] = field(default_factory=dict)
 
@@ -66,6 +68,7 @@ class Registry:
         if kind == "FeatureManifest":
             entity = spec.get("entity", {}).get("name", "")
             defines = {f"{entity}.{f['name']}": f["type"] for f in spec.get("features", [])}
+            self.manifest_specs[(ns, name)] = spec
             return self._set_manifest(ns, name, defines)
         if kind == "Model":
             info = ModelInfo(
@@ -90,6 +93,7 @@ class Registry:
         if kind == "ModelFamily":
             return self._set_family(namespace, name, None)
         if kind == "FeatureManifest":
+            self.manifest_specs.pop((namespace, name), None)
             return self._set_manifest(namespace, name, None)
         if kind == "Model":
             return self._set_model(namespace, name, None)
@@ -167,6 +171,15 @@ class Registry:
             for (mns, name), defines in sorted(self.manifests.items())
             if mns == ns and feature in defines
         }
+
+    def manifests_for(self, ns: str, features: list[str]) -> list[dict[str, Any]]:
+        """FeatureManifest objects (name, namespace, spec) defining any of `features`."""
+        names = {feature_name(f) for f in features}
+        return [
+            {"metadata": {"name": name, "namespace": mns}, "spec": self.manifest_specs[(mns, name)]}
+            for (mns, name), defines in sorted(self.manifests.items())
+            if mns == ns and names & set(defines) and (mns, name) in self.manifest_specs
+        ]
 
     def models_of_family(self, ns: str, family: str) -> list[str]:
         return sorted(n for (mns, n), m in self.models.items() if mns == ns and m.family == family)

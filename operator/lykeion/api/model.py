@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
@@ -106,11 +106,35 @@ class TrainingSetRecord(ApiModel):
     rows: int
 
 
+class TrainingRecord(ApiModel):
+    """One training of this Model: its run name and how it ended."""
+
+    name: str
+    """`<family>-<segment>-<version>-t<requests>`: found again by name after a restart."""
+    requests: int
+    """The `spec.training.requests` value this training answers."""
+    started_at: str
+    result: Literal["Running", "Succeeded", "Failed"] = "Running"
+    reason: str | None = None
+    message: str | None = None
+    finished_at: str | None = None
+    duration_seconds: float | None = None
+    project_seconds: float | None = None
+    """Time spent in the MLflow project itself (the rest is platform overhead)."""
+    gate_passed: bool | None = None
+
+
 class ModelStatus(Status):
     """Observed state of a Model."""
 
     observed_training_requests: int | None = None
     """The `spec.training.requests` value last acted upon."""
+    current_training: TrainingRecord | None = None
+    last_training: TrainingRecord | None = None
+    registered_model: str | None = None
+    registered_version: str | None = None
+    features: list[dict[str, str]] = Field(default_factory=list)
+    """Input features as trained: reference, training-set column and type, in input order."""
     missing: list[str] = Field(default_factory=list)
     """References (family, features) that could not be resolved."""
     mlflow_run_id: str | None = None

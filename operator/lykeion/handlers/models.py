@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -9,6 +10,8 @@ import kopf
 from lykeion import GROUP, VERSION
 from lykeion.api.kinds import MODEL
 from lykeion.conditions import Check, ready
+from lykeion.handlers.features import POLL_SECONDS
+from lykeion.handlers.training import train
 from lykeion.registry import Key, Registry, feature_name
 from lykeion.runtime import Runtime, StatusUpdate
 
@@ -71,6 +74,39 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
     return StatusUpdate(
         {"missing": missing}, [*checks, ready(checks, "Resolved", "family and features resolved")]
     )
+
+
+async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> StatusUpdate:
+    """Train when asked (and only once the references resolve); fold in the outcome."""
+    if runtime.executor is None or runtime.config is None:
+        return update
+    resolved_checks = [c for c in update.checks if c.type != "Ready"]
+    resolved = all(c.ok for c in resolved_checks)
+    ns = body["metadata"].get("namespace", "default")
+    manifests = runtime.registry.manifests_for(ns, list(body["spec"]["inputFeatures"]))
+    fields, trained, evaluated = await train(
+        body, manifests, resolved, runtime.executor, runtime.config, datetime.now(UTC)
+    )
+    requests = int(body["spec"].get("training", {}).get("requests", 0))
+    # Ready means "what was asked is done": a Model nobody asked to train is Ready once
+    # resolved; one asked to train is Ready when trained and through its gate.
+    gate = [trained, evaluated] if requests > 0 else []
+    checks = [*resolved_checks, trained, evaluated]
+    message = "trained and evaluated" if gate else "family and features resolved; not trained"
+    return StatusUpdate(
+        {**update.fields, **fields},
+        [*checks, ready([*resolved_checks, *gate], "Ready" if gate else "Resolved", message)],
+    )
+
+
+@kopf.timer(GROUP, VERSION, MODEL.plural, interval=POLL_SECONDS, initial_delay=POLL_SECONDS)
+async def model_tick(
+    namespace: str | None, name: str, memo: kopf.Memo, status: kopf.Status, **_: Any
+) -> None:
+    # Only Models with a training in flight need the clock (local runs raise no events).
+    if status.get("currentTraining"):
+        runtime: Runtime = memo.runtime
+        await runtime.reconcile_now(Key(MODEL.kind, namespace or "default", name))
 
 
 @kopf.on.resume(GROUP, VERSION, MODEL.plural)

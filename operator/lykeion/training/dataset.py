@@ -31,9 +31,13 @@ def read_labels(source: FileSource, timestamp_column: str, data_root: Path) -> p
         con.execute("SET enable_progress_bar = false")
         quoted = str(path).replace("'", "''")
         ts = f'"{timestamp_column}"'
-        return con.sql(
-            f"SELECT * REPLACE (CAST({ts} AS TIMESTAMPTZ) AS {ts}) FROM {reader}('{quoted}')"
-        ).arrow().read_all()
+        return (
+            con.sql(
+                f"SELECT * REPLACE (CAST({ts} AS TIMESTAMPTZ) AS {ts}) FROM {reader}('{quoted}')"
+            )
+            .arrow()
+            .read_all()
+        )
     except duckdb.Error as error:
         raise DatasetError(f"cannot read labels {path}: {error}") from error
     finally:
@@ -64,9 +68,11 @@ def build(
     return offline.training_set(labels, spec, refs)
 
 
-def split_by_time(table: pa.Table, timestamp_column: str, test_fraction: float = 0.2) -> tuple[pa.Table, pa.Table]:
+def split_by_time(
+    table: pa.Table, timestamp_column: str, test_fraction: float = 0.2
+) -> tuple[pa.Table, pa.Table]:
     """Train on the earlier labels, evaluate on the last `test_fraction` of label times."""
     order = pc.sort_indices(table, sort_keys=[(timestamp_column, "ascending")])
     ordered = table.take(order)
-    cut = int(round(ordered.num_rows * (1 - test_fraction)))
+    cut = round(ordered.num_rows * (1 - test_fraction))
     return ordered.slice(0, cut), ordered.slice(cut)

@@ -23,7 +23,6 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lykeion.api.model import ModelSpec
 
@@ -61,7 +60,6 @@ class StepError(Exception):
 
 def train(args: argparse.Namespace, result: TrainingResult) -> None:
     import mlflow
-
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.exceptions import ExecutionException
@@ -91,7 +89,9 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
         refs = dataset.feature_refs(spec.input_features, views)
         labels_spec = spec.training.labels
         labels = dataset.read_labels(labels_spec.file, labels_spec.timestamp_column, data_root)
-        label_spec = LabelSpec(refs[0].view.join_key, labels_spec.timestamp_column, labels_spec.target)
+        label_spec = LabelSpec(
+            refs[0].view.join_key, labels_spec.timestamp_column, labels_spec.target
+        )
         offline = open_offline(args.offline)
         try:
             training_set = dataset.build(labels, label_spec, refs, offline)
@@ -103,7 +103,11 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     result.training_set_rows = training_set.rows
     columns = [ref.column for ref in refs]
     result.features = [
-        {"ref": text.split(":", 1)[0], "column": ref.column, "type": ref.view.feature(ref.feature).type}
+        {
+            "ref": text.split(":", 1)[0],
+            "column": ref.column,
+            "type": ref.view.feature(ref.feature).type,
+        }
         for text, ref in zip(spec.input_features, refs, strict=True)
     ]
 
@@ -111,7 +115,16 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     client = MlflowClient(args.tracking_uri)
     family_segment = f"{spec.family}-{spec.segment}"
     experiment = client.get_experiment_by_name(family_segment)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(family_segment)
+    if experiment is not None:
+        experiment_id = experiment.experiment_id
+    else:
+        # Without a tracking server, artifacts go where the platform keeps its data.
+        location = (
+            None
+            if args.tracking_uri.startswith("http")
+            else f"{args.artifact_root}/{family_segment}"
+        )
+        experiment_id = client.create_experiment(family_segment, artifact_location=location)
     run = client.create_run(
         experiment_id,
         run_name=f"{name}-t{spec.training.requests}",
@@ -134,11 +147,9 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
         pq.write_table(training_set.table, folder / "training_set.parquet")
         client.log_artifact(run_id, str(folder / "training_set.parquet"), "training_set")
         frame = training_set.table.to_pandas()
-        artifact = f"{run.info.artifact_uri}/training_set/training_set.parquet"
         # The digest is our content hash, so MLflow shows the same identity the status does.
         data = from_pandas(
             frame,
-            source=artifact,
             name="training_set",
             targets=labels_spec.target,
             digest=training_set.content_hash[:36],
@@ -148,15 +159,21 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
         client.log_param(run_id, "lykeion.training_set.sha256", training_set.content_hash)
         client.log_param(run_id, "lykeion.training_set.rows", str(training_set.rows))
 
-        train_part, test_part = dataset.split_by_time(training_set.table, labels_spec.timestamp_column, TEST_FRACTION)
+        train_part, test_part = dataset.split_by_time(
+            training_set.table, labels_spec.timestamp_column, TEST_FRACTION
+        )
         if train_part.num_rows == 0 or test_part.num_rows == 0:
-            raise StepError("TrainingSetFailed", f"{training_set.rows} label rows are too few to split")
+            raise StepError(
+                "TrainingSetFailed", f"{training_set.rows} label rows are too few to split"
+            )
         pq.write_table(train_part, folder / "train.parquet")
         pq.write_table(test_part, folder / "test.parquet")
 
         # 3. The project's own entry point, logging into this run. Its `python` must be the
         # interpreter of this environment (env_manager=local), not whatever PATH finds first.
-        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        os.environ["PATH"] = (
+            f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        )
         started = time.perf_counter()
         parameters = {
             **spec.source.parameters,
@@ -185,17 +202,23 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
             model = mlflow.pyfunc.load_model(model_uri)
             test_frame = test_part.to_pandas()
             predictions = model.predict(test_frame[columns].astype("float64"))
-            value = evaluate.score(spec.evaluation.metric, test_frame[labels_spec.target].to_numpy(), predictions)
+            value = evaluate.score(
+                spec.evaluation.metric, test_frame[labels_spec.target].to_numpy(), predictions
+            )
         except (OSError, ValueError, KeyError, mlflow.exceptions.MlflowException) as error:
             raise StepError("EvaluationFailed", f"cannot evaluate {model_uri}: {error}") from error
         client.log_metric(run_id, f"eval_{spec.evaluation.metric}", value)
         result.metric, result.metric_value = spec.evaluation.metric, value
-        result.gate_passed = evaluate.passes(value, spec.evaluation.threshold, spec.evaluation.higher_is_better)
+        result.gate_passed = evaluate.passes(
+            value, spec.evaluation.threshold, spec.evaluation.higher_is_better
+        )
 
     # 5. The registry: one registered model per family/segment, one version per training.
     registered = family_segment
     try:
-        version = mlflow.register_model(model_uri, registered, tags={"lykeion.version": spec.version})
+        version = mlflow.register_model(
+            model_uri, registered, tags={"lykeion.version": spec.version}
+        )
         for key, text in (
             ("lykeion.model", name),
             ("lykeion.features", json.dumps(result.features)),
@@ -211,21 +234,28 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     client.set_terminated(run_id, "FINISHED")
     result.registered_model, result.registered_version = registered, str(version.version)
     result.model_uri = f"models:/{registered}/{version.version}"
-    result.metrics = {
-        k: float(v) for k, v in client.get_run(run_id).data.metrics.items()
-    }
+    result.metrics = {k: float(v) for k, v in client.get_run(run_id).data.metrics.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m lykeion.training.run", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="python -m lykeion.training.run",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument("--model-json", required=True, help="the Model object as JSON")
-    parser.add_argument("--manifests-json", required=True, help="FeatureManifests defining its inputs, JSON list")
+    parser.add_argument(
+        "--manifests-json", required=True, help="FeatureManifests defining its inputs, JSON list"
+    )
     parser.add_argument("--offline", required=True, help="offline store URI")
     parser.add_argument("--tracking-uri", required=True, help="MLflow tracking (and registry) URI")
     parser.add_argument("--cache-dir", required=True, help="where git sources are fetched")
     parser.add_argument("--data-root", default=".", help="relative paths resolve from here")
+    parser.add_argument(
+        "--artifact-root",
+        default="mlartifacts",
+        help="artifact location when tracking is not a server",
+    )
     parser.add_argument("--result", type=Path, default=Path("result.json"))
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -234,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         train(args, result)
         result.succeeded = True
         gate = "passed" if result.gate_passed else "failed"
-        result.message = f"{result.metric}={result.metric_value:.4f}, gate {gate}; registered {result.model_uri}"
+        result.message = (
+            f"{result.metric}={result.metric_value:.4f}, gate {gate}; registered {result.model_uri}"
+        )
     except StepError as error:
         result.reason, result.message = error.reason, str(error)
     except Exception as error:  # noqa: BLE001 - reported as the training's outcome

@@ -78,7 +78,9 @@ def _git_source(repo: str, subdir: str, sha: str, cache: Path) -> ResolvedSource
             cloned = _git("clone", "--bare", "--quiet", repo, str(mirror))
             if cloned.returncode != 0:
                 shutil.rmtree(mirror, ignore_errors=True)
-                raise SourceError("RepositoryUnreachable", f"cannot clone {repo}: {cloned.stderr.strip()[-500:]}")
+                raise SourceError(
+                    "RepositoryUnreachable", f"cannot clone {repo}: {cloned.stderr.strip()[-500:]}"
+                )
         if _git("cat-file", "-e", f"{sha}^{{commit}}", cwd=mirror).returncode != 0:
             _git("fetch", "--quiet", "origin", sha, cwd=mirror)
             if _git("cat-file", "-e", f"{sha}^{{commit}}", cwd=mirror).returncode != 0:
@@ -105,5 +107,7 @@ def resolve(url: str, cache: Path, data_root: Path) -> ResolvedSource:
         return _local(url[len("file://") :], data_root)
     match = _GIT.match(url)
     if match is None:
-        raise SourceError("InvalidSource", f"{url!r} is neither <git-url>#<subdir>@<sha> nor file://")
+        raise SourceError(
+            "InvalidSource", f"{url!r} is neither <git-url>#<subdir>@<sha> nor file://"
+        )
     return _git_source(match["repo"], match["subdir"], match["sha"], cache)

@@ -19,7 +19,9 @@ joined to the labels on the key and `label time - TTL <= event_time <= label tim
 `QUALIFY ROW_NUMBER() = 1` over the label row, latest event time first, keeps the row the
 ASOF join would pick; a label with no row in that window gets nulls from the LEFT JOIN.
 Bounding the join by the TTL also keeps it from pairing a label with all its entity's
-history. (`entity_key, event_time` is unique, so the pick is deterministic.)
+history. (`entity_key, event_time` is unique, so the pick is deterministic.) Each
+QUALIFY has a `WHERE TRUE` beside it: BigQuery has refused QUALIFY without WHERE,
+GROUP BY or HAVING.
 
 Which columns a history table has is read from a dry run of `SELECT *`, which is free
 and reports the table as stored (the emulator's table metadata misses columns added by
@@ -295,7 +297,7 @@ def merge_sql(target: str, staging: str, view: FeatureView) -> str:
     matched = f"WHEN MATCHED THEN UPDATE SET {update}\n" if update else ""
     return (
         f"MERGE {target} AS T\n"
-        f"USING (SELECT * EXCEPT ({POSITION}) FROM {staging}\n"
+        f"USING (SELECT * EXCEPT ({POSITION}) FROM {staging} WHERE TRUE\n"
         f"  QUALIFY ROW_NUMBER() OVER"
         f" (PARTITION BY {KEY}, {EVENT_TIME} ORDER BY {POSITION} DESC) = 1) AS S\n"
         f"ON T.{KEY} = S.{KEY} AND T.{EVENT_TIME} = S.{EVENT_TIME}\n"
@@ -329,6 +331,7 @@ def training_sql(
             f"   AND h.{EVENT_TIME} <= l.`{spec.timestamp_column}`\n"
             f"   AND h.{EVENT_TIME} >= TIMESTAMP_SUB(l.`{spec.timestamp_column}`,"
             f" INTERVAL {micros(join.view.ttl)} MICROSECOND)\n"
+            f"  WHERE TRUE\n"
             f"  QUALIFY ROW_NUMBER() OVER (PARTITION BY l.{ROW} ORDER BY h.{EVENT_TIME} DESC) = 1\n"
             f")"
         )

@@ -1,0 +1,189 @@
+"""When a Model trains, and what a finished training means for its conditions and status.
+
+A training starts when the Model's references resolve and `spec.training.requests` is
+above `status.observedTrainingRequests`; never twice for the same request: the run is
+named `<family>-<segment>-<version>-t<requests>` and the executor finds it by that name
+after an operator restart. Planning and outcomes are pure; `train` does the I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from lykeion.conditions import Check
+from lykeion.config import PlatformConfig
+from lykeion.executors.base import Executor, State, Work, WorkStatus
+from lykeion.names import child_name
+
+TRAINED = "Trained"
+EVALUATED = "Evaluated"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def training_name(spec: dict[str, Any], requests: int) -> str:
+    return child_name(spec["family"], spec["segment"], spec["version"], f"t{requests}")
+
+
+def wanted(spec: dict[str, Any], status: dict[str, Any]) -> int | None:
+    """The request number to train now, or None (pure)."""
+    requests = int(spec.get("training", {}).get("requests", 0))
+    observed = int(status.get("observedTrainingRequests") or 0)
+    if status.get("currentTraining") or requests <= observed:
+        return None
+    return requests
+
+
+def work_for(
+    body: dict[str, Any], manifests: list[dict[str, Any]], name: str, config: PlatformConfig
+) -> Work:
+    meta = body["metadata"]
+    model = {
+        "metadata": {"name": meta["name"], "namespace": meta.get("namespace", "default")},
+        "spec": body["spec"],
+    }
+    resources = body["spec"].get("training", {}).get("resources", {})
+    command = (
+        config.python, "-m", "lykeion.training.run",
+        "--model-json", json.dumps(model, separators=(",", ":")),
+        "--manifests-json", json.dumps(manifests, separators=(",", ":")),
+        "--offline", config.offline_store,
+        "--tracking-uri", config.tracking_uri,
+        "--cache-dir", str(config.data_dir / "sources"),
+        "--artifact-root", str(config.data_dir / "mlartifacts"),
+        "--data-root", config.data_root,
+    )  # fmt: skip
+    return Work(
+        name=name,
+        namespace=meta.get("namespace", "default"),
+        image=config.image,
+        command=command,
+        cpu=resources.get("cpu", "500m"),
+        memory=resources.get("memory", "1Gi"),
+        owner=body,
+    )
+
+
+def finish(current: dict[str, Any], outcome: WorkStatus, now: datetime) -> dict[str, Any]:
+    """Status fields once the training `current` ended with `outcome` (pure)."""
+    result = outcome.result or {}
+    succeeded = outcome.state is State.SUCCEEDED and bool(result.get("succeeded"))
+    record = {
+        **current,
+        "result": "Succeeded" if succeeded else "Failed",
+        "finishedAt": _iso(now),
+        "reason": result.get("reason") or ("" if succeeded else "TrainingFailed"),
+        "message": (result.get("message") or outcome.message)[-2000:],
+    }
+    for key, field in (
+        ("duration_seconds", "durationSeconds"),
+        ("project_seconds", "projectSeconds"),
+        ("gate_passed", "gatePassed"),
+    ):
+        if result.get(key) is not None:
+            record[field] = result[key]
+    fields: dict[str, Any] = {
+        "currentTraining": None,
+        "lastTraining": record,
+        "observedTrainingRequests": current["requests"],
+    }
+    if succeeded:
+        fields |= {
+            "mlflowRunId": result.get("run_id"),
+            "modelUri": result.get("model_uri"),
+            "registeredModel": result.get("registered_model"),
+            "registeredVersion": result.get("registered_version"),
+            "metrics": result.get("metrics") or {},
+            "trainingSet": {
+                "hash": result.get("training_set_hash"),
+                "rows": result.get("training_set_rows"),
+            },
+            "sourceSha": result.get("source_revision"),
+            "features": result.get("features") or [],
+        }
+    return fields
+
+
+def checks(
+    status: dict[str, Any], requests: int, evaluation: dict[str, Any]
+) -> tuple[Check, Check]:
+    """The Trained and Evaluated conditions from the status fields (pure)."""
+    current = status.get("currentTraining")
+    last = status.get("lastTraining")
+    if current:
+        trained = Check(TRAINED, False, "Training", f"training {current['name']} is running")
+        return trained, Check(EVALUATED, False, "NotTrained", "waiting for the training to finish")
+    if last is None:
+        if requests == 0:
+            message = (
+                "no training requested: increment spec.training.requests (lykectl models train)"
+            )
+            return Check(TRAINED, False, "TrainingNotRequested", message), Check(
+                EVALUATED, False, "NotTrained", "not trained yet"
+            )
+        return (
+            Check(
+                TRAINED,
+                False,
+                "WaitingForReferences",
+                "training starts once the family and features resolve",
+            ),
+            Check(EVALUATED, False, "NotTrained", "not trained yet"),
+        )
+    if last["result"] == "Failed":
+        return (
+            Check(
+                TRAINED,
+                False,
+                last.get("reason") or "TrainingFailed",
+                last.get("message") or "training failed",
+            ),
+            Check(EVALUATED, False, "NotTrained", "the last training failed"),
+        )
+    trained = Check(
+        TRAINED, True, "Trained", f"{status.get('modelUri')} from run {status.get('mlflowRunId')}"
+    )
+    metric = evaluation.get("metric", "")
+    value = (status.get("metrics") or {}).get(f"eval_{metric}")
+    threshold = evaluation.get("threshold")
+    higher = evaluation.get("higherIsBetter", True)
+    comparison = (">=" if higher else "<=") if last.get("gatePassed") else ("<" if higher else ">")
+    shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+    message = f"{metric}={shown} {comparison} {threshold} on the held-out latest labels"
+    if last.get("gatePassed"):
+        return trained, Check(EVALUATED, True, "GatePassed", message)
+    return trained, Check(EVALUATED, False, "GateFailed", message)
+
+
+async def train(
+    body: dict[str, Any], manifests: list[dict[str, Any]], resolved: bool, executor: Executor,
+    config: PlatformConfig, now: datetime,
+) -> tuple[dict[str, Any], Check, Check]:  # fmt: skip
+    status = dict(body.get("status") or {})
+    spec = body["spec"]
+    namespace = body["metadata"].get("namespace", "default")
+    fields: dict[str, Any] = {}
+    current = status.get("currentTraining")
+    if current:
+        outcome = await executor.status(namespace, current["name"])
+        if outcome.state is State.MISSING:
+            await executor.submit(work_for(body, manifests, current["name"], config))
+        elif outcome.state.finished:
+            fields = finish(current, outcome, now)
+    elif resolved:
+        requests = wanted(spec, status)
+        if requests is not None:
+            name = training_name(spec, requests)
+            # Deterministic name: submitting before the status records it is safe.
+            await executor.submit(work_for(body, manifests, name, config))
+            fields = {
+                "currentTraining": {"name": name, "requests": requests, "startedAt": _iso(now)}
+            }
+    merged = {**status, **fields}
+    requests = int(spec.get("training", {}).get("requests", 0))
+    trained, evaluated = checks(merged, requests, spec.get("evaluation", {}))
+    return fields, trained, evaluated
