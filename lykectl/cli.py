@@ -57,6 +57,7 @@ def up(
         typer.echo(f"the embedded platform is up: API server {platform.api_server}", err=True)
     # The only line on stdout, so that `eval "$(lykectl up)"` works.
     typer.echo(f"export KUBECONFIG={platform.kubeconfig}")
+    typer.echo(f"MLflow (model repository): {platform.mlflow_url}", err=True)
     typer.echo(
         f"next: kubectl get lykeion   (kubectl is {platform.kubectl}), or lykectl families list",
         err=True,

@@ -24,6 +24,7 @@ from typing import Any
 
 import typer
 from lykeion.controlplane import ControlPlane, ControlPlaneError, binaries_dir, free_port
+from lykeion.training.tracking_server import TrackingServer
 
 from lykectl.errors import CliError
 
@@ -52,6 +53,7 @@ class Platform:
     operator_health_port: int
     started_at: str
     processes: tuple[Process, ...]
+    mlflow_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,7 +139,9 @@ def terminate(process: Process, grace: float) -> None:
         raise CliError(f"{process.name} (pid {process.pid}) is still running after SIGKILL")
 
 
-def _start_operator(workdir: Path, kubeconfig: Path, port: int) -> subprocess.Popen[bytes]:
+def _start_operator(
+    workdir: Path, kubeconfig: Path, port: int, tracking_uri: str
+) -> subprocess.Popen[bytes]:
     # The child gets its own copy of the descriptor; ours is closed on return.
     with open(workdir / OPERATOR_LOG, "wb") as log:
         return subprocess.Popen(
@@ -163,6 +167,7 @@ def _start_operator(workdir: Path, kubeconfig: Path, port: int) -> subprocess.Po
                 "LYKEION_DATA_ROOT": os.getcwd(),
                 **os.environ,
                 "LYKEION_STATE_DIR": str(workdir / RUNS_DIR),
+                "LYKEION_MLFLOW_TRACKING_URI": tracking_uri,
             },
         )
 
@@ -213,6 +218,7 @@ def up(workdir: Path, timeout: float) -> tuple[Platform, bool]:
     except ControlPlaneError as error:
         raise CliError(_one_line(error)) from None
     operator: subprocess.Popen[bytes] | None = None
+    tracking = TrackingServer(workdir / "mlflow")
     try:
         with stage("started etcd and kube-apiserver"):
             plane.start(timeout=timeout)
@@ -221,27 +227,32 @@ def up(workdir: Path, timeout: float) -> tuple[Platform, bool]:
         kubeconfig = workdir / KUBECONFIG_FILE
         shutil.copyfile(plane.kubeconfig, kubeconfig)
         kubeconfig.chmod(0o600)  # it holds the admin token
+        with stage("started the MLflow tracking server (model repository)"):
+            tracking.start(timeout=timeout)
         port = free_port()
         with stage("started the operator"):
-            operator = _start_operator(workdir, kubeconfig, port)
+            operator = _start_operator(workdir, kubeconfig, port, tracking.url)
             _wait_operator_ready(operator, port, workdir / OPERATOR_LOG, timeout)
-    except (ControlPlaneError, subprocess.CalledProcessError, OSError) as error:
-        _abandon(plane, operator)
+    except (ControlPlaneError, subprocess.CalledProcessError, OSError, RuntimeError) as error:
+        _abandon(plane, operator, tracking)
         raise CliError(_one_line(error)) from None
     except BaseException:
-        _abandon(plane, operator)
+        _abandon(plane, operator, tracking)
         raise
     names = ("etcd", "kube-apiserver")  # ControlPlane starts them in this order
     processes = [
         Process(name, p.pid, str(plane.bin_dir / name))
         for name, p in zip(names, plane.processes, strict=True)
     ]
+    assert tracking.process is not None
+    processes.append(Process("mlflow", tracking.process.pid, sys.executable))
     processes.append(Process("operator", operator.pid, sys.executable))
     platform = Platform(
         api_server=plane.url,
         kubeconfig=str(kubeconfig),
         kubectl=str(plane.kubectl),
         operator_health_port=port,
+        mlflow_url=tracking.url,
         started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         processes=tuple(processes),
     )
@@ -249,10 +260,13 @@ def up(workdir: Path, timeout: float) -> tuple[Platform, bool]:
     return platform, False
 
 
-def _abandon(plane: ControlPlane, operator: subprocess.Popen[bytes] | None) -> None:
+def _abandon(
+    plane: ControlPlane, operator: subprocess.Popen[bytes] | None, tracking: TrackingServer
+) -> None:
     """Undo a half-done `up` so that nothing keeps running unrecorded."""
     if operator is not None and operator.poll() is None:
         terminate(Process("operator", operator.pid, sys.executable), grace=10.0)
+    tracking.stop()
     plane.stop()
 
 

@@ -26,14 +26,22 @@ stage "lykectl up: etcd, kube-apiserver, CRDs, operator"
 eval "$(lykectl up)"
 done_stage
 
-stage "the forward example: family, features, model, deployment"
+stage "the forward example: family, features (Beam pipeline -> offline + online stores)"
 lykectl families create --alias forward --name Forward \
   --description "Will this rider order again within 30 days?" --authors ds@example.com --wait \
   || lykectl families get forward
 lykectl features apply -f examples/forward/features.yaml --wait
-kubectl="$(dirname "$(bash scripts/build-control-plane.sh)")/bin/kubectl"
+kubectl="$(bash scripts/build-control-plane.sh)/kubectl"
+done_stage
+
+stage "the model: point-in-time training set -> MLflow project -> evaluation gate -> registry"
 "$kubectl" apply --server-side -f examples/forward/model.yaml
-"$kubectl" wait --for=condition=Ready --timeout=60s model/forward-default-1.0
+lykectl models train forward --segment default --version 1.0 --wait --timeout 300
+"$kubectl" get model forward-default-1.0 \
+  -o jsonpath='{.status.modelUri}  training set {.status.trainingSet.hash} ({.status.trainingSet.rows} rows)  roc_auc={.status.metrics.eval_roc_auc}{"\n"}'
+done_stage
+
+stage "the deployment"
 lykectl models deploy forward --segment default --version 1.0 --wait
 done_stage
 

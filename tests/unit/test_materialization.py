@@ -103,7 +103,7 @@ def test_success_moves_the_watermark_to_the_range_the_run_used() -> None:
     )
     fields = finish({"currentRun": run}, run, outcome, NOW + timedelta(minutes=1))
     assert fields["currentRun"] is None
-    assert fields["watermark"] == "2026-11-27T11:59:00+00:00"
+    assert fields["watermark"] == "2026-11-27T11:59:00Z"
     assert fields["materializedGeneration"] == 1
     assert fields["runs"][-1] | {} == fields["runs"][-1]
     assert (fields["runs"][-1]["result"], fields["runs"][-1]["badRows"]) == ("Succeeded", 1)

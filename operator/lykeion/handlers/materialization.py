@@ -96,7 +96,8 @@ def finish(
     result = outcome.result or {}
     succeeded = outcome.state is State.SUCCEEDED and result.get("succeeded", True)
     # The range the run itself used wins: after a restart the record may have been rebuilt.
-    end = result.get("range_end") or run["end"]
+    used = _parse(result.get("range_end"))
+    end = _iso(used) if used is not None else run["end"]
     done = {
         **run,
         "end": end,

@@ -46,7 +46,7 @@ class TrackingServer:
                 str(self.port),
                 "--workers",
                 "1",
-            ],  # fmt: skip
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -57,13 +57,18 @@ class TrackingServer:
                 raise RuntimeError(
                     f"mlflow server exited; see {self.workdir / 'mlflow-server.log'}"
                 )
-            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return self
+            if self.healthy():
+                return self
             time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"mlflow server not ready after {timeout:.0f}s")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
