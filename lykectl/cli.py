@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,12 +23,7 @@ app.add_typer(features.app, name="features")
 app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 
-Workdir = Annotated[
-    Path,
-    typer.Option(
-        envvar="LYKEION_HOME", help="Where the embedded platform keeps its state, data and logs."
-    ),
-]
+Workdir = options.Workdir
 
 
 @app.callback()
@@ -49,7 +43,8 @@ def up(
         float, typer.Option(min=1, help="Seconds each start-up stage may take.")
     ] = 120.0,
 ) -> None:
-    """Start the embedded platform: etcd, kube-apiserver, the CRDs and the operator."""
+    """Start the embedded platform: etcd, kube-apiserver, the CRDs, MLflow, the operator and
+    the Feature API."""
     platform, already = embedded.up(workdir, timeout)
     if already:
         typer.echo(f"the embedded platform is already running ({platform.api_server})", err=True)
@@ -58,6 +53,8 @@ def up(
     # The only line on stdout, so that `eval "$(lykectl up)"` works.
     typer.echo(f"export KUBECONFIG={platform.kubeconfig}")
     typer.echo(f"MLflow (model repository): {platform.mlflow_url}", err=True)
+    if platform.feature_api_url:
+        typer.echo(f"Feature API (GraphQL, catalog): {platform.feature_api_url}", err=True)
     typer.echo(
         f"next: kubectl get lykeion   (kubectl is {platform.kubectl}), or lykectl families list",
         err=True,

@@ -1,4 +1,5 @@
-"""`lykectl up` / `lykectl down`: the embedded platform (etcd, kube-apiserver, operator).
+"""`lykectl up` / `lykectl down`: the embedded platform (etcd, kube-apiserver, MLflow, the
+operator and the Feature API).
 
 The processes run in their own sessions and outlive `lykectl up`; what `down` needs to
 find them again (pids, the command each runs, ports) is recorded in `platform.json`.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from lykeion.config import PlatformConfig
 from lykeion.controlplane import ControlPlane, ControlPlaneError, binaries_dir, free_port
 from lykeion.training.tracking_server import TrackingServer
 
@@ -34,6 +36,8 @@ CONTROL_PLANE_DIR = "control-plane"
 RUNS_DIR = "runs"
 KUBECONFIG_FILE = "kubeconfig"
 OPERATOR_LOG = "operator.log"
+FEATURE_API_LOG = "feature-api.log"
+DATA_DIR = "data"
 POLL_INTERVAL = 0.25
 
 
@@ -54,6 +58,7 @@ class Platform:
     started_at: str
     processes: tuple[Process, ...]
     mlflow_url: str | None = None
+    feature_api_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,6 +144,18 @@ def terminate(process: Process, grace: float) -> None:
         raise CliError(f"{process.name} (pid {process.pid}) is still running after SIGKILL")
 
 
+def operator_env(workdir: Path, tracking_uri: str) -> dict[str, str]:
+    """The operator's environment: stores and runs live in the workdir."""
+    return {
+        # Relative sources resolve from the directory `lykectl up` ran in.
+        "LYKEION_DATA_DIR": str(workdir / DATA_DIR),
+        "LYKEION_DATA_ROOT": os.getcwd(),
+        **os.environ,
+        "LYKEION_STATE_DIR": str(workdir / RUNS_DIR),
+        "LYKEION_MLFLOW_TRACKING_URI": tracking_uri,
+    }
+
+
 def _start_operator(
     workdir: Path, kubeconfig: Path, port: int, tracking_uri: str
 ) -> subprocess.Popen[bytes]:
@@ -161,25 +178,47 @@ def _start_operator(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=workdir,
-            env={
-                # Stores and runs live in the workdir; relative sources resolve from here.
-                "LYKEION_DATA_DIR": str(workdir / "data"),
-                "LYKEION_DATA_ROOT": os.getcwd(),
-                **os.environ,
-                "LYKEION_STATE_DIR": str(workdir / RUNS_DIR),
-                "LYKEION_MLFLOW_TRACKING_URI": tracking_uri,
-            },
+            env=operator_env(workdir, tracking_uri),
         )
 
 
-def _wait_operator_ready(
-    operator: subprocess.Popen[bytes], port: int, log: Path, timeout: float
+def _start_feature_api(
+    workdir: Path, kubeconfig: Path, port: int, tracking_uri: str
+) -> subprocess.Popen[bytes]:
+    # The store the operator writes, read the way the operator reads its configuration.
+    config = PlatformConfig.from_env(operator_env(workdir, tracking_uri))
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / FEATURE_API_LOG, "wb") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lykeion.features.api",
+                "--online",
+                config.online_store,
+                "--kubeconfig",
+                str(kubeconfig),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=workdir,
+        )
+
+
+def _wait_answers(
+    what: str, process: subprocess.Popen[bytes], url: str, log: Path, timeout: float
 ) -> None:
-    url = f"http://127.0.0.1:{port}/readyz"
+    """Poll `url` until it answers 200, the process exits, or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if operator.poll() is not None:
-            raise CliError(f"the operator exited with code {operator.returncode}; see {log}")
+        if process.poll() is not None:
+            raise CliError(f"{what} exited with code {process.returncode}; see {log}")
         with (
             contextlib.suppress(urllib.error.URLError, OSError),
             urllib.request.urlopen(url, timeout=2) as answer,
@@ -187,7 +226,7 @@ def _wait_operator_ready(
             if answer.status == 200:
                 return
         time.sleep(POLL_INTERVAL)
-    raise CliError(f"the operator was not ready after {timeout:g}s; see {log}")
+    raise CliError(f"{what} was not ready after {timeout:g}s; see {log}")
 
 
 def _running(workdir: Path) -> Platform | None:
@@ -218,6 +257,7 @@ def up(workdir: Path, timeout: float) -> tuple[Platform, bool]:
     except ControlPlaneError as error:
         raise CliError(_one_line(error)) from None
     operator: subprocess.Popen[bytes] | None = None
+    feature_api: subprocess.Popen[bytes] | None = None
     tracking = TrackingServer(workdir / "mlflow")
     try:
         with stage("started etcd and kube-apiserver"):
@@ -232,12 +272,21 @@ def up(workdir: Path, timeout: float) -> tuple[Platform, bool]:
         port = free_port()
         with stage("started the operator"):
             operator = _start_operator(workdir, kubeconfig, port, tracking.url)
-            _wait_operator_ready(operator, port, workdir / OPERATOR_LOG, timeout)
+            ready = f"http://127.0.0.1:{port}/readyz"
+            _wait_answers("the operator", operator, ready, workdir / OPERATOR_LOG, timeout)
+        api_port = free_port()
+        feature_api_url = f"http://127.0.0.1:{api_port}"
+        with stage("started the Feature API"):
+            feature_api = _start_feature_api(workdir, kubeconfig, api_port, tracking.url)
+            health = f"{feature_api_url}/healthz"
+            _wait_answers(
+                "the Feature API", feature_api, health, workdir / FEATURE_API_LOG, timeout
+            )
     except (ControlPlaneError, subprocess.CalledProcessError, OSError, RuntimeError) as error:
-        _abandon(plane, operator, tracking)
+        _abandon(plane, operator, tracking, feature_api)
         raise CliError(_one_line(error)) from None
     except BaseException:
-        _abandon(plane, operator, tracking)
+        _abandon(plane, operator, tracking, feature_api)
         raise
     names = ("etcd", "kube-apiserver")  # ControlPlane starts them in this order
     processes = [
@@ -247,12 +296,14 @@ def up(workdir: Path, timeout: float) -> tuple[Platform, bool]:
     assert tracking.process is not None
     processes.append(Process("mlflow", tracking.process.pid, sys.executable))
     processes.append(Process("operator", operator.pid, sys.executable))
+    processes.append(Process("feature-api", feature_api.pid, sys.executable))
     platform = Platform(
         api_server=plane.url,
         kubeconfig=str(kubeconfig),
         kubectl=str(plane.kubectl),
         operator_health_port=port,
         mlflow_url=tracking.url,
+        feature_api_url=feature_api_url,
         started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         processes=tuple(processes),
     )
@@ -261,11 +312,15 @@ def up(workdir: Path, timeout: float) -> tuple[Platform, bool]:
 
 
 def _abandon(
-    plane: ControlPlane, operator: subprocess.Popen[bytes] | None, tracking: TrackingServer
+    plane: ControlPlane,
+    operator: subprocess.Popen[bytes] | None,
+    tracking: TrackingServer,
+    feature_api: subprocess.Popen[bytes] | None = None,
 ) -> None:
     """Undo a half-done `up` so that nothing keeps running unrecorded."""
-    if operator is not None and operator.poll() is None:
-        terminate(Process("operator", operator.pid, sys.executable), grace=10.0)
+    for name, child in (("feature-api", feature_api), ("operator", operator)):
+        if child is not None and child.poll() is None:
+            terminate(Process(name, child.pid, sys.executable), grace=10.0)
     tracking.stop()
     plane.stop()
 
@@ -284,6 +339,6 @@ def down(workdir: Path, purge: bool, grace: float = 15.0) -> bool:
         with stage(f"removed the data in {workdir}"):
             for name in (CONTROL_PLANE_DIR, RUNS_DIR):
                 shutil.rmtree(workdir / name, ignore_errors=True)
-            for name in (KUBECONFIG_FILE, OPERATOR_LOG):
+            for name in (KUBECONFIG_FILE, OPERATOR_LOG, FEATURE_API_LOG):
                 (workdir / name).unlink(missing_ok=True)
     return platform is not None

@@ -1,4 +1,5 @@
-"""`lykectl features`: FeatureManifest objects, applied from YAML files."""
+"""`lykectl features`: FeatureManifest objects, applied from YAML files; reading served
+values and searching the catalog through the Feature API."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import typer
 import yaml
 from lykeion.api.kinds import FEATURE_MANIFEST, kind_of
 
-from lykectl import options
+from lykectl import feature_api, options
+from lykectl.arguments import split_list
 from lykectl.errors import CliError
+from lykectl.output import DataOutput, print_data, print_rows
 from lykectl.resources import add_read_delete_commands, build_object, build_spec, finish
 
 app = typer.Typer(
@@ -88,6 +91,81 @@ def apply_features(
     for obj in applied:
         target = cluster.in_namespace(obj["metadata"]["namespace"])
         finish(target, FEATURE_MANIFEST, obj, "applied", output, wait, timeout)
+
+
+ApiUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        help="Feature API base URL (default: the one `lykectl up` recorded in the workdir).",
+        show_default=False,
+    ),
+]
+DataFormat = Annotated[DataOutput, typer.Option("--output", "-o", help="Output format.")]
+
+
+@app.command("read")
+def read_features(
+    ctx: typer.Context,
+    entity: Annotated[str, typer.Argument(help="Entity name, e.g. rider.")],
+    keys: Annotated[
+        list[str], typer.Option("--keys", help="Entity keys, comma-separated or repeated.")
+    ],
+    features: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--features",
+            help="Feature names, comma-separated or repeated (default: every feature the "
+            "namespace's FeatureManifests define for the entity).",
+            show_default=False,
+        ),
+    ] = None,
+    api_url: ApiUrl = None,
+    output: DataFormat = DataOutput.table,
+    workdir: options.Workdir = options.DEFAULT_WORKDIR,
+    namespace: options.Namespace = None,
+    kubeconfig: options.Kubeconfig = None,
+) -> None:
+    """Read served feature values of some keys from the Feature API (online store)."""
+    wanted_keys = split_list(keys)
+    if not wanted_keys:
+        raise typer.BadParameter("give at least one key", param_hint="'--keys'")
+    names = split_list(features or [])
+    if features is not None and not names:
+        raise typer.BadParameter("give at least one feature name", param_hint="'--features'")
+    base = feature_api.api_url(api_url, workdir)
+    if not names:
+        cluster = options.cluster(ctx, namespace, kubeconfig)
+        names = feature_api.feature_names(cluster.list(FEATURE_MANIFEST), entity)
+        if not names:
+            raise CliError(
+                f"no FeatureManifest in namespace {cluster.namespace} defines entity {entity}"
+            )
+    rows = feature_api.read_features(base, entity, wanted_keys, names)
+    entries = feature_api.by_key(wanted_keys, rows)
+    if output is DataOutput.table:
+        print_rows(*feature_api.feature_rows(entries, names))
+    else:
+        print_data(entries, output)
+
+
+@app.command("search")
+def search_features(
+    query: Annotated[str, typer.Argument(help="Words to search, e.g. 'rider age' or tag:pii.")],
+    api_url: ApiUrl = None,
+    output: DataFormat = DataOutput.table,
+    workdir: options.Workdir = options.DEFAULT_WORKDIR,
+) -> None:
+    """Search the feature catalog: names, descriptions, owners, tags."""
+    if not query.strip():
+        raise typer.BadParameter("give words to search", param_hint="'QUERY'")
+    results = feature_api.search_catalog(feature_api.api_url(api_url, workdir), query)
+    if output is not DataOutput.table:
+        print_data(results, output)
+    elif not results:
+        typer.echo(f"No features match {query!r}.", err=True)
+    else:
+        print_rows(*feature_api.search_rows(results))
 
 
 add_read_delete_commands(app, FEATURE_MANIFEST)

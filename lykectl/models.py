@@ -11,7 +11,7 @@ import typer
 from kubernetes.client.exceptions import ApiException
 from lykeion.api.kinds import DEPLOYMENT, MODEL
 
-from lykectl import options
+from lykectl import options, training_logs
 from lykectl.arguments import parse_params, split_list
 from lykectl.client import Cluster, is_conflict, resource
 from lykectl.errors import CliError
@@ -261,6 +261,48 @@ def train_model(
             wait_ready(lambda: cluster.get(MODEL, name), MODEL, name, timeout)
         return
     raise CliError(f"Model {name} kept changing; gave up after {CONFLICT_RETRIES} conflicts")
+
+
+@app.command("logs")
+def model_logs(
+    ctx: typer.Context,
+    family: Family,
+    version: Version,
+    segment: Segment = "default",
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Print new lines until the training ends.")
+    ] = False,
+    tail: Annotated[
+        int | None,
+        typer.Option(min=0, help="Only the last N lines (default: all).", show_default=False),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="Seconds --follow follows at most.")
+    ] = 600.0,
+    workdir: options.Workdir = options.DEFAULT_WORKDIR,
+    namespace: options.Namespace = None,
+    kubeconfig: options.Kubeconfig = None,
+) -> None:
+    """Print the log of a Model version's current (else last) training (embedded platform)."""
+    cluster = options.cluster(ctx, namespace, kubeconfig)
+    name = name_from(MODEL, family=family, segment=segment, version=version)
+    log = training_logs.training_log(
+        workdir.expanduser(), cluster.namespace, cluster.get(MODEL, name)
+    )
+
+    def emit(text: str) -> None:
+        typer.echo(text, nl=False)
+
+    if not follow:
+        training_logs.show(log, tail, emit)
+        return
+    training_logs.follow(
+        log,
+        tail,
+        lambda: training_logs.still_running(cluster.get(MODEL, name), log.training),
+        emit,
+        timeout,
+    )
 
 
 def _write_deployment(

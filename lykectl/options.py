@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from lykectl.client import DEFAULT_NAMESPACE, Cluster
+from lykectl.embedded import DEFAULT_WORKDIR as DEFAULT_WORKDIR
 from lykectl.output import Output
 
 KUBECONFIG_HELP = (
@@ -47,6 +49,12 @@ Wait = Annotated[
     ),
 ]
 Timeout = Annotated[float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")]
+Workdir = Annotated[
+    Path,
+    typer.Option(
+        envvar="LYKEION_HOME", help="Where the embedded platform keeps its state, data and logs."
+    ),
+]
 
 
 @dataclass

@@ -83,6 +83,14 @@ def clean(obj: dict[str, Any]) -> dict[str, Any]:
     return {**obj, "metadata": metadata}
 
 
+class DataOutput(StrEnum):
+    """Formats of plain data (rows that are not Kubernetes objects)."""
+
+    table = "table"
+    yaml = "yaml"
+    json = "json"
+
+
 def _print_table(table: Table) -> None:
     console = Console(highlight=False)
     if console.is_terminal:
@@ -121,9 +129,22 @@ def show(
         typer.echo(f"No {kind.plural} found in {where}.", err=True)
         return
     headers, cells = rows(kind, objects, wide=output is Output.wide, all_namespaces=all_namespaces)
+    print_rows(headers, cells)
+
+
+def print_rows(headers: Sequence[str], cells: Sequence[Sequence[str]]) -> None:
+    """A plain table: bold headers, no borders, never wrapped when piped."""
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for header in headers:
         table.add_column(header, no_wrap=True)
     for row in cells:
         table.add_row(*(Text(value) for value in row))
     _print_table(table)
+
+
+def print_data(document: Any, output: DataOutput) -> None:
+    """`document` as JSON or YAML (the table form is the caller's)."""
+    if output is DataOutput.json:
+        typer.echo(json.dumps(document, indent=2))
+    else:
+        typer.echo(yaml.safe_dump(document, sort_keys=False), nl=False)

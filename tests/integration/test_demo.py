@@ -38,7 +38,7 @@ def test_demo_brings_the_example_to_ready_and_down_stops_everything(tmp_path: Pa
             line = next(row for row in table.splitlines() if row.startswith(name))
             assert " True " in line, line
         pids = [p["pid"] for p in json.loads((home / "platform.json").read_text())["processes"]]
-        assert len(pids) == 4  # etcd, kube-apiserver, MLflow, operator
+        assert len(pids) == 5  # etcd, kube-apiserver, MLflow, operator, Feature API
     finally:
         subprocess.run([LYKECTL, "down", "--purge"], env=env, capture_output=True, timeout=120)
     for pid in pids:
