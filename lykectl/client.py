@@ -17,10 +17,10 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
-from lykeion import GROUP, VERSION
-from lykeion.api.kinds import Kind, kind_of
 
 from lykectl.errors import CliError
+from lykeion import GROUP, VERSION
+from lykeion.api.kinds import Kind, kind_of
 
 FIELD_MANAGER = "lykectl"
 DEFAULT_NAMESPACE = "default"

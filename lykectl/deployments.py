@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import typer
-from lykeion.api.kinds import DEPLOYMENT
 
 from lykectl.resources import add_read_delete_commands
+from lykeion.api.kinds import DEPLOYMENT
 
 app = typer.Typer(
     help="Deployment: which versions of a family/segment serve traffic, and how.",

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
+
+from lykectl.errors import CliError
 from lykeion.config import PlatformConfig
 from lykeion.controlplane import ControlPlane, ControlPlaneError, binaries_dir, free_port
 from lykeion.training.tracking_server import TrackingServer
-
-from lykectl.errors import CliError
 
 DEFAULT_WORKDIR = Path("~/.lykeion")
 STATE_FILE = "platform.json"

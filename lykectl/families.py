@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from lykeion.api.kinds import MODEL_FAMILY
 
 from lykectl import options
 from lykectl.arguments import split_list
 from lykectl.resources import add_read_delete_commands, build_object, build_spec, finish
+from lykeion.api.kinds import MODEL_FAMILY
 
 app = typer.Typer(
     help="ModelFamily: groups the models of one business problem.", no_args_is_help=True

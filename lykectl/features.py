@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from lykeion.api.kinds import FEATURE_MANIFEST, kind_of
 
 from lykectl import feature_api, options
 from lykectl.arguments import split_list
 from lykectl.errors import CliError
 from lykectl.output import DataOutput, print_data, print_rows
 from lykectl.resources import add_read_delete_commands, build_object, build_spec, finish
+from lykeion.api.kinds import FEATURE_MANIFEST, kind_of
 
 app = typer.Typer(
     help="FeatureManifest: an entity's features, their source and schedule.",

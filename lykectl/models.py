@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from kubernetes.client.exceptions import ApiException
-from lykeion.api.kinds import DEPLOYMENT, MODEL
 
 from lykectl import options, training_logs
 from lykectl.arguments import parse_params, split_list
@@ -19,6 +18,7 @@ from lykectl.output import Output, show
 from lykectl.resources import build_object, build_spec, finish, name_from, object_name
 from lykectl.traffic import next_versions
 from lykectl.wait import wait_ready
+from lykeion.api.kinds import DEPLOYMENT, MODEL
 
 app = typer.Typer(
     help="Model: one version of a family/segment; train it and deploy it.", no_args_is_help=True

@@ -10,12 +10,12 @@ from typing import Any
 
 import typer
 import yaml
-from lykeion.api.kinds import Kind
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from lykectl.jsonpath import cell
+from lykeion.api.kinds import Kind
 
 
 class Output(StrEnum):

@@ -7,8 +7,6 @@ what was written, and the plain `list`, `get NAME` and `delete NAME` commands.""
 from typing import Annotated, Any
 
 import typer
-from lykeion.api.common import ApiModel
-from lykeion.api.kinds import Kind
 from pydantic import ValidationError
 
 from lykectl import options
@@ -16,6 +14,8 @@ from lykectl.client import Cluster, resource
 from lykectl.errors import CliError, validation_message
 from lykectl.output import Output, show
 from lykectl.wait import wait_ready
+from lykeion.api.common import ApiModel
+from lykeion.api.kinds import Kind
 
 
 def build_spec(kind: Kind, spec: dict[str, Any], where: str = "") -> ApiModel:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from lykeion.api.kinds import Kind
 from rich.console import Console
 from rich.text import Text
 
 from lykectl.errors import CliError
+from lykeion.api.kinds import Kind
 
 POLL_INTERVAL = 0.5
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
+
 from lykeion.controlplane import ControlPlane
 from lykeion.kube import api_client
 from lykeion.training.tracking_server import TrackingServer
-
 from tests.support import Cluster, Operator
 
 _namespaces = itertools.count()

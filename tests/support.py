@@ -16,6 +16,7 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
 from lykeion import GROUP, VERSION
 from lykeion.api.kinds import BY_KIND
 from lykeion.controlplane import free_port

@@ -20,6 +20,7 @@ import pytest
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+
 from lykeion.controlplane import REPO_ROOT, free_port
 
 PROJECT = "lykeion-test"

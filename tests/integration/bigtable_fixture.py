@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from lykeion.controlplane import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
-from lykeion.api.kinds import validate_object
-from lykeion.controlplane import ControlPlane
 from pydantic import ValidationError
 
+from lykeion.api.kinds import validate_object
+from lykeion.controlplane import ControlPlane
 from tests import objects
 from tests.support import Cluster
 

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from lykeion.controlplane import ControlPlane
 
+from lykeion.controlplane import ControlPlane
 from tests.support import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]

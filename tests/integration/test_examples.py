@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from lykeion.api import validate_object
 from lykeion.controlplane import ControlPlane
-
 from tests.support import Cluster, Operator, load
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

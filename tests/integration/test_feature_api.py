@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import uvicorn
 import yaml
+from starlette.applications import Starlette
+
 from lykeion.controlplane import ControlPlane, free_port
 from lykeion.features.api import FeatureRegistry, create_app
 from lykeion.features.api.loader import ClusterLoader
@@ -26,8 +28,6 @@ from lykeion.features.catalog import Catalog
 from lykeion.features.online.base import OnlineRow
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
-from starlette.applications import Starlette
-
 from tests.objects import deployment, manifest, model
 from tests.support import Cluster, wait_for
 from tests.unit.test_feature_api import RecordingStore

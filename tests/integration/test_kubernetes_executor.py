@@ -6,10 +6,10 @@ import asyncio
 from typing import Any
 
 from kubernetes import client
+
 from lykeion.executors.base import State, Work
 from lykeion.executors.kubernetes import KubernetesExecutor
 from lykeion.kube import Kube
-
 from tests import objects
 from tests.support import Cluster
 

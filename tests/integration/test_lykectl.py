@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lykeion.controlplane import ControlPlane
 
+from lykeion.controlplane import ControlPlane
 from tests.support import Cluster, Operator, wait_for
 
 LYKECTL = str(Path(sys.executable).parent / "lykectl")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lykeion.features.view import FeatureView
 
+from lykeion.features.view import FeatureView
 from tests.integration.test_feature_api import command_line, rider_manifest, write_riders
 
 LYKECTL = str(Path(sys.executable).parent / "lykectl")

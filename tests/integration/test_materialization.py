@@ -10,7 +10,6 @@ from typing import Any
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
-
 from tests.support import Cluster, Operator, load, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from lykeion.features.online.base import OnlineRow, OnlineStore, StoreUnavailable
 from lykeion.features.online.bigtable import BigtableOnlineStore, table_id
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureDef, FeatureView
-
 from tests.integration.bigtable_fixture import (
     EMULATOR_HOST,
     Emulator,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView

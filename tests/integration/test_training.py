@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lykeion.training.tracking_server import TrackingServer
 from mlflow.tracking import MlflowClient
 
+from lykeion.training.tracking_server import TrackingServer
 from tests.support import Cluster, Operator, load, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from lykeion.api import DEPLOYMENT, FEATURE_MANIFEST, MODEL, MODEL_FAMILY, validate_object
-from lykeion.api.model import ModelSpec
 from pydantic import ValidationError
 
+from lykeion.api import DEPLOYMENT, FEATURE_MANIFEST, MODEL, MODEL_FAMILY, validate_object
+from lykeion.api.model import ModelSpec
 from tests import objects
 
 

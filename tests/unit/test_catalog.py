@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
 from lykeion.features.api import FeatureRegistry, create_app
 from lykeion.features.catalog import Catalog, fts_query
 from lykeion.features.online.sqlite import SqliteOnlineStore
-from starlette.exceptions import StarletteDeprecationWarning
-
 from tests.objects import deployment, manifest, model
 
 with warnings.catch_warnings():

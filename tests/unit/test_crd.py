@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from pydantic import Field
+
 from lykeion.api import KINDS
 from lykeion.api.common import ApiModel, cel, cel_rules
 from lykeion.api.crd import crd, main, rendered_files, structural
-from pydantic import Field
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+
 from lykeion.executors.base import State, Work
 from lykeion.executors.kubernetes import build_job, job_state
 from lykeion.executors.local import LocalExecutor
@@ -35,7 +36,12 @@ def test_job_builder_is_pure_non_root_and_bounded() -> None:
     assert pod["serviceAccountName"] == "lykeion-workload"
     assert pod["automountServiceAccountToken"] is False
     container = pod["containers"][0]
-    assert container["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    assert container["env"] == [
+        {"name": "A", "value": "1"},
+        {"name": "B", "value": "2"},
+        {"name": "LYKEION_RESULT_PATH", "value": "/dev/termination-log"},
+    ]
+    assert container["terminationMessagePath"] == "/dev/termination-log"
     assert container["resources"]["requests"] == {"cpu": "2", "memory": "3Gi"}
     assert job["spec"]["backoffLimit"] == 0
     with pytest.raises(ValueError):

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 from graphql import get_introspection_query
+from starlette.exceptions import StarletteDeprecationWarning
+
 from lykeion.features.api import FeatureRegistry, Limits, create_app
 from lykeion.features.online.base import OnlineRow, OnlineStore, StoreUnavailable
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
-from starlette.exceptions import StarletteDeprecationWarning
-
 from tests.objects import manifest
 
 with warnings.catch_warnings():

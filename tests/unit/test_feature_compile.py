@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import Range, history_sql, lookback
 from lykeion.features.materialize import query_history, split_errors

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-from lykeion.api import DEPLOYMENT, MODEL
 from typer.testing import CliRunner
 
 from lykectl import embedded
@@ -26,6 +25,7 @@ from lykectl.models import deployment_spec
 from lykectl.output import Output, human_duration, rows
 from lykectl.traffic import TrafficError, next_versions
 from lykectl.wait import State, assess
+from lykeion.api import DEPLOYMENT, MODEL
 from tests import objects
 
 SHA = objects.SHA

@@ -16,7 +16,6 @@ from lykeion.handlers.materialization import (
     run_record,
     work_for,
 )
-
 from tests import objects
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pytest
+
 from lykeion.features.offline.base import FeatureRef, LabelSpec
 from lykeion.features.offline.duckdb import DuckDBOfflineStore, training_sql
 from lykeion.features.offline.tables import history_schema, plan_training_set

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from lykeion.features.online.base import OnlineRow, StoreUnavailable
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureDef, FeatureView

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from lykeion.registry import Key, Registry
-
 from tests import objects
 
 

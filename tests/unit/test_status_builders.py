@@ -6,7 +6,6 @@ from typing import Any
 
 from lykeion.handlers import deployments, families, features, models
 from lykeion.registry import Registry
-
 from tests import objects
 
 

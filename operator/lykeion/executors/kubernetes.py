@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from kubernetes import client
@@ -10,6 +11,9 @@ from kubernetes.client.exceptions import ApiException
 
 from lykeion.executors.base import State, Work, WorkStatus
 from lykeion.names import check_label
+
+RESULT_ENV = "LYKEION_RESULT_PATH"
+TERMINATION_LOG = "/dev/termination-log"
 
 
 def build_job(work: Work) -> dict[str, Any]:
@@ -38,7 +42,15 @@ def build_job(work: Work) -> dict[str, Any]:
                             "name": "work",
                             "image": work.image,
                             "command": list(work.command),
-                            "env": [{"name": k, "value": v} for k, v in sorted(work.env.items())],
+                            # Work reports its result (result.json locally) here instead.
+                            "env": [
+                                {"name": k, "value": v}
+                                for k, v in sorted(
+                                    {**work.env, RESULT_ENV: TERMINATION_LOG}.items()
+                                )
+                            ],
+                            "terminationMessagePath": TERMINATION_LOG,
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
                             "resources": {
                                 "requests": {"cpu": work.cpu, "memory": work.memory},
                                 "limits": {"memory": work.memory},
@@ -72,6 +84,15 @@ def job_state(job: dict[str, Any]) -> WorkStatus:
     return WorkStatus(State.PENDING, "Job created, no pod running yet")
 
 
+def result_from_message(message: str) -> dict[str, Any] | None:
+    """A termination message as a result: JSON, or None for a log tail (crash)."""
+    try:
+        loaded = json.loads(message)
+    except ValueError:
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
 class KubernetesExecutor:
     def __init__(self, kube: Any) -> None:
         self.kube = kube
@@ -87,7 +108,26 @@ class KubernetesExecutor:
 
     async def status(self, namespace: str, name: str) -> WorkStatus:
         job = await self._get(namespace, name)
-        return WorkStatus(State.MISSING, "no such Job") if job is None else job_state(job)
+        if job is None:
+            return WorkStatus(State.MISSING, "no such Job")
+        status = job_state(job)
+        if status.state.finished:
+            status = WorkStatus(status.state, status.message, await self._result(namespace, name))
+        return status
+
+    async def _result(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The JSON the work wrote to its termination message, from its newest pod."""
+        pods = await asyncio.to_thread(
+            self.core.list_namespaced_pod, namespace, label_selector=f"lykeion.io/work={name}"
+        )
+        for pod in sorted(
+            pods.items, key=lambda p: p.metadata.creation_timestamp or 0, reverse=True
+        ):
+            for container in (pod.status.container_statuses or []) if pod.status else []:
+                terminated = container.state.terminated if container.state else None
+                if terminated is not None and terminated.message:
+                    return result_from_message(terminated.message)
+        return None
 
     async def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

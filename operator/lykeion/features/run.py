@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from datetime import datetime
@@ -48,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", help="inclusive end of the event-time range (ISO 8601)")
     parser.add_argument("--engine", choices=["beam", "duckdb"], default="beam")
     parser.add_argument("--data-root", help="directory relative file sources are read from")
-    parser.add_argument("--result", type=Path, default=Path("result.json"))
+    parser.add_argument(
+        "--result",
+        type=Path,
+        # On Kubernetes the executor points this at the container's termination message.
+        default=Path(os.environ.get("LYKEION_RESULT_PATH", "result.json")),
+    )
     args, beam_args = parser.parse_known_args(argv)
     beam_args = [a for a in beam_args if a != "--"]
 
@@ -77,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         result.succeeded = False
         result.message = f"{type(error).__name__}: {error}"
-    args.result.write_text(json.dumps(result.to_json(), indent=2))
+    # Compact: a Kubernetes termination message holds at most 4 KiB.
+    args.result.write_text(json.dumps(result.to_json(), separators=(",", ":")))
     print(result.message)
     return 0 if result.succeeded else 1
 

@@ -256,7 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         default="mlartifacts",
         help="artifact location when tracking is not a server",
     )
-    parser.add_argument("--result", type=Path, default=Path("result.json"))
+    parser.add_argument(
+        "--result",
+        type=Path,
+        # On Kubernetes the executor points this at the container's termination message.
+        default=Path(os.environ.get("LYKEION_RESULT_PATH", "result.json")),
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     result = TrainingResult()
@@ -273,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         result.reason, result.message = "TrainingFailed", f"{type(error).__name__}: {error}"
     result.duration_seconds = time.perf_counter() - started
-    args.result.write_text(json.dumps(asdict(result), indent=2))
+    # Compact: a Kubernetes termination message holds at most 4 KiB.
+    args.result.write_text(json.dumps(asdict(result), separators=(",", ":")))
     print(result.message)
     return 0 if result.succeeded else 1
 

@@ -1,0 +1,214 @@
+"""The operator with the `kubernetes` executor: pipeline runs and trainings become Jobs the
+real API server accepts, and the Jobs' outcomes (status + termination message, set here as
+the Job controller and kubelet would) drive the FeatureManifest's and the Model's status."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from lykeion.controlplane import LYKEION_CRDS, ControlPlane
+from lykeion.kube import api_client
+from tests.support import Cluster, Operator, load, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "forward"
+NS = "default"
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    # Its own control plane: the session operator (local executor) must not see these.
+    plane = ControlPlane(tmp_path_factory.mktemp("k8s-executor-plane")).start()
+    plane.install_crds(sorted(LYKEION_CRDS.glob("*.yaml")))
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture(scope="module")
+def k8s_operator(
+    plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    state = tmp_path_factory.mktemp("k8s-operator")
+    proc = Operator(
+        plane.kubeconfig,
+        state / "operator.log",
+        extra_env={
+            "LYKEION_EXECUTOR": "kubernetes",
+            "LYKEION_PYTHON": "python",
+            "LYKEION_PIPELINE_IMAGE": "registry.example.com/lykeion/workloads:0.1.0",
+            "LYKEION_DATA_DIR": str(state / "data"),
+            "LYKEION_POLL_SECONDS": "1",
+            "LYKEION_MLFLOW_TRACKING_URI": "http://mlflow.lykeion.svc:5000",
+        },
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def _finish(api: client.ApiClient, name: str, result: dict[str, Any], failed: bool = False) -> None:
+    """Play kubelet and Job controller: a terminated pod with a message, then Job status."""
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    job = batch.read_namespaced_job(name, NS)
+    container = job.spec.template.spec.containers[0]
+    pod = core.create_namespaced_pod(
+        NS,
+        {
+            "metadata": {"name": f"{name}-pod", "labels": {"lykeion.io/work": name}},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": container.name, "image": container.image}],
+            },
+        },
+    )
+    terminated = {
+        "exitCode": 1 if failed else 0,
+        "message": json.dumps(result),
+        "reason": "Error" if failed else "Completed",
+    }
+    core.patch_namespaced_pod_status(
+        pod.metadata.name,
+        NS,
+        {
+            "status": {
+                "containerStatuses": [
+                    {
+                        "name": container.name,
+                        "image": container.image,
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"terminated": terminated},
+                    }
+                ]
+            }
+        },
+    )
+    when = "2026-01-01T00:01:00Z"
+    conditions = (
+        [
+            {
+                "type": "FailureTarget",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "failed",
+                "lastTransitionTime": when,
+            },
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "failed",
+                "lastTransitionTime": when,
+            },
+        ]
+        if failed
+        else [
+            {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": when},
+            {"type": "Complete", "status": "True", "lastTransitionTime": when},
+        ]
+    )
+    batch.patch_namespaced_job_status(
+        name,
+        NS,
+        {
+            "status": {
+                "startTime": "2026-01-01T00:00:00Z",
+                "failed" if failed else "succeeded": 1,
+                **({} if failed else {"completionTime": when}),
+                "conditions": conditions,
+            }
+        },
+    )
+
+
+def _job(api: client.ApiClient, name: str) -> Any:
+    def find() -> Any:
+        try:
+            return client.BatchV1Api(api).read_namespaced_job(name, NS)
+        except client.ApiException:
+            return None
+
+    return wait_for(find, 60, f"Job {name}")
+
+
+def test_jobs_drive_manifest_and_model_status(plane: ControlPlane, k8s_operator: Operator) -> None:
+    api = api_client(plane.kubeconfig)
+    cluster = Cluster(api)
+    cluster.create(load(EXAMPLES / "family.yaml")[0], NS)
+    manifest = cluster.create(load(EXAMPLES / "features.yaml")[0], NS)
+
+    job = _job(api, "rider-activity-g1-r1")
+    assert job.metadata.owner_references[0].uid == manifest["metadata"]["uid"]
+    container = job.spec.template.spec.containers[0]
+    assert container.image == "registry.example.com/lykeion/workloads:0.1.0"
+    assert container.command[:3] == ["python", "-m", "lykeion.features.run"]
+    assert job.spec.template.spec.security_context.run_as_non_root is True
+    _finish(
+        api,
+        job.metadata.name,
+        {
+            "succeeded": True,
+            "rows_read": 7,
+            "rows_written": 6,
+            "bad_rows": 1,
+            "online_rows": 3,
+            "message": "6 history rows",
+        },
+    )
+    cluster.wait_condition("FeatureManifest", NS, "rider-activity", "True", timeout=60)
+    status = (cluster.get("FeatureManifest", NS, "rider-activity") or {})["status"]
+    assert (status["rowsWritten"], status["runs"][-1]["badRows"]) == (6, 1)
+
+    model = copy.deepcopy(load(EXAMPLES / "model.yaml")[0])
+    model["spec"]["training"]["requests"] = 1
+    created = cluster.create(model, NS)
+    job = _job(api, "forward-default-1-0-t1")
+    assert job.metadata.owner_references[0].uid == created["metadata"]["uid"]
+    container = job.spec.template.spec.containers[0]
+    assert container.command[:3] == ["python", "-m", "lykeion.training.run"]
+    assert container.resources.requests == {"cpu": "1", "memory": "2Gi"}
+    _finish(
+        api,
+        job.metadata.name,
+        {
+            "succeeded": False,
+            "reason": "CommitNotFound",
+            "message": "commit abc is not in the repository",
+        },
+        failed=True,
+    )
+    cond = cluster.wait_condition(
+        "Model", NS, "forward-default-1.0", "False", "CommitNotFound", type_="Trained", timeout=60
+    )
+    assert "commit abc" in cond["message"]
+
+    # A retraining request is a new Job; its success drives Trained and Evaluated.
+    cluster.patch("Model", NS, "forward-default-1.0", {"spec": {"training": {"requests": 2}}})
+    job = _job(api, "forward-default-1-0-t2")
+    result = {
+        "succeeded": True, "run_id": "r123", "model_uri": "models:/forward-default/4",
+        "registered_model": "forward-default", "registered_version": "4",
+        "metrics": {"eval_roc_auc": 0.81}, "gate_passed": True, "training_set_hash": "ab" * 32,
+        "training_set_rows": 900, "source_revision": "sha256:00", "features": [], "message": "ok",
+    }  # fmt: skip
+    _finish(api, job.metadata.name, result)
+    cluster.wait_condition("Model", NS, "forward-default-1.0", "True", timeout=60)
+    status = (cluster.get("Model", NS, "forward-default-1.0") or {})["status"]
+    assert (status["modelUri"], status["observedTrainingRequests"]) == (
+        "models:/forward-default/4",
+        2,
+    )
+    evaluated = cluster.condition("Model", NS, "forward-default-1.0", "Evaluated")
+    assert (
+        evaluated is not None
+        and evaluated["reason"] == "GatePassed"
+        and "0.8100 >= 0.6" in evaluated["message"]
+    )
