@@ -1,0 +1,523 @@
+"""Feature store speed: Lykeion against Feast and a plain DuckDB ASOF join, same data, one run.
+
+    python benchmarks/features.py [--small] [--labels N] [--history M] [--entities E]
+        [--reads 1000] [--no-feast] [--no-http] [--no-beam]
+        [--out benchmarks/results/features.json]
+
+Scenarios (data generated here, seeded; E entities, 10 float64 features, TTL 365d):
+  training   N labels x 10 features over M history rows. Lykeion's
+             DuckDBOfflineStore.training_set (its content hash timed apart as well), a
+             hand-written DuckDB ASOF join on the same stored table (the floor), and
+             Feast's get_historical_features on its duckdb offline store. Lykeion must equal
+             the floor row for row; Feast's rows are compared where it returns them.
+  materialize  latest values of E entities into the online store: Lykeion's latest_rows
+             + SqliteOnlineStore.write, materialize_duckdb end to end from Parquet (which
+             also writes the offline history), and `feast materialize` into its SQLite store.
+  online     1 and 50 entities x 10 features, p50/p99 over --reads sequential reads:
+             SqliteOnlineStore.read in-process, the Feature API over HTTP, and Feast's
+             get_online_features in-process.
+  beam       the example manifest (examples/forward/features.yaml) through
+             `python -m lykeion.features.run` with --engine beam (DirectRunner) and duckdb.
+
+Feast runs in its own venv (scripts/install-feast-benchmark.sh) as benchmarks/feast_side.py;
+the two sides exchange Parquet files and JSON. When Feast cannot run, its columns say why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from lykeion.api.featuremanifest import FeatureManifestSpec
+from lykeion.features.compile import Range
+from lykeion.features.hashing import table_hash
+from lykeion.features.materialize import latest_rows, materialize_duckdb
+from lykeion.features.offline.base import FeatureRef, LabelSpec
+from lykeion.features.offline.duckdb import DuckDBOfflineStore
+from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.features.view import FeatureDef, FeatureView
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURES = 10
+NAMES = [f"f{i}" for i in range(FEATURES)]
+START = datetime(2026, 1, 1, tzinfo=UTC)
+HISTORY_DAYS = 60
+TTL_DAYS = 365
+TS = pa.timestamp("us", tz="UTC")
+T = TypeVar("T")
+
+MANIFEST: dict[str, Any] = {
+    "apiVersion": "lykeion.io/v1alpha1",
+    "kind": "FeatureManifest",
+    "metadata": {"name": "customer-stats", "namespace": "default"},
+    "spec": {
+        "description": "Benchmark features.",
+        "owner": "bench@example.com",
+        "entity": {"name": "customer", "joinKey": "customer_id", "keyType": "int64"},
+        "source": {
+            "file": {"path": "history.parquet", "format": "parquet"},
+            "timestampColumn": "event_time",
+        },
+        "ttl": f"{TTL_DAYS}d",
+        "features": [{"name": n, "type": "float64", "column": n} for n in NAMES],
+    },
+}
+VIEW = FeatureView(
+    namespace="default",
+    name="customer-stats",
+    entity="customer",
+    join_key="customer_id",
+    key_type="int64",
+    features=tuple(FeatureDef(n, "float64") for n in NAMES),
+    ttl=timedelta(days=TTL_DAYS),
+)
+
+
+def timed(action: Callable[[], T]) -> tuple[float, T]:
+    started = time.perf_counter()
+    value = action()
+    return time.perf_counter() - started, value
+
+
+# -- data --------------------------------------------------------------------------------
+
+
+def generate(labels: int, history: int, entities: int, folder: Path) -> dict[str, Path]:
+    """History with unique event times (so no (key, time) duplicates to tie-break) and
+    labels spread from two days before the first history row: some precede every row of
+    their entity, which a point-in-time join must keep with null features."""
+    rng = np.random.default_rng(0)
+    span = HISTORY_DAYS * 86_400
+    seconds = rng.choice(span, size=history, replace=False)
+    start_us = int(START.timestamp()) * 1_000_000
+    keys = rng.integers(0, entities, history)
+    keys[: min(entities, history)] = np.arange(min(entities, history))  # every entity has rows
+    columns: dict[str, Any] = {
+        "customer_id": pa.array(keys, pa.int64()),
+        "event_time": pa.array(start_us + seconds * 1_000_000, pa.int64()).cast(TS),
+    }
+    values = rng.random((history, FEATURES))
+    columns.update({n: pa.array(values[:, i]) for i, n in enumerate(NAMES)})
+    hist = pa.table(columns)
+    label_seconds = rng.integers(-2 * 86_400, span + 2 * 86_400, labels)
+    label_table = pa.table(
+        {
+            "customer_id": pa.array(rng.integers(0, entities, labels), pa.int64()),
+            "event_timestamp": pa.array(start_us + label_seconds * 1_000_000, pa.int64()).cast(TS),
+            "target": pa.array(rng.integers(0, 2, labels), pa.int64()),
+            "label_row": pa.array(np.arange(labels, dtype=np.int64)),
+        }
+    )
+    paths = {"history": folder / "history.parquet", "labels": folder / "labels.parquet"}
+    pq.write_table(hist, paths["history"])
+    pq.write_table(label_table, paths["labels"])
+    return paths
+
+
+# -- Lykeion -----------------------------------------------------------------------------
+
+
+def plain_asof(db: Path, labels: pa.Table) -> pa.Table:
+    """The floor: one ASOF join on the table Lykeion stored, no planning, casts or hash."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("labels", labels)
+        features = ", ".join(f"h.{n} AS customer__{n}" for n in NAMES)
+        return con.sql(
+            f"SELECT l.customer_id, l.event_timestamp, l.target, {features} FROM labels l"
+            f" ASOF LEFT JOIN {VIEW.table} h"
+            " ON h.entity_key = l.customer_id AND h.event_time <= l.event_timestamp"
+            " ORDER BY l.label_row"
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def training(paths: dict[str, Path], folder: Path) -> dict[str, Any]:
+    store = DuckDBOfflineStore(folder / "offline.duckdb")
+    history = pq.read_table(paths["history"]).rename_columns(["entity_key", "event_time", *NAMES])
+    write_seconds, _ = timed(lambda: store.write_history(VIEW, history))
+    labels = pq.read_table(paths["labels"])
+    spec = LabelSpec("customer_id", "event_timestamp", "target")
+    refs = [FeatureRef(VIEW, n) for n in NAMES]
+    seconds, result = timed(
+        lambda: store.training_set(labels.drop_columns(["label_row"]), spec, refs)
+    )
+    hash_seconds, digest = timed(lambda: table_hash(result.table))
+    assert digest == result.content_hash
+    plain_seconds, plain = timed(lambda: plain_asof(store.path, labels))
+    plain = plain.cast(result.table.schema)
+    assert result.rows == labels.num_rows, "Lykeion must keep every label row"
+    assert result.table.equals(plain), "Lykeion's training set differs from the plain ASOF join"
+    return {
+        "write_history_seconds": write_seconds,
+        "lykeion_seconds": seconds,
+        "lykeion_hash_seconds": hash_seconds,
+        "lykeion_without_hash_seconds": seconds - hash_seconds,
+        "plain_asof_seconds": plain_seconds,
+        "lykeion_rows": result.rows,
+        "lykeion_equals_plain_asof": True,
+        "null_feature_rows": result.table.column("customer__f0").null_count,
+        "table": result.table,
+    }
+
+
+def materialization(paths: dict[str, Path], folder: Path) -> dict[str, Any]:
+    history = pq.read_table(paths["history"]).rename_columns(["entity_key", "event_time", *NAMES])
+    online = SqliteOnlineStore(folder / "online.db")
+    latest_seconds, rows = timed(lambda: latest_rows(history, VIEW))
+    write_seconds, written = timed(lambda: online.write(VIEW, rows))
+    online.close()
+    body = json.loads(json.dumps(MANIFEST))
+    body["spec"]["source"]["file"]["path"] = str(paths["history"])
+    spec = FeatureManifestSpec.model_validate(body["spec"])
+    offline2 = DuckDBOfflineStore(folder / "offline-e2e.duckdb")
+    online2 = SqliteOnlineStore(folder / "online-e2e.db")
+    e2e_seconds, run = timed(lambda: materialize_duckdb(spec, VIEW, Range(), offline2, online2))
+    online2.close()
+    assert run.succeeded and run.online_rows == written, run
+    return {
+        "entities": written,
+        "latest_rows_seconds": latest_seconds,
+        "sqlite_write_seconds": write_seconds,
+        "lykeion_seconds": latest_seconds + write_seconds,
+        "materialize_duckdb_e2e_seconds": e2e_seconds,
+        "materialize_duckdb_history_rows": run.rows_written,
+    }
+
+
+def quantiles_ms(latencies: list[float]) -> dict[str, float]:
+    cut = statistics.quantiles(latencies, n=100)
+    return {"p50_ms": cut[49] * 1e3, "p99_ms": cut[98] * 1e3}
+
+
+def online_reads(folder: Path, batches: dict[str, list[list[int]]]) -> dict[str, Any]:
+    store = SqliteOnlineStore(folder / "online.db")
+    result: dict[str, Any] = {}
+    for name, keys in batches.items():
+        store.read(VIEW, keys[0], NAMES)  # warm up: connection, schema cache
+        latencies = []
+        for batch in keys:
+            started = time.perf_counter()
+            answer = store.read(VIEW, batch, NAMES)
+            latencies.append(time.perf_counter() - started)
+            assert all(entry is not None for entry in answer), f"missing key in {batch}"
+        result[name] = quantiles_ms(latencies)
+    store.close()
+    return result
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def online_http(folder: Path, batches: dict[str, list[list[int]]]) -> dict[str, Any]:
+    import httpx
+
+    manifest = folder / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump(MANIFEST))
+    port = _free_port()
+    log = (folder / "feature-api.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lykeion.features.api",
+            "--online",
+            f"sqlite:///{folder / 'online.db'}",
+            "--manifest",
+            str(manifest),
+            "--no-catalog",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    query = f"query($ids: [ID!]!) {{ customers(ids: $ids) {{ {' '.join(NAMES)} }} }}"
+    result: dict[str, Any] = {}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if http.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"Feature API did not start; see {log.name}")
+                time.sleep(0.2)
+            for name, keys in batches.items():
+                payload = {"query": query, "variables": {"ids": [str(k) for k in keys[0]]}}
+                warm = http.post("/graphql", json=payload)
+                if warm.status_code != 200:
+                    raise RuntimeError(f"Feature API answered {warm.status_code}: {warm.text}")
+                latencies = []
+                for batch in keys:
+                    payload = {"query": query, "variables": {"ids": [str(k) for k in batch]}}
+                    started = time.perf_counter()
+                    answer = http.post("/graphql", json=payload)
+                    latencies.append(time.perf_counter() - started)
+                    answer.raise_for_status()
+                    assert "errors" not in answer.json(), answer.text
+                result[name] = quantiles_ms(latencies)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+        log.close()
+    return result
+
+
+def beam_vs_duckdb(folder: Path) -> dict[str, Any]:
+    body = yaml.safe_load((ROOT / "examples" / "forward" / "features.yaml").read_text())
+    body["metadata"]["namespace"] = "default"
+    result: dict[str, Any] = {}
+    for engine in ("duckdb", "beam"):
+        run = folder / f"run-{engine}"
+        run.mkdir()
+        command = [
+            sys.executable, "-m", "lykeion.features.run",
+            "--manifest-json", json.dumps(body),
+            "--offline", f"duckdb://{run / 'offline.duckdb'}",
+            "--online", f"sqlite://{run / 'online.db'}",
+            "--engine", engine, "--data-root", str(ROOT),
+            "--result", str(run / "result.json"),
+        ]  # fmt: skip
+        wall, done = timed(
+            lambda c=command: subprocess.run(c, capture_output=True, text=True, timeout=900)
+        )
+        if done.returncode != 0:
+            result[engine] = {"error": (done.stdout + done.stderr)[-2000:]}
+            continue
+        outcome = json.loads((run / "result.json").read_text())
+        result[engine] = {
+            "rows_read": outcome["rows_read"],
+            "run_seconds": outcome["duration_seconds"],
+            "process_seconds": wall,
+            "rows_per_second": outcome["rows_read"] / outcome["duration_seconds"],
+        }
+    return result
+
+
+# -- Feast -------------------------------------------------------------------------------
+
+
+def feast(
+    paths: dict[str, Path], folder: Path, batches: dict[str, list[list[int]]], python: str | None
+) -> dict[str, Any]:
+    """Install (idempotent) and run Feast's side; its failures are returned, not raised."""
+    if python is None:
+        install = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "install-feast-benchmark.sh")],
+            capture_output=True,
+            text=True,
+        )
+        if install.returncode != 0:
+            return {"setup_error": "install failed: " + install.stderr[-2000:]}
+        python = install.stdout.strip().splitlines()[-1]
+    config = {
+        "repo": str(folder / "feast"),
+        "features": FEATURES,
+        "ttl_days": TTL_DAYS,
+        "history": str(paths["history"]),
+        "labels": str(paths["labels"]),
+        "historical_out": str(folder / "feast-historical.parquet"),
+        "materialize_start": (START - timedelta(days=1)).isoformat(),
+        "materialize_end": (START + timedelta(days=HISTORY_DAYS + 1)).isoformat(),
+        "online_batches": batches,
+        "result": str(folder / "feast-result.json"),
+    }
+    (folder / "feast-config.json").write_text(json.dumps(config))
+    done = subprocess.run(
+        [
+            python,
+            "-P",  # benchmarks/operator.py would shadow the standard library's `operator`
+            str(ROOT / "benchmarks" / "feast_side.py"),
+            "--config",
+            str(folder / "feast-config.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    result_path = Path(config["result"])
+    if not result_path.exists():
+        return {"setup_error": f"feast_side.py exited {done.returncode}: {done.stderr[-2000:]}"}
+    result: dict[str, Any] = json.loads(result_path.read_text())
+    result["python"] = python
+    if done.stderr.strip():
+        result["stderr_tail"] = done.stderr[-1500:]
+    return result
+
+
+def compare_with_feast(lykeion: pa.Table, feast_out: Path, labels: int) -> dict[str, Any]:
+    """Feast may reorder and drop label rows; line its rows up by `label_row`."""
+    theirs = pq.read_table(feast_out).sort_by("label_row")
+    rows = theirs.column("label_row").to_numpy()
+    mismatched = 0
+    for name in NAMES:
+        mine = lykeion.column(f"customer__{name}").take(pa.array(rows))
+        other = theirs.column(name).cast(pa.float64())
+        same = mine.to_pylist() == other.to_pylist()
+        if not same:
+            mismatched += sum(
+                1 for a, b in zip(mine.to_pylist(), other.to_pylist(), strict=True) if a != b
+            )
+    return {
+        "feast_rows": theirs.num_rows,
+        "label_rows": labels,
+        "label_rows_dropped_by_feast": labels - len(set(rows.tolist())),
+        "feature_values_differing_on_common_rows": mismatched,
+        "feast_label_order_kept": bool(
+            (pq.read_table(feast_out).column("label_row").to_numpy() == np.sort(rows)).all()
+        ),
+    }
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def ratio(a: Any, b: Any) -> str:
+    return f"{a / b:.2f}x" if isinstance(a, float) and isinstance(b, float) and b else "-"
+
+
+def seconds(value: Any) -> str:
+    return f"{value:.3f} s" if isinstance(value, float) else str(value)
+
+
+def report(results: dict[str, Any]) -> list[str]:
+    t, m, f = results["training"], results["materialize"], results.get("feast", {})
+    fh, fm = f.get("historical", {}), f.get("materialize", {})
+    lines = [
+        f"data: {results['labels']} labels x {FEATURES} features, {results['history']} history"
+        f" rows, {results['entities']} entities",
+        "",
+        "training set              seconds      ratio",
+        f"  plain DuckDB ASOF       {seconds(t['plain_asof_seconds']):>10}",
+        f"  Lykeion training_set    {seconds(t['lykeion_seconds']):>10}"
+        f"   Lykeion/ASOF {ratio(t['lykeion_seconds'], t['plain_asof_seconds'])}",
+        f"    of which table_hash   {seconds(t['lykeion_hash_seconds']):>10}"
+        f"   without hash/ASOF"
+        f" {ratio(t['lykeion_without_hash_seconds'], t['plain_asof_seconds'])}",
+        f"  Feast historical        {seconds(fh.get('seconds', fh.get('error', '-'))):>10}"
+        f"   Feast/Lykeion {ratio(fh.get('seconds'), t['lykeion_seconds'])}",
+        f"  rows: Lykeion {t['lykeion_rows']} (= plain ASOF, identical values and order),"
+        f" Feast {fh.get('rows', '-')};"
+        f" Feast-vs-Lykeion {json.dumps(results.get('feast_comparison', '-'))}",
+        "",
+        f"materialize {m['entities']} entities   seconds",
+        f"  Lykeion latest_rows+write {seconds(m['lykeion_seconds']):>10}"
+        f"   (latest {m['latest_rows_seconds']:.3f} + write {m['sqlite_write_seconds']:.3f})",
+        f"  Lykeion materialize_duckdb e2e {seconds(m['materialize_duckdb_e2e_seconds'])}"
+        f" (also writes {m['materialize_duckdb_history_rows']} offline rows)",
+        f"  feast materialize         {seconds(fm.get('seconds', fm.get('error', '-'))):>10}"
+        f"   Feast/Lykeion {ratio(fm.get('seconds'), m['lykeion_seconds'])}",
+        "",
+        "online read (p50 / p99 ms)   1 entity          50 entities",
+    ]
+    for label, block in (
+        ("Lykeion in-process", results["online"]),
+        ("Lykeion HTTP (GraphQL)", results.get("online_http", {})),
+        ("Feast in-process", f.get("online", {})),
+        ("Feast HTTP (feast serve)", f.get("online_http", {})),
+    ):
+        if "error" in block or not block:
+            lines.append(f"  {label:<26} {block.get('error', 'not run')}")
+            continue
+        cells = [f"{block[k]['p50_ms']:.3f} / {block[k]['p99_ms']:.3f}" for k in ("1", "50")]
+        lines.append(f"  {label:<26} {cells[0]:<17} {cells[1]}")
+    beam = results.get("beam", {})
+    lines += ["", "example manifest run        rows/s     run s   process s"]
+    for engine in ("duckdb", "beam"):
+        b = beam.get(engine)
+        if b is None or "error" in b:
+            lines.append(f"  {engine:<24} {'not run' if b is None else 'failed'}")
+            continue
+        lines.append(
+            f"  {engine:<24} {b['rows_per_second']:>9.0f} {b['run_seconds']:>8.2f}"
+            f" {b['process_seconds']:>10.2f}   ({b['rows_read']} rows)"
+        )
+    if "setup_error" in f:
+        lines.append(f"Feast failed: {f['setup_error'][:300]}")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--small", action="store_true", help="10k labels x 100k history rows")
+    parser.add_argument("--labels", type=int)
+    parser.add_argument("--history", type=int)
+    parser.add_argument("--entities", type=int, help="default: history rows / 10")
+    parser.add_argument("--reads", type=int, default=1000)
+    parser.add_argument("--no-feast", action="store_true")
+    parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--no-beam", action="store_true")
+    parser.add_argument("--feast-python", help="skip the install script, use this python")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/features.json")
+    args = parser.parse_args()
+    labels = args.labels or (10_000 if args.small else 100_000)
+    history = args.history or (100_000 if args.small else 1_000_000)
+    entities = args.entities or max(history // 10, 1)
+
+    rng = np.random.default_rng(1)
+    batches = {
+        size: [rng.integers(0, entities, int(size)).tolist() for _ in range(args.reads)]
+        for size in ("1", "50")
+    }
+    results: dict[str, Any] = {"labels": labels, "history": history, "entities": entities}
+    with tempfile.TemporaryDirectory(prefix="lykeion-features-bench-") as tmp:
+        folder = Path(tmp)
+        paths = generate(labels, history, entities, folder)
+        training_result = training(paths, folder)
+        lykeion_table = training_result.pop("table")
+        results["training"] = training_result
+        results["materialize"] = materialization(paths, folder)
+        results["online"] = online_reads(folder, batches)
+        if not args.no_http:
+            try:
+                results["online_http"] = online_http(folder, batches)
+            except (RuntimeError, AssertionError, OSError) as error:
+                results["online_http"] = {"error": f"{type(error).__name__}: {error}"}
+        if not args.no_feast:
+            results["feast"] = feast(paths, folder, batches, args.feast_python)
+            out = folder / "feast-historical.parquet"
+            if out.exists():
+                results["feast_comparison"] = compare_with_feast(lykeion_table, out, labels)
+        if not args.no_beam:
+            results["beam"] = beam_vs_duckdb(folder)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results["finished"] = datetime.now(UTC).isoformat()
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print("\n".join(report(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
