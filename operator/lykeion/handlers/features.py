@@ -72,8 +72,20 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
     )
 
 
+def _needs_clock(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    """A run in flight, a cron schedule, or a failed run waiting for its retry."""
+    runs = status.get("runs") or []
+    failed = bool(runs) and runs[-1].get("result") == "Failed"
+    return bool(status.get("currentRun") or spec.get("schedule") or failed)
+
+
 @kopf.timer(
-    GROUP, VERSION, FEATURE_MANIFEST.plural, interval=POLL_SECONDS, initial_delay=POLL_SECONDS
+    GROUP,
+    VERSION,
+    FEATURE_MANIFEST.plural,
+    interval=POLL_SECONDS,
+    initial_delay=POLL_SECONDS,
+    when=_needs_clock,
 )
 async def manifest_tick(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     # Local runs raise no Kubernetes events and cron schedules need a clock: check both.

@@ -99,7 +99,19 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
     )
 
 
-@kopf.timer(GROUP, VERSION, MODEL.plural, interval=POLL_SECONDS, initial_delay=POLL_SECONDS)
+def _training_in_flight(status: kopf.Status, **_: Any) -> bool:
+    return bool(status.get("currentTraining"))
+
+
+# Only Models with a training in flight get a timer: 500 idle Models cost no tasks.
+@kopf.timer(
+    GROUP,
+    VERSION,
+    MODEL.plural,
+    interval=POLL_SECONDS,
+    initial_delay=POLL_SECONDS,
+    when=_training_in_flight,
+)
 async def model_tick(
     namespace: str | None, name: str, memo: kopf.Memo, status: kopf.Status, **_: Any
 ) -> None:
