@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lykeion.features.dataflow import dataflow_args
+
 
 @dataclass(frozen=True)
 class PlatformConfig:
@@ -38,7 +40,17 @@ class PlatformConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformConfig:
         env = os.environ if env is None else env
         data_dir = Path(env.get("LYKEION_DATA_DIR", str(Path.home() / ".lykeion" / "data")))
-        beam_args = tuple(env.get("LYKEION_BEAM_ARGS", "--runner=DirectRunner").split())
+        image = env.get("LYKEION_PIPELINE_IMAGE", "lykeion/pipelines:0.1.0")
+        if "LYKEION_BEAM_ARGS" in env or not env.get("LYKEION_DATAFLOW_PROJECT"):
+            beam_args = tuple(env.get("LYKEION_BEAM_ARGS", "--runner=DirectRunner").split())
+        else:
+            beam_args = dataflow_args(
+                env["LYKEION_DATAFLOW_PROJECT"],
+                env.get("LYKEION_DATAFLOW_REGION", "us-central1"),
+                env.get("LYKEION_DATAFLOW_TEMP_LOCATION", ""),
+                image,
+                env.get("LYKEION_DATAFLOW_SERVICE_ACCOUNT"),
+            )
         return cls(
             data_dir=data_dir,
             online_store=env.get("LYKEION_ONLINE_STORE", f"sqlite://{data_dir / 'online.db'}"),
@@ -49,7 +61,7 @@ class PlatformConfig:
             feature_engine=env.get("LYKEION_FEATURE_ENGINE", "beam"),
             beam_args=beam_args,
             python=env.get("LYKEION_PYTHON", sys.executable),
-            image=env.get("LYKEION_PIPELINE_IMAGE", "lykeion/pipelines:0.1.0"),
+            image=image,
             tracking_uri=env.get(
                 "LYKEION_MLFLOW_TRACKING_URI", f"sqlite:///{data_dir / 'mlflow.db'}"
             ),

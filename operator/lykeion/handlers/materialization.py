@@ -19,6 +19,7 @@ from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.conditions import Check
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
+from lykeion.features.dataflow import with_job_name
 from lykeion.names import child_name
 
 MATERIALIZED = "Materialized"
@@ -176,7 +177,7 @@ def work_for(body: dict[str, Any], run: dict[str, Any], config: PlatformConfig) 
     ]  # fmt: skip
     if run.get("start"):
         command += ["--start", run["start"]]
-    command += ["--", *config.beam_args]
+    command += ["--", *with_job_name(config.beam_args, run["name"])]
     return Work(
         name=run["name"],
         namespace=meta.get("namespace", "default"),
