@@ -14,6 +14,15 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339(moment: datetime) -> str:
+    """A status timestamp: ISO 8601 with `Z` for UTC."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
 @dataclass(frozen=True)
 class Check:
     """The outcome of one condition before it is stamped with time and generation."""

@@ -103,7 +103,7 @@ def error_examples(bad: pa.Table) -> list[str]:
     return [f"{row[KEY]!r} at {row[EVENT_TIME]}: {row[ERROR]}" for row in examples]
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso_or_none(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
@@ -119,7 +119,7 @@ def materialize_duckdb(
     import pyarrow.compute as pc
 
     started = time.perf_counter()
-    result = RunResult(_iso(run_range.start), _iso(run_range.end))
+    result = RunResult(iso_or_none(run_range.start), iso_or_none(run_range.end))
     table = query_history(spec, run_range, data_root)
     good, bad = split_errors(table)
     result.rows_read = table.num_rows
@@ -128,7 +128,7 @@ def materialize_duckdb(
     result.rows_written = offline.write_history(view, good)
     result.online_rows = online.write(view, latest_rows(good, view))
     if good.num_rows:
-        result.max_event_time = _iso(pc.max(good[EVENT_TIME]).as_py())
+        result.max_event_time = iso_or_none(pc.max(good[EVENT_TIME]).as_py())
     result.duration_seconds = time.perf_counter() - started
     result.succeeded = True
     result.message = f"{result.rows_written} history rows, {result.online_rows} entities online"

@@ -11,7 +11,6 @@ DataflowRunner in production. Stores are opened inside the workers from their UR
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -24,7 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import ERROR, Range
-from lykeion.features.materialize import RunResult, query_history
+from lykeion.features.materialize import RunResult, iso_or_none, query_history
 from lykeion.features.online.base import OnlineRow
 from lykeion.features.stores import open_offline, open_online
 from lykeion.features.view import ARROW_TYPES, EVENT_TIME, KEY, FeatureView, element_type, is_list
@@ -183,7 +182,7 @@ def run_beam(
     beam_args: list[str] | None = None,
 ) -> RunResult:
     started = time.perf_counter()
-    result = RunResult(_iso(run_range.start), _iso(run_range.end))
+    result = RunResult(iso_or_none(run_range.start), iso_or_none(run_range.end))
     options = PipelineOptions(beam_args or ["--runner=DirectRunner"])
     pipeline = beam.Pipeline(options=options)
     build(pipeline, spec, view, run_range, offline_uri, online_uri, data_root)
@@ -201,11 +200,3 @@ def run_beam(
     result.succeeded = True
     result.message = f"{result.rows_written} history rows, {result.online_rows} entities online"
     return result
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
-def dumps(result: RunResult) -> str:
-    return json.dumps(result.to_json(), indent=2)

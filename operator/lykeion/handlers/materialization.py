@@ -16,7 +16,7 @@ from typing import Any
 from croniter import croniter
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
-from lykeion.conditions import Check
+from lykeion.conditions import Check, parse_time, rfc3339
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
 from lykeion.features.dataflow import with_job_name
@@ -26,14 +26,6 @@ MATERIALIZED = "Materialized"
 MAX_RUNS_KEPT = 10
 BACKOFF_START = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
-
-
-def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -62,18 +54,18 @@ def next_range(
     failures = consecutive_failures(runs, generation)
     if failures:
         backoff = min(BACKOFF_START * 2 ** (failures - 1), BACKOFF_MAX)
-        finished = _parse(runs[-1].get("finishedAt"))
+        finished = parse_time(runs[-1].get("finishedAt"))
         if finished is not None and now < finished + backoff:
             return None
     if status.get("materializedGeneration") != generation:
         # New or changed definitions: recompute the whole history.
-        return NextRange(None, _iso(now), "backfill")
+        return NextRange(None, rfc3339(now), "backfill")
     watermark = status.get("watermark")
-    last = _parse(status.get("lastRunTime"))
+    last = parse_time(status.get("lastRunTime"))
     if spec.schedule and watermark and last is not None:
         due = croniter(spec.schedule, last).get_next(datetime)
         if due <= now:
-            return NextRange(watermark, _iso(now), "schedule")
+            return NextRange(watermark, rfc3339(now), "schedule")
     return None
 
 
@@ -83,7 +75,7 @@ def run_record(name: str, generation: int, planned: NextRange, now: datetime) ->
         "generation": generation,
         "end": planned.end,
         "result": "Running",
-        "startedAt": _iso(now),
+        "startedAt": rfc3339(now),
     }
     if planned.start is not None:
         record["start"] = planned.start
@@ -97,13 +89,13 @@ def finish(
     result = outcome.result or {}
     succeeded = outcome.state is State.SUCCEEDED and result.get("succeeded", True)
     # The range the run itself used wins: after a restart the record may have been rebuilt.
-    used = _parse(result.get("range_end"))
-    end = _iso(used) if used is not None else run["end"]
+    used = parse_time(result.get("range_end"))
+    end = rfc3339(used) if used is not None else run["end"]
     done = {
         **run,
         "end": end,
         "result": "Succeeded" if succeeded else "Failed",
-        "finishedAt": _iso(now),
+        "finishedAt": rfc3339(now),
         "message": (result.get("message") or outcome.message)[-2000:],
     }
     for key, field in (
@@ -120,7 +112,7 @@ def finish(
     if succeeded:
         fields |= {
             "watermark": end,
-            "lastRunTime": _iso(now),
+            "lastRunTime": rfc3339(now),
             "rowsWritten": done.get("rowsWritten"),
         }
         if run.get("start") is None:

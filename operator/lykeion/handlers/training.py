@@ -12,17 +12,13 @@ import json
 from datetime import datetime
 from typing import Any
 
-from lykeion.conditions import Check
+from lykeion.conditions import Check, rfc3339
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
 from lykeion.names import child_name
 
 TRAINED = "Trained"
 EVALUATED = "Evaluated"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def training_name(spec: dict[str, Any], requests: int) -> str:
@@ -75,7 +71,7 @@ def finish(current: dict[str, Any], outcome: WorkStatus, now: datetime) -> dict[
     record = {
         **current,
         "result": "Succeeded" if succeeded else "Failed",
-        "finishedAt": _iso(now),
+        "finishedAt": rfc3339(now),
         "reason": result.get("reason") or ("" if succeeded else "TrainingFailed"),
         "message": (result.get("message") or outcome.message)[-2000:],
     }
@@ -181,7 +177,7 @@ async def train(
             # Deterministic name: submitting before the status records it is safe.
             await executor.submit(work_for(body, manifests, name, config))
             fields = {
-                "currentTraining": {"name": name, "requests": requests, "startedAt": _iso(now)}
+                "currentTraining": {"name": name, "requests": requests, "startedAt": rfc3339(now)}
             }
     merged = {**status, **fields}
     requests = int(spec.get("training", {}).get("requests", 0))
