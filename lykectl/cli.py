@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from lykectl import deployments, embedded, families, features, models, options
+from lykectl import deployments, embedded, families, features, models, options, predict
 from lykectl.errors import ReportingGroup
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(families.app, name="families")
 app.add_typer(features.app, name="features")
 app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
+app.command("predict")(predict.predict)
 
 Workdir = options.Workdir
 

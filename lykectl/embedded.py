@@ -28,6 +28,7 @@ import typer
 from lykectl.errors import CliError
 from lykeion.config import PlatformConfig
 from lykeion.controlplane import ControlPlane, ControlPlaneError, binaries_dir, free_port
+from lykeion.executors.local_endpoints import Process as ServingProcess
 from lykeion.training.tracking_server import TrackingServer
 
 DEFAULT_WORKDIR = Path("~/.lykeion")
@@ -335,6 +336,11 @@ def down(workdir: Path, purge: bool, grace: float = 15.0) -> bool:
             with stage(f"stopped {process.name} (pid {process.pid})"):
                 terminate(process, grace)
         (workdir / STATE_FILE).unlink(missing_ok=True)
+    # Model servers and routers outlive the operator that started them (by design, so a
+    # restarted operator finds them): stop them with the platform.
+    for pid_file in sorted((workdir / RUNS_DIR).glob("*/_endpoints/*/*/pid")):
+        with stage(f"stopped {pid_file.parent.parent.name}/{pid_file.parent.name}"):
+            ServingProcess(pid_file.parent).stop()
     if purge:
         with stage(f"removed the data in {workdir}"):
             for name in (CONTROL_PLANE_DIR, RUNS_DIR):

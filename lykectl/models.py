@@ -200,13 +200,20 @@ def get_model(
     version: Version,
     segment: Segment = "default",
     output: options.Format = Output.table,
+    wait: options.Wait = False,
+    timeout: options.Timeout = 600.0,
     namespace: options.Namespace = None,
     kubeconfig: options.Kubeconfig = None,
 ) -> None:
-    """Show one Model version."""
+    """Show one Model version (with --wait: once it is Ready, e.g. trained and evaluated)."""
     cluster = options.cluster(ctx, namespace, kubeconfig)
     name = name_from(MODEL, family=family, segment=segment, version=version)
-    show(MODEL, [cluster.get(MODEL, name)], output, single=True)
+    obj = (
+        wait_ready(lambda: cluster.get(MODEL, name), MODEL, name, timeout)
+        if wait
+        else cluster.get(MODEL, name)
+    )
+    show(MODEL, [obj], output, single=True)
 
 
 @app.command("delete")

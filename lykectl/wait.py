@@ -41,6 +41,9 @@ TRANSIENT_REASONS = frozenset(
         "ModelsNotReady",
         "ReplicasNotReady",
         "EndpointNotReady",
+        "VersionsStarting",
+        "RolloutHeld",
+        "NoVersionServing",
     }
 )
 TRANSIENT_PREFIXES = ("Waiting", "Pending")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The embedded platform end to end, on a fresh machine:
 #   python environment -> control plane (built once) -> operator -> the example applied
-#   -> every object Ready. Leaves the platform running; `lykectl down` stops it.
+#   -> every object Ready -> a prediction from the live endpoint. Leaves the platform running; `lykectl down` stops it.
 # State goes to $LYKEION_HOME (default ~/.lykeion).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,13 +36,17 @@ done_stage
 
 stage "the model: point-in-time training set -> MLflow project -> evaluation gate -> registry"
 "$kubectl" apply --server-side -f examples/forward/model.yaml
-lykectl models train forward --segment default --version 1.0 --wait --timeout 300
+lykectl models get forward --segment default --version 1.0 --wait --timeout 300
 "$kubectl" get model forward-default-1.0 \
   -o jsonpath='{.status.modelUri}  training set {.status.trainingSet.hash} ({.status.trainingSet.rows} rows)  roc_auc={.status.metrics.eval_roc_auc}{"\n"}'
 done_stage
 
-stage "the deployment"
+stage "the deployment: readiness gate (model evaluated, features fresh) -> model server -> router"
 lykectl models deploy forward --segment default --version 1.0 --wait
+done_stage
+
+stage "a prediction: only the key goes in; the endpoint reads the features from the online store"
+lykectl predict forward --segment default --key rider_id=r42 --explain
 done_stage
 
 stage "what the cluster now holds"

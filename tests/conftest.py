@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from lykeion.controlplane import ControlPlane
+from lykeion.executors.local_endpoints import Process as ServingProcess
 from lykeion.kube import api_client
 from lykeion.training.tracking_server import TrackingServer
 from tests.support import Cluster, Operator
@@ -69,6 +70,9 @@ def operator(
     ).start()
     yield proc
     proc.stop()
+    # Model servers are detached from the operator (a restart must find them): stop them.
+    for pid_file in (state / "runs").glob("*/_endpoints/*/*/pid"):
+        ServingProcess(pid_file.parent).stop()
 
 
 @pytest.fixture

@@ -65,7 +65,11 @@ async def configure(
         builders=BUILDERS,
         executor=executor,
         config=config,
-        actors={"FeatureManifest": handlers.features.act, "Model": handlers.models.act},
+        actors={
+            "FeatureManifest": handlers.features.act,
+            "Model": handlers.models.act,
+            "Deployment": handlers.deployments.act,
+        },
     )
     # List everything once before handlers run, so that a restart never reports a
     # dependency as missing only because its watch event has not arrived yet.

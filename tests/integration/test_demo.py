@@ -28,6 +28,9 @@ def test_demo_brings_the_example_to_ready_and_down_stops_everything(tmp_path: Pa
             timeout=600,
         )
         assert done.returncode == 0, done.stdout + done.stderr
+        # Only the key went in; the answer names the features the server looked up.
+        answer = done.stdout.split("== a prediction", 1)[1].split("==", 1)[0]
+        assert "rider_id=r42" in answer and "RIDER__AVG_FARE" in answer, answer
         table = done.stdout.split("== what the cluster now holds", 1)[1]
         for name in (
             "deployment.lykeion.io/forward-default",

@@ -13,20 +13,25 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from lykeion.controlplane import LYKEION_CRDS, ControlPlane
+from lykeion.controlplane import ControlPlane
 from lykeion.kube import api_client
 from tests.support import Cluster, Operator, load, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "forward"
 NS = "default"
+TRAINED = [
+    {"ref": "rider.age", "column": "rider__age", "type": "int64"},
+    {"ref": "rider.drop_offs_count", "column": "rider__drop_offs_count", "type": "int64"},
+    {"ref": "rider.avg_fare", "column": "rider__avg_fare", "type": "float64"},
+]
 
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     # Its own control plane: the session operator (local executor) must not see these.
     plane = ControlPlane(tmp_path_factory.mktemp("k8s-executor-plane")).start()
-    plane.install_crds(sorted(LYKEION_CRDS.glob("*.yaml")))
+    plane.install_crds()  # ours, and Seldon's and KServe's, which validate what we render
     yield plane
     plane.stop()
 
@@ -139,7 +144,9 @@ def _job(api: client.ApiClient, name: str) -> Any:
     return wait_for(find, 60, f"Job {name}")
 
 
-def test_jobs_drive_manifest_and_model_status(plane: ControlPlane, k8s_operator: Operator) -> None:
+def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
+    plane: ControlPlane, k8s_operator: Operator
+) -> None:
     api = api_client(plane.kubeconfig)
     cluster = Cluster(api)
     cluster.create(load(EXAMPLES / "family.yaml")[0], NS)
@@ -197,7 +204,8 @@ def test_jobs_drive_manifest_and_model_status(plane: ControlPlane, k8s_operator:
         "succeeded": True, "run_id": "r123", "model_uri": "models:/forward-default/4",
         "registered_model": "forward-default", "registered_version": "4",
         "metrics": {"eval_roc_auc": 0.81}, "gate_passed": True, "training_set_hash": "ab" * 32,
-        "training_set_rows": 900, "source_revision": "sha256:00", "features": [], "message": "ok",
+        "training_set_rows": 900, "source_revision": "sha256:00", "features": TRAINED,
+        "message": "ok",
     }  # fmt: skip
     _finish(api, job.metadata.name, result)
     cluster.wait_condition("Model", NS, "forward-default-1.0", "True", timeout=60)
@@ -212,3 +220,109 @@ def test_jobs_drive_manifest_and_model_status(plane: ControlPlane, k8s_operator:
         and evaluated["reason"] == "GatePassed"
         and "0.8100 >= 0.6" in evaluated["message"]
     )
+
+    # Serving: each backend's objects are created in the API server, which validates them
+    # against the real Seldon and KServe CRDs; their status (set here, as Seldon's and
+    # KServe's controllers would) drives the Deployment to Ready.
+    # One Deployment per family/segment: switching its backend renders the next system's.
+    name = "forward-default"
+    created = cluster.create(_serving(name, "lykeion"), NS)
+    for backend, ready in (
+        ("lykeion", _deployment_available), ("seldon", _seldon_available), ("kserve", _kserve_ready)
+    ):  # fmt: skip
+        cluster.patch("Deployment", NS, name, {"spec": {"backend": backend}})
+        rendered = ready(api, name)
+        expected = _ENDPOINTS[backend]
+        assert rendered["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+        wait_for(
+            lambda expected=expected: (
+                (cluster.get("Deployment", NS, name) or {}).get("status", {}).get("endpoint")
+                == expected
+            ),
+            timeout=60,
+            what=f"the {backend} endpoint in status",
+        )
+        cond = cluster.wait_condition("Deployment", NS, name, "True", timeout=60)
+        assert cond["reason"] == "Serving"
+        status = (cluster.get("Deployment", NS, name) or {})["status"]
+        assert status["traffic"] == [{"version": "1.0", "traffic": 100, "available": True}]
+
+
+_ENDPOINTS = {
+    "lykeion": f"http://forward-default.{NS}.svc",
+    "seldon": f"http://forward-default.{NS}.svc:8000",
+    "kserve": f"http://forward-default.{NS}.example.com",
+}
+
+
+def _serving(name: str, backend: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "lykeion.io/v1alpha1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "family": "forward",
+            "segment": "default",
+            "versions": [{"version": "1.0", "traffic": 100}],
+            "backend": backend,
+        },
+    }
+
+
+def _rendered(read: Any) -> dict[str, Any]:
+    def found() -> Any:
+        try:
+            return read()
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    return dict(wait_for(found, timeout=60, what="the rendered serving object"))
+
+
+def _deployment_available(api: client.ApiClient, name: str) -> dict[str, Any]:
+    apps = client.AppsV1Api(api)
+    server = f"{name}-1-0"
+    obj = _rendered(
+        lambda: api.sanitize_for_serialization(apps.read_namespaced_deployment(server, NS))
+    )
+    container = obj["spec"]["template"]["spec"]["containers"][0]
+    config = json.loads(container["env"][0]["value"])
+    assert config["model_uri"] == "models:/forward-default/4"
+    assert [f["ref"] for f in config["features"]] == [f["ref"] for f in TRAINED]
+    assert config["tracking_uri"] == "http://mlflow.lykeion.svc:5000"
+    apps.read_namespaced_deployment(f"{name}-router", NS)
+    client.CoreV1Api(api).read_namespaced_service(name, NS)
+    status = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1}
+    apps.patch_namespaced_deployment_status(server, NS, {"status": status})
+    return obj
+
+
+def _seldon_available(api: client.ApiClient, name: str) -> dict[str, Any]:
+    custom = client.CustomObjectsApi(api)
+    group = ("machinelearning.seldon.io", "v1", NS, "seldondeployments", name)
+    obj = _rendered(lambda: custom.get_namespaced_custom_object(*group))
+    (predictor,) = obj["spec"]["predictors"]
+    assert predictor["traffic"] == 100 and predictor["graph"]["type"] == "MODEL"
+    custom.patch_namespaced_custom_object_status(
+        *group,
+        {"status": {"state": "Available", "address": {"url": f"http://{name}.{NS}.svc:8000"},
+                    "deploymentStatus": {f"{name}-v1-0-0-model": {"availableReplicas": 1}}}},
+    )  # fmt: skip
+    return obj
+
+
+def _kserve_ready(api: client.ApiClient, name: str) -> dict[str, Any]:
+    custom = client.CustomObjectsApi(api)
+    group = ("serving.kserve.io", "v1beta1", NS, "inferenceservices", name)
+    obj = _rendered(lambda: custom.get_namespaced_custom_object(*group))
+    container = obj["spec"]["predictor"]["containers"][0]
+    assert container["name"] == "kserve-container"
+    assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
+    custom.patch_namespaced_custom_object_status(
+        *group,
+        {"status": {"url": f"http://{name}.{NS}.example.com",
+                    "conditions": [{"type": "Ready", "status": "True"}]}},
+    )  # fmt: skip
+    return obj

@@ -61,7 +61,8 @@ def test_family_to_canary_deployment(lykectl: Any, cluster: Cluster, namespace: 
     model = cluster.get("Model", namespace, "forward-default-1.0")
     assert model is not None and model["spec"]["training"]["requests"] == 1
 
-    lykectl("models", "deploy", "forward", "--segment", "default", "--version", "1.0", "--wait")
+    # The source is not reachable from here, so the training fails and the gate holds.
+    lykectl("models", "deploy", "forward", "--segment", "default", "--version", "1.0")
     _create_model(lykectl, "1.1", "rider.age,rider.avg_fare", "--wait")
     lykectl(
         "models",
@@ -73,7 +74,6 @@ def test_family_to_canary_deployment(lykectl: Any, cluster: Cluster, namespace: 
         "1.1",
         "--traffic",
         "10",
-        "--wait",
     )
     deployment = json.loads(lykectl("deployments", "get", "forward-default", "-o", "json").stdout)
     assert deployment["spec"]["versions"] == [
@@ -81,6 +81,10 @@ def test_family_to_canary_deployment(lykectl: Any, cluster: Cluster, namespace: 
         {"version": "1.1", "traffic": 10},
     ]
 
+    held = cluster.wait_condition(
+        "Deployment", namespace, "forward-default", "False", "ModelNotEvaluated", timeout=120
+    )
+    assert "1.0: Model forward-default-1.0 is not Evaluated" in held["message"]
     table = lykectl("models", "list").stdout
     assert "forward-default-1.0" in table and "forward-default-1.1" in table
     family = json.loads(lykectl("families", "get", "forward", "-o", "json").stdout)

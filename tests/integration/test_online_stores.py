@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -11,12 +12,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from lykeion.features.online.base import OnlineRow, OnlineStore, StoreUnavailable
 from lykeion.features.online.bigtable import BigtableOnlineStore, table_id
+from lykeion.features.online.codec import arrow_schema
 from lykeion.features.online.sqlite import SqliteOnlineStore
-from lykeion.features.view import FeatureDef, FeatureView
+from lykeion.features.view import EVENT_TIME, KEY, FeatureDef, FeatureView
 from tests.integration.bigtable_fixture import (
     EMULATOR_HOST,
     Emulator,
@@ -80,6 +83,12 @@ def rows(*entries: tuple[str | int, datetime, dict[str, Any]]) -> list[OnlineRow
     return [OnlineRow(key, moment, values) for key, moment, values in entries]
 
 
+def table(view: FeatureView, *entries: tuple[str | int, datetime, dict[str, Any]]) -> pa.Table:
+    """The entries as the columns `write_table` takes, in the view's Arrow schema."""
+    records = [{KEY: key, EVENT_TIME: moment, **values} for key, moment, values in entries]
+    return pa.Table.from_pylist(records, schema=arrow_schema(view))
+
+
 @pytest.mark.parametrize("key_type", ["string", "int64"])
 def test_every_type_round_trips_exactly(store: OnlineStore, key_type: str) -> None:
     view = make_view(key_type=key_type)
@@ -135,6 +144,99 @@ def test_every_type_round_trips_exactly(store: OnlineStore, key_type: str) -> No
         assert entry["last_seen"].utcoffset() == timedelta(0)
     assert first["last_seen"] == datetime(2025, 5, 31, 21, 59, 59, 999999, tzinfo=UTC)
     assert all(moment.tzinfo is not None for moment in first["seen"])
+
+
+@pytest.mark.parametrize("key_type", ["string", "int64"])
+def test_a_table_write_stores_what_a_row_write_stores(store: OnlineStore, key_type: str) -> None:
+    by_rows = make_view(key_type=key_type)
+    by_table = dataclasses.replace(by_rows, name="riders-columnar")
+    keys: list[str | int] = [1, 2, 3, 4] if key_type == "int64" else ["a", "b", "c", "d"]
+    entries = [
+        (
+            keys[0],
+            NOW,
+            {
+                "trips": -(2**63),
+                "fare": 5e-324,
+                "city": 'Zürich "Nord" \\ 東京',
+                "vip": True,
+                "last_seen": datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+                "trip_ids": [2**63 - 1, None],
+                "fares": [math.inf, -0.0, 0.1],
+                "cities": ["", "[x]", None],
+                "flags": [True, False],
+                "seen": [NOW, datetime(1999, 12, 31, 1, 2, 3, 4, tzinfo=UTC)],
+            },
+        ),
+        (keys[1], NOW - timedelta(hours=1), {"trips": 0, "fare": 0.0, "vip": False, "fares": []}),
+        (keys[2], NOW, {}),
+        (keys[3], NOW + timedelta(microseconds=1), {"city": "", "seen": [None]}),
+    ]
+    names = list(by_rows.feature_names)
+
+    assert store.write(by_rows, rows(*entries)) == 4
+    assert store.write_table(by_table, table(by_table, *entries)) == 4
+
+    expected = store.read(by_rows, keys, names, now=NOW)
+    got = store.read(by_table, keys, names, now=NOW)
+    assert got == expected
+    assert all(entry is not None for entry in got)
+    assert [[type(v) for v in e.values()] for e in got if e] == [
+        [type(v) for v in e.values()] for e in expected if e
+    ]
+
+
+def test_table_writes_follow_the_late_data_rule_and_count(store: OnlineStore) -> None:
+    view = small_view()
+    first = table(view, ("a", NOW, {"trips": 2, "city": "new"}), ("b", NOW, {"trips": 1}))
+    assert store.write_table(view, first) == 2
+    assert store.write_table(view, first) == 0
+
+    late = table(view, ("a", NOW - timedelta(microseconds=1), {"trips": 1, "city": "old"}))
+    assert store.write_table(view, late) == 0
+    corrected = table(view, ("b", NOW, {"trips": 1, "city": "corrected"}))
+    assert store.write_table(view, corrected) == 1
+    several = table(
+        view,
+        ("c", NOW, {"trips": 3, "city": "newest"}),
+        ("c", NOW - timedelta(hours=1), {"trips": 1, "city": "older"}),
+    )
+    store.write_table(view, several)
+    assert store.write_table(view, table(view)) == 0
+
+    assert store.read(view, ["a", "b", "c"], ["trips", "city"], now=NOW) == [
+        {"trips": 2, "city": "new"},
+        {"trips": 1, "city": "corrected"},
+        {"trips": 3, "city": "newest"},
+    ]
+
+
+def test_table_columns_are_held_to_the_manifest_types(store: OnlineStore) -> None:
+    view = make_view((FeatureDef("trips", "int64"), FeatureDef("fare", "float64")))
+    times = pa.array([NOW], pa.timestamp("us", tz="UTC"))
+
+    def columns(**overrides: Any) -> pa.Table:
+        return pa.table({KEY: ["a"], EVENT_TIME: times, "trips": [1]} | overrides)
+
+    with pytest.raises(TypeError, match=r"rider\.trips"):
+        store.write_table(view, columns(trips=["5"]))
+    with pytest.raises(TypeError, match=r"rider\.trips"):
+        store.write_table(view, columns(trips=[True]))
+    with pytest.raises(TypeError, match=r"rider\.fare"):
+        store.write_table(view, columns(fare=["5.0"]))
+    with pytest.raises(TypeError, match="naive"):
+        store.write_table(view, columns(**{EVENT_TIME: pa.array([NOW.replace(tzinfo=None)])}))
+    with pytest.raises(ValueError, match="nope"):
+        store.write_table(view, columns(nope=[1]))
+    with pytest.raises(ValueError, match="empty"):
+        store.write_table(view, columns(**{KEY: [""]}))
+    with pytest.raises(ValueError, match="null"):
+        store.write_table(view, columns(**{KEY: pa.array([None], pa.string())}))
+    assert store.read(view, ["a"], ["trips"], now=NOW) == [None]
+
+    # What `write` coerces, a table may carry too: integers for a float64, keys printed.
+    assert store.write_table(view, columns(**{KEY: [42]}, fare=pa.array([3], pa.int8()))) == 1
+    assert store.read(view, ["42"], ["trips", "fare"], now=NOW) == [{"trips": 1, "fare": 3.0}]
 
 
 def test_float_special_values_round_trip(store: OnlineStore) -> None:

@@ -128,7 +128,14 @@ def test_deployment_waits_for_versions(cluster: Cluster, namespace: str) -> None
     )
     assert "version(s) 2.0" in cond["message"]
     cluster.create(objects.model(version="2.0"), namespace)
-    cluster.wait_condition("Deployment", namespace, "forward-default", "True")
+    cluster.wait_condition(
+        "Deployment", namespace, "forward-default", "True", type_="ModelsResolved"
+    )
+    # Resolved is not servable: the readiness gate wants trained, evaluated Models.
+    held = cluster.wait_condition(
+        "Deployment", namespace, "forward-default", "False", "ModelNotEvaluated"
+    )
+    assert "Model forward-default-1.0 is not Evaluated" in held["message"]
 
 
 def test_family_lists_versions_and_blocks_deletion(cluster: Cluster, namespace: str) -> None:

@@ -13,11 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from lykeion.features.online.base import OnlineRow, StoreUnavailable
+from lykeion.features.online.codec import arrow_schema
 from lykeion.features.online.sqlite import SqliteOnlineStore
-from lykeion.features.view import FeatureDef, FeatureView
+from lykeion.features.view import EVENT_TIME, KEY, FeatureDef, FeatureView
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -73,6 +75,54 @@ def test_layout_is_one_table_per_view_keyed_by_entity(store: SqliteOnlineStore, 
     assert raw(path, 'SELECT * FROM "team_a__riders"') == [(7, micros, 1, micros, '["a","b"]')]
     assert json.loads(str(raw(path, 'SELECT cities FROM "team_a__riders"')[0][0])) == ["a", "b"]
     assert raw(path, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_a_table_write_stores_the_cells_a_row_write_stores(path: Path) -> None:
+    every_type = (
+        FeatureDef("trips", "int64"),
+        FeatureDef("fare", "float64"),
+        FeatureDef("city", "string"),
+        FeatureDef("vip", "bool"),
+        FeatureDef("seen", "timestamp"),
+        FeatureDef("trip_ids", "list<int64>"),
+        FeatureDef("fares", "list<float64>"),
+        FeatureDef("cities", "list<string>"),
+        FeatureDef("flags", "list<bool>"),
+        FeatureDef("seens", "list<timestamp>"),
+    )
+    values = {
+        "trips": 2**63 - 1,
+        "fare": 0.1,
+        "city": "é",
+        "vip": False,
+        "seen": datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        "trip_ids": [1, None],
+        "fares": [1.0, float("inf"), 2.5],
+        "cities": ["a", None],
+        "flags": [True],
+        "seens": [NOW, None],
+    }
+    entries = [("a", NOW, values), ("b", NOW - timedelta(days=1), {"fare": 1.0}), ("c", NOW, {})]
+    records = [{KEY: key, EVENT_TIME: moment, **v} for key, moment, v in entries]
+    cells = []
+    for columnar in (False, True):
+        view = make_view(*every_type, key_type="string")
+        store = SqliteOnlineStore(path.with_suffix(f".{columnar}.db"))
+        try:
+            if columnar:
+                store.write_table(view, pa.Table.from_pylist(records, schema=arrow_schema(view)))
+            else:
+                store.write(view, [OnlineRow(*entry) for entry in entries])
+        finally:
+            store.close()
+        names = ["entity_key", "event_time", *view.feature_names]
+        typed = ", ".join(f'"{n}", typeof("{n}")' for n in names)
+        cells.append(
+            raw(path.with_suffix(f".{columnar}.db"), f'SELECT {typed} FROM "team_a__riders"')
+        )
+
+    assert cells[1] == cells[0]
+    assert len(cells[0]) == 3
 
 
 def test_data_survives_reopening_and_table_creation_is_idempotent(path: Path) -> None:
@@ -135,6 +185,28 @@ def test_bulk_write_counts_inserted_and_replaced_rows(store: SqliteOnlineStore) 
     ]
     assert store.write(view, mixed) == 11
     assert store.read(view, ["k0", "k10"], ["city"], now=NOW) == [{"city": "y"}, {"city": "x"}]
+
+
+def test_bulk_table_write_counts_inserted_and_replaced_rows(store: SqliteOnlineStore) -> None:
+    view = make_view()
+    keys = [f"k{i}" for i in range(1000)]
+
+    def columns(keys: list[str], moment: datetime, city: str) -> pa.Table:
+        times = pa.array([moment] * len(keys), pa.timestamp("us", tz="UTC"))
+        return pa.table({KEY: keys, EVENT_TIME: times, "city": [city] * len(keys)})
+
+    assert store.write_table(view, columns(keys, NOW, "x")) == 1000
+    assert store.write_table(view, columns(keys, NOW, "x")) == 0
+    newer = columns(keys[:10], NOW + timedelta(seconds=1), "y")
+    older = columns(keys[10:20], NOW - timedelta(seconds=1), "z")
+    assert (
+        store.write_table(view, pa.concat_tables([newer, older, columns(["new"], NOW, "w")])) == 11
+    )
+    assert store.read(view, ["k0", "k10", "new"], ["city", "trips"], now=NOW) == [
+        {"city": "y", "trips": None},
+        {"city": "x", "trips": None},
+        {"city": "w", "trips": None},
+    ]
 
 
 def test_a_failed_write_leaves_nothing_behind(store: SqliteOnlineStore) -> None:

@@ -72,7 +72,10 @@ class DeploymentSpec(ApiModel):
 class VersionStatus(ApiModel):
     version: str
     traffic: int
+    """Percent of requests this version receives now (may differ from spec while held)."""
     available: bool = False
+    shadow: bool | None = None
+    """Receives a copy of every request; its answers are not returned."""
 
 
 class DeploymentStatus(Status):

@@ -15,6 +15,7 @@ from lykeion.api.common import (
     Resources,
     Status,
     cel,
+    cel_rules,
 )
 from lykeion.api.featuremanifest import FileSource
 
@@ -64,8 +65,42 @@ class Evaluation(ApiModel):
     higher_is_better: bool = True
 
 
+class FeatureDefault(ApiModel):
+    """What serving sends the model when the online store has no value for a feature."""
+
+    feature: str = Field(pattern=FEATURE_REF, max_length=160)
+    """`entity.feature`, one of inputFeatures."""
+    value: str | None = Field(None, max_length=256)
+    """The value as text, parsed by the feature's type; omitted: a missing value (null /
+    NaN) is sent, for models that impute, as their training set had them."""
+
+
+class Serving(ApiModel):
+    """How the model is served once trained."""
+
+    defaults: list[FeatureDefault] = Field(
+        default_factory=list,
+        max_length=200,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["feature"],
+        },
+    )
+    """Features that may be missing at request time, and what replaces them; a request
+    whose features are missing without a declared default is refused (422)."""
+
+
 class ModelSpec(ApiModel):
     """One version of a model in a family and segment."""
+
+    model_config = cel_rules(
+        cel(
+            "!has(self.serving) || !has(self.serving.defaults) || self.serving.defaults.all("
+            "d, self.inputFeatures.exists(f, f == d.feature || f.startsWith(d.feature + ':')))",
+            "serving.defaults may only name features of inputFeatures",
+            fieldPath=".serving.defaults",
+        ),
+    )
 
     family: str = Field(pattern=DNS_LABEL, max_length=20)
     """Alias of the ModelFamily."""
@@ -90,12 +125,16 @@ class ModelSpec(ApiModel):
     """Features the model reads, as `entity.feature` (optionally `:type`), in model input order."""
     training: Training
     evaluation: Evaluation
+    serving: Serving = Field(default_factory=Serving)
 
     @model_validator(mode="after")
     def _features_unique(self) -> ModelSpec:
         names = [ref.split(":")[0] for ref in self.input_features]
         if len(set(names)) != len(names):
             raise ValueError("inputFeatures must not repeat a feature")
+        unknown = [d.feature for d in self.serving.defaults if d.feature not in names]
+        if unknown:
+            raise ValueError(f"serving.defaults name features not in inputFeatures: {unknown}")
         return self
 
 

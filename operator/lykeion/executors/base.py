@@ -43,8 +43,53 @@ class WorkStatus:
     """What the work reported about itself when it finished (e.g. rows written)."""
 
 
+@dataclass(frozen=True)
+class VersionServer:
+    """One model server for one served version."""
+
+    version: str
+    name: str
+    """Deterministic child name: `<deployment>-<version>` (dots as dashes)."""
+    config: dict[str, Any]
+    """The server's `ServerConfig` as JSON-compatible data."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What a Deployment wants served: servers, the traffic in effect, a shadow."""
+
+    name: str
+    namespace: str
+    backend: str
+    """`lykeion`, `seldon` or `kserve` (the local executor always runs `lykeion`)."""
+    servers: tuple[VersionServer, ...]
+    weights: dict[str, int]
+    """Version -> percent of requests; sums to 100 over the versions that get traffic."""
+    shadow: str | None = None
+    replicas: int = 1
+    image: str = ""
+    cpu: str = "500m"
+    memory: str = "1Gi"
+    owner: dict[str, Any] | None = None
+    python: str = "python3"
+    """Interpreter of the local backend's processes."""
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    url: str | None
+    available: dict[str, bool]
+    """Version -> serving (loaded, store reachable, ready)."""
+    messages: dict[str, str] = field(default_factory=dict)
+    """Version -> why it is not available."""
+    ready_replicas: int = 0
+    crashed: frozenset[str] = frozenset()
+    """Versions whose servers exited (rather than still starting)."""
+
+
 class Executor(Protocol):
-    """Runs `Work` idempotently: submitting a name that already exists starts nothing new."""
+    """Runs `Work` idempotently: submitting a name that already exists starts nothing new.
+    Serves `Endpoint`s the same way: serving the same endpoint twice changes nothing."""
 
     async def submit(self, work: Work) -> WorkStatus: ...
 
@@ -53,3 +98,11 @@ class Executor(Protocol):
     async def logs(self, namespace: str, name: str, tail: int = 50) -> str: ...
 
     async def cancel(self, namespace: str, name: str) -> None: ...
+
+    async def serve(self, endpoint: Endpoint) -> EndpointStatus: ...
+
+    async def unserve(self, namespace: str, name: str) -> None: ...
+
+
+class ServingRejected(RuntimeError):
+    """The serving backend refused what was rendered (e.g. its schema rejected it)."""

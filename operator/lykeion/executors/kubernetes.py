@@ -9,7 +9,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from lykeion.executors.base import State, Work, WorkStatus
+from lykeion.executors.base import Endpoint, EndpointStatus, State, Work, WorkStatus
+from lykeion.executors.kubernetes_endpoints import KubernetesEndpoints
 from lykeion.names import check_label
 
 RESULT_ENV = "LYKEION_RESULT_PATH"
@@ -98,6 +99,13 @@ class KubernetesExecutor:
         self.kube = kube
         self.batch = client.BatchV1Api(kube.api)
         self.core = client.CoreV1Api(kube.api)
+        self.endpoints = KubernetesEndpoints(kube)
+
+    async def serve(self, endpoint: Endpoint) -> EndpointStatus:
+        return await self.endpoints.serve(endpoint)
+
+    async def unserve(self, namespace: str, name: str) -> None:
+        await self.endpoints.unserve(namespace, name)
 
     async def submit(self, work: Work) -> WorkStatus:
         existing = await self._get(work.namespace, work.name)

@@ -16,15 +16,20 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from lykeion.executors.base import State, Work, WorkStatus
-
-# Runs the command, then records its exit code atomically.
-_WRAPPER = '"$@" >>log 2>&1; code=$?; echo $code >exit_code.tmp && mv exit_code.tmp exit_code'
+from lykeion.executors.base import Endpoint, EndpointStatus, State, Work, WorkStatus
+from lykeion.executors.local_endpoints import WRAPPER, LocalEndpoints, alive
 
 
 class LocalExecutor:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.endpoints = LocalEndpoints(root)
+
+    async def serve(self, endpoint: Endpoint) -> EndpointStatus:
+        return await self.endpoints.serve(endpoint)
+
+    async def unserve(self, namespace: str, name: str) -> None:
+        await self.endpoints.unserve(namespace, name)
 
     def folder(self, namespace: str, name: str) -> Path:
         return self.root / namespace / name
@@ -58,7 +63,7 @@ class LocalExecutor:
         if not pid_file.exists():
             return WorkStatus(State.MISSING, "never submitted")
         pid = int(pid_file.read_text())
-        if _alive(pid):
+        if alive(pid):
             return WorkStatus(State.RUNNING, f"process {pid} running")
         # Gone without an exit code: killed along with its wrapper (e.g. machine restart).
         await asyncio.sleep(0.2)
@@ -88,25 +93,9 @@ def _result(folder: Path) -> dict[str, Any] | None:
     return loaded if isinstance(loaded, dict) else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by us) is not running.
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            return False
-    return True
-
-
 def _spawn(work: Work, folder: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        ["bash", "-c", _WRAPPER, "lykeion-run", *work.command],
+        ["bash", "-c", WRAPPER, "lykeion-run", *work.command],
         cwd=folder,
         env={**os.environ, **work.env},
         stdin=subprocess.DEVNULL,

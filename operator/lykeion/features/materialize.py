@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import ERROR, Range, history_sql
-from lykeion.features.online.base import OnlineRow
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
 
 if TYPE_CHECKING:
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from lykeion.features.online.base import OnlineStore
 
 MAX_ERROR_EXAMPLES = 5
+POSITION = "__position"
 
 
 @dataclass
@@ -70,32 +70,32 @@ def split_errors(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     return good, table.filter(bad_mask)
 
 
-def latest_rows(good: pa.Table, view: FeatureView) -> list[OnlineRow]:
-    """The latest row per entity, as online rows (ties at the same time are already gone)."""
+def latest_table(good: pa.Table) -> pa.Table:
+    """The latest row per entity, ordered by key, as columns: the row with the greatest
+    event time, of several at that time the last (the SQL leaves none such; the stores'
+    writes also keep the last of equals). DuckDB picks row positions, Arrow takes them."""
     import duckdb
+    import numpy as np
+    import pyarrow as pa
 
+    # Only key, time and position go through DuckDB; the values stay where they are.
+    positions = good.select([KEY, EVENT_TIME]).append_column(
+        POSITION, pa.array(np.arange(good.num_rows, dtype=np.int64))
+    )
     con = duckdb.connect()
     try:
-        con.register("good", good)
-        latest = (
+        con.register("good", positions)
+        picked = (
             con.sql(
-                f"SELECT * FROM good QUALIFY ROW_NUMBER() OVER "
-                f"(PARTITION BY {KEY} ORDER BY {EVENT_TIME} DESC) = 1 ORDER BY {KEY}"
+                f"SELECT arg_max({POSITION}, ({EVENT_TIME}, {POSITION})) AS {POSITION} "
+                f"FROM good GROUP BY {KEY} ORDER BY {KEY}"
             )
             .arrow()
             .read_all()
         )
     finally:
         con.close()
-    return to_online_rows(latest, view)
-
-
-def to_online_rows(table: pa.Table, view: FeatureView) -> list[OnlineRow]:
-    names = view.feature_names
-    rows = []
-    for record in table.to_pylist():
-        rows.append(OnlineRow(record[KEY], record[EVENT_TIME], {n: record[n] for n in names}))
-    return rows
+    return good.take(picked.column(POSITION))
 
 
 def error_examples(bad: pa.Table) -> list[str]:
@@ -115,7 +115,8 @@ def materialize_duckdb(
     online: OnlineStore,
     data_root: str | None = None,
 ) -> RunResult:
-    """The fast embedded path: SQL in DuckDB, Arrow in memory, one write per store."""
+    """The fast embedded path: SQL in DuckDB, Arrow in memory, one columnar write per
+    store."""
     import pyarrow.compute as pc
 
     started = time.perf_counter()
@@ -126,7 +127,7 @@ def materialize_duckdb(
     result.bad_rows = bad.num_rows
     result.errors = error_examples(bad)
     result.rows_written = offline.write_history(view, good)
-    result.online_rows = online.write(view, latest_rows(good, view))
+    result.online_rows = online.write_table(view, latest_table(good))
     if good.num_rows:
         result.max_event_time = iso_or_none(pc.max(good[EVENT_TIME]).as_py())
     result.duration_seconds = time.perf_counter() - started

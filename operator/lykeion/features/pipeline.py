@@ -25,26 +25,12 @@ from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import ERROR, Range
 from lykeion.features.materialize import RunResult, iso_or_none, query_history
 from lykeion.features.online.base import OnlineRow
+from lykeion.features.online.codec import arrow_schema
 from lykeion.features.stores import open_offline, open_online
-from lykeion.features.view import ARROW_TYPES, EVENT_TIME, KEY, FeatureView, element_type, is_list
+from lykeion.features.view import EVENT_TIME, KEY, FeatureView
 
 NAMESPACE = "lykeion"
 BATCH = 5000
-
-
-def arrow_schema(view: FeatureView) -> pa.Schema:
-    def arrow(type_: str) -> pa.DataType:
-        inner = (
-            pa.type_for_alias(ARROW_TYPES[element_type(type_)])
-            if element_type(type_) != "timestamp"
-            else pa.timestamp("us", tz="UTC")
-        )
-        return pa.list_(inner) if is_list(type_) else inner
-
-    key = pa.int64() if view.key_type == "int64" else pa.string()
-    fields = [pa.field(KEY, key), pa.field(EVENT_TIME, pa.timestamp("us", tz="UTC"))]
-    fields += [pa.field(f.name, arrow(f.type)) for f in view.features]
-    return pa.schema(fields)
 
 
 class ReadHistory(beam.DoFn):

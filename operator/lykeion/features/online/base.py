@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lykeion.features.view import FeatureView
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,14 @@ class OnlineStore(Protocol):
         """Upsert rows; a row older than what is stored for its key is ignored (late data
         never overwrites newer values), and writing the same rows twice changes nothing.
         Returns the number of rows that changed the store."""
+        ...
+
+    def write_table(self, view: FeatureView, table: pa.Table) -> int:
+        """`write` for columnar data, the fast path of materialization: one row per row of
+        `table`, whose columns are the key (`entity_key`), the timezone-aware event time
+        (`event_time`) and features of the view by name (a missing one is null). Column
+        types are held to the manifest's as `write` holds values (see
+        `codec.checked_table`); the upsert rule and the count are `write`'s."""
         ...
 
     def read(

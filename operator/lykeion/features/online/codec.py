@@ -3,15 +3,20 @@
 Timestamps travel as integer microseconds since the epoch (UTC) so that no precision or
 zone is lost; lists carry their elements the same way. Values of the wrong type are
 rejected rather than coerced, so a pipeline bug cannot silently turn `5` into `"5"`.
+Columnar writes (Arrow tables) are held to the same types by `checked_table`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lykeion.features.view import FeatureView, element_type, is_list
+from lykeion.features.view import ARROW_TYPES, EVENT_TIME, KEY, FeatureView, element_type, is_list
+
+if TYPE_CHECKING:
+    # pyarrow only where tables flow: the Feature API reads without it.
+    import pyarrow as pa
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -102,3 +107,148 @@ def checked_values(view: FeatureView, values: dict[str, Any]) -> dict[str, Any]:
         except TypeError as exc:
             raise TypeError(f"{view.entity}.{feature.name}: {exc}") from None
     return out
+
+
+# -- Arrow tables ------------------------------------------------------------------------
+
+
+def arrow_type(type_: str) -> pa.DataType:
+    """The Arrow type that holds a manifest type exactly."""
+    import pyarrow as pa
+
+    element = element_type(type_)
+    inner = (
+        pa.timestamp("us", tz="UTC")
+        if element == "timestamp"
+        else pa.type_for_alias(ARROW_TYPES[element])
+    )
+    return pa.list_(inner) if is_list(type_) else inner
+
+
+def arrow_schema(view: FeatureView) -> pa.Schema:
+    """Key, event time and every feature of the view, in that order."""
+    import pyarrow as pa
+
+    key = pa.int64() if view.key_type == "int64" else pa.string()
+    fields = [pa.field(KEY, key), pa.field(EVENT_TIME, pa.timestamp("us", tz="UTC"))]
+    fields += [pa.field(f.name, arrow_type(f.type)) for f in view.features]
+    return pa.schema(fields)
+
+
+def _is_text(arrow: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_string(arrow)
+        or pa.types.is_large_string(arrow)
+        or pa.types.is_string_view(arrow)
+    )
+
+
+def _scalar_kind(type_: str) -> Callable[[pa.DataType], bool]:
+    """Which Arrow types carry values that `to_json` accepts for a scalar manifest type."""
+    import pyarrow as pa
+
+    kinds: dict[str, Callable[[pa.DataType], bool]] = {
+        "int64": pa.types.is_integer,
+        # As `to_json` takes an int for a float64, an integer column feeds a float64 feature.
+        "float64": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t),
+        "string": _is_text,
+        "bool": pa.types.is_boolean,
+        "timestamp": pa.types.is_timestamp,
+    }
+    return kinds[type_]
+
+
+def _naive(arrow: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    while pa.types.is_list(arrow) or pa.types.is_large_list(arrow):
+        arrow = arrow.value_type
+    return pa.types.is_timestamp(arrow) and arrow.tz is None
+
+
+def _accepts(type_: str, arrow: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_null(arrow):
+        return True
+    if not is_list(type_):
+        return _scalar_kind(type_)(arrow)
+    if not (pa.types.is_list(arrow) or pa.types.is_large_list(arrow)):
+        return False
+    inner = arrow.value_type
+    return pa.types.is_null(inner) or _scalar_kind(element_type(type_))(inner)
+
+
+def _cast(column: pa.ChunkedArray, target: pa.DataType, what: str) -> pa.ChunkedArray:
+    import pyarrow as pa
+
+    if _naive(column.type):
+        raise TypeError(f"{what}: naive {column.type}: online stores need timezone-aware times")
+    # An integer -> float64 rounds like `float(int)` in `to_json`; every other cast must
+    # keep each value exactly (a nanosecond remainder, an out-of-range integer fail).
+    safe = not (pa.types.is_integer(column.type) and pa.types.is_floating(target))
+    try:
+        return column.cast(target, safe=safe)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise TypeError(f"{what}: {exc}") from None
+
+
+def _checked_keys(view: FeatureView, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """As `normalize_key` types them: an int64 view parses string keys, a string view
+    prints integer ones; no key may be null or empty."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    target = pa.int64() if view.key_type == "int64" else pa.string()
+    if not (pa.types.is_integer(column.type) or _is_text(column.type)):
+        raise TypeError(f"{view.entity} keys of type {column.type} are not {view.key_type} keys")
+    if column.null_count:
+        raise ValueError("an entity key cannot be null")
+    try:
+        keys = column.cast(target)
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"{view.entity} keys: {exc}") from None
+    if target == pa.string() and pc.any(pc.equal(keys, "")).as_py():
+        # Bigtable cannot store an empty row key; refuse it in every store alike.
+        raise ValueError("an entity key cannot be empty")
+    return keys
+
+
+def checked_table(view: FeatureView, table: pa.Table) -> pa.Table:
+    """The table in `arrow_schema(view)`: keys typed as `normalize_key` types them, event
+    times and timestamps as UTC microseconds, a missing feature null. Columns of a type
+    that `to_json` would refuse raise TypeError (naming the feature), unknown columns
+    ValueError, as `checked_values` does for rows."""
+    import pyarrow as pa
+
+    unknown = set(table.column_names) - {KEY, EVENT_TIME, *view.feature_names}
+    if unknown:
+        raise ValueError(f"not features of {view.name}: {sorted(unknown)}")
+    for reserved in (KEY, EVENT_TIME):
+        if reserved not in table.column_names:
+            raise ValueError(f"{view.name}: a table to write needs a {reserved!r} column")
+    schema = arrow_schema(view)
+    times = table.column(EVENT_TIME)
+    if not pa.types.is_timestamp(times.type):
+        raise TypeError(f"{EVENT_TIME} of type {times.type} is not a timestamp")
+    if times.null_count:
+        raise ValueError(f"{EVENT_TIME} cannot be null")
+    columns = [
+        _checked_keys(view, table.column(KEY)),
+        _cast(times, schema.field(EVENT_TIME).type, EVENT_TIME),
+    ]
+    for feature in view.features:
+        what = f"{view.entity}.{feature.name}"
+        target = schema.field(feature.name).type
+        if feature.name not in table.column_names:
+            columns.append(pa.chunked_array([pa.nulls(table.num_rows, target)]))
+            continue
+        column = table.column(feature.name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if not _accepts(feature.type, column.type):
+            raise TypeError(f"{what}: a column of {column.type} is not a {feature.type}")
+        columns.append(_cast(column, target, what))
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -11,17 +11,23 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lykeion.features.online.base import OnlineRow, StoreUnavailable
 from lykeion.features.online.codec import (
     checked_features,
+    checked_table,
     checked_values,
     from_json,
     normalize_key,
+    to_json,
     to_micros,
 )
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView, is_list
+
+if TYPE_CHECKING:
+    # pyarrow only for columnar writes: the Feature API reads without it.
+    import pyarrow as pa
 
 # SQLite's default limit on bound parameters is 32766 in recent versions, 999 in old ones.
 READ_CHUNK = 500
@@ -48,6 +54,20 @@ def _to_column(type_: str, value: Any) -> Any:
     if value is not None and is_list(type_):
         return json.dumps(value, separators=(",", ":"))
     return value
+
+
+def _column_values(type_: str, column: pa.ChunkedArray) -> list[Any]:
+    """A column of `codec.checked_table` as SQLite stores it: per value what
+    `_to_column(type_, to_json(type_, value))` gives, converted a column at a time."""
+    import pyarrow as pa
+
+    if is_list(type_):
+        return [_to_column(type_, to_json(type_, value)) for value in column.to_pylist()]
+    if type_ == "timestamp":
+        # Microseconds since the epoch, as `to_micros` counts them.
+        return column.cast(pa.int64()).to_pylist()
+    # int64 -> int, float64 -> float, string -> str, bool -> bool: what to_json returns.
+    return column.to_pylist()
 
 
 def _from_column(type_: str, value: Any) -> Any:
@@ -191,19 +211,37 @@ class SqliteOnlineStore:
         time is newer, or equal with a differing value; so late data never overwrites
         newer values, and writing the same rows twice leaves the store as it was and
         returns 0. Returns the number of rows inserted or replaced."""
+        types = [feature.type for feature in view.features]
         params = [
             (
                 normalize_key(view, row.key),
                 to_micros(row.event_time),
                 *(
-                    _to_column(view.feature(name).type, value)
-                    for name, value in checked_values(view, row.values).items()
+                    _to_column(type_, value)
+                    for type_, value in zip(
+                        types, checked_values(view, row.values).values(), strict=True
+                    )
                 ),
             )
             for row in rows
         ]
-        if not params:
+        return self._upsert(view, params) if params else 0
+
+    def write_table(self, view: FeatureView, table: pa.Table) -> int:
+        """`write` for an Arrow table: the same stored values and upsert, converted a
+        column at a time instead of a value at a time."""
+        checked = checked_table(view, table)
+        if not checked.num_rows:
             return 0
+        types = [view.key_type, "timestamp", *(feature.type for feature in view.features)]
+        columns = [
+            _column_values(type_, column)
+            for type_, column in zip(types, checked.columns, strict=True)
+        ]
+        return self._upsert(view, zip(*columns, strict=True))
+
+    def _upsert(self, view: FeatureView, params: Iterable[Sequence[Any]]) -> int:
+        """One transaction of upserts (see `write`); the number of rows it changed."""
         with self._conn() as conn:
             self._ensure_table(conn, view)
             before = conn.total_changes

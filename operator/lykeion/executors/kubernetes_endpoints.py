@@ -1,0 +1,140 @@
+"""Endpoints as Kubernetes objects: render per backend, server-side apply, read status.
+
+The applied objects' own status says what serves: a Deployment's available replicas, a
+SeldonDeployment's `state` and per-predictor deployment status, an InferenceService's
+`Ready` condition and the revisions KServe keeps. Removed versions' objects are deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
+from lykeion.serving import render
+
+
+def _ready(conditions: list[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:
+    return next((c for c in conditions if c.get("type") == type_), None)
+
+
+def observe_lykeion(endpoint: Endpoint, applied: Mapping[str, dict[str, Any]]) -> EndpointStatus:
+    available, messages, replicas = {}, {}, 0
+    for server in endpoint.servers:
+        deployment = (
+            applied.get(f"Deployment/{render.version_name(endpoint, server.version)}") or {}
+        )
+        count = int((deployment.get("status") or {}).get("availableReplicas") or 0)
+        replicas += count
+        available[server.version] = count > 0 or endpoint.replicas == 0
+        if not available[server.version]:
+            messages[server.version] = (
+                f"Deployment {deployment.get('metadata', {}).get('name')} has no available replica"
+            )
+    url = f"http://{endpoint.name}.{endpoint.namespace}.svc"
+    return EndpointStatus(url, available, messages, replicas)
+
+
+def observe_seldon(endpoint: Endpoint, sdep: Mapping[str, Any]) -> EndpointStatus:
+    status = sdep.get("status") or {}
+    state = status.get("state")
+    deployments = status.get("deploymentStatus") or {}
+    available, messages, replicas = {}, {}, 0
+    for server in endpoint.servers:
+        prefix = f"{endpoint.name}-{render.predictor_name(server.version)}-"
+        mine = [d for name, d in deployments.items() if name.startswith(prefix)]
+        count = sum(int(d.get("availableReplicas") or 0) for d in mine)
+        replicas += count
+        available[server.version] = state == "Available" and (count > 0 or not mine)
+        if not available[server.version]:
+            why = status.get("description") or f"state {state or 'not reported'}"
+            messages[server.version] = f"SeldonDeployment {endpoint.name}: {why}"
+    address = (status.get("address") or {}).get("url")
+    return EndpointStatus(address, available, messages, replicas)
+
+
+def observe_kserve(endpoint: Endpoint, isvc: Mapping[str, Any]) -> EndpointStatus:
+    status = isvc.get("status") or {}
+    conditions = status.get("conditions") or []
+    ready = _ready(conditions, "Ready") or {}
+    predictor = (status.get("components") or {}).get("predictor") or {}
+    live = [s.version for s in endpoint.servers if endpoint.weights.get(s.version, 0) > 0]
+    available, messages = {}, {}
+    for version in (s.version for s in endpoint.servers):
+        if version == live[-1]:
+            ok = ready.get("status") == "True"
+        else:
+            # The older version lives on as the revision KServe rolled out before.
+            ok = bool(predictor.get("previousRolledoutRevision")) or bool(
+                predictor.get("latestRolledoutRevision")
+            )
+        available[version] = ok
+        if not ok:
+            messages[version] = (
+                f"InferenceService {endpoint.name}: {ready.get('message') or 'not Ready'}"
+            )
+    return EndpointStatus(status.get("url"), available, messages, sum(available.values()))
+
+
+class KubernetesEndpoints:
+    def __init__(self, kube: Any) -> None:
+        self.kube = kube
+        self.apps = client.AppsV1Api(kube.api)
+        self.core = client.CoreV1Api(kube.api)
+        self.custom = client.CustomObjectsApi(kube.api)
+
+    async def serve(self, endpoint: Endpoint) -> EndpointStatus:
+        try:
+            manifests = render.render(endpoint)
+        except render.Unrenderable as error:
+            raise ServingRejected(f"{endpoint.backend} backend: {error}") from error
+        applied: dict[str, dict[str, Any]] = {}
+        for manifest in manifests:
+            try:
+                result = await self.kube.apply(manifest, owner=endpoint.owner)
+            except ApiException as error:
+                raise ServingRejected(_api_message(manifest, error)) from error
+            applied[f"{manifest['kind']}/{manifest['metadata']['name']}"] = result
+        if endpoint.backend == "lykeion":
+            await self._prune(endpoint)
+            return observe_lykeion(endpoint, applied)
+        if endpoint.backend == "seldon":
+            return observe_seldon(endpoint, applied[f"SeldonDeployment/{endpoint.name}"])
+        return observe_kserve(endpoint, applied[f"InferenceService/{endpoint.name}"])
+
+    async def _prune(self, endpoint: Endpoint) -> None:
+        """Delete the Deployments and Services of versions no longer served."""
+        keep = {render.version_name(endpoint, s.version) for s in endpoint.servers}
+        selector = f"lykeion.io/deployment={endpoint.name},lykeion.io/version"
+        found = await asyncio.to_thread(
+            self.apps.list_namespaced_deployment, endpoint.namespace, label_selector=selector
+        )
+        for item in found.items:
+            name = item.metadata.name
+            if name not in keep:
+                await self._delete(self.apps.delete_namespaced_deployment, name, endpoint.namespace)
+                await self._delete(self.core.delete_namespaced_service, name, endpoint.namespace)
+
+    async def _delete(self, method: Any, name: str, namespace: str) -> None:
+        try:
+            await asyncio.to_thread(method, name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def unserve(self, namespace: str, name: str) -> None:
+        # Everything rendered carries an owner reference: garbage collection removes it.
+        return None
+
+
+def _api_message(manifest: Mapping[str, Any], error: ApiException) -> str:
+    try:
+        message = json.loads(error.body or "{}").get("message") or error.reason
+    except ValueError:
+        message = error.reason
+    return f"{manifest['kind']} {manifest['metadata']['name']} rejected: {message}"

@@ -1,0 +1,75 @@
+"""Run one model server.
+
+    python -m lykeion.serving --config server.json --host 127.0.0.1 --port 0 \\
+        --endpoint-file endpoint.json
+
+With `--port 0` the system picks a free port; the URL goes to `--endpoint-file` once the
+socket is bound, which is how the local executor finds its servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lykeion.features.stores import open_online
+from lykeion.features.view import FeatureView
+from lykeion.serving.app import ModelServer, create_app
+from lykeion.serving.config import ServerConfig
+from lykeion.serving.enrich import Enricher, FeatureMismatch
+from lykeion.serving.listen import serve
+from lykeion.serving.model import LoadedModel, ModelLoadError
+from lykeion.serving.render import CONFIG_ENV
+
+log = logging.getLogger("lykeion.serving")
+
+
+def build(config: ServerConfig) -> ModelServer:
+    """Load the model and check that serving would feed it what it was trained on."""
+    model = LoadedModel(config.model_uri, config.tracking_uri)
+    if config.features is not None and config.features != model.features:
+        raise FeatureMismatch(
+            f"the Model's status lists inputs {[f.ref for f in config.features]} but model "
+            f"{config.model_uri} was trained on {[f.ref for f in model.features]}"
+        )
+    views = [FeatureView.from_body(body) for body in config.manifests]
+    enricher = Enricher(model.features, views, config.defaults)
+    return ModelServer(config, model, enricher, open_online(config.online_store))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m lykeion.serving", description="Serve one MLflow model version."
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", type=Path, help="ServerConfig as a JSON file")
+    source.add_argument("--config-json", help=f"ServerConfig as JSON text (default: ${CONFIG_ENV})")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0: any free port")
+    parser.add_argument("--endpoint-file", type=Path, help="write {url, pid} here once bound")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(message)s")
+    text = args.config.read_text() if args.config else args.config_json
+    text = text or os.environ.get(CONFIG_ENV)
+    if not text:
+        raise SystemExit(f"lykeion.serving: give --config, --config-json or {CONFIG_ENV}")
+    config = ServerConfig.model_validate_json(text)
+    try:
+        server = build(config)
+    except (ModelLoadError, FeatureMismatch, ValueError) as error:
+        print(f"lykeion.serving: cannot serve {config.name} {config.version}: {error}",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2) from error
+    serve(create_app(server), args.host, args.port, args.endpoint_file)
+
+
+if __name__ == "__main__":
+    main()

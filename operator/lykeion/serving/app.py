@@ -1,0 +1,260 @@
+"""The model server's ASGI app: three protocols over one enrichment and one model.
+
+Errors are answers, never stack traces: a body that cannot be understood is 400, keys
+whose features are missing without a declared default are 422 naming them, an online
+store that does not answer is 503 (and readiness fails until it answers again).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from lykeion.features.online.base import OnlineStore, StoreUnavailable
+from lykeion.serving import protocols
+from lykeion.serving.config import ServerConfig
+from lykeion.serving.enrich import BadRequest, Enriched, Enricher
+from lykeion.serving.model import LoadedModel, Prediction
+
+log = logging.getLogger(__name__)
+
+Parse = Callable[[Any], list[dict[str, Any]]]
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status,
+        media_type="application/json",
+    )  # fmt: skip
+
+
+class MissingFeatures(Exception):
+    def __init__(self, enriched: Enriched) -> None:
+        self.enriched = enriched
+        rows = [f"row {i}: {', '.join(m)}" for i, m in enumerate(enriched.missing) if m]
+        super().__init__(
+            "no value in the online store and no declared default for " + "; ".join(rows)
+        )
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.seconds = Histogram(
+            "lykeion_serving_request_seconds",
+            "Prediction request latency, enrichment included",
+            ["protocol"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+        self.errors = Counter(
+            "lykeion_serving_errors_total", "Requests answered with an error", ["code"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.missing = Counter(
+            "lykeion_serving_missing_features_total",
+            "Feature values the online store did not have (defaulted or rejected)",
+            ["feature"],
+            registry=self.registry,
+        )
+
+
+class ModelServer:
+    """One loaded model version with its enrichment, independent of the protocol."""
+
+    def __init__(
+        self, config: ServerConfig, model: LoadedModel, enricher: Enricher, store: OnlineStore
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.enricher = enricher
+        self.store = store
+        self.metrics = Metrics()
+        # SQLite answers in microseconds: a thread hop would cost more than the read.
+        self.inline = type(store).__name__ == "SqliteOnlineStore"
+        self._log_lock = threading.Lock()
+
+    def predict(self, rows: list[dict[str, Any]]) -> tuple[Prediction, Enriched]:
+        enriched = self.enricher.lookup(self.store, rows)
+        for index, refs in enumerate(enriched.missing):
+            for ref in refs:
+                self.metrics.missing.labels(ref).inc()
+            for ref in enriched.defaulted[index]:
+                self.metrics.missing.labels(ref).inc()
+        if not enriched.complete:
+            raise MissingFeatures(enriched)
+        prediction = self.model.predict(enriched.columns)
+        if self.config.request_log:
+            self._log(rows, enriched, prediction)
+        return prediction, enriched
+
+    def _log(self, rows: list[dict[str, Any]], enriched: Enriched, prediction: Prediction) -> None:
+        moment = time.time()
+        lines = b"".join(
+            orjson.dumps(
+                {
+                    "time": moment,
+                    "version": self.config.version,
+                    "keys": row,
+                    "features": enriched.row(i),
+                    "prediction": prediction.values[i],
+                }
+            )
+            + b"\n"
+            for i, row in enumerate(rows)
+        )
+        assert self.config.request_log is not None
+        with self._log_lock, open(self.config.request_log, "ab") as sink:
+            sink.write(lines)
+
+    def ready(self) -> str | None:
+        """None when ready, else why not."""
+        try:
+            self.store.ping()
+        except StoreUnavailable as error:
+            return f"online store unavailable: {error}"
+        return None
+
+
+def create_app(server: ModelServer) -> Starlette:
+    config = server.config
+    metrics = server.metrics
+
+    async def run(
+        request: Request, protocol: str, parse: Parse, answer: Callable[..., Any]
+    ) -> Response:
+        started = time.perf_counter()
+        code = 200
+        try:
+            raw = await request.body()
+            header = request.headers.get(protocols.BINARY_HEADER)
+            if header is not None:
+                body = protocols.v2_binary_body(raw, header)
+            else:
+                try:
+                    body = orjson.loads(raw)
+                except orjson.JSONDecodeError as error:
+                    raise BadRequest(f"the body is not JSON: {error}") from error
+            rows = parse(body)
+            if server.inline:
+                prediction, enriched = server.predict(rows)
+            else:
+                prediction, enriched = await run_in_threadpool(server.predict, rows)
+            explain = request.query_params.get("explain") == "features"
+            return json_response(answer(body, prediction, enriched, explain))
+        except BadRequest as error:
+            code = 400
+            return json_response({"error": str(error)}, code)
+        except MissingFeatures as error:
+            code = 422
+            return json_response({"error": str(error), "missing": error.enriched.missing}, code)
+        except StoreUnavailable as error:
+            code = 503
+            return json_response({"error": f"online store unavailable: {error}"}, code)
+        finally:
+            metrics.seconds.labels(protocol).observe(time.perf_counter() - started)
+            if code != 200:
+                metrics.errors.labels(str(code)).inc()
+
+    async def plain(request: Request) -> Response:
+        return await run(
+            request, "plain", protocols.plain_rows,
+            lambda body, p, e, x: protocols.plain_answer(config.name, config.version, p, e, x),
+        )  # fmt: skip
+
+    async def seldon(request: Request) -> Response:
+        return await run(
+            request, "seldon", protocols.seldon_rows,
+            lambda body, p, e, x: protocols.seldon_answer(config.output, config.version, p, e, x),
+        )  # fmt: skip
+
+    async def v2_infer(request: Request) -> Response:
+        if request.path_params["model"] != config.name:
+            return json_response({"error": f"no model {request.path_params['model']!r}"}, 404)
+        return await run(
+            request,
+            "v2",
+            protocols.v2_rows,
+            lambda body, p, e, x: protocols.v2_answer(
+                config.name, config.version, config.output, p, e, x,
+                body.get("id") if isinstance(body, dict) else None,
+            ),
+        )  # fmt: skip
+
+    async def live(request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(request: Request) -> Response:
+        reason = await run_in_threadpool(server.ready)
+        if reason is None:
+            return json_response({"ready": True, "version": config.version})
+        return json_response({"ready": False, "reason": reason}, 503)
+
+    async def v2_model_ready(request: Request) -> Response:
+        if request.path_params["model"] != config.name:
+            return json_response({"error": f"no model {request.path_params['model']!r}"}, 404)
+        return await ready(request)
+
+    async def v2_metadata(request: Request) -> Response:
+        if request.path_params["model"] != config.name:
+            return json_response({"error": f"no model {request.path_params['model']!r}"}, 404)
+        return json_response(
+            {
+                "name": config.name,
+                "versions": [config.version],
+                "platform": "lykeion",
+                "inputs": [
+                    {"name": key, "datatype": "BYTES", "shape": [-1]}
+                    for key in server.enricher.key_names
+                ],
+                "outputs": [{"name": config.output, "datatype": "FP64", "shape": [-1]}],
+                "parameters": {
+                    "model_uri": server.model.uri,
+                    "features": [f.ref for f in server.model.features],
+                },
+            }
+        )
+
+    async def v2_server(request: Request) -> Response:
+        return json_response({"name": "lykeion", "version": "v2", "extensions": []})
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
+
+    # Seldon's gateways address `/seldon/<namespace>/<deployment>/...`, or without the
+    # namespace; Seldon's executor calls the model container at `/api/v1.0/predictions`.
+    seldon_paths = [
+        "/api/v1.0/predictions",
+        "/seldon/{deployment}/api/v1.0/predictions",
+        "/seldon/{namespace}/{deployment}/api/v1.0/predictions",
+    ]
+    routes = [
+        Route("/predict", plain, methods=["POST"]),
+        *(Route(path, seldon, methods=["POST"]) for path in seldon_paths),
+        Route("/v2/models/{model}/infer", v2_infer, methods=["POST"]),
+        Route("/v2/models/{model}/versions/{version}/infer", v2_infer, methods=["POST"]),
+        Route("/v2/models/{model}/ready", v2_model_ready),
+        Route("/v2/models/{model}", v2_metadata),
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", v2_server),
+        Route("/healthz", live),
+        Route("/live", live),
+        Route("/ready", ready),
+        Route("/metrics", prometheus),
+    ]
+    return Starlette(routes=routes)

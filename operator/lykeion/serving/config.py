@@ -1,0 +1,51 @@
+"""What one model server serves: a model version, its features, and where they live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainedFeature(BaseModel):
+    """One model input as the training recorded it (MLflow tag `lykeion.features`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str
+    """`entity.feature`."""
+    column: str
+    """Column name in the training set and in the model's input frame."""
+    type: str
+    """The manifest type the model was trained on."""
+
+
+class ServerConfig(BaseModel):
+    """Rendered by the operator for each served version; read by `python -m lykeion.serving`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """Endpoint name: the Deployment's name, and the model name of the V2 protocol."""
+    version: str
+    """The Model version served (e.g. `1.0`)."""
+    model_uri: str
+    """`models:/<name>/<version>`, `runs:/<id>/model` or an artifact location."""
+    tracking_uri: str | None = None
+    """MLflow tracking server, for registry and run URIs and for the model's metadata."""
+    features: list[TrainedFeature] | None = None
+    """Inputs in model order, as the operator last saw them in the Model's status; the
+    server checks them against the model's own metadata and refuses to start on a
+    difference. None: take the model's metadata alone."""
+    manifests: list[dict[str, Any]] = Field(default_factory=list)
+    """FeatureManifest objects (metadata + spec) defining the inputs: their views tell
+    the server the join keys, types and TTLs of the online store."""
+    online_store: str
+    """Online store URI (`sqlite:///...`, `bigtable://project/instance`)."""
+    defaults: dict[str, str | None] = Field(default_factory=dict)
+    """`entity.feature` -> value used when the store has none (text parsed by the feature's
+    type; null: send a missing value to the model). Undeclared missing features: 422."""
+    output: str = "score"
+    """Name of the prediction output (V2 output, Seldon name)."""
+    request_log: str | None = None
+    """JSON Lines file receiving each request's keys, features and predictions."""

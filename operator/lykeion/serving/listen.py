@@ -1,0 +1,26 @@
+"""Bind a server's socket before it starts, and tell whoever launched it where it is."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+
+
+def serve(app: Starlette, host: str, port: int, endpoint_file: Path | None) -> None:
+    """Run `app` on host:port (0: any free port); once bound, write {url, pid} atomically
+    to `endpoint_file`, which is how the local executor finds the process again."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound_host, bound_port = sock.getsockname()[:2]
+    if endpoint_file is not None:
+        tmp = endpoint_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": f"http://{bound_host}:{bound_port}", "pid": os.getpid()}))
+        tmp.replace(endpoint_file)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])

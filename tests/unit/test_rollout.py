@@ -1,0 +1,143 @@
+"""The readiness gate and the traffic in effect (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from lykeion.config import PlatformConfig
+from lykeion.executors.base import EndpointStatus
+from lykeion.handlers import rollout
+from tests import objects
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+FEATURES = [
+    {"ref": "rider.age", "column": "rider__age", "type": "int64"},
+    {"ref": "rider.drop_offs_count", "column": "rider__drop_offs_count", "type": "int64"},
+]
+
+
+def _model(evaluated: bool = True, **status: Any) -> dict[str, Any]:
+    body = objects.model()
+    body["status"] = {
+        "conditions": [
+            {"type": "Evaluated", "status": "True" if evaluated else "False",
+             "message": "" if evaluated else "eval_roc_auc 0.41 is below 0.6"}
+        ],
+        "modelUri": "runs:/abc/model",
+        "registeredModel": "forward-default",
+        "registeredVersion": "3",
+        "features": FEATURES,
+        **status,
+    }  # fmt: skip
+    return body
+
+
+def _manifest(
+    watermark: str | None = "2026-05-30T00:00:00Z", generation: int = 2
+) -> dict[str, Any]:
+    body = objects.manifest()
+    body["metadata"] |= {"namespace": "ns", "generation": generation}
+    body["spec"]["ttl"] = "7d"
+    body["status"] = {"watermark": watermark, "materializedGeneration": 2}
+    return body
+
+
+def test_gate_admits_an_evaluated_model_with_fresh_features() -> None:
+    assert rollout.admit_model("1.0", _model()).admitted
+    assert rollout.admit_features("1.0", _model(), [_manifest()], NOW).admitted
+
+
+@pytest.mark.parametrize(
+    ("model", "manifests", "reason", "words"),
+    [
+        (None, [_manifest()], "ModelVersionNotFound", "no Model"),
+        (_model(evaluated=False), [_manifest()], "ModelNotEvaluated", "below 0.6"),
+        (_model(modelUri=None), [_manifest()], "ModelNotTrained", "records no trained model"),
+        (_model(), [], "FeatureMissing", "rider.age is defined by no FeatureManifest"),
+        (_model(), [_manifest(watermark=None)], "FeaturesNotMaterialized", "not materialized"),
+        (_model(), [_manifest(generation=3)], "FeaturesNotMaterialized", "not materialized"),
+        (_model(), [_manifest("2026-05-01T00:00:00Z")], "FeaturesStale", "older than its TTL 7d"),
+    ],
+)
+def test_gate_names_what_holds_a_version(
+    model: dict[str, Any] | None, manifests: list[dict[str, Any]], reason: str, words: str
+) -> None:
+    verdict = rollout.admit_model("1.0", model)
+    if verdict.admitted and model is not None:
+        verdict = rollout.admit_features("1.0", model, manifests, NOW)
+    assert verdict.reason == reason
+    assert words in verdict.message
+
+
+def test_gate_refuses_a_feature_whose_type_changed_since_training() -> None:
+    changed = _manifest()
+    changed["spec"]["features"][0]["type"] = "float64"
+    verdict = rollout.admit_features("1.0", _model(), [changed], NOW)
+    assert verdict.reason == "FeatureTypeChanged"
+    assert "rider.age was trained as int64" in verdict.message
+
+
+@pytest.mark.parametrize(
+    ("desired", "serving", "expected"),
+    [
+        ({"1.0": 90, "1.1": 10}, {"1.0": True, "1.1": True}, {"1.0": 90, "1.1": 10}),
+        # The canary never came up: the stable version keeps everything.
+        ({"1.0": 90, "1.1": 10}, {"1.0": True, "1.1": False}, {"1.0": 100, "1.1": 0}),
+        (
+            {"1.0": 50, "1.1": 30, "2.0": 20},
+            {"1.0": True, "1.1": True},
+            {"1.0": 63, "1.1": 37, "2.0": 0},
+        ),
+        ({"1.0": 100}, {"1.0": False}, {"1.0": 0}),
+        ({"1.0": 100, "1.1": 0}, {"1.0": False, "1.1": True}, {"1.0": 0, "1.1": 100}),
+    ],
+)
+def test_traffic_moves_only_onto_serving_versions(
+    desired: dict[str, int], serving: dict[str, bool], expected: dict[str, int]
+) -> None:
+    weights = rollout.effective_weights(desired, serving)
+    assert weights == expected
+    assert sum(weights.values()) in (0, 100)
+
+
+def test_server_config_pins_the_registry_version_and_trained_inputs() -> None:
+    deployment = objects.deployment()
+    deployment["metadata"]["namespace"] = "ns"
+    model = _model()
+    model["spec"]["serving"] = {"defaults": [{"feature": "rider.age", "value": "30"}]}
+    config = PlatformConfig(
+        data_dir=__import__("pathlib").Path("/data"), online_store="sqlite:///data/online.db",
+        offline_store="duckdb:///data/o.duckdb", data_root="/", tracking_uri="http://mlflow",
+    )  # fmt: skip
+    other = objects.manifest("other", "driver", {"rating": "float64"})
+    server = rollout.server_config(deployment, "1.0", model, [_manifest(), other], config)
+    assert server["model_uri"] == "models:/forward-default/3"
+    assert server["features"] == FEATURES
+    assert [m["metadata"]["name"] for m in server["manifests"]] == ["rider-activity"]
+    assert server["defaults"] == {"rider.age": "30"}
+    assert server["online_store"] == "sqlite:///data/online.db"
+
+
+def test_outcome_holds_the_rollout_and_says_why() -> None:
+    spec = objects.deployment(versions={"1.0": 90, "1.1": 10})["spec"]
+    admissions = [rollout.Admission("1.0"), rollout.Admission("1.1")]
+    served = EndpointStatus(
+        "http://127.0.0.1:9", {"1.0": True, "1.1": False}, {"1.1": "server exited: boom"},
+        ready_replicas=1, crashed=frozenset({"1.1"}),
+    )  # fmt: skip
+    fields, checks = rollout.outcome(spec, admissions, served, {"1.0": 100, "1.1": 0})
+    by_type = {c.type: c for c in checks}
+    assert by_type["Available"].reason == "VersionsCrashed"
+    assert "1.1: server exited: boom" in by_type["Available"].message
+    assert by_type["TrafficInEffect"].reason == "RolloutHeld"
+    assert fields["traffic"] == [
+        {"version": "1.0", "traffic": 100, "available": True},
+        {"version": "1.1", "traffic": 0, "available": False},
+    ]
+    fields, checks = rollout.outcome(
+        spec, admissions, EndpointStatus("u", {"1.0": True, "1.1": True}), {"1.0": 90, "1.1": 10}
+    )
+    assert all(c.ok for c in checks)
