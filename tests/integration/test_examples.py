@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from lykeion.api import validate_object
 from lykeion.controlplane import ControlPlane
+from lykeion.features.offline.base import LabelSpec
+from lykeion.features.stores import open_offline
+from lykeion.features.view import FeatureView
+from lykeion.training import dataset
 from tests.support import Cluster, Operator, load
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -35,3 +43,54 @@ def test_examples_apply_and_become_ready(
             cluster.wait_condition(doc["kind"], namespace, doc["metadata"]["name"], "True")
     table = control_plane.run_kubectl("get", "lykeion", "-n", namespace).stdout
     assert table.count("True") == sum(len(load(p)) for p in FILES)
+
+
+def test_served_features_equal_the_training_path_for_the_same_key_and_time(
+    control_plane: ControlPlane, cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    """The skew check: what the endpoint feeds the model for a key now equals the
+    point-in-time row the offline store (the training set's path) gives for that key now."""
+    for path in FILES:
+        control_plane.run_kubectl("apply", "--server-side", "-n", namespace, "-f", str(path))
+    deployment = cluster.wait_condition(
+        "Deployment", namespace, "forward-default", "True", timeout=300
+    )
+    assert deployment["reason"] == "Serving"
+    status = (cluster.get("Deployment", namespace, "forward-default") or {})["status"]
+    model = (cluster.get("Model", namespace, "forward-default-1.0") or {})["status"]
+    manifest = cluster.get("FeatureManifest", namespace, "rider-activity") or {}
+
+    keys = [f"r{i}" for i in range(1, 301, 7)]
+    body = json.dumps({"keys": [{"rider_id": k} for k in keys]}).encode()
+    request = urllib.request.Request(
+        status["endpoint"] + "/predict?explain=features", body, {"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        served = json.loads(answer.read())
+        assert answer.headers["x-lykeion-version"] == "1.0"
+    assert len(served["predictions"]) == len(keys)
+
+    now = datetime.now(UTC)
+    view = FeatureView.from_body(manifest)
+    refs = dataset.feature_refs([f["ref"] for f in model["features"]], [view])
+    labels = pa.table(
+        {
+            "rider_id": keys,
+            "label_time": pa.array([now] * len(keys), pa.timestamp("us", tz="UTC")),
+            "target": [0] * len(keys),
+        }
+    )
+    offline = open_offline(f"duckdb://{operator.extra_env['LYKEION_DATA_DIR']}/offline.duckdb")
+    try:
+        training = offline.training_set(labels, LabelSpec("rider_id", "label_time", "target"), refs)
+    finally:
+        offline.close()
+    expected = training.table.to_pylist()
+    columns = [f["column"] for f in model["features"]]
+    assert [list(row) for row in served["features"]] == [columns] * len(keys)
+    for key, online, offline_row in zip(keys, served["features"], expected, strict=True):
+        assert offline_row["rider_id"] == key
+        for column in columns:
+            assert online[column] == pytest.approx(offline_row[column], rel=1e-12), (key, column)
+    # Some riders have history and some values differ between them: the check has teeth.
+    assert len({json.dumps(row, sort_keys=True) for row in served["features"]}) > 10
