@@ -44,6 +44,7 @@ TRANSIENT_REASONS = frozenset(
         "VersionsStarting",
         "RolloutHeld",
         "NoVersionServing",
+        "FeaturesNotMaterialized",
     }
 )
 TRANSIENT_PREFIXES = ("Waiting", "Pending")

@@ -31,6 +31,8 @@ class PlatformConfig:
     """Interpreter of local runs (an environment with the `pipelines` extra)."""
     image: str = "lykeion/pipelines:0.1.0"
     """Image of Kubernetes runs."""
+    serving_image: str = "lykeion/serving:0.1.0"
+    """Image of the model servers and routers rendered for Deployments on Kubernetes."""
     tracking_uri: str = ""
     """MLflow tracking and registry (the embedded default: a SQLite-backed server)."""
     poll_seconds: float = 3.0
@@ -62,6 +64,7 @@ class PlatformConfig:
             beam_args=beam_args,
             python=env.get("LYKEION_PYTHON", sys.executable),
             image=image,
+            serving_image=env.get("LYKEION_SERVING_IMAGE", "lykeion/serving:0.1.0"),
             tracking_uri=env.get(
                 "LYKEION_MLFLOW_TRACKING_URI", f"sqlite:///{data_dir / 'mlflow.db'}"
             ),

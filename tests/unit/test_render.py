@@ -1,5 +1,5 @@
 """Rendering per serving backend (pure); the real schemas check them in
-tests/integration/test_serving_backends.py."""
+tests/integration/test_kubernetes_operator.py."""
 
 from __future__ import annotations
 

@@ -194,7 +194,7 @@ def endpoint(
         weights={v: w for v, w in weights.items() if v in configs},
         shadow=shadow if shadow in configs else None,
         replicas=int(spec.get("replicas", 1)),
-        image=config.image,
+        image=config.serving_image,
         cpu=resources.get("cpu", "500m"),
         memory=resources.get("memory", "1Gi"),
         owner=dict(deployment),

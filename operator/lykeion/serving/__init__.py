@@ -3,5 +3,6 @@
 `config.py` what a server serves; `enrich.py` keys -> model input from the online store;
 `model.py` the loaded MLflow model; `protocols.py` Seldon v1, Open Inference (V2) and plain
 JSON bodies; `app.py` the ASGI app; `router.py` the weighted router of the local backend;
-`render.py` the Kubernetes objects per serving backend; `gate.py` the readiness gate.
+`render.py` the Kubernetes objects per serving backend (the readiness gate and the
+traffic in effect are planned in `lykeion.handlers.rollout`).
 """
