@@ -4,8 +4,11 @@
 #
 #   docker build -t lykeion-operator .
 #   docker build -t lykeion-pipelines --build-arg EXTRAS=pipelines .
+#   docker build -t lykeion-training --build-arg EXTRAS=training .
+#   docker build -t lykeion-serving --build-arg EXTRAS=serving .   # model server, router
 #
-# Workload Jobs set their own command, so the ENTRYPOINT only matters for the operator.
+# Workload Jobs and model servers set their own command, so the ENTRYPOINT only matters
+# for the operator.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
