@@ -9,13 +9,18 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from lykectl import feature_api, options
 from lykectl.arguments import split_list
+from lykectl.client import is_conflict, resource
 from lykectl.errors import CliError
 from lykectl.output import DataOutput, print_data, print_rows
 from lykectl.resources import add_read_delete_commands, build_object, build_spec, finish
+from lykectl.wait import wait_ready
 from lykeion.api.kinds import FEATURE_MANIFEST, kind_of
+
+CONFLICT_RETRIES = 5
 
 app = typer.Typer(
     help="FeatureManifest: an entity's features, their source and schedule.",
@@ -102,6 +107,38 @@ ApiUrl = Annotated[
     ),
 ]
 DataFormat = Annotated[DataOutput, typer.Option("--output", "-o", help="Output format.")]
+
+
+@app.command("backfill")
+def backfill(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="FeatureManifest name, e.g. rider-activity.")],
+    wait: options.Wait = False,
+    timeout: options.Timeout = 600.0,
+    namespace: options.Namespace = None,
+    kubeconfig: options.Kubeconfig = None,
+) -> None:
+    """Rebuild both stores from the whole source (increments spec.backfillRequests)."""
+    cluster = options.cluster(ctx, namespace, kubeconfig)
+    for _ in range(CONFLICT_RETRIES):
+        current = cluster.get(FEATURE_MANIFEST, name)
+        requests = int(current["spec"].get("backfillRequests", 0)) + 1
+        patch = {
+            # Refused (409) if someone wrote in between: two requests never count as one.
+            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+            "spec": {"backfillRequests": requests},
+        }
+        try:
+            cluster.merge_patch(FEATURE_MANIFEST, name, patch)
+        except ApiException as error:
+            if is_conflict(error):
+                continue
+            raise
+        typer.echo(f"{resource(FEATURE_MANIFEST, name)} backfill requested (request #{requests})")
+        if wait:
+            wait_ready(lambda: cluster.get(FEATURE_MANIFEST, name), FEATURE_MANIFEST, name, timeout)
+        return
+    raise CliError(f"FeatureManifest {name} kept changing; gave up after {CONFLICT_RETRIES} tries")
 
 
 @app.command("read")

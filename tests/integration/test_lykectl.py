@@ -123,3 +123,18 @@ def test_server_errors_are_one_line(lykectl: Any) -> None:
         text=True,
     )
     assert bad.returncode == 2
+
+
+def test_features_backfill_rebuilds_both_stores_as_a_new_generation(
+    lykectl: Any, cluster: Cluster, namespace: str
+) -> None:
+    lykectl("features", "apply", "-f", str(EXAMPLES / "features.yaml"), "--wait")
+    before = (cluster.get("FeatureManifest", namespace, "rider-activity") or {})["status"]
+    done = lykectl("features", "backfill", "rider-activity", "--wait")
+    assert "backfill requested (request #1)" in done.stdout
+    after = (cluster.get("FeatureManifest", namespace, "rider-activity") or {})["status"]
+    assert after["materializedGeneration"] == before["materializedGeneration"] + 1
+    backfills = [r for r in after["runs"] if r.get("start") is None]
+    assert [r["generation"] for r in backfills][-2:] == [1, 2]
+    # The same source rewritten: same rows, nothing new in the online store.
+    assert backfills[-1]["rowsWritten"] == backfills[-2]["rowsWritten"]

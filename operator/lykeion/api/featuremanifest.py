@@ -129,6 +129,10 @@ class FeatureManifestSpec(ApiModel):
     schedule: str | None = Field(None, pattern=CRON, max_length=128)
     """Cron schedule for incremental runs; none means backfill once."""
     ttl: str = Field("30d", pattern=DURATION, max_length=16)
+    backfill_requests: int = Field(0, ge=0)
+    """Backfill-request counter (`lykectl features backfill`): each increment is a new spec
+    generation, which rebuilds both stores from the beginning of the source; rows are
+    keyed, so rewriting them changes nothing but what the source changed."""
     """How long a value stays valid for serving and point-in-time joins."""
     description: str = Field(min_length=1, max_length=2048)
     tags: list[Tag] = Field(default_factory=list, max_length=32)
