@@ -27,7 +27,23 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-control-plane.sh"
 LYKEION_CRDS = REPO_ROOT / "crds"
-THIRD_PARTY_CRDS = REPO_ROOT.parent / "shared" / "third_party" / "crds"
+
+
+def third_party_crds() -> Path:
+    """Seldon's and KServe's real CRDs, read (never copied) from the workspace's
+    `shared/third_party/crds/`: `$LYKEION_THIRD_PARTY_CRDS`, else the nearest such folder
+    above the checkout (a clone elsewhere on the machine still finds it)."""
+    given = os.environ.get("LYKEION_THIRD_PARTY_CRDS")
+    candidates = [Path(given)] if given else []
+    candidates += [parent / "shared" / "third_party" / "crds" for parent in REPO_ROOT.parents]
+    candidates.append(Path("/work/shared/third_party/crds"))
+    for candidate in candidates:
+        if sorted(candidate.glob("*.yaml")):
+            return candidate
+    raise ControlPlaneError(
+        "the Seldon and KServe CRDs were not found in shared/third_party/crds above "
+        f"{REPO_ROOT}; set LYKEION_THIRD_PARTY_CRDS"
+    )
 
 
 class ControlPlaneError(RuntimeError):
@@ -225,7 +241,10 @@ class ControlPlane:
     def install_crds(self, paths: Iterable[Path] | None = None, timeout: float = 60.0) -> None:
         """Server-side apply CRDs (the serving ones are too large for client-side apply)."""
         if paths is None:
-            paths = [*sorted(LYKEION_CRDS.glob("*.yaml")), *sorted(THIRD_PARTY_CRDS.glob("*.yaml"))]
+            paths = [
+                *sorted(LYKEION_CRDS.glob("*.yaml")),
+                *sorted(third_party_crds().glob("*.yaml")),
+            ]
         names = []
         for path in paths:
             self.run_kubectl(

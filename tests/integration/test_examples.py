@@ -40,7 +40,10 @@ def test_examples_apply_and_become_ready(
         control_plane.run_kubectl("apply", "--server-side", "-n", namespace, "-f", str(path))
     for path in FILES:
         for doc in load(path):
-            cluster.wait_condition(doc["kind"], namespace, doc["metadata"]["name"], "True")
+            # The Model trains (the example asks for one training) before it can serve.
+            cluster.wait_condition(
+                doc["kind"], namespace, doc["metadata"]["name"], "True", timeout=300
+            )
     table = control_plane.run_kubectl("get", "lykeion", "-n", namespace).stdout
     assert table.count("True") == sum(len(load(p)) for p in FILES)
 

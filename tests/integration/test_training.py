@@ -29,6 +29,12 @@ def _model(version: str = "1.0", requests: int = 1, **changes: Any) -> dict[str,
         for part in parents:
             node = node[part]
         node[leaf] = value
+    # Defaults may only name input features (a CEL rule): keep those still listed.
+    names = {ref.split(":")[0] for ref in body["spec"]["inputFeatures"]}
+    defaults = body["spec"].get("serving", {}).get("defaults", [])
+    body["spec"].setdefault("serving", {})["defaults"] = [
+        d for d in defaults if d["feature"] in names
+    ]
     return body
 
 

@@ -298,19 +298,26 @@ def test_ping_fails_once_the_file_is_deleted(store: SqliteOnlineStore, path: Pat
 
     path.unlink()
 
-    with pytest.raises(StoreUnavailable, match="deleted or replaced"):
+    with pytest.raises(StoreUnavailable, match="was deleted"):
         store.ping()
 
 
-def test_ping_fails_once_the_file_is_replaced(store: SqliteOnlineStore, path: Path) -> None:
+def test_a_replaced_file_is_served_and_a_deleted_one_is_unavailable(
+    store: SqliteOnlineStore, path: Path
+) -> None:
     store.ping()
     path.unlink()
+    with pytest.raises(StoreUnavailable, match="was deleted"):
+        store.ping()
+    # Another database takes its place (a restored copy): the store serves that one.
     with sqlite3.connect(path) as other:
         other.execute("CREATE TABLE other (x)")
     other.close()
-
-    with pytest.raises(StoreUnavailable, match="deleted or replaced"):
-        store.ping()
+    store.ping()
+    with sqlite3.connect(path) as other:
+        tables = {row[0] for row in other.execute("SELECT name FROM sqlite_master")}
+    other.close()
+    assert tables == {"other"}
 
 
 def test_a_path_that_cannot_hold_a_database_is_unavailable(tmp_path: Path) -> None:

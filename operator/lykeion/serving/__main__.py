@@ -19,7 +19,7 @@ from pathlib import Path
 from lykeion.features.stores import open_online
 from lykeion.features.view import FeatureView
 from lykeion.serving.app import ModelServer, create_app
-from lykeion.serving.config import ServerConfig
+from lykeion.serving.config import ServerConfig, TrainedFeature
 from lykeion.serving.enrich import Enricher, FeatureMismatch
 from lykeion.serving.listen import serve
 from lykeion.serving.model import LoadedModel, ModelLoadError
@@ -33,12 +33,35 @@ def build(config: ServerConfig) -> ModelServer:
     model = LoadedModel(config.model_uri, config.tracking_uri)
     if config.features is not None and config.features != model.features:
         raise FeatureMismatch(
-            f"the Model's status lists inputs {[f.ref for f in config.features]} but model "
-            f"{config.model_uri} was trained on {[f.ref for f in model.features]}"
+            f"the Model's status and model {config.model_uri} disagree on its inputs: "
+            + "; ".join(feature_differences(config.features, model.features))
         )
     views = [FeatureView.from_body(body) for body in config.manifests]
     enricher = Enricher(model.features, views, config.defaults)
     return ModelServer(config, model, enricher, open_online(config.online_store))
+
+
+def feature_differences(
+    listed: Sequence[TrainedFeature], trained: Sequence[TrainedFeature]
+) -> list[str]:
+    """What differs between the inputs the status lists and those the model records."""
+    by_ref = {f.ref: f for f in trained}
+    listed_refs = {f.ref for f in listed}
+    found = [f"{f.ref} is listed but the model was not trained on it"
+             for f in listed if f.ref not in by_ref]  # fmt: skip
+    found += [f"{f.ref} is not listed but the model was trained on it"
+              for f in trained if f.ref not in listed_refs]  # fmt: skip
+    for mine in listed:
+        theirs = by_ref.get(mine.ref)
+        if theirs is not None and mine.type != theirs.type:
+            found.append(f"{mine.ref} is listed as {mine.type}, trained as {theirs.type}")
+        if theirs is not None and mine.column != theirs.column:
+            found.append(
+                f"{mine.ref} is listed as column {mine.column!r}, trained as {theirs.column!r}"
+            )
+    if not found:
+        found.append(f"order: listed {[f.ref for f in listed]}, trained {[f.ref for f in trained]}")
+    return found
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -61,9 +61,19 @@ def seldon_rows(body: Any) -> list[dict[str, Any]]:
             matrix = [matrix]
     elif "tensor" in data:
         tensor = data["tensor"]
-        values, shape = tensor.get("values"), tensor.get("shape")
-        if not isinstance(values, list) or not isinstance(shape, list) or len(shape) != 2:
-            raise BadRequest('"data.tensor" needs "values" and a 2-dimensional "shape"')
+        values = tensor.get("values") if isinstance(tensor, dict) else None
+        shape = tensor.get("shape") if isinstance(tensor, dict) else None
+        if (
+            not isinstance(values, list)
+            or not isinstance(shape, list)
+            or len(shape) != 2
+            or not all(isinstance(n, int) and n > 0 for n in shape)
+            or shape[0] * shape[1] != len(values)
+        ):
+            raise BadRequest(
+                '"data.tensor" needs "values" and a 2-dimensional "shape" of positive '
+                "sizes whose product is the number of values"
+            )
         width = shape[1]
         matrix = [values[i : i + width] for i in range(0, len(values), width)]
     else:
@@ -107,10 +117,17 @@ def v2_binary_body(raw: bytes, header_length: str) -> Any:
         raise BadRequest(f"bad binary inference header: {error}") from error
     offset = size
     for tensor in body.get("inputs", []) if isinstance(body, dict) else []:
-        length = (tensor.get("parameters") or {}).get("binary_data_size")
+        if not isinstance(tensor, dict):
+            raise BadRequest("each input must be an object")
+        parameters = tensor.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise BadRequest(f"input {tensor.get('name')}: parameters must be an object")
+        length = parameters.get("binary_data_size")
         if length is None:
             continue
-        part, offset = raw[offset : offset + int(length)], offset + int(length)
+        if not isinstance(length, int) or length < 0:
+            raise BadRequest(f"input {tensor.get('name')}: bad binary_data_size {length!r}")
+        part, offset = raw[offset : offset + length], offset + length
         if tensor.get("datatype") != "BYTES":
             raise BadRequest(f"input {tensor.get('name')}: binary keys must be BYTES")
         values, cursor = [], 0

@@ -108,6 +108,8 @@ class SqliteOnlineStore:
         self._connections: list[sqlite3.Connection] = []
         self._columns: dict[str, set[str]] = {}
         self._identity: tuple[int, int] | None = None
+        self._epoch = 0
+        """Bumped when the file is replaced: connections of an older epoch reopen."""
         self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,9 +118,20 @@ class SqliteOnlineStore:
 
     # -- connections -------------------------------------------------------------------
 
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_dev, stat.st_ino)
+
     def _connect(self) -> sqlite3.Connection:
+        # Only the first open may create the file: once the store has existed, SQLite
+        # would otherwise answer (and write) from a new, empty file in its place.
+        opened = self._identity is not None
         conn = sqlite3.connect(
-            self.path,
+            f"{self.path.absolute().as_uri()}?mode=rw" if opened else self.path,
+            uri=opened,
             timeout=self._busy_timeout,
             isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE below)
             check_same_thread=False,  # close() runs on whichever thread shuts down
@@ -133,8 +146,7 @@ class SqliteOnlineStore:
                 raise StoreUnavailable(f"online store {self.path} is closed")
             self._connections.append(conn)
             if self._identity is None:
-                stat = self.path.stat()
-                self._identity = (stat.st_dev, stat.st_ino)
+                self._identity = self._file_identity()
         return conn
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
@@ -156,9 +168,30 @@ class SqliteOnlineStore:
         if self._closed:
             raise StoreUnavailable(f"online store {self.path} is closed")
         try:
+            # Every use, not only ping(): an open connection keeps reading a deleted
+            # file's inode, so reads would go on answering from data that went away.
+            if self._identity is not None:
+                current = self._file_identity()
+                if current is None:
+                    raise StoreUnavailable(f"online store {self.path} was deleted")
+                if current != self._identity:
+                    # Another file took its place (restored from a copy, rebuilt): serve
+                    # that one; every thread reopens on its next use.
+                    with self._lock:
+                        if self._identity != current:
+                            self._identity = current
+                            self._epoch += 1
+                            self._columns.clear()
             conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is not None and getattr(self._local, "epoch", -1) != self._epoch:
+                with self._lock:
+                    if conn in self._connections:
+                        self._connections.remove(conn)
+                conn.close()
+                conn = None
             if conn is None:
                 conn = self._local.conn = self._connect()
+                self._local.epoch = self._epoch
             yield conn
         except sqlite3.OperationalError as exc:
             # Schema mistakes are OperationalErrors too; those are bugs, not outages.
@@ -288,19 +321,11 @@ class SqliteOnlineStore:
         return [dict(found[key]) if key in found else None for key in wanted]
 
     def ping(self) -> None:
-        """Raise StoreUnavailable unless the file this store opened is still there and
-        readable: an open connection keeps answering from a deleted file, so a bare
-        `SELECT 1` would hide that the data went away."""
+        """Raise StoreUnavailable unless the file this store opened is still there (checked
+        by `_conn` on every use) and readable."""
         with self._conn() as conn:
             # Reads the schema page, unlike `SELECT 1`, which never touches the file.
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            try:
-                stat = self.path.stat()
-                identity: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
-            except FileNotFoundError:
-                identity = None
-        if identity is None or identity != self._identity:
-            raise StoreUnavailable(f"online store {self.path} was deleted or replaced")
 
     def close(self) -> None:
         with self._lock:
