@@ -4,6 +4,7 @@ per-call schema enforcement because the frame is already built to the signature.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,25 @@ class LoadedModel:
         # The flavor's predict function (e.g. `predict_proba`): MLflow's `predict` would
         # re-check the schema on every call (0.6 ms here) of a frame built to it already.
         self._predict = getattr(self.pyfunc, "_predict_fn", self.pyfunc.predict)
+        self._matrix = self._matrix_predict()
+
+    def _matrix_predict(self) -> tuple[list[str], Any] | None:
+        """For a scikit-learn model of numeric inputs: its predict function and the
+        column order it was fitted with (`feature_names_in_`). A float64 matrix in that
+        order gives the same answer as a frame, without pandas and sklearn's per-step
+        column checks (1.4 -> 0.6 ms for the example pipeline)."""
+        function = self.pyfunc.metadata.flavors.get("python_function", {})
+        if function.get("loader_module") != "mlflow.sklearn":
+            return None
+        raw = self.pyfunc.get_raw_model()
+        names = [str(n) for n in getattr(raw, "feature_names_in_", [])]
+        numeric = ("float64", "float32", "int64", "int32")
+        if not names or any(self.dtypes.get(n) not in numeric for n in names):
+            return None
+        # Fitted on a frame, called with a matrix of the same columns: sklearn's warning
+        # about the missing names says nothing here.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        return names, getattr(raw, function.get("predict_fn", "predict"))
 
     def frame(self, columns: Mapping[str, list[Any]]) -> pd.DataFrame:
         data = {}
@@ -88,7 +108,15 @@ class LoadedModel:
         return pd.DataFrame(data, columns=list(columns))
 
     def predict(self, columns: Mapping[str, list[Any]]) -> Prediction:
-        raw = self._predict(self.frame(columns))
+        if self._matrix is not None:
+            names, function = self._matrix
+            matrix = np.array(
+                [[np.nan if v is None else v for v in columns[name]] for name in names],
+                dtype="float64",
+            ).T
+            raw = function(matrix)
+        else:
+            raw = self._predict(self.frame(columns))
         if isinstance(raw, pd.DataFrame | pd.Series):
             raw = raw.to_numpy()
         array = np.asarray(raw)
