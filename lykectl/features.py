@@ -9,18 +9,21 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from kubernetes.client.exceptions import ApiException
 
 from lykectl import feature_api, options
 from lykectl.arguments import split_list
-from lykectl.client import is_conflict, resource
+from lykectl.client import resource
 from lykectl.errors import CliError
 from lykectl.output import DataOutput, print_data, print_rows
-from lykectl.resources import add_read_delete_commands, build_object, build_spec, finish
+from lykectl.resources import (
+    add_read_delete_commands,
+    build_object,
+    build_spec,
+    count_request,
+    finish,
+)
 from lykectl.wait import wait_ready
 from lykeion.api.kinds import FEATURE_MANIFEST, kind_of
-
-CONFLICT_RETRIES = 5
 
 app = typer.Typer(
     help="FeatureManifest: an entity's features, their source and schedule.",
@@ -120,25 +123,15 @@ def backfill(
 ) -> None:
     """Rebuild both stores from the whole source (increments spec.backfillRequests)."""
     cluster = options.cluster(ctx, namespace, kubeconfig)
-    for _ in range(CONFLICT_RETRIES):
-        current = cluster.get(FEATURE_MANIFEST, name)
+
+    def more(current: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         requests = int(current["spec"].get("backfillRequests", 0)) + 1
-        patch = {
-            # Refused (409) if someone wrote in between: two requests never count as one.
-            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-            "spec": {"backfillRequests": requests},
-        }
-        try:
-            cluster.merge_patch(FEATURE_MANIFEST, name, patch)
-        except ApiException as error:
-            if is_conflict(error):
-                continue
-            raise
-        typer.echo(f"{resource(FEATURE_MANIFEST, name)} backfill requested (request #{requests})")
-        if wait:
-            wait_ready(lambda: cluster.get(FEATURE_MANIFEST, name), FEATURE_MANIFEST, name, timeout)
-        return
-    raise CliError(f"FeatureManifest {name} kept changing; gave up after {CONFLICT_RETRIES} tries")
+        return requests, {"backfillRequests": requests}
+
+    requests = count_request(cluster, FEATURE_MANIFEST, name, more)
+    typer.echo(f"{resource(FEATURE_MANIFEST, name)} backfill requested (request #{requests})")
+    if wait:
+        wait_ready(lambda: cluster.get(FEATURE_MANIFEST, name), FEATURE_MANIFEST, name, timeout)
 
 
 @app.command("read")

@@ -15,7 +15,14 @@ from lykectl.arguments import parse_params, split_list
 from lykectl.client import Cluster, is_conflict, resource
 from lykectl.errors import CliError
 from lykectl.output import Output, show
-from lykectl.resources import build_object, build_spec, finish, name_from, object_name
+from lykectl.resources import (
+    build_object,
+    build_spec,
+    count_request,
+    finish,
+    name_from,
+    object_name,
+)
 from lykectl.traffic import next_versions
 from lykectl.wait import wait_ready
 from lykeion.api.kinds import DEPLOYMENT, MODEL
@@ -246,28 +253,17 @@ def train_model(
     """Request one more training of a Model version (increments spec.training.requests)."""
     cluster = options.cluster(ctx, namespace, kubeconfig)
     name = name_from(MODEL, family=family, segment=segment, version=version)
-    for _ in range(CONFLICT_RETRIES):
-        current = cluster.get(MODEL, name)
+
+    def more(current: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         spec = current["spec"]
         requests = int(spec.get("training", {}).get("requests", 0)) + 1
         build_spec(MODEL, {**spec, "training": {**spec["training"], "requests": requests}})
-        patch = {
-            # The resourceVersion makes the API server refuse (409) if someone else wrote
-            # in between, so that two concurrent requests are never counted as one.
-            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-            "spec": {"training": {"requests": requests}},
-        }
-        try:
-            cluster.merge_patch(MODEL, name, patch)
-        except ApiException as error:
-            if is_conflict(error):
-                continue
-            raise
-        typer.echo(f"{resource(MODEL, name)} training requested (request #{requests})")
-        if wait:
-            wait_ready(lambda: cluster.get(MODEL, name), MODEL, name, timeout)
-        return
-    raise CliError(f"Model {name} kept changing; gave up after {CONFLICT_RETRIES} conflicts")
+        return requests, {"training": {"requests": requests}}
+
+    requests = count_request(cluster, MODEL, name, more)
+    typer.echo(f"{resource(MODEL, name)} training requested (request #{requests})")
+    if wait:
+        wait_ready(lambda: cluster.get(MODEL, name), MODEL, name, timeout)
 
 
 @app.command("logs")

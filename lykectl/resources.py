@@ -4,13 +4,15 @@ what was written, and the plain `list`, `get NAME` and `delete NAME` commands.""
 # No `from __future__ import annotations`: typer must evaluate the annotations of the
 # commands defined inside `add_read_delete_commands`, which refer to its `kind` argument.
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from lykectl import options
-from lykectl.client import Cluster, resource
+from lykectl.client import Cluster, is_conflict, resource
 from lykectl.errors import CliError, validation_message
 from lykectl.output import Output, show
 from lykectl.wait import wait_ready
@@ -66,6 +68,35 @@ def finish(
         obj = wait_ready(lambda: cluster.get(kind, name), kind, name, timeout)
     if output is not None:
         show(kind, [obj], output, single=True)
+
+
+CONFLICT_RETRIES = 5
+
+
+def count_request(
+    cluster: Cluster,
+    kind: Kind,
+    name: str,
+    next_spec: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]],
+) -> int:
+    """Increment a request counter of the spec exactly once; returns its new value.
+
+    `next_spec(current object)` gives the new count and the spec patch. The patch carries
+    the resourceVersion read, so the API server refuses (409) if someone else wrote in
+    between and two concurrent requests are never counted as one; a conflict re-reads.
+    """
+    for _ in range(CONFLICT_RETRIES):
+        current = cluster.get(kind, name)
+        count, spec = next_spec(current)
+        patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}}
+        try:
+            cluster.merge_patch(kind, name, {**patch, "spec": spec})
+        except ApiException as error:
+            if is_conflict(error):
+                continue
+            raise
+        return count
+    raise CliError(f"{kind.kind} {name} kept changing; gave up after {CONFLICT_RETRIES} conflicts")
 
 
 def add_read_delete_commands(app: typer.Typer, kind: Kind) -> None:
