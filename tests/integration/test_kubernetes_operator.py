@@ -247,6 +247,35 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
         status = (cluster.get("Deployment", NS, name) or {})["status"]
         assert status["traffic"] == [{"version": "1.0", "traffic": 100, "available": True}]
 
+    # A canary that never becomes available leaves the stable version all the traffic.
+    canary = copy.deepcopy(model)
+    canary["metadata"]["name"] = "forward-default-1.1"
+    canary["spec"]["version"] = "1.1"
+    cluster.create(canary, NS)
+    job = _job(api, "forward-default-1-1-t1")
+    _finish(api, job.metadata.name, {**result, "model_uri": "models:/forward-default/5",
+                                     "registered_version": "5"})  # fmt: skip
+    cluster.wait_condition("Model", NS, "forward-default-1.1", "True", timeout=60)
+    versions = [{"version": "1.0", "traffic": 90}, {"version": "1.1", "traffic": 10}]
+    cluster.patch("Deployment", NS, name, {"spec": {"backend": "lykeion", "versions": versions}})
+    held = cluster.wait_condition(
+        "Deployment", NS, name, "False", "RolloutHeld", type_="TrafficInEffect", timeout=60
+    )
+    assert "1.0 100%, 1.1 0%" in held["message"]
+    assert _routes(api, name) == {"1.0": 100}
+    apps = client.AppsV1Api(api)
+    available = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1}
+    apps.patch_namespaced_deployment_status(f"{name}-1-1", NS, {"status": available})
+    cluster.wait_condition("Deployment", NS, name, "True", timeout=60)
+    assert _routes(api, name) == {"1.0": 90, "1.1": 10}
+
+
+def _routes(api: client.ApiClient, name: str) -> dict[str, int]:
+    """The weights the router is given (its ConfigMap), by version."""
+    config = client.CoreV1Api(api).read_namespaced_config_map(f"{name}-routes", NS)
+    routes = json.loads(config.data["routes.json"])
+    return {v["version"]: v["weight"] for v in routes["versions"]}
+
 
 _ENDPOINTS = {
     "lykeion": f"http://forward-default.{NS}.svc",
