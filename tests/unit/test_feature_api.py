@@ -57,6 +57,8 @@ class RecordingStore:
     """The real store, recording every read it serves; `down` makes it fail like a lost
     connection (StoreUnavailable) until switched back, delegating again afterwards."""
 
+    reads_inline = False  # exercise the thread path that network stores take
+
     def __init__(self, inner: OnlineStore) -> None:
         self.inner = inner
         self.reads: list[tuple[str, list[str | int], list[str]]] = []

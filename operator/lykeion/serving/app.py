@@ -84,8 +84,7 @@ class ModelServer:
         self.enricher = enricher
         self.store = store
         self.metrics = Metrics()
-        # SQLite answers in microseconds: a thread hop would cost more than the read.
-        self.inline = type(store).__name__ == "SqliteOnlineStore"
+        self.inline = store.reads_inline
         self._log_lock = threading.Lock()
 
     def predict(self, rows: list[dict[str, Any]]) -> tuple[Prediction, Enriched]:

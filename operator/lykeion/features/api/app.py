@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from inspect import isawaitable
 from typing import Any
 
+import orjson
 from anyio import to_thread
 from graphql import ExecutionResult, GraphQLError, execute
 from starlette.applications import Starlette
@@ -38,7 +39,7 @@ NO_CACHE = {"cache-control": "private, no-cache, must-revalidate"}
 def json_response(
     payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    body = orjson.dumps(payload)
     return Response(body, status, headers, media_type="application/json")
 
 
@@ -109,7 +110,7 @@ async def parse_request(request: Request, max_bytes: int) -> GraphQLRequest:
         )
     body = await _read_body(request, max_bytes)
     try:
-        params = json.loads(body)
+        params = orjson.loads(body)
     except ValueError:
         raise BadUserInput("the request body is not valid JSON") from None
     return GraphQLRequest.from_params(params)

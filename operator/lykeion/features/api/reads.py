@@ -1,4 +1,5 @@
-"""Store reads for one request: batched per FeatureView, off the event loop, within budget."""
+"""Store reads for one request: batched per FeatureView, within budget; network stores are
+read off the event loop, local ones (SQLite) on it."""
 
 from __future__ import annotations
 
@@ -37,7 +38,10 @@ async def _read(
     store: OnlineStore, view: FeatureView, keys: Sequence[str | int], features: list[str]
 ) -> list[dict[str, Any] | None]:
     try:
-        rows = await to_thread.run_sync(partial(store.read, view, keys, features))
+        if store.reads_inline:
+            rows = store.read(view, keys, features)
+        else:
+            rows = await to_thread.run_sync(partial(store.read, view, keys, features))
     except StoreUnavailable as error:
         raise StoreDown(error) from error
     if len(rows) != len(keys):

@@ -30,6 +30,10 @@ class StoreUnavailable(RuntimeError):
 
 
 class OnlineStore(Protocol):
+    reads_inline: bool
+    """True when a read is a local lookup of microseconds (SQLite): servers call it on the
+    event loop, where a thread hop would cost more than the read. False: network reads."""
+
     def write(self, view: FeatureView, rows: Iterable[OnlineRow]) -> int:
         """Upsert rows; a row older than what is stored for its key is ignored (late data
         never overwrites newer values), and writing the same rows twice changes nothing.

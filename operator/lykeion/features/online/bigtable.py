@@ -148,6 +148,8 @@ class _Cells:
 
 
 class BigtableOnlineStore:
+    reads_inline = False  # every read is a network call: servers make it off the loop
+
     def __init__(
         self,
         project: str,

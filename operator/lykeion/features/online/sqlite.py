@@ -100,6 +100,8 @@ class SqliteOnlineStore:
     """Thread-safe: each thread gets its own connection, and WAL lets readers run while a
     pipeline writes (also from other processes opening the same file)."""
 
+    reads_inline = True
+
     def __init__(self, path: str | os.PathLike[str], busy_timeout: float = 5.0) -> None:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
