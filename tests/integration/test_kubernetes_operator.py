@@ -203,6 +203,7 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
     result = {
         "succeeded": True, "run_id": "r123", "model_uri": "models:/forward-default/4",
         "registered_model": "forward-default", "registered_version": "4",
+        "artifact_uri": "gs://models/forward-default/4",
         "metrics": {"eval_roc_auc": 0.81}, "gate_passed": True, "training_set_hash": "ab" * 32,
         "training_set_rows": 900, "source_revision": "sha256:00", "features": TRAINED,
         "message": "ok",
@@ -346,8 +347,10 @@ def _kserve_ready(api: client.ApiClient, name: str) -> dict[str, Any]:
     custom = client.CustomObjectsApi(api)
     group = ("serving.kserve.io", "v1beta1", NS, "inferenceservices", name)
     obj = _rendered(lambda: custom.get_namespaced_custom_object(*group))
-    container = obj["spec"]["predictor"]["containers"][0]
-    assert container["name"] == "kserve-container"
+    # KServe's MLflow runtime predicts; the Lykeion server turns keys into its V2 inputs.
+    assert obj["spec"]["predictor"]["model"]["storageUri"] == "gs://models/forward-default/4"
+    container = obj["spec"]["transformer"]["containers"][0]
+    assert container["command"][:3] == ["python", "-m", "lykeion.serving"]
     assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
     custom.patch_namespaced_custom_object_status(
         *group,

@@ -18,7 +18,11 @@ def _endpoint(backend: str, weights: dict[str, int], shadow: str | None = None) 
         namespace="ns",
         backend=backend,
         servers=tuple(
-            VersionServer(v, f"forward-default-{v.replace('.', '-')}", {"version": v})
+            VersionServer(
+                v,
+                f"forward-default-{v.replace('.', '-')}",
+                {"version": v, "storage_uri": f"gs://models/{v}"},
+            )
             for v in versions
         ),
         weights=weights,
@@ -45,7 +49,7 @@ def test_lykeion_backend_renders_a_server_per_version_and_a_router() -> None:
     ]
     assert routes["shadow"]["version"] == "2.0"
     container = objects[0]["spec"]["template"]["spec"]["containers"][0]
-    assert json.loads(container["env"][0]["value"]) == {"version": "1.0"}
+    assert json.loads(container["env"][0]["value"])["version"] == "1.0"
     assert container["securityContext"]["runAsNonRoot"] is True
     assert objects[0]["spec"]["replicas"] == 2
 
@@ -61,12 +65,18 @@ def test_seldon_backend_splits_traffic_across_predictors_with_a_shadow() -> None
     assert graph["type"] == "MODEL" and container["name"] == graph["name"]
 
 
-def test_kserve_backend_canaries_the_newest_version() -> None:
+def test_kserve_backend_enriches_in_a_transformer_and_canaries_the_newest_version() -> None:
     (isvc,) = render.render(_endpoint("kserve", {"1.0": 80, "1.1": 20}))
-    predictor = isvc["spec"]["predictor"]
-    assert predictor["canaryTrafficPercent"] == 20
-    env = predictor["containers"][0]["env"][0]["value"]
-    assert json.loads(env) == {"version": "1.1"}
+    transformer, predictor = isvc["spec"]["transformer"], isvc["spec"]["predictor"]
+    assert transformer["canaryTrafficPercent"] == predictor["canaryTrafficPercent"] == 20
+    config = json.loads(transformer["containers"][0]["env"][0]["value"])
+    assert config["version"] == "1.1"
+    assert predictor["model"] == {
+        "modelFormat": {"name": "mlflow"},
+        "protocolVersion": "v2",
+        "storageUri": "gs://models/1.1",
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
+    }
     (single,) = render.render(_endpoint("kserve", {"1.0": 100}))
     assert "canaryTrafficPercent" not in single["spec"]["predictor"]
 

@@ -178,6 +178,8 @@ class ModelStatus(Status):
     """References (family, features) that could not be resolved."""
     mlflow_run_id: str | None = None
     model_uri: str | None = None
+    artifact_uri: str | None = None
+    """Where the registered version's files are (KServe's storageUri)."""
     metrics: dict[str, float] = Field(default_factory=dict)
     training_set: TrainingSetRecord | None = None
     source_sha: str | None = None

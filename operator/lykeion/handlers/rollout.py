@@ -152,6 +152,7 @@ def server_config(
         "name": deployment["metadata"]["name"],
         "version": version,
         "model_uri": uri,
+        "storage_uri": status.get("artifactUri"),
         "tracking_uri": config.tracking_uri or None,
         "features": [
             {"ref": f["ref"], "column": f["column"], "type": f["type"]} for f in status["features"]

@@ -91,6 +91,7 @@ def finish(current: dict[str, Any], outcome: WorkStatus, now: datetime) -> dict[
         fields |= {
             "mlflowRunId": result.get("run_id"),
             "modelUri": result.get("model_uri"),
+            "artifactUri": result.get("artifact_uri"),
             "registeredModel": result.get("registered_model"),
             "registeredVersion": result.get("registered_version"),
             "metrics": result.get("metrics") or {},

@@ -23,13 +23,23 @@ from lykeion.serving.config import ServerConfig, TrainedFeature
 from lykeion.serving.enrich import Enricher, FeatureMismatch
 from lykeion.serving.listen import serve
 from lykeion.serving.model import LoadedModel, ModelLoadError
+from lykeion.serving.remote import RemotePredictor
 from lykeion.serving.render import CONFIG_ENV
 
 log = logging.getLogger("lykeion.serving")
 
 
-def build(config: ServerConfig) -> ModelServer:
-    """Load the model and check that serving would feed it what it was trained on."""
+def build(config: ServerConfig, predictor: str | None = None, model_name: str = "") -> ModelServer:
+    """Load the model and check that serving would feed it what it was trained on; with
+    `predictor` (transformer mode), send the features to that V2 server instead."""
+    if predictor is not None:
+        if config.features is None:
+            raise FeatureMismatch("transformer mode needs the trained inputs in the config")
+        url = predictor if "://" in predictor else f"http://{predictor}"
+        remote = RemotePredictor(url, model_name or config.name, config.features)
+        views = [FeatureView.from_body(body) for body in config.manifests]
+        enricher = Enricher(remote.features, views, config.defaults)
+        return ModelServer(config, remote, enricher, open_online(config.online_store))
     model = LoadedModel(config.model_uri, config.tracking_uri)
     if config.features is not None and config.features != model.features:
         raise FeatureMismatch(
@@ -74,6 +84,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0: any free port")
     parser.add_argument("--endpoint-file", type=Path, help="write {url, pid} here once bound")
+    # What KServe appends to a transformer container's arguments.
+    parser.add_argument("--predictor_host", help="transformer mode: the V2 predictor's host")
+    parser.add_argument("--model_name", default="", help="the predictor's model name")
+    parser.add_argument("--http_port", type=int, dest="port", help="same as --port")
     return parser.parse_args(argv)
 
 
@@ -86,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"lykeion.serving: give --config, --config-json or {CONFIG_ENV}")
     config = ServerConfig.model_validate_json(text)
     try:
-        server = build(config)
+        server = build(config, args.predictor_host, args.model_name)
     except (ModelLoadError, FeatureMismatch, ValueError) as error:
         print(f"lykeion.serving: cannot serve {config.name} {config.version}: {error}",
               file=sys.stderr)  # fmt: skip

@@ -26,7 +26,8 @@ from lykeion.features.online.base import OnlineStore, StoreUnavailable
 from lykeion.serving import protocols
 from lykeion.serving.config import ServerConfig
 from lykeion.serving.enrich import BadRequest, Enriched, Enricher
-from lykeion.serving.model import LoadedModel, Prediction
+from lykeion.serving.model import LoadedModel, Prediction, Predictor
+from lykeion.serving.remote import PredictorUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +78,16 @@ class ModelServer:
     """One loaded model version with its enrichment, independent of the protocol."""
 
     def __init__(
-        self, config: ServerConfig, model: LoadedModel, enricher: Enricher, store: OnlineStore
+        self, config: ServerConfig, model: Predictor, enricher: Enricher, store: OnlineStore
     ) -> None:
         self.config = config
         self.model = model
         self.enricher = enricher
         self.store = store
         self.metrics = Metrics()
-        self.inline = store.reads_inline
+        # Local reads and an in-process model answer in a millisecond: a thread hop would
+        # cost more. A network store or a remote predictor runs off the event loop.
+        self.inline = store.reads_inline and isinstance(model, LoadedModel)
         self._log_lock = threading.Lock()
 
     def predict(self, rows: list[dict[str, Any]]) -> tuple[Prediction, Enriched]:
@@ -126,7 +129,7 @@ class ModelServer:
             self.store.ping()
         except StoreUnavailable as error:
             return f"online store unavailable: {error}"
-        return None
+        return self.model.ready()
 
 
 def create_app(server: ModelServer) -> Starlette:
@@ -164,6 +167,9 @@ def create_app(server: ModelServer) -> Starlette:
         except StoreUnavailable as error:
             code = 503
             return json_response({"error": f"online store unavailable: {error}"}, code)
+        except PredictorUnavailable as error:
+            code = 503
+            return json_response({"error": str(error)}, code)
         finally:
             metrics.seconds.labels(protocol).observe(time.perf_counter() - started)
             if code != 200:

@@ -31,6 +31,8 @@ class ServerConfig(BaseModel):
     """The Model version served (e.g. `1.0`)."""
     model_uri: str
     """`models:/<name>/<version>`, `runs:/<id>/model` or an artifact location."""
+    storage_uri: str | None = None
+    """Where the model's files are (KServe's predictor fetches them from there)."""
     tracking_uri: str | None = None
     """MLflow tracking server, for registry and run URIs and for the model's metadata."""
     features: list[TrainedFeature] | None = None

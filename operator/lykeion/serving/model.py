@@ -7,7 +7,7 @@ import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,17 @@ _DTYPES = {
 
 # numpy kind -> Open Inference Protocol datatype.
 V2_TYPES = {"f": "FP64", "i": "INT64", "u": "UINT64", "b": "BOOL", "O": "BYTES", "U": "BYTES"}
+
+
+class Predictor(Protocol):
+    """What a server predicts with: a model loaded here, or a remote V2 predictor."""
+
+    uri: str
+    features: list[TrainedFeature]
+
+    def predict(self, columns: Mapping[str, list[Any]]) -> Prediction: ...
+
+    def ready(self) -> str | None: ...
 
 
 class ModelLoadError(RuntimeError):
@@ -106,6 +117,9 @@ class LoadedModel:
             else:
                 data[name] = pd.array(values, dtype="object")
         return pd.DataFrame(data, columns=list(columns))
+
+    def ready(self) -> str | None:
+        return None  # loaded in the constructor
 
     def predict(self, columns: Mapping[str, list[Any]]) -> Prediction:
         if self._matrix is not None:

@@ -5,8 +5,9 @@
 - `seldon`: one SeldonDeployment, a predictor per version (`traffic`), the shadow as a
   `shadow: true` predictor; each predictor's graph is one MODEL node, the Lykeion server
   as a custom container speaking Seldon's v1 protocol;
-- `kserve`: one InferenceService whose predictor is the Lykeion server (V2 protocol) for
-  the newest version, the previous one kept by KServe, `canaryTrafficPercent` the split.
+- `kserve`: one InferenceService for the newest version (KServe keeps the previous one,
+  `canaryTrafficPercent` is the split): KServe's MLflow runtime as the predictor, the
+  Lykeion server as the transformer that turns keys into the model's V2 inputs.
 
 Every server gets its `ServerConfig` through the `LYKEION_SERVER_CONFIG` variable.
 """
@@ -232,6 +233,8 @@ def render_seldon(endpoint: Endpoint) -> list[dict[str, Any]]:
 
 
 def render_kserve(endpoint: Endpoint) -> list[dict[str, Any]]:
+    """A transformer (the Lykeion server: keys in, features looked up, V2 request out) in
+    front of KServe's own MLflow runtime serving the registered version's files."""
     if endpoint.shadow:
         raise Unrenderable("the kserve backend has no shadow traffic; use seldon or lykeion")
     live = [s for s in endpoint.servers if endpoint.weights.get(s.version, 0) > 0]
@@ -241,12 +244,28 @@ def render_kserve(endpoint: Endpoint) -> list[dict[str, Any]]:
         raise Unrenderable("the kserve backend splits traffic between at most two versions")
     # KServe keeps the previously rolled-out revision itself: the spec names the newest.
     newest = live[-1]
-    predictor: dict[str, Any] = {
+    storage = newest.config.get("storage_uri")
+    if not storage:
+        raise Unrenderable(
+            f"version {newest.version} records no artifact location (status.artifactUri): "
+            "train it again"
+        )
+    transformer: dict[str, Any] = {
         "minReplicas": endpoint.replicas,
         "containers": [server_container(endpoint, newest, "kserve-container", PORT)],
     }
+    predictor: dict[str, Any] = {
+        "minReplicas": endpoint.replicas,
+        "model": {
+            "modelFormat": {"name": "mlflow"},
+            "protocolVersion": "v2",
+            "storageUri": storage,
+            "resources": _resources(endpoint),
+        },
+    }
     if len(live) == 2:
-        predictor["canaryTrafficPercent"] = endpoint.weights[newest.version]
+        for component in (transformer, predictor):
+            component["canaryTrafficPercent"] = endpoint.weights[newest.version]
     return [
         {
             "apiVersion": "serving.kserve.io/v1beta1",
@@ -254,7 +273,7 @@ def render_kserve(endpoint: Endpoint) -> list[dict[str, Any]]:
             "metadata": _metadata(
                 endpoint, endpoint.name, **{"lykeion.io/version": newest.version}
             ),
-            "spec": {"predictor": predictor},
+            "spec": {"predictor": predictor, "transformer": transformer},
         }
     ]
 

@@ -40,6 +40,8 @@ class TrainingResult:
     model_uri: str | None = None
     registered_model: str | None = None
     registered_version: str | None = None
+    artifact_uri: str | None = None
+    """Where the model's files are (what serving systems fetch, e.g. KServe's storageUri)."""
     metric: str | None = None
     metric_value: float | None = None
     gate_passed: bool | None = None
@@ -234,6 +236,10 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     client.set_terminated(run_id, "FINISHED")
     result.registered_model, result.registered_version = registered, str(version.version)
     result.model_uri = f"models:/{registered}/{version.version}"
+    try:
+        result.artifact_uri = client.get_model_version_download_uri(registered, version.version)
+    except mlflow.exceptions.MlflowException as error:
+        raise StepError("RegistryFailed", str(error)) from error
     result.metrics = {k: float(v) for k, v in client.get_run(run_id).data.metrics.items()}
 
 
