@@ -81,6 +81,8 @@ def test_model_trains_registers_and_passes_its_gate(
     assert registered.tags["lykeion.version"] == "1.0"
     assert registered.tags["lykeion.training_set.sha256"] == status["trainingSet"]["hash"]
     assert client.get_model_version_by_alias(name, "candidate").version == version
+    # Where serving systems fetch the files from (KServe's storageUri).
+    assert status["artifactUri"] == client.get_model_version_download_uri(name, version)
     run = client.get_run(status["mlflowRunId"])
     assert run.data.metrics["eval_roc_auc"] == pytest.approx(status["metrics"]["eval_roc_auc"])
     assert run.inputs.dataset_inputs[0].dataset.digest == status["trainingSet"]["hash"][:36]
