@@ -16,8 +16,9 @@ from typing import Any
 
 from lykectl.embedded import read_state
 from lykectl.errors import CliError
+from lykectl.http import call_json
+from lykectl.http import problem as http_problem
 
-REQUEST_TIMEOUT = 30.0
 MISSING = "-"
 SEARCH_LIMIT = 50
 
@@ -38,43 +39,9 @@ def api_url(given: str | None, workdir: Path) -> str:
     return platform.feature_api_url.rstrip("/")
 
 
-def _problem(answer: Any) -> str | None:
-    """The first error message of a GraphQL (`errors`) or Catalog (`error`) answer."""
-    if not isinstance(answer, dict):
-        return None
-    errors = answer.get("errors")
-    if isinstance(errors, list) and errors:
-        first = errors[0]
-        return str(first.get("message") if isinstance(first, dict) else first)
-    if answer.get("error"):
-        return str(answer["error"])
-    return None
-
-
 def _call(url: str, body: Mapping[str, Any] | None = None) -> Any:
     """GET (or POST `body` as JSON) and the decoded JSON answer; failures as one line."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, headers={"content-type": "application/json", "accept": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as answer:
-            payload = answer.read()
-    except urllib.error.HTTPError as error:
-        try:
-            problem = _problem(json.loads(error.read()))
-        except ValueError:
-            problem = None
-        raise CliError(
-            f"the Feature API answered {error.code}: {problem or error.reason}"
-        ) from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise CliError(f"cannot reach the Feature API at {url}: {reason}") from None
-    try:
-        return json.loads(payload)
-    except ValueError:
-        raise CliError(f"the Feature API at {url} did not answer JSON") from None
+    return call_json(url, body, "the Feature API")[0]
 
 
 def read_features(
@@ -88,7 +55,7 @@ def read_features(
             "variables": {"entity": entity, "keys": list(keys), "names": list(names)},
         },
     )
-    problem = _problem(answer)
+    problem = http_problem(answer)
     if problem is not None:
         raise CliError(problem)
     rows = (answer.get("data") or {}).get("features")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
@@ -12,10 +10,9 @@ import typer
 
 from lykectl import options
 from lykectl.errors import CliError
+from lykectl.http import call_json
 from lykectl.output import DataOutput, print_data, print_rows
 from lykeion.api.kinds import DEPLOYMENT
-
-REQUEST_TIMEOUT = 30.0
 
 
 def parse_keys(pairs: Sequence[str]) -> list[dict[str, str]]:
@@ -57,25 +54,6 @@ def endpoint_of(deployments: Sequence[Mapping[str, Any]], family: str, segment: 
     return str(url)
 
 
-def call(url: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as answer:
-            return json.loads(answer.read()), answer.headers.get("x-lykeion-version")
-    except urllib.error.HTTPError as error:
-        try:
-            problem = json.loads(error.read()).get("error")
-        except ValueError:
-            problem = None
-        raise CliError(f"the endpoint answered {error.code}: {problem or error.reason}") from None
-    except (urllib.error.URLError, OSError) as error:
-        raise CliError(
-            f"cannot reach the endpoint {url}: {getattr(error, 'reason', error)}"
-        ) from None
-
-
 def predict(
     ctx: typer.Context,
     family: Annotated[str, typer.Argument(help="Model family alias, e.g. forward.")],
@@ -108,7 +86,8 @@ def predict(
         cluster = options.cluster(ctx, namespace, kubeconfig)
         url = endpoint_of(cluster.list(DEPLOYMENT), family, segment)
     target = url.rstrip("/") + "/predict" + ("?explain=features" if explain else "")
-    answer, served_by = call(target, {"keys": rows})
+    answer, headers = call_json(target, {"keys": rows}, "the endpoint")
+    served_by = headers.get("x-lykeion-version")
     if output is not DataOutput.table:
         print_data({**answer, "servedBy": served_by}, output)
         return

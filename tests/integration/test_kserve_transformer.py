@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lykeion.controlplane import free_port
 from tests.integration.serving_fixture import (
     KEY,
     NAME,
@@ -29,12 +29,6 @@ from tests.integration.serving_fixture import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _mlserver_bin() -> Path:
@@ -70,10 +64,10 @@ def mlserver(served_model: ServedModel, tmp_path_factory: pytest.TempPathFactory
     with _tracking(served_model.tracking_uri):
         files = mlflow.artifacts.download_artifacts(served_model.model_uri)
     root = tmp_path_factory.mktemp("mlserver")
-    port = _free_port()
+    port = free_port()
     (root / "settings.json").write_text(json.dumps({
         "parallel_workers": 0, "host": "127.0.0.1", "http_port": port,
-        "grpc_port": _free_port(), "metrics_endpoint": None,
+        "grpc_port": free_port(), "metrics_endpoint": None,
     }))  # fmt: skip
     (root / NAME).mkdir()
     (root / NAME / "model-settings.json").write_text(json.dumps({
@@ -124,7 +118,7 @@ def test_transformer_enriches_keys_for_the_mlflow_runtime(
 def test_a_predictor_that_does_not_answer_is_a_503(
     served_model: ServedModel, servers: Servers
 ) -> None:
-    server = _transformer(servers, served_model, "no-predictor", f"127.0.0.1:{_free_port()}")
+    server = _transformer(servers, served_model, "no-predictor", f"127.0.0.1:{free_port()}")
     # Not ready without its predictor; a prediction says why instead of failing with 500.
     deadline = time.monotonic() + 90
     while not (server.folder / "endpoint.json").exists():

@@ -15,12 +15,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from lykeion.conditions import get as get_condition
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
 from lykeion.serving import render
-
-
-def _ready(conditions: list[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:
-    return next((c for c in conditions if c.get("type") == type_), None)
 
 
 def observe_lykeion(endpoint: Endpoint, applied: Mapping[str, dict[str, Any]]) -> EndpointStatus:
@@ -61,7 +58,7 @@ def observe_seldon(endpoint: Endpoint, sdep: Mapping[str, Any]) -> EndpointStatu
 def observe_kserve(endpoint: Endpoint, isvc: Mapping[str, Any]) -> EndpointStatus:
     status = isvc.get("status") or {}
     conditions = status.get("conditions") or []
-    ready = _ready(conditions, "Ready") or {}
+    ready = get_condition(conditions, "Ready") or {}
     predictor = (status.get("components") or {}).get("predictor") or {}
     live = [s.version for s in endpoint.servers if endpoint.weights.get(s.version, 0) > 0]
     available, messages = {}, {}

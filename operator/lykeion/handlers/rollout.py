@@ -203,6 +203,14 @@ def endpoint(
     )
 
 
+def _verdicts(type_: str, problems: Sequence[Admission], ok_reason: str, ok_message: str) -> Check:
+    """One condition over the versions: the first problem's reason, every version's message."""
+    if not problems:
+        return Check(type_, True, ok_reason, ok_message)
+    message = "; ".join(f"{a.version}: {a.message}" for a in problems)
+    return Check(type_, False, problems[0].reason or "", message)
+
+
 def outcome(
     spec: Mapping[str, Any],
     admissions: Sequence[Admission],
@@ -213,25 +221,11 @@ def outcome(
     by_version = {a.version: a for a in admissions}
     model_problems = [a for a in admissions if not a.admitted and a.reason in _MODEL_REASONS]
     feature_problems = [a for a in admissions if not a.admitted and a.reason not in _MODEL_REASONS]
-    evaluated = (
-        Check(
-            MODELS_EVALUATED,
-            False,
-            model_problems[0].reason or "",
-            "; ".join(f"{a.version}: {a.message}" for a in model_problems),
-        )
-        if model_problems
-        else Check(MODELS_EVALUATED, True, "ModelsEvaluated", "every version passed its gate")
+    evaluated = _verdicts(
+        MODELS_EVALUATED, model_problems, "ModelsEvaluated", "every version passed its gate"
     )
-    fresh = (
-        Check(
-            FEATURES_FRESH,
-            False,
-            feature_problems[0].reason or "",
-            "; ".join(f"{a.version}: {a.message}" for a in feature_problems),
-        )
-        if feature_problems
-        else Check(FEATURES_FRESH, True, "FeaturesFresh", "input features materialized and fresh")
+    fresh = _verdicts(
+        FEATURES_FRESH, feature_problems, "FeaturesFresh", "input features materialized and fresh"
     )
     available = served.available if served else {}
     messages = served.messages if served else {}
