@@ -21,6 +21,9 @@ def serve(app: Starlette, host: str, port: int, endpoint_file: Path | None) -> N
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # Listening before the URL is published: a client that reads endpoint.json at once
+    # waits in the backlog until the app accepts, instead of being refused.
+    sock.listen(2048)
     bound_host, bound_port = sock.getsockname()[:2]
     if endpoint_file is not None:
         tmp = endpoint_file.with_suffix(".tmp")
