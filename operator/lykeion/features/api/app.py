@@ -157,12 +157,17 @@ class GraphQLEndpoint:
             query = self.persisted.resolve(query, request.persisted_hash)
         if not query:
             raise BadUserInput("the request has no query")
-        document = snapshot.documents.get(query)
+        prepared = snapshot.documents.get(query)
         if request.persisted_hash is not None:
             self.persisted.remember(query, request.persisted_hash)
+        if prepared.plan is not None:
+            context = RequestContext(self.store, self.limits.max_keys)
+            data = await prepared.plan.run(context, request.variables, request.operation_name)
+            if data is not None:
+                return json_response({"data": data})
         outcome = execute(
             snapshot.schema,
-            document,
+            prepared.document,
             context_value=RequestContext(self.store, self.limits.max_keys),
             variable_values=request.variables,
             operation_name=request.operation_name,

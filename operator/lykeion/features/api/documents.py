@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from graphql import (
@@ -25,6 +26,7 @@ from graphql import (
 
 from lykeion.features.api.errors import BadUserInput, PersistedQueryNotFound
 from lykeion.features.api.limits import Limits, depth_limit_rule
+from lykeion.features.api.plans import Plan
 
 
 class InvalidDocument(Exception):
@@ -67,26 +69,40 @@ class _Lru(Generic[K, V]):
         return len(self._items)
 
 
-class DocumentCache:
-    """Query text -> validated document for one schema. `misses` counts parse+validate runs."""
+@dataclass(frozen=True)
+class Prepared:
+    document: DocumentNode
+    plan: Plan | None
+    """How to answer it without graphql-core's executor, when it is a plain lookup."""
 
-    def __init__(self, schema: GraphQLSchema, limits: Limits) -> None:
+
+class DocumentCache:
+    """Query text -> validated document (and its plan) for one schema. `misses` counts
+    parse+validate runs."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        limits: Limits,
+        planner: Callable[[DocumentNode], Plan | None] = lambda _: None,
+    ) -> None:
         self.schema = schema
         self.limits = limits
+        self.planner = planner
         self._rules: Collection[type[ASTValidationRule]] = (
             *specified_rules,
             depth_limit_rule(limits),
         )
-        self._documents: _Lru[str, DocumentNode] = _Lru(limits.document_cache_size)
+        self._documents: _Lru[str, Prepared] = _Lru(limits.document_cache_size)
         self.hits = 0
         self.misses = 0
 
-    def get(self, query: str) -> DocumentNode:
-        """The validated document of `query`; raises InvalidDocument."""
-        document = self._documents.get(query)
-        if document is not None:
+    def get(self, query: str) -> Prepared:
+        """The validated document of `query` and its plan; raises InvalidDocument."""
+        prepared = self._documents.get(query)
+        if prepared is not None:
             self.hits += 1
-            return document
+            return prepared
         self.misses += 1
         try:
             document = parse(query, no_location=False, max_tokens=self.limits.max_tokens)
@@ -96,8 +112,9 @@ class DocumentCache:
         if errors:
             # Invalid documents are not kept: the cache must not be fillable with junk.
             raise InvalidDocument(errors, "GRAPHQL_VALIDATION_FAILED")
-        self._documents.put(query, document)
-        return document
+        prepared = Prepared(document, self.planner(document))
+        self._documents.put(query, prepared)
+        return prepared
 
     def __len__(self) -> int:
         return len(self._documents)

@@ -6,12 +6,14 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from graphql import GraphQLSchema, assert_valid_schema
 
 from lykeion.features.api.documents import DocumentCache
 from lykeion.features.api.entities import Entities, group_views
 from lykeion.features.api.limits import Limits
+from lykeion.features.api.plans import compile_plan
 from lykeion.features.api.schema import build_schema
 from lykeion.features.view import FeatureView
 
@@ -68,4 +70,5 @@ class FeatureRegistry:
             log.warning("feature API schema: %s", conflict)
         schema = build_schema(entities)
         assert_valid_schema(schema)
-        return Snapshot(views, entities, schema, DocumentCache(schema, self.limits))
+        planner = partial(compile_plan, entities)
+        return Snapshot(views, entities, schema, DocumentCache(schema, self.limits, planner))
