@@ -92,15 +92,10 @@ def online(store: FeatureStore, refs: list[str], config: dict[str, Any]) -> dict
     return result
 
 
-def serve_http(refs: list[str], config: dict[str, Any]) -> dict[str, Any]:
-    """`feast serve` on the same repo (one worker, as the Feature API runs one process)."""
-    import os
-    import signal
-    import socket
-    import subprocess
+def serve_config(refs: list[str], config: dict[str, Any]) -> dict[str, Any]:
+    """What features.py needs to run `feast serve` on this repo and time it next to the
+    Feature API: the repo (with its feature_store.yaml), the CLI and the feature refs."""
     import sys
-
-    import requests
 
     repo = Path(config["repo"])
     (repo / "feature_store.yaml").write_text(
@@ -111,48 +106,7 @@ def serve_http(refs: list[str], config: dict[str, Any]) -> dict[str, Any]:
         "offline_store:\n  type: duckdb\n"
         "entity_key_serialization_version: 3\n"
     )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    feast_cli = str(Path(sys.executable).parent / "feast")
-    log = (repo / "feast-serve.log").open("w")
-    command = [feast_cli, "--chdir", str(repo), "serve", "--port", str(port)]
-    command += ["--no-access-log", "--workers", "1", "--max-requests", "1000000"]
-    process = subprocess.Popen(
-        command,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    result: dict[str, Any] = {}
-    try:
-        with requests.Session() as http:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if http.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"feast serve did not start; see {log.name}")
-                time.sleep(0.3)
-            for name, batches in config["online_batches"].items():
-                latencies = []
-                for keys in [batches[0], *batches]:
-                    body = {"features": refs, "entities": {"customer_id": keys}}
-                    started = time.perf_counter()
-                    answer = http.post(f"{url}/get-online-features", json=body, timeout=10)
-                    latencies.append(time.perf_counter() - started)
-                    answer.raise_for_status()
-                quantiles = statistics.quantiles(latencies[1:], n=100)
-                result[name] = {"p50_ms": quantiles[49] * 1e3, "p99_ms": quantiles[98] * 1e3}
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
-    return result
+    return {"repo": str(repo), "cli": str(Path(sys.executable).parent / "feast"), "refs": refs}
 
 
 def main() -> int:
@@ -173,7 +127,7 @@ def main() -> int:
         "historical": lambda: historical(store, refs, config),
         "materialize": lambda: materialize(store, config),
         "online": lambda: online(store, refs, config),
-        "online_http": lambda: serve_http(refs, config),
+        "serve": lambda: serve_config(refs, config),
     }
     for name, phase in phases.items():
         try:

