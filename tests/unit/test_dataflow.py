@@ -1,9 +1,24 @@
-"""Dataflow options rendered from configuration, checked by Beam's own validator."""
+"""Dataflow options rendered from configuration, checked by Beam's own validator, and the
+pipeline's read step per source kind."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import yaml
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pipeline import PipelineVisitor
+
+from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.config import PlatformConfig
+from lykeion.controlplane import REPO_ROOT
+from lykeion.features.compile import Range, history_sql
 from lykeion.features.dataflow import check, dataflow_args, with_job_name
+from lykeion.features.pipeline import build
+from lykeion.features.view import FeatureView
 from lykeion.handlers.materialization import run_name
 
 
@@ -38,3 +53,71 @@ def test_local_runs_keep_direct_runner_and_no_job_name() -> None:
     config = PlatformConfig.from_env({})
     assert config.beam_args == ("--runner=DirectRunner",)
     assert with_job_name(config.beam_args, "x") == ("--runner=DirectRunner",)
+
+
+def _bigquery_spec() -> FeatureManifestSpec:
+    body = yaml.safe_load((REPO_ROOT / "examples/forward/features.yaml").read_text())["spec"]
+    body["source"] = {"bigquery": {"table": "acme-ml.rides.rides"}, "timestampColumn": "event_time"}
+    return FeatureManifestSpec.model_validate(body)
+
+
+def _transforms(pipeline: beam.Pipeline) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    class Visitor(PipelineVisitor):
+        def enter_composite_transform(self, node: Any) -> None:
+            found[node.full_label] = node.transform
+
+        def visit_transform(self, node: Any) -> None:
+            found[node.full_label] = node.transform
+
+    pipeline.visit(Visitor())
+    return found
+
+
+def test_bigquery_sources_are_read_by_bigquery_with_the_compiled_sql() -> None:
+    """On Dataflow the pipeline reads a BigQuery source with Beam's ReadFromBigQuery,
+    running the manifest's BigQuery SQL (the SQL the emulator test runs) as the query."""
+    spec = _bigquery_spec()
+    view = FeatureView.from_body(
+        {
+            "metadata": {"name": "rider-activity"},
+            "spec": spec.model_dump(by_alias=True, exclude_none=True),
+        }
+    )
+    start = datetime(2026, 2, 1, tzinfo=UTC)
+    run_range = Range(start, start + timedelta(hours=1))
+    # Constructed, not run: a Dataflow runner would probe GCS on construction, and without
+    # --no_auth Beam retries looking for cloud credentials for minutes.
+    options = PipelineOptions(["--runner=DirectRunner", "--project=acme-ml", "--no_auth"])
+    pipeline = beam.Pipeline(options=options)
+    build(
+        pipeline, spec, view, run_range, "bigquery://acme-ml/features", "bigtable://acme-ml/i", None
+    )
+    transforms = _transforms(pipeline)
+    read = transforms["ReadHistory"]
+    assert isinstance(read, beam.io.ReadFromBigQuery)
+    assert read.method == beam.io.ReadFromBigQuery.Method.DIRECT_READ
+    assert read._kwargs["query"] == history_sql(spec, "bigquery", run_range)
+    assert read._kwargs["use_standard_sql"] is True
+    assert "TIMESTAMP '2026-02-01T01:00:00+00:00'" in read._kwargs["query"]
+    assert "Start" not in transforms  # no DuckDB read for a BigQuery source
+
+
+def test_file_sources_are_read_by_duckdb_inside_the_pipeline(tmp_path: Path) -> None:
+    body = yaml.safe_load((REPO_ROOT / "examples/forward/features.yaml").read_text())
+    spec = FeatureManifestSpec.model_validate(body["spec"])
+    view = FeatureView.from_body(body | {"metadata": {"name": "rider-activity"}})
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"]))
+    build(
+        pipeline,
+        spec,
+        view,
+        Range(),
+        f"duckdb://{tmp_path}/o.duckdb",
+        f"sqlite://{tmp_path}/o.db",
+        None,
+    )
+    transforms = _transforms(pipeline)
+    assert not any(isinstance(t, beam.io.ReadFromBigQuery) for t in transforms.values())
+    assert "ReadHistory" in transforms and "Start" in transforms

@@ -1,6 +1,6 @@
 """The Apache Beam pipeline of a FeatureManifest.
 
-    read (compiled SQL: DuckDB here, BigQuery on Dataflow)
+    read (compiled SQL: DuckDB for files; BigQuery's own engine for BigQuery sources)
       -> split rows carrying an error (counted, never written)
       -> batches of history rows            -> offline store
       -> latest row per entity (combine)    -> online store
@@ -22,7 +22,7 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
-from lykeion.features.compile import ERROR, Range
+from lykeion.features.compile import ERROR, Range, history_sql
 from lykeion.features.materialize import RunResult, iso_or_none, query_history
 from lykeion.features.online.base import OnlineRow
 from lykeion.features.online.codec import arrow_schema
@@ -123,6 +123,25 @@ class Latest(beam.CombineFn):
         return best
 
 
+class CountRead(beam.DoFn):
+    def __init__(self) -> None:
+        self.rows_read = Metrics.counter(NAMESPACE, "rows_read")
+
+    def process(self, row: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        self.rows_read.inc()
+        yield row
+
+
+def read_bigquery(spec: FeatureManifestSpec, run_range: Range) -> beam.PTransform:
+    """A BigQuery source is computed where it lives: the manifest's BigQuery SQL runs as a
+    query job and its rows stream back through the Storage Read API (no GCS export)."""
+    return beam.io.ReadFromBigQuery(
+        query=history_sql(spec, "bigquery", run_range),
+        use_standard_sql=True,
+        method=beam.io.ReadFromBigQuery.Method.DIRECT_READ,
+    )
+
+
 def build(
     p: beam.Pipeline,
     spec: FeatureManifestSpec,
@@ -132,14 +151,21 @@ def build(
     online_uri: str,
     data_root: str | None,
 ) -> Any:
-    rows = (
-        p
-        | "Start" >> beam.Create([None])
-        | "ReadHistory"
-        >> beam.ParDo(
-            ReadHistory(spec.model_dump_json(), run_range.start, run_range.end, data_root)
+    if spec.source.bigquery is not None:
+        rows = (
+            p
+            | "ReadHistory" >> read_bigquery(spec, run_range)
+            | "CountRead" >> beam.ParDo(CountRead())
         )
-    )
+    else:
+        rows = (
+            p
+            | "Start" >> beam.Create([None])
+            | "ReadHistory"
+            >> beam.ParDo(
+                ReadHistory(spec.model_dump_json(), run_range.start, run_range.end, data_root)
+            )
+        )
     split = rows | "SplitBad" >> beam.ParDo(SplitBad()).with_outputs(SplitBad.BAD, main="good")
     good = split.good
     _ = (
