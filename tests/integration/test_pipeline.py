@@ -1,9 +1,11 @@
-"""The Beam pipeline and the in-process engine write identical stores for the example, and
-an incremental run after a partial backfill ends where one full backfill ends."""
+"""The Beam pipeline (on DirectRunner and on FlinkRunner) and the in-process engine write
+identical stores for the example, and an incremental run after a partial backfill ends
+where one full backfill ends."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -18,8 +20,22 @@ from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
 
 ROOT = Path(__file__).resolve().parents[2]
+FLINK_INSTALL = ROOT / "scripts" / "install-flink-job-server.sh"
 MANIFEST = ROOT / "examples" / "forward" / "features.yaml"
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def flink_job_server_jar() -> Path:
+    """Beam's Flink job server, built once outside the repo (`LYKEION_FLINK_JOB_SERVER` is
+    the folder the install script prints)."""
+    folder = os.environ.get("LYKEION_FLINK_JOB_SERVER")
+    if not folder:
+        done = subprocess.run(
+            ["bash", str(FLINK_INSTALL)], capture_output=True, text=True, timeout=900
+        )
+        assert done.returncode == 0, f"installing the Flink job server failed:\n{done.stderr}"
+        folder = done.stdout.strip().splitlines()[-1]
+    return Path(folder) / "beam-flink-job-server.jar"
 
 
 def _manifest() -> dict[str, Any]:
@@ -34,6 +50,7 @@ def _run(
     start: str | None = None,
     end: str | None = None,
     source: Path | None = None,
+    beam_args: list[str] | None = None,
 ) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     body = _manifest()
@@ -51,7 +68,8 @@ def _run(
         command += ["--start", start]
     if end:
         command += ["--end", end]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    command += beam_args or []
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     result: dict[str, Any] = json.loads((folder / "result.json").read_text())
     result["exit_code"] = done.returncode
     result["log"] = done.stdout + done.stderr
@@ -78,16 +96,51 @@ def duckdb_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_beam_and_duckdb_engines_write_identical_stores(duckdb_run: Path, tmp_path: Path) -> None:
-    beam = _run(tmp_path / "beam", "beam")
-    assert beam["exit_code"] == 0, beam["log"]
+@pytest.fixture(scope="module")
+def direct_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("direct-runner")
+    result = _run(folder, "beam")
+    assert result["exit_code"] == 0, result["log"]
+    return folder
+
+
+COUNTERS = ("rows_read", "rows_written", "bad_rows", "online_rows")
+
+
+def test_beam_and_duckdb_engines_write_identical_stores(duckdb_run: Path, direct_run: Path) -> None:
+    beam = json.loads((direct_run / "result.json").read_text())
     reference = json.loads((duckdb_run / "result.json").read_text())
-    for key in ("rows_read", "rows_written", "bad_rows", "online_rows"):
+    for key in COUNTERS:
         assert beam[key] == reference[key], key
     assert reference["rows_written"] > 10_000 and reference["online_rows"] == 300
-    history, latest = _stores(tmp_path / "beam")
+    history, latest = _stores(direct_run)
     assert (history, latest) == _stores(duckdb_run)
     assert all(entry is not None for entry in latest)
+
+
+def test_flink_runner_writes_what_direct_runner_writes(direct_run: Path, tmp_path: Path) -> None:
+    """The same pipeline on a distributed engine: Beam's FlinkRunner with an embedded Flink
+    (`[local]`, two parallel task slots), the SDK harness in this process (LOOPBACK)."""
+    flink = _run(
+        tmp_path,
+        "beam",
+        beam_args=[
+            "--runner=FlinkRunner",
+            "--flink_master=[local]",
+            f"--flink_job_server_jar={flink_job_server_jar()}",
+            "--environment_type=LOOPBACK",
+            "--parallelism=2",
+            "--artifact_port=0",
+            "--expansion_port=0",
+        ],
+    )
+    assert flink["exit_code"] == 0, flink["log"][-5000:]
+    # Beam started the Flink job server and submitted the pipeline to it.
+    assert "starting service" in flink["log"] and "beam-flink-job-server.jar" in flink["log"]
+    direct = json.loads((direct_run / "result.json").read_text())
+    for key in COUNTERS:
+        assert flink[key] == direct[key], key
+    assert _stores(tmp_path) == _stores(direct_run)
 
 
 @pytest.mark.parametrize("engine", ["duckdb", "beam"])

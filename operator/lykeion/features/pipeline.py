@@ -132,7 +132,7 @@ class CountRead(beam.DoFn):
         yield row
 
 
-def read_bigquery(spec: FeatureManifestSpec, run_range: Range) -> beam.PTransform:
+def read_bigquery(spec: FeatureManifestSpec, run_range: Range) -> beam.io.ReadFromBigQuery:
     """A BigQuery source is computed where it lives: the manifest's BigQuery SQL runs as a
     query job and its rows stream back through the Storage Read API (no GCS export)."""
     return beam.io.ReadFromBigQuery(
