@@ -88,20 +88,22 @@ def _stores(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any] | N
     return history, latest
 
 
-@pytest.fixture(scope="module")
-def duckdb_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("duckdb-engine")
-    result = _run(folder, "duckdb")
+def _reference(factory: pytest.TempPathFactory, engine: str) -> Path:
+    folder = factory.mktemp(f"{engine}-engine")
+    result = _run(folder, engine)
     assert result["exit_code"] == 0, result["log"]
     return folder
+
+
+@pytest.fixture(scope="module")
+def duckdb_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _reference(tmp_path_factory, "duckdb")
 
 
 @pytest.fixture(scope="module")
 def direct_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("direct-runner")
-    result = _run(folder, "beam")
-    assert result["exit_code"] == 0, result["log"]
-    return folder
+    """The Beam pipeline on DirectRunner."""
+    return _reference(tmp_path_factory, "beam")
 
 
 COUNTERS = ("rows_read", "rows_written", "bad_rows", "online_rows")

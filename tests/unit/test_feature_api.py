@@ -120,28 +120,30 @@ def gql(client: TestClient, query: str, **variables: Any) -> tuple[int, dict[str
 ALL_TYPED = " ".join(TYPED)
 
 
+def typed_rows() -> list[OnlineRow]:
+    """r1 with a value of every type (edge values, lists with nulls), r2 with none."""
+    return [
+        row(
+            "r1",
+            age=BIG,
+            score=0.25,
+            city="Zürich",
+            vip=True,
+            seen=SEEN,
+            counts=[1, None, -(2**63)],
+            ratios=[0.5, 1.0],
+            labels=["a", ""],
+            flags=[False, True],
+            visits=[SEEN, SEEN + timedelta(hours=1)],
+        ),
+        row("r2", **{name: None for name in TYPED}),
+    ]
+
+
 def test_typed_values_per_type_with_nulls_and_lists(
     store: RecordingStore, rider: FeatureView
 ) -> None:
-    store.write(
-        rider,
-        [
-            row(
-                "r1",
-                age=BIG,
-                score=0.25,
-                city="Zürich",
-                vip=True,
-                seen=SEEN,
-                counts=[1, None, -(2**63)],
-                ratios=[0.5, 1.0],
-                labels=["a", ""],
-                flags=[False, True],
-                visits=[SEEN, SEEN + timedelta(hours=1)],
-            ),
-            row("r2", **{name: None for name in TYPED}),
-        ],
-    )
+    store.write(rider, typed_rows())
     status, body = gql(
         client_for(store, [rider]),
         f'{{ a: rider(id: "r1") {{ rider_id {ALL_TYPED} }} b: rider(id: "r2") {{ {ALL_TYPED} }} }}',

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from lykeion.features.api import FeatureRegistry, Limits
 from lykeion.features.api.reads import RequestContext
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
-from tests.unit.test_feature_api import BIG, SEEN, TYPED, client_for, gql, row, view_of
+from tests.unit.test_feature_api import TYPED, client_for, gql, row, typed_rows, view_of
 
 ALL = " ".join(TYPED)
 
@@ -27,26 +26,7 @@ def served(tmp_path: Path) -> tuple[SqliteOnlineStore, FeatureRegistry]:
         "accounts", entity="account", features={"balance": "float64"}, key_type="int64"
     )
     store = SqliteOnlineStore(tmp_path / "online.db")
-    store.write(
-        rider,
-        [
-            row(
-                "r1",
-                age=BIG,
-                score=0.25,
-                city="Zürich",
-                vip=True,
-                seen=SEEN,
-                counts=[1, None, -(2**63)],
-                ratios=[0.5, 1.0],
-                labels=["a", ""],
-                flags=[False, True],
-                visits=[SEEN, SEEN + timedelta(hours=1)],
-            ),
-            row("r2", **{name: None for name in TYPED}),
-            row("r3", age=7, city="Bern", counts=[]),
-        ],
-    )
+    store.write(rider, [*typed_rows(), row("r3", age=7, city="Bern", counts=[])])
     store.write(trips, [row("r1", trips=12), row("r4", trips=3)])
     store.write(account, [row(10, balance=1.5), row(-(2**63), balance=-2.0)])
     return store, FeatureRegistry([rider, trips, account], Limits(max_keys=20))
