@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
@@ -86,11 +87,18 @@ class FeatureView:
         return f"{self.namespace}__{self.name}".replace("-", "_")
 
     def feature(self, name: str) -> FeatureDef:
-        for feature in self.features:
-            if feature.name == name:
-                return feature
-        raise KeyError(f"{self.entity}.{name} is not a feature of FeatureManifest {self.name}")
+        found = self._by_name.get(name)
+        if found is None:
+            raise KeyError(f"{self.entity}.{name} is not a feature of FeatureManifest {self.name}")
+        return found
 
-    @property
+    @cached_property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
+
+    # Views are immutable and read on every online request: lookups derived from the
+    # fields are computed once. (Not the hash: a pickled view must not carry one process's
+    # string hashes into another.)
+    @cached_property
+    def _by_name(self) -> dict[str, FeatureDef]:
+        return {f.name: f for f in self.features}

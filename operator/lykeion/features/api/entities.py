@@ -10,7 +10,7 @@ operator flags such manifests with a `FeatureConflict`), or names GraphQL reserv
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lykeion.features.api.errors import BadUserInput
@@ -60,6 +60,9 @@ class Entity:
     features: dict[str, ServedFeature] = field(default_factory=dict)
     views: list[FeatureView] = field(default_factory=list)
     """Every manifest merged into this entity, in namespace/name order."""
+    _plans: dict[tuple[str, ...], dict[FeatureView, list[str]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def key(self, raw: str | int) -> str | int:
         """A key as the store holds it: int64 keys as int, others as text."""
@@ -73,12 +76,19 @@ class Entity:
             raise BadUserInput(f"{self.name} key {raw!r} is out of the int64 range")
         return key
 
-    def plan(self, names: Iterable[str]) -> dict[FeatureView, list[str]]:
-        """The store reads that cover `names`: view -> its features among them."""
-        reads: dict[FeatureView, list[str]] = {}
-        for name in names:
-            served = self.features[name]
-            reads.setdefault(served.view, []).append(name)
+    def plan(self, names: Iterable[str]) -> Mapping[FeatureView, Sequence[str]]:
+        """The store reads that cover `names`: view -> its features among them. Kept per
+        selection, as clients ask for the same few over and over (the entity's features
+        do not change: a new manifest makes a new Entity)."""
+        wanted = tuple(names)
+        reads = self._plans.get(wanted)
+        if reads is None:
+            reads = {}
+            for name in wanted:
+                served = self.features[name]
+                reads.setdefault(served.view, []).append(name)
+            if len(self._plans) < 1024:
+                self._plans[wanted] = reads
         return reads
 
 

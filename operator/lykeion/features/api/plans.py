@@ -152,13 +152,14 @@ class Plan:
             keys = [lookup.key_values(variables) for lookup in self.lookups]
             if sum(len(lookup_keys) for lookup_keys in keys) > context.max_keys:
                 return None  # refused before anything is read
-            reads = await asyncio.gather(
-                *(
-                    read_entities(context, lookup.entity, lookup_keys, lookup.features)
-                    for lookup, lookup_keys in zip(self.lookups, keys, strict=True)
-                ),
-                return_exceptions=True,
-            )
+            pending = [
+                read_entities(context, lookup.entity, lookup_keys, lookup.features)
+                for lookup, lookup_keys in zip(self.lookups, keys, strict=True)
+            ]
+            if len(pending) == 1:
+                reads: list[Any] = [await pending[0]]
+            else:
+                reads = await asyncio.gather(*pending, return_exceptions=True)
             data: dict[str, Any] = {}
             for lookup, rows in zip(self.lookups, reads, strict=True):
                 if isinstance(rows, BaseException):

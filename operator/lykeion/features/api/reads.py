@@ -35,7 +35,7 @@ class RequestContext:
 
 
 async def _read(
-    store: OnlineStore, view: FeatureView, keys: Sequence[str | int], features: list[str]
+    store: OnlineStore, view: FeatureView, keys: Sequence[str | int], features: Sequence[str]
 ) -> list[dict[str, Any] | None]:
     try:
         if store.reads_inline:
@@ -63,9 +63,9 @@ async def read_entities(
         plan = {entity.views[0]: []}
     if not unique or not plan:
         return [None for _ in keys]
-    answers = await asyncio.gather(
-        *(_read(context.store, view, unique, features) for view, features in plan.items())
-    )
+    reads = [_read(context.store, view, unique, features) for view, features in plan.items()]
+    # One manifest is the common case: awaiting it directly spares gather's task.
+    answers = [await reads[0]] if len(reads) == 1 else await asyncio.gather(*reads)
     rows: dict[str | int, dict[str, Any] | None] = {}
     for index, key in enumerate(unique):
         found = [answer[index] for answer in answers]
