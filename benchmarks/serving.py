@@ -23,12 +23,13 @@ What is timed (the three servers run at once, each idle but for its turns):
 Before any timing every server answers the same keys, and its probabilities must equal the
 in-process ones within 1e-9. Then, per batch size (1 and 50 rows), the same requests to
 every server:
-  sequential   one keep-alive connection per server (httpx.Client), --requests requests at
-               batch 1 and a quarter as many at batch 50;
-  concurrent   --concurrency asyncio workers sharing one httpx.AsyncClient per server, as
+  sequential   one keep-alive connection per server, --requests requests at batch 1 and
+               a quarter as many at batch 50;
+  concurrent   --concurrency client threads per server, each on its own connection, as
                many requests.
-The servers take turns of 100 (concurrent: 200) requests, so that load from elsewhere on
-the machine falls on all of them alike. Reported: p50/p99 latency (ms) and requests/s
+The load generator is benchmarks/load.py (the standard library's http.client; the
+servers take turns of 100, concurrent 200, requests, so that load from elsewhere on the
+machine falls on all of them alike). Reported: p50/p99 latency (ms) and requests/s
 (requests over the time of the server's own turns), and the ratios of Lykeion to MLServer
 and to `mlflow models serve`. Request bodies are built before the clock starts; the load
 generator shares the machine's cores with the server it measures.
@@ -37,25 +38,24 @@ generator shares the machine's cores with the server it measures.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AsyncExitStack, ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import load
 import mlflow
 import numpy as np
 import orjson
@@ -77,17 +77,9 @@ INPUTS = [
 COLUMNS = [i["column"] for i in INPUTS]
 BATCHES = (1, 50)
 WARMUP = 50
-TURN = 100
-"""Requests a server answers before the next one's turn (sequential)."""
-CONCURRENT_TURN = 200
 TOLERANCE = 1e-9
 STARTUP_SECONDS = 90
 JSON_HEADERS = {"content-type": "application/json"}
-
-
-def quantiles_ms(latencies: Sequence[float]) -> dict[str, float]:
-    cut = statistics.quantiles(latencies, n=100)
-    return {"p50_ms": cut[49] * 1e3, "p99_ms": cut[98] * 1e3}
 
 
 def _free_port() -> int:
@@ -441,111 +433,20 @@ def plan(total: int, riders_count: int, seed: int = 2) -> Plan:
     )
 
 
-def _summary(latencies: list[float], wall: float) -> dict[str, float]:
-    return {**quantiles_ms(latencies), "rps": len(latencies) / wall, "requests": len(latencies)}
-
-
 @dataclass(frozen=True)
 class Endpoint:
     target: Target
     base: str
 
 
-def _check(name: str, answer: httpx.Response) -> None:
-    if answer.status_code != 200:
-        raise RuntimeError(f"{name} answered {answer.status_code}: {answer.text[:500]}")
-
-
-def sequential(endpoints: list[Endpoint], bodies: dict[str, list[bytes]]) -> dict[str, Any]:
-    """One keep-alive connection per server; the servers take turns of TURN requests, so
-    that the machine's other load falls on all of them alike."""
-    latencies: dict[str, list[float]] = {e.target.name: [] for e in endpoints}
-    walls = dict.fromkeys(latencies, 0.0)
-    with ExitStack() as stack:
-        clients = {
-            e.target.name: stack.enter_context(httpx.Client(base_url=e.base, timeout=60))
-            for e in endpoints
-        }
-        for e in endpoints:
-            for body in bodies[e.target.name][:WARMUP]:
-                _check(
-                    e.target.name,
-                    clients[e.target.name].post(e.target.path, content=body, headers=JSON_HEADERS),
-                )
-        total = len(next(iter(bodies.values())))
-        for start in range(0, total, TURN):
-            for e in endpoints:
-                name, http, sink = e.target.name, clients[e.target.name], latencies[e.target.name]
-                turn = time.perf_counter()
-                for body in bodies[name][start : start + TURN]:
-                    begun = time.perf_counter()
-                    answer = http.post(e.target.path, content=body, headers=JSON_HEADERS)
-                    sink.append(time.perf_counter() - begun)
-                    _check(name, answer)
-                walls[name] += time.perf_counter() - turn
-    return {name: _summary(latencies[name], walls[name]) for name in latencies}
-
-
-async def concurrent(
-    endpoints: list[Endpoint], bodies: dict[str, list[bytes]], workers: int
-) -> dict[str, Any]:
-    """`workers` coroutines sharing one AsyncClient per server, in turns as `sequential`."""
-    latencies: dict[str, list[float]] = {e.target.name: [] for e in endpoints}
-    walls = dict.fromkeys(latencies, 0.0)
-    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-    async with AsyncExitStack() as stack:
-        clients = {
-            e.target.name: await stack.enter_async_context(
-                httpx.AsyncClient(base_url=e.base, timeout=60, limits=limits)
-            )
-            for e in endpoints
-        }
-        for e in endpoints:  # open every connection before the clock starts
-            http, warm = clients[e.target.name], bodies[e.target.name][:workers]
-            for answer in await asyncio.gather(
-                *(http.post(e.target.path, content=b, headers=JSON_HEADERS) for b in warm)
-            ):
-                _check(e.target.name, answer)
-
-        async def worker(e: Endpoint, pending: Iterator[bytes]) -> None:
-            http, sink = clients[e.target.name], latencies[e.target.name]
-            for body in pending:
-                begun = time.perf_counter()
-                answer = await http.post(e.target.path, content=body, headers=JSON_HEADERS)
-                sink.append(time.perf_counter() - begun)
-                _check(e.target.name, answer)
-
-        total = len(next(iter(bodies.values())))
-        for start in range(0, total, CONCURRENT_TURN):
-            for e in endpoints:
-                pending = iter(bodies[e.target.name][start : start + CONCURRENT_TURN])
-                turn = time.perf_counter()
-                await asyncio.gather(*(worker(e, pending) for _ in range(workers)))
-                walls[e.target.name] += time.perf_counter() - turn
-    return {name: _summary(latencies[name], walls[name]) for name in latencies}
-
-
 def measure(endpoints: list[Endpoint], work: Plan, workers: int) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        e.target.name: {"sequential": {}, "concurrent": {}} for e in endpoints
+    """Every server, every batch size, sequential and concurrent (benchmarks/load.py)."""
+    bodies = {
+        str(size): {e.target.name: [e.target.body(ix) for ix in requests] for e in endpoints}
+        for size, requests in work.requests.items()
     }
-    for size, requests in work.requests.items():
-        bodies = {e.target.name: [e.target.body(ix) for ix in requests] for e in endpoints}
-        runs = {
-            "sequential": sequential(endpoints, bodies),
-            "concurrent": asyncio.run(concurrent(endpoints, bodies, workers)),
-        }
-        for mode, summaries in runs.items():
-            for name, summary in summaries.items():
-                result[name][mode][str(size)] = summary
-            print(
-                f"  batch {size:>2} {mode}: "
-                + ", ".join(
-                    f"{n} p99 {r[mode][str(size)]['p99_ms']:.2f} ms" for n, r in result.items()
-                ),
-                flush=True,
-            )
-    return result
+    targets = [load.Endpoint(e.target.name, e.base + e.target.path) for e in endpoints]
+    return load.measure(targets, bodies, workers, lambda line: print(line, flush=True))
 
 
 def agree(
@@ -585,7 +486,7 @@ def in_process(pyfunc: Any, table: pd.DataFrame, work: Plan) -> dict[str, Any]:
                 begun = time.perf_counter()
                 predict(frame)
                 latencies.append(time.perf_counter() - begun)
-            result[name][str(size)] = _summary(latencies, time.perf_counter() - started)
+            result[name][str(size)] = load.summary(latencies, time.perf_counter() - started)
     return result
 
 
@@ -631,7 +532,7 @@ def report(results: dict[str, Any]) -> list[str]:
         lines.append(f"  {name:<20}{cells(block)}")
     for mode, title in (
         ("sequential", "sequential, one keep-alive connection"),
-        ("concurrent", f"concurrent, {results['concurrency']} asyncio workers"),
+        ("concurrent", f"concurrent, {results['concurrency']} client threads"),
     ):
         lines += ["", title, header]
         for name, server in results["servers"].items():
