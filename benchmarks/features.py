@@ -33,15 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -254,32 +252,6 @@ def _free_port() -> int:
         return port
 
 
-@contextmanager
-def server(name: str, command: list[str], ready_url: str, log_path: Path) -> Iterator[None]:
-    """Runs `command` in its own session until the block ends; waits for `ready_url`."""
-    import httpx
-
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(ready_url, timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"{name} did not start; see {log_path}")
-                time.sleep(0.2)
-            yield
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
-
-
 def _lykeion_values(body: bytes) -> list[list[float]]:
     answer = json.loads(body)
     assert "errors" not in answer, answer
@@ -319,20 +291,23 @@ def online_http(
     }
     endpoints = [lykeion]
     with ExitStack() as stack:
+        base = f"http://127.0.0.1:{port}"
         stack.enter_context(
-            server("Feature API", command, f"http://127.0.0.1:{port}/readyz", folder / "api.log")
+            load.running("Feature API", command, folder / "api.log", lambda: base, "/readyz")
         )
         if feast_serve is not None:
             feast_port = _free_port()
             feast_command = [feast_serve["cli"], "--chdir", feast_serve["repo"], "serve"]
             feast_command += ["--port", str(feast_port), "--no-access-log", "--workers", "1"]
             feast_command += ["--max-requests", "1000000"]
+            feast_base = f"http://127.0.0.1:{feast_port}"
             stack.enter_context(
-                server(
+                load.running(
                     "feast serve",
                     feast_command,
-                    f"http://127.0.0.1:{feast_port}/health",
                     folder / "feast-serve.log",
+                    lambda: feast_base,
+                    "/health",
                 )
             )
             feast_endpoint = load.Endpoint(

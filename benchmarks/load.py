@@ -1,4 +1,5 @@
-"""HTTP load for the benchmarks: the same request bodies to every server, in turns.
+"""HTTP load for the benchmarks: the servers under test, and the same request bodies to
+every one of them, in turns.
 
 The client is the standard library's `http.client` on keep-alive connections, which
 spends about 0.1 ms of a request here where httpx spends about 0.4 ms, so the figures
@@ -19,15 +20,21 @@ from __future__ import annotations
 
 import gc
 import http.client
+import os
+import signal
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from lykeion.readiness import NotReady, wait_until_answers
 
 TURN = 100
 CONCURRENT_TURN = 200
@@ -202,3 +209,58 @@ def measure(
                 + ", ".join(f"{n} p99 {s['p99_ms']:.2f} ms" for n, s in summaries.items())
             )
     return result
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextmanager
+def running(
+    label: str,
+    command: list[str],
+    log_path: Path,
+    url: Callable[[], str | None],
+    ready_path: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    startup_seconds: float = 90,
+) -> Iterator[str]:
+    """Start `command` in its own process group, wait (bounded) until GET `ready_path`
+    answers 200, yield the base URL (`url()`, None until the server has published it);
+    always stop the whole group."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=cwd
+        )
+        try:
+            try:
+                wait_until_answers(
+                    lambda: None if (base := url()) is None else base + ready_path,
+                    label,
+                    [process],
+                    startup_seconds,
+                )
+            except NotReady as error:
+                raise RuntimeError(f"{error}; log tail:\n{_tail(log_path)}") from None
+            base = url()
+            assert base is not None
+            yield base
+        finally:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass

@@ -41,14 +41,13 @@ import argparse
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,7 +77,6 @@ COLUMNS = [i["column"] for i in INPUTS]
 BATCHES = (1, 50)
 WARMUP = 50
 TOLERANCE = 1e-9
-STARTUP_SECONDS = 90
 JSON_HEADERS = {"content-type": "application/json"}
 
 
@@ -254,69 +252,6 @@ def lykeion_targets() -> list[Target]:
 # -- processes ---------------------------------------------------------------------------
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-@contextmanager
-def running(
-    label: str,
-    command: list[str],
-    log_path: Path,
-    url: Callable[[], str | None],
-    ready_path: str,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-) -> Iterator[str]:
-    """Start `command` in its own process group, wait (bounded) until GET `ready_path`
-    answers 200, yield the base URL; always stop the whole group."""
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=cwd
-    )
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        base: str | None = None
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"{label} exited with {process.returncode} while starting; log tail:\n"
-                    + _tail(log_path)
-                )
-            base = base or url()
-            if base is not None:
-                try:
-                    if httpx.get(base + ready_path, timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{label} not ready after {STARTUP_SECONDS}s; log tail:\n" + _tail(log_path)
-                )
-            time.sleep(0.25)
-        yield base
-    finally:
-        _stop(process)
-        log.close()
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-
-
 def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     # `mlflow models serve` runs `uvicorn` from PATH: the one of this interpreter.
@@ -331,7 +266,7 @@ def mlflow_server(trained: Trained, folder: Path) -> Any:
         sys.executable, "-m", "mlflow", "models", "serve", "-m", str(trained.model_dir),
         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    return running(
+    return load.running(
         "mlflow models serve",
         command,
         folder / "mlflow-serve.log",
@@ -373,7 +308,7 @@ def mlserver_server(trained: Trained, folder: Path, bin_dir: Path) -> Any:
         "parameters": {"uri": str(trained.model_dir)},
     }
     (repo / NAME / "model-settings.json").write_text(json.dumps(model_settings))
-    return running(
+    return load.running(
         "mlserver",
         [str(bin_dir / "mlserver"), "start", str(repo)],
         folder / "mlserver.log",
@@ -407,7 +342,7 @@ def lykeion_server(trained: Trained, folder: Path, body: dict[str, Any], online:
         sys.executable, "-m", "lykeion.serving", "--config", str(config_path),
         "--host", "127.0.0.1", "--port", "0", "--endpoint-file", str(endpoint),
     ]  # fmt: skip
-    return running("lykeion.serving", command, folder / "lykeion-server.log", url, "/ready")
+    return load.running("lykeion.serving", command, folder / "lykeion-server.log", url, "/ready")
 
 
 # -- load --------------------------------------------------------------------------------

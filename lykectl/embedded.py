@@ -15,8 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -29,6 +27,7 @@ from lykectl.errors import CliError
 from lykeion.config import PlatformConfig
 from lykeion.controlplane import ControlPlane, ControlPlaneError, binaries_dir, free_port
 from lykeion.executors.local_endpoints import Process as ServingProcess
+from lykeion.readiness import NotReady, wait_until_answers
 from lykeion.training.tracking_server import TrackingServer
 
 DEFAULT_WORKDIR = Path("~/.lykeion")
@@ -216,18 +215,10 @@ def _wait_answers(
     what: str, process: subprocess.Popen[bytes], url: str, log: Path, timeout: float
 ) -> None:
     """Poll `url` until it answers 200, the process exits, or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise CliError(f"{what} exited with code {process.returncode}; see {log}")
-        with (
-            contextlib.suppress(urllib.error.URLError, OSError),
-            urllib.request.urlopen(url, timeout=2) as answer,
-        ):
-            if answer.status == 200:
-                return
-        time.sleep(POLL_INTERVAL)
-    raise CliError(f"{what} was not ready after {timeout:g}s; see {log}")
+    try:
+        wait_until_answers(url, what, [process], timeout, log=log, interval=POLL_INTERVAL)
+    except NotReady as error:
+        raise CliError(str(error)) from None
 
 
 def _running(workdir: Path) -> Platform | None:

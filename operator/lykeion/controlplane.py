@@ -16,13 +16,13 @@ import socket
 import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from lykeion.readiness import NotReady, wait_until_answers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-control-plane.sh"
@@ -194,28 +194,21 @@ class ControlPlane:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        request = urllib.request.Request(
-            f"{self.url}/readyz", headers={"Authorization": f"Bearer {self.token}"}
-        )
         deadline = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            for proc in self.processes:
-                if proc.poll() is not None:
-                    self.stop()
-                    raise ControlPlaneError(
-                        f"{proc.args!r:.80} exited with {proc.returncode}; see {self.workdir}/logs"
-                    )
-            try:
-                with urllib.request.urlopen(request, context=context, timeout=5) as answer:
-                    if answer.status == 200:
-                        self._wait_default_namespace(deadline)
-                        return
-            except (urllib.error.URLError, OSError) as error:
-                last = str(error)
-            time.sleep(0.25)
-        self.stop()
-        raise ControlPlaneError(f"kube-apiserver not ready after {timeout:.0f}s: {last}")
+        try:
+            wait_until_answers(
+                f"{self.url}/readyz",
+                "the control plane (etcd, kube-apiserver)",
+                self.processes,
+                timeout,
+                log=self.workdir / "logs",
+                headers={"Authorization": f"Bearer {self.token}"},
+                context=context,
+            )
+        except NotReady as error:
+            self.stop()
+            raise ControlPlaneError(str(error)) from None
+        self._wait_default_namespace(deadline)
 
     def _wait_default_namespace(self, deadline: float) -> None:
         while time.monotonic() < deadline:

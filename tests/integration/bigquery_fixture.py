@@ -10,9 +10,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from lykeion.controlplane import REPO_ROOT, free_port
+from lykeion.readiness import wait_until_answers
 
 PROJECT = "lykeion-test"
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-bigquery-emulator.sh"
@@ -38,23 +36,6 @@ def emulator_executable() -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"installing the BigQuery emulator failed:\n{done.stderr[-4000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"BigQuery emulator exited:\n{log.read_text()[-4000:]}")
-        with (
-            contextlib.suppress(urllib.error.URLError, ConnectionError),
-            urllib.request.urlopen(url, timeout=2) as response,
-        ):
-            if response.status == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(
-        f"BigQuery emulator not ready in {READY_TIMEOUT}s:\n{log.read_text()[-4000:]}"
-    )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -95,7 +76,7 @@ def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bigq
         )
     try:
         endpoint = f"http://127.0.0.1:{rest_port}"
-        _wait_ready(proc, f"{endpoint}/readyz", log)
+        wait_until_answers(f"{endpoint}/readyz", "BigQuery emulator", [proc], READY_TIMEOUT, log)
         client = bigquery.Client(
             project=PROJECT,
             credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]

@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from lykeion.controlplane import free_port
+from lykeion.readiness import wait_until_answers
 from tests.integration.serving_fixture import (
     KEY,
     NAME,
@@ -82,14 +82,7 @@ def mlserver(served_model: ServedModel, tmp_path_factory: pytest.TempPathFactory
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"MLServer exited:\n{log.read_text()[-3000:]}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/v2/models/{NAME}/ready", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, f"MLServer not ready:\n{log.read_text()[-3000:]}"
-            time.sleep(0.5)
+        wait_until_answers(f"{url}/v2/models/{NAME}/ready", "MLServer", [process], 120, log)
         yield f"127.0.0.1:{port}"
     finally:
         with contextlib.suppress(ProcessLookupError):

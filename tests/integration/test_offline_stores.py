@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -218,9 +219,7 @@ def test_duplicates_within_one_batch_keep_the_last(store: OfflineStore) -> None:
 
 def test_a_view_that_gains_a_feature_gets_the_column(store: OfflineStore) -> None:
     store.write_history(RIDER, rider_rows(("r1", at(1), 1, 1.0)))
-    grown = FeatureView(
-        **{**RIDER.__dict__, "features": (*RIDER.features, FeatureDef("city", "string"))}
-    )
+    grown = replace(RIDER, features=(*RIDER.features, FeatureDef("city", "string")))
     # Before any write of the new feature, it reads as null.
     assert store.history(grown).column("city").to_pylist() == [None]
     label_rows = labels(("r1", at(1, 1), 0))

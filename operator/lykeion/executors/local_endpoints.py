@@ -16,11 +16,10 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from lykeion.executors.base import Endpoint, EndpointStatus
+from lykeion.readiness import probe
 
 # Runs the command, then records its exit code atomically (as the batch runs do).
 WRAPPER = '"$@" >>log 2>&1; code=$?; echo $code >exit_code.tmp && mv exit_code.tmp exit_code'
@@ -41,17 +40,6 @@ def alive(pid: int) -> bool:
                 os.waitpid(pid, os.WNOHANG)
             return False
     return True
-
-
-def _ready(url: str) -> str | None:
-    """None when `url`/ready answers 200, else why not."""
-    try:
-        with urllib.request.urlopen(f"{url}/ready", timeout=2) as answer:
-            return None if answer.status == 200 else f"ready answered {answer.status}"
-    except urllib.error.HTTPError as error:
-        return f"not ready: {error.read().decode(errors='replace')[:300]}"
-    except (urllib.error.URLError, OSError) as error:
-        return f"does not answer: {error}"
 
 
 class Process:
@@ -152,7 +140,7 @@ class LocalEndpoints:
             elif process.crashed_long_ago():
                 process.start(_server_command(endpoint.python))
             url = process.url() if process.running() else None
-            reason = _ready(url) if url else None
+            reason = probe(f"{url}/ready") if url else None
             if url is None and (process.folder / "exit_code").exists():
                 reason = f"server exited: {process.log_tail()}"
                 crashed.add(server.version)

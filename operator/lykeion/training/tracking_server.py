@@ -8,13 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lykeion.controlplane import free_port
+from lykeion.readiness import NotReady, probe, wait_until_answers
 
 
 @dataclass
@@ -51,24 +49,22 @@ class TrackingServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow server exited; see {self.workdir / 'mlflow-server.log'}"
-                )
-            if self.healthy():
-                return self
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"mlflow server not ready after {timeout:.0f}s")
+        try:
+            wait_until_answers(
+                f"{self.url}/health",
+                "mlflow server",
+                [self.process],
+                timeout,
+                log=self.workdir / "mlflow-server.log",
+                interval=0.5,
+            )
+        except NotReady:
+            self.stop()
+            raise
+        return self
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as answer:
-                return bool(answer.status == 200)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
+        return probe(f"{self.url}/health") is None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
