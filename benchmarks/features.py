@@ -111,13 +111,15 @@ def generate(labels: int, history: int, entities: int, folder: Path) -> dict[str
     their entity, which a point-in-time join must keep with null features."""
     rng = np.random.default_rng(0)
     span = HISTORY_DAYS * 86_400
-    seconds = rng.choice(span, size=history, replace=False)
+    # Unique times in whole seconds while the span holds enough of them, else in ms.
+    ticks = 1 if history <= span // 2 else 1000
+    offsets_us = rng.choice(span * ticks, size=history, replace=False) * (1_000_000 // ticks)
     start_us = int(START.timestamp()) * 1_000_000
     keys = rng.integers(0, entities, history)
     keys[: min(entities, history)] = np.arange(min(entities, history))  # every entity has rows
     columns: dict[str, Any] = {
         "customer_id": pa.array(keys, pa.int64()),
-        "event_time": pa.array(start_us + seconds * 1_000_000, pa.int64()).cast(TS),
+        "event_time": pa.array(start_us + offsets_us, pa.int64()).cast(TS),
     }
     values = rng.random((history, FEATURES))
     columns.update({n: pa.array(values[:, i]) for i, n in enumerate(NAMES)})
