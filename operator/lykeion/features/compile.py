@@ -19,12 +19,15 @@ from lykeion.features.view import EVENT_TIME, KEY, element_type, is_list, parse_
 Dialect = Literal["duckdb", "bigquery"]
 ERROR = "_error"
 
+# The scalar types per dialect, spelled as each engine reports them back (DuckDB's
+# DESCRIBE, BigQuery's standard SQL names): the offline stores compare stored columns
+# with these.
 _DUCKDB_TYPES = {
     "int64": "BIGINT",
     "float64": "DOUBLE",
     "string": "VARCHAR",
     "bool": "BOOLEAN",
-    "timestamp": "TIMESTAMPTZ",
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
 }
 _BIGQUERY_TYPES = {
     "int64": "INT64",

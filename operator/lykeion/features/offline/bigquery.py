@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
+from lykeion.features.compile import sql_type as compiled_type
 from lykeion.features.offline.base import FeatureRef, LabelSpec, TrainingSet
 from lykeion.features.offline.tables import (
     POSITION,
@@ -57,13 +58,6 @@ from lykeion.features.offline.tables import (
 )
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView, element_type, is_list
 
-_SQL_TYPES = {
-    "int64": "INT64",
-    "float64": "FLOAT64",
-    "string": "STRING",
-    "bool": "BOOL",
-    "timestamp": "TIMESTAMP",
-}
 # Dry runs report legacy type names.
 _LEGACY = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
 _ELEMENTS = "elements"
@@ -74,8 +68,9 @@ _INSERT_BATCH = 500
 
 def sql_type(type_: str) -> str:
     if is_list(type_):
-        return f"STRUCT<{_ELEMENTS} ARRAY<{_SQL_TYPES[element_type(type_)]}>>"
-    return _SQL_TYPES[type_]
+        # Stored wrapped: a STRUCT can hold a null list, a bare ARRAY column cannot.
+        return f"STRUCT<{_ELEMENTS} {compiled_type(type_, 'bigquery')}>"
+    return compiled_type(type_, "bigquery")
 
 
 def _signature(field: bigquery.SchemaField) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from lykeion.features.compile import sql_type as compiled_type
 from lykeion.features.offline.base import FeatureRef, LabelSpec, TrainingSet
 from lykeion.features.offline.tables import (
     POSITION,
@@ -40,24 +41,14 @@ from lykeion.features.offline.tables import (
     plan_training_set,
     with_positions,
 )
-from lykeion.features.view import EVENT_TIME, KEY, FeatureView, element_type, is_list
+from lykeion.features.view import EVENT_TIME, KEY, FeatureView
 
-_SQL_TYPES = {
-    "int64": "BIGINT",
-    "float64": "DOUBLE",
-    "string": "VARCHAR",
-    "bool": "BOOLEAN",
-    "timestamp": "TIMESTAMP WITH TIME ZONE",
-}
-"""Spelled as `information_schema.columns` does, so stored and wanted types compare."""
 _INCOMING = "__lykeion_incoming"
 _LABELS = "__lykeion_labels"
 
 
 def sql_type(type_: str) -> str:
-    if is_list(type_):
-        return f"{sql_type(element_type(type_))}[]"
-    return _SQL_TYPES[type_]
+    return compiled_type(type_, "duckdb")
 
 
 def quote(name: str) -> str:
