@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
+from lykeion.controlplane import free_port
 from lykeion.features.compile import Range
 from lykeion.features.hashing import table_hash
 from lykeion.features.materialize import latest_table, materialize_duckdb
@@ -247,13 +247,6 @@ def online_reads(folder: Path, batches: dict[str, list[list[int]]]) -> dict[str,
     return result
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _lykeion_values(body: bytes) -> list[list[float]]:
     answer = json.loads(body)
     assert "errors" not in answer, answer
@@ -276,7 +269,7 @@ def online_http(
     """The Feature API and (when Feast ran) `feast serve` on the same keys, in turns."""
     manifest = folder / "manifest.yaml"
     manifest.write_text(yaml.safe_dump(MANIFEST))
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "lykeion.features.api", "--online"]
     command += [f"sqlite:///{folder / 'online.db'}", "--manifest", str(manifest)]
     command += ["--no-catalog", "--host", "127.0.0.1", "--port", str(port)]
@@ -298,7 +291,7 @@ def online_http(
             load.running("Feature API", command, folder / "api.log", lambda: base, "/readyz")
         )
         if feast_serve is not None:
-            feast_port = _free_port()
+            feast_port = free_port()
             feast_command = [feast_serve["cli"], "--chdir", feast_serve["repo"], "serve"]
             feast_command += ["--port", str(feast_port), "--no-access-log", "--workers", "1"]
             feast_command += ["--max-requests", "1000000"]

@@ -41,7 +41,6 @@ import argparse
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,7 @@ import orjson
 import pandas as pd
 import yaml
 
+from lykeion.controlplane import free_port
 from lykeion.features.online.base import OnlineRow
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
@@ -78,13 +78,6 @@ BATCHES = (1, 50)
 WARMUP = 50
 TOLERANCE = 1e-9
 JSON_HEADERS = {"content-type": "application/json"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # -- model and data ----------------------------------------------------------------------
@@ -261,7 +254,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def mlflow_server(trained: Trained, folder: Path) -> Any:
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable, "-m", "mlflow", "models", "serve", "-m", str(trained.model_dir),
         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -292,7 +285,7 @@ def mlserver_bin() -> Path:
 def mlserver_server(trained: Trained, folder: Path, bin_dir: Path) -> Any:
     repo = folder / "mlserver"
     (repo / NAME).mkdir(parents=True)
-    port, grpc = _free_port(), _free_port()
+    port, grpc = free_port(), free_port()
     settings = {
         "host": "127.0.0.1",
         "http_port": port,

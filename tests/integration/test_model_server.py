@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import json
 import os
@@ -298,22 +299,29 @@ def _predict_r1(server: ServerProcess) -> httpx.Response:
     return server.post("/predict", {KEY: "r1"})
 
 
+@contextlib.contextmanager
+def moved_aside(store: Path) -> Iterator[None]:
+    """The store file is gone (renamed) inside the block and back in place after it."""
+    aside = store.with_name("aside.db")
+    store.rename(aside)
+    try:
+        yield
+    finally:
+        os.replace(aside, store)
+
+
 def test_a_vanished_store_file_fails_readiness_until_it_is_back(
     served_model: ServedModel,
     own_store_server: tuple[ServerProcess, Path],
 ) -> None:
     server, store = own_store_server
     assert _predict_r1(server).status_code == 200
-    aside = store.with_name("aside.db")
-    store.rename(aside)
-    try:
+    with moved_aside(store):
         for path in ("/ready", "/v2/health/ready", f"/v2/models/{NAME}/ready"):
             answer = server.get(path)
             assert answer.status_code == 503, (path, answer.text)
             assert "online store" in answer.json()["reason"]
             assert str(store) in answer.json()["reason"]
-    finally:
-        os.replace(aside, store)
     wait_for(lambda: server.get("/ready").status_code == 200, 10, "readiness to come back")
     answer = _predict_r1(server)
     assert answer.status_code == 200, answer.text
@@ -326,12 +334,8 @@ def test_predictions_answer_503_while_the_store_file_is_gone(
 ) -> None:
     server, store = own_store_server
     assert _predict_r1(server).status_code == 200
-    aside = store.with_name("aside.db")
-    store.rename(aside)
-    try:
+    with moved_aside(store):
         answer = _predict_r1(server)
-    finally:
-        os.replace(aside, store)
     assert answer.status_code == 503, answer.text
     assert "online store unavailable" in answer.json()["error"]
 
@@ -341,12 +345,8 @@ def test_a_request_while_the_store_file_is_gone_leaves_no_empty_store_behind(
     own_store_server: tuple[ServerProcess, Path],
 ) -> None:
     server, store = own_store_server
-    aside = store.with_name("aside.db")
-    store.rename(aside)
-    try:
+    with moved_aside(store):
         during = _predict_r1(server)
-    finally:
-        os.replace(aside, store)
     wait_for(lambda: server.get("/ready").status_code == 200, 10, "readiness to come back")
     after = _predict_r1(server)
     assert (during.status_code, after.status_code) == (503, 200), (during.text, after.text)
