@@ -13,6 +13,8 @@ import pytest
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import Range, history_sql, lookback
 from lykeion.features.materialize import query_history, split_errors
+from lykeion.features.view import FeatureView
+from lykeion.features.windows import window_values_sql
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -60,7 +62,10 @@ def _t(hours: float) -> str:
     return (T0 + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_row_features_and_trailing_windows(tmp_path: Path) -> None:
+def test_row_features_and_partial_aggregates_per_time(tmp_path: Path) -> None:
+    """The history holds each moment's row-level values and the partial aggregates of
+    that moment's rows; windows are computed at query times (tests/integration/
+    test_feature_semantics.py holds them to the reference)."""
     path = _write(
         tmp_path / "rides.csv",
         [
@@ -72,9 +77,11 @@ def test_row_features_and_trailing_windows(tmp_path: Path) -> None:
     )
     rows = split_errors(query_history(_spec(path), Range(), None))[0].to_pylist()
     r1 = [r for r in rows if r["entity_key"] == "r1"]
-    assert [r["rides_2d"] for r in r1] == [1, 2, 2]
-    assert [r["fare_2d"] for r in r1] == [10.0, 15.0, 25.0]
-    assert [r["max_fare_2d"] for r in r1] == [10.0, 20.0, 30.0]
+    assert [r["__agg_rides_2d_n"] for r in r1] == [1, 1, 1]
+    assert [r["__agg_fare_2d_sum"] for r in r1] == [10.0, 20.0, 30.0]
+    assert [r["__agg_fare_2d_n"] for r in r1] == [1, 1, 1]
+    assert [r["__agg_max_fare_2d_max"] for r in r1] == [10.0, 20.0, 30.0]
+    assert "rides_2d" not in r1[0]
     assert [r["premium"] for r in r1] == [True, False, False]
     assert [r["age"] for r in r1] == [30, 30, 31]
     assert rows[-1]["entity_key"] == "r2"
@@ -100,14 +107,32 @@ def test_bad_rows_are_flagged_not_written(tmp_path: Path) -> None:
     ]
 
 
-def test_same_key_and_time_yields_one_row(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flip", [False, True])
+def test_same_key_and_time_yields_one_row(tmp_path: Path, flip: bool) -> None:
+    rides = [["a", "r1", _t(0), 31, 10.0, "standard"], ["b", "r1", _t(0), 30, 20.0, "premium"]]
+    path = _write(tmp_path / "rides.csv", rides[::-1] if flip else rides)
+    table = query_history(_spec(path), Range(), None)
+    good, _ = split_errors(table)
+    assert good.num_rows == 1
+    assert table.column("_rows").to_pylist() == [2]  # one duplicate, counted
+    row = good.to_pylist()[0]
+    assert row["__agg_rides_2d_n"] == 2  # both rides count in windows
+    assert row["__agg_max_fare_2d_max"] == 20.0
+    # Row-level values come from one row, the first in value order, whatever the read
+    # order: age 30 (and its row's premium) wins.
+    assert (row["age"], row["premium"]) == (30, True)
+
+
+def test_an_invalid_duplicate_never_wins(tmp_path: Path) -> None:
     path = _write(
         tmp_path / "rides.csv",
-        [["a", "r1", _t(0), 30, 10.0, "standard"], ["b", "r1", _t(0), 30, 20.0, "standard"]],
+        [["a", "r1", _t(0), "old", 10.0, "standard"], ["b", "r1", _t(0), 30, 20.0, "standard"]],
     )
-    good, _ = split_errors(query_history(_spec(path), Range(), None))
-    assert good.num_rows == 1
-    assert good.to_pylist()[0]["rides_2d"] == 2  # both rides are in the window
+    table = query_history(_spec(path), Range(), None)
+    good, bad = split_errors(table)
+    assert good.column("age").to_pylist() == [30]
+    assert good.column("__agg_rides_2d_n").to_pylist() == [1]  # the invalid row is out
+    assert bad.num_rows == 1
 
 
 def test_incremental_range_reads_lookback_and_matches_full_run(tmp_path: Path) -> None:
@@ -165,7 +190,11 @@ def test_bigquery_dialect_uses_numeric_ranges_and_safe_cast(tmp_path: Path) -> N
     )
     sql = history_sql(spec, "bigquery", Range(start=T0))
     assert "FROM `proj.ds.rides`" in sql
-    assert "RANGE BETWEEN 3600000000 PRECEDING AND CURRENT ROW" in sql
     assert "SAFE_CAST" in sql and "TRY_CAST" not in sql
+    view = FeatureView.from_manifest("ns", "m", spec)
+    at_time = window_values_sql(view.aggregations, "bigquery", "`h`", "`q`")
+    # The window (t - 1h, t] at microseconds: 1h - 1us before t up to t's peers.
+    assert "RANGE BETWEEN 3599999999 PRECEDING AND CURRENT ROW" in at_time
+    assert "UNIX_MICROS(__t)" in at_time
     with pytest.raises(ValueError, match="file sources are read by DuckDB"):
         history_sql(_spec(tmp_path / "x.csv"), "bigquery")

@@ -70,9 +70,12 @@ def test_layout_is_one_table_per_view_keyed_by_entity(store: SqliteOnlineStore, 
         ("vip", "INTEGER", 0),
         ("seen", "INTEGER", 0),
         ("cities", "TEXT", 0),
+        ("_steps", "TEXT", 0),
     ]
     micros = int((NOW - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
-    assert raw(path, 'SELECT * FROM "team_a__riders"') == [(7, micros, 1, micros, '["a","b"]')]
+    assert raw(path, 'SELECT * FROM "team_a__riders"') == [
+        (7, micros, 1, micros, '["a","b"]', None)
+    ]
     assert json.loads(str(raw(path, 'SELECT cities FROM "team_a__riders"')[0][0])) == ["a", "b"]
     assert raw(path, "PRAGMA journal_mode") == [("wal",)]
 
@@ -147,7 +150,7 @@ def test_a_gained_feature_becomes_a_column(store: SqliteOnlineStore, path: Path)
     store.write(grown, [OnlineRow("b", NOW, {"trips": 2, "city": "y", "tags": ["t"]})])
 
     names = [c[1] for c in raw(path, 'PRAGMA table_info("team_a__riders")')]
-    assert names == ["entity_key", "event_time", "trips", "city", "tags"]
+    assert names == ["entity_key", "event_time", "trips", "city", "_steps", "tags"]
     # Another store on the same file (another process) that saw the old schema still reads.
     other = SqliteOnlineStore(path)
     try:

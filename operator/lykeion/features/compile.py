@@ -1,8 +1,10 @@
 """A FeatureManifest compiled to SQL that runs where the data is: DuckDB or BigQuery.
 
-The query yields the feature *history*: one row per (entity key, event time) with every
-feature as known at that moment — row-level columns and expressions of the source row,
-and trailing-window aggregations over the entity's earlier rows. Rows the stores must not
+The query yields the feature *history*: one row per (entity key, event time) with the
+row-level columns and expressions of that moment's source row and, per aggregation, the
+partial aggregates of that moment's rows (count, sum, min, max, last). A window's value at
+any time is then the aggregate of the partials in the window (`windows.py`), computed at
+the label's or the read's time, never only at event times. Rows the stores must not
 receive (null key or time, a value that does not cast to its declared type) are kept but
 carry a reason in `_error`, so a run can count them.
 """
@@ -14,10 +16,19 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from lykeion.api.featuremanifest import Feature, FeatureManifestSpec
-from lykeion.features.view import EVENT_TIME, KEY, element_type, is_list, parse_duration
+from lykeion.features.view import (
+    EVENT_TIME,
+    KEY,
+    element_type,
+    feature_def,
+    is_list,
+    parse_duration,
+)
 
 Dialect = Literal["duckdb", "bigquery"]
 ERROR = "_error"
+ROWS = "_rows"
+"""Valid source rows a history row stands for: 1 + the duplicates of its key and time."""
 
 # The scalar types per dialect, spelled as each engine reports them back (DuckDB's
 # DESCRIBE, BigQuery's standard SQL names): the offline stores compare stored columns
@@ -35,14 +46,6 @@ _BIGQUERY_TYPES = {
     "string": "STRING",
     "bool": "BOOL",
     "timestamp": "TIMESTAMP",
-}
-_FUNCTIONS = {
-    "count": "COUNT",
-    "sum": "SUM",
-    "mean": "AVG",
-    "min": "MIN",
-    "max": "MAX",
-    "last": "LAST_VALUE",
 }
 
 
@@ -105,19 +108,6 @@ def _out(name: str) -> str:
     return f"__f_{name}"
 
 
-def _window(feature: Feature, dialect: Dialect) -> str:
-    assert feature.aggregation is not None
-    seconds = int(parse_duration(feature.aggregation.window).total_seconds())
-    if dialect == "duckdb":
-        order = "__t"
-        frame = f"RANGE BETWEEN INTERVAL {seconds} SECONDS PRECEDING AND CURRENT ROW"
-    else:
-        # BigQuery ranges need a numeric order key.
-        order = "UNIX_MICROS(__t)"
-        frame = f"RANGE BETWEEN {seconds * 1_000_000} PRECEDING AND CURRENT ROW"
-    return f"OVER (PARTITION BY __k ORDER BY {order} {frame})"
-
-
 def _cast(expr: str, type_: str, dialect: Dialect) -> str:
     target = sql_type(type_, dialect)
     return (
@@ -131,19 +121,94 @@ def lookback(spec: FeatureManifestSpec) -> timedelta:
     return max(windows, default=timedelta(0))
 
 
+def _is_nan(expr: str, dialect: Dialect) -> str:
+    return f"isnan({expr})" if dialect == "duckdb" else f"IS_NAN({expr})"
+
+
+def nan(dialect: Dialect) -> str:
+    return "CAST('NaN' AS DOUBLE)" if dialect == "duckdb" else "CAST('NaN' AS FLOAT64)"
+
+
+def value_order(expr: str, type_: str, dialect: Dialect) -> list[str]:
+    """ORDER BY items that sort values alike in DuckDB and BigQuery: ascending, NaN after
+    every number (DuckDB sorts it last, BigQuery first), null last."""
+    items = [f"{expr} ASC NULLS LAST"]
+    if type_ == "float64":
+        items.insert(0, f"{_is_nan(expr, dialect)} ASC NULLS LAST")
+    return items
+
+
+def extreme(function: str, expr: str, type_: str, over: str, dialect: Dialect) -> str:
+    """MIN or MAX `over` a window, NaN when any value is NaN (IEEE propagation; DuckDB's
+    MIN would skip it, BigQuery's returns it: both are held to the same rule)."""
+    plain = f"{function}({expr}) {over}"
+    if type_ != "float64":
+        return plain
+    nans = f"SUM(CASE WHEN {_is_nan(expr, dialect)} THEN 1 ELSE 0 END) {over}"
+    return f"CASE WHEN {nans} > 0 THEN {nan(dialect)} ELSE {plain} END"
+
+
+def _inputs(feature: Feature, dialect: Dialect) -> str:
+    """The value an aggregation takes from a source row: count counts the column's
+    non-null values; sum and mean read it as float64; min, max and last as the feature's
+    type (a value that does not cast is skipped like a null)."""
+    assert feature.aggregation is not None
+    column = _ident(feature.aggregation.column, dialect)
+    function = feature.aggregation.function
+    if function == "count":
+        return column
+    return _cast(column, "float64" if function in ("sum", "mean") else feature.type, dialect)
+
+
+def _partials(feature: Feature, dialect: Dialect) -> list[tuple[str, str]]:
+    """(history column, SQL over the rows of one key and time) per partial aggregate."""
+    assert feature.aggregation is not None
+    value = f"__i_{feature.name}"
+    over = "OVER (PARTITION BY __k, __t)"
+    out = []
+    for column, _type in feature_def(feature).parts():
+        part = column.rsplit("_", 1)[1]
+        if part == "n":
+            out.append((column, f"COUNT({value}) {over}"))
+        elif part == "sum":
+            out.append((column, f"SUM({value}) {over}"))
+        elif part in ("min", "max"):
+            out.append((column, extreme(part.upper(), value, feature.type, over, dialect)))
+        elif is_list(feature.type):
+            # Lists are not orderable in BigQuery: of two at one time, either may be last.
+            out.append((column, f"ANY_VALUE({value}) {over}"))
+        else:
+            # Of several rows at one time the last is the greatest value (NaN above all
+            # numbers): a rule both engines follow, whatever order they read rows in.
+            out.append((column, extreme("MAX", value, feature.type, over, dialect)))
+    return out
+
+
 def history_sql(
     spec: FeatureManifestSpec,
     dialect: Dialect = "duckdb",
     run_range: Range | None = None,
     data_root: str | None = None,
+    *,
+    with_lookback: bool = False,
 ) -> str:
-    """SQL yielding `entity_key, event_time, <features...>, _error` for `run_range`."""
+    """SQL yielding the history rows of `run_range`: `entity_key, event_time`, the view's
+    history columns (`FeatureView.history_columns`), `_error` and `_rows`.
+
+    A valid source row has a non-null key and time and row-level values that all cast to
+    their declared types. Valid rows give one history row per (key, time): the row-level
+    values of one of them — the first in the order of `value_order` over the features, so
+    the pick never depends on read order — and the partial aggregates of all of them
+    (`_rows` says how many there were: 1 + duplicates). Each invalid row is yielded alone
+    with its reason in `_error` (and `_rows` null), to be counted and never stored.
+    With `with_lookback` the rows of the longest window before the range start are
+    yielded too (what the online store's windows at the range's times need)."""
     run_range = run_range or Range()
     key = _ident(spec.entity.join_key, dialect)
     ts = _ident(spec.source.timestamp_column, dialect)
-    read_from = None
-    if run_range.start is not None:
-        read_from = run_range.start - lookback(spec)
+    read_from = run_range.start
+    if read_from is not None and with_lookback:
+        read_from = read_from - lookback(spec)
 
     source_filters = []
     if read_from is not None:
@@ -151,41 +216,50 @@ def history_sql(
     if run_range.end is not None:
         source_filters.append(f"__t <= {_literal_time(run_range.end, dialect)}")
 
+    row_level = [f for f in spec.features if f.aggregation is None]
+    aggregations = [f for f in spec.features if f.aggregation is not None]
     per_row = []
     checks = [
         f"WHEN __k IS NULL THEN 'null key {spec.entity.join_key}'",
         f"WHEN __t IS NULL THEN 'null or invalid time {spec.source.timestamp_column}'",
     ]
-    for feature in spec.features:
-        if feature.aggregation is not None:
-            agg = feature.aggregation
-            function = _FUNCTIONS[agg.function]
-            column = (
-                _cast(_ident(agg.column, dialect), "float64", dialect)
-                if agg.function in ("sum", "mean")
-                else _ident(agg.column, dialect)
-            )
-            value = f"{function}({column}) {_window(feature, dialect)}"
-            per_row.append(f"{_cast(value, feature.type, dialect)} AS {_out(feature.name)}")
-        else:
-            raw = _value(feature, dialect)
-            cast = _cast(raw, feature.type, dialect)
-            per_row.append(f"{cast} AS {_out(feature.name)}")
-            checks.append(
-                f"WHEN {raw} IS NOT NULL AND {cast} IS NULL "
-                f"THEN 'feature {feature.name}: value does not cast to {feature.type}'"
-            )
+    for feature in row_level:
+        raw = _value(feature, dialect)
+        cast = _cast(raw, feature.type, dialect)
+        per_row.append(f"{cast} AS {_out(feature.name)}")
+        checks.append(
+            f"WHEN {raw} IS NOT NULL AND {cast} IS NULL "
+            f"THEN 'feature {feature.name}: value does not cast to {feature.type}'"
+        )
+    per_row += [f"{_inputs(f, dialect)} AS __i_{f.name}" for f in aggregations]
     error = "CASE " + " ".join(checks) + " ELSE NULL END"
     where = f"WHERE {' AND '.join(source_filters)}" if source_filters else ""
-    out_filters = []
-    if run_range.start is not None:
-        out_filters.append(f"{EVENT_TIME} > {_literal_time(run_range.start, dialect)}")
-    out_where = f"WHERE {' AND '.join(out_filters)}" if out_filters else ""
-    features = ", ".join(_ident(f.name, dialect) for f in spec.features)
-    renamed = ", ".join(f"{_out(f.name)} AS {_ident(f.name, dialect)}" for f in spec.features)
-    # Which of two rows at the same key and time wins must not depend on read order.
-    # (Arrays are not orderable in BigQuery.)
-    tie_break = ", ".join(_out(f.name) for f in spec.features if not is_list(f.type))
+
+    partials = [part for f in aggregations for part in _partials(f, dialect)]
+    types = dict(part for f in aggregations for part in feature_def(f).parts())
+    order = [
+        item
+        for f in row_level
+        if not is_list(f.type)
+        for item in value_order(_out(f.name), f.type, dialect)
+    ]
+    # Arrays are not orderable in BigQuery: rows differing only in a list tie.
+    valid_columns = [
+        *(f"{_out(f.name)} AS {_ident(f.name, dialect)}" for f in row_level),
+        *(f"{sql} AS {_ident(name, dialect)}" for name, sql in partials),
+    ]
+    error_columns = [
+        *(f"{_out(f.name)} AS {_ident(f.name, dialect)}" for f in row_level),
+        *(
+            f"CAST(NULL AS {sql_type(types[name], dialect)}) AS {_ident(name, dialect)}"
+            for name, _ in partials
+        ),
+    ]
+    out_filter = ""
+    if run_range.start is not None and not with_lookback:
+        out_filter = f"{EVENT_TIME} > {_literal_time(run_range.start, dialect)}"
+    int64 = sql_type("int64", dialect)
+    first = "QUALIFY" if dialect == "duckdb" else "WHERE TRUE QUALIFY"
     return f"""
 WITH raw AS ({_source(spec, dialect, None if dialect != "duckdb" else data_root)}),
 keyed AS (
@@ -193,17 +267,25 @@ keyed AS (
          {_cast(ts, "timestamp", dialect)} AS __t
   FROM raw
 ),
-windowed AS (
-  SELECT __k, __t, {", ".join(per_row)}, {error} AS {ERROR}
+checked AS (
+  SELECT __k, __t, {", ".join([*per_row, f"{error} AS {ERROR}"])}
   FROM keyed {where}
 ),
-history AS (
-  SELECT __k AS {KEY}, __t AS {EVENT_TIME}, {renamed}, {ERROR},
-         ROW_NUMBER() OVER (PARTITION BY __k, __t ORDER BY {tie_break or "__t"}) AS __dup
-  FROM windowed
+valid AS (
+  SELECT __k AS {KEY}, __t AS {EVENT_TIME}, {"".join(c + ", " for c in valid_columns)}
+         CAST(NULL AS {sql_type("string", dialect)}) AS {ERROR},
+         COUNT(*) OVER (PARTITION BY __k, __t) AS {ROWS}
+  FROM checked
+  WHERE {ERROR} IS NULL
+  {first} ROW_NUMBER() OVER (PARTITION BY __k, __t ORDER BY {", ".join(order) or "__t"}) = 1
+),
+invalid AS (
+  SELECT __k AS {KEY}, __t AS {EVENT_TIME}, {"".join(c + ", " for c in error_columns)}
+         {ERROR}, CAST(NULL AS {int64}) AS {ROWS}
+  FROM checked
+  WHERE {ERROR} IS NOT NULL
 )
-SELECT {KEY}, {EVENT_TIME}, {features}, {ERROR}
-FROM history {out_where}
-{"AND" if out_where else "WHERE"} (__dup = 1 OR {ERROR} IS NOT NULL)
+SELECT * FROM (SELECT * FROM valid UNION ALL SELECT * FROM invalid) AS h
+{"WHERE " + out_filter if out_filter else ""}
 ORDER BY {KEY}, {EVENT_TIME}
 """.strip()

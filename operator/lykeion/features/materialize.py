@@ -1,7 +1,7 @@
 """One materialization run: history to the offline store, latest values to the online store.
 
 Two engines share every step that decides *what* is written (the compiled SQL, the error
-split, the latest-row rule): `duckdb` does the whole run in-process on Arrow tables (the
+split, the online rows and their steps): `duckdb` does the whole run in-process on Arrow tables (the
 fast embedded path), `beam` (pipeline.py) carries the same rows through an Apache Beam
 pipeline (DirectRunner here; Flink or Dataflow at scale). A differential test holds both
 to identical stores.
@@ -9,14 +9,21 @@ to identical stores.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
-from lykeion.features.compile import ERROR, Range, history_sql
+from lykeion.features.compile import ERROR, ROWS, Range, history_sql
+from lykeion.features.online.base import OnlineRow
+from lykeion.features.online.codec import to_json
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
+from lykeion.features.windows import STEP, online_sql
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -25,7 +32,6 @@ if TYPE_CHECKING:
     from lykeion.features.online.base import OnlineStore
 
 MAX_ERROR_EXAMPLES = 5
-POSITION = "__position"
 
 
 @dataclass
@@ -37,6 +43,9 @@ class RunResult:
     rows_read: int = 0
     rows_written: int = 0
     bad_rows: int = 0
+    duplicate_rows: int = 0
+    """Valid source rows at a key and time another valid row already has (all count in
+    aggregations; one gives the row-level values)."""
     online_rows: int = 0
     duration_seconds: float = 0.0
     succeeded: bool = False
@@ -49,7 +58,8 @@ class RunResult:
 
 
 def query_history(spec: FeatureManifestSpec, run_range: Range, data_root: str | None) -> pa.Table:
-    """Run the compiled SQL in DuckDB (in memory) and return every row, bad ones included."""
+    """Run the compiled SQL in DuckDB (in memory) and return every row of the range, bad
+    ones included."""
     import duckdb
 
     con = duckdb.connect()
@@ -61,41 +71,86 @@ def query_history(spec: FeatureManifestSpec, run_range: Range, data_root: str | 
         con.close()
 
 
+def query_run(
+    spec: FeatureManifestSpec, view: FeatureView, run_range: Range, data_root: str | None
+) -> tuple[pa.Table, pa.Table]:
+    """Run the compiled SQL in DuckDB (in memory): (the range's history rows, invalid ones
+    included, as `history_sql` yields them; the online rows of the keys with an event in
+    the range, as `windows.online_sql` yields them). The source is read once, with the
+    longest window before the range start, which the online rows' windows need."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+        query = history_sql(spec, "duckdb", run_range, data_root, with_lookback=True)
+        con.execute(f"CREATE TEMP TABLE __read AS {query}")
+        in_range = f"WHERE {EVENT_TIME} > {_literal(run_range.start)}" if run_range.start else ""
+        history = con.sql(f"SELECT * FROM __read {in_range} ORDER BY {KEY}, {EVENT_TIME}")
+        history_table = history.arrow().read_all()
+        con.execute(
+            f"CREATE TEMP VIEW __valid AS SELECT * EXCLUDE ({ERROR}, {ROWS}) FROM __read"
+            f" WHERE {ERROR} IS NULL"
+        )
+        online = con.sql(online_sql(view, "duckdb", "__valid", run_range.start))
+        return history_table, online.arrow().read_all()
+    finally:
+        con.close()
+
+
+def _literal(moment: datetime | None) -> str:
+    assert moment is not None
+    return f"TIMESTAMPTZ '{moment.isoformat()}'"
+
+
 def split_errors(table: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(rows to write without the `_error` column, rows that carry an error)."""
+    """(rows to write without the `_error` and `_rows` columns, rows that carry an
+    error)."""
     import pyarrow.compute as pc
 
     bad_mask = pc.is_valid(table[ERROR])
-    good = table.filter(pc.invert(bad_mask)).drop_columns([ERROR])
+    good = table.filter(pc.invert(bad_mask)).drop_columns([ERROR, ROWS])
     return good, table.filter(bad_mask)
 
 
-def latest_table(good: pa.Table) -> pa.Table:
-    """The latest row per entity, ordered by key, as columns: the row with the greatest
-    event time, of several at that time the last (the SQL leaves none such; the stores'
-    writes also keep the last of equals). DuckDB picks row positions, Arrow takes them."""
-    import duckdb
-    import numpy as np
-    import pyarrow as pa
+def read_counts(table: pa.Table) -> tuple[int, int]:
+    """(source rows read, duplicates among them) of `history_sql`'s rows: a valid row
+    stands for `_rows` source rows at its key and time, an invalid one for itself."""
+    import pyarrow.compute as pc
 
-    # Only key, time and position go through DuckDB; the values stay where they are.
-    positions = good.select([KEY, EVENT_TIME]).append_column(
-        POSITION, pa.array(np.arange(good.num_rows, dtype=np.int64))
-    )
-    con = duckdb.connect()
-    try:
-        con.register("good", positions)
-        picked = (
-            con.sql(
-                f"SELECT arg_max({POSITION}, ({EVENT_TIME}, {POSITION})) AS {POSITION} "
-                f"FROM good GROUP BY {KEY} ORDER BY {KEY}"
-            )
-            .arrow()
-            .read_all()
-        )
-    finally:
-        con.close()
-    return good.take(picked.column(POSITION))
+    valid = pc.sum(table[ROWS]).as_py() or 0
+    stored = table[ERROR].null_count
+    bad = table.num_rows - stored
+    return valid + bad, valid - stored
+
+
+def online_row(view: FeatureView, rows: Sequence[dict[str, Any]]) -> OnlineRow:
+    """One key's rows of `windows.online_sql` (any order) as the row the online store
+    keeps: the values at the key's newest event time, then the aggregations' later steps,
+    each kept only when a value changes (compared as the stores encode them)."""
+    ordered = sorted(rows, key=lambda row: row[STEP])
+    first = ordered[0]
+    values = {name: first[name] for name in view.feature_names}
+    steps: list[tuple[datetime, dict[str, Any]]] = []
+    names = [f.name for f in view.aggregations]
+    previous = _encoded(view, first)
+    for row in ordered[1:]:
+        encoded = _encoded(view, row)
+        if encoded != previous:
+            steps.append((row[STEP], {name: row[name] for name in names}))
+            previous = encoded
+    return OnlineRow(first[KEY], first[EVENT_TIME], values, tuple(steps))
+
+
+def _encoded(view: FeatureView, row: dict[str, Any]) -> str:
+    return json.dumps([to_json(f.type, row[f.name]) for f in view.aggregations])
+
+
+def online_rows(view: FeatureView, table: pa.Table) -> list[OnlineRow]:
+    """`online_row` for each key of an `online_sql` result ordered by key."""
+    rows = table.to_pylist()
+    return [online_row(view, list(group)) for _, group in groupby(rows, key=itemgetter(KEY))]
 
 
 def error_examples(bad: pa.Table) -> list[str]:
@@ -121,13 +176,13 @@ def materialize_duckdb(
 
     started = time.perf_counter()
     result = RunResult(iso_or_none(run_range.start), iso_or_none(run_range.end))
-    table = query_history(spec, run_range, data_root)
+    table, latest = query_run(spec, view, run_range, data_root)
     good, bad = split_errors(table)
-    result.rows_read = table.num_rows
+    result.rows_read, result.duplicate_rows = read_counts(table)
     result.bad_rows = bad.num_rows
     result.errors = error_examples(bad)
     result.rows_written = offline.write_history(view, good)
-    result.online_rows = online.write_table(view, latest_table(good))
+    result.online_rows = online.write(view, online_rows(view, latest))
     if good.num_rows:
         result.max_event_time = iso_or_none(pc.max(good[EVENT_TIME]).as_py())
     result.duration_seconds = time.perf_counter() - started

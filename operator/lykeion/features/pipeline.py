@@ -1,9 +1,10 @@
 """The Apache Beam pipeline of a FeatureManifest.
 
     read (compiled SQL: DuckDB for files; BigQuery's own engine for BigQuery sources)
-      -> split rows carrying an error (counted, never written)
-      -> batches of history rows            -> offline store
-      -> latest row per entity (combine)    -> online store
+      -> history rows: split rows carrying an error (counted, never written)
+                       -> batches                         -> offline store
+      -> online rows (one per key and step, windows.online_sql)
+                       -> per key: the row and its steps  -> online store
 
 DirectRunner runs it on one machine, FlinkRunner on an embedded or real Flink cluster,
 DataflowRunner in production. Stores are opened inside the workers from their URIs.
@@ -12,7 +13,7 @@ DataflowRunner in production. Stores are opened inside the workers from their UR
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -22,51 +23,69 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
-from lykeion.features.compile import ERROR, Range, history_sql
-from lykeion.features.materialize import RunResult, iso_or_none, query_history
+from lykeion.features.compile import ERROR, ROWS, Range, history_sql
+from lykeion.features.materialize import RunResult, iso_or_none, online_row, query_run
+from lykeion.features.offline.tables import history_schema
 from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.codec import arrow_schema
 from lykeion.features.stores import open_offline, open_online
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
+from lykeion.features.windows import online_sql
 
 NAMESPACE = "lykeion"
 BATCH = 5000
 
 
 class ReadHistory(beam.DoFn):
-    """Runs the compiled SQL where the data is and emits its rows."""
+    """Runs the compiled SQL where the data is (DuckDB, in the worker) and emits its
+    history rows, and its online rows tagged `ONLINE`."""
+
+    ONLINE = "online"
 
     def __init__(
-        self, spec_json: str, start: datetime | None, end: datetime | None, data_root: str | None
+        self,
+        spec_json: str,
+        view: FeatureView,
+        start: datetime | None,
+        end: datetime | None,
+        data_root: str | None,
     ):
         self.spec_json = spec_json
+        self.view = view
         self.range = Range(start, end)
         self.data_root = data_root
-        self.rows_read = Metrics.counter(NAMESPACE, "rows_read")
 
-    def process(self, _: Any) -> Iterator[dict[str, Any]]:
+    def process(self, _: Any) -> Iterator[Any]:
         spec = FeatureManifestSpec.model_validate_json(self.spec_json)
-        table = query_history(spec, self.range, self.data_root)
-        for batch in table.to_batches(max_chunksize=BATCH):
-            rows = batch.to_pylist()
-            self.rows_read.inc(len(rows))
-            yield from rows
+        history, online = query_run(spec, self.view, self.range, self.data_root)
+        for batch in history.to_batches(max_chunksize=BATCH):
+            yield from batch.to_pylist()
+        for batch in online.to_batches(max_chunksize=BATCH):
+            for row in batch.to_pylist():
+                yield beam.pvalue.TaggedOutput(self.ONLINE, row)
 
 
 class SplitBad(beam.DoFn):
+    """Counts source rows (a history row stands for `_rows` of them) and duplicates, and
+    splits off the rows that carry an error."""
+
     BAD = "bad"
 
     def __init__(self) -> None:
+        self.rows_read = Metrics.counter(NAMESPACE, "rows_read")
         self.bad_rows = Metrics.counter(NAMESPACE, "bad_rows")
+        self.duplicate_rows = Metrics.counter(NAMESPACE, "duplicate_rows")
 
     def process(self, row: dict[str, Any]) -> Iterator[Any]:
         if row[ERROR] is not None:
+            self.rows_read.inc()
             self.bad_rows.inc()
             yield beam.pvalue.TaggedOutput(
                 self.BAD, f"{row[KEY]!r} at {row[EVENT_TIME]}: {row[ERROR]}"
             )
             return
-        yield {k: v for k, v in row.items() if k != ERROR}
+        self.rows_read.inc(row[ROWS])
+        self.duplicate_rows.inc(row[ROWS] - 1)
+        yield {k: v for k, v in row.items() if k not in (ERROR, ROWS)}
 
 
 class _StoreWriter(beam.DoFn):
@@ -84,7 +103,7 @@ class _StoreWriter(beam.DoFn):
 class WriteOffline(_StoreWriter):
     def setup(self) -> None:
         self.store = open_offline(self.uri)
-        self.schema = arrow_schema(self.view)
+        self.schema = history_schema(self.view)
 
     def process(self, batch: list[dict[str, Any]]) -> None:
         table = pa.Table.from_pylist(batch, schema=self.schema)
@@ -95,51 +114,23 @@ class WriteOnline(_StoreWriter):
     def setup(self) -> None:
         self.store = open_online(self.uri)
 
-    def process(self, batch: list[dict[str, Any]]) -> None:
-        names = self.view.feature_names
-        rows = [OnlineRow(r[KEY], r[EVENT_TIME], {n: r[n] for n in names}) for r in batch]
-        self.counter.inc(self.store.write(self.view, rows))
+    def process(self, batch: list[OnlineRow]) -> None:
+        self.counter.inc(self.store.write(self.view, batch))
 
 
-class Latest(beam.CombineFn):
-    """The row with the greatest event time (one per key and time after the SQL)."""
-
-    def create_accumulator(self) -> dict[str, Any] | None:
-        return None
-
-    def add_input(self, best: dict[str, Any] | None, row: dict[str, Any]) -> dict[str, Any]:
-        return row if best is None or row[EVENT_TIME] > best[EVENT_TIME] else best
-
-    def merge_accumulators(
-        self, accumulators: Iterable[dict[str, Any] | None]
-    ) -> dict[str, Any] | None:
-        best = None
-        for candidate in accumulators:
-            if candidate is not None:
-                best = self.add_input(best, candidate)
-        return best
-
-    def extract_output(self, best: dict[str, Any] | None) -> dict[str, Any] | None:
-        return best
-
-
-class CountRead(beam.DoFn):
-    def __init__(self) -> None:
-        self.rows_read = Metrics.counter(NAMESPACE, "rows_read")
-
-    def process(self, row: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        self.rows_read.inc()
-        yield row
-
-
-def read_bigquery(spec: FeatureManifestSpec, run_range: Range) -> beam.io.ReadFromBigQuery:
-    """A BigQuery source is computed where it lives: the manifest's BigQuery SQL runs as a
-    query job and its rows stream back through the Storage Read API (no GCS export)."""
+def read_bigquery(query: str) -> beam.io.ReadFromBigQuery:
+    """A BigQuery source is computed where it lives: the compiled SQL runs as a query job
+    and its rows stream back through the Storage Read API (no GCS export)."""
     return beam.io.ReadFromBigQuery(
-        query=history_sql(spec, "bigquery", run_range),
-        use_standard_sql=True,
-        method=beam.io.ReadFromBigQuery.Method.DIRECT_READ,
+        query=query, use_standard_sql=True, method=beam.io.ReadFromBigQuery.Method.DIRECT_READ
     )
+
+
+def bigquery_online_sql(spec: FeatureManifestSpec, view: FeatureView, run_range: Range) -> str:
+    """`windows.online_sql` over the valid history rows of the range and its lookback."""
+    history = history_sql(spec, "bigquery", run_range, with_lookback=True)
+    valid = f"SELECT * EXCEPT ({ERROR}, {ROWS}) FROM ({history}) WHERE {ERROR} IS NULL"
+    return online_sql(view, "bigquery", "__valid", run_range.start, define=valid)
 
 
 def build(
@@ -152,20 +143,18 @@ def build(
     data_root: str | None,
 ) -> Any:
     if spec.source.bigquery is not None:
-        rows = (
-            p
-            | "ReadHistory" >> read_bigquery(spec, run_range)
-            | "CountRead" >> beam.ParDo(CountRead())
-        )
+        rows = p | "ReadHistory" >> read_bigquery(history_sql(spec, "bigquery", run_range))
+        online = p | "ReadOnline" >> read_bigquery(bigquery_online_sql(spec, view, run_range))
     else:
-        rows = (
+        read = (
             p
             | "Start" >> beam.Create([None])
-            | "ReadHistory"
+            | "Read"
             >> beam.ParDo(
-                ReadHistory(spec.model_dump_json(), run_range.start, run_range.end, data_root)
-            )
+                ReadHistory(spec.model_dump_json(), view, run_range.start, run_range.end, data_root)
+            ).with_outputs(ReadHistory.ONLINE, main="history")
         )
+        rows, online = read.history, read[ReadHistory.ONLINE]
     split = rows | "SplitBad" >> beam.ParDo(SplitBad()).with_outputs(SplitBad.BAD, main="good")
     good = split.good
     _ = (
@@ -174,11 +163,11 @@ def build(
         | "WriteOffline" >> beam.ParDo(WriteOffline(offline_uri, view, "rows_written"))
     )
     _ = (
-        good
+        online
         | "ByEntity" >> beam.Map(lambda row: (row[KEY], row))
-        | "LatestPerEntity" >> beam.CombinePerKey(Latest())
-        | "Values" >> beam.Values()
-        | "BatchLatest" >> beam.BatchElements(min_batch_size=BATCH, max_batch_size=BATCH)
+        | "StepsPerEntity" >> beam.GroupByKey()
+        | "OnlineRow" >> beam.MapTuple(lambda _, rows: online_row(view, list(rows)))
+        | "BatchOnline" >> beam.BatchElements(min_batch_size=BATCH, max_batch_size=BATCH)
         | "WriteOnline" >> beam.ParDo(WriteOnline(online_uri, view, "online_rows"))
     )
     return split[SplitBad.BAD]
@@ -206,6 +195,7 @@ def run_beam(
     }
     result.rows_read = int(counters.get("rows_read", 0))
     result.bad_rows = int(counters.get("bad_rows", 0))
+    result.duplicate_rows = int(counters.get("duplicate_rows", 0))
     result.rows_written = int(counters.get("rows_written", 0))
     result.online_rows = int(counters.get("online_rows", 0))
     result.duration_seconds = time.perf_counter() - started

@@ -8,7 +8,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from lykeion.api.featuremanifest import FeatureManifestSpec
+from lykeion.api.featuremanifest import Feature, FeatureManifestSpec
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -42,11 +42,58 @@ def element_type(type_: str) -> str:
     return type_[5:-1] if is_list(type_) else type_
 
 
+AGGREGATE_PREFIX = "__agg_"
+"""History columns of an aggregation's partial aggregates: `__agg_<feature>_<part>`."""
+
+# What the history keeps per (key, event time) for each function: partial aggregates of
+# that moment's rows, from which any window's value is the aggregate of the partials.
+# `n` counts non-null values (int64), `sum` adds them as float64; `min`, `max` and `last`
+# hold a value of the feature's type.
+_PARTS = {
+    "count": ("n",),
+    "sum": ("n", "sum"),
+    "mean": ("n", "sum"),
+    "min": ("min",),
+    "max": ("max",),
+    "last": ("last",),
+}
+
+
+@dataclass(frozen=True)
+class AggregationDef:
+    """A trailing-window aggregation: `function` over the window (t - window, t]."""
+
+    function: str
+    """count, sum, mean, min, max or last."""
+    window: timedelta
+
+
 @dataclass(frozen=True)
 class FeatureDef:
     name: str
     type: str
     """One of the API's feature types: int64, float64, string, bool, timestamp, list<...>."""
+    aggregation: AggregationDef | None = None
+    """Set for a windowed aggregation; None for a row-level column or expression."""
+
+    def parts(self) -> tuple[tuple[str, str], ...]:
+        """(history column, manifest type) of each partial aggregate; () when row-level."""
+        if self.aggregation is None:
+            return ()
+        return tuple(
+            (
+                f"{AGGREGATE_PREFIX}{self.name}_{part}",
+                "int64" if part == "n" else "float64" if part == "sum" else self.type,
+            )
+            for part in _PARTS[self.aggregation.function]
+        )
+
+
+def feature_def(feature: Feature) -> FeatureDef:
+    """A manifest's feature as the stores see it: name, type, and its window if any."""
+    agg = feature.aggregation
+    window = AggregationDef(agg.function, parse_duration(agg.window)) if agg else None
+    return FeatureDef(feature.name, feature.type, window)
 
 
 @dataclass(frozen=True)
@@ -71,7 +118,7 @@ class FeatureView:
             entity=spec.entity.name,
             join_key=spec.entity.join_key,
             key_type=spec.entity.key_type,
-            features=tuple(FeatureDef(f.name, f.type) for f in spec.features),
+            features=tuple(feature_def(f) for f in spec.features),
             ttl=parse_duration(spec.ttl),
         )
 
@@ -95,6 +142,23 @@ class FeatureView:
     @cached_property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
+
+    @cached_property
+    def row_features(self) -> tuple[FeatureDef, ...]:
+        """Row-level columns and expressions: a value per source row, TTL applies."""
+        return tuple(f for f in self.features if f.aggregation is None)
+
+    @cached_property
+    def aggregations(self) -> tuple[FeatureDef, ...]:
+        """Windowed aggregations: a value at any time from the rows in its window."""
+        return tuple(f for f in self.features if f.aggregation is not None)
+
+    @cached_property
+    def history_columns(self) -> tuple[tuple[str, str], ...]:
+        """(name, manifest type) of the stored history's value columns: each row-level
+        feature, then the partial aggregates of each aggregation (`FeatureDef.parts`)."""
+        row = tuple((f.name, f.type) for f in self.row_features)
+        return row + tuple(part for f in self.aggregations for part in f.parts())
 
     # Views are immutable and read on every online request: lookups derived from the
     # fields are computed once. (Not the hash: a pickled view must not carry one process's

@@ -18,6 +18,8 @@ Training sets are built in BigQuery, which has no ASOF join: each view's history
 joined to the labels on the key and `label time - TTL <= event_time <= label time`, and
 `QUALIFY ROW_NUMBER() = 1` over the label row, latest event time first, keeps the row the
 ASOF join would pick; a label with no row in that window gets nulls from the LEFT JOIN.
+Aggregations are computed at each label's time by the SQL the DuckDB store runs
+(`features/windows.py`), in BigQuery's dialect.
 Bounding the join by the TTL also keeps it from pairing a label with all its entity's
 history. (`entity_key, event_time` is unique, so the pick is deterministic.) Each
 QUALIFY has a `WHERE TRUE` beside it: BigQuery has refused QUALIFY without WHERE,
@@ -57,6 +59,7 @@ from lykeion.features.offline.tables import (
     with_positions,
 )
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView, element_type, is_list
+from lykeion.features.windows import QUERY, window_values_sql
 
 # Dry runs report legacy type names.
 _LEGACY = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
@@ -141,7 +144,7 @@ def _history_fields(view: FeatureView) -> list[bigquery.SchemaField]:
     return [
         _schema_field(KEY, view.key_type, required=True),
         _schema_field(EVENT_TIME, "timestamp", required=True),
-        *(_schema_field(f.name, f.type) for f in view.features),
+        *(_schema_field(name, type_) for name, type_ in view.history_columns),
     ]
 
 
@@ -198,7 +201,7 @@ class BigQueryOfflineStore:
         wanted = {
             KEY: sql_type(view.key_type),
             EVENT_TIME: sql_type("timestamp"),
-            **{f.name: sql_type(f.type) for f in view.features},
+            **{name: sql_type(type_) for name, type_ in view.history_columns},
         }
         stored = self._stored_columns(view.table)
         if stored is None:
@@ -246,8 +249,8 @@ class BigQueryOfflineStore:
         if stored is None:
             return empty_history(view)
         select = [
-            f"`{f.name}`" if f.name in stored else f"CAST(NULL AS {sql_type(f.type)}) AS `{f.name}`"
-            for f in view.features
+            f"`{name}`" if name in stored else f"CAST(NULL AS {sql_type(type_)}) AS `{name}`"
+            for name, type_ in view.history_columns
         ]
         result = self._arrow(
             f"SELECT {', '.join([KEY, EVENT_TIME, *select])} FROM {self._ref(view.table)}"
@@ -287,8 +290,9 @@ def _batches(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, A
 def merge_sql(target: str, staging: str, view: FeatureView) -> str:
     """Replace rows with a matching (key, time), insert the others; among staged
     duplicates of a (key, time) the last one wins, as a later write would."""
-    names = [KEY, EVENT_TIME, *view.feature_names]
-    update = ", ".join(f"`{n}` = S.`{n}`" for n in view.feature_names)
+    columns = [name for name, _ in view.history_columns]
+    names = [KEY, EVENT_TIME, *columns]
+    update = ", ".join(f"`{n}` = S.`{n}`" for n in columns)
     matched = f"WHEN MATCHED THEN UPDATE SET {update}\n" if update else ""
     return (
         f"MERGE {target} AS T\n"
@@ -309,14 +313,16 @@ def training_sql(
     labels: str,
 ) -> str:
     """The point-in-time join; `ref` turns a history table name into a table reference.
-    A view never written, or a feature added since the last write, gives nulls."""
+    A view never written, or a feature added since the last write, gives nulls.
+    Aggregations come from `windows.window_values_sql` at each label's time."""
     spec = plan.spec
     ctes = []
     for index, join in enumerate(plan.joins):
         stored = columns.get(join.view.table)
         if stored is None:
             continue
-        present = [f"h.`{f.name}`" for f in join.features if f.name in stored]
+        row_level = [f for f in join.features if f.aggregation is None]
+        present = [f"h.`{f.name}`" for f in row_level if f.name in stored]
         ctes.append(
             f"v{index} AS (\n"
             f"  SELECT l.{ROW}, {', '.join(present) or 'NULL AS __none'}\n"
@@ -330,15 +336,28 @@ def training_sql(
             f"  QUALIFY ROW_NUMBER() OVER (PARTITION BY l.{ROW} ORDER BY h.{EVENT_TIME} DESC) = 1\n"
             f")"
         )
+        windowed = [f for f in join.features if f.aggregation is not None]
+        if windowed:
+            queries = (
+                f"(SELECT `{join.key_column}` AS __k, `{spec.timestamp_column}` AS __t,"
+                f" {ROW} AS {QUERY} FROM {labels})"
+            )
+            values = window_values_sql(windowed, "bigquery", ref(join.view.table), queries, stored)
+            ctes.append(f"w{index} AS ({values})")
     select = [f"l.`{c}`" for c in plan.label_columns]
     joined = []
     for index, join in enumerate(plan.joins):
         if join.view.table in columns:
             joined.append(f"LEFT JOIN v{index} ON v{index}.{ROW} = l.{ROW}")
+            if any(f.aggregation is not None for f in join.features):
+                joined.append(f"LEFT JOIN w{index} ON w{index}.{QUERY} = l.{ROW}")
     for output in plan.outputs:
         join = plan.joins[output.join]
-        if output.feature.name in columns.get(join.view.table, set()):
-            value = f"v{output.join}.`{output.feature.name}`"
+        name = output.feature.name
+        if join.view.table in columns and output.feature.aggregation is not None:
+            value = f"w{output.join}.`{name}`"
+        elif name in columns.get(join.view.table, set()):
+            value = f"v{output.join}.`{name}`"
         else:
             value = f"CAST(NULL AS {sql_type(output.feature.type)})"
         select.append(f"{value} AS `{output.column}`")

@@ -1,7 +1,8 @@
 """The embedded offline store: one DuckDB database file.
 
 One table per feature view (`view.table`): `entity_key` (VARCHAR or BIGINT), `event_time`
-(TIMESTAMPTZ), one column per feature (`T[]` for `list<T>`), and a primary key on
+(TIMESTAMPTZ), one column per row-level feature (`T[]` for `list<T>`) and per partial
+aggregate of an aggregation (`FeatureView.history_columns`), and a primary key on
 (entity_key, event_time) that makes re-writes replace rows instead of adding them.
 
 A database file rather than Parquet files: the primary key gives idempotent writes and
@@ -15,8 +16,9 @@ processes: holding the file for the store's lifetime would lock the others out.
 Training sets are built by one SQL statement: the labels (an Arrow table, scanned in
 place) `ASOF LEFT JOIN` each view's history on the entity key and
 `event_time <= label time`, which picks the latest row at or before the label; a value
-whose row is older than the view's TTL is nulled. Session time zone is UTC, so
-timestamps come back as `timestamp[us, tz=UTC]`, as from BigQuery.
+whose row is older than the view's TTL is nulled. Aggregations are computed at each
+label's time from the history's partial aggregates (`features/windows.py`). Session
+time zone is UTC, so timestamps come back as `timestamp[us, tz=UTC]`, as from BigQuery.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from lykeion.features.offline.tables import (
     with_positions,
 )
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
+from lykeion.features.windows import QUERY, window_values_sql
 
 _INCOMING = "__lykeion_incoming"
 _LABELS = "__lykeion_labels"
@@ -58,37 +61,57 @@ def quote(name: str) -> str:
 def training_sql(plan: TrainingPlan, columns: dict[str, set[str]]) -> str:
     """The point-in-time join. `columns` holds the stored columns of each history table
     that exists: a view never written, or a feature added since the last write, gives
-    nulls rather than an error."""
+    nulls rather than an error.
+
+    Row-level features: an ASOF join picks the latest history row at or before the
+    label's time, nulled past the TTL. Aggregations: `windows.window_values_sql` at the
+    label's time over the same history."""
     spec = plan.spec
     ts = f"l.{quote(spec.timestamp_column)}"
     select = [f"l.{quote(c)}" for c in plan.label_columns]
+    ctes = []
     joins = []
     for index, join in enumerate(plan.joins):
         stored = columns.get(join.view.table)
         if stored is None:
             continue
         alias = f"v{index}"
-        present = [f.name for f in join.features if f.name in stored]
-        fields = ", ".join(quote(c) for c in [KEY, EVENT_TIME, *present])
-        joins.append(
-            f"ASOF LEFT JOIN (SELECT {fields} FROM {quote(join.view.table)}) AS {alias}\n"
-            f"  ON {alias}.{KEY} = l.{quote(join.key_column)} AND {alias}.{EVENT_TIME} <= {ts}"
-        )
+        present = [f.name for f in join.features if f.aggregation is None and f.name in stored]
+        if present:
+            fields = ", ".join(quote(c) for c in [KEY, EVENT_TIME, *present])
+            joins.append(
+                f"ASOF LEFT JOIN (SELECT {fields} FROM {quote(join.view.table)}) AS {alias}\n"
+                f"  ON {alias}.{KEY} = l.{quote(join.key_column)} AND {alias}.{EVENT_TIME} <= {ts}"
+            )
+        windowed = [f for f in join.features if f.aggregation is not None]
+        if windowed:
+            queries = (
+                f"(SELECT {quote(join.key_column)} AS __k, {quote(spec.timestamp_column)} AS __t,"
+                f" {ROW} AS {QUERY} FROM {_LABELS})"
+            )
+            values = window_values_sql(windowed, "duckdb", quote(join.view.table), queries, stored)
+            ctes.append(f"w{index} AS ({values})")
+            joins.append(f"LEFT JOIN w{index} ON w{index}.{QUERY} = l.{ROW}")
     for output in plan.outputs:
         join = plan.joins[output.join]
-        alias = f"v{output.join}"
-        if output.feature.name in columns.get(join.view.table, set()):
+        stored = columns.get(join.view.table, set())
+        name = quote(output.feature.name)
+        if join.view.table in columns and output.feature.aggregation is not None:
+            value = f"w{output.join}.{name}"
+        elif output.feature.name in stored:
             # The ASOF match is the latest row at or before the label; past the TTL it
             # is too old to have been served, so the feature is null.
+            alias = f"v{output.join}"
             value = (
                 f"CASE WHEN {alias}.{EVENT_TIME} >= {ts} - to_microseconds({micros(join.view.ttl)})"
-                f" THEN {alias}.{quote(output.feature.name)} END"
+                f" THEN {alias}.{name} END"
             )
         else:
             value = f"CAST(NULL AS {sql_type(output.feature.type)})"
         select.append(f"{value} AS {quote(output.column)}")
+    with_clause = "WITH " + ",\n".join(ctes) + "\n" if ctes else ""
     return (
-        f"SELECT {', '.join(select)}\nFROM {_LABELS} AS l\n"
+        f"{with_clause}SELECT {', '.join(select)}\nFROM {_LABELS} AS l\n"
         + "".join(f"{j}\n" for j in joins)
         + f"ORDER BY l.{ROW}"
     )
@@ -120,14 +143,14 @@ class DuckDBOfflineStore:
         wanted = {
             KEY: sql_type(view.key_type),
             EVENT_TIME: sql_type("timestamp"),
-            **{f.name: sql_type(f.type) for f in view.features},
+            **{name: sql_type(type_) for name, type_ in view.history_columns},
         }
         if stored is None:
             columns = [
                 f"{KEY} {wanted[KEY]} NOT NULL",
                 f"{EVENT_TIME} {wanted[EVENT_TIME]} NOT NULL",
             ]
-            columns += [f"{quote(f.name)} {wanted[f.name]}" for f in view.features]
+            columns += [f"{quote(name)} {wanted[name]}" for name, _ in view.history_columns]
             con.execute(
                 f"CREATE TABLE {quote(view.table)} ({', '.join(columns)},"
                 f" PRIMARY KEY ({KEY}, {EVENT_TIME}))"
@@ -171,11 +194,10 @@ class DuckDBOfflineStore:
             if stored is None:
                 return empty_history(view)
             select = [
-                quote(f.name)
-                if f.name in stored
-                else f"CAST(NULL AS {sql_type(view.feature(f.name).type)}) AS {quote(f.name)}"
-                for f in schema
-                if f.name not in (KEY, EVENT_TIME)
+                quote(name)
+                if name in stored
+                else f"CAST(NULL AS {sql_type(type_)}) AS {quote(name)}"
+                for name, type_ in view.history_columns
             ]
             result = con.sql(
                 f"SELECT {', '.join([KEY, EVENT_TIME, *select])} FROM {quote(view.table)}"

@@ -47,7 +47,7 @@ def history_schema(view: FeatureView) -> pa.Schema:
         [
             pa.field(KEY, key_type(view)),
             pa.field(EVENT_TIME, TIMESTAMP),
-            *(pa.field(f.name, arrow_type(f.type)) for f in view.features),
+            *(pa.field(name, arrow_type(type_)) for name, type_ in view.history_columns),
         ]
     )
 
@@ -59,9 +59,10 @@ def empty_history(view: FeatureView) -> pa.Table:
 def conform_history(view: FeatureView, table: pa.Table) -> pa.Table:
     """Incoming history rows in the view's column order and types, checked.
 
-    Every feature must be present: a missing column would overwrite stored values with
-    nulls on a re-write. Null list elements are refused because BigQuery arrays cannot
-    hold them, and both stores must accept the same data.
+    Every history column must be present (`FeatureView.history_columns`: row-level
+    features, then the aggregations' partial aggregates): a missing column would
+    overwrite stored values with nulls on a re-write. Null list elements are refused
+    because BigQuery arrays cannot hold them, and both stores must accept the same data.
     """
     expected = history_schema(view)
     missing = [name for name in expected.names if name not in table.column_names]
@@ -75,11 +76,11 @@ def conform_history(view: FeatureView, table: pa.Table) -> pa.Table:
     for name in (KEY, EVENT_TIME):
         if conformed.column(name).null_count:
             raise ValueError(f"history rows for {view.table}: {name} must not be null")
-    for feature in view.features:
-        column = conformed.column(feature.name)
-        if is_list(feature.type) and pc.list_flatten(column).null_count:
+    for name, type_ in view.history_columns:
+        column = conformed.column(name)
+        if is_list(type_) and pc.list_flatten(column).null_count:
             raise ValueError(
-                f"history rows for {view.table}: list feature {feature.name} has null "
+                f"history rows for {view.table}: list feature {name} has null "
                 "elements (a list may be null, its elements may not)"
             )
     return conformed

@@ -13,16 +13,27 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
+Step = tuple[datetime, dict[str, Any]]
+"""(from when, aggregation name -> value): an aggregation's values from that time on."""
+
+
 @dataclass(frozen=True)
 class OnlineRow:
-    """The latest values of one entity: written whole, with the event time they hold at."""
+    """One entity's values from its newest event on: written whole.
+
+    At a time `t >= event_time` a row-level feature is `values[name]` while
+    `t - TTL <= event_time`, null after; an aggregation is its value in the last step at
+    or before `t`, else `values[name]` (TTL does not apply: a window decays by steps)."""
 
     key: str | int
     event_time: datetime
-    """Timezone-aware UTC event time of the values (drives TTL and late-data handling)."""
+    """Timezone-aware UTC time of the entity's newest event (drives TTL and late data)."""
     values: dict[str, Any]
     """Feature name -> Python value typed by the manifest (int, float, str, bool,
-    datetime, or a list of those); None for a null value."""
+    datetime, or a list of those) at `event_time`; None for a null value."""
+    steps: tuple[Step, ...] = ()
+    """Later values of the aggregations if no event comes: each time an event leaves a
+    window, strictly after `event_time` and increasing (see `windows.online_sql`)."""
 
 
 class StoreUnavailable(RuntimeError):
@@ -35,8 +46,10 @@ class OnlineStore(Protocol):
     event loop, where a thread hop would cost more than the read. False: network reads."""
 
     def write(self, view: FeatureView, rows: Iterable[OnlineRow]) -> int:
-        """Upsert rows; a row older than what is stored for its key is ignored (late data
-        never overwrites newer values), and writing the same rows twice changes nothing.
+        """Upsert rows: a row replaces the stored one of its key when its event time is
+        the same or newer (a re-run with late rows updates same-time rows); an older one
+        is ignored (late data never overwrites newer values), and writing the same rows
+        twice changes nothing. NaN and ±Inf float64 values are kept as they are.
         Returns the number of rows that changed the store."""
         ...
 
@@ -55,9 +68,13 @@ class OnlineStore(Protocol):
         features: Sequence[str],
         now: datetime | None = None,
     ) -> list[dict[str, Any] | None]:
-        """One batched read. For each key, in order: feature name -> value, or None for
-        the whole entry when the key is unknown or its values are older than the view's
-        TTL at `now` (default: the current time)."""
+        """One batched read of the values at time `now` (default: the current time).
+        For each key, in order: feature name -> value, or None when the key is unknown.
+        A row-level feature is null when the entity's newest event is older than the
+        view's TTL at `now`; an aggregation is its value at `now` (its step, see
+        `OnlineRow`), also long after the newest event: a trailing window decays to
+        count 0 / null without a new run. The store holds the values from the newest
+        event on: a read at a time before it gets the values at that event."""
         ...
 
     def ping(self) -> None:

@@ -1,7 +1,10 @@
 """The production online store: Cloud Bigtable, one table per view, one row per entity key.
 
 Row key `str(key)`; family `f` keeps one version; one column per feature holding the
-value as JSON (see codec.py), and `_event_time` holding the event time in microseconds.
+value at the event time as JSON (see codec.py; NaN and ±Inf as JSON's NaN/Infinity
+tokens), `_event_time` holding the event time in microseconds, and `_steps` the
+aggregations' later values (`codec.encode_steps`; absent when none). A read at `t`
+picks the last step at or before `t` (see `OnlineRow`).
 Cells carry the event time (truncated to milliseconds, Bigtable's granularity) as their
 timestamp, so even two writers racing past the late-data check (a read, then a write)
 leave the newest values on top, to the millisecond.
@@ -29,6 +32,7 @@ from google.api_core.retry import Retry, if_exception_type
 from google.cloud import bigtable
 from google.cloud.bigtable.data import (
     BigtableDataClient,
+    DeleteRangeFromColumn,
     FailedMutationEntryError,
     ReadRowsQuery,
     RowMutationEntry,
@@ -46,11 +50,14 @@ from google.cloud.bigtable_admin_v2.types import Table as TableSchema
 
 from lykeion.features.online.base import OnlineRow, StoreUnavailable
 from lykeion.features.online.codec import (
+    MICROSECOND,
     checked_features,
     checked_table,
     checked_values,
+    encode_steps,
     from_json,
     normalize_key,
+    step_values,
     to_micros,
 )
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
@@ -60,6 +67,7 @@ if TYPE_CHECKING:
 
 FAMILY = "f"
 EVENT_TIME_COLUMN = b"_event_time"
+STEPS_COLUMN = b"_steps"
 MAX_TABLE_ID = 50
 """Bigtable's limit on table IDs."""
 MAX_MUTATIONS = 100_000
@@ -140,11 +148,15 @@ class _Cells:
         return int(raw) if raw is not None else None
 
     def replaced_by(self, new: _Cells) -> bool:
-        """The late-data rule: newer replaces; equal replaces only when a value differs."""
+        """The late-data rule: newer replaces; equal replaces only when a value (or a
+        step) differs."""
         old_time, new_time = self.event_time, new.event_time
         if old_time is None or new_time is None or new_time > old_time:
             return True
-        return new_time == old_time and any(self.values.get(q) != v for q, v in new.values.items())
+        if new_time != old_time:
+            return False
+        differs = any(self.values.get(q) != v for q, v in new.values.items())
+        return differs or (STEPS_COLUMN in self.values and STEPS_COLUMN not in new.values)
 
 
 class BigtableOnlineStore:
@@ -282,6 +294,9 @@ class BigtableOnlineStore:
                 for name, value in checked_values(view, row.values).items()
             }
             values[EVENT_TIME_COLUMN] = str(to_micros(row.event_time)).encode()
+            steps = encode_steps(view, row.steps)
+            if steps is not None:
+                values[STEPS_COLUMN] = steps.encode()
             cells = _Cells(values)
             previous = latest.get(key)
             if previous is None or previous.replaced_by(cells):
@@ -293,9 +308,13 @@ class BigtableOnlineStore:
         micros = cells.event_time or 0
         # Bigtable tables count time in milliseconds; event times before 1970 clamp to 0.
         stamp = max(0, micros - micros % 1000)
-        return RowMutationEntry(
-            key, [SetCell(FAMILY, q, v, timestamp_micros=stamp) for q, v in cells.values.items()]
-        )
+        mutations: list[Any] = [
+            SetCell(FAMILY, q, v, timestamp_micros=stamp) for q, v in cells.values.items()
+        ]
+        if STEPS_COLUMN not in cells.values:
+            # A row without steps replaces one that had them.
+            mutations.insert(0, DeleteRangeFromColumn(FAMILY, STEPS_COLUMN))
+        return RowMutationEntry(key, mutations)
 
     def _write_cells(self, view: FeatureView, latest: dict[bytes, _Cells]) -> int:
         table = self._table(view)
@@ -366,8 +385,9 @@ class BigtableOnlineStore:
         if not wanted:
             # An empty row set would read the whole table.
             return []
-        cutoff = to_micros((now or datetime.now(UTC)) - view.ttl)
-        qualifiers = [EVENT_TIME_COLUMN, *(name.encode() for name in names)]
+        at = to_micros(now or datetime.now(UTC))
+        cutoff = at - view.ttl // MICROSECOND
+        qualifiers = [EVENT_TIME_COLUMN, STEPS_COLUMN, *(name.encode() for name in names)]
         table = self._table(view)
         try:
             with _errors(f"read {table.table_id}", table_may_be_missing=True):
@@ -378,14 +398,21 @@ class BigtableOnlineStore:
         for key in wanted:
             cells = stored.get(key)
             event_time = cells.event_time if cells is not None else None
-            if cells is None or event_time is None or event_time < cutoff:
+            if cells is None or event_time is None:
                 out.append(None)
                 continue
-            entry = {}
+            expired = event_time < cutoff
+            entry: dict[str, Any] = {}
             for name, type_ in zip(names, types, strict=True):
                 raw = cells.values.get(name.encode())
+                if expired and view.feature(name).aggregation is None:
+                    entry[name] = None
+                    continue
                 # A feature added to the view after this row was written has no cell.
                 entry[name] = from_json(type_, json.loads(raw)) if raw is not None else None
+            later = step_values(view, cells.values.get(STEPS_COLUMN), at, names)
+            if later:
+                entry.update(later)
             out.append(entry)
         return out
 

@@ -8,6 +8,8 @@ Columnar writes (Arrow tables) are held to the same types by `checked_table`.
 
 from __future__ import annotations
 
+import bisect
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,14 +20,16 @@ if TYPE_CHECKING:
     # pyarrow only where tables flow: the Feature API reads without it.
     import pyarrow as pa
 
+    from lykeion.features.online.base import Step
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+MICROSECOND = timedelta(microseconds=1)
 
 
 def to_micros(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise TypeError(f"naive datetime {moment!r}: online stores need timezone-aware times")
-    return (moment - EPOCH) // _MICROSECOND
+    return (moment - EPOCH) // MICROSECOND
 
 
 def from_micros(micros: int) -> datetime:
@@ -107,6 +111,48 @@ def checked_values(view: FeatureView, values: dict[str, Any]) -> dict[str, Any]:
         except TypeError as exc:
             raise TypeError(f"{view.entity}.{feature.name}: {exc}") from None
     return out
+
+
+def checked_steps(view: FeatureView, values: dict[str, Any]) -> dict[str, Any]:
+    """A step's aggregation name -> JSON-compatible value (only aggregations may step)."""
+    out = {}
+    for name, value in values.items():
+        feature = view.feature(name) if name in view.feature_names else None
+        if feature is None or feature.aggregation is None:
+            raise ValueError(f"{view.name}: {name!r} is not an aggregation, it has no steps")
+        try:
+            out[name] = to_json(feature.type, value)
+        except TypeError as exc:
+            raise TypeError(f"{view.entity}.{name}: {exc}") from None
+    return out
+
+
+def encode_steps(view: FeatureView, steps: Sequence[Step]) -> str | None:
+    """Steps as the JSON text both stores keep: `[[micros, {feature: value}], ...]`
+    (values as `to_json` gives them; NaN and ±Inf as JSON's NaN/Infinity tokens)."""
+    if not steps:
+        return None
+    encoded = [[to_micros(moment), checked_steps(view, values)] for moment, values in steps]
+    return json.dumps(encoded, separators=(",", ":"))
+
+
+def step_values(
+    view: FeatureView, raw: str | bytes | None, at: int, names: Sequence[str]
+) -> dict[str, Any] | None:
+    """The aggregations of `names` at `at` (micros) from encoded steps; None when no
+    step has begun by then (the values at the event time hold)."""
+    if raw is None:
+        return None
+    steps = json.loads(raw)
+    index = bisect.bisect_right([step[0] for step in steps], at) - 1
+    if index < 0:
+        return None
+    values = steps[index][1]
+    return {
+        name: from_json(view.feature(name).type, values.get(name))
+        for name in names
+        if view.feature(name).aggregation is not None
+    }
 
 
 # -- Arrow tables ------------------------------------------------------------------------

@@ -1,8 +1,18 @@
-"""The embedded online store: one SQLite table per view, one row per entity key."""
+"""The embedded online store: one SQLite table per view, one row per entity key.
+
+Columns: the key, `event_time` (microseconds), one per feature holding its value at the
+event time, and `_steps`: the aggregations' later values as JSON
+`[[micros, {feature: value}], ...]` (null when none; see `OnlineRow`). A read at `t`
+picks the last step at or before `t` by bisection.
+
+SQLite stores a bound NaN as NULL, so a float64 NaN is stored as the text 'NaN' (a REAL
+column keeps text it cannot read as a number) and read back as NaN; ±Inf are REALs.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -15,11 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from lykeion.features.online.base import OnlineRow, StoreUnavailable
 from lykeion.features.online.codec import (
+    MICROSECOND,
     checked_features,
     checked_table,
     checked_values,
+    encode_steps,
     from_json,
     normalize_key,
+    step_values,
     to_json,
     to_micros,
 )
@@ -49,10 +62,17 @@ def _column_type(type_: str) -> str:
     return "TEXT" if is_list(type_) else _COLUMN_TYPES[type_]
 
 
+STEPS = "_steps"
+_NAN = "NaN"
+
+
 def _to_column(type_: str, value: Any) -> Any:
-    """A JSON-compatible value as SQLite stores it: lists as JSON text, scalars as is."""
+    """A JSON-compatible value as SQLite stores it: lists as JSON text, NaN as 'NaN',
+    other scalars as is."""
     if value is not None and is_list(type_):
         return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, float) and math.isnan(value):
+        return _NAN
     return value
 
 
@@ -66,27 +86,29 @@ def _column_values(type_: str, column: pa.ChunkedArray) -> list[Any]:
     if type_ == "timestamp":
         # Microseconds since the epoch, as `to_micros` counts them.
         return column.cast(pa.int64()).to_pylist()
-    # int64 -> int, float64 -> float, string -> str, bool -> bool: what to_json returns.
+    if type_ == "float64":
+        return [_to_column(type_, value) for value in column.to_pylist()]
+    # int64 -> int, string -> str, bool -> bool: what to_json returns.
     return column.to_pylist()
 
 
 def _from_column(type_: str, value: Any) -> Any:
     if value is not None and is_list(type_):
         value = json.loads(value)
+    elif value == _NAN and type_ == "float64":
+        return math.nan
     return from_json(type_, value)
 
 
 def _upsert_sql(view: FeatureView) -> str:
     table = _quote(view.table)
-    names = [KEY, EVENT_TIME, *view.feature_names]
+    names = [KEY, EVENT_TIME, *view.feature_names, STEPS]
     columns = ", ".join(_quote(n) for n in names)
     params = ", ".join("?" for _ in names)
     assignments = ", ".join(f"{_quote(n)} = excluded.{_quote(n)}" for n in names[1:])
     # Equal event times replace only when a value differs: a re-run with the same rows
     # changes nothing (and counts 0), a corrected re-run at the same time still lands.
-    differs = " OR ".join(
-        f"{table}.{_quote(n)} IS NOT excluded.{_quote(n)}" for n in view.feature_names
-    )
+    differs = " OR ".join(f"{table}.{_quote(n)} IS NOT excluded.{_quote(n)}" for n in names[2:])
     newer = f"excluded.{EVENT_TIME} > {table}.{EVENT_TIME}"
     same_time = f"excluded.{EVENT_TIME} = {table}.{EVENT_TIME}"
     condition = f"{newer} OR ({same_time} AND ({differs}))" if differs else newer
@@ -212,7 +234,7 @@ class SqliteOnlineStore:
         known = self._columns.get(view.table)
         if known is not None and known.issuperset(view.feature_names):
             return
-        for reserved in (KEY, EVENT_TIME):
+        for reserved in (KEY, EVENT_TIME, STEPS):
             if reserved in view.feature_names:
                 raise ValueError(f"{view.name}: feature name {reserved!r} is reserved")
         table = _quote(view.table)
@@ -222,20 +244,18 @@ class SqliteOnlineStore:
         features = "".join(f", {_quote(f.name)} {_column_type(f.type)}" for f in view.features)
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {table} ({KEY} {key_type} PRIMARY KEY NOT NULL, "
-            f"{EVENT_TIME} INTEGER NOT NULL{features}){rowid}"
+            f"{EVENT_TIME} INTEGER NOT NULL{features}, {STEPS} TEXT){rowid}"
         )
         existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        for feature in view.features:
-            if feature.name not in existing:
+        wanted = [(f.name, _column_type(f.type)) for f in view.features] + [(STEPS, "TEXT")]
+        for name, type_ in wanted:
+            if name not in existing:
                 try:
-                    conn.execute(
-                        f"ALTER TABLE {table} ADD COLUMN "
-                        f"{_quote(feature.name)} {_column_type(feature.type)}"
-                    )
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {_quote(name)} {type_}")
                 except sqlite3.OperationalError as exc:
                     if "duplicate column" not in str(exc):
                         raise
-                existing.add(feature.name)
+                existing.add(name)
         with self._lock:
             self._columns[view.table] = existing
 
@@ -243,9 +263,9 @@ class SqliteOnlineStore:
 
     def write(self, view: FeatureView, rows: Iterable[OnlineRow]) -> int:
         """Upsert rows in one transaction. A row replaces the stored one when its event
-        time is newer, or equal with a differing value; so late data never overwrites
-        newer values, and writing the same rows twice leaves the store as it was and
-        returns 0. Returns the number of rows inserted or replaced."""
+        time is newer, or equal with a differing value or step; so late data never
+        overwrites newer values, and writing the same rows twice leaves the store as it
+        was and returns 0. Returns the number of rows inserted or replaced."""
         types = [feature.type for feature in view.features]
         params = [
             (
@@ -257,6 +277,7 @@ class SqliteOnlineStore:
                         types, checked_values(view, row.values).values(), strict=True
                     )
                 ),
+                encode_steps(view, row.steps),
             )
             for row in rows
         ]
@@ -273,6 +294,7 @@ class SqliteOnlineStore:
             _column_values(type_, column)
             for type_, column in zip(types, checked.columns, strict=True)
         ]
+        columns.append([None] * checked.num_rows)  # no steps
         return self._upsert(view, zip(*columns, strict=True))
 
     def _upsert(self, view: FeatureView, params: Iterable[Sequence[Any]]) -> int:
@@ -299,7 +321,9 @@ class SqliteOnlineStore:
         names = checked_features(view, features)
         types = [view.feature(name).type for name in names]
         wanted = [normalize_key(view, key) for key in keys]
-        cutoff = to_micros((now or datetime.now(UTC)) - view.ttl)
+        at = to_micros(now or datetime.now(UTC))
+        cutoff = at - view.ttl // MICROSECOND
+        expiring = [view.feature(name).aggregation is None for name in names]
         columns = "".join(f", {_quote(name)}" for name in names)
         found: dict[str | int, dict[str, Any]] = {}
         with self._conn() as conn:
@@ -309,16 +333,22 @@ class SqliteOnlineStore:
                 chunk = unique[start : start + READ_CHUNK]
                 marks = ", ".join("?" for _ in chunk)
                 cursor = conn.execute(
-                    f"SELECT {KEY}, {EVENT_TIME}{columns} FROM {_quote(view.table)} "
+                    f"SELECT {KEY}, {EVENT_TIME}, {STEPS}{columns} FROM {_quote(view.table)} "
                     f"WHERE {KEY} IN ({marks})",
                     chunk,
                 )
-                for key, event_time, *values in cursor:
-                    if event_time >= cutoff:
-                        found[key] = {
-                            name: _from_column(type_, value)
-                            for name, type_, value in zip(names, types, values, strict=True)
-                        }
+                for key, event_time, steps, *values in cursor:
+                    expired = event_time < cutoff
+                    entry = {
+                        name: None if expired and expires else _from_column(type_, value)
+                        for name, type_, value, expires in zip(
+                            names, types, values, expiring, strict=True
+                        )
+                    }
+                    later = step_values(view, steps, at, names)
+                    if later:
+                        entry.update(later)
+                    found[key] = entry
         # Each entry gets its own dict, so callers may mutate one without touching another.
         return [dict(found[key]) if key in found else None for key in wanted]
 

@@ -1,0 +1,188 @@
+"""Window values at any time, from the history's partial aggregates, in one SQL for both
+the training set and the online store (DuckDB and BigQuery dialects).
+
+The value of an aggregation over window `w` at time `t` for key `k` is the aggregate of
+the partials of `k`'s history rows with event time in (t - w, t]: open at the start,
+closed at `t` (at microsecond precision [t - w + 1us, t]). count is the number of
+non-null values (0 in an empty window), sum, mean, min and max are taken over the
+non-null values (null when there is none; NaN when min or max meets one), last is the
+newest non-null value. A key with no history row at or before `t` is unknown: every
+aggregation is null. TTL does not apply.
+
+Query times and history rows of the queried keys are united and one windowed aggregate
+per partial runs over the union, ordered by microseconds since the epoch with the frame
+`RANGE BETWEEN w - 1 PRECEDING AND CURRENT ROW`: history rows at `t` itself are the
+query's peers and count. The union sorts once per key; a range join would pair each
+query with every row of its window (see benchmarks/features.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from lykeion.features.compile import Dialect, extreme, sql_type
+from lykeion.features.view import EVENT_TIME, KEY, FeatureDef, FeatureView
+
+QUERY = "__q"
+"""Query id column (int64), unique per query row."""
+STEP = "_step"
+"""The time a row of `online_sql` holds at."""
+
+
+def micros(delta: timedelta) -> int:
+    return delta // timedelta(microseconds=1)
+
+
+def _ident(name: str, dialect: Dialect) -> str:
+    return f'"{name}"' if dialect == "duckdb" else f"`{name}`"
+
+
+def _epoch_us(expr: str, dialect: Dialect) -> str:
+    return f"epoch_us({expr})" if dialect == "duckdb" else f"UNIX_MICROS({expr})"
+
+
+def _cast(expr: str, type_: str, dialect: Dialect) -> str:
+    target = sql_type(type_, dialect)
+    function = "TRY_CAST" if dialect == "duckdb" else "SAFE_CAST"
+    return f"{function}({expr} AS {target})"
+
+
+def window_values_sql(
+    features: Sequence[FeatureDef],
+    dialect: Dialect,
+    history: str,
+    queries: str,
+    present: set[str] | None = None,
+) -> str:
+    """SELECT `__q` and one column per aggregation in `features` (named as the feature),
+    the value at each query's time.
+
+    `history`: a relation with `entity_key`, `event_time` and the features' partial
+    columns (`FeatureDef.parts`); `queries`: one with `__k` (key), `__t` (timestamp) and
+    `__q`. Queries with a null key or time are not answered (no row). `present` is the
+    set of history columns stored; a feature missing a part gives nulls."""
+    present = present if present is not None else {n for f in features for n, _ in f.parts()}
+    answered = [f for f in features if all(name in present for name, _ in f.parts())]
+    parts = [part for f in answered for part in f.parts()]
+    h_cols = ", ".join(_ident(name, dialect) for name, _ in parts)
+    q_cols = ", ".join(
+        f"CAST(NULL AS {sql_type(type_, dialect)}) AS {_ident(name, dialect)}"
+        for name, type_ in parts
+    )
+    int64 = sql_type("int64", dialect)
+    union = (
+        f"SELECT {KEY} AS __k, {EVENT_TIME} AS __t, CAST(NULL AS {int64}) AS {QUERY}"
+        f"{', ' + h_cols if h_cols else ''}\n"
+        f"    FROM {history} WHERE {KEY} IN (SELECT __k FROM {queries})\n"
+        f"    UNION ALL\n"
+        f"    SELECT __k, __t, {QUERY}{', ' + q_cols if q_cols else ''} FROM {queries}\n"
+        f"    WHERE __k IS NOT NULL AND __t IS NOT NULL"
+    )
+    seen = (
+        f"COUNT(CASE WHEN {QUERY} IS NULL THEN 1 END) OVER (PARTITION BY __k ORDER BY __o"
+        f" RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __seen"
+    )
+    inner = [QUERY, seen]
+    outer = [QUERY]
+    for feature in features:
+        column = _ident(feature.name, dialect)
+        if feature not in answered:
+            outer.append(f"CAST(NULL AS {sql_type(feature.type, dialect)}) AS {column}")
+            continue
+        assert feature.aggregation is not None
+        function = feature.aggregation.function
+        span = micros(feature.aggregation.window)
+        over = (
+            f"OVER (PARTITION BY __k ORDER BY __o"
+            f" RANGE BETWEEN {span - 1} PRECEDING AND CURRENT ROW)"
+        )
+        # Part names (n, sum, min, max, last) have no underscore.
+        names = {name.rsplit("_", 1)[1]: _ident(name, dialect) for name, _ in feature.parts()}
+        tag = f"__w_{feature.name}"
+        if "n" in names:
+            inner.append(f"SUM({names['n']}) {over} AS {tag}_n")
+        if function == "count":
+            value = f"CASE WHEN __seen > 0 THEN COALESCE({tag}_n, 0) END"
+        elif function in ("sum", "mean"):
+            inner.append(f"SUM({names['sum']}) {over} AS {tag}_sum")
+            total = f"{tag}_sum" if function == "sum" else f"{tag}_sum / {tag}_n"
+            value = f"CASE WHEN {tag}_n > 0 THEN {total} END"
+        elif function in ("min", "max"):
+            inner.append(
+                f"{extreme(function.upper(), names[function], feature.type, over, dialect)}"
+                f" AS {tag}_v"
+            )
+            value = f"{tag}_v"
+        else:
+            inner.append(f"LAST_VALUE({names['last']} IGNORE NULLS) {over} AS {tag}_v")
+            value = f"{tag}_v"
+        outer.append(f"{_cast(value, feature.type, dialect)} AS {column}")
+    return (
+        f"SELECT {', '.join(outer)} FROM (\n"
+        f"  SELECT {', '.join(inner)} FROM (\n"
+        f"    SELECT *, {_epoch_us('__t', dialect)} AS __o FROM (\n    {union}\n    ) AS u\n"
+        f"  ) AS o\n"
+        f") AS w WHERE {QUERY} IS NOT NULL"
+    )
+
+
+def _literal_time(moment: datetime, dialect: Dialect) -> str:
+    text = moment.isoformat()
+    return f"TIMESTAMPTZ '{text}'" if dialect == "duckdb" else f"TIMESTAMP '{text}'"
+
+
+def _plus(expr: str, us: int, dialect: Dialect) -> str:
+    if dialect == "duckdb":
+        return f"({expr} + to_microseconds({us}))"
+    return f"TIMESTAMP_ADD({expr}, INTERVAL {us} MICROSECOND)"
+
+
+def online_sql(
+    view: FeatureView,
+    dialect: Dialect,
+    history: str,
+    after: datetime | None = None,
+    *,
+    define: str | None = None,
+) -> str:
+    """The online store's rows for the keys whose newest history row in `history` is
+    later than `after` (all keys when None): per key, its newest event time `L` and one
+    row per step `_step` — `L` itself, then each time an event leaves a window if no new
+    event comes (`e + w` for every event `e` in (L - w, L]). Columns: `entity_key`,
+    `event_time` (= L), `_step`, the row-level features of the row at L, and the
+    aggregations at `_step` computed by `window_values_sql`, the training set's SQL.
+    `history` (a table, or the name given to the query `define`) must hold every valid
+    history row of those keys within the longest window before L."""
+    windows = sorted({micros(f.aggregation.window) for f in view.aggregations if f.aggregation})
+    having = f" HAVING MAX({EVENT_TIME}) > {_literal_time(after, dialect)}" if after else ""
+    steps = ["SELECT __k, __l AS __t FROM __last"]
+    for span in windows:
+        steps.append(
+            f"SELECT h.{KEY}, {_plus(f'h.{EVENT_TIME}', span, dialect)} FROM {history} AS h"
+            f" JOIN __last ON h.{KEY} = __last.__k"
+            f" WHERE h.{EVENT_TIME} > {_plus('__last.__l', -span, dialect)}"
+        )
+    row_cols = "".join(f", h.{_ident(f.name, dialect)}" for f in view.row_features)
+    agg_cols = "".join(f", v.{_ident(f.name, dialect)}" for f in view.aggregations)
+    values = window_values_sql(view.aggregations, dialect, history, "__queries")
+    defined = f"{history} AS ({define}),\n" if define else ""
+    return f"""
+WITH {defined}__last AS (
+  SELECT {KEY} AS __k, MAX({EVENT_TIME}) AS __l FROM {history} GROUP BY {KEY}{having}
+),
+__steps AS (
+  {" UNION ALL ".join(steps)}
+),
+__queries AS (
+  SELECT __k, __t, ROW_NUMBER() OVER (ORDER BY __k, __t) AS {QUERY}
+  FROM (SELECT DISTINCT __k, __t FROM __steps) AS s
+),
+__values AS ({values})
+SELECT q.__k AS {KEY}, __last.__l AS {EVENT_TIME}, q.__t AS {STEP}{row_cols}{agg_cols}
+FROM __queries AS q
+JOIN __last ON __last.__k = q.__k
+JOIN {history} AS h ON h.{KEY} = q.__k AND h.{EVENT_TIME} = __last.__l
+JOIN __values AS v ON v.{QUERY} = q.{QUERY}
+ORDER BY {KEY}, {STEP}
+""".strip()
