@@ -27,6 +27,8 @@ from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.online.base import OnlineStore
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
+from tests.integration.bigquery_fixture import PROJECT, bigquery_emulator  # noqa: F401
+from tests.integration.bigtable_fixture import bigtable_emulator  # noqa: F401
 from tests.reference import Column, Feature, Window, same, value_at
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -203,7 +205,7 @@ def read_offsets() -> st.SearchStrategy[list[timedelta]]:
 
 
 FAST = settings(
-    max_examples=40,
+    max_examples=25,
     derandomize=True,
     deadline=None,
     # A failure reports its example as drawn: shrinking could take minutes of CI.
@@ -240,9 +242,11 @@ def test_duckdb_training_set_and_sqlite_reads_equal_the_reference(
         online.close()
 
 
-def test_bigquery_training_set_equals_the_reference(tmp_path: Path, bigquery_emulator: Any) -> None:
+def test_bigquery_training_set_equals_the_reference(
+    tmp_path: Path,
+    bigquery_emulator: Any,  # noqa: F811
+) -> None:
     from lykeion.features.offline.bigquery import BigQueryOfflineStore
-    from tests.integration.bigquery_fixture import PROJECT
 
     @EMULATED
     @given(histories())
@@ -260,7 +264,10 @@ def test_bigquery_training_set_equals_the_reference(tmp_path: Path, bigquery_emu
     check()
 
 
-def test_bigtable_reads_equal_the_reference(tmp_path: Path, bigtable_emulator: str) -> None:
+def test_bigtable_reads_equal_the_reference(
+    tmp_path: Path,
+    bigtable_emulator: str,  # noqa: F811
+) -> None:
     from lykeion.features.online.bigtable import BigtableOnlineStore
 
     store = BigtableOnlineStore("lykeion-test", "semantics")

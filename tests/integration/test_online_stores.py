@@ -291,7 +291,8 @@ def test_unknown_feature_and_wrong_types_are_rejected(store: OnlineStore) -> Non
     assert store.read(view, ["a"], ["trips"], now=NOW) == [None]
 
 
-def test_entries_older_than_the_ttl_read_as_none(store: OnlineStore) -> None:
+def test_row_level_values_older_than_the_ttl_read_as_null(store: OnlineStore) -> None:
+    """The key stays known (its aggregations do not expire); its row-level values do."""
     view = small_view(ttl=timedelta(hours=1))
     store.write(
         view,
@@ -303,7 +304,7 @@ def test_entries_older_than_the_ttl_read_as_none(store: OnlineStore) -> None:
     )
 
     assert store.read(view, ["stale", "edge", "fresh"], ["trips"], now=NOW) == [
-        None,
+        {"trips": None},
         {"trips": 2},
         {"trips": 3},
     ]
@@ -322,7 +323,7 @@ def test_ttl_defaults_to_the_current_time(store: OnlineStore) -> None:
         ),
     )
 
-    assert store.read(view, ["old", "new"], ["trips"]) == [None, {"trips": 2}]
+    assert store.read(view, ["old", "new"], ["trips"]) == [{"trips": None}, {"trips": 2}]
 
 
 def test_late_data_never_overwrites_newer_values(store: OnlineStore) -> None:

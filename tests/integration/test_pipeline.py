@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -23,6 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 FLINK_INSTALL = ROOT / "scripts" / "install-flink-job-server.sh"
 MANIFEST = ROOT / "examples" / "forward" / "features.yaml"
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
+# Reads at the source's end (Apr 30), as its 30-day windows decay, and long after.
+READ_TIMES = [
+    datetime(2026, 4, 30, 23, 59, tzinfo=UTC),
+    datetime(2026, 5, 10, tzinfo=UTC),
+    datetime(2026, 5, 25, 12, tzinfo=UTC),
+    NOW,
+]
 
 
 def flink_job_server_jar() -> Path:
@@ -77,15 +85,27 @@ def _run(
 
 
 def _stores(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:
+    """The offline history, and online reads of every key at each of `READ_TIMES`."""
     view = FeatureView.from_body(_manifest())
     history = DuckDBOfflineStore(folder / "offline.duckdb").history(view).to_pylist()
     keys = sorted({row["entity_key"] for row in history})
     online = SqliteOnlineStore(folder / "online.db")
     try:
-        latest = online.read(view, keys, view.feature_names, now=NOW)
+        latest = [
+            entry
+            for moment in READ_TIMES
+            for entry in online.read(view, keys, view.feature_names, now=moment)
+        ]
     finally:
         online.close()
     return history, latest
+
+
+def _online_table(folder: Path) -> list[tuple[Any, ...]]:
+    """The online store's rows as stored: values at the newest event and the steps."""
+    view = FeatureView.from_body(_manifest())
+    with sqlite3.connect(folder / "online.db") as conn:
+        return conn.execute(f'SELECT * FROM "{view.table}" ORDER BY entity_key').fetchall()
 
 
 def _reference(factory: pytest.TempPathFactory, engine: str) -> Path:
@@ -106,7 +126,7 @@ def direct_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _reference(tmp_path_factory, "beam")
 
 
-COUNTERS = ("rows_read", "rows_written", "bad_rows", "online_rows")
+COUNTERS = ("rows_read", "rows_written", "bad_rows", "duplicate_rows", "online_rows")
 
 
 def test_beam_and_duckdb_engines_write_identical_stores(duckdb_run: Path, direct_run: Path) -> None:
@@ -115,9 +135,16 @@ def test_beam_and_duckdb_engines_write_identical_stores(duckdb_run: Path, direct
     for key in COUNTERS:
         assert beam[key] == reference[key], key
     assert reference["rows_written"] > 10_000 and reference["online_rows"] == 300
+    assert beam["max_event_time"] == reference["max_event_time"] == "2026-04-30T23:44:06+00:00"
     history, latest = _stores(direct_run)
     assert (history, latest) == _stores(duckdb_run)
+    assert _online_table(direct_run) == _online_table(duckdb_run)
     assert all(entry is not None for entry in latest)
+    # The windows decay after the last ride (Apr 30): 30 days on, every count is 0.
+    counts = [entry["drop_offs_count"] for entry in latest if entry is not None]
+    per_time = [counts[i * 300 : (i + 1) * 300] for i in range(len(READ_TIMES))]
+    assert sum(per_time[0]) > sum(per_time[1]) > sum(per_time[2]) > 0
+    assert set(per_time[3]) == {0}
 
 
 def test_flink_runner_writes_what_direct_runner_writes(direct_run: Path, tmp_path: Path) -> None:

@@ -193,8 +193,8 @@ def test_bigquery_dialect_uses_numeric_ranges_and_safe_cast(tmp_path: Path) -> N
     assert "SAFE_CAST" in sql and "TRY_CAST" not in sql
     view = FeatureView.from_manifest("ns", "m", spec)
     at_time = window_values_sql(view.aggregations, "bigquery", "`h`", "`q`")
-    # The window (t - 1h, t] at microseconds: 1h - 1us before t up to t's peers.
-    assert "RANGE BETWEEN 3599999999 PRECEDING AND CURRENT ROW" in at_time
-    assert "UNIX_MICROS(__t)" in at_time
+    # The window (t - 1h, t] at microseconds, on 2 x micros (+1 for the query row).
+    assert "RANGE BETWEEN 7199999999 PRECEDING AND CURRENT ROW" in at_time
+    assert "UNIX_MICROS(__t) * 2" in at_time
     with pytest.raises(ValueError, match="file sources are read by DuckDB"):
         history_sql(_spec(tmp_path / "x.csv"), "bigquery")

@@ -98,10 +98,16 @@ def test_success_moves_the_watermark_to_the_range_the_run_used() -> None:
             "rows_read": 10,
             "rows_written": 9,
             "bad_rows": 1,
+            "duplicate_rows": 2,
+            "max_event_time": "2026-11-20T08:00:00+00:00",
         },
     )
-    fields = finish({"currentRun": run}, run, outcome, NOW + timedelta(minutes=1))
+    before = {"currentRun": run, "newestEventTime": "2026-11-25T00:00:00Z"}
+    fields = finish(before, run, outcome, NOW + timedelta(minutes=1))
     assert fields["currentRun"] is None
+    # A full run states what the source holds now: its newest event, not an older max.
+    assert fields["newestEventTime"] == "2026-11-20T08:00:00Z"
+    assert fields["runs"][-1]["duplicateRows"] == 2
     assert fields["watermark"] == "2026-11-27T11:59:00Z"
     assert fields["materializedGeneration"] == 1
     assert fields["runs"][-1] | {} == fields["runs"][-1]

@@ -36,12 +36,18 @@ def _model(evaluated: bool = True, **status: Any) -> dict[str, Any]:
 
 
 def _manifest(
-    watermark: str | None = "2026-05-30T00:00:00Z", generation: int = 2
+    watermark: str | None = "2026-05-30T00:00:00Z",
+    generation: int = 2,
+    newest: str | None = "2026-05-29T00:00:00Z",
 ) -> dict[str, Any]:
     body = objects.manifest()
     body["metadata"] |= {"namespace": "ns", "generation": generation}
     body["spec"]["ttl"] = "7d"
-    body["status"] = {"watermark": watermark, "materializedGeneration": 2}
+    body["status"] = {
+        "watermark": watermark,
+        "materializedGeneration": 2,
+        "newestEventTime": newest,
+    }
     return body
 
 
@@ -59,7 +65,20 @@ def test_gate_admits_an_evaluated_model_with_fresh_features() -> None:
         (_model(), [], "FeatureMissing", "rider.age is defined by no FeatureManifest"),
         (_model(), [_manifest(watermark=None)], "FeaturesNotMaterialized", "not materialized"),
         (_model(), [_manifest(generation=3)], "FeaturesNotMaterialized", "not materialized"),
-        (_model(), [_manifest("2026-05-01T00:00:00Z")], "FeaturesStale", "older than its TTL 7d"),
+        (
+            _model(),
+            [_manifest("2026-05-01T00:00:00Z", newest="2026-05-01T00:00:00Z")],
+            "FeaturesStale",
+            "older than its TTL 7d",
+        ),
+        # A run a minute ago does not make a source whose newest event is old fresh.
+        (
+            _model(),
+            [_manifest(newest="2026-05-01T00:00:00Z")],
+            "FeaturesStale",
+            "newest event of FeatureManifest rider-activity is from 2026-05-01",
+        ),
+        (_model(), [_manifest(newest=None)], "FeaturesStale", "has materialized no event"),
     ],
 )
 def test_gate_names_what_holds_a_version(

@@ -80,12 +80,20 @@ class Source(ApiModel):
 
 
 class Aggregation(ApiModel):
-    """A per-entity aggregation over a trailing time window."""
+    """A per-entity aggregation over a trailing time window, valued at any time `t` (a
+    label's time, a request's time) over the entity's valid source rows with event time
+    in (t - window, t]; duplicates at one time all count; TTL does not apply."""
 
     function: Literal["count", "sum", "mean", "min", "max", "last"]
+    """count: the column's non-null values (0 for an empty window); sum, mean, min, max:
+    over the non-null values, null when there is none (sum and mean read the column as
+    float64; min and max are NaN when a value is NaN); last: the value of the newest row
+    whose value is not null (of several at that time, the greatest; NaN above all)."""
     column: str = Field(pattern=IDENTIFIER, max_length=63)
     window: str = Field(pattern=DURATION, max_length=16)
-    """Trailing window such as `30d` or `12h`."""
+    """Trailing window such as `30d` or `12h`: open at its start, closed at `t` (at
+    microsecond precision [t - window + 1us, t]). The value decays as rows leave it, also
+    long after the entity's last event."""
 
 
 class Feature(ApiModel):
@@ -101,10 +109,15 @@ class Feature(ApiModel):
 
     name: str = Field(pattern=IDENTIFIER, max_length=63)
     type: FeatureType
+    """The value's type; a source row whose column or expression does not cast to it is
+    invalid: counted in the run's badRows and excluded from every feature."""
     column: str | None = Field(None, pattern=IDENTIFIER, max_length=63)
-    """Source column copied as is."""
+    """Source column copied as is: at time `t` the value of the entity's latest valid row
+    at or before `t`, null when that row is older than the TTL. Of several valid rows at
+    one time, one gives every row-level value: the first by the row-level features in
+    order, ascending, NaN after numbers, null last."""
     expression: str | None = Field(None, min_length=1, max_length=4096)
-    """SQL expression over the source row's columns."""
+    """SQL expression over the source row's columns; valued at `t` like `column`."""
     aggregation: Aggregation | None = None
     description: str | None = Field(None, max_length=1024)
 
@@ -129,11 +142,13 @@ class FeatureManifestSpec(ApiModel):
     schedule: str | None = Field(None, pattern=CRON, max_length=128)
     """Cron schedule for incremental runs; none means backfill once."""
     ttl: str = Field("30d", pattern=DURATION, max_length=16)
+    """How long a row-level value stays valid for serving and point-in-time joins: at `t`
+    it is null when the entity's latest valid row at or before `t` is older than
+    `t - ttl`. Aggregations do not expire (their window decides)."""
     backfill_requests: int = Field(0, ge=0)
     """Backfill-request counter (`lykectl features backfill`): each increment is a new spec
     generation, which rebuilds both stores from the beginning of the source; rows are
     keyed, so rewriting them changes nothing but what the source changed."""
-    """How long a value stays valid for serving and point-in-time joins."""
     description: str = Field(min_length=1, max_length=2048)
     tags: list[Tag] = Field(default_factory=list, max_length=32)
     owner: str = Field(min_length=1, max_length=254)
@@ -165,8 +180,14 @@ class RunRecord(ApiModel):
     started_at: str
     finished_at: str | None = None
     rows_read: int | None = None
+    """Source rows read in the run's range."""
     rows_written: int | None = None
+    """History rows written: one per entity key and event time."""
     bad_rows: int | None = None
+    """Invalid source rows (null key or time, a value that does not cast): never stored."""
+    duplicate_rows: int | None = None
+    """Valid source rows at a key and time another valid row has: all count in
+    aggregations, one gives the row-level values."""
     online_rows: int | None = None
     duration_seconds: float | None = None
     message: str | None = None
@@ -184,6 +205,8 @@ class FeatureManifestStatus(Status):
     """History rows written by the last successful run."""
     last_run_time: str | None = None
     """When the last successful run finished."""
+    newest_event_time: str | None = None
+    """The newest valid source event materialized (RFC 3339): what freshness is about."""
     materialized_generation: int | None = None
     """The spec generation the stores were last fully backfilled for."""
     run_count: int = 0

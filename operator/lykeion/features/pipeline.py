@@ -27,6 +27,7 @@ from lykeion.features.compile import ERROR, ROWS, Range, history_sql
 from lykeion.features.materialize import RunResult, iso_or_none, online_row, query_run
 from lykeion.features.offline.tables import history_schema
 from lykeion.features.online.base import OnlineRow
+from lykeion.features.online.codec import from_micros, to_micros
 from lykeion.features.stores import open_offline, open_online
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
 from lykeion.features.windows import online_sql
@@ -74,6 +75,7 @@ class SplitBad(beam.DoFn):
         self.rows_read = Metrics.counter(NAMESPACE, "rows_read")
         self.bad_rows = Metrics.counter(NAMESPACE, "bad_rows")
         self.duplicate_rows = Metrics.counter(NAMESPACE, "duplicate_rows")
+        self.event_times = Metrics.distribution(NAMESPACE, "event_time_micros")
 
     def process(self, row: dict[str, Any]) -> Iterator[Any]:
         if row[ERROR] is not None:
@@ -85,6 +87,7 @@ class SplitBad(beam.DoFn):
             return
         self.rows_read.inc(row[ROWS])
         self.duplicate_rows.inc(row[ROWS] - 1)
+        self.event_times.update(to_micros(row[EVENT_TIME]))
         yield {k: v for k, v in row.items() if k not in (ERROR, ROWS)}
 
 
@@ -189,10 +192,15 @@ def run_beam(
     build(pipeline, spec, view, run_range, offline_uri, online_uri, data_root)
     outcome = pipeline.run()
     outcome.wait_until_finish()
+    metrics = outcome.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
     counters = {
         c.key.metric.name: c.committed if c.committed is not None else c.attempted
-        for c in outcome.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+        for c in metrics["counters"]
     }
+    for distribution in metrics["distributions"]:
+        value = distribution.committed or distribution.attempted
+        if distribution.key.metric.name == "event_time_micros" and value and value.count:
+            result.max_event_time = iso_or_none(from_micros(value.max))
     result.rows_read = int(counters.get("rows_read", 0))
     result.bad_rows = int(counters.get("bad_rows", 0))
     result.duplicate_rows = int(counters.get("duplicate_rows", 0))

@@ -10,9 +10,12 @@ newest non-null value. A key with no history row at or before `t` is unknown: ev
 aggregation is null. TTL does not apply.
 
 Query times and history rows of the queried keys are united and one windowed aggregate
-per partial runs over the union, ordered by microseconds since the epoch with the frame
-`RANGE BETWEEN w - 1 PRECEDING AND CURRENT ROW`: history rows at `t` itself are the
-query's peers and count. The union sorts once per key; a range join would pair each
+per partial runs over the union, ordered by `__o` = 2 x microseconds since the epoch, + 1
+for a query row, with the frame `RANGE BETWEEN 2w - 1 PRECEDING AND CURRENT ROW`: a
+query at `t` sees the history rows in [t - w + 1us, t], those at `t` itself included.
+No query ties with a history row (nor two history rows: one per key and time), so the
+order of the rows a window adds up — and so a float sum's rounding — never depends on
+how the engine ordered peers: the same query over the same history gives the same bits. The union sorts once per key; a range join would pair each
 query with every row of its window (see benchmarks/features.py).
 """
 
@@ -93,9 +96,10 @@ def window_values_sql(
         assert feature.aggregation is not None
         function = feature.aggregation.function
         span = micros(feature.aggregation.window)
+        # __o is 2 * micros (+1 for a query): (t - w, t] is [2t - 2w + 2, 2t + 1].
         over = (
             f"OVER (PARTITION BY __k ORDER BY __o"
-            f" RANGE BETWEEN {span - 1} PRECEDING AND CURRENT ROW)"
+            f" RANGE BETWEEN {2 * span - 1} PRECEDING AND CURRENT ROW)"
         )
         # Part names (n, sum, min, max, last) have no underscore.
         names = {name.rsplit("_", 1)[1]: _ident(name, dialect) for name, _ in feature.parts()}
@@ -121,7 +125,8 @@ def window_values_sql(
     return (
         f"SELECT {', '.join(outer)} FROM (\n"
         f"  SELECT {', '.join(inner)} FROM (\n"
-        f"    SELECT *, {_epoch_us('__t', dialect)} AS __o FROM (\n    {union}\n    ) AS u\n"
+        f"    SELECT *, {_epoch_us('__t', dialect)} * 2"
+        f" + CASE WHEN {QUERY} IS NULL THEN 0 ELSE 1 END AS __o FROM (\n    {union}\n    ) AS u\n"
         f"  ) AS o\n"
         f") AS w WHERE {QUERY} IS NOT NULL"
     )

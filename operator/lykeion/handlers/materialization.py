@@ -102,6 +102,7 @@ def finish(
         ("rows_read", "rowsRead"),
         ("rows_written", "rowsWritten"),
         ("bad_rows", "badRows"),
+        ("duplicate_rows", "duplicateRows"),
         ("online_rows", "onlineRows"),
         ("duration_seconds", "durationSeconds"),
     ):
@@ -115,6 +116,10 @@ def finish(
             "lastRunTime": rfc3339(now),
             "rowsWritten": done.get("rowsWritten"),
         }
+        # A full run (a backfill) says what the source holds now; an incremental one adds.
+        before = None if run.get("start") is None else status.get("newestEventTime")
+        newest = [m for m in (parse_time(before), parse_time(result.get("max_event_time"))) if m]
+        fields["newestEventTime"] = rfc3339(max(newest)) if newest else None
         if run.get("start") is None:
             fields["materializedGeneration"] = run["generation"]
     return fields

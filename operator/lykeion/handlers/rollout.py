@@ -1,8 +1,10 @@
 """What a Deployment serves, and how much traffic each version gets (pure: no I/O).
 
 The readiness gate admits a version when its Model is Evaluated and every input feature
-is materialized, fresh (watermark within the manifest's TTL) and still of the type the
-model was trained on. Traffic in effect moves only onto versions that are admitted and
+is materialized, fresh and still of the type the model was trained on. Fresh means the
+newest source event the stores hold (`status.newestEventTime`) is within the manifest's
+TTL: past it every row-level value of every entity reads as null, whenever the pipeline
+last ran. (Aggregations stay right without new events: they decay at read time.) Traffic in effect moves only onto versions that are admitted and
 available: a new version that never comes up leaves the others serving all requests.
 """
 
@@ -99,12 +101,17 @@ def admit_features(
             )
             continue
         ttl = parse_duration(spec.get("ttl", "1d"))
-        if now - watermark > ttl:
+        newest = parse_time(status.get("newestEventTime"))
+        if newest is None:
+            problems.append(
+                ("FeaturesStale", f"{ref}: FeatureManifest {name} has materialized no event")
+            )
+        elif now - newest > ttl:
             problems.append(
                 (
                     "FeaturesStale",
-                    f"{ref}: newest data of FeatureManifest {name} is from "
-                    f"{conditions.rfc3339(watermark)}, older than its TTL {spec.get('ttl')}",
+                    f"{ref}: newest event of FeatureManifest {name} is from "
+                    f"{conditions.rfc3339(newest)}, older than its TTL {spec.get('ttl')}",
                 )
             )
     if problems:
