@@ -15,8 +15,9 @@ for a query row, with the frame `RANGE BETWEEN 2w - 1 PRECEDING AND CURRENT ROW`
 query at `t` sees the history rows in [t - w + 1us, t], those at `t` itself included.
 No query ties with a history row (nor two history rows: one per key and time), so the
 order of the rows a window adds up — and so a float sum's rounding — never depends on
-how the engine ordered peers: the same query over the same history gives the same bits. The union sorts once per key; a range join would pair each
-query with every row of its window (see benchmarks/features.py).
+how the engine ordered peers: the same query over the same history gives the same bits.
+The union sorts once per key; a range join would pair each query with every row of its
+window (see benchmarks/features.py).
 """
 
 from __future__ import annotations

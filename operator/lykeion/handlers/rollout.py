@@ -4,8 +4,9 @@ The readiness gate admits a version when its Model is Evaluated and every input 
 is materialized, fresh and still of the type the model was trained on. Fresh means the
 newest source event the stores hold (`status.newestEventTime`) is within the manifest's
 TTL: past it every row-level value of every entity reads as null, whenever the pipeline
-last ran. (Aggregations stay right without new events: they decay at read time.) Traffic in effect moves only onto versions that are admitted and
-available: a new version that never comes up leaves the others serving all requests.
+last ran. (Aggregations stay right without new events: they decay at read time.)
+Traffic in effect moves only onto versions that are admitted and available: a new
+version that never comes up leaves the others serving all requests.
 """
 
 from __future__ import annotations
