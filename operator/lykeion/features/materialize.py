@@ -9,7 +9,6 @@ to identical stores.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import ERROR, ROWS, Range, history_sql
 from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.codec import to_json
+from lykeion.features.online.codec import from_micros
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
 from lykeion.features.windows import STEP, online_sql
 
@@ -128,29 +127,57 @@ def read_counts(table: pa.Table) -> tuple[int, int]:
 def online_row(view: FeatureView, rows: Sequence[dict[str, Any]]) -> OnlineRow:
     """One key's rows of `windows.online_sql` (any order) as the row the online store
     keeps: the values at the key's newest event time, then the aggregations' later steps,
-    each kept only when a value changes (compared as the stores encode them)."""
-    ordered = sorted(rows, key=lambda row: row[STEP])
+    each kept only when a value changes (bit for bit: NaN equals NaN, -0.0 is not 0.0)."""
+    ordered = sorted(rows, key=itemgetter(STEP))
     first = ordered[0]
-    values = {name: first[name] for name in view.feature_names}
-    steps: list[tuple[datetime, dict[str, Any]]] = []
     names = [f.name for f in view.aggregations]
-    previous = _encoded(view, first)
-    for row in ordered[1:]:
-        encoded = _encoded(view, row)
-        if encoded != previous:
-            steps.append((row[STEP], {name: row[name] for name in names}))
-            previous = encoded
+    steps = [(row[STEP], {name: row[name] for name in names}) for row in _changes(ordered, names)]
+    values = {name: first[name] for name in view.feature_names}
     return OnlineRow(first[KEY], first[EVENT_TIME], values, tuple(steps))
 
 
-def _encoded(view: FeatureView, row: dict[str, Any]) -> str:
-    return json.dumps([to_json(f.type, row[f.name]) for f in view.aggregations])
+def _changes(ordered: Sequence[dict[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows after the first whose values of `names` differ from the row before."""
+    kept = []
+    previous = _identity(ordered[0], names)
+    for row in ordered[1:]:
+        identity = _identity(row, names)
+        if identity != previous:
+            kept.append(row)
+            previous = identity
+    return kept
+
+
+def _identity(row: dict[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(v.hex() if isinstance(v, float) else v for v in map(row.__getitem__, names))
 
 
 def online_rows(view: FeatureView, table: pa.Table) -> list[OnlineRow]:
-    """`online_row` for each key of an `online_sql` result ordered by key."""
-    rows = table.to_pylist()
-    return [online_row(view, list(group)) for _, group in groupby(rows, key=itemgetter(KEY))]
+    """`online_row` for each key of an `online_sql` result ordered by key and step, with
+    the columns converted whole: times as integers, made datetimes only where kept."""
+    import pyarrow as pa
+
+    if not table.num_rows:
+        return []
+    columns = {name: table.column(name).to_pylist() for name in view.feature_names}
+    columns[KEY] = table.column(KEY).to_pylist()
+    for name in (EVENT_TIME, STEP):
+        micros = table.column(name).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        columns[name] = micros.to_pylist()
+    names = list(columns)
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    aggregations = [f.name for f in view.aggregations]
+    out = []
+    for _, group in groupby(rows, key=itemgetter(KEY)):
+        ordered = list(group)  # the SQL orders by key, then step
+        first = ordered[0]
+        steps = tuple(
+            (from_micros(row[STEP]), {name: row[name] for name in aggregations})
+            for row in _changes(ordered, aggregations)
+        )
+        values = {name: first[name] for name in view.feature_names}
+        out.append(OnlineRow(first[KEY], from_micros(first[EVENT_TIME]), values, steps))
+    return out
 
 
 def error_examples(bad: pa.Table) -> list[str]:

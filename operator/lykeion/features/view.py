@@ -154,6 +154,11 @@ class FeatureView:
         return tuple(f for f in self.features if f.aggregation is not None)
 
     @cached_property
+    def aggregation_types(self) -> dict[str, str]:
+        """Aggregation name -> type."""
+        return {f.name: f.type for f in self.aggregations}
+
+    @cached_property
     def history_columns(self) -> tuple[tuple[str, str], ...]:
         """(name, manifest type) of the stored history's value columns: each row-level
         feature, then the partial aggregates of each aggregation (`FeatureDef.parts`)."""

@@ -115,13 +115,14 @@ def checked_values(view: FeatureView, values: dict[str, Any]) -> dict[str, Any]:
 
 def checked_steps(view: FeatureView, values: dict[str, Any]) -> dict[str, Any]:
     """A step's aggregation name -> JSON-compatible value (only aggregations may step)."""
+    types = view.aggregation_types
     out = {}
     for name, value in values.items():
-        feature = view.feature(name) if name in view.feature_names else None
-        if feature is None or feature.aggregation is None:
+        type_ = types.get(name)
+        if type_ is None:
             raise ValueError(f"{view.name}: {name!r} is not an aggregation, it has no steps")
         try:
-            out[name] = to_json(feature.type, value)
+            out[name] = to_json(type_, value)
         except TypeError as exc:
             raise TypeError(f"{view.entity}.{name}: {exc}") from None
     return out
