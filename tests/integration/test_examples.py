@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -52,7 +54,9 @@ def test_served_features_equal_the_training_path_for_the_same_key_and_time(
     control_plane: ControlPlane, cluster: Cluster, operator: Operator, namespace: str
 ) -> None:
     """The skew check: what the endpoint feeds the model for a key now equals the
-    point-in-time row the offline store (the training set's path) gives for that key now."""
+    point-in-time row the offline store (the training set's path) gives for that key now
+    — now being long after every rider's last ride (the example's rides end on Apr 30),
+    so both must have decayed the 30-day windows: `drop_offs_count` 0, `avg_fare` null."""
     for path in FILES:
         control_plane.run_kubectl("apply", "--server-side", "-n", namespace, "-f", str(path))
     deployment = cluster.wait_condition(
@@ -63,7 +67,7 @@ def test_served_features_equal_the_training_path_for_the_same_key_and_time(
     model = (cluster.get("Model", namespace, "forward-default-1.0") or {})["status"]
     manifest = cluster.get("FeatureManifest", namespace, "rider-activity") or {}
 
-    keys = [f"r{i}" for i in range(1, 301, 7)]
+    keys = [f"r{i}" for i in range(1, 301, 7)] + ["r42"]
     body = json.dumps({"keys": [{"rider_id": k} for k in keys]}).encode()
     request = urllib.request.Request(
         status["endpoint"] + "/predict?explain=features", body, {"content-type": "application/json"}
@@ -97,3 +101,19 @@ def test_served_features_equal_the_training_path_for_the_same_key_and_time(
             assert online[column] == pytest.approx(offline_row[column], rel=1e-12), (key, column)
     # Some riders have history and some values differ between them: the check has teeth.
     assert len({json.dumps(row, sort_keys=True) for row in served["features"]}) > 10
+    # No rider has ridden in the last 30 days: every window is empty, for r42 (13 rides
+    # in its last 30 days of data) too, online and offline alike.
+    last_ride = max(row["event_time"] for row in _rides() if row["rider_id"] == "r42")
+    assert now - last_ride > timedelta(days=30)
+    for online, offline_row in zip(served["features"], expected, strict=True):
+        assert online["rider__drop_offs_count"] == offline_row["rider__drop_offs_count"] == 0
+        assert online["rider__avg_fare"] is offline_row["rider__avg_fare"] is None
+    assert manifest["status"]["newestEventTime"] == "2026-04-30T23:44:06Z"
+
+
+def _rides() -> list[dict[str, Any]]:
+    with (EXAMPLES / "forward" / "data" / "rides.csv").open() as f:
+        return [
+            {**row, "event_time": datetime.fromisoformat(row["event_time"].replace("Z", "+00:00"))}
+            for row in csv.DictReader(f)
+        ]

@@ -139,10 +139,11 @@ def value_order(expr: str, type_: str, dialect: Dialect) -> list[str]:
 
 
 def extreme(function: str, expr: str, type_: str, over: str, dialect: Dialect) -> str:
-    """MIN or MAX `over` a window, NaN when any value is NaN (IEEE propagation; DuckDB's
-    MIN would skip it, BigQuery's returns it: both are held to the same rule)."""
+    """MIN or MAX `over` a window, NaN when any value is NaN. MAX needs no help: DuckDB
+    sorts NaN above every number and BigQuery's MAX returns NaN. DuckDB's MIN skips NaN
+    (as does the BigQuery emulator, which runs on DuckDB): MIN gets an explicit check."""
     plain = f"{function}({expr}) {over}"
-    if type_ != "float64":
+    if type_ != "float64" or function == "MAX":
         return plain
     nans = f"SUM(CASE WHEN {_is_nan(expr, dialect)} THEN 1 ELSE 0 END) {over}"
     return f"CASE WHEN {nans} > 0 THEN {nan(dialect)} ELSE {plain} END"

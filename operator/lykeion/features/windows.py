@@ -87,7 +87,10 @@ def window_values_sql(
         f"COUNT(CASE WHEN {QUERY} IS NULL THEN 1 END) OVER (PARTITION BY __k ORDER BY __o"
         f" RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __seen"
     )
-    inner = [QUERY, seen]
+    # Only count tells an empty window (0) from an unknown key (null): the others are
+    # null in both cases.
+    counts = any(f.aggregation and f.aggregation.function == "count" for f in answered)
+    inner = [QUERY, seen] if counts else [QUERY]
     outer = [QUERY]
     for feature in features:
         column = _ident(feature.name, dialect)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from lykeion.features.online.base import OnlineStore
@@ -142,8 +142,10 @@ class Enricher:
         rows: Sequence[Mapping[str, Any]],
         now: datetime | None = None,
     ) -> Enriched:
-        """One batched store read per view for all rows; raises StoreUnavailable."""
+        """One batched store read per view for all rows, every view at the same moment
+        `now` (default: the current time, the request's); raises StoreUnavailable."""
         keys = self.keys(rows)
+        now = now or datetime.now(UTC)
         found: dict[str, list[dict[str, Any] | None]] = {}
         for view in self.views:
             names = [i.feature for i in self.inputs if i.view is view]

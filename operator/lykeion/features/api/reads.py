@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -24,6 +25,9 @@ class RequestContext:
     store: OnlineStore
     max_keys: int
     keys: int = 0
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """The request's time: every read of the request gets the values at this moment
+    (windows decayed to it; row-level values within the TTL of it)."""
 
     def take_keys(self, count: int) -> None:
         """Count keys against the request's budget before anything is read."""
@@ -35,13 +39,17 @@ class RequestContext:
 
 
 async def _read(
-    store: OnlineStore, view: FeatureView, keys: Sequence[str | int], features: Sequence[str]
+    store: OnlineStore,
+    view: FeatureView,
+    keys: Sequence[str | int],
+    features: Sequence[str],
+    at: datetime,
 ) -> list[dict[str, Any] | None]:
     try:
         if store.reads_inline:
-            rows = store.read(view, keys, features)
+            rows = store.read(view, keys, features, at)
         else:
-            rows = await to_thread.run_sync(partial(store.read, view, keys, features))
+            rows = await to_thread.run_sync(partial(store.read, view, keys, features, at))
     except StoreUnavailable as error:
         raise StoreDown(error) from error
     if len(rows) != len(keys):
@@ -52,8 +60,8 @@ async def _read(
 async def read_entities(
     context: RequestContext, entity: Entity, raw_keys: Sequence[str], names: Sequence[str]
 ) -> list[dict[str, Any] | None]:
-    """One row per key, in order: join key and the `names` features, or None when no
-    FeatureView read knows the key (or all it holds is older than the view's TTL)."""
+    """One row per key, in order: join key and the `names` features at the request's
+    time, or None when no FeatureView read knows the key."""
     context.take_keys(len(raw_keys))
     keys = [entity.key(raw) for raw in raw_keys]
     unique = list(dict.fromkeys(keys))
@@ -63,7 +71,9 @@ async def read_entities(
         plan = {entity.views[0]: []}
     if not unique or not plan:
         return [None for _ in keys]
-    reads = [_read(context.store, view, unique, features) for view, features in plan.items()]
+    reads = [
+        _read(context.store, view, unique, features, context.at) for view, features in plan.items()
+    ]
     # One manifest is the common case: awaiting it directly spares gather's task.
     answers = [await reads[0]] if len(reads) == 1 else await asyncio.gather(*reads)
     rows: dict[str | int, dict[str, Any] | None] = {}
