@@ -1,5 +1,6 @@
 """The BigQuery dialect of a manifest's SQL, run by the BigQuery emulator on the example's
-rides, gives the same history rows as the DuckDB dialect does on the same file."""
+rides, gives the same history rows and online rows (with their steps) as the DuckDB
+dialect does on the same file."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from google.cloud import bigquery
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.controlplane import REPO_ROOT
-from lykeion.features.compile import ERROR, Range, history_sql
-from lykeion.features.materialize import query_history
+from lykeion.features.compile import ERROR, ROWS, Range, history_sql
+from lykeion.features.materialize import query_history, query_run
+from lykeion.features.pipeline import bigquery_online_sql
+from lykeion.features.view import FeatureView
+from lykeion.features.windows import STEP
 from tests.integration.bigquery_fixture import PROJECT, bigquery_emulator  # noqa: F401
 
 EXAMPLE = REPO_ROOT / "examples" / "forward"
@@ -81,8 +85,19 @@ def test_bigquery_sql_gives_the_duckdb_rows(
     sql = history_sql(on_bigquery, "bigquery", run_range)
     got = [dict(row) for row in rides.query(sql).result()]
 
-    names = ["entity_key", "event_time", *(f.name for f in spec.features), ERROR]
+    view = FeatureView.from_manifest("ns", "rides", spec)
+    names = ["entity_key", "event_time", *(n for n, _ in view.history_columns), ERROR, ROWS]
     assert len(got) == len(expected) > 1000
     assert _rows(got, names) == _rows(expected, names)
-    means = [r["avg_fare"] for r in got if r["avg_fare"] is not None]
-    assert means and all(math.isfinite(m) for m in means)
+    sums = [r["__agg_avg_fare_sum"] for r in got if r["__agg_avg_fare_sum"] is not None]
+    assert sums and all(math.isfinite(m) for m in sums)
+
+    # The online rows (each key's values at its newest event and the steps after it),
+    # computed by BigQuery's dialect of the training set's SQL, equal DuckDB's.
+    _, online = query_run(spec, view, run_range, str(REPO_ROOT))
+    online_on_bigquery = [
+        dict(row) for row in rides.query(bigquery_online_sql(on_bigquery, view, run_range)).result()
+    ]
+    columns = ["entity_key", "event_time", STEP, *view.feature_names]
+    assert len(online_on_bigquery) == online.num_rows > 300
+    assert _rows(online_on_bigquery, columns) == _rows(online.to_pylist(), columns)

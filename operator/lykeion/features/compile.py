@@ -260,7 +260,6 @@ def history_sql(
     if run_range.start is not None and not with_lookback:
         out_filter = f"{EVENT_TIME} > {_literal_time(run_range.start, dialect)}"
     int64 = sql_type("int64", dialect)
-    first = "QUALIFY" if dialect == "duckdb" else "WHERE TRUE QUALIFY"
     return f"""
 WITH raw AS ({_source(spec, dialect, None if dialect != "duckdb" else data_root)}),
 keyed AS (
@@ -278,7 +277,7 @@ valid AS (
          COUNT(*) OVER (PARTITION BY __k, __t) AS {ROWS}
   FROM checked
   WHERE {ERROR} IS NULL
-  {first} ROW_NUMBER() OVER (PARTITION BY __k, __t ORDER BY {", ".join(order) or "__t"}) = 1
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY __k, __t ORDER BY {", ".join(order) or "__t"}) = 1
 ),
 invalid AS (
   SELECT __k AS {KEY}, __t AS {EVENT_TIME}, {"".join(c + ", " for c in error_columns)}
