@@ -17,7 +17,7 @@ from lykeion.config import PlatformConfig
 from lykeion.controlplane import REPO_ROOT
 from lykeion.features.compile import Range, history_sql
 from lykeion.features.dataflow import check, dataflow_args, with_job_name
-from lykeion.features.pipeline import build
+from lykeion.features.pipeline import bigquery_online_sql, build
 from lykeion.features.view import FeatureView
 from lykeion.handlers.materialization import run_name
 
@@ -101,6 +101,10 @@ def test_bigquery_sources_are_read_by_bigquery_with_the_compiled_sql() -> None:
     assert read._kwargs["query"] == history_sql(spec, "bigquery", run_range)
     assert read._kwargs["use_standard_sql"] is True
     assert "TIMESTAMP '2026-02-01T01:00:00+00:00'" in read._kwargs["query"]
+    # The online rows (values at each key's newest event and their steps) by BigQuery too.
+    online = transforms["ReadOnline"]
+    assert isinstance(online, beam.io.ReadFromBigQuery)
+    assert online._kwargs["query"] == bigquery_online_sql(spec, view, run_range)
     assert "Start" not in transforms  # no DuckDB read for a BigQuery source
 
 

@@ -152,7 +152,7 @@ def build(
         read = (
             p
             | "Start" >> beam.Create([None])
-            | "Read"
+            | "ReadHistory"
             >> beam.ParDo(
                 ReadHistory(spec.model_dump_json(), view, run_range.start, run_range.end, data_root)
             ).with_outputs(ReadHistory.ONLINE, main="history")
