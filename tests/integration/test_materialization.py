@@ -39,7 +39,9 @@ def test_manifest_fills_stores_and_status(
         300,
     )
     assert run["name"] == "rider-activity-g1-r1"
+    assert run["duplicateRows"] == 0
     assert status["watermark"] == run["end"]
+    assert status["newestEventTime"] == "2026-04-30T23:44:06Z"
     assert "currentRun" not in status
 
     data = Path(operator.extra_env["LYKEION_DATA_DIR"])
@@ -52,6 +54,8 @@ def test_manifest_fills_stores_and_status(
     finally:
         online.close()
     assert values[0] is not None and values[0]["age"] == 38 and values[1] is None
+    # Months after r0's last ride its 30-day window is empty: 0, not its last value.
+    assert values[0]["drop_offs_count"] == 0
     history = DuckDBOfflineStore(data / "offline.duckdb").history(view)
     assert history.num_rows == 12871
 

@@ -44,7 +44,9 @@ class TrainingSet:
 
 class OfflineStore(Protocol):
     def write_history(self, view: FeatureView, table: pa.Table) -> int:
-        """Insert history rows (columns: `entity_key`, `event_time`, one per feature).
+        """Insert history rows (columns: `entity_key`, `event_time`, then
+        `view.history_columns`: each row-level feature and each aggregation's partial
+        aggregates of the rows at that key and time).
         Idempotent on (entity_key, event_time): re-running a range writes each row once.
         Returns the number of rows in the table written."""
         ...
@@ -56,9 +58,12 @@ class OfflineStore(Protocol):
     def training_set(
         self, labels: pa.Table, spec: LabelSpec, features: Sequence[FeatureRef]
     ) -> TrainingSet:
-        """Point-in-time join inside the store: for each label row, each feature's value
-        from the latest history row of that entity at or before the label's timestamp and
-        not older than the view's TTL; null when there is none. Every label row is kept."""
+        """Feature values at each label's time, computed inside the store. A row-level
+        feature: the value of the entity's latest history row at or before the label's
+        timestamp when not older than the view's TTL, else null. An aggregation: its
+        window (t - w, t] at the label's time t over the history's partial aggregates
+        (count 0 for an empty window; null for an entity with no row at or before t).
+        Every label row is kept, in order."""
         ...
 
     def close(self) -> None: ...
