@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from itertools import groupby
+from itertools import pairwise
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from lykeion.features.view import EVENT_TIME, KEY, FeatureView
 from lykeion.features.windows import STEP, online_sql
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
     from lykeion.features.offline.base import OfflineStore
@@ -153,31 +154,58 @@ def _identity(row: dict[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
 
 
 def online_rows(view: FeatureView, table: pa.Table) -> list[OnlineRow]:
-    """`online_row` for each key of an `online_sql` result ordered by key and step, with
-    the columns converted whole: times as integers, made datetimes only where kept."""
+    """`online_row` for each key of an `online_sql` result ordered by key and step,
+    column-wise: the first row of each key and the rows whose aggregations changed are
+    found by comparing each row with the one before (bit for bit, as `online_row` does);
+    only those become Python values."""
+    import numpy as np
     import pyarrow as pa
 
     if not table.num_rows:
         return []
-    columns = {name: table.column(name).to_pylist() for name in view.feature_names}
-    columns[KEY] = table.column(KEY).to_pylist()
-    for name in (EVENT_TIME, STEP):
-        micros = table.column(name).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-        columns[name] = micros.to_pylist()
-    names = list(columns)
-    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    keys = table.column(KEY).to_pylist()
+    first = np.ones(table.num_rows, dtype=bool)
+    first[1:] = [a != b for a, b in zip(keys[1:], keys[:-1], strict=True)]
+    changed = np.zeros(table.num_rows, dtype=bool)
     aggregations = [f.name for f in view.aggregations]
-    out = []
-    for _, group in groupby(rows, key=itemgetter(KEY)):
-        ordered = list(group)  # the SQL orders by key, then step
-        first = ordered[0]
+    for name in aggregations:
+        changed[1:] |= _differs_from_previous(table.column(name))
+    kept = np.flatnonzero(first | changed)
+    picked = table.take(pa.array(kept))
+    columns = {name: picked.column(name).to_pylist() for name in view.feature_names}
+    for name in (EVENT_TIME, STEP):
+        micros = picked.column(name).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        columns[name] = micros.to_pylist()
+    starts = [*np.flatnonzero(first[kept]).tolist(), len(kept)]
+    positions = kept.tolist()
+    out: list[OnlineRow] = []
+    for start, end in pairwise(starts):
+        values = {name: columns[name][start] for name in view.feature_names}
         steps = tuple(
-            (from_micros(row[STEP]), {name: row[name] for name in aggregations})
-            for row in _changes(ordered, aggregations)
+            (from_micros(columns[STEP][i]), {name: columns[name][i] for name in aggregations})
+            for i in range(start + 1, end)
         )
-        values = {name: first[name] for name in view.feature_names}
-        out.append(OnlineRow(first[KEY], from_micros(first[EVENT_TIME]), values, steps))
+        moment = from_micros(columns[EVENT_TIME][start])
+        out.append(OnlineRow(keys[positions[start]], moment, values, steps))
     return out
+
+
+def _differs_from_previous(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    """Row i+1 vs row i, for i in 0..n-2: null-ness or value differs; floats by bits
+    (-0.0 is not 0.0) with every NaN alike."""
+    import numpy as np
+    import pyarrow as pa
+
+    array = column.combine_chunks()
+    valid = np.asarray(array.is_valid())
+    if pa.types.is_floating(array.type):
+        values = np.asarray(array.fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
+        bits = np.where(np.isnan(values), np.nan, values).view(np.int64)
+        differs = bits[1:] != bits[:-1]
+    else:
+        items = array.to_pylist()
+        differs = np.array([a != b for a, b in zip(items[1:], items[:-1], strict=True)], bool)
+    return np.asarray(differs | (valid[1:] != valid[:-1]))
 
 
 def error_examples(bad: pa.Table) -> list[str]:
