@@ -21,10 +21,17 @@ from hypothesis import strategies as st
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import Range
-from lykeion.features.materialize import materialize_duckdb, online_rows, query_run, split_errors
+from lykeion.features.materialize import (
+    materialize_duckdb,
+    online_row,
+    online_rows,
+    query_run,
+    split_errors,
+)
 from lykeion.features.offline.base import FeatureRef, LabelSpec, OfflineStore
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
-from lykeion.features.online.base import OnlineStore
+from lykeion.features.online.base import OnlineRow, OnlineStore
+from lykeion.features.online.codec import to_micros
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
 from tests.integration.bigquery_fixture import PROJECT, bigquery_emulator  # noqa: F401
@@ -234,12 +241,25 @@ def test_duckdb_training_set_and_sqlite_reads_equal_the_reference(
     offsets: list[timedelta],
 ) -> None:
     source, queries = history
-    _, view, offline, online = materialized(tmp_path, source)
+    spec, view, offline, online = materialized(tmp_path, source)
     try:
         check_training(offline, view, source, queries)
         check_online(online, view, source, offsets)
     finally:
         online.close()
+    # The Beam pipeline builds each key's online row from its rows (`online_row`), the
+    # in-process engine column-wise (`online_rows`): the same rows, NaN and -0.0 kept.
+    _, table = query_run(spec, view, Range(), None)
+    rows = table.to_pylist()
+    groups = [[r for r in rows if r["entity_key"] == k] for k in KEYS]
+    by_key = [online_row(view, group) for group in groups if group]
+    assert [_plain(r) for r in online_rows(view, table)] == [_plain(r) for r in by_key]
+
+
+def _plain(row: OnlineRow) -> tuple[Any, ...]:
+    """A row as the stores encode it (times in micros, values by repr: NaN, -0.0 kept)."""
+    steps = [(to_micros(moment), repr(sorted(values.items()))) for moment, values in row.steps]
+    return (row.key, to_micros(row.event_time), repr(sorted(row.values.items())), steps)
 
 
 def test_bigquery_training_set_equals_the_reference(
