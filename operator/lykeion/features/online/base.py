@@ -60,6 +60,11 @@ class OnlineStore(Protocol):
         TTL at `now` (default: the current time)."""
         ...
 
+    def drop(self, view: FeatureView) -> None:
+        """Remove the view's table (of its generation) and every value in it; nothing
+        when there is none. Readers of another generation are not affected."""
+        ...
+
     def ping(self) -> None:
         """Raise StoreUnavailable when the store does not answer."""
         ...
