@@ -52,6 +52,8 @@ class Registry:
     manifests: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     manifest_specs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     """The full spec of each manifest, for work that needs the definitions (training)."""
+    manifest_tables: dict[tuple[str, str], tuple[str, int | None]] = field(default_factory=dict)
+    """(uid, generation in effect) of each manifest: which tables its readers read."""
     models: dict[tuple[str, str], ModelInfo] = field(default_factory=dict)
     deployments: dict[tuple[str, str], DeploymentInfo] = field(default_factory=dict)
 
@@ -69,7 +71,13 @@ class Registry:
             entity = spec.get("entity", {}).get("name", "")
             defines = {f"{entity}.{f['name']}": f["type"] for f in spec.get("features", [])}
             self.manifest_specs[(ns, name)] = spec
-            return self._set_manifest(ns, name, defines)
+            tables = (
+                str(meta.get("uid") or ""),
+                (body.get("status") or {}).get("materializedGeneration"),
+            )
+            switched = self.manifest_tables.get((ns, name)) != tables
+            self.manifest_tables[(ns, name)] = tables
+            return self._set_manifest(ns, name, defines, switched)
         if kind == "Model":
             info = ModelInfo(
                 family=spec.get("family", ""),
@@ -94,6 +102,7 @@ class Registry:
             return self._set_family(namespace, name, None)
         if kind == "FeatureManifest":
             self.manifest_specs.pop((namespace, name), None)
+            self.manifest_tables.pop((namespace, name), None)
             return self._set_manifest(namespace, name, None)
         if kind == "Model":
             return self._set_model(namespace, name, None)
@@ -108,12 +117,24 @@ class Registry:
             return set()
         return {Key("Model", ns, m) for m in self.models_of_family(ns, name)}
 
-    def _set_manifest(self, ns: str, name: str, defines: dict[str, str] | None) -> set[Key]:
+    def _set_manifest(
+        self, ns: str, name: str, defines: dict[str, str] | None, switched: bool = False
+    ) -> set[Key]:
         before = self.manifests.get((ns, name), {})
         _put(self.manifests, (ns, name), defines)
         after = defines or {}
+        servers: set[Key] = set()
+        if switched and before:
+            # New tables in effect (a generation switch, a recreated object): the
+            # Deployments serving these features re-render their servers onto them.
+            servers = {
+                Key("Deployment", ns, d)
+                for (mns, _), m in self.models.items()
+                if mns == ns and any(feature_name(ref) in after for ref in m.features)
+                for d in self.deployments_of(ns, m.family, m.segment)
+            }
         if before == after:
-            return set()
+            return servers
         touched = {ref for ref in set(before) | set(after) if before.get(ref) != after.get(ref)}
         dependents = {
             Key("Model", mns, mname)
@@ -126,7 +147,7 @@ class Registry:
             for (fns, fname), other in self.manifests.items()
             if fns == ns and fname != name and touched & set(other)
         }
-        return dependents
+        return dependents | servers
 
     def _set_model(self, ns: str, name: str, info: ModelInfo | None) -> set[Key]:
         before = self.models.get((ns, name))
@@ -173,13 +194,22 @@ class Registry:
         }
 
     def manifests_for(self, ns: str, features: list[str]) -> list[dict[str, Any]]:
-        """FeatureManifest objects (name, namespace, spec) defining any of `features`."""
+        """FeatureManifest objects (name, namespace, uid, spec, the generation in effect as
+        `status.materializedGeneration`) defining any of `features`."""
         names = {feature_name(f) for f in features}
-        return [
-            {"metadata": {"name": name, "namespace": mns}, "spec": self.manifest_specs[(mns, name)]}
-            for (mns, name), defines in sorted(self.manifests.items())
-            if mns == ns and names & set(defines) and (mns, name) in self.manifest_specs
-        ]
+        found = []
+        for (mns, name), defines in sorted(self.manifests.items()):
+            if mns != ns or not names & set(defines) or (mns, name) not in self.manifest_specs:
+                continue
+            uid, generation = self.manifest_tables.get((mns, name), ("", None))
+            found.append(
+                {
+                    "metadata": {"name": name, "namespace": mns, "uid": uid},
+                    "spec": self.manifest_specs[(mns, name)],
+                    "status": {"materializedGeneration": generation},
+                }
+            )
+        return found
 
     def models_of_family(self, ns: str, family: str) -> list[str]:
         return sorted(n for (mns, n), m in self.models.items() if mns == ns and m.family == family)

@@ -212,7 +212,6 @@ def test_command_line_against_the_cluster(
     control_plane: ControlPlane, cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
     body = rider_manifest(namespace)
-    write_riders(tmp_path / "online.db", FeatureView.from_body(body))
     args = [
         "--online",
         f"sqlite://{tmp_path / 'online.db'}",
@@ -227,7 +226,10 @@ def test_command_line_against_the_cluster(
         wait_for(lambda: http.get("/readyz").status_code == 200, 30, "readiness")
         assert http.get("/readyz").json()["entities"] == []
 
-        cluster.create(body, namespace)
+        # The API reads the tables of the object it lists (its UID, the generation in
+        # effect): the data is written for that object.
+        created = cluster.create(body, namespace)
+        write_riders(tmp_path / "online.db", FeatureView.from_body(created))
         wait_for(lambda: http.get("/readyz").json()["entities"] == ["rider"], 30, "the rider type")
         answer = http.post("/graphql", json={"query": '{ riders(ids: ["r0", "r9"]) { age } }'})
         assert answer.json() == {"data": {"riders": [{"age": str(2**60)}, None]}}

@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client
 
 from lykeion.controlplane import ControlPlane
+from lykeion.handlers.training import training_name
 from lykeion.kube import api_client
 from tests.support import Cluster, Operator, load, wait_for
 
@@ -177,7 +178,7 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
     model = copy.deepcopy(load(EXAMPLES / "model.yaml")[0])
     model["spec"]["training"]["requests"] = 1
     created = cluster.create(model, NS)
-    job = _job(api, "forward-default-1-0-t1")
+    job = _job(api, training_name("forward-default-1.0", 1))
     assert job.metadata.owner_references[0].uid == created["metadata"]["uid"]
     container = job.spec.template.spec.containers[0]
     assert container.command[:3] == ["python", "-m", "lykeion.training.run"]
@@ -199,7 +200,7 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
 
     # A retraining request is a new Job; its success drives Trained and Evaluated.
     cluster.patch("Model", NS, "forward-default-1.0", {"spec": {"training": {"requests": 2}}})
-    job = _job(api, "forward-default-1-0-t2")
+    job = _job(api, training_name("forward-default-1.0", 2))
     result = {
         "succeeded": True, "run_id": "r123", "model_uri": "models:/forward-default/4",
         "registered_model": "forward-default", "registered_version": "4",
@@ -253,7 +254,7 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
     canary["metadata"]["name"] = "forward-default-1.1"
     canary["spec"]["version"] = "1.1"
     cluster.create(canary, NS)
-    job = _job(api, "forward-default-1-1-t1")
+    job = _job(api, training_name("forward-default-1.1", 1))
     _finish(api, job.metadata.name, {**result, "model_uri": "models:/forward-default/5",
                                      "registered_version": "5"})  # fmt: skip
     cluster.wait_condition("Model", NS, "forward-default-1.1", "True", timeout=60)

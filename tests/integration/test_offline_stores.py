@@ -199,6 +199,20 @@ def test_rewriting_the_same_rows_changes_nothing(store: OfflineStore) -> None:
     assert first.num_rows == 3
 
 
+def test_generations_are_separate_tables_counted_and_dropped(store: OfflineStore) -> None:
+    first, second = replace(RIDER, uid="u", generation=1), replace(RIDER, uid="u", generation=2)
+    store.write_history(first, rider_rows(("r1", at(1), 1, 1.0), ("r1", at(3), 3, 3.0)))
+    store.write_history(second, rider_rows(("r2", at(2), 2, 2.0)))
+
+    assert (store.count_history(first, at(1)), store.count_history(first, at(3))) == (1, 2)
+    assert store.count_history(second, at(3)) == 1
+    store.drop(first)
+    store.drop(first)  # absent: nothing to do
+
+    assert store.history(first).num_rows == 0 and store.count_history(first, at(3)) == 0
+    assert store.history(second).column(KEY).to_pylist() == ["r2"]
+
+
 def test_rewrite_replaces_values_of_the_same_key_and_time(store: OfflineStore) -> None:
     store.write_history(RIDER, rider_rows(("r1", at(1), 1, 1.0), ("r1", at(2), 2, 2.0)))
     store.write_history(RIDER, rider_rows(("r1", at(2), 20, None), ("r1", at(3), 3, 3.0)))

@@ -415,6 +415,22 @@ def test_threads_read_while_another_writes(store: OnlineStore) -> None:
     assert read(0) == [10] * 20
 
 
+def test_dropping_one_generation_leaves_the_other(store: OnlineStore) -> None:
+    # A generation switch: readers of generation 2 never see 1's values, and dropping 1
+    # (after the switch) changes nothing for them.
+    first = dataclasses.replace(small_view(), uid="u", generation=1)
+    second = dataclasses.replace(first, generation=2)
+    store.write(first, rows(("a", NOW, {"trips": 1}), ("gone", NOW, {"trips": 5})))
+    store.write(second, rows(("a", NOW, {"trips": 2})))
+
+    assert store.read(second, ["a", "gone"], ["trips"], now=NOW) == [{"trips": 2}, None]
+    store.drop(first)
+    store.drop(first)  # absent: nothing to do
+
+    assert store.read(first, ["a"], ["trips"], now=NOW) == [None]
+    assert store.read(second, ["a"], ["trips"], now=NOW) == [{"trips": 2}]
+
+
 def test_ping_answers_when_the_store_is_up(store: OnlineStore) -> None:
     store.ping()
 
@@ -427,7 +443,8 @@ def test_long_view_names_give_distinct_bounded_table_ids() -> None:
 
     assert len(ids) == 2
     assert all(len(name) <= 50 for name in ids)
-    assert table_id("lykeion", small_view()) == "lykeion-team_a__riders"
+    assert table_id("lykeion", small_view()) == f"lykeion-{small_view().table}"
+    assert small_view().table.startswith("team_a__riders__g0_")
 
 
 def _fails_fast(call: Any, limit: float = 10.0) -> None:

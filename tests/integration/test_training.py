@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lykeion.handlers.training import training_name
 from lykeion.training.tracking_server import TrackingServer
 from tests.support import Cluster, Operator, load, wait_for
 
@@ -66,7 +67,9 @@ def test_model_trains_registers_and_passes_its_gate(
     )  # type: ignore[index]
     assert status["observedTrainingRequests"] == 1
     assert status["trainingSet"]["rows"] == 900 and len(status["trainingSet"]["hash"]) == 64
-    assert status["lastTraining"]["name"] == "forward-default-1-0-t1"
+    # The dot of the Model's name cannot be in a Job name: a hash of the exact name is.
+    assert status["lastTraining"]["name"] == training_name("forward-default-1.0", 1)
+    assert status["lastTraining"]["name"].startswith("forward-default-1-0-")
     assert 0 < status["lastTraining"]["projectSeconds"] < status["lastTraining"]["durationSeconds"]
     assert [f["ref"] for f in status["features"]] == [
         "rider.age",
@@ -76,7 +79,8 @@ def test_model_trains_registers_and_passes_its_gate(
 
     client = MlflowClient(tracking_server.url)
     name, version = status["modelUri"].removeprefix("models:/").split("/")
-    assert name == "forward-default"
+    # One registered model per namespace, family and segment: tenants never share one.
+    assert name == f"{namespace}.forward.default"
     registered = client.get_model_version(name, version)
     assert registered.tags["lykeion.version"] == "1.0"
     assert registered.tags["lykeion.training_set.sha256"] == status["trainingSet"]["hash"]
@@ -156,7 +160,7 @@ def test_unresolved_features_never_start_a_training(
     )
     assert "family and features" in cond["message"]
     runs = Path(operator.extra_env["LYKEION_STATE_DIR"]) / namespace
-    assert not (runs / "forward-default-5-0-t1").exists()
+    assert not (runs / training_name("forward-default-5.0", 1)).exists()
 
 
 def test_operator_restart_during_training_trains_once(
@@ -173,7 +177,7 @@ def test_operator_restart_during_training_trains_once(
     operator.start()
     cluster.wait_condition("Model", namespace, "forward-default-6.0", "True", timeout=TIMEOUT)
     client = MlflowClient(tracking_server.url)
-    experiment = client.get_experiment_by_name("forward-default")
+    experiment = client.get_experiment_by_name(f"{namespace}.forward.default")
     assert experiment is not None
     runs = client.search_runs(
         [experiment.experiment_id], filter_string="tags.`lykeion.model` = 'forward-default-6.0'"
@@ -182,4 +186,4 @@ def test_operator_restart_during_training_trains_once(
     folders = list(
         (Path(operator.extra_env["LYKEION_STATE_DIR"]) / namespace).glob("forward-default-6-0-*")
     )
-    assert [f.name for f in folders] == ["forward-default-6-0-t1"]
+    assert [f.name for f in folders] == [training_name("forward-default-6.0", 1)]

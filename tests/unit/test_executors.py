@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lykeion.executors.base import State, Work
-from lykeion.executors.kubernetes import build_job, job_state
+from lykeion.executors.kubernetes import OWNER_UID_LABEL, build_job, job_owner_uid, job_state
 from lykeion.executors.local import LocalExecutor
 from lykeion.names import child_name
 
@@ -119,3 +119,35 @@ def test_local_executor_cancel(tmp_path: Path) -> None:
         assert await _wait_finished(executor, "long") is State.FAILED
 
     asyncio.run(scenario())
+
+
+def _owned(command: str, uid: str) -> Work:
+    owner = {"apiVersion": "lykeion.io/v1alpha1", "kind": "FeatureManifest",
+             "metadata": {"name": "m", "namespace": "ns", "uid": uid}}  # fmt: skip
+    return Work("m-g1-r1", "ns", "unused", ("bash", "-c", command), owner=owner)
+
+
+def test_local_executor_never_adopts_a_predecessors_run(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        executor = LocalExecutor(tmp_path / "runs")
+        old = _owned(f"echo old >> {tmp_path / 'log'}", "uid-old")
+        await executor.submit(old)
+        assert await _wait_finished(executor, "m-g1-r1") is State.SUCCEEDED
+        # The recreated object (new UID) sees no run of that name, then starts its own.
+        assert (await executor.status("ns", "m-g1-r1", "uid-new")).state is State.MISSING
+        assert (await executor.status("ns", "m-g1-r1", "uid-old")).state is State.SUCCEEDED
+        new = _owned(f"echo new >> {tmp_path / 'log'}", "uid-new")
+        assert (await executor.submit(new)).state is State.RUNNING
+        assert await _wait_finished(executor, "m-g1-r1") is State.SUCCEEDED
+        assert (tmp_path / "log").read_text() == "old\nnew\n"
+        assert (await executor.status("ns", "m-g1-r1", "uid-old")).state is State.MISSING
+        assert (tmp_path / "runs" / "ns" / ".replaced" / "m-g1-r1.uid-old").is_dir()
+
+    asyncio.run(scenario())
+
+
+def test_jobs_carry_their_owners_uid() -> None:
+    job = build_job(_owned("true", "uid-1"))
+    assert job["metadata"]["labels"][OWNER_UID_LABEL] == "uid-1"
+    assert job_owner_uid(job) == "uid-1"
+    assert job_owner_uid(build_job(Work("x", "ns", "i", ("true",)))) == ""

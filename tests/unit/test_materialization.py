@@ -9,7 +9,10 @@ from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import State, WorkStatus
 from lykeion.handlers.materialization import (
+    NextRange,
     finish,
+    generations_to_drop,
+    late_data_check,
     materialized_check,
     next_range,
     run_name,
@@ -60,10 +63,14 @@ def test_schedule_runs_incrementally_from_the_watermark() -> None:
         "lastRunTime": "2026-11-27T10:30:05Z",
     }
     planned = next_range(_spec("0 * * * *"), status, 1, NOW)  # 11:00 is due
+    # The default allowedLateness (1h) is re-read behind the watermark.
     assert planned is not None and (planned.start, planned.reason) == (
-        "2026-11-27T10:30:00Z",
+        "2026-11-27T09:30:00Z",
         "schedule",
     )
+    exact = _spec("0 * * * *").model_copy(update={"allowed_lateness": "0s"})
+    planned = next_range(exact, status, 1, NOW)
+    assert planned is not None and planned.start == "2026-11-27T10:30:00Z"
     assert next_range(_spec("0 * * * *"), status, 1, NOW - timedelta(hours=1, minutes=1)) is None
     assert next_range(_spec(None), status, 1, NOW) is None
 
@@ -152,3 +159,58 @@ def test_work_is_deterministic_and_names_are_bounded() -> None:
     assert "--start" not in work.command
     assert work.command[work.command.index("--online") + 1] == "sqlite:///data/online.db"
     assert len(run_name("x" * 60, 123, 45678)) <= 63
+
+
+def test_a_backfill_switches_the_generation_only_when_it_succeeded() -> None:
+    # Generation 1 in effect; the spec changed (generation 2): the backfill drops nothing
+    # readers read, writes generation 2, and the status switches when it succeeded.
+    before = {"materializedGeneration": 1, "storedGenerations": [1], "watermark": "w"}
+    assert generations_to_drop(before) == []
+    planned = next_range(_spec(), before, 2, NOW)
+    assert planned is not None and planned.start is None
+    run = run_record(run_name("m", 2, 3), 2, planned, NOW, generations_to_drop(before))
+    failed = finish(before, run, WorkStatus(State.FAILED, "boom", {"succeeded": False}), NOW)
+    assert "materializedGeneration" not in failed and "storedGenerations" not in failed
+    ok = finish(before, run, WorkStatus(State.SUCCEEDED, "", {"succeeded": True}), NOW)
+    assert (ok["materializedGeneration"], ok["storedGenerations"], ok["lateRows"]) == (2, [1, 2], 0)
+
+
+def test_the_next_backfill_drops_replaced_and_abandoned_generations() -> None:
+    # 3 in effect, 2 replaced by it, 4 started but never finished: the backfill of 5 drops
+    # 2 and 4 (and nothing of 3, which readers read until 5 is complete).
+    status = {"materializedGeneration": 3, "storedGenerations": [2, 3, 4]}
+    drops = generations_to_drop(status)
+    assert drops == [2, 4]
+    planned = next_range(_spec(), status, 5, NOW)
+    assert planned is not None
+    run = run_record(run_name("m", 5, 9), 5, planned, NOW, drops)
+    config = PlatformConfig.from_env({"LYKEION_DATA_DIR": "/data", "LYKEION_PYTHON": "python"})
+    body = objects.manifest() | {
+        "metadata": {"name": "m", "namespace": "ns", "generation": 5, "uid": "u-1"}
+    }
+    command = work_for(body, run, config).command
+    assert command[command.index("--drop-generations") + 1] == "2,4"
+    assert command[command.index("--generation") + 1] == "5"
+    assert '"uid":"u-1"' in command[command.index("--manifest-json") + 1]
+    done = finish(status, run, WorkStatus(State.SUCCEEDED, "", {"succeeded": True}), NOW)
+    assert (done["materializedGeneration"], done["storedGenerations"]) == (5, [3, 5])
+
+
+def test_late_rows_of_an_incremental_run_make_a_condition() -> None:
+    status = {"materializedGeneration": 1, "watermark": "2026-11-27T10:30:00Z"}
+    planned = next_range(
+        _spec("0 * * * *"), status | {"lastRunTime": "2026-11-27T10:30:05Z"}, 1, NOW
+    )
+    assert planned is not None and planned.start is not None
+    run = run_record(run_name("m", 1, 2), 1, planned, NOW)
+    outcome = WorkStatus(State.SUCCEEDED, "", {"succeeded": True, "late_rows": 3})
+    fields = finish(status, run, outcome, NOW)
+    assert (fields["lateRows"], fields["lateRowsBoundary"]) == (3, planned.start)
+    assert fields["runs"][-1]["lateRows"] == 3
+    check = late_data_check({**status, **fields}, "m")
+    assert (check.status, check.reason) == ("True", "RowsBehindAllowedLateness")
+    assert "lykectl features backfill m" in check.message and planned.start in check.message
+    # A backfill brings them in: the count goes back to zero.
+    backfill = run_record(run_name("m", 2, 3), 2, NextRange(None, "2026-11-27T12:00:00Z", ""), NOW)
+    after = finish({**status, **fields}, backfill, WorkStatus(State.SUCCEEDED, "", {}), NOW)
+    assert late_data_check({**status, **fields, **after}, "m").status == "False"

@@ -58,3 +58,26 @@ def test_model_changes_requeue_family_and_deployments() -> None:
     assert registry.observe(ready) == set()
     assert registry.model_for("ns", "forward", "default", "1.0") is not None
     assert registry.model_for("ns", "forward", "default", "2.0") is None
+
+
+def test_a_generation_switch_requeues_the_deployments_serving_its_features() -> None:
+    registry = Registry()
+    registry.observe(_with_ns(objects.deployment()))
+    registry.observe(_with_ns(objects.model(features=["rider.age"])))
+    body = _with_ns(objects.manifest(features={"age": "int64"}))
+    body["metadata"]["uid"] = "u-1"
+    body["status"] = {"materializedGeneration": 1}
+    registry.observe(body)
+    assert registry.manifests_for("ns", ["rider.age"]) == [
+        {
+            "metadata": {"name": "rider-activity", "namespace": "ns", "uid": "u-1"},
+            "spec": body["spec"],
+            "status": {"materializedGeneration": 1},
+        }
+    ]
+    # Another status update without a switch changes nothing for the servers ...
+    assert registry.observe(body) == set()
+    # ... a switch to generation 2 re-renders them onto its tables.
+    body["status"] = {"materializedGeneration": 2}
+    assert registry.observe(body) == {Key("Deployment", "ns", "forward-default")}
+    assert registry.manifests_for("ns", ["rider.age"])[0]["status"] == {"materializedGeneration": 2}

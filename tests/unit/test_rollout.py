@@ -9,6 +9,7 @@ import pytest
 
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import EndpointStatus
+from lykeion.features.view import FeatureView
 from lykeion.handlers import rollout
 from tests import objects
 
@@ -41,7 +42,7 @@ def _manifest(
     newest: str | None = "2026-05-29T00:00:00Z",
 ) -> dict[str, Any]:
     body = objects.manifest()
-    body["metadata"] |= {"namespace": "ns", "generation": generation}
+    body["metadata"] |= {"namespace": "ns", "generation": generation, "uid": "u-7"}
     body["spec"]["ttl"] = "7d"
     body["status"] = {
         "watermark": watermark,
@@ -136,6 +137,10 @@ def test_server_config_pins_the_registry_version_and_trained_inputs() -> None:
     assert server["model_uri"] == "models:/forward-default/3"
     assert server["features"] == FEATURES
     assert [m["metadata"]["name"] for m in server["manifests"]] == ["rider-activity"]
+    # The server reads the tables of the object's generation in effect, as the status says.
+    served = FeatureView.from_body(server["manifests"][0])
+    assert served.table == FeatureView.from_body(_manifest()).table
+    assert served.generation == 2
     assert server["defaults"] == {"rider.age": "30"}
     assert server["online_store"] == "sqlite:///data/online.db"
 

@@ -145,10 +145,18 @@ class FeatureManifestSpec(ApiModel):
     """How long a row-level value stays valid for serving and point-in-time joins: at `t`
     it is null when the entity's latest valid row at or before `t` is older than
     `t - ttl`. Aggregations do not expire (their window decides)."""
+    allowed_lateness: str = Field("1h", pattern=DURATION, max_length=16)
+    """How far behind the watermark source rows may arrive and still be picked up: each
+    incremental run re-reads event times after `watermark - allowedLateness` (plus the
+    longest window, for full windows) and rewrites those keyed rows idempotently. Default
+    `1h`; `0s` re-reads nothing. Rows that arrive later are not dropped silently: the run
+    counts the source rows at or before that boundary the stores do not hold
+    (`status.lateRows`) and the `LateData` condition asks for a backfill."""
     backfill_requests: int = Field(0, ge=0)
     """Backfill-request counter (`lykectl features backfill`): each increment is a new spec
-    generation, which rebuilds both stores from the beginning of the source; rows are
-    keyed, so rewriting them changes nothing but what the source changed."""
+    generation, whose backfill builds new tables in both stores from the whole source (rows
+    deleted or changed in the source are gone, so are entities no longer in it); readers
+    keep the previous generation until the new one is complete, then switch at once."""
     description: str = Field(min_length=1, max_length=2048)
     tags: list[Tag] = Field(default_factory=list, max_length=32)
     owner: str = Field(min_length=1, max_length=254)
@@ -170,7 +178,8 @@ class RunRecord(ApiModel):
     """One materialization run: its event-time range and what it did."""
 
     name: str
-    """Deterministic run name; the executor finds the run again by it after a restart."""
+    """Deterministic run name (`<manifest>-g<generation>-r<n>`, shortened with a hash past
+    63 characters); the executor finds the run again by it and the object's UID."""
     generation: int
     start: str | None = None
     """Exclusive start of the event-time range (none: from the beginning)."""
@@ -189,6 +198,10 @@ class RunRecord(ApiModel):
     """Valid source rows at a key and time another valid row has: all count in
     aggregations, one gives the row-level values."""
     online_rows: int | None = None
+    late_rows: int | None = None
+    """Source rows at or before `start` (the re-read boundary) the stores do not hold."""
+    drop_generations: list[int] = Field(default_factory=list)
+    """Store generations whose tables this run dropped before writing (backfills only)."""
     duration_seconds: float | None = None
     message: str | None = None
 
@@ -208,7 +221,17 @@ class FeatureManifestStatus(Status):
     newest_event_time: str | None = None
     """The newest valid source event materialized (RFC 3339): what freshness is about."""
     materialized_generation: int | None = None
-    """The spec generation the stores were last fully backfilled for."""
+    """The generation in effect: the spec generation whose backfill last completed. Readers
+    (Feature API, model servers, trainings) read this generation's tables, so a new
+    generation becomes visible to all of them at once, and only once complete."""
+    stored_generations: list[int] = Field(default_factory=list)
+    """Generations whose tables may still exist (the one in effect, the previous one until
+    the next backfill starts, a backfill in progress)."""
+    late_rows: int | None = None
+    """Source rows at or before `lateRowsBoundary` that the stores do not hold: they
+    arrived later than `allowedLateness`; a backfill brings them in."""
+    late_rows_boundary: str | None = None
+    """The re-read boundary of the run that counted `lateRows` (RFC 3339)."""
     run_count: int = 0
     current_run: RunRecord | None = None
     runs: list[RunRecord] = Field(default_factory=list, max_length=10)

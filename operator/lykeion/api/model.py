@@ -149,7 +149,8 @@ class TrainingRecord(ApiModel):
     """One training of this Model: its run name and how it ended."""
 
     name: str
-    """`<family>-<segment>-<version>-t<requests>`: found again by name after a restart."""
+    """`<model>-t<requests>` (a hash of the exact Model name when it has dots or is long):
+    found again by this name and the Model's UID after a restart."""
     requests: int
     """The `spec.training.requests` value this training answers."""
     started_at: str

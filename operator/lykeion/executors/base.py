@@ -34,6 +34,12 @@ class Work:
     """The Lykeion object the work belongs to (owner reference on Kubernetes)."""
     service_account: str = "lykeion-workload"
 
+    @property
+    def owner_uid(self) -> str:
+        """The owner's UID ("" without an owner): work of the same name with another
+        owner UID belongs to a deleted predecessor and is never adopted."""
+        return str(((self.owner or {}).get("metadata") or {}).get("uid") or "")
+
 
 @dataclass(frozen=True)
 class WorkStatus:
@@ -88,12 +94,17 @@ class EndpointStatus:
 
 
 class Executor(Protocol):
-    """Runs `Work` idempotently: submitting a name that already exists starts nothing new.
-    Serves `Endpoint`s the same way: serving the same endpoint twice changes nothing."""
+    """Runs `Work` idempotently: submitting a name that already exists for the same owner
+    UID starts nothing new; work of that name left by another owner UID (a deleted object
+    of the same name) is stopped and replaced, never adopted. Serves `Endpoint`s the same
+    way: serving the same endpoint twice changes nothing."""
 
     async def submit(self, work: Work) -> WorkStatus: ...
 
-    async def status(self, namespace: str, name: str) -> WorkStatus: ...
+    async def status(self, namespace: str, name: str, owner_uid: str | None = None) -> WorkStatus:
+        """The work's state; MISSING when there is none, or when `owner_uid` is given and
+        the work of that name belongs to another owner."""
+        ...
 
     async def logs(self, namespace: str, name: str, tail: int = 50) -> str: ...
 

@@ -14,6 +14,9 @@ from lykeion.executors.kubernetes_endpoints import KubernetesEndpoints
 from lykeion.names import check_label
 
 RESULT_ENV = "LYKEION_RESULT_PATH"
+OWNER_UID_LABEL = "lykeion.io/owner-uid"
+"""The owning object's UID on Jobs and pods: a Job of the same name with another UID
+belongs to a deleted predecessor."""
 TERMINATION_LOG = "/dev/termination-log"
 
 
@@ -21,6 +24,8 @@ def build_job(work: Work) -> dict[str, Any]:
     """The Job manifest for `work` (pure: no I/O, input untouched)."""
     check_label(work.name)  # a bad name fails here, not as a 422 at apply time
     labels = {"app.kubernetes.io/managed-by": "lykeion", "lykeion.io/work": work.name}
+    if work.owner_uid:
+        labels[OWNER_UID_LABEL] = work.owner_uid
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -69,6 +74,12 @@ def build_job(work: Work) -> dict[str, Any]:
     }
 
 
+def job_owner_uid(job: dict[str, Any]) -> str:
+    """The owner UID a Job was created for ("" when it carries none)."""
+    labels = (job.get("metadata") or {}).get("labels") or {}
+    return str(labels.get(OWNER_UID_LABEL) or "")
+
+
 def job_state(job: dict[str, Any]) -> WorkStatus:
     """Map a Job's status to a WorkStatus (pure)."""
     status = job.get("status") or {}
@@ -109,15 +120,22 @@ class KubernetesExecutor:
 
     async def submit(self, work: Work) -> WorkStatus:
         existing = await self._get(work.namespace, work.name)
+        if existing is not None and job_owner_uid(existing) != work.owner_uid:
+            # A deleted predecessor's Job (not yet collected): delete it, create ours once
+            # it is gone (the handler submits again while the status reads MISSING).
+            await self.cancel(work.namespace, work.name)
+            return WorkStatus(State.PENDING, "replacing a Job left by a previous object")
         if existing is not None:
             return job_state(existing)
         job = await self.kube.apply(build_job(work), owner=work.owner)
         return job_state(job)
 
-    async def status(self, namespace: str, name: str) -> WorkStatus:
+    async def status(self, namespace: str, name: str, owner_uid: str | None = None) -> WorkStatus:
         job = await self._get(namespace, name)
         if job is None:
             return WorkStatus(State.MISSING, "no such Job")
+        if owner_uid is not None and job_owner_uid(job) != owner_uid:
+            return WorkStatus(State.MISSING, "the Job of this name belongs to another object")
         status = job_state(job)
         if status.state.finished:
             status = WorkStatus(status.state, status.message, await self._result(namespace, name))

@@ -1,8 +1,9 @@
 """Runs work as processes on this machine (the embedded default).
 
-Each run has a folder `<root>/<namespace>/<name>/` with its command, pid, log and exit
-code. The process is detached from the operator and writes its own exit code, so an
-operator restarted mid-run finds the run by name and never starts it twice.
+Each run has a folder `<root>/<namespace>/<name>/` with its command, owner UID, pid, log
+and exit code. The process is detached from the operator and writes its own exit code, so
+an operator restarted mid-run finds the run by name and never starts it twice; a folder
+of another owner UID (a deleted object of the same name) is moved to `.replaced/`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -36,12 +38,26 @@ class LocalExecutor:
 
     async def submit(self, work: Work) -> WorkStatus:
         folder = self.folder(work.namespace, work.name)
+        if folder.exists() and _owner_uid(folder) != work.owner_uid:
+            # A predecessor's run of the same name: stop it and move it aside, never adopt.
+            await self.cancel(work.namespace, work.name)
+            aside = folder.parent / ".replaced" / f"{work.name}.{_owner_uid(folder) or 'none'}"
+            if aside.exists():
+                shutil.rmtree(aside)
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            folder.rename(aside)
         if (folder / "pid").exists() or (folder / "exit_code").exists():
             return await self.status(work.namespace, work.name)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "work.json").write_text(
             json.dumps(
-                {"command": list(work.command), "env": work.env, "image": work.image}, indent=2
+                {
+                    "command": list(work.command),
+                    "env": work.env,
+                    "image": work.image,
+                    "ownerUid": work.owner_uid,
+                },
+                indent=2,
             )
         )
         # Forking a large process takes a while: keep it off the event loop.
@@ -49,8 +65,10 @@ class LocalExecutor:
         (folder / "pid").write_text(str(process.pid))
         return WorkStatus(State.RUNNING, f"started as process {process.pid}")
 
-    async def status(self, namespace: str, name: str) -> WorkStatus:
+    async def status(self, namespace: str, name: str, owner_uid: str | None = None) -> WorkStatus:
         folder = self.folder(namespace, name)
+        if owner_uid is not None and folder.exists() and _owner_uid(folder) != owner_uid:
+            return WorkStatus(State.MISSING, "a run of this name belongs to another object")
         exit_file = folder / "exit_code"
         if exit_file.exists():
             code = int(exit_file.read_text().strip() or "1")
@@ -82,6 +100,15 @@ class LocalExecutor:
         if pid_file.exists():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+
+
+def _owner_uid(folder: Path) -> str:
+    """The owner UID recorded when the work was submitted ("" when none or unreadable)."""
+    try:
+        loaded = json.loads((folder / "work.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    return str(loaded.get("ownerUid") or "") if isinstance(loaded, dict) else ""
 
 
 def _result(folder: Path) -> dict[str, Any] | None:

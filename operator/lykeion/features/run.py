@@ -3,10 +3,14 @@
     python -m lykeion.features.run --manifest manifest.json \\
         --offline duckdb:///data/offline.duckdb --online sqlite:///data/online.db \\
         [--start ISO] [--end ISO] [--engine beam|duckdb] [--data-root DIR] \\
+        [--generation N] [--drop-generations 1,2] \\
         [--result result.json] [-- beam pipeline options, e.g. --runner=FlinkRunner]
 
-`manifest.json` is the FeatureManifest object (metadata + spec). The result (rows read,
-written, bad, duration, success) is written as JSON; the exit code is 0 only on success.
+`manifest.json` is the FeatureManifest object (metadata with uid + spec). The run writes
+the tables of store generation N (`FeatureView.table`), after dropping those of the
+generations given. An incremental run (`--start`) also counts late rows (`lateness.py`).
+The result (rows read, written, bad, late, duration, success) is written as JSON; the exit
+code is 0 only on success.
 """
 
 from __future__ import annotations
@@ -16,13 +20,19 @@ import json
 import os
 import sys
 import traceback
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lykeion.features.compile import Range
+from lykeion.features.lateness import count_late_rows
 from lykeion.features.materialize import RunResult, materialize_duckdb
 from lykeion.features.stores import open_offline, open_online
 from lykeion.features.view import FeatureView
+
+if TYPE_CHECKING:
+    from lykeion.api.featuremanifest import FeatureManifestSpec
 
 
 def _time(text: str | None) -> datetime | None:
@@ -47,6 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--online", required=True, help="online store URI")
     parser.add_argument("--start", help="exclusive start of the event-time range (ISO 8601)")
     parser.add_argument("--end", help="inclusive end of the event-time range (ISO 8601)")
+    parser.add_argument(
+        "--generation",
+        type=int,
+        default=None,
+        help="store generation to write (default: the manifest status' generation in effect)",
+    )
+    parser.add_argument(
+        "--drop-generations",
+        default="",
+        help="comma-separated store generations whose tables to drop before writing",
+    )
     parser.add_argument("--engine", choices=["beam", "duckdb"], default="beam")
     parser.add_argument("--data-root", help="directory relative file sources are read from")
     parser.add_argument(
@@ -59,13 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     beam_args = [a for a in beam_args if a != "--"]
 
     body = json.loads(args.manifest.read_text() if args.manifest else args.manifest_json)
-    view = FeatureView.from_body(body)
+    view = FeatureView.from_body(body, args.generation)
     from lykeion.api.featuremanifest import FeatureManifestSpec
 
     spec = FeatureManifestSpec.model_validate(body["spec"])
     run_range = Range(_time(args.start), _time(args.end))
     result = RunResult(args.start, args.end)
+    late_rows: int | None = None
     try:
+        drops = [int(g) for g in args.drop_generations.split(",") if g.strip()]
+        if drops:
+            drop_generations(view, drops, args.offline, args.online)
         if args.engine == "duckdb":
             offline, online = open_offline(args.offline), open_online(args.online)
             try:
@@ -79,14 +104,51 @@ def main(argv: list[str] | None = None) -> int:
             result = run_beam(
                 spec, view, run_range, args.offline, args.online, args.data_root, beam_args
             )
+        if result.succeeded and run_range.start is not None:
+            late_rows = _late_rows(spec, view, run_range.start, args.offline, args.data_root)
     except Exception as error:  # noqa: BLE001 - the run's outcome is reported, not raised
         traceback.print_exc()
         result.succeeded = False
         result.message = f"{type(error).__name__}: {error}"
+    report = result.to_json()
+    if late_rows is not None:
+        report["late_rows"] = late_rows
+        if late_rows:
+            result.message += f"; {late_rows} late source row(s) behind {args.start}"
+            report["message"] = result.message
     # Compact: a Kubernetes termination message holds at most 4 KiB.
-    args.result.write_text(json.dumps(result.to_json(), separators=(",", ":")))
+    args.result.write_text(json.dumps(report, separators=(",", ":")))
     print(result.message)
     return 0 if result.succeeded else 1
+
+
+def drop_generations(
+    view: FeatureView, generations: list[int], offline_uri: str, online_uri: str
+) -> None:
+    """Drop the tables of `generations` of `view`'s manifest from both stores."""
+    offline, online = open_offline(offline_uri), open_online(online_uri)
+    try:
+        for generation in generations:
+            old = replace(view, generation=generation)
+            online.drop(old)
+            offline.drop(old)
+    finally:
+        offline.close()
+        online.close()
+
+
+def _late_rows(
+    spec: FeatureManifestSpec,
+    view: FeatureView,
+    boundary: datetime,
+    offline_uri: str,
+    data_root: str | None,
+) -> int | None:
+    offline = open_offline(offline_uri)
+    try:
+        return count_late_rows(spec, view, boundary, offline, data_root)
+    finally:
+        offline.close()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from lykeion.api.featuremanifest import Feature, FeatureManifestSpec
+from lykeion.names import table_name
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -109,9 +110,22 @@ class FeatureView:
     """`string` or `int64`."""
     features: tuple[FeatureDef, ...]
     ttl: timedelta
+    uid: str = ""
+    """The FeatureManifest object's UID: a recreated object never reads its predecessor's
+    tables."""
+    generation: int = 0
+    """The store generation the view reads or writes (`status.materializedGeneration` for
+    readers, the run's generation for a pipeline run; 0: none materialized yet)."""
 
     @classmethod
-    def from_manifest(cls, namespace: str, name: str, spec: FeatureManifestSpec) -> FeatureView:
+    def from_manifest(
+        cls,
+        namespace: str,
+        name: str,
+        spec: FeatureManifestSpec,
+        uid: str = "",
+        generation: int = 0,
+    ) -> FeatureView:
         return cls(
             namespace=namespace,
             name=name,
@@ -120,18 +134,31 @@ class FeatureView:
             key_type=spec.entity.key_type,
             features=tuple(feature_def(f) for f in spec.features),
             ttl=parse_duration(spec.ttl),
+            uid=uid,
+            generation=generation,
         )
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> FeatureView:
+    def from_body(cls, body: dict[str, Any], generation: int | None = None) -> FeatureView:
+        """The view of a FeatureManifest object (metadata with uid, spec, status).
+
+        Readers (Feature API, model servers, trainings) leave `generation` out and get the
+        generation in effect, `status.materializedGeneration`: they switch to a new
+        generation only once its backfill completed. A run passes its own generation.
+        """
         meta = body["metadata"]
         spec = FeatureManifestSpec.model_validate(body["spec"])
-        return cls.from_manifest(meta.get("namespace", "default"), meta["name"], spec)
+        if generation is None:
+            generation = int((body.get("status") or {}).get("materializedGeneration") or 0)
+        return cls.from_manifest(
+            meta.get("namespace", "default"), meta["name"], spec, meta.get("uid", ""), generation
+        )
 
-    @property
+    @cached_property
     def table(self) -> str:
-        """Storage name, unique per namespace and manifest: `<namespace>__<manifest>`."""
-        return f"{self.namespace}__{self.name}".replace("-", "_")
+        """Storage name of this view's tables: `<namespace>__<manifest>__g<generation>_<hash>`,
+        unique per namespace, manifest, object UID and generation (`names.table_name`)."""
+        return table_name(self.namespace, self.name, self.uid, self.generation)
 
     def feature(self, name: str) -> FeatureDef:
         found = self._by_name.get(name)

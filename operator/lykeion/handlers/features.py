@@ -11,7 +11,7 @@ import kopf
 from lykeion import GROUP, VERSION
 from lykeion.api.kinds import FEATURE_MANIFEST
 from lykeion.conditions import Check, ready
-from lykeion.handlers.materialization import MATERIALIZED, materialize
+from lykeion.handlers.materialization import MATERIALIZED, late_data_check, materialize
 from lykeion.registry import Key, Registry
 from lykeion.runtime import Runtime, StatusUpdate
 
@@ -67,8 +67,12 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
             MATERIALIZED, False, "NotRegistered", "runs wait until the features register"
         )
     checks = [registered, materialized]
+    merged = {**(body.get("status") or {}), **fields}
+    # LateData is advice (served values stay valid up to the watermark): not part of Ready.
+    late = late_data_check(merged, body["metadata"]["name"])
     return StatusUpdate(
-        {**update.fields, **fields}, [*checks, ready(checks, "Materialized", materialized.message)]
+        {**update.fields, **fields},
+        [*checks, late, ready(checks, "Materialized", materialized.message)],
     )
 
 

@@ -2,8 +2,23 @@
 
 Planning is pure (`next_range`, `finish`); `materialize` is the one step with I/O: it asks
 the executor about the current run or submits the next one. Run names are deterministic
-(`<manifest>-g<generation>-r<n>`), so after an operator restart the executor finds the
-run it had started instead of starting another. The watermark moves only on success.
+(`<manifest>-g<generation>-r<n>`, `names.derived_name`: shortened with a hash when long),
+so after an operator restart the executor finds the run it had started instead of starting
+another; runs carry the object's UID, so a recreated object never adopts its
+predecessor's. The watermark moves only on success.
+
+Generations: a backfill of spec generation G writes tables of its own (`FeatureView.table`
+holds the generation) while readers go on reading the generation in effect,
+`status.materializedGeneration`. Only when G's backfill succeeded does the status switch
+to G, at once for every reader. The tables of generations no longer in effect are dropped
+by the next backfill when it starts (it drops every stored generation except the one in
+effect, its own included, so a retried backfill starts empty): a replaced generation stays
+readable until a newer backfill begins, time enough for readers holding the old view
+(model servers being re-rendered, a training reading its set) to move on.
+
+Late data: an incremental run re-reads from `watermark - spec.allowedLateness`; the run
+counts source rows at or behind that boundary the offline store does not hold (`lateRows`)
+and the `LateData` condition asks for a backfill.
 """
 
 from __future__ import annotations
@@ -20,9 +35,11 @@ from lykeion.conditions import Check, parse_time, rfc3339
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
 from lykeion.features.dataflow import with_job_name
-from lykeion.names import child_name
+from lykeion.features.view import parse_duration
+from lykeion.names import derived_name
 
 MATERIALIZED = "Materialized"
+LATE_DATA = "LateData"
 MAX_RUNS_KEPT = 10
 BACKOFF_START = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
@@ -60,16 +77,25 @@ def next_range(
     if status.get("materializedGeneration") != generation:
         # New or changed definitions: recompute the whole history.
         return NextRange(None, rfc3339(now), "backfill")
-    watermark = status.get("watermark")
+    watermark = parse_time(status.get("watermark"))
     last = parse_time(status.get("lastRunTime"))
-    if spec.schedule and watermark and last is not None:
+    if spec.schedule and watermark is not None and last is not None:
         due = croniter(spec.schedule, last).get_next(datetime)
         if due <= now:
-            return NextRange(watermark, rfc3339(now), "schedule")
+            # Re-read what arrived late but within the allowed lateness; keyed writes make
+            # the overlap with the previous run change nothing it already wrote.
+            start = watermark - parse_duration(spec.allowed_lateness)
+            return NextRange(rfc3339(start), rfc3339(now), "schedule")
     return None
 
 
-def run_record(name: str, generation: int, planned: NextRange, now: datetime) -> dict[str, Any]:
+def run_record(
+    name: str,
+    generation: int,
+    planned: NextRange,
+    now: datetime,
+    drop_generations: list[int] | None = None,
+) -> dict[str, Any]:
     record: dict[str, Any] = {
         "name": name,
         "generation": generation,
@@ -79,7 +105,24 @@ def run_record(name: str, generation: int, planned: NextRange, now: datetime) ->
     }
     if planned.start is not None:
         record["start"] = planned.start
+    if drop_generations:
+        record["dropGenerations"] = drop_generations
     return record
+
+
+def stored_generations(status: dict[str, Any]) -> list[int]:
+    """Generations whose tables may exist: the one in effect and any started since."""
+    stored = {int(g) for g in status.get("storedGenerations") or []}
+    if status.get("materializedGeneration"):
+        stored.add(int(status["materializedGeneration"]))
+    return sorted(stored)
+
+
+def generations_to_drop(status: dict[str, Any]) -> list[int]:
+    """What a backfill starting now drops first (pure): every stored generation but the
+    one readers read, its own included (a retried backfill starts from empty tables)."""
+    in_effect = status.get("materializedGeneration")
+    return [g for g in stored_generations(status) if g != in_effect]
 
 
 def finish(
@@ -104,6 +147,7 @@ def finish(
         ("bad_rows", "badRows"),
         ("duplicate_rows", "duplicateRows"),
         ("online_rows", "onlineRows"),
+        ("late_rows", "lateRows"),
         ("duration_seconds", "durationSeconds"),
     ):
         if result.get(key) is not None:
@@ -121,7 +165,22 @@ def finish(
         newest = [m for m in (parse_time(before), parse_time(result.get("max_event_time"))) if m]
         fields["newestEventTime"] = rfc3339(max(newest)) if newest else None
         if run.get("start") is None:
-            fields["materializedGeneration"] = run["generation"]
+            # The switch: every reader follows materializedGeneration from now on.
+            fields |= {
+                "materializedGeneration": run["generation"],
+                "lateRows": 0,
+                "lateRowsBoundary": None,
+            }
+        elif done.get("lateRows") is not None:
+            fields |= {"lateRows": done["lateRows"], "lateRowsBoundary": run.get("start")}
+        # The run dropped these before writing (a failed drop fails the run); its own
+        # generation it wrote again, and the one in effect it never drops.
+        dropped = set(run.get("dropGenerations") or [])
+        merged = {**status, **fields}
+        keep = {run["generation"], merged.get("materializedGeneration")}
+        fields["storedGenerations"] = [
+            g for g in stored_generations(merged) if g not in dropped or g in keep
+        ]
     return fields
 
 
@@ -154,13 +213,33 @@ def materialized_check(status: dict[str, Any], generation: int) -> Check:
     return Check(MATERIALIZED, False, "Pending", "no run has completed for this generation yet")
 
 
+def late_data_check(status: dict[str, Any], name: str) -> Check:
+    """The LateData condition (pure): True while source rows at or behind the last re-read
+    boundary are missing from the stores, which only a backfill can bring in."""
+    late = int(status.get("lateRows") or 0)
+    if late:
+        boundary = status.get("lateRowsBoundary") or "the re-read boundary"
+        return Check(
+            LATE_DATA,
+            True,
+            "RowsBehindAllowedLateness",
+            f"{late} source row(s) at or before {boundary} (watermark minus allowedLateness) "
+            f"are not in the stores; run `lykectl features backfill {name}` to rebuild them",
+        )
+    return Check(LATE_DATA, False, "NoLateRows", "no source rows behind the re-read boundary")
+
+
 def work_for(body: dict[str, Any], run: dict[str, Any], config: PlatformConfig) -> Work:
     """The pipeline run as executor work (pure)."""
     meta = body["metadata"]
     manifest = {
         "apiVersion": body.get("apiVersion"),
         "kind": "FeatureManifest",
-        "metadata": {"name": meta["name"], "namespace": meta.get("namespace", "default")},
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta.get("namespace", "default"),
+            "uid": meta.get("uid", ""),
+        },
         "spec": body["spec"],
     }
     command = [
@@ -170,10 +249,13 @@ def work_for(body: dict[str, Any], run: dict[str, Any], config: PlatformConfig) 
         "--online", config.online_store,
         "--engine", config.feature_engine,
         "--data-root", config.data_root,
+        "--generation", str(run["generation"]),
         "--end", run["end"],
     ]  # fmt: skip
     if run.get("start"):
         command += ["--start", run["start"]]
+    if run.get("dropGenerations"):
+        command += ["--drop-generations", ",".join(str(g) for g in run["dropGenerations"])]
     command += ["--", *with_job_name(config.beam_args, run["name"])]
     return Work(
         name=run["name"],
@@ -185,7 +267,8 @@ def work_for(body: dict[str, Any], run: dict[str, Any], config: PlatformConfig) 
 
 
 def run_name(manifest: str, generation: int, number: int) -> str:
-    return child_name(manifest[:40], f"g{generation}", f"r{number}")
+    """`<manifest>-g<generation>-r<number>`, or shortened with a hash of all three."""
+    return derived_name(manifest, f"g{generation}", f"r{number}")
 
 
 async def materialize(
@@ -195,10 +278,12 @@ async def materialize(
     status = dict(body.get("status") or {})
     generation = int(body["metadata"].get("generation", 1))
     namespace = body["metadata"].get("namespace", "default")
+    uid = body["metadata"].get("uid")
     fields: dict[str, Any] = {}
     current = status.get("currentRun")
     if current:
-        outcome = await executor.status(namespace, current["name"])
+        # A run of the same name that belongs to another (deleted) object reads as MISSING.
+        outcome = await executor.status(namespace, current["name"], uid)
         if outcome.state is State.MISSING:
             # Recorded but never submitted (restart in between): submit it now, same name.
             await executor.submit(work_for(body, current, config))
@@ -209,12 +294,19 @@ async def materialize(
         planned = next_range(spec, status, generation, now)
         if planned is not None:
             number = int(status.get("runCount") or 0) + 1
+            backfill = planned.start is None
             run = run_record(
-                run_name(body["metadata"]["name"], generation, number), generation, planned, now
+                run_name(body["metadata"]["name"], generation, number),
+                generation,
+                planned,
+                now,
+                generations_to_drop(status) if backfill else None,
             )
             # Submitting before the status says so is safe: the name is deterministic, so a
             # restart recomputes the same name and the executor finds the run.
             await executor.submit(work_for(body, run, config))
             fields = {"currentRun": run, "runCount": number}
+            if backfill:
+                fields["storedGenerations"] = sorted({*stored_generations(status), generation})
     merged = {**status, **fields}
     return fields, materialized_check(merged, generation)

@@ -170,8 +170,14 @@ def server_config(
                 "metadata": {
                     "name": m["metadata"]["name"],
                     "namespace": m["metadata"].get("namespace", "default"),
+                    "uid": m["metadata"].get("uid", ""),
                 },
                 "spec": m["spec"],
+                # The generation in effect names the tables the server reads; a switch
+                # changes this config, so the server is re-rendered onto the new tables.
+                "status": {
+                    "materializedGeneration": (m.get("status") or {}).get("materializedGeneration")
+                },
             }
             for m in used
         ],

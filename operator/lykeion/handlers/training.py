@@ -2,8 +2,10 @@
 
 A training starts when the Model's references resolve and `spec.training.requests` is
 above `status.observedTrainingRequests`; never twice for the same request: the run is
-named `<family>-<segment>-<version>-t<requests>` and the executor finds it by that name
-after an operator restart. Planning and outcomes are pure; `train` does the I/O.
+named `<model>-t<requests>` (`names.derived_name`: a Model name with dots, or a long one,
+gets a hash of the exact name) and the executor finds it by that name and the Model's UID
+after an operator restart; a recreated Model never adopts its predecessor's training.
+Planning and outcomes are pure; `train` does the I/O.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ from typing import Any
 from lykeion.conditions import Check, rfc3339
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
-from lykeion.names import child_name
+from lykeion.names import derived_name
 
 TRAINED = "Trained"
 EVALUATED = "Evaluated"
 
 
-def training_name(spec: dict[str, Any], requests: int) -> str:
-    return child_name(spec["family"], spec["segment"], spec["version"], f"t{requests}")
+def training_name(model: str, requests: int) -> str:
+    """The training run (and Job) of request `requests` of Model `model`."""
+    return derived_name(model, f"t{requests}")
 
 
 def wanted(spec: dict[str, Any], status: dict[str, Any]) -> int | None:
@@ -39,7 +42,11 @@ def work_for(
 ) -> Work:
     meta = body["metadata"]
     model = {
-        "metadata": {"name": meta["name"], "namespace": meta.get("namespace", "default")},
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta.get("namespace", "default"),
+            "uid": meta.get("uid", ""),
+        },
         "spec": body["spec"],
     }
     resources = body["spec"].get("training", {}).get("resources", {})
@@ -166,7 +173,8 @@ async def train(
     fields: dict[str, Any] = {}
     current = status.get("currentTraining")
     if current:
-        outcome = await executor.status(namespace, current["name"])
+        # A training of this name left by a deleted Model of the same name reads as MISSING.
+        outcome = await executor.status(namespace, current["name"], body["metadata"].get("uid"))
         if outcome.state is State.MISSING:
             await executor.submit(work_for(body, manifests, current["name"], config))
         elif outcome.state.finished:
@@ -174,7 +182,7 @@ async def train(
     elif resolved:
         requests = wanted(spec, status)
         if requests is not None:
-            name = training_name(spec, requests)
+            name = training_name(body["metadata"]["name"], requests)
             # Deterministic name: submitting before the status records it is safe.
             await executor.submit(work_for(body, manifests, name, config))
             fields = {

@@ -7,8 +7,10 @@
 Steps: resolve the source at its exact revision; build the point-in-time training set and
 log it (artifact + MLflow dataset input with its content hash); run the MLflow project's
 entry point on the time-ordered train split; evaluate the logged model on the last 20% of
-label times; register it as `<family>-<segment>` (alias `candidate` when the gate passes)
-with the input features, their types and order as version tags. The outcome goes to
+label times; register it as `<namespace>.<family>.<segment>` (`names.registry_name`; the
+experiment has the same name; alias `candidate` when the gate passes) with the input
+features, their types and order as version tags. Namespaces are tenants: the same family
+and segment in two namespaces are two experiments and two registered models. The outcome goes to
 result.json; the exit code is 0 when training succeeded, whatever the gate said.
 """
 
@@ -70,12 +72,14 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     from lykeion.features.offline.base import LabelSpec
     from lykeion.features.stores import open_offline
     from lykeion.features.view import FeatureView
+    from lykeion.names import registry_name
     from lykeion.training import dataset, evaluate
     from lykeion.training.source import SourceError, resolve
 
     body = json.loads(args.model_json)
     spec = ModelSpec.model_validate(body["spec"])
     name = body["metadata"]["name"]
+    namespace = body["metadata"].get("namespace", "default")
     data_root = Path(args.data_root)
 
     # 1. The code, at exactly the pinned revision.
@@ -115,7 +119,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
 
     mlflow.set_tracking_uri(args.tracking_uri)
     client = MlflowClient(args.tracking_uri)
-    family_segment = f"{spec.family}-{spec.segment}"
+    family_segment = registry_name(namespace, spec.family, spec.segment)
     experiment = client.get_experiment_by_name(family_segment)
     if experiment is not None:
         experiment_id = experiment.experiment_id
@@ -132,6 +136,8 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
         run_name=f"{name}-t{spec.training.requests}",
         tags={
             "lykeion.model": name,
+            "lykeion.namespace": namespace,
+            "lykeion.model.uid": body["metadata"].get("uid", ""),
             "lykeion.version": spec.version,
             "lykeion.source.url": spec.source.url,
             "lykeion.source.revision": source.revision,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from lykeion.features.view import FeatureView
@@ -53,6 +54,15 @@ class OfflineStore(Protocol):
 
     def history(self, view: FeatureView) -> pa.Table:
         """All history rows of the view, ordered by (entity_key, event_time)."""
+        ...
+
+    def count_history(self, view: FeatureView, until: datetime) -> int:
+        """The number of history rows of the view with event time at or before `until`
+        (timezone-aware); 0 when the view has no table. Counted inside the store."""
+        ...
+
+    def drop(self, view: FeatureView) -> None:
+        """Remove the view's table (of its generation); nothing when there is none."""
         ...
 
     def training_set(

@@ -258,6 +258,22 @@ class BigQueryOfflineStore:
         )
         return result.cast(history_schema(view))
 
+    def count_history(self, view: FeatureView, until: datetime) -> int:
+        if self._stored_columns(view.table) is None:
+            return 0
+        config = bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter("until", "TIMESTAMP", until)]
+        )
+        rows = self.client.query(
+            f"SELECT COUNT(*) AS n FROM {self._ref(view.table)} WHERE {EVENT_TIME} <= @until",
+            job_config=config,
+            location=self.location,
+        ).result()
+        return int(next(iter(rows))["n"])
+
+    def drop(self, view: FeatureView) -> None:
+        self.client.delete_table(self._id(view.table), not_found_ok=True)
+
     def training_set(
         self, labels: pa.Table, spec: LabelSpec, features: Sequence[FeatureRef]
     ) -> TrainingSet:

@@ -24,6 +24,7 @@ time zone is UTC, so timestamps come back as `timestamp[us, tz=UTC]`, as from Bi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -204,6 +205,19 @@ class DuckDBOfflineStore:
                 f" ORDER BY {KEY}, {EVENT_TIME}"
             ).to_arrow_table()
         return result.cast(schema)
+
+    def count_history(self, view: FeatureView, until: datetime) -> int:
+        with self._connect() as con:
+            if self._columns(con, view.table) is None:
+                return 0
+            row = con.execute(
+                f"SELECT count(*) FROM {quote(view.table)} WHERE {EVENT_TIME} <= ?", [until]
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def drop(self, view: FeatureView) -> None:
+        with self._connect() as con:
+            con.execute(f"DROP TABLE IF EXISTS {quote(view.table)}")
 
     def training_set(
         self, labels: pa.Table, spec: LabelSpec, features: Sequence[FeatureRef]

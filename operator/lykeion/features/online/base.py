@@ -77,6 +77,11 @@ class OnlineStore(Protocol):
         event on: a read at a time before it gets the values at that event."""
         ...
 
+    def drop(self, view: FeatureView) -> None:
+        """Remove the view's table (of its generation) and every value in it; nothing
+        when there is none. Readers of another generation are not affected."""
+        ...
+
     def ping(self) -> None:
         """Raise StoreUnavailable when the store does not answer."""
         ...

@@ -88,8 +88,9 @@ _TRANSIENT = (
 
 
 def table_id(prefix: str, view: FeatureView) -> str:
-    """`<prefix>-<namespace>__<manifest>`, shortened with a hash suffix past 50 characters
-    so that long names stay distinct and deterministic."""
+    """`<prefix>-<view.table>` (namespace, manifest, generation and a hash of them and the
+    object's UID), shortened with a hash suffix past 50 characters so that long names stay
+    distinct and deterministic."""
     name = f"{prefix}-{view.table}"
     if len(name) <= MAX_TABLE_ID:
         return name
@@ -415,6 +416,17 @@ class BigtableOnlineStore:
                 entry.update(later)
             out.append(entry)
         return out
+
+    def drop(self, view: FeatureView) -> None:
+        name = table_id(self.table_prefix, view)
+        call: dict[str, Any] = {"timeout": self.timeout, "retry": self._admin_retry}
+        with _errors(f"delete table {name}"), suppress(api_exceptions.NotFound):
+            self._admin_client().delete_table(
+                request={"name": f"{self._instance_name}/tables/{name}"}, **call
+            )
+        self._forget_table(view)
+        with self._lock:
+            self._tables.pop(name, None)
 
     def ping(self) -> None:
         """PingAndWarm on the instance: the data API's own liveness call, one attempt."""

@@ -352,6 +352,12 @@ class SqliteOnlineStore:
         # Each entry gets its own dict, so callers may mutate one without touching another.
         return [dict(found[key]) if key in found else None for key in wanted]
 
+    def drop(self, view: FeatureView) -> None:
+        with self._conn() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {_quote(view.table)}")
+        with self._lock:
+            self._columns.pop(view.table, None)
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the file this store opened is still there (checked
         by `_conn` on every use) and readable."""
