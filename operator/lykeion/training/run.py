@@ -90,7 +90,12 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     try:
         refs = dataset.feature_refs(spec.input_features, views)
         labels_spec = spec.training.labels
-        labels = dataset.read_labels(labels_spec.file, labels_spec.timestamp_column, data_root)
+        labels = dataset.read_labels(
+            labels_spec.file,
+            labels_spec.timestamp_column,
+            data_root,
+            {ref.view.join_key: ref.view.key_type for ref in refs},
+        )
         label_spec = LabelSpec(
             refs[0].view.join_key, labels_spec.timestamp_column, labels_spec.target
         )
