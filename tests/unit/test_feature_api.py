@@ -178,12 +178,12 @@ def test_schema_types_the_fields(store: RecordingStore, rider: FeatureView) -> N
     assert types == {
         "rider_id": "[ID]",  # NON_NULL of ID
         "age": "Int64",
-        "score": "Float",
+        "score": "Float64",
         "city": "String",
         "vip": "Boolean",
         "seen": "DateTime",
         "counts": "[Int64]",
-        "ratios": "[Float]",
+        "ratios": "[Float64]",
         "labels": "[String]",
         "flags": "[Boolean]",
         "visits": "[DateTime]",

@@ -78,9 +78,14 @@ def _source(spec: FeatureManifestSpec, dialect: Dialect, data_root: str | None) 
         path = source.file.path
         if data_root and not path.startswith(("/", "gs://", "s3://", "http://", "https://")):
             path = f"{data_root.rstrip('/')}/{path}"
-        reader = "read_parquet" if source.file.format == "parquet" else "read_csv"
-        quoted = path.replace("'", "''")
-        return f"SELECT * FROM {reader}('{quoted}')"
+        if source.file.format == "parquet":
+            # Parquet columns carry their types; `keyed` casts the key and time.
+            return f"SELECT * FROM read_parquet({_text(path)})"
+        # A CSV reader guesses types from a sample of values: `007` may become 7, a
+        # format seen late fails the whole read. Columns whose declared type is text,
+        # and the time, are read as text and cast per row by `keyed` and the features.
+        types = ", ".join(f"{_text(name)}: 'VARCHAR'" for name in _text_columns(spec))
+        return f"SELECT * FROM read_csv({_text(path)}, types = {{{types}}})"
     assert source.bigquery is not None
     if source.bigquery.query is not None:
         return source.bigquery.query
@@ -88,6 +93,26 @@ def _source(spec: FeatureManifestSpec, dialect: Dialect, data_root: str | None) 
     if dialect == "bigquery":
         return f"SELECT * FROM `{table}`"
     return f"SELECT * FROM {table}"
+
+
+def _text(value: str) -> str:
+    """A DuckDB string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _text_columns(spec: FeatureManifestSpec) -> list[str]:
+    """CSV columns read as VARCHAR: the join key (cast to its declared `keyType` per row,
+    a bad value counted as a bad row), the timestamp and the columns that `string`
+    row-level features read — those two unless a min/max aggregation orders them, as
+    text order is not time or number order."""
+    ordered = {
+        f.aggregation.column
+        for f in spec.features
+        if f.aggregation is not None and f.aggregation.function in ("min", "max")
+    }
+    text = [spec.source.timestamp_column]
+    text += [f.column for f in spec.features if f.column is not None and f.type == "string"]
+    return list(dict.fromkeys([spec.entity.join_key, *(c for c in text if c not in ordered)]))
 
 
 def _value(feature: Feature, dialect: Dialect) -> str:

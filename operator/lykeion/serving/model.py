@@ -1,5 +1,7 @@
 """An MLflow model loaded once, its trained inputs, and a predict that skips MLflow's
-per-call schema enforcement because the frame is already built to the signature."""
+per-call schema enforcement: the frame is built as the training set's was (`frames.py`),
+so the model gets what it was trained on. The evaluation gate calls the model through
+this class too (`outputs`), so it judges the model as it will be served."""
 
 from __future__ import annotations
 
@@ -7,14 +9,18 @@ import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from lykeion.serving.config import TrainedFeature
+from lykeion.serving.frames import model_frame, typed_table
 
-# MLflow signature column types -> the numpy dtype the frame gets.
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# MLflow signature column types -> numpy dtypes (which inputs the matrix path takes).
 _DTYPES = {
     "double": "float64",
     "float": "float32",
@@ -78,6 +84,7 @@ class LoadedModel:
         self.uri = uri
         self.run_id = info.run_id
         self.features = features_of(run.data.tags, f"run {info.run_id}")
+        self.types = {f.column: f.type for f in self.features}
         schema = self.pyfunc.metadata.get_input_schema()
         self.dtypes: dict[str, str] = {}
         if schema is not None and schema.has_input_names():
@@ -107,16 +114,27 @@ class LoadedModel:
         return names, getattr(raw, function.get("predict_fn", "predict"))
 
     def frame(self, columns: Mapping[str, list[Any]]) -> pd.DataFrame:
-        data = {}
-        for name, values in columns.items():
-            dtype = self.dtypes.get(name)
-            if dtype in ("float64", "float32"):
-                data[name] = np.array([np.nan if v is None else v for v in values], dtype=dtype)
-            elif dtype is not None and dtype != "object" and None not in values:
-                data[name] = np.array(values, dtype=dtype)
-            else:
-                data[name] = pd.array(values, dtype="object")
-        return pd.DataFrame(data, columns=list(columns))
+        """Served values (column -> one value per row) as the model's input frame, typed
+        by the training's declared types exactly as the training set was."""
+        return model_frame(typed_table(columns, self.types))
+
+    def outputs(self, table: pa.Table) -> Any:
+        """The model's raw output (array or frame, as its predict function returns it)
+        for an Arrow table of the trained columns in their declared types — the
+        evaluation gate's call, by the same path `predict` takes."""
+        if self._matrix is not None:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            names, function = self._matrix
+            matrix = np.column_stack(
+                [
+                    pc.cast(table.column(name), pa.float64()).to_numpy(zero_copy_only=False)
+                    for name in names
+                ]
+            )
+            return function(matrix)
+        return self._predict(model_frame(table.select([f.column for f in self.features])))
 
     def ready(self) -> str | None:
         return None  # loaded in the constructor

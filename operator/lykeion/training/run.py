@@ -73,6 +73,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     from lykeion.features.stores import open_offline
     from lykeion.features.view import FeatureView
     from lykeion.names import registry_name
+    from lykeion.serving.model import LoadedModel, ModelLoadError
     from lykeion.training import dataset, evaluate
     from lykeion.training.source import SourceError, resolve
 
@@ -94,7 +95,12 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     try:
         refs = dataset.feature_refs(spec.input_features, views)
         labels_spec = spec.training.labels
-        labels = dataset.read_labels(labels_spec.file, labels_spec.timestamp_column, data_root)
+        labels = dataset.read_labels(
+            labels_spec.file,
+            labels_spec.timestamp_column,
+            data_root,
+            {ref.view.join_key: ref.view.key_type for ref in refs},
+        )
         label_spec = LabelSpec(
             refs[0].view.join_key, labels_spec.timestamp_column, labels_spec.target
         )
@@ -204,16 +210,25 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
             raise StepError("ProjectFailed", f"the MLflow project failed: {error}") from error
         result.project_seconds = time.perf_counter() - started
 
-        # 4. Evaluation by the platform, on the held-out (latest) labels.
+        # 4. Evaluation by the platform, on the held-out (latest) labels: the model is
+        # called as the model server calls it, with the columns in their declared types.
         model_uri = f"runs:/{run_id}/model"
         try:
-            model = mlflow.pyfunc.load_model(model_uri)
-            test_frame = test_part.to_pandas()
-            predictions = model.predict(test_frame[columns].astype("float64"))
-            value = evaluate.score(
-                spec.evaluation.metric, test_frame[labels_spec.target].to_numpy(), predictions
+            value = evaluate.evaluate_model(
+                LoadedModel(model_uri),
+                test_part,
+                labels_spec.target,
+                spec.evaluation.metric,
+                training_set.table.column(labels_spec.target),
             )
-        except (OSError, ValueError, KeyError, mlflow.exceptions.MlflowException) as error:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            ModelLoadError,
+            mlflow.exceptions.MlflowException,
+        ) as error:
             raise StepError("EvaluationFailed", f"cannot evaluate {model_uri}: {error}") from error
         client.log_metric(run_id, f"eval_{spec.evaluation.metric}", value)
         result.metric, result.metric_value = spec.evaluation.metric, value

@@ -20,7 +20,7 @@ from lykeion.features.view import FeatureDef, FeatureView
 # Root fields and type names the schema defines itself.
 GENERIC_FIELD = "features"
 RESERVED_TYPES = frozenset(
-    {"Query", "FeatureRow", "FeatureValue", "Int64", "DateTime", "JSON"}
+    {"Query", "FeatureRow", "FeatureValue", "Int64", "Float64", "DateTime", "JSON"}
     | {"String", "Int", "Float", "Boolean", "ID"}
 )
 

@@ -5,6 +5,11 @@
 clients. Strings are what protobuf's JSON mapping does for int64 for the same reason.
 Clients parse `"9007199254740993"` with BigInt/Long; nothing is rounded on the way.
 `timestamp` is `DateTime`, an ISO 8601 / RFC 3339 string in UTC (`2024-05-01T12:00:00+00:00`).
+`float64` is `Float64`: a finite value is a JSON number, as GraphQL's `Float` writes it;
+NaN and the infinities, which JSON numbers (and so `Float`) cannot carry, are the strings
+`"NaN"`, `"Infinity"` and `"-Infinity"` — the spelling of protobuf's JSON mapping for
+`double` and of BigQuery's JSON rows. A feature whose value is NaN is served as NaN, not
+as null and not as an error: null means no value, NaN is one (a model trained on it).
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from graphql import (
+    FloatValueNode,
     GraphQLBoolean,
     GraphQLError,
-    GraphQLFloat,
     GraphQLList,
     GraphQLOutputType,
     GraphQLScalarType,
@@ -58,6 +63,40 @@ def _int64_literal(node: ValueNode, _variables: Any = None) -> int:
     raise GraphQLError("Int64 must be an integer or a decimal string")
 
 
+NAN, INFINITY, MINUS_INFINITY = "NaN", "Infinity", "-Infinity"
+_NON_FINITE = {NAN: math.nan, INFINITY: math.inf, MINUS_INFINITY: -math.inf}
+
+
+def float64_json(value: Any) -> float | str:
+    """A float64 in its JSON form: a finite number as a float, NaN and ±infinity as the
+    strings `"NaN"`, `"Infinity"`, `"-Infinity"`. Raises GraphQLError for a non-number
+    (bool included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise GraphQLError(f"Float64 cannot represent a non-numeric value: {value!r}")
+    number = float(value)
+    if math.isfinite(number):
+        return number
+    if math.isnan(number):
+        return NAN
+    return INFINITY if number > 0 else MINUS_INFINITY
+
+
+def _float64_value(value: Any) -> float:
+    if isinstance(value, str) and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise GraphQLError(f"Float64 cannot represent {value!r}")
+    return float(value)
+
+
+def _float64_literal(node: ValueNode, _variables: Any = None) -> float:
+    if isinstance(node, IntValueNode | FloatValueNode):
+        return float(node.value)
+    if isinstance(node, StringValueNode) and node.value in _NON_FINITE:
+        return _NON_FINITE[node.value]
+    raise GraphQLError('Float64 must be a number, "NaN", "Infinity" or "-Infinity"')
+
+
 def datetime_text(value: Any) -> str:
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -93,6 +132,15 @@ Int64 = GraphQLScalarType(
     parse_literal=_int64_literal,
 )
 
+Float64 = GraphQLScalarType(
+    "Float64",
+    description='A 64-bit float: a JSON number when finite, else "NaN", "Infinity" or '
+    '"-Infinity" (JSON has no such numbers).',
+    serialize=float64_json,
+    parse_value=_float64_value,
+    parse_literal=_float64_literal,
+)
+
 DateTime = GraphQLScalarType(
     "DateTime",
     description="An instant as an ISO 8601 string in UTC.",
@@ -103,7 +151,8 @@ DateTime = GraphQLScalarType(
 
 JSON = GraphQLScalarType(
     "JSON",
-    description="A feature value in its JSON form: Int64 and DateTime values as strings.",
+    description="A feature value in its JSON form: Int64 and DateTime values as strings, "
+    "Float64 ones as numbers or NaN/Infinity/-Infinity as strings.",
     serialize=lambda value: value,
     parse_value=lambda value: value,
     parse_literal=_json_literal,
@@ -111,7 +160,7 @@ JSON = GraphQLScalarType(
 
 _SCALARS: dict[str, GraphQLScalarType] = {
     "int64": Int64,
-    "float64": GraphQLFloat,
+    "float64": Float64,
     "string": GraphQLString,
     "bool": GraphQLBoolean,
     "timestamp": DateTime,
@@ -122,12 +171,6 @@ def graphql_type(type_: str) -> GraphQLOutputType:
     """The (nullable) GraphQL type of a manifest feature type."""
     scalar = _SCALARS[element_type(type_)]
     return GraphQLList(scalar) if is_list(type_) else scalar
-
-
-def _finite(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise GraphQLError(f"Float cannot represent {value!r}")
-    return float(value)
 
 
 def _bool(value: Any) -> bool:
@@ -144,7 +187,7 @@ def _str(value: Any) -> str:
 
 _JSON_FORMS = {
     "int64": int64_text,
-    "float64": _finite,
+    "float64": float64_json,
     "string": _str,
     "bool": _bool,
     "timestamp": datetime_text,
