@@ -31,7 +31,7 @@ from lykeion.serving.remote import PredictorUnavailable
 
 log = logging.getLogger(__name__)
 
-Parse = Callable[[Any], list[dict[str, Any]]]
+Parse = Callable[[Any, protocols.KeyTypes], list[protocols.Row]]
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -136,6 +136,11 @@ def create_app(server: ModelServer) -> Starlette:
     config = server.config
     metrics = server.metrics
 
+    key_types = server.enricher.key_types
+
+    def failure(protocol: str, status: int, message: str, **extra: Any) -> Response:
+        return json_response(protocols.error_body(protocol, status, message, **extra), status)
+
     async def run(
         request: Request, protocol: str, parse: Parse, answer: Callable[..., Any]
     ) -> Response:
@@ -144,14 +149,14 @@ def create_app(server: ModelServer) -> Starlette:
         try:
             raw = await request.body()
             header = request.headers.get(protocols.BINARY_HEADER)
-            if header is not None:
+            if header is not None and protocol == "v2":
                 body = protocols.v2_binary_body(raw, header)
             else:
                 try:
                     body = orjson.loads(raw)
                 except orjson.JSONDecodeError as error:
                     raise BadRequest(f"the body is not JSON: {error}") from error
-            rows = parse(body)
+            rows = parse(body, key_types)
             if server.inline:
                 prediction, enriched = server.predict(rows)
             else:
@@ -160,16 +165,16 @@ def create_app(server: ModelServer) -> Starlette:
             return json_response(answer(body, prediction, enriched, explain))
         except BadRequest as error:
             code = 400
-            return json_response({"error": str(error)}, code)
+            return failure(protocol, code, str(error))
         except MissingFeatures as error:
             code = 422
-            return json_response({"error": str(error), "missing": error.enriched.missing}, code)
+            return failure(protocol, code, str(error), missing=error.enriched.missing)
         except StoreUnavailable as error:
             code = 503
-            return json_response({"error": f"online store unavailable: {error}"}, code)
+            return failure(protocol, code, f"online store unavailable: {error}")
         except PredictorUnavailable as error:
             code = 503
-            return json_response({"error": str(error)}, code)
+            return failure(protocol, code, str(error))
         finally:
             metrics.seconds.labels(protocol).observe(time.perf_counter() - started)
             if code != 200:
@@ -223,8 +228,12 @@ def create_app(server: ModelServer) -> Starlette:
                 "versions": [config.version],
                 "platform": "lykeion",
                 "inputs": [
-                    {"name": key, "datatype": "BYTES", "shape": [-1]}
-                    for key in server.enricher.key_names
+                    {
+                        "name": key,
+                        "datatype": "INT64" if type_ == "int64" else "BYTES",
+                        "shape": [-1],
+                    }
+                    for key, type_ in key_types.items()
                 ],
                 "outputs": [{"name": config.output, "datatype": "FP64", "shape": [-1]}],
                 "parameters": {
@@ -253,7 +262,9 @@ def create_app(server: ModelServer) -> Starlette:
         Route("/v2/models/{model}/infer", v2_infer, methods=["POST"]),
         Route("/v2/models/{model}/versions/{version}/infer", v2_infer, methods=["POST"]),
         Route("/v2/models/{model}/ready", v2_model_ready),
+        Route("/v2/models/{model}/versions/{version}/ready", v2_model_ready),
         Route("/v2/models/{model}", v2_metadata),
+        Route("/v2/models/{model}/versions/{version}", v2_metadata),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", v2_server),

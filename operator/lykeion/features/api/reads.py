@@ -50,12 +50,23 @@ async def _read(
 
 
 async def read_entities(
-    context: RequestContext, entity: Entity, raw_keys: Sequence[str], names: Sequence[str]
+    context: RequestContext,
+    entity: Entity,
+    raw_keys: Sequence[str],
+    names: Sequence[str],
+    argument: str,
 ) -> list[dict[str, Any] | None]:
     """One row per key, in order: join key and the `names` features, or None when no
-    FeatureView read knows the key (or all it holds is older than the view's TTL)."""
+    FeatureView read knows the key (or all it holds is older than the view's TTL).
+
+    `argument` names where the keys came from (`rider(id:)`, `riders(ids:)`); a key its
+    entity's type cannot hold raises BadUserInput naming it and the element, before any
+    read. Every path (typed fields, compiled plans, `features`) reads through here."""
     context.take_keys(len(raw_keys))
-    keys = [entity.key(raw) for raw in raw_keys]
+    if argument.endswith("(id:)"):
+        keys = [entity.key(raw, argument) for raw in raw_keys]
+    else:
+        keys = [entity.key(raw, f"{argument} element {i}") for i, raw in enumerate(raw_keys)]
     unique = list(dict.fromkeys(keys))
     plan = entity.plan(names)
     if not plan and entity.views:
