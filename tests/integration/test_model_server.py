@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lykeion.executors.base import Endpoint, EndpointStatus, VersionServer
 from lykeion.executors.local_endpoints import LocalEndpoints, Process, alive
+from tests.integration.fuzzing import fuzz_v2
 from tests.integration.serving_fixture import (
     KEY,
     NAME,
@@ -398,6 +399,23 @@ def test_int64_key_tensors_are_taken_in_every_datatype_that_carries_them(
                                {"data": {"names": [KEY], "tensor": {"shape": [1, 1], "values": [7.0]}}})  # fmt: skip  # noqa: E501
     assert seldon.status_code == 422, seldon.text
     assert seldon.json()["meta"]["tags"]["missing"] == [["rider.age", "rider.avg_fare"]]
+
+
+FUZZ_EXAMPLES = 30
+"""Per Schemathesis part (the V2 document and its focused copy, positive and negative);
+the binary-extension part, far cheaper per request, gets fifteen times as many. About 45 s
+on the shared CI machine; `benchmarks/fuzz.py --examples N` runs the same drivers longer."""
+
+
+def test_fuzzing_from_the_v2_openapi_document_finds_no_server_error(
+    server: ServerProcess,
+) -> None:
+    report = fuzz_v2(server.url, NAME, KEY, FUZZ_EXAMPLES, binary_examples=15 * FUZZ_EXAMPLES)
+    print(json.dumps({"v2 fuzzing": report.summary()}))
+    assert report.failures == [], "\n".join(report.failures[:10])
+    assert report.requests >= 15 * FUZZ_EXAMPLES
+    # The focused copy gets past the request checks into lookups and predictions.
+    assert report.statuses[400] > 0 and report.statuses[200] > 0
 
 
 def test_declared_defaults_stand_in_for_unknown_keys(

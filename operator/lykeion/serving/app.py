@@ -22,6 +22,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from lykeion.access import (
+    PREDICT,
+    AccessReviewer,
+    Forbidden,
+    ReviewUnavailable,
+    Right,
+    Unauthenticated,
+)
 from lykeion.features.online.base import OnlineStore, StoreUnavailable
 from lykeion.serving import protocols
 from lykeion.serving.config import ServerConfig
@@ -132,9 +140,24 @@ class ModelServer:
         return self.model.ready()
 
 
-def create_app(server: ModelServer) -> Starlette:
+def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Starlette:
+    """The routes of the three protocols, health, readiness and metrics. With `access`,
+    predictions and model metadata need a bearer token and `create deployments/predict`
+    on this Deployment (401/403 in the protocol's error object); the rest stays open."""
     config = server.config
     metrics = server.metrics
+    predict_right = Right.of(PREDICT, config.namespace, config.name)
+
+    async def denied(request: Request, protocol: str) -> Response | None:
+        """None when the caller may predict, else the protocol's 401, 403 or 503."""
+        if access is None:
+            return None
+        try:
+            await access.check(request.headers.get("authorization"), predict_right)
+        except (Unauthenticated, Forbidden, ReviewUnavailable) as error:
+            metrics.errors.labels(str(error.status)).inc()
+            return failure(protocol, error.status, str(error))
+        return None
 
     key_types = server.enricher.key_types
 
@@ -144,6 +167,9 @@ def create_app(server: ModelServer) -> Starlette:
     async def run(
         request: Request, protocol: str, parse: Parse, answer: Callable[..., Any]
     ) -> Response:
+        refused = await denied(request, protocol)
+        if refused is not None:
+            return refused
         started = time.perf_counter()
         code = 200
         try:
@@ -220,6 +246,9 @@ def create_app(server: ModelServer) -> Starlette:
         return await ready(request)
 
     async def v2_metadata(request: Request) -> Response:
+        refused = await denied(request, "v2")
+        if refused is not None:
+            return refused
         if request.path_params["model"] != config.name:
             return json_response({"error": f"no model {request.path_params['model']!r}"}, 404)
         return json_response(
@@ -268,6 +297,7 @@ def create_app(server: ModelServer) -> Starlette:
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", v2_server),
+        Route("/v2/", v2_server),
         Route("/healthz", live),
         Route("/live", live),
         Route("/ready", ready),

@@ -11,19 +11,38 @@ from typing import Any
 
 from anyio import to_thread
 
+from lykeion import access
+from lykeion.access import READ_FEATURES, AccessReviewer, Caller, Forbidden, Right
 from lykeion.features.api.entities import Entity
-from lykeion.features.api.errors import StoreDown, TooManyKeys
+from lykeion.features.api.errors import AccessDenied, ReviewUnavailable, StoreDown, TooManyKeys
 from lykeion.features.online.base import OnlineStore, StoreUnavailable
 from lykeion.features.view import FeatureView
 
 
 @dataclass
 class RequestContext:
-    """The GraphQL context value: the store and what this request has used so far."""
+    """The GraphQL context value: the store, who asks, and what this request has used."""
 
     store: OnlineStore
     max_keys: int
     keys: int = 0
+    access: AccessReviewer | None = None
+    """None: access control is off."""
+    caller: Caller | None = None
+    """Who the request's bearer token belongs to (set when `access` is on)."""
+
+    async def may_read(self, view: FeatureView) -> None:
+        """AccessDenied unless the caller may `get featuremanifests/data` of `view`."""
+        if self.access is None:
+            return
+        assert self.caller is not None, "the endpoint authenticates before executing"
+        right = Right.of(READ_FEATURES, view.namespace, view.name)
+        try:
+            await self.access.require(self.caller, right)
+        except Forbidden as error:
+            raise AccessDenied(str(error)) from None
+        except access.ReviewUnavailable as error:
+            raise ReviewUnavailable(str(error)) from None
 
     def take_keys(self, count: int) -> None:
         """Count keys against the request's budget before anything is read."""
@@ -72,6 +91,8 @@ async def read_entities(
     if not plan and entity.views:
         # Only the key was selected: existence is still the first manifest's answer.
         plan = {entity.views[0]: []}
+    for view in plan:
+        await context.may_read(view)
     if not unique or not plan:
         return [None for _ in keys]
     reads = [_read(context.store, view, unique, features) for view, features in plan.items()]
