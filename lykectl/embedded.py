@@ -198,6 +198,10 @@ def _start_feature_api(
                 config.online_store,
                 "--kubeconfig",
                 str(kubeconfig),
+                # Callers send the kubeconfig's token (lykectl does): reviewed like in a
+                # cluster, by the embedded API server.
+                "--access",
+                "kubernetes",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -16,7 +16,7 @@ from typing import Any
 
 from lykectl.embedded import read_state
 from lykectl.errors import CliError
-from lykectl.http import call_json
+from lykectl.http import call_json, kubeconfig_token
 from lykectl.http import problem as http_problem
 
 MISSING = "-"
@@ -41,7 +41,7 @@ def api_url(given: str | None, workdir: Path) -> str:
 
 def _call(url: str, body: Mapping[str, Any] | None = None) -> Any:
     """GET (or POST `body` as JSON) and the decoded JSON answer; failures as one line."""
-    return call_json(url, body, "the Feature API")[0]
+    return call_json(url, body, "the Feature API", token=kubeconfig_token(None))[0]
 
 
 def read_features(

@@ -10,7 +10,7 @@ import typer
 
 from lykectl import options
 from lykectl.errors import CliError
-from lykectl.http import call_json
+from lykectl.http import call_json, kubeconfig_token
 from lykectl.output import DataOutput, print_data, print_rows
 from lykeion.api.kinds import DEPLOYMENT
 
@@ -86,7 +86,9 @@ def predict(
         cluster = options.cluster(ctx, namespace, kubeconfig)
         url = endpoint_of(cluster.list(DEPLOYMENT), family, segment)
     target = url.rstrip("/") + "/predict" + ("?explain=features" if explain else "")
-    answer, headers = call_json(target, {"keys": rows}, "the endpoint")
+    answer, headers = call_json(
+        target, {"keys": rows}, "the endpoint", token=kubeconfig_token(kubeconfig)
+    )
     served_by = headers.get("x-lykeion-version")
     if output is not DataOutput.table:
         print_data({**answer, "servedBy": served_by}, output)

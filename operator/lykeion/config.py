@@ -36,6 +36,8 @@ class PlatformConfig:
     tracking_uri: str = ""
     """MLflow tracking and registry (the embedded default: a SQLite-backed server)."""
     poll_seconds: float = 3.0
+    access: str = "off"
+    """Model servers' access control (`lykeion.access`): `kubernetes` or `off`."""
     """How often running work and cron schedules are checked."""
 
     @classmethod
@@ -69,4 +71,5 @@ class PlatformConfig:
                 "LYKEION_MLFLOW_TRACKING_URI", f"sqlite:///{data_dir / 'mlflow.db'}"
             ),
             poll_seconds=float(env.get("LYKEION_POLL_SECONDS", "3")),
+            access=env.get("LYKEION_ACCESS", "off"),
         )

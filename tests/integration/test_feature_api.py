@@ -28,6 +28,7 @@ from lykeion.features.catalog import Catalog
 from lykeion.features.online.base import OnlineRow
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
+from tests.integration.fuzzing import fuzz_graphql
 from tests.objects import deployment, manifest, model
 from tests.support import Cluster, wait_for
 from tests.unit.test_feature_api import RecordingStore
@@ -235,3 +236,36 @@ def test_command_line_against_the_cluster(
         assert answer.json() == {"data": {"riders": [{"age": str(2**60)}, None]}}
         hits = http.get("/catalog/search", params={"q": "rider"}).json()["results"]
         assert {hit["ref"] for hit in hits} == {f"rider.{name}" for name in RIDER}
+
+
+GRAPHQL_FUZZ_EXAMPLES = 100
+"""Per part: the schema's queries positive and negative; random variables, cheaper per
+request, get three times as many. About 25 s on the shared CI machine;
+`benchmarks/fuzz.py --examples N` runs the same drivers longer."""
+
+
+def test_fuzzing_from_the_feature_api_schema_finds_no_server_error(tmp_path: Path) -> None:
+    riders = rider_manifest()
+    drivers = manifest("driver-trips", "driver", {"trips": "int64"})
+    drivers["spec"]["entity"]["keyType"] = "int64"
+    write_riders(tmp_path / "online.db", FeatureView.from_body(riders))
+    objects = tmp_path / "objects.yaml"
+    objects.write_text(yaml.safe_dump_all([riders, drivers]))
+    args = ["--online", f"sqlite://{tmp_path / 'online.db'}", "--manifest", str(objects)]
+    with command_line(args, tmp_path / "server.log") as url:
+        report = fuzz_graphql(
+            url, GRAPHQL_FUZZ_EXAMPLES, FUZZ_LOOKUPS, variable_examples=3 * GRAPHQL_FUZZ_EXAMPLES
+        )
+    print(json.dumps({"graphql fuzzing": report.summary()}))
+    assert report.failures == [], "\n".join(report.failures[:10])
+    assert report.requests >= 5 * GRAPHQL_FUZZ_EXAMPLES
+    assert report.statuses[400] > 0 and report.statuses[200] > 0
+
+
+FUZZ_LOOKUPS = [
+    "query Q($k: ID!) { rider(id: $k) { age score } }",
+    "query Q($k: ID!) { driver(id: $k) { trips } }",
+    "query Q($k: [ID!]!) { drivers(ids: $k) { driver_id trips } }",
+    'query Q($k: [ID!]!) { features(entity: "driver", keys: $k, names: ["trips"]) { key } }',
+]
+"""Typed, batched and generic lookups, for int64 and string keys, fed random variables."""

@@ -225,6 +225,60 @@ def test_int64_keys_are_read_as_integers(store: RecordingStore) -> None:
     assert "forty-two" in body["errors"][0]["message"]
 
 
+# Keys a typed entity cannot hold, as issue 11 reports them: (key type, GraphQL literal,
+# the same value as a JSON variable). ID variables take strings and integers.
+BAD_KEYS = [
+    ("string", '""', ""),
+    ("int64", '""', ""),
+    ("int64", '"--5"', "--5"),
+    ("int64", '"\u00b2"', "\u00b2"),  # a Unicode digit, which int() refuses anyway
+    ("int64", '"\u0663"', "\u0663"),  # a Unicode decimal digit, which int() takes
+    ("int64", '"9223372036854775808"', "9223372036854775808"),
+    ("int64", "9223372036854775808", 2**63),
+    ("int64", '"1e19"', 10**19),
+    ("int64", '" 5"', "5_000"),
+]
+
+
+@pytest.mark.parametrize(("key_type", "literal", "variable"), BAD_KEYS)
+def test_bad_keys_are_400_alike_on_the_typed_plan_and_generic_paths(
+    store: RecordingStore, key_type: str, literal: str, variable: Any
+) -> None:
+    """`rider(id:)` as a compiled plan (literal and variable), through graphql-core (a
+    fragment keeps the plan out), `riders(ids:)` and the generic `features` field: one
+    status, one code, a message naming the argument and element and the expected type."""
+    view = view_of("riders", "rider", {"age": "int64"}, key_type=key_type)
+    store.write(view, [row(5 if key_type == "int64" else "r5", age=1)])
+    client = client_for(store, [view])
+    variable = variable.encode().decode("unicode_escape") if isinstance(variable, str) else variable
+    expected = "an int64" if key_type == "int64" else "a non-empty string"
+    requests = [
+        ("rider(id:)", f"{{ rider(id: {literal}) {{ age }} }}", {}),
+        ("rider(id:)", "query Q($k: ID!) { rider(id: $k) { age } }", {"k": variable}),
+        ("rider(id:)", f"{{ rider(id: {literal}) {{ ...F }} }} fragment F on Rider {{ age }}", {}),
+        ("riders(ids:) element 1", f'{{ riders(ids: ["5", {literal}]) {{ age }} }}', {}),
+        ("features(keys:) element 0",
+         f'{{ features(entity: "rider", keys: [{literal}], names: ["age"]) {{ key }} }}', {}),
+    ]  # fmt: skip
+    for where, query, variables in requests:
+        answer = client.post("/graphql", json={"query": query, "variables": variables})
+        assert answer.status_code == 400, (query, answer.text)
+        [error] = answer.json()["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", (query, error)
+        assert error["message"].startswith(f"{where}: rider key expected {expected}"), error
+    assert store.reads == []  # refused before any read
+
+
+def test_int64_keys_accept_integral_numbers_and_decimal_text(store: RecordingStore) -> None:
+    view = view_of("riders", "rider", {"age": "int64"}, key_type="int64")
+    store.write(view, [row(2**63 - 1, age=1), row(-(2**63), age=2)])
+    client = client_for(store, [view])
+    status, body = gql(client, "query Q($k: ID!) { rider(id: $k) { age } }", k=2**63 - 1)
+    assert (status, body) == (200, {"data": {"rider": {"age": "1"}}})
+    status, body = gql(client, '{ rider(id: "-9223372036854775808") { age } }')
+    assert (status, body) == (200, {"data": {"rider": {"age": "2"}}})
+
+
 def test_only_the_selected_features_are_read(store: RecordingStore, rider: FeatureView) -> None:
     store.write(rider, [row("r1", age=30, score=0.5, city="Oslo")])
     client = client_for(store, [rider])

@@ -3,6 +3,7 @@ tests/integration/test_kubernetes_operator.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -93,3 +94,19 @@ def test_kserve_backend_refuses_what_it_cannot_express(
 ) -> None:
     with pytest.raises(render.Unrenderable, match=words):
         render.render(_endpoint("kserve", weights, shadow))
+
+
+def test_servers_that_review_callers_run_as_the_serving_account_with_its_token() -> None:
+    endpoint = _endpoint("lykeion", {"1.0": 100})
+    plain = render.render(endpoint)[0]["spec"]["template"]["spec"]
+    assert plain["automountServiceAccountToken"] is False and "serviceAccountName" not in plain
+    server = endpoint.servers[0]
+    reviewing = dataclasses.replace(endpoint, servers=(
+        VersionServer(server.version, server.name, {**server.config, "access": "kubernetes"}),
+    ))  # fmt: skip
+    pod = render.render(reviewing)[0]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == render.SERVING_ACCOUNT == "lykeion-serving"
+    assert pod["automountServiceAccountToken"] is True
+    # The router has no need of a token.
+    router = render.render(reviewing)[-2]["spec"]["template"]["spec"]
+    assert router["automountServiceAccountToken"] is False

@@ -92,7 +92,7 @@ def test_keys_are_typed_by_the_manifest(store: SqliteOnlineStore) -> None:
     enricher = Enricher(_trained(("rider.age", "int64")), [_view()])
     # A whole double (how SeldonClient sends numbers) is the same key.
     assert enricher.keys([{"rider_id": 7.0}]) == [{"rider_id": "7"}]
-    with pytest.raises(BadRequest, match="must be a non-empty string"):
+    with pytest.raises(BadRequest, match="expected a non-empty string"):
         enricher.keys([{"rider_id": None}])
     with pytest.raises(BadRequest, match="no rows"):
         enricher.keys([])

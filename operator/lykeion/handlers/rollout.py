@@ -158,6 +158,8 @@ def server_config(
     defaults = (model["spec"].get("serving") or {}).get("defaults") or []
     return {
         "name": deployment["metadata"]["name"],
+        "namespace": deployment["metadata"].get("namespace", "default"),
+        "access": config.access,
         "version": version,
         "model_uri": uri,
         "storage_uri": status.get("artifactUri"),

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lykeion.access import reviewer
 from lykeion.features.stores import open_online
 from lykeion.features.view import FeatureView
 from lykeion.serving.app import ModelServer, create_app
@@ -81,6 +82,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--config", type=Path, help="ServerConfig as a JSON file")
     source.add_argument("--config-json", help=f"ServerConfig as JSON text (default: ${CONFIG_ENV})")
+    parser.add_argument(
+        "--access-kubeconfig",
+        type=Path,
+        help="with access: kubernetes in the config, credentials for the reviews "
+        "(default: the pod's ServiceAccount)",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0: any free port")
     parser.add_argument("--endpoint-file", type=Path, help="write {url, pid} here once bound")
@@ -105,7 +112,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"lykeion.serving: cannot serve {config.name} {config.version}: {error}",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(2) from error
-    serve(create_app(server), args.host, args.port, args.endpoint_file)
+    try:
+        access = reviewer(config.access, args.access_kubeconfig, os.environ)
+    except (ValueError, OSError) as error:
+        log.error("access control: %s", error)
+        sys.exit(2)
+    serve(create_app(server, access), args.host, args.port, args.endpoint_file)
 
 
 if __name__ == "__main__":

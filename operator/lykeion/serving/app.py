@@ -22,6 +22,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from lykeion.access import (
+    PREDICT,
+    AccessReviewer,
+    Forbidden,
+    ReviewUnavailable,
+    Right,
+    Unauthenticated,
+)
 from lykeion.features.online.base import OnlineStore, StoreUnavailable
 from lykeion.serving import protocols
 from lykeion.serving.config import ServerConfig
@@ -31,7 +39,7 @@ from lykeion.serving.remote import PredictorUnavailable
 
 log = logging.getLogger(__name__)
 
-Parse = Callable[[Any], list[dict[str, Any]]]
+Parse = Callable[[Any, protocols.KeyTypes], list[protocols.Row]]
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -132,26 +140,49 @@ class ModelServer:
         return self.model.ready()
 
 
-def create_app(server: ModelServer) -> Starlette:
+def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Starlette:
+    """The routes of the three protocols, health, readiness and metrics. With `access`,
+    predictions and model metadata need a bearer token and `create deployments/predict`
+    on this Deployment (401/403 in the protocol's error object); the rest stays open."""
     config = server.config
     metrics = server.metrics
+    predict_right = Right.of(PREDICT, config.namespace, config.name)
+
+    async def denied(request: Request, protocol: str) -> Response | None:
+        """None when the caller may predict, else the protocol's 401, 403 or 503."""
+        if access is None:
+            return None
+        try:
+            await access.check(request.headers.get("authorization"), predict_right)
+        except (Unauthenticated, Forbidden, ReviewUnavailable) as error:
+            metrics.errors.labels(str(error.status)).inc()
+            return failure(protocol, error.status, str(error))
+        return None
+
+    key_types = server.enricher.key_types
+
+    def failure(protocol: str, status: int, message: str, **extra: Any) -> Response:
+        return json_response(protocols.error_body(protocol, status, message, **extra), status)
 
     async def run(
         request: Request, protocol: str, parse: Parse, answer: Callable[..., Any]
     ) -> Response:
+        refused = await denied(request, protocol)
+        if refused is not None:
+            return refused
         started = time.perf_counter()
         code = 200
         try:
             raw = await request.body()
             header = request.headers.get(protocols.BINARY_HEADER)
-            if header is not None:
+            if header is not None and protocol == "v2":
                 body = protocols.v2_binary_body(raw, header)
             else:
                 try:
                     body = orjson.loads(raw)
                 except orjson.JSONDecodeError as error:
                     raise BadRequest(f"the body is not JSON: {error}") from error
-            rows = parse(body)
+            rows = parse(body, key_types)
             if server.inline:
                 prediction, enriched = server.predict(rows)
             else:
@@ -160,16 +191,16 @@ def create_app(server: ModelServer) -> Starlette:
             return json_response(answer(body, prediction, enriched, explain))
         except BadRequest as error:
             code = 400
-            return json_response({"error": str(error)}, code)
+            return failure(protocol, code, str(error))
         except MissingFeatures as error:
             code = 422
-            return json_response({"error": str(error), "missing": error.enriched.missing}, code)
+            return failure(protocol, code, str(error), missing=error.enriched.missing)
         except StoreUnavailable as error:
             code = 503
-            return json_response({"error": f"online store unavailable: {error}"}, code)
+            return failure(protocol, code, f"online store unavailable: {error}")
         except PredictorUnavailable as error:
             code = 503
-            return json_response({"error": str(error)}, code)
+            return failure(protocol, code, str(error))
         finally:
             metrics.seconds.labels(protocol).observe(time.perf_counter() - started)
             if code != 200:
@@ -215,6 +246,9 @@ def create_app(server: ModelServer) -> Starlette:
         return await ready(request)
 
     async def v2_metadata(request: Request) -> Response:
+        refused = await denied(request, "v2")
+        if refused is not None:
+            return refused
         if request.path_params["model"] != config.name:
             return json_response({"error": f"no model {request.path_params['model']!r}"}, 404)
         return json_response(
@@ -223,8 +257,12 @@ def create_app(server: ModelServer) -> Starlette:
                 "versions": [config.version],
                 "platform": "lykeion",
                 "inputs": [
-                    {"name": key, "datatype": "BYTES", "shape": [-1]}
-                    for key in server.enricher.key_names
+                    {
+                        "name": key,
+                        "datatype": "INT64" if type_ == "int64" else "BYTES",
+                        "shape": [-1],
+                    }
+                    for key, type_ in key_types.items()
                 ],
                 "outputs": [{"name": config.output, "datatype": "FP64", "shape": [-1]}],
                 "parameters": {
@@ -253,10 +291,13 @@ def create_app(server: ModelServer) -> Starlette:
         Route("/v2/models/{model}/infer", v2_infer, methods=["POST"]),
         Route("/v2/models/{model}/versions/{version}/infer", v2_infer, methods=["POST"]),
         Route("/v2/models/{model}/ready", v2_model_ready),
+        Route("/v2/models/{model}/versions/{version}/ready", v2_model_ready),
         Route("/v2/models/{model}", v2_metadata),
+        Route("/v2/models/{model}/versions/{version}", v2_metadata),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", v2_server),
+        Route("/v2/", v2_server),
         Route("/healthz", live),
         Route("/live", live),
         Route("/ready", ready),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,5 +49,11 @@ class ServerConfig(BaseModel):
     type; null: send a missing value to the model). Undeclared missing features: 422."""
     output: str = "score"
     """Name of the prediction output (V2 output, Seldon name)."""
+    namespace: str = "default"
+    """The Deployment's namespace: where callers need the right to predict."""
+    access: Literal["off", "kubernetes"] = "off"
+    """kubernetes: predictions and model metadata need a bearer token the cluster accepts
+    and `create` on `deployments/predict` (group lykeion.io) of this Deployment;
+    health, readiness and metrics stay open (`lykeion.access`)."""
     request_log: str | None = None
     """JSON Lines file receiving each request's keys, features and predictions."""

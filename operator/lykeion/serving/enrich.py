@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from lykeion.features.keys import InvalidKey, parse_key
 from lykeion.features.online.base import OnlineStore
 from lykeion.features.view import FeatureView
 from lykeion.serving.config import TrainedFeature
@@ -101,7 +102,8 @@ class Enricher:
                 raise FeatureMismatch(f"default of {ref}: {error}") from error
         self.views = list({i.view.name: i.view for i in self.inputs}.values())
         self.key_names = list(dict.fromkeys(v.join_key for v in self.views))
-        self._key_types = {v.join_key: v.key_type for v in self.views}
+        self.key_types = {v.join_key: v.key_type for v in self.views}
+        """Entity key name -> declared key type (`string`, `int64`), in model order."""
 
     def keys(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str | int]]:
         """Check and type each row's entity keys (BadRequest naming what is wrong)."""
@@ -119,22 +121,10 @@ class Enricher:
         return typed
 
     def _key(self, name: str, value: Any, index: int) -> str | int:
-        # Clients that send numbers as doubles (SeldonClient does) turn 123 into 123.0.
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if self._key_types[name] == "int64":
-            if isinstance(value, bool):
-                raise BadRequest(f"row {index}: {name} must be an integer, got {value!r}")
-            if isinstance(value, int):
-                return value
-            if isinstance(value, str) and value.lstrip("-").isdigit():
-                return int(value)
-            raise BadRequest(f"row {index}: {name} must be an integer, got {value!r}")
-        if isinstance(value, str) and value:
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        raise BadRequest(f"row {index}: {name} must be a non-empty string, got {value!r}")
+        try:
+            return parse_key(self.key_types[name], value)
+        except InvalidKey as error:
+            raise BadRequest(f"row {index}: {name}: {error}") from None
 
     def lookup(
         self,

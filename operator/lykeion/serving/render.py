@@ -21,6 +21,9 @@ from lykeion.executors.base import Endpoint, VersionServer
 from lykeion.names import child_name
 
 CONFIG_ENV = "LYKEION_SERVER_CONFIG"
+SERVING_ACCOUNT = "lykeion-serving"
+"""The ServiceAccount of model servers that review callers (`access: kubernetes`): the
+chart creates it and lets it create TokenReviews and SubjectAccessReviews, nothing else."""
 PORT = 8080
 SELDON_PORT = 9000
 ROUTES_PATH = "/etc/lykeion/routes/routes.json"
@@ -145,10 +148,13 @@ def render_lykeion(endpoint: Endpoint) -> list[dict[str, Any]]:
         name = version_name(endpoint, server.version)
         labels = {"lykeion.io/version": name}
         container = server_container(endpoint, server, "server", PORT)
-        objects += [
-            _deployment(endpoint, name, endpoint.replicas, labels, container),
-            _service(endpoint, name, labels),
-        ]
+        deployment = _deployment(endpoint, name, endpoint.replicas, labels, container)
+        if server.config.get("access") == "kubernetes":
+            # Reviews need the pod's own token: the one account that may ask for them.
+            pod = deployment["spec"]["template"]["spec"]
+            pod["serviceAccountName"] = SERVING_ACCOUNT
+            pod["automountServiceAccountToken"] = True
+        objects += [deployment, _service(endpoint, name, labels)]
     router_name = child_name(endpoint.name, "router")
     labels = {"lykeion.io/component": "router"}
     routes_name = child_name(endpoint.name, "routes")

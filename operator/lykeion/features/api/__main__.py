@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import uvicorn
 import yaml
 
+from lykeion.access import ACCESS_MODES, reviewer
 from lykeion.features.api.app import create_app
 from lykeion.features.api.limits import Limits
 from lykeion.features.api.loader import ClusterLoader, views_of
@@ -85,6 +87,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="validated documents kept by query text; 0 turns the cache off",
     )
     parser.add_argument("--no-catalog", action="store_true", help="serve GraphQL only")
+    parser.add_argument(
+        "--access",
+        choices=ACCESS_MODES,
+        default="off",
+        help="kubernetes: callers need a bearer token (TokenReview) and get on "
+        "featuremanifests/data of each manifest read (SubjectAccessReview); off: no checks",
+    )
+    parser.add_argument(
+        "--access-kubeconfig",
+        type=Path,
+        help="credentials for the reviews (default: --kubeconfig, else the pod's ServiceAccount)",
+    )
+    parser.add_argument(
+        "--access-ttl", type=float, default=10.0, help="seconds a review's answer is reused"
+    )
     parser.add_argument("--access-log", action="store_true")
     parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
@@ -122,7 +139,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             interval=args.refresh_seconds,
         )
         loader.start()
-    app = create_app(store, registry, catalog)
+    access = reviewer(
+        args.access, args.access_kubeconfig or args.kubeconfig, os.environ, args.access_ttl
+    )
+    app = create_app(store, registry, catalog, access)
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log
     )

@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from lykeion import access as lykeion_access
+from lykeion.access import AccessReviewer, Caller, bearer_token
 from lykeion.features.api.catalog_routes import catalog_routes
 from lykeion.features.api.documents import InvalidDocument, PersistedQueries
 from lykeion.features.api.errors import (
@@ -24,6 +26,8 @@ from lykeion.features.api.errors import (
     FeatureApiError,
     PayloadTooLarge,
     PersistedQueryNotFound,
+    ReviewUnavailable,
+    Unauthenticated,
     status_of,
 )
 from lykeion.features.api.reads import RequestContext
@@ -132,17 +136,41 @@ def _log_unexpected(errors: list[GraphQLError]) -> None:
             log.error("resolver failed at %s", error.path, exc_info=cause)
 
 
+async def authenticate(access: AccessReviewer | None, request: Request) -> Caller | None:
+    """The caller of the request's bearer token (None when access control is off)."""
+    if access is None:
+        return None
+    try:
+        return await access.authenticate(bearer_token(request.headers.get("authorization")))
+    except lykeion_access.Unauthenticated as error:
+        raise Unauthenticated(str(error)) from None
+    except lykeion_access.ReviewUnavailable as error:
+        raise ReviewUnavailable(str(error)) from None
+
+
+CHALLENGE = {"www-authenticate": 'Bearer realm="lykeion"'}
+
+
 class GraphQLEndpoint:
-    def __init__(self, store: OnlineStore, registry: FeatureRegistry) -> None:
+    def __init__(
+        self, store: OnlineStore, registry: FeatureRegistry, access: AccessReviewer | None = None
+    ) -> None:
         self.store = store
         self.registry = registry
         self.limits = registry.limits
         self.persisted = PersistedQueries(self.limits.persisted_queries)
+        self.access = access
+
+    def context(self, caller: Caller | None) -> RequestContext:
+        return RequestContext(self.store, self.limits.max_keys, access=self.access, caller=caller)
 
     async def handle(self, request: Request) -> Response:
         try:
+            caller = await authenticate(self.access, request)
             graphql_request = await parse_request(request, self.limits.max_body_bytes)
-            return await self.run(graphql_request)
+            return await self.run(graphql_request, caller)
+        except Unauthenticated as error:
+            return errors_response([error.formatted()], error.status, CHALLENGE)
         except PersistedQueryNotFound as error:
             return errors_response([error.formatted()], error.status, NO_CACHE)
         except FeatureApiError as error:
@@ -150,7 +178,7 @@ class GraphQLEndpoint:
         except InvalidDocument as error:
             return errors_response(_document_errors(error), 400)
 
-    async def run(self, request: GraphQLRequest) -> Response:
+    async def run(self, request: GraphQLRequest, caller: Caller | None = None) -> Response:
         snapshot = self.registry.snapshot
         query = request.query
         if request.persisted_hash is not None:
@@ -161,14 +189,15 @@ class GraphQLEndpoint:
         if request.persisted_hash is not None:
             self.persisted.remember(query, request.persisted_hash)
         if prepared.plan is not None:
-            context = RequestContext(self.store, self.limits.max_keys)
-            data = await prepared.plan.run(context, request.variables, request.operation_name)
+            data = await prepared.plan.run(
+                self.context(caller), request.variables, request.operation_name
+            )
             if data is not None:
                 return json_response({"data": data})
         outcome = execute(
             snapshot.schema,
             prepared.document,
-            context_value=RequestContext(self.store, self.limits.max_keys),
+            context_value=self.context(caller),
             variable_values=request.variables,
             operation_name=request.operation_name,
         )
@@ -187,10 +216,18 @@ class GraphQLEndpoint:
 
 
 def create_app(
-    store: OnlineStore, registry: FeatureRegistry, catalog: Catalog | None = None
+    store: OnlineStore,
+    registry: FeatureRegistry,
+    catalog: Catalog | None = None,
+    access: AccessReviewer | None = None,
 ) -> Starlette:
-    """The ASGI app; `registry.update(views)` changes the schema while it serves."""
-    endpoint = GraphQLEndpoint(store, registry)
+    """The ASGI app; `registry.update(views)` changes the schema while it serves.
+
+    With `access`, GraphQL and the catalog need a bearer token the cluster accepts (401
+    otherwise); features are read only from FeatureManifests the caller may
+    `get featuremanifests/data` of (403 naming the manifest), and the catalog shows only
+    manifests the caller may `get`. Health and readiness stay open."""
+    endpoint = GraphQLEndpoint(store, registry, access)
 
     async def healthz(_: Request) -> Response:
         return json_response({"status": "ok"})
@@ -215,7 +252,7 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
     ]
     if catalog is not None:
-        routes += catalog_routes(catalog)
+        routes += catalog_routes(catalog, access)
     app = Starlette(routes=routes)
     app.state.registry = registry
     app.state.store = store

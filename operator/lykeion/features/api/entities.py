@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lykeion.features.api.errors import BadUserInput
-from lykeion.features.api.scalars import INT64_MAX, INT64_MIN
+from lykeion.features.keys import InvalidKey, parse_key
 from lykeion.features.view import FeatureDef, FeatureView
 
 # Root fields and type names the schema defines itself.
@@ -64,17 +64,13 @@ class Entity:
         default_factory=dict, repr=False, compare=False
     )
 
-    def key(self, raw: str | int) -> str | int:
-        """A key as the store holds it: int64 keys as int, others as text."""
-        if self.key_type != "int64":
-            return str(raw)
+    def key(self, raw: object, where: str) -> str | int:
+        """A key as the store holds it (`lykeion.features.keys`: int64 keys as int in
+        range, others as non-empty text); BadUserInput naming `where` otherwise."""
         try:
-            key = int(raw)
-        except ValueError:
-            raise BadUserInput(f"{self.name} keys are int64, not {raw!r}") from None
-        if not INT64_MIN <= key <= INT64_MAX:
-            raise BadUserInput(f"{self.name} key {raw!r} is out of the int64 range")
-        return key
+            return parse_key(self.key_type, raw)
+        except InvalidKey as error:
+            raise BadUserInput(f"{where}: {self.name} key {error}") from None
 
     def plan(self, names: Iterable[str]) -> Mapping[FeatureView, Sequence[str]]:
         """The store reads that cover `names`: view -> its features among them. Kept per

@@ -66,6 +66,27 @@ class PersistedQueryNotFound(FeatureApiError):
         super().__init__("PersistedQueryNotFound")
 
 
+class Unauthenticated(FeatureApiError):
+    """No bearer token, or one the cluster does not accept (`lykeion.access`)."""
+
+    code = "UNAUTHENTICATED"
+    status = 401
+
+
+class AccessDenied(FeatureApiError):
+    """The caller may not read a FeatureManifest's features (`get featuremanifests/data`)."""
+
+    code = "FORBIDDEN"
+    status = 403
+
+
+class ReviewUnavailable(FeatureApiError):
+    """The API server did not answer a TokenReview or SubjectAccessReview."""
+
+    code = "ACCESS_REVIEW_UNAVAILABLE"
+    status = 503
+
+
 class StoreDown(FeatureApiError):
     code = "STORE_UNAVAILABLE"
     status = 503

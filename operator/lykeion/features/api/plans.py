@@ -89,6 +89,13 @@ class Lookup:
     leaves: tuple[Leaf, ...]
     features: tuple[str, ...]
 
+    @property
+    def argument(self) -> str:
+        """Where the keys come from, as the typed field's resolver names it."""
+        if self.many:
+            return f"{self.entity.batch_field}(ids:)"
+        return f"{self.entity.lookup_field}(id:)"
+
     def key_values(self, variables: Mapping[str, Any] | None) -> list[str]:
         """The keys as graphql-core coerces them to `ID` values (text)."""
         node = self.keys
@@ -153,7 +160,7 @@ class Plan:
             if sum(len(lookup_keys) for lookup_keys in keys) > context.max_keys:
                 return None  # refused before anything is read
             pending = [
-                read_entities(context, lookup.entity, lookup_keys, lookup.features)
+                read_entities(context, lookup.entity, lookup_keys, lookup.features, lookup.argument)
                 for lookup, lookup_keys in zip(self.lookups, keys, strict=True)
             ]
             if len(pending) == 1:

@@ -12,15 +12,17 @@ from typing import Any
 
 from anyio import to_thread
 
+from lykeion import access
+from lykeion.access import READ_FEATURES, AccessReviewer, Caller, Forbidden, Right
 from lykeion.features.api.entities import Entity
-from lykeion.features.api.errors import StoreDown, TooManyKeys
+from lykeion.features.api.errors import AccessDenied, ReviewUnavailable, StoreDown, TooManyKeys
 from lykeion.features.online.base import OnlineStore, StoreUnavailable
 from lykeion.features.view import FeatureView
 
 
 @dataclass
 class RequestContext:
-    """The GraphQL context value: the store and what this request has used so far."""
+    """The GraphQL context value: the store, who asks, and what this request has used."""
 
     store: OnlineStore
     max_keys: int
@@ -28,6 +30,23 @@ class RequestContext:
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
     """The request's time: every read of the request gets the values at this moment
     (windows decayed to it; row-level values within the TTL of it)."""
+    access: AccessReviewer | None = None
+    """None: access control is off."""
+    caller: Caller | None = None
+    """Who the request's bearer token belongs to (set when `access` is on)."""
+
+    async def may_read(self, view: FeatureView) -> None:
+        """AccessDenied unless the caller may `get featuremanifests/data` of `view`."""
+        if self.access is None:
+            return
+        assert self.caller is not None, "the endpoint authenticates before executing"
+        right = Right.of(READ_FEATURES, view.namespace, view.name)
+        try:
+            await self.access.require(self.caller, right)
+        except Forbidden as error:
+            raise AccessDenied(str(error)) from None
+        except access.ReviewUnavailable as error:
+            raise ReviewUnavailable(str(error)) from None
 
     def take_keys(self, count: int) -> None:
         """Count keys against the request's budget before anything is read."""
@@ -58,17 +77,30 @@ async def _read(
 
 
 async def read_entities(
-    context: RequestContext, entity: Entity, raw_keys: Sequence[str], names: Sequence[str]
+    context: RequestContext,
+    entity: Entity,
+    raw_keys: Sequence[str],
+    names: Sequence[str],
+    argument: str,
 ) -> list[dict[str, Any] | None]:
     """One row per key, in order: join key and the `names` features at the request's
-    time, or None when no FeatureView read knows the key."""
+    time, or None when no FeatureView read knows the key.
+
+    `argument` names where the keys came from (`rider(id:)`, `riders(ids:)`); a key its
+    entity's type cannot hold raises BadUserInput naming it and the element, before any
+    read. Every path (typed fields, compiled plans, `features`) reads through here."""
     context.take_keys(len(raw_keys))
-    keys = [entity.key(raw) for raw in raw_keys]
+    if argument.endswith("(id:)"):
+        keys = [entity.key(raw, argument) for raw in raw_keys]
+    else:
+        keys = [entity.key(raw, f"{argument} element {i}") for i, raw in enumerate(raw_keys)]
     unique = list(dict.fromkeys(keys))
     plan = entity.plan(names)
     if not plan and entity.views:
         # Only the key was selected: existence is still the first manifest's answer.
         plan = {entity.views[0]: []}
+    for view in plan:
+        await context.may_read(view)
     if not unique or not plan:
         return [None for _ in keys]
     reads = [

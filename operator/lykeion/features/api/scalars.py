@@ -32,9 +32,8 @@ from graphql import (
     value_from_ast_untyped,
 )
 
+from lykeion.features.keys import INT64_MAX, INT64_MIN, InvalidKey, int64_key
 from lykeion.features.view import element_type, is_list
-
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def int64_text(value: Any) -> str:
@@ -46,15 +45,10 @@ def int64_text(value: Any) -> str:
 
 
 def _int64_value(value: Any) -> int:
-    if isinstance(value, bool):
-        raise GraphQLError(f"Int64 cannot represent {value!r}")
     try:
-        number = int(value) if isinstance(value, int | str) else None
-    except ValueError:
-        number = None
-    if number is None or not INT64_MIN <= number <= INT64_MAX:
-        raise GraphQLError(f"Int64 cannot represent {value!r}")
-    return number
+        return int64_key(value)
+    except InvalidKey as error:
+        raise GraphQLError(f"Int64 cannot represent {value!r}: {error}") from None
 
 
 def _int64_literal(node: ValueNode, _variables: Any = None) -> int:

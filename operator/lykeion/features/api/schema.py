@@ -130,11 +130,15 @@ def _entity_fields(entity: Entity) -> dict[str, GraphQLField]:
         return [name for name in selected_fields(info) if name in entity.features]
 
     async def one(_root: Any, info: Info, id: str) -> dict[str, Any] | None:
-        rows = await read_entities(info.context, entity, [id], wanted(info))
+        rows = await read_entities(
+            info.context, entity, [id], wanted(info), f"{entity.lookup_field}(id:)"
+        )
         return rows[0]
 
     async def many(_root: Any, info: Info, ids: list[str]) -> list[dict[str, Any] | None]:
-        return await read_entities(info.context, entity, ids, wanted(info))
+        return await read_entities(
+            info.context, entity, ids, wanted(info), f"{entity.batch_field}(ids:)"
+        )
 
     object_type = _entity_type(entity)
     return {
@@ -172,7 +176,7 @@ def _generic_field(entities: Entities) -> GraphQLField:
             )
         context: RequestContext = info.context
         names = list(dict.fromkeys(names))
-        rows = await read_entities(context, found, keys, names)
+        rows = await read_entities(context, found, keys, names, f"{GENERIC_FIELD}(keys:)")
         return [
             None
             if row is None
