@@ -37,6 +37,9 @@ class PlatformConfig:
     """MLflow tracking and registry (the embedded default: a SQLite-backed server)."""
     poll_seconds: float = 3.0
     """How often running work and cron schedules are checked."""
+    git_ssh_secret: str | None = None
+    """Secret (in each Model's namespace) with the SSH key and known_hosts for git sources,
+    unless a Model names its own (`spec.source.sshSecret`); chart: `training.gitSshSecret`."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformConfig:
@@ -69,4 +72,5 @@ class PlatformConfig:
                 "LYKEION_MLFLOW_TRACKING_URI", f"sqlite:///{data_dir / 'mlflow.db'}"
             ),
             poll_seconds=float(env.get("LYKEION_POLL_SECONDS", "3")),
+            git_ssh_secret=env.get("LYKEION_GIT_SSH_SECRET") or None,
         )

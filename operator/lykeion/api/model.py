@@ -25,6 +25,7 @@ SOURCE_URL = r"^([^#\s]+#[^@#\s]*@[0-9a-f]{40}|file://[^\s]+)$"
 FeatureRef = Annotated[str, StringConstraints(pattern=FEATURE_REF, max_length=160)]
 
 IMMUTABLE = "self == oldSelf"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 class ModelSource(ApiModel):
@@ -35,7 +36,12 @@ class ModelSource(ApiModel):
     entry_point: str = Field("main", pattern=r"^[A-Za-z0-9_.-]+$", max_length=63)
     """MLflow project entry point."""
     parameters: dict[str, str] = Field(default_factory=dict, max_length=64)
-    """Parameters passed to the entry point."""
+    """Parameters passed to the entry point; they override the project's defaults
+    (`parameters` of its training contract, `lykeion.yaml`) key by key."""
+    ssh_secret: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
+    """Secret (same namespace) holding `ssh-privatekey` and `known_hosts` for an SSH git
+    URL; the training Job mounts it (the `kubernetes` executor). Unset: the chart's
+    `training.gitSshSecret`, else the environment's own SSH configuration (local runs)."""
 
 
 class LabelsSource(ApiModel):
@@ -50,7 +56,9 @@ class LabelsSource(ApiModel):
 class Training(ApiModel):
     """How to build the training set and run the training."""
 
-    labels: LabelsSource
+    labels: LabelsSource | None = None
+    """Unset: the `labels` of the project's training contract (`lykeion.yaml` beside
+    `MLproject`) at the pinned revision; set: these, whatever the project declares."""
     requests: int = Field(0, ge=0)
     """Training-request counter: each increment asks for one more training of this spec."""
     resources: Resources = Field(default_factory=Resources)
@@ -123,8 +131,10 @@ class ModelSpec(ApiModel):
         },
     )
     """Features the model reads, as `entity.feature` (optionally `:type`), in model input order."""
-    training: Training
-    evaluation: Evaluation
+    training: Training = Field(default_factory=Training)
+    """Unset `training.labels` are read from the project's training contract."""
+    evaluation: Evaluation | None = None
+    """Unset: the `evaluation` of the project's training contract at the pinned revision."""
     serving: Serving = Field(default_factory=Serving)
 
     @model_validator(mode="after")
@@ -163,6 +173,32 @@ class TrainingRecord(ApiModel):
     gate_passed: bool | None = None
 
 
+Origin = Literal["spec", "project"]
+
+
+class ContractOrigins(ApiModel):
+    """Where each part of the resolved training contract came from."""
+
+    labels: Origin
+    evaluation: Origin
+    parameters: dict[str, Origin] = Field(default_factory=dict)
+    """Per parameter: `spec` (spec.source.parameters) or `project` (the contract's defaults)."""
+    project_file: str | None = None
+    """The contract file as read: `<source url without revision>/lykeion.yaml@<revision>`;
+    None when the project has none."""
+    overridden: list[str] = Field(default_factory=list)
+    """Parts the project file declares that the spec overrode, e.g. `labels`."""
+
+
+class ResolvedContract(ApiModel):
+    """The labels, gate and parameters a training actually used, and where each came from."""
+
+    labels: LabelsSource
+    evaluation: Evaluation
+    parameters: dict[str, str] = Field(default_factory=dict)
+    origins: ContractOrigins
+
+
 class ModelStatus(Status):
     """Observed state of a Model."""
 
@@ -184,3 +220,5 @@ class ModelStatus(Status):
     training_set: TrainingSetRecord | None = None
     source_sha: str | None = None
     image: str | None = None
+    contract: ResolvedContract | None = None
+    """The training contract of the last successful training (reproducible from it)."""
