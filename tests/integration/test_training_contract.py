@@ -5,6 +5,8 @@ status says so; neither is a `TrainingUndeclared` condition naming both places."
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from tests.support import Cluster, Operator, load
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "forward"
 TIMEOUT = 240
+LYKECTL = str(Path(sys.executable).parent / "lykectl")
 
 
 @pytest.fixture
@@ -114,3 +117,22 @@ def test_neither_is_training_undeclared_naming_both_places(
         assert place in trained["message"]
     ready = cluster.condition("Model", namespace, "forward-default-3.0")
     assert ready is not None and ready["reason"] == "TrainingUndeclared"
+
+
+def test_a_scaffolded_project_trains_as_it_is(
+    cluster: Cluster, features: str, tmp_path: Path
+) -> None:
+    namespace, project = features, tmp_path / "forward-new"
+    done = subprocess.run(
+        [LYKECTL, "init", str(project)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in project.iterdir()) == [
+        "MLproject", "README.md", "lykeion.yaml", "python_env.yaml", "train.py",
+    ]  # fmt: skip
+    cluster.create(_model("4.0", project), namespace)
+    cluster.wait_condition("Model", namespace, "forward-default-4.0", "True", timeout=TIMEOUT)
+    status = _status(cluster, namespace, "forward-default-4.0")
+    assert status["contract"]["origins"]["labels"] == "project"
+    assert status["metrics"]["eval_roc_auc"] >= 0.6
+    assert status["metrics"]["train_rows"] > 0
