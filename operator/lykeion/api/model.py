@@ -17,7 +17,7 @@ from lykeion.api.common import (
     cel,
     cel_rules,
 )
-from lykeion.api.featuremanifest import FileSource
+from lykeion.api.featuremanifest import BigQuerySource, FileSource
 
 # `<git-url>#<subdir>@<40-hex SHA>` pins the exact code; `file://` is for the embedded mode.
 SOURCE_URL = r"^([^#\s]+#[^@#\s]*@[0-9a-f]{40}|file://[^\s]+)$"
@@ -45,12 +45,25 @@ class ModelSource(ApiModel):
 
 
 class LabelsSource(ApiModel):
-    """Labelled examples: entity key, event time and target."""
+    """Labelled examples: entity key, event time and target; exactly one of `file` or
+    `bigquery`."""
 
-    file: FileSource
+    model_config = cel_rules(
+        cel("has(self.bigquery) != has(self.file)", "set exactly one of bigquery or file")
+    )
+
+    file: FileSource | None = None
+    bigquery: BigQuerySource | None = None
+    """A BigQuery table or query returning the join key, the timestamp and the target."""
     timestamp_column: str = Field(pattern=IDENTIFIER, max_length=63)
     target: str = Field(pattern=IDENTIFIER, max_length=63)
     """Column holding the value to predict."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> LabelsSource:
+        if (self.bigquery is None) == (self.file is None):
+            raise ValueError("set exactly one of bigquery or file")
+        return self
 
 
 class Training(ApiModel):

@@ -8,6 +8,7 @@ as the Model CRD (`LabelsSource`, `Evaluation`)::
     # lykeion.yaml
     labels:
       file: {path: data/labels.csv, format: csv}   # relative: the platform's data directory
+      # or: bigquery: {table: project.dataset.labels}   (or {query: "SELECT ..."})
       timestampColumn: label_time
       target: ordered_again
     evaluation: {metric: roc_auc, threshold: 0.6, higherIsBetter: true}

@@ -76,6 +76,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     from lykeion.features.stores import open_offline
     from lykeion.features.view import FeatureView
     from lykeion.training import contract, dataset, evaluate
+    from lykeion.training.labels import read as read_labels
     from lykeion.training.source import SourceError, resolve
 
     body = json.loads(args.model_json)
@@ -104,7 +105,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     views = [FeatureView.from_body(m) for m in json.loads(args.manifests_json)]
     try:
         refs = dataset.feature_refs(spec.input_features, views)
-        labels = dataset.read_labels(labels_spec.file, labels_spec.timestamp_column, data_root)
+        labels = read_labels(labels_spec, data_root, args.offline)
         label_spec = LabelSpec(
             refs[0].view.join_key, labels_spec.timestamp_column, labels_spec.target
         )
