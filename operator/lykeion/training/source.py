@@ -36,7 +36,7 @@ SSH_CONNECT_TIMEOUT_SECONDS = 15
 _FAILURES = (
     ("host key verification failed", "HostKeyUnknown",
      "the server's host key is not in known_hosts, or it changed"),
-    ("permission denied", "GitAuthenticationFailed", "the server refused the SSH key"),
+    ("permission denied (", "GitAuthenticationFailed", "the server refused the SSH key"),
     ("authentication failed", "GitAuthenticationFailed", "the server refused the credentials"),
     ("could not read username", "GitAuthenticationFailed", "the server asks for credentials"),
     ("does not appear to be a git repository", "RepositoryNotFound", "no such repository"),
@@ -171,7 +171,14 @@ def _git_source(repo: str, subdir: str, sha: str, cache: Path) -> ResolvedSource
             # A commit pushed since the mirror was made: fetch it, else every branch and tag.
             fetched = _remote_git(repo, "fetch", "--quiet", "origin", sha, cwd=mirror)
             if fetched.returncode != 0:
-                _remote_git(repo, "fetch", "--quiet", "origin", "+refs/*:refs/*", cwd=mirror)
+                every = _remote_git(
+                    repo, "fetch", "--quiet", "origin", "+refs/*:refs/*", cwd=mirror
+                )
+                if every.returncode != 0:
+                    raise SourceError(
+                        "RepositoryUnreachable",
+                        f"cannot fetch {repo}: {every.stderr.strip()[-500:]}",
+                    )
             if _git("cat-file", "-e", f"{sha}^{{commit}}", cwd=mirror).returncode != 0:
                 raise SourceError("CommitNotFound", f"commit {sha} is not in {repo}")
         # Export into a temporary folder first, so that a crash never leaves half a tree.
