@@ -44,7 +44,7 @@ GROUPS = {
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["up", "--help"], ["down", "--help"]]
+    [["--help"], ["up", "--help"], ["down", "--help"], ["init", "--help"]]
     + [[group, "--help"] for group in GROUPS]
     + [[group, command, "--help"] for group, commands in GROUPS.items() for command in commands],
 )
