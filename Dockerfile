@@ -28,6 +28,13 @@ COPY lykectl/ lykectl/
 RUN pip install -c requirements/constraints.txt ".[${EXTRAS}]"
 
 FROM ${PYTHON_IMAGE}
+ARG EXTRAS=operator
+# Trainings fetch git sources (https and ssh: git@host:repo.git#dir@SHA).
+RUN case ",${EXTRAS}," in *,training,*) \
+      apt-get update -qq \
+      && apt-get install -y -qq --no-install-recommends git openssh-client \
+      && rm -rf /var/lib/apt/lists/* ;; \
+    esac
 # uid 1000 to match the runAsUser of the chart and of the Jobs the operator creates.
 RUN groupadd --gid 1000 lykeion \
  && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin lykeion

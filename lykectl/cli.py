@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from lykectl import deployments, embedded, families, features, models, options, predict
+from lykectl import (
+    deployments,
+    embedded,
+    families,
+    features,
+    models,
+    options,
+    predict,
+    scaffold,
+)
 from lykectl.errors import ReportingGroup
 
 app = typer.Typer(
@@ -23,6 +32,7 @@ app.add_typer(features.app, name="features")
 app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 app.command("predict")(predict.predict)
+app.command("init")(scaffold.init)
 
 Workdir = options.Workdir
 

@@ -38,6 +38,20 @@ def default_kubeconfig(home: Path | None = None) -> str:
     return str(embedded if embedded.exists() else home / ".kube" / "config")
 
 
+def context_namespace(kubeconfig: str) -> str | None:
+    """The namespace of the kubeconfig's current context, as kubectl uses it; None when it
+    names none or the kubeconfig cannot be read (the error surfaces on the first call)."""
+    paths = [Path(p).expanduser() for p in kubeconfig.split(os.pathsep) if p]
+    if not any(p.exists() for p in paths):
+        return None
+    try:
+        _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+    except (ConfigException, OSError, ValueError, TypeError, KeyError):
+        return None
+    namespace = (active or {}).get("context", {}).get("namespace")
+    return str(namespace) if namespace else None
+
+
 def resource(kind: Kind, name: str) -> str:
     """`model.lykeion.io/forward-default-1.0`, the way kubectl names what it touched."""
     return f"{kind.singular}.{GROUP}/{name}"

@@ -57,38 +57,70 @@ def model_spec(
     entry_point: str,
     parameters: Mapping[str, str],
     input_features: list[str],
-    labels_path: str,
-    labels_format: str | None,
-    timestamp_column: str,
-    target: str,
-    metric: str,
-    threshold: float,
-    higher_is_better: bool,
-    train: bool,
+    labels_path: str | None = None,
+    labels_format: str | None = None,
+    timestamp_column: str | None = None,
+    target: str | None = None,
+    metric: str | None = None,
+    threshold: float | None = None,
+    higher_is_better: bool = True,
+    train: bool = False,
+    ssh_secret: str | None = None,
 ) -> dict[str, Any]:
-    """A Model spec on the wire (camelCase), from the command-line values."""
-    fmt = labels_format or ("csv" if labels_path.lower().endswith(".csv") else "parquet")
-    return {
+    """A Model spec on the wire (camelCase), from the command-line values.
+
+    Labels and the gate are overrides: left out, the training reads them from the
+    project's `lykeion.yaml` at the pinned revision. Raises CliError when an override is
+    half given (a labels path without its columns, a metric without its threshold).
+    """
+    training: dict[str, Any] = {"requests": 1 if train else 0}
+    labels_given = {
+        "--labels-path": labels_path,
+        "--labels-timestamp-column": timestamp_column,
+        "--target": target,
+    }
+    if any(v is not None for v in labels_given.values()):
+        missing = [flag for flag, value in labels_given.items() if value is None]
+        if missing or labels_path is None:
+            raise CliError(
+                f"labels override incomplete: also pass {', '.join(missing)} "
+                "(or none of them, to use the project's lykeion.yaml)"
+            )
+        fmt = labels_format or ("csv" if labels_path.lower().endswith(".csv") else "parquet")
+        training["labels"] = {
+            "file": {"path": labels_path, "format": fmt},
+            "timestampColumn": timestamp_column,
+            "target": target,
+        }
+    source: dict[str, Any] = {
+        "url": source_url,
+        "entryPoint": entry_point,
+        "parameters": dict(parameters),
+    }
+    if ssh_secret is not None:
+        source["sshSecret"] = ssh_secret
+    spec: dict[str, Any] = {
         "family": family,
         "segment": segment,
         "version": version,
         "description": description,
-        "source": {"url": source_url, "entryPoint": entry_point, "parameters": dict(parameters)},
+        "source": source,
         "inputFeatures": split_list(input_features),
-        "training": {
-            "labels": {
-                "file": {"path": labels_path, "format": fmt},
-                "timestampColumn": timestamp_column,
-                "target": target,
-            },
-            "requests": 1 if train else 0,
-        },
-        "evaluation": {
+        "training": training,
+    }
+    if (metric is None) != (threshold is None):
+        flag = "--threshold" if threshold is None else "--metric"
+        raise CliError(
+            f"gate override incomplete: also pass {flag} (or neither, to use the project's "
+            "lykeion.yaml)"
+        )
+    if metric is not None:
+        spec["evaluation"] = {
             "metric": metric,
             "threshold": threshold,
             "higherIsBetter": higher_is_better,
-        },
-    }
+        }
+    return spec
 
 
 def deployment_spec(
@@ -128,12 +160,37 @@ def create_model(
         list[str],
         typer.Option(help="Features as entity.feature[:type], comma-separated or repeated."),
     ],
-    labels_path: Annotated[str, typer.Option(help="Parquet or CSV file of labelled examples.")],
-    labels_timestamp_column: Annotated[str, typer.Option(help="Event-time column of the labels.")],
-    target: Annotated[str, typer.Option(help="Label column holding the value to predict.")],
-    metric: Annotated[str, typer.Option(help="Metric of the evaluation gate, e.g. roc_auc.")],
-    threshold: Annotated[float, typer.Option(help="Value the metric must reach.")],
     segment: Segment = "default",
+    labels_path: Annotated[
+        str | None,
+        typer.Option(
+            help="Override: Parquet or CSV file of labelled examples (default: the project's "
+            "lykeion.yaml).",
+            show_default=False,
+        ),
+    ] = None,
+    labels_timestamp_column: Annotated[
+        str | None,
+        typer.Option(help="Override: event-time column of the labels.", show_default=False),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Override: label column holding the value to predict.", show_default=False
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="Override: metric of the evaluation gate, e.g. roc_auc (default: the "
+            "project's lykeion.yaml).",
+            show_default=False,
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Override: value the metric must reach.", show_default=False),
+    ] = None,
     lower_is_better: Annotated[
         bool, typer.Option("--lower-is-better", help="The metric must stay below the threshold.")
     ] = False,
@@ -146,13 +203,24 @@ def create_model(
         typer.Option(help="parquet or csv (default: from the file extension).", show_default=False),
     ] = None,
     train: Annotated[bool, typer.Option("--train", help="Request a training right away.")] = False,
+    ssh_secret: Annotated[
+        str | None,
+        typer.Option(
+            help="Secret with ssh-privatekey and known_hosts for an SSH git source (Kubernetes "
+            "executor; default: the chart's, else the environment's SSH configuration).",
+            show_default=False,
+        ),
+    ] = None,
     output: options.CreatedFormat = None,
     wait: options.Wait = False,
     timeout: options.Timeout = 120.0,
     namespace: options.Namespace = None,
     kubeconfig: options.Kubeconfig = None,
 ) -> None:
-    """Create a Model version (named <family>-<segment>-<version>)."""
+    """Create a Model version (named <family>-<segment>-<version>).
+
+    Labels, target and gate come from the project's lykeion.yaml at the pinned revision;
+    the --labels-*, --target, --metric and --threshold options override it."""
     cluster = options.cluster(ctx, namespace, kubeconfig)
     spec = build_spec(
         MODEL,
@@ -173,6 +241,7 @@ def create_model(
             threshold=threshold,
             higher_is_better=not lower_is_better,
             train=train,
+            ssh_secret=ssh_secret,
         ),
     )
     body = build_object(MODEL, object_name(MODEL, spec), spec, cluster.namespace)
@@ -256,8 +325,9 @@ def train_model(
 
     def more(current: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         spec = current["spec"]
-        requests = int(spec.get("training", {}).get("requests", 0)) + 1
-        build_spec(MODEL, {**spec, "training": {**spec["training"], "requests": requests}})
+        training = spec.get("training") or {}
+        requests = int(training.get("requests", 0)) + 1
+        build_spec(MODEL, {**spec, "training": {**training, "requests": requests}})
         return requests, {"training": {"requests": requests}}
 
     requests = count_request(cluster, MODEL, name, more)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lykectl.client import DEFAULT_NAMESPACE, Cluster
+from lykectl.client import DEFAULT_NAMESPACE, Cluster, context_namespace, default_kubeconfig
 from lykectl.embedded import DEFAULT_WORKDIR as DEFAULT_WORKDIR
 from lykectl.output import Output
 
@@ -22,7 +22,8 @@ Namespace = Annotated[
     typer.Option(
         "--namespace",
         "-n",
-        help="Namespace (default: the global --namespace, else default).",
+        help="Namespace (default: the global --namespace, else the kubeconfig context's, "
+        "else default).",
         show_default=False,
     ),
 ]
@@ -69,7 +70,7 @@ def cluster(ctx: typer.Context, namespace: str | None, kubeconfig: str | None) -
     """The cluster a command talks to (no connection is made until the first call)."""
     root = ctx.find_root().obj
     defaults = root if isinstance(root, Globals) else Globals()
+    path = kubeconfig or defaults.kubeconfig or default_kubeconfig()
     return Cluster(
-        kubeconfig or defaults.kubeconfig,
-        namespace or defaults.namespace or DEFAULT_NAMESPACE,
+        path, namespace or defaults.namespace or context_namespace(path) or DEFAULT_NAMESPACE
     )

@@ -13,6 +13,7 @@ from lykeion.controlplane import ControlPlane
 from lykeion.executors.local_endpoints import Process as ServingProcess
 from lykeion.kube import api_client
 from lykeion.training.tracking_server import TrackingServer
+from tests.git_ssh import GitSshServer
 from tests.support import Cluster, Operator
 
 _namespaces = itertools.count()
@@ -48,10 +49,28 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracki
 
 
 @pytest.fixture(scope="session")
+def git_ssh_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SSH client configuration of this session's user (`ssh -F` it): where
+    `git_ssh_server` writes its host aliases; the operator's trainings use it."""
+    return tmp_path_factory.getbasetemp() / "git-ssh-client" / "config"
+
+
+@pytest.fixture(scope="session")
+def git_ssh_server(
+    tmp_path_factory: pytest.TempPathFactory, git_ssh_config: Path
+) -> Iterator[GitSshServer]:
+    """A real sshd serving git repositories on 127.0.0.1 (see tests/git_ssh.py)."""
+    server = GitSshServer(tmp_path_factory.mktemp("git-ssh-server"), git_ssh_config).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def operator(
     control_plane: ControlPlane,
     tracking_server: TrackingServer,
     tmp_path_factory: pytest.TempPathFactory,
+    git_ssh_config: Path,
 ) -> Iterator[Operator]:
     state = tmp_path_factory.mktemp("operator-state")
     proc = Operator(
@@ -66,6 +85,8 @@ def operator(
             "LYKEION_FEATURE_ENGINE": "duckdb",
             "LYKEION_POLL_SECONDS": "1",
             "LYKEION_MLFLOW_TRACKING_URI": tracking_server.url,
+            # The user's SSH setup, as GIT_SSH_COMMAND; its hosts exist once git_ssh_server runs.
+            "GIT_SSH_COMMAND": f"ssh -F {git_ssh_config}",
         },
     ).start()
     yield proc

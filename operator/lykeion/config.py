@@ -36,9 +36,12 @@ class PlatformConfig:
     tracking_uri: str = ""
     """MLflow tracking and registry (the embedded default: a SQLite-backed server)."""
     poll_seconds: float = 3.0
+    """How often running work and cron schedules are checked."""
     access: str = "off"
     """Model servers' access control (`lykeion.access`): `kubernetes` or `off`."""
-    """How often running work and cron schedules are checked."""
+    git_ssh_secret: str | None = None
+    """Secret (in each Model's namespace) with the SSH key and known_hosts for git sources,
+    unless a Model names its own (`spec.source.sshSecret`); chart: `training.gitSshSecret`."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformConfig:
@@ -72,4 +75,5 @@ class PlatformConfig:
             ),
             poll_seconds=float(env.get("LYKEION_POLL_SECONDS", "3")),
             access=env.get("LYKEION_ACCESS", "off"),
+            git_ssh_secret=env.get("LYKEION_GIT_SSH_SECRET") or None,
         )

@@ -48,6 +48,30 @@ def test_job_builder_is_pure_non_root_and_bounded() -> None:
         build_job(Work("Bad_Name", "ns", "i", ("x",)))
 
 
+def test_job_mounts_the_git_ssh_secret_only_when_named() -> None:
+    plain = build_job(Work("forward-default-1-0-t1", "ns", "img", ("python",)))
+    pod = plain["spec"]["template"]["spec"]
+    assert "volumes" not in pod and "fsGroup" not in pod["securityContext"]
+    assert "GIT_SSH_COMMAND" not in {e["name"] for e in pod["containers"][0]["env"]}
+
+    work = Work("forward-default-1-0-t1", "ns", "img", ("python",), git_ssh_secret="git-ssh")
+    pod = build_job(work)["spec"]["template"]["spec"]
+    assert pod["volumes"] == [
+        {"name": "git-ssh", "secret": {"secretName": "git-ssh", "defaultMode": 0o440}}
+    ]
+    container = pod["containers"][0]
+    assert container["volumeMounts"] == [
+        {"name": "git-ssh", "mountPath": "/etc/lykeion/git-ssh", "readOnly": True}
+    ]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["GIT_SSH_COMMAND"] == (
+        "ssh -i /etc/lykeion/git-ssh/ssh-privatekey -o IdentitiesOnly=yes "
+        "-o UserKnownHostsFile=/etc/lykeion/git-ssh/known_hosts"
+    )
+    # Secret files are root's; the non-root user reads them through its group.
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+
+
 def test_job_state_mapping() -> None:
     assert job_state({}).state is State.PENDING
     assert job_state({"status": {"active": 1}}).state is State.RUNNING

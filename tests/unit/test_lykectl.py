@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 
 from lykectl import embedded
 from lykectl.cli import app
-from lykectl.client import default_kubeconfig
+from lykectl.client import context_namespace, default_kubeconfig
 from lykectl.errors import CliError
 from lykectl.features import load_manifests
 from lykectl.jsonpath import cell, evaluate
-from lykectl.models import deployment_spec
+from lykectl.models import deployment_spec, model_spec
 from lykectl.output import Output, human_duration, rows
 from lykectl.traffic import TrafficError, next_versions
 from lykectl.wait import State, assess
@@ -44,7 +44,7 @@ GROUPS = {
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["up", "--help"], ["down", "--help"]]
+    [["--help"], ["up", "--help"], ["down", "--help"], ["init", "--help"]]
     + [[group, "--help"] for group in GROUPS]
     + [[group, command, "--help"] for group, commands in GROUPS.items() for command in commands],
 )
@@ -116,6 +116,61 @@ def test_models_create_without_bad_input_gets_as_far_as_the_kubeconfig() -> None
         "error: no kubeconfig at /nonexistent/kubeconfig (start the embedded platform with "
         "`lykectl up`, or pass --kubeconfig)"
     )
+
+
+ORIGINAL = ["--version", "1.0", "--description", "Version description",
+            "--source-url", f"git@host:projects.git#mlprojects/forward@{SHA}",
+            "--input-features", "rider.age,rider.drop_offs_count"]  # fmt: skip
+
+
+def test_models_create_takes_the_original_flags_alone() -> None:
+    args = ["--kubeconfig", "/nonexistent/kubeconfig", "models", "create", "forward"]
+    result = runner.invoke(app, [*args, "--segment", "default", *ORIGINAL])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: no kubeconfig at /nonexistent/kubeconfig")
+    spec = model_spec(
+        family="forward", segment="default", version="1.0", description="d",
+        source_url=f"git@host:projects.git#mlprojects/forward@{SHA}", entry_point="main",
+        parameters={}, input_features=["rider.age,rider.drop_offs_count"],
+    )  # fmt: skip
+    assert "evaluation" not in spec and spec["training"] == {"requests": 0}
+    assert MODEL.parse_spec(spec).wire()["inputFeatures"] == ["rider.age", "rider.drop_offs_count"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (["--labels-path", "l.csv"], "also pass --labels-timestamp-column, --target"),
+        (["--target", "y", "--labels-timestamp-column", "t"], "also pass --labels-path"),
+        (["--metric", "roc_auc"], "also pass --threshold"),
+        (["--threshold", "0.5"], "also pass --metric"),
+    ],
+)
+def test_half_an_override_is_refused(extra: list[str], problem: str) -> None:
+    args = ["--kubeconfig", "/nonexistent/kubeconfig", "models", "create", "forward"]
+    result = runner.invoke(app, [*args, *ORIGINAL, *extra])
+    assert result.exit_code == 1
+    assert problem in result.stderr and "lykeion.yaml" in result.stderr
+
+
+def test_the_kubeconfig_context_names_the_namespace(tmp_path: Path) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [
+            {"name": "a", "context": {"cluster": "c", "user": "u", "namespace": "team-a"}},
+            {"name": "b", "context": {"cluster": "c", "user": "u"}},
+        ],
+        "current-context": "a",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    assert context_namespace(str(path)) == "team-a"
+    path.write_text(yaml.safe_dump({**config, "current-context": "b"}))
+    assert context_namespace(str(path)) is None
+    assert context_namespace(str(tmp_path / "missing")) is None
 
 
 def test_bad_param_is_a_usage_error() -> None:

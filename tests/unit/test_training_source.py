@@ -56,7 +56,7 @@ def test_git_source_is_exported_at_exactly_that_commit(
         ("{root}#ml/forward@" + "0" * 40, "CommitNotFound"),
         ("{tmp}/no-such-repo#ml@" + "0" * 40, "RepositoryUnreachable"),
         ("{root}#ml@{first}", "MLprojectMissing"),
-        ("{root}#nowhere@{first}", "SourceNotFound"),
+        ("{root}#nowhere@{first}", "SubdirectoryNotFound"),
         ("file://{tmp}/missing", "SourceNotFound"),
     ],
 )

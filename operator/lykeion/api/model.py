@@ -17,7 +17,7 @@ from lykeion.api.common import (
     cel,
     cel_rules,
 )
-from lykeion.api.featuremanifest import FileSource
+from lykeion.api.featuremanifest import BigQuerySource, FileSource
 
 # `<git-url>#<subdir>@<40-hex SHA>` pins the exact code; `file://` is for the embedded mode.
 SOURCE_URL = r"^([^#\s]+#[^@#\s]*@[0-9a-f]{40}|file://[^\s]+)$"
@@ -25,6 +25,7 @@ SOURCE_URL = r"^([^#\s]+#[^@#\s]*@[0-9a-f]{40}|file://[^\s]+)$"
 FeatureRef = Annotated[str, StringConstraints(pattern=FEATURE_REF, max_length=160)]
 
 IMMUTABLE = "self == oldSelf"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 class ModelSource(ApiModel):
@@ -35,22 +36,42 @@ class ModelSource(ApiModel):
     entry_point: str = Field("main", pattern=r"^[A-Za-z0-9_.-]+$", max_length=63)
     """MLflow project entry point."""
     parameters: dict[str, str] = Field(default_factory=dict, max_length=64)
-    """Parameters passed to the entry point."""
+    """Parameters passed to the entry point; they override the project's defaults
+    (`parameters` of its training contract, `lykeion.yaml`) key by key."""
+    ssh_secret: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
+    """Secret (same namespace) holding `ssh-privatekey` and `known_hosts` for an SSH git
+    URL; the training Job mounts it (the `kubernetes` executor). Unset: the chart's
+    `training.gitSshSecret`, else the environment's own SSH configuration (local runs)."""
 
 
 class LabelsSource(ApiModel):
-    """Labelled examples: entity key, event time and target."""
+    """Labelled examples: entity key, event time and target; exactly one of `file` or
+    `bigquery`."""
 
-    file: FileSource
+    model_config = cel_rules(
+        cel("has(self.bigquery) != has(self.file)", "set exactly one of bigquery or file")
+    )
+
+    file: FileSource | None = None
+    bigquery: BigQuerySource | None = None
+    """A BigQuery table or query returning the join key, the timestamp and the target."""
     timestamp_column: str = Field(pattern=IDENTIFIER, max_length=63)
     target: str = Field(pattern=IDENTIFIER, max_length=63)
     """Column holding the value to predict."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> LabelsSource:
+        if (self.bigquery is None) == (self.file is None):
+            raise ValueError("set exactly one of bigquery or file")
+        return self
 
 
 class Training(ApiModel):
     """How to build the training set and run the training."""
 
-    labels: LabelsSource
+    labels: LabelsSource | None = None
+    """Unset: the `labels` of the project's training contract (`lykeion.yaml` beside
+    `MLproject`) at the pinned revision; set: these, whatever the project declares."""
     requests: int = Field(0, ge=0)
     """Training-request counter: each increment asks for one more training of this spec."""
     resources: Resources = Field(default_factory=Resources)
@@ -123,8 +144,10 @@ class ModelSpec(ApiModel):
         },
     )
     """Features the model reads, as `entity.feature` (optionally `:type`), in model input order."""
-    training: Training
-    evaluation: Evaluation
+    training: Training = Field(default_factory=Training)
+    """Unset `training.labels` are read from the project's training contract."""
+    evaluation: Evaluation | None = None
+    """Unset: the `evaluation` of the project's training contract at the pinned revision."""
     serving: Serving = Field(default_factory=Serving)
 
     @model_validator(mode="after")
@@ -164,6 +187,32 @@ class TrainingRecord(ApiModel):
     gate_passed: bool | None = None
 
 
+Origin = Literal["spec", "project"]
+
+
+class ContractOrigins(ApiModel):
+    """Where each part of the resolved training contract came from."""
+
+    labels: Origin
+    evaluation: Origin
+    parameters: dict[str, Origin] = Field(default_factory=dict)
+    """Per parameter: `spec` (spec.source.parameters) or `project` (the contract's defaults)."""
+    project_file: str | None = None
+    """The contract file as read: `<source url without revision>/lykeion.yaml@<revision>`;
+    None when the project has none."""
+    overridden: list[str] = Field(default_factory=list)
+    """Parts the project file declares that the spec overrode, e.g. `labels`."""
+
+
+class ResolvedContract(ApiModel):
+    """The labels, gate and parameters a training actually used, and where each came from."""
+
+    labels: LabelsSource
+    evaluation: Evaluation
+    parameters: dict[str, str] = Field(default_factory=dict)
+    origins: ContractOrigins
+
+
 class ModelStatus(Status):
     """Observed state of a Model."""
 
@@ -185,3 +234,5 @@ class ModelStatus(Status):
     training_set: TrainingSetRecord | None = None
     source_sha: str | None = None
     image: str | None = None
+    contract: ResolvedContract | None = None
+    """The training contract of the last successful training (reproducible from it)."""

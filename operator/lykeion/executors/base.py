@@ -33,6 +33,10 @@ class Work:
     owner: dict[str, Any] | None = None
     """The Lykeion object the work belongs to (owner reference on Kubernetes)."""
     service_account: str = "lykeion-workload"
+    git_ssh_secret: str | None = None
+    """Secret with `ssh-privatekey` and `known_hosts` for SSH git sources: the `kubernetes`
+    executor mounts it and points GIT_SSH_COMMAND at it; local runs use the environment's
+    own SSH configuration and agent instead."""
 
     @property
     def owner_uid(self) -> str:

@@ -18,11 +18,32 @@ OWNER_UID_LABEL = "lykeion.io/owner-uid"
 """The owning object's UID on Jobs and pods: a Job of the same name with another UID
 belongs to a deleted predecessor."""
 TERMINATION_LOG = "/dev/termination-log"
+GIT_SSH_DIR = "/etc/lykeion/git-ssh"
+# The Secret's keys are those of Kubernetes' `kubernetes.io/ssh-auth` type, plus known_hosts;
+# ssh accepts a group-readable key file it does not own (root owns Secret volume files).
+GIT_SSH_COMMAND = (
+    f"ssh -i {GIT_SSH_DIR}/ssh-privatekey -o IdentitiesOnly=yes "
+    f"-o UserKnownHostsFile={GIT_SSH_DIR}/known_hosts"
+)
+RUN_AS = 1000
+
+
+def _git_ssh(work: Work) -> tuple[dict[str, str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Env, volumes and mounts that give `work` the SSH key of its git source (pure)."""
+    if work.git_ssh_secret is None:
+        return {}, [], []
+    volume = {
+        "name": "git-ssh",
+        "secret": {"secretName": work.git_ssh_secret, "defaultMode": 0o440},
+    }
+    mount = {"name": "git-ssh", "mountPath": GIT_SSH_DIR, "readOnly": True}
+    return {"GIT_SSH_COMMAND": GIT_SSH_COMMAND}, [volume], [mount]
 
 
 def build_job(work: Work) -> dict[str, Any]:
     """The Job manifest for `work` (pure: no I/O, input untouched)."""
     check_label(work.name)  # a bad name fails here, not as a 422 at apply time
+    ssh_env, volumes, mounts = _git_ssh(work)
     labels = {"app.kubernetes.io/managed-by": "lykeion", "lykeion.io/work": work.name}
     if work.owner_uid:
         labels[OWNER_UID_LABEL] = work.owner_uid
@@ -40,9 +61,12 @@ def build_job(work: Work) -> dict[str, Any]:
                     "automountServiceAccountToken": False,
                     "securityContext": {
                         "runAsNonRoot": True,
-                        "runAsUser": 1000,
+                        "runAsUser": RUN_AS,
+                        # Mounted Secrets (the git SSH key) are readable by the group.
+                        **({"fsGroup": RUN_AS} if volumes else {}),
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
+                    **({"volumes": volumes} if volumes else {}),
                     "containers": [
                         {
                             "name": "work",
@@ -52,9 +76,10 @@ def build_job(work: Work) -> dict[str, Any]:
                             "env": [
                                 {"name": k, "value": v}
                                 for k, v in sorted(
-                                    {**work.env, RESULT_ENV: TERMINATION_LOG}.items()
+                                    {**work.env, **ssh_env, RESULT_ENV: TERMINATION_LOG}.items()
                                 )
                             ],
+                            **({"volumeMounts": mounts} if mounts else {}),
                             "terminationMessagePath": TERMINATION_LOG,
                             "terminationMessagePolicy": "FallbackToLogsOnError",
                             "resources": {

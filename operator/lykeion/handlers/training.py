@@ -68,6 +68,7 @@ def work_for(
         cpu=resources.get("cpu", "500m"),
         memory=resources.get("memory", "1Gi"),
         owner=body,
+        git_ssh_secret=body["spec"]["source"].get("sshSecret") or config.git_ssh_secret,
     )
 
 
@@ -108,6 +109,7 @@ def finish(current: dict[str, Any], outcome: WorkStatus, now: datetime) -> dict[
             },
             "sourceSha": result.get("source_revision"),
             "features": result.get("features") or [],
+            "contract": result.get("contract"),
         }
     return fields
 
@@ -190,5 +192,7 @@ async def train(
             }
     merged = {**status, **fields}
     requests = int(spec.get("training", {}).get("requests", 0))
-    trained, evaluated = checks(merged, requests, spec.get("evaluation", {}))
+    # The gate the training applied (the spec's, else the project's), as it recorded it.
+    gate = (merged.get("contract") or {}).get("evaluation") or spec.get("evaluation") or {}
+    trained, evaluated = checks(merged, requests, gate)
     return fields, trained, evaluated

@@ -4,14 +4,16 @@
         --offline duckdb:///data/offline.duckdb --tracking-uri http://127.0.0.1:5000 \\
         --cache-dir DIR --data-root DIR [--result result.json]
 
-Steps: resolve the source at its exact revision; build the point-in-time training set and
-log it (artifact + MLflow dataset input with its content hash); run the MLflow project's
-entry point on the time-ordered train split; evaluate the logged model on the last 20% of
-label times; register it as `<namespace>.<family>.<segment>` (`names.registry_name`; the
-experiment has the same name; alias `candidate` when the gate passes) with the input
-features, their types and order as version tags. Namespaces are tenants: the same family
-and segment in two namespaces are two experiments and two registered models. The outcome goes to
-result.json; the exit code is 0 when training succeeded, whatever the gate said.
+Steps: resolve the source at its exact revision; resolve the training contract (labels,
+gate, parameters: the Model's spec, else the project's `lykeion.yaml` at that revision);
+build the point-in-time training set and log it (artifact + MLflow dataset input with its
+content hash); run the MLflow project's entry point on the time-ordered train split;
+evaluate the logged model on the last 20% of label times; register it as
+`<namespace>.<family>.<segment>` (`names.registry_name`; the experiment has the same
+name; alias `candidate` when the gate passes) with the input features,
+their types and order as version tags. The outcome goes to result.json; the exit code is
+0 when training succeeded, whatever the gate said. Namespaces are tenants: the same family
+and segment in two namespaces are two experiments and two registered models.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lykeion.api.model import ModelSpec
 
@@ -51,6 +54,8 @@ class TrainingResult:
     training_set_hash: str | None = None
     training_set_rows: int | None = None
     source_revision: str | None = None
+    contract: dict[str, Any] | None = None
+    """The resolved training contract and where each part came from (wire form)."""
     features: list[dict[str, str]] = field(default_factory=list)
     duration_seconds: float | None = None
     project_seconds: float | None = None
@@ -74,7 +79,8 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     from lykeion.features.view import FeatureView
     from lykeion.names import registry_name
     from lykeion.serving.model import LoadedModel, ModelLoadError
-    from lykeion.training import dataset, evaluate
+    from lykeion.training import contract, dataset, evaluate
+    from lykeion.training.labels import read as read_labels
     from lykeion.training.source import SourceError, resolve
 
     body = json.loads(args.model_json)
@@ -90,15 +96,24 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
         raise StepError(error.reason, str(error)) from error
     result.source_revision = source.revision
 
+    # 1b. What to train on and the gate: the spec's parts, else the project's at that revision.
+    where = contract.location(spec.source.url, source.revision)
+    try:
+        declared = contract.read_project_contract(source.directory, where)
+        resolved = contract.resolve(spec, declared, where)
+    except contract.ContractError as error:
+        raise StepError(error.reason, str(error)) from error
+    result.contract = resolved.wire()
+    labels_spec, gate = resolved.labels, resolved.evaluation
+
     # 2. The point-in-time training set, from the same definitions serving will use.
     views = [FeatureView.from_body(m) for m in json.loads(args.manifests_json)]
     try:
         refs = dataset.feature_refs(spec.input_features, views)
-        labels_spec = spec.training.labels
-        labels = dataset.read_labels(
-            labels_spec.file,
-            labels_spec.timestamp_column,
+        labels = read_labels(
+            labels_spec,
             data_root,
+            args.offline,
             {ref.view.join_key: ref.view.key_type for ref in refs},
         )
         label_spec = LabelSpec(
@@ -149,6 +164,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
             "lykeion.source.revision": source.revision,
             "lykeion.training.requests": str(spec.training.requests),
             "lykeion.features": json.dumps(result.features),
+            "lykeion.contract": json.dumps(result.contract, separators=(",", ":")),
         },
     )
     run_id = run.info.run_id
@@ -190,7 +206,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
         )
         started = time.perf_counter()
         parameters = {
-            **spec.source.parameters,
+            **resolved.parameters,
             "train": str(folder / "train.parquet"),
             "test": str(folder / "test.parquet"),
             "target": labels_spec.target,
@@ -218,7 +234,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
                 LoadedModel(model_uri),
                 test_part,
                 labels_spec.target,
-                spec.evaluation.metric,
+                gate.metric,
                 training_set.table.column(labels_spec.target),
             )
         except (
@@ -230,11 +246,9 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
             mlflow.exceptions.MlflowException,
         ) as error:
             raise StepError("EvaluationFailed", f"cannot evaluate {model_uri}: {error}") from error
-        client.log_metric(run_id, f"eval_{spec.evaluation.metric}", value)
-        result.metric, result.metric_value = spec.evaluation.metric, value
-        result.gate_passed = evaluate.passes(
-            value, spec.evaluation.threshold, spec.evaluation.higher_is_better
-        )
+        client.log_metric(run_id, f"eval_{gate.metric}", value)
+        result.metric, result.metric_value = gate.metric, value
+        result.gate_passed = evaluate.passes(value, gate.threshold, gate.higher_is_better)
 
     # 5. The registry: one registered model per family/segment, one version per training.
     registered = family_segment

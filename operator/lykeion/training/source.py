@@ -3,21 +3,46 @@
 A git source is fetched into a cache (one bare mirror per repository) and exported at
 exactly that commit; a local path records its git SHA when its tree is clean, else a
 content hash. Every failure is a `SourceError` with a CamelCase reason for the condition.
+
+SSH URLs (`git@host:path.git`, `ssh://[user@]host[:port]/path.git`) go through the ssh
+that GIT_SSH_COMMAND names (default `ssh`: the user's ~/.ssh/config and agent locally; on
+Kubernetes the executor points it at the Secret's key and known_hosts), hardened so that
+nothing waits for a human or forever: BatchMode=yes (no prompts), StrictHostKeyChecking=yes
+(an unknown host key is an error, never accepted), ConnectTimeout and keep-alives, and a
+deadline on every git command (`GIT_TIMEOUT_SECONDS`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 _GIT = re.compile(r"^(?P<repo>[^#\s]+)#(?P<subdir>[^@#\s]*)@(?P<sha>[0-9a-f]{40})$")
 _SKIP = {".git", "__pycache__", "mlruns", ".ipynb_checkpoints"}
+GIT_TIMEOUT_SECONDS = 300.0
+"""Deadline of one git network command (clone, fetch)."""
+SSH_CONNECT_TIMEOUT_SECONDS = 15
+"""ssh's ConnectTimeout: the TCP connection and the banner exchange."""
+# What ssh and git print (lower case), mapped to the condition's reason; first match wins.
+_FAILURES = (
+    ("host key verification failed", "HostKeyUnknown",
+     "the server's host key is not in known_hosts, or it changed"),
+    ("permission denied (", "GitAuthenticationFailed", "the server refused the SSH key"),
+    ("authentication failed", "GitAuthenticationFailed", "the server refused the credentials"),
+    ("could not read username", "GitAuthenticationFailed", "the server asks for credentials"),
+    ("does not appear to be a git repository", "RepositoryNotFound", "no such repository"),
+    ("repository not found", "RepositoryNotFound", "no such repository"),
+    ("connection timed out", "RepositoryUnreachable", "the server did not answer in time"),
+)  # fmt: skip
 
 
 class SourceError(Exception):
@@ -34,8 +59,62 @@ class ResolvedSource:
     """The 40-hex git SHA, or `sha256:<hex>` of the files when not a clean git tree."""
 
 
+def ssh_command(configured: str | None, connect_timeout: int = SSH_CONNECT_TIMEOUT_SECONDS) -> str:
+    """GIT_SSH_COMMAND with the guards of the module docstring in front of the user's
+    options (pure). `configured` is the environment's GIT_SSH_COMMAND (None: `ssh`)."""
+    words = shlex.split(configured) if configured else ["ssh"]
+    # In front of the user's options: for ssh the first value given for an option wins.
+    guards = (
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"ConnectTimeout={connect_timeout}",
+        "-o", "ServerAliveInterval=15",
+        "-o", "ServerAliveCountMax=4",
+    )  # fmt: skip
+    return shlex.join([words[0], *guards, *words[1:]])
+
+
+def git_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of git's network commands: never prompt, hardened ssh (pure)."""
+    return {
+        **base,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_SSH_COMMAND": ssh_command(base.get("GIT_SSH_COMMAND"), SSH_CONNECT_TIMEOUT_SECONDS),
+        # Plain ssh, even when GIT_SSH_COMMAND names a wrapper: our -o options are ssh's.
+        "GIT_SSH_VARIANT": base.get("GIT_SSH_VARIANT", "ssh"),
+        # HTTP(S): give up on a transfer slower than 1 KB/s for 60 s.
+        "GIT_HTTP_LOW_SPEED_LIMIT": base.get("GIT_HTTP_LOW_SPEED_LIMIT", "1000"),
+        "GIT_HTTP_LOW_SPEED_TIME": base.get("GIT_HTTP_LOW_SPEED_TIME", "60"),
+    }
+
+
 def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def _remote_git(repo: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """A git command that talks to `repo`; SourceError on its deadline or a known failure."""
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            env=git_environment(os.environ),
+            timeout=GIT_TIMEOUT_SECONDS,
+        )
+    except subprocess.TimeoutExpired as error:
+        raise SourceError(
+            "RepositoryTimeout", f"git {args[0]} of {repo} took over {GIT_TIMEOUT_SECONDS:g}s"
+        ) from error
+    if done.returncode != 0:
+        text = done.stderr.strip()
+        for needle, reason, meaning in _FAILURES:
+            if needle in text.lower():
+                raise SourceError(reason, f"cannot fetch {repo}: {meaning}: {text[-500:]}")
+    return done
 
 
 def content_hash(directory: Path) -> str:
@@ -70,19 +149,36 @@ def _local(path_text: str, data_root: Path) -> ResolvedSource:
 
 
 def _git_source(repo: str, subdir: str, sha: str, cache: Path) -> ResolvedSource:
-    exported = cache / "sources" / sha
+    # Keyed by repository and commit: a commit fetched from one repository (with its
+    # credentials) is never handed out for another URL.
+    repo_key = hashlib.sha256(repo.encode()).hexdigest()[:16]
+    exported = cache / "sources" / f"{repo_key}-{sha}"
     if not exported.exists():
-        mirror = cache / "repos" / hashlib.sha256(repo.encode()).hexdigest()[:16]
+        mirror = cache / "repos" / repo_key
         if not mirror.exists():
             mirror.parent.mkdir(parents=True, exist_ok=True)
-            cloned = _git("clone", "--bare", "--quiet", repo, str(mirror))
+            try:
+                cloned = _remote_git(repo, "clone", "--bare", "--quiet", repo, str(mirror))
+            except SourceError:
+                shutil.rmtree(mirror, ignore_errors=True)
+                raise
             if cloned.returncode != 0:
                 shutil.rmtree(mirror, ignore_errors=True)
                 raise SourceError(
                     "RepositoryUnreachable", f"cannot clone {repo}: {cloned.stderr.strip()[-500:]}"
                 )
         if _git("cat-file", "-e", f"{sha}^{{commit}}", cwd=mirror).returncode != 0:
-            _git("fetch", "--quiet", "origin", sha, cwd=mirror)
+            # A commit pushed since the mirror was made: fetch it, else every branch and tag.
+            fetched = _remote_git(repo, "fetch", "--quiet", "origin", sha, cwd=mirror)
+            if fetched.returncode != 0:
+                every = _remote_git(
+                    repo, "fetch", "--quiet", "origin", "+refs/*:refs/*", cwd=mirror
+                )
+                if every.returncode != 0:
+                    raise SourceError(
+                        "RepositoryUnreachable",
+                        f"cannot fetch {repo}: {every.stderr.strip()[-500:]}",
+                    )
             if _git("cat-file", "-e", f"{sha}^{{commit}}", cwd=mirror).returncode != 0:
                 raise SourceError("CommitNotFound", f"commit {sha} is not in {repo}")
         # Export into a temporary folder first, so that a crash never leaves half a tree.
@@ -98,7 +194,12 @@ def _git_source(repo: str, subdir: str, sha: str, cache: Path) -> ResolvedSource
         exported.parent.mkdir(parents=True, exist_ok=True)
         tree.rename(exported)
         shutil.rmtree(staging, ignore_errors=True)
-    return ResolvedSource(_require_project(exported / subdir if subdir else exported), sha)
+    directory = exported / subdir if subdir else exported
+    if subdir and not directory.is_dir():
+        raise SourceError(
+            "SubdirectoryNotFound", f"{repo} has no directory {subdir!r} at commit {sha}"
+        )
+    return ResolvedSource(_require_project(directory), sha)
 
 
 def resolve(url: str, cache: Path, data_root: Path) -> ResolvedSource:

@@ -1,0 +1,239 @@
+"""`lykectl init DIR`: a new MLflow project that Lykeion trains as it is.
+
+The files: `MLproject` (the entry point Lykeion calls with the training set), a
+`python_env.yaml` pinning this environment's versions, the training contract
+`lykeion.yaml` (labels, gate, default parameters; validated by the same models as the
+Model CRD), a `train.py` that reads the training set and logs an MLflow model, and a
+README of the three commands. The defaults fit the example features and labels
+(`examples/forward`); the options name your own.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from lykectl.errors import CliError, validation_message
+from lykeion.training.contract import CONTRACT_FILE, ProjectContract
+
+TRAIN_PY = '''\
+"""Train on the training set Lykeion builds, and log an MLflow model.
+
+Lykeion calls the `main` entry point of MLproject with the point-in-time training set split
+by time: `--train` and `--test` are Parquet files with the label columns and one column per
+input feature, `--features` names those columns in the model's input order, `--target` the
+column to predict. Whatever is logged as `model` is what Lykeion evaluates (its gate, from
+lykeion.yaml), registers and serves; serving sends the features in the same order.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--train", required=True, help="Parquet: labels + feature columns")
+    parser.add_argument("--test", required=True, help="Parquet: the later, held-out labels")
+    parser.add_argument("--target", required=True, help="column to predict")
+    parser.add_argument("--features", required=True, help="feature columns, comma-separated")
+    parser.add_argument("--c", type=float, default=1.0, help="inverse regularization strength")
+    args = parser.parse_args()
+
+    features = args.features.split(",")
+    train = pd.read_parquet(args.train)
+    x_train = train[features].astype("float64")
+    # A missing feature value (no history yet) is imputed inside the model, so serving
+    # may send NaN for it and get the same treatment as in training.
+    model = make_pipeline(
+        SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(C=args.c)
+    )
+    model.fit(x_train, train[args.target])
+    mlflow.log_metric("train_rows", len(train))
+    mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=infer_signature(x_train, model.predict_proba(x_train)[:, 1]),
+        # The served prediction: the probability of the positive class.
+        pyfunc_predict_fn="predict_proba",
+        skops_trusted_types=["numpy.dtype"],
+    )
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+MLPROJECT = """\
+name: {name}
+
+python_env: python_env.yaml
+
+entry_points:
+  main:
+    # train, test, target and features are passed by Lykeion; the others are yours
+    # (defaults here, in lykeion.yaml's parameters, or the Model's spec.source.parameters).
+    parameters:
+      train: path
+      test: path
+      target: string
+      features: string
+      c: {{type: float, default: 1.0}}
+    command: >-
+      python train.py --train {{train}} --test {{test}} --target {{target}}
+      --features {{features}} --c {{c}}
+"""
+
+README = """\
+# {name}
+
+An MLflow project trained, evaluated and served by Lykeion. What the training needs
+besides the code is in `lykeion.yaml` (labels, the evaluation gate, default parameters):
+versioned with the code, read at the commit a Model pins.
+
+Commit and push this directory, then (with the features it reads published):
+
+```
+{commands}
+```
+
+`<SHA1>` is the 40-hex commit (`git rev-parse HEAD`). Locally, `--source-url
+file:///abs/path/to/{name}` trains the working tree as it is. `lykectl models get {family}
+--version 1.0 --wait` follows the training; `status.contract` shows the labels and gate
+used and where each came from.
+
+Files: `MLproject` (the entry point Lykeion calls), `python_env.yaml` (its environment),
+`lykeion.yaml` (the training contract), `train.py` (reads the training set, logs the model).
+"""
+
+
+def commands(family: str, name: str, features: str) -> str:
+    """The three commands of the README, for this project (pure)."""
+    title = family.capitalize()
+    return "\n".join(
+        [
+            f"lykectl families create --alias {family} --name {title} "
+            f'--description "{title} model" --authors "you@example.com"',
+            f"lykectl models create {family} --segment default --version 1.0 "
+            '--description "Version description" \\',
+            f'    --source-url "git@host:projects.git#path/to/{name}@<SHA1>" '
+            f'--input-features "{features}"',
+            f"lykectl models train {family} --segment default --version 1.0",
+            f"lykectl models deploy {family} --segment default --version 1.0",
+        ]
+    )
+
+
+def _python_env() -> str:
+    def pinned(package: str) -> str:
+        try:
+            return f"{package}=={metadata.version(package)}"
+        except metadata.PackageNotFoundError:
+            return package
+
+    packages = ["mlflow", "scikit-learn", "pandas", "pyarrow"]
+    return yaml.safe_dump(
+        {
+            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "build_dependencies": ["pip"],
+            "dependencies": [pinned(p) for p in packages],
+        },
+        sort_keys=False,
+    )
+
+
+def contract_text(contract: ProjectContract) -> str:
+    """lykeion.yaml for `contract`, with a header saying what it is."""
+    header = (
+        "# Lykeion's training contract, read at the commit a Model pins. A Model's\n"
+        "# spec.training.labels, spec.evaluation and spec.source.parameters override it.\n"
+        "# Relative label paths resolve against the platform's data directory.\n"
+    )
+    body = yaml.safe_dump(json.loads(json.dumps(contract.wire())), sort_keys=False)
+    return header + body
+
+
+def project_files(
+    name: str, contract: ProjectContract, family: str, features: str
+) -> dict[str, str]:
+    """The scaffold's files by relative path (pure)."""
+    return {
+        "MLproject": MLPROJECT.format(name=name),
+        "python_env.yaml": _python_env(),
+        CONTRACT_FILE: contract_text(contract),
+        "train.py": TRAIN_PY,
+        "README.md": README.format(
+            name=name, family=family, commands=commands(family, name, features)
+        ),
+    }
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to create the project (new or empty).")],
+    name: Annotated[
+        str | None,
+        typer.Option(help="Project name (default: the directory's name).", show_default=False),
+    ] = None,
+    family: Annotated[str, typer.Option(help="Family alias used in the README.")] = "forward",
+    features: Annotated[
+        str, typer.Option(help="Input features used in the README.")
+    ] = "rider.age,rider.drop_offs_count",
+    labels_path: Annotated[
+        str, typer.Option(help="Labels file (relative: the platform's data directory).")
+    ] = "examples/forward/data/labels.csv",
+    labels_timestamp_column: Annotated[
+        str, typer.Option(help="Event-time column of the labels.")
+    ] = "label_time",
+    target: Annotated[str, typer.Option(help="Label column to predict.")] = "ordered_again",
+    metric: Annotated[str, typer.Option(help="Metric of the evaluation gate.")] = "roc_auc",
+    threshold: Annotated[float, typer.Option(help="Value the metric must reach.")] = 0.6,
+    lower_is_better: Annotated[
+        bool, typer.Option("--lower-is-better", help="The metric must stay below the threshold.")
+    ] = False,
+) -> None:
+    """Create an MLflow project that Lykeion trains as it is: MLproject, python_env.yaml,
+    lykeion.yaml (the training contract), train.py and a README of the three commands."""
+    try:
+        contract = ProjectContract.model_validate(
+            {
+                "labels": {
+                    "file": {
+                        "path": labels_path,
+                        "format": "csv" if labels_path.lower().endswith(".csv") else "parquet",
+                    },
+                    "timestampColumn": labels_timestamp_column,
+                    "target": target,
+                },
+                "evaluation": {
+                    "metric": metric,
+                    "threshold": threshold,
+                    "higherIsBetter": not lower_is_better,
+                },
+            }
+        )
+    except ValidationError as error:
+        raise CliError(validation_message(error, CONTRACT_FILE)) from None
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise CliError(f"{directory} exists and is not an empty directory")
+    project = name or directory.resolve().name
+    files = project_files(project, contract, family, features)
+    directory.mkdir(parents=True, exist_ok=True)
+    for relative, text in files.items():
+        (directory / relative).write_text(text)
+    typer.echo(f"created {directory}: {', '.join(files)}")
+    typer.echo(f"next: see {directory / 'README.md'}", err=True)
