@@ -5,10 +5,12 @@
 #   docker build -t lykeion-operator .
 #   docker build -t lykeion-pipelines --build-arg EXTRAS=pipelines .
 #   docker build -t lykeion-training --build-arg EXTRAS=training .
+#   docker build -t lykeion-workloads --build-arg EXTRAS=pipelines,training .  # the chart's
 #   docker build -t lykeion-serving --build-arg EXTRAS=serving .   # model server, router
 #
 # Workload Jobs and model servers set their own command, so the ENTRYPOINT only matters
-# for the operator.
+# for the operator. Without a registry: `buildah bud --build-arg
+# PYTHON_IMAGE=localhost/lykeion-python:3.11-bookworm` (scripts/build-images.sh).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -28,6 +30,13 @@ COPY lykectl/ lykectl/
 RUN pip install -c requirements/constraints.txt ".[${EXTRAS}]"
 
 FROM ${PYTHON_IMAGE}
+ARG EXTRAS=operator
+# Trainings pin their source with git (lykeion.training.source runs it).
+RUN case ",${EXTRAS}," in \
+      *,training,*) apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git \
+        && rm -rf /var/lib/apt/lists/* ;; \
+    esac
 # uid 1000 to match the runAsUser of the chart and of the Jobs the operator creates.
 RUN groupadd --gid 1000 lykeion \
  && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin lykeion
