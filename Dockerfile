@@ -22,12 +22,18 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Pinned versions: the image is reproducible from the same commit.
+# Pinned versions: the image is reproducible from the same commit. The dependencies of
+# the extras go in a layer of their own, so that a change of code alone reinstalls only
+# the project (seconds, not minutes).
 COPY requirements/ requirements/
 COPY pyproject.toml ./
+RUN python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + [d for e in sys.argv[1].split(',') for d in p['optional-dependencies'][e]]))" \
+      "${EXTRAS}" > dependencies.txt \
+ && pip install -c requirements/constraints.txt -r dependencies.txt
 COPY operator/ operator/
 COPY lykectl/ lykectl/
-RUN pip install -c requirements/constraints.txt ".[${EXTRAS}]"
+RUN pip install --no-deps -c requirements/constraints.txt ".[${EXTRAS}]"
 
 FROM ${PYTHON_IMAGE}
 ARG EXTRAS=operator
