@@ -108,5 +108,8 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> str:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if Path(str(item.fspath)).parent.name == "integration":
+        folder = Path(str(item.fspath)).parent.name
+        if folder == "integration":
             item.add_marker(pytest.mark.integration)
+        elif folder == "cluster":
+            item.add_marker(pytest.mark.cluster)

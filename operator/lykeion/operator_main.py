@@ -21,6 +21,7 @@ from lykeion.config import PlatformConfig
 from lykeion.executors import make_executor
 from lykeion.kube import Kube, api_client
 from lykeion.runtime import Runtime
+from lykeion.watch_health import WatchHealth, install, watched_plurals
 
 ANNOTATION_PREFIX = GROUP
 FINALIZER = f"{GROUP}/finalizer"
@@ -103,8 +104,14 @@ async def serve_health(memo: kopf.Memo, **_: Any) -> None:
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
-        ok = bool(getattr(memo, "ready", False))
-        return web.Response(text="ready" if ok else "starting", status=200 if ok else 503)
+        # Ready once the registry is primed and while every kopf watch is connected.
+        if not getattr(memo, "ready", False):
+            return web.Response(text="starting: registry not primed", status=503)
+        health: WatchHealth | None = getattr(memo, "watch_health", None)
+        if health is None:
+            return web.Response(text="ready")
+        ok, reason = health.state()
+        return web.Response(text=reason, status=200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -159,11 +166,14 @@ def main(argv: list[str] | None = None) -> None:
     if not args.verbose:
         # Per-object success lines drown real problems at hundreds of objects.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    health = WatchHealth(GROUP, VERSION, watched_plurals(KINDS))
+    install(health)
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,
             namespaces=args.namespace or [],
             standalone=True,
+            memo=kopf.Memo(watch_health=health),
         )
     )
 

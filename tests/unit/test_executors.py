@@ -43,6 +43,10 @@ def test_job_builder_is_pure_non_root_and_bounded() -> None:
     ]
     assert container["terminationMessagePath"] == "/dev/termination-log"
     assert container["resources"]["requests"] == {"cpu": "2", "memory": "3Gi"}
+    # read-only image, writable /tmp (HOME) from an emptyDir
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
     assert job["spec"]["backoffLimit"] == 0
     with pytest.raises(ValueError):
         build_job(Work("Bad_Name", "ns", "i", ("x",)))

@@ -86,13 +86,17 @@ def build_job(work: Work) -> dict[str, Any]:
                                 "requests": {"cpu": work.cpu, "memory": work.memory},
                                 "limits": {"memory": work.memory},
                             },
+                            # Read-only image; HOME and scratch files on /tmp (the image's
+                            # HOME), an emptyDir that goes with the pod.
                             "securityContext": {
                                 "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": False,
+                                "readOnlyRootFilesystem": True,
                                 "capabilities": {"drop": ["ALL"]},
                             },
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                         }
                     ],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
                 },
             },
         },

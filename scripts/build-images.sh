@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the project's Dockerfile as written with buildah (no Docker engine, no registry),
+# one image per target, on the local Debian base (scripts/build-base-image.sh), and saves
+# each as a docker-archive in a cache outside the repository. An image is rebuilt only
+# when what it is built from changes (Dockerfile, pyproject.toml, requirements/,
+# operator/, lykectl/). Prints one line per target: `TARGET IMAGE ARCHIVE`.
+#
+#   scripts/build-images.sh [TARGET=EXTRAS ...]
+#   default targets: operator=operator workloads=pipelines,training training=training serving=serving
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+CACHE="${LYKEION_CACHE:-$HOME/.cache/lykeion}"
+TARGETS=("$@")
+((${#TARGETS[@]})) || TARGETS=(operator=operator workloads=pipelines,training training=training serving=serving)
+
+base_archive="$(bash scripts/build-base-image.sh)"
+base_name="localhost/lykeion-python:3.11-$(basename "$base_archive" .tar | sed 's/^python-3.11-//')"
+digest="$(tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+  --exclude=__pycache__ --exclude='*.pyc' \
+  -cf - Dockerfile .dockerignore pyproject.toml requirements operator lykectl | sha256sum | cut -c1-12)"
+
+mkdir -p "$CACHE/images"
+# One build at a time (buildah's storage and the archives are shared).
+exec 9>"$CACHE/images/.lock"
+flock 9
+source scripts/buildah-env.sh
+trap buildah_cleanup EXIT
+loaded=""
+for target in "${TARGETS[@]}"; do
+  name="${target%%=*}" extras="${target#*=}"
+  image="localhost/lykeion-$name:$digest"
+  archive="$CACHE/images/lykeion-$name-$digest.tar"
+  if [[ ! -s $archive ]]; then
+    if [[ -z $loaded ]]; then
+      bah images -q "$base_name" >/dev/null 2>&1 || bah pull "docker-archive:$base_archive" >&2
+      loaded=1
+    fi
+    start=$(date +%s)
+    # pip reaches PyPI over the host's network; the host's CA bundle replaces the base
+    # image's for RUN steps (it may carry a proxy's CA).
+    bah bud --network host --layers \
+      -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+      --build-arg "PYTHON_IMAGE=$base_name" --build-arg "EXTRAS=$extras" \
+      -t "$image" -f Dockerfile "$ROOT" >&2
+    rm -f "$archive.tmp"
+    bah push "$image" "docker-archive:$archive.tmp:$image" >&2
+    mv "$archive.tmp" "$archive"
+    echo "built $image in $(( $(date +%s) - start ))s" >&2
+  fi
+  echo "$name $image $archive"
+done
