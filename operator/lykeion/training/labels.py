@@ -79,7 +79,9 @@ def typed_keys(table: pa.Table, keys: Mapping[str, str]) -> pa.Table:
         try:
             values = table[column].cast(arrow[key_type])
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-            raise DatasetError(f"labels column {column!r} is not a {key_type} key: {error}") from None
+            raise DatasetError(
+                f"labels column {column!r} is not a {key_type} key: {error}"
+            ) from None
         table = table.set_column(table.column_names.index(column), column, values)
     return table
 
