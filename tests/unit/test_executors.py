@@ -55,16 +55,17 @@ def test_job_builder_is_pure_non_root_and_bounded() -> None:
 def test_job_mounts_the_git_ssh_secret_only_when_named() -> None:
     plain = build_job(Work("forward-default-1-0-t1", "ns", "img", ("python",)))
     pod = plain["spec"]["template"]["spec"]
-    assert "volumes" not in pod and "fsGroup" not in pod["securityContext"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert "fsGroup" not in pod["securityContext"]
     assert "GIT_SSH_COMMAND" not in {e["name"] for e in pod["containers"][0]["env"]}
 
     work = Work("forward-default-1-0-t1", "ns", "img", ("python",), git_ssh_secret="git-ssh")
     pod = build_job(work)["spec"]["template"]["spec"]
-    assert pod["volumes"] == [
+    assert pod["volumes"][1:] == [
         {"name": "git-ssh", "secret": {"secretName": "git-ssh", "defaultMode": 0o440}}
     ]
     container = pod["containers"][0]
-    assert container["volumeMounts"] == [
+    assert container["volumeMounts"][1:] == [
         {"name": "git-ssh", "mountPath": "/etc/lykeion/git-ssh", "readOnly": True}
     ]
     env = {e["name"]: e["value"] for e in container["env"]}

@@ -66,7 +66,6 @@ def build_job(work: Work) -> dict[str, Any]:
                         **({"fsGroup": RUN_AS} if volumes else {}),
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
-                    **({"volumes": volumes} if volumes else {}),
                     "containers": [
                         {
                             "name": "work",
@@ -79,7 +78,6 @@ def build_job(work: Work) -> dict[str, Any]:
                                     {**work.env, **ssh_env, RESULT_ENV: TERMINATION_LOG}.items()
                                 )
                             ],
-                            **({"volumeMounts": mounts} if mounts else {}),
                             "terminationMessagePath": TERMINATION_LOG,
                             "terminationMessagePolicy": "FallbackToLogsOnError",
                             "resources": {
@@ -93,10 +91,10 @@ def build_job(work: Work) -> dict[str, Any]:
                                 "readOnlyRootFilesystem": True,
                                 "capabilities": {"drop": ["ALL"]},
                             },
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *mounts],
                         }
                     ],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}, *volumes],
                 },
             },
         },
