@@ -212,14 +212,14 @@ def read_offsets() -> st.SearchStrategy[list[timedelta]]:
 
 
 FAST = settings(
-    max_examples=25,
+    max_examples=50,
     derandomize=True,
     deadline=None,
     # A failure reports its example as drawn: shrinking could take minutes of CI.
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-EMULATED = settings(FAST, max_examples=6)
+EMULATED = settings(FAST, max_examples=10)
 
 
 def materialized(

@@ -19,7 +19,7 @@ from lykeion.features.online.base import OnlineRow, OnlineStore, StoreUnavailabl
 from lykeion.features.online.bigtable import BigtableOnlineStore, table_id
 from lykeion.features.online.codec import arrow_schema
 from lykeion.features.online.sqlite import SqliteOnlineStore
-from lykeion.features.view import EVENT_TIME, KEY, FeatureDef, FeatureView
+from lykeion.features.view import EVENT_TIME, KEY, AggregationDef, FeatureDef, FeatureView
 from tests.integration.bigtable_fixture import (
     EMULATOR_HOST,
     Emulator,
@@ -246,6 +246,49 @@ def test_float_special_values_round_trip(store: OnlineStore) -> None:
     assert store.read(view, ["a"], ["fare", "fares"], now=NOW) == [
         {"fare": math.inf, "fares": [-math.inf, 5e-324]}
     ]
+
+
+def test_nan_round_trips_in_values_lists_steps_and_tables(store: OnlineStore) -> None:
+    """SQLite turns a bound NaN into NULL; both stores must give NaN back."""
+    window = AggregationDef("max", timedelta(days=1))
+    view = make_view(
+        (
+            FeatureDef("fare", "float64"),
+            FeatureDef("fares", "list<float64>"),
+            FeatureDef("max_fare", "float64", window),
+        )
+    )
+    later = NOW + timedelta(days=1)
+    row = OnlineRow(
+        "a",
+        NOW,
+        {"fare": math.nan, "fares": [math.nan, -math.inf], "max_fare": math.nan},
+        ((later, {"max_fare": -math.inf}), (later + timedelta(hours=1), {"max_fare": math.nan})),
+    )
+    assert store.write(view, [row]) == 1
+    assert store.write(view, [row]) == 0  # NaN equals NaN: nothing changed
+
+    def read(at: datetime) -> dict[str, Any]:
+        (entry,) = store.read(view, ["a"], ["fare", "fares", "max_fare"], now=at)
+        assert entry is not None
+        return entry
+
+    now = read(NOW)
+    assert math.isnan(now["fare"]) and math.isnan(now["max_fare"])
+    assert math.isnan(now["fares"][0]) and now["fares"][1] == -math.inf
+    assert read(later)["max_fare"] == -math.inf
+    assert math.isnan(read(later + timedelta(hours=2))["max_fare"])
+
+    table = pa.table(
+        {
+            KEY: ["b"],
+            EVENT_TIME: pa.array([NOW], pa.timestamp("us", tz="UTC")),
+            "fare": [math.nan],
+        }
+    )
+    assert store.write_table(view, table) == 1
+    (entry,) = store.read(view, ["b"], ["fare"], now=NOW)
+    assert entry is not None and math.isnan(entry["fare"])
 
 
 def test_int64_keys_accept_their_string_form(store: OnlineStore) -> None:
