@@ -63,7 +63,9 @@ def test_layout_is_one_table_per_view_keyed_by_entity(store: SqliteOnlineStore, 
     )
     store.write(view, [OnlineRow(7, NOW, {"vip": True, "seen": NOW, "cities": ["a", "b"]})])
 
-    columns = raw(path, 'PRAGMA table_info("team_a__riders")')
+    table = view.table
+    assert table.startswith("team_a__riders__g0_")
+    columns = raw(path, f'PRAGMA table_info("{table}")')
     assert [(c[1], c[2], c[5]) for c in columns] == [
         ("entity_key", "INTEGER", 1),
         ("event_time", "INTEGER", 0),
@@ -72,8 +74,8 @@ def test_layout_is_one_table_per_view_keyed_by_entity(store: SqliteOnlineStore, 
         ("cities", "TEXT", 0),
     ]
     micros = int((NOW - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
-    assert raw(path, 'SELECT * FROM "team_a__riders"') == [(7, micros, 1, micros, '["a","b"]')]
-    assert json.loads(str(raw(path, 'SELECT cities FROM "team_a__riders"')[0][0])) == ["a", "b"]
+    assert raw(path, f'SELECT * FROM "{table}"') == [(7, micros, 1, micros, '["a","b"]')]
+    assert json.loads(str(raw(path, f'SELECT cities FROM "{table}"')[0][0])) == ["a", "b"]
     assert raw(path, "PRAGMA journal_mode") == [("wal",)]
 
 
@@ -118,7 +120,7 @@ def test_a_table_write_stores_the_cells_a_row_write_stores(path: Path) -> None:
         names = ["entity_key", "event_time", *view.feature_names]
         typed = ", ".join(f'"{n}", typeof("{n}")' for n in names)
         cells.append(
-            raw(path.with_suffix(f".{columnar}.db"), f'SELECT {typed} FROM "team_a__riders"')
+            raw(path.with_suffix(f".{columnar}.db"), f'SELECT {typed} FROM "{view.table}"')
         )
 
     assert cells[1] == cells[0]
@@ -146,7 +148,7 @@ def test_a_gained_feature_becomes_a_column(store: SqliteOnlineStore, path: Path)
 
     store.write(grown, [OnlineRow("b", NOW, {"trips": 2, "city": "y", "tags": ["t"]})])
 
-    names = [c[1] for c in raw(path, 'PRAGMA table_info("team_a__riders")')]
+    names = [c[1] for c in raw(path, f'PRAGMA table_info("{view.table}")')]
     assert names == ["entity_key", "event_time", "trips", "city", "tags"]
     # Another store on the same file (another process) that saw the old schema still reads.
     other = SqliteOnlineStore(path)
