@@ -23,7 +23,7 @@ POLL_SECONDS = 0.5
 @dataclass(frozen=True)
 class TrainingLog:
     training: str
-    """The run name, `<family>-<segment>-<version>-t<requests>`."""
+    """The run name, `<model>-t<requests>` (`lykeion.handlers.training.training_name`)."""
     running: bool
     path: Path
 

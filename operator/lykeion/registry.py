@@ -124,13 +124,18 @@ class Registry:
         _put(self.manifests, (ns, name), defines)
         after = defines or {}
         servers: set[Key] = set()
-        if switched and before:
+        if switched and after:
             # New tables in effect (a generation switch, a recreated object): the
-            # Deployments serving these features re-render their servers onto them.
-            servers = {
-                Key("Deployment", ns, d)
-                for (mns, _), m in self.models.items()
+            # Deployments serving these features re-render their servers onto them, and
+            # Models waiting for their features to be materialized may train.
+            users = {
+                (mname, m)
+                for (mns, mname), m in self.models.items()
                 if mns == ns and any(feature_name(ref) in after for ref in m.features)
+            }
+            servers = {Key("Model", ns, mname) for mname, _ in users} | {
+                Key("Deployment", ns, d)
+                for _, m in users
                 for d in self.deployments_of(ns, m.family, m.segment)
             }
         if before == after:

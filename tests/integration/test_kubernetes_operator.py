@@ -67,7 +67,8 @@ def _finish(api: client.ApiClient, name: str, result: dict[str, Any], failed: bo
     pod = core.create_namespaced_pod(
         NS,
         {
-            "metadata": {"name": f"{name}-pod", "labels": {"lykeion.io/work": name}},
+            # The Job controller gives its pods the template's labels (owner UID included).
+            "metadata": {"name": f"{name}-pod", "labels": dict(job.spec.template.metadata.labels)},
             "spec": {
                 "restartPolicy": "Never",
                 "containers": [{"name": container.name, "image": container.image}],

@@ -187,3 +187,33 @@ def test_operator_restart_during_training_trains_once(
         (Path(operator.extra_env["LYKEION_STATE_DIR"]) / namespace).glob("forward-default-6-0-*")
     )
     assert [f.name for f in folders] == [training_name("forward-default-6.0", 1)]
+
+
+def test_two_namespaces_train_the_same_family_and_segment_side_by_side(
+    cluster: Cluster, features: str, operator: Operator, tracking_server: TrackingServer
+) -> None:
+    # The same family, segment, version and feature names in two namespaces: two
+    # experiments, two registered models, each version with its own `candidate` alias.
+    other = cluster.new_namespace(f"{features}-b")
+    cluster.create(load(EXAMPLES / "family.yaml")[0], other)
+    cluster.create(load(EXAMPLES / "features.yaml")[0], other)
+    cluster.wait_condition("FeatureManifest", other, "rider-activity", "True", timeout=TIMEOUT)
+    for namespace in (features, other):
+        cluster.create(_model(version="7.0"), namespace)
+    client = MlflowClient(tracking_server.url)
+    registered = {}
+    for namespace in (features, other):
+        cluster.wait_condition("Model", namespace, "forward-default-7.0", "True", timeout=TIMEOUT)
+        status = _status(cluster, namespace, "forward-default-7.0")
+        registered[namespace] = status["registeredModel"]
+        candidate = client.get_model_version_by_alias(status["registeredModel"], "candidate")
+        assert candidate.version == status["registeredVersion"]
+        assert candidate.tags["lykeion.model"] == "forward-default-7.0"
+        run = client.get_run(status["mlflowRunId"])
+        assert run.data.tags["lykeion.namespace"] == namespace
+        experiment = client.get_experiment(run.info.experiment_id)
+        assert experiment.name == f"{namespace}.forward.default"
+    assert registered == {
+        features: f"{features}.forward.default",
+        other: f"{other}.forward.default",
+    }

@@ -63,7 +63,9 @@ def test_layout_is_one_table_per_view_keyed_by_entity(store: SqliteOnlineStore, 
     )
     store.write(view, [OnlineRow(7, NOW, {"vip": True, "seen": NOW, "cities": ["a", "b"]})])
 
-    columns = raw(path, f'PRAGMA table_info("{view.table}")')
+    table = view.table
+    assert table.startswith("team_a__riders__g0_")
+    columns = raw(path, f'PRAGMA table_info("{table}")')
     assert [(c[1], c[2], c[5]) for c in columns] == [
         ("entity_key", "INTEGER", 1),
         ("event_time", "INTEGER", 0),
@@ -73,10 +75,8 @@ def test_layout_is_one_table_per_view_keyed_by_entity(store: SqliteOnlineStore, 
         ("_steps", "TEXT", 0),
     ]
     micros = int((NOW - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
-    assert raw(path, f'SELECT * FROM "{view.table}"') == [
-        (7, micros, 1, micros, '["a","b"]', None)
-    ]
-    assert json.loads(str(raw(path, f'SELECT cities FROM "{view.table}"')[0][0])) == ["a", "b"]
+    assert raw(path, f'SELECT * FROM "{table}"') == [(7, micros, 1, micros, '["a","b"]', None)]
+    assert json.loads(str(raw(path, f'SELECT cities FROM "{table}"')[0][0])) == ["a", "b"]
     assert raw(path, "PRAGMA journal_mode") == [("wal",)]
 
 

@@ -77,7 +77,11 @@ def test_a_generation_switch_requeues_the_deployments_serving_its_features() -> 
     ]
     # Another status update without a switch changes nothing for the servers ...
     assert registry.observe(body) == set()
-    # ... a switch to generation 2 re-renders them onto its tables.
+    # ... a switch to generation 2 re-renders them onto its tables (and lets waiting
+    # Models train).
     body["status"] = {"materializedGeneration": 2}
-    assert registry.observe(body) == {Key("Deployment", "ns", "forward-default")}
+    assert registry.observe(body) == {
+        Key("Deployment", "ns", "forward-default"),
+        Key("Model", "ns", "forward-default-1.0"),
+    }
     assert registry.manifests_for("ns", ["rider.age"])[0]["status"] == {"materializedGeneration": 2}

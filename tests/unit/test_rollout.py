@@ -38,15 +38,16 @@ def _model(evaluated: bool = True, **status: Any) -> dict[str, Any]:
 
 def _manifest(
     watermark: str | None = "2026-05-30T00:00:00Z",
-    generation: int = 2,
+    generation: int | None = 2,
     newest: str | None = "2026-05-29T00:00:00Z",
 ) -> dict[str, Any]:
+    """A manifest whose generation `generation` is in effect (None: none is yet)."""
     body = objects.manifest()
-    body["metadata"] |= {"namespace": "ns", "generation": generation, "uid": "u-7"}
+    body["metadata"] |= {"namespace": "ns", "generation": 2, "uid": "u-7"}
     body["spec"]["ttl"] = "7d"
     body["status"] = {
         "watermark": watermark,
-        "materializedGeneration": 2,
+        "materializedGeneration": generation,
         "newestEventTime": newest,
     }
     return body
@@ -55,6 +56,10 @@ def _manifest(
 def test_gate_admits_an_evaluated_model_with_fresh_features() -> None:
     assert rollout.admit_model("1.0", _model()).admitted
     assert rollout.admit_features("1.0", _model(), [_manifest()], NOW).admitted
+    # While generation 3 is backfilled, generation 2 stays in effect and is served.
+    backfilling = _manifest()
+    backfilling["metadata"]["generation"] = 3
+    assert rollout.admit_features("1.0", _model(), [backfilling], NOW).admitted
 
 
 @pytest.mark.parametrize(
@@ -65,7 +70,7 @@ def test_gate_admits_an_evaluated_model_with_fresh_features() -> None:
         (_model(modelUri=None), [_manifest()], "ModelNotTrained", "records no trained model"),
         (_model(), [], "FeatureMissing", "rider.age is defined by no FeatureManifest"),
         (_model(), [_manifest(watermark=None)], "FeaturesNotMaterialized", "not materialized"),
-        (_model(), [_manifest(generation=3)], "FeaturesNotMaterialized", "not materialized"),
+        (_model(), [_manifest(generation=None)], "FeaturesNotMaterialized", "not materialized"),
         (
             _model(),
             [_manifest("2026-05-01T00:00:00Z", newest="2026-05-01T00:00:00Z")],

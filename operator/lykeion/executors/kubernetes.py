@@ -165,13 +165,18 @@ class KubernetesExecutor:
             return WorkStatus(State.MISSING, "the Job of this name belongs to another object")
         status = job_state(job)
         if status.state.finished:
-            status = WorkStatus(status.state, status.message, await self._result(namespace, name))
+            result = await self._result(namespace, name, job_owner_uid(job))
+            status = WorkStatus(status.state, status.message, result)
         return status
 
-    async def _result(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The JSON the work wrote to its termination message, from its newest pod."""
+    async def _result(self, namespace: str, name: str, owner_uid: str) -> dict[str, Any] | None:
+        """The JSON the work wrote to its termination message, from its newest pod (of this
+        owner: a predecessor's pods of the same name may still be going away)."""
+        selector = f"lykeion.io/work={name}"
+        if owner_uid:
+            selector += f",{OWNER_UID_LABEL}={owner_uid}"
         pods = await asyncio.to_thread(
-            self.core.list_namespaced_pod, namespace, label_selector=f"lykeion.io/work={name}"
+            self.core.list_namespaced_pod, namespace, label_selector=selector
         )
         for pod in sorted(
             pods.items, key=lambda p: p.metadata.creation_timestamp or 0, reverse=True

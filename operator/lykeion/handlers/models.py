@@ -84,8 +84,16 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
     resolved = all(c.ok for c in resolved_checks)
     ns = body["metadata"].get("namespace", "default")
     manifests = runtime.registry.manifests_for(ns, list(body["spec"]["inputFeatures"]))
+    # The training set is read from each manifest's generation in effect: none yet means
+    # nothing to read, so the training waits for the first backfill to complete.
+    materialized = all((m.get("status") or {}).get("materializedGeneration") for m in manifests)
     fields, trained, evaluated = await train(
-        body, manifests, resolved, runtime.executor, runtime.config, datetime.now(UTC)
+        body,
+        manifests,
+        resolved and materialized,
+        runtime.executor,
+        runtime.config,
+        datetime.now(UTC),
     )
     requests = int(body["spec"].get("training", {}).get("requests", 0))
     # Ready means "what was asked is done": a Model nobody asked to train is Ready once

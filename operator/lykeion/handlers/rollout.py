@@ -94,9 +94,10 @@ def admit_features(
                 )
             )
             continue
-        generation = manifest["metadata"].get("generation")
+        # A generation in effect is complete (its backfill succeeded), also while the next
+        # one is being built: servers keep reading it until the switch, never a gap.
         watermark = parse_time(status.get("watermark"))
-        if watermark is None or status.get("materializedGeneration") != generation:
+        if watermark is None or not status.get("materializedGeneration"):
             problems.append(
                 ("FeaturesNotMaterialized", f"{ref}: FeatureManifest {name} is not materialized")
             )

@@ -136,7 +136,8 @@ def checks(
                 TRAINED,
                 False,
                 "WaitingForReferences",
-                "training starts once the family and features resolve",
+                "training starts once the family and features resolve and the features "
+                "are materialized",
             ),
             Check(EVALUATED, False, "NotTrained", "not trained yet"),
         )
