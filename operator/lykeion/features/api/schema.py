@@ -203,7 +203,8 @@ def _generic_field(entities: Entities) -> GraphQLField:
         },
         resolve=resolve,
         description="Any entity's features by name; rows in the order of `keys`, null when "
-        "unknown. Values in JSON form: Int64 and DateTime as strings.",
+        "unknown. Values in JSON form: Int64 and DateTime as strings, Float64 NaN and "
+        'infinities as "NaN", "Infinity", "-Infinity".',
     )
 
 
