@@ -276,15 +276,18 @@ def fuzz_graphql(
     report = FuzzReport()
     schema = schemathesis.graphql.from_url(f"{url}/graphql")
     session = requests.Session()
-    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
+    def queries(mode: GenerationMode) -> Callable[[], None]:
         @_settings(examples)
         @given(case=schema.as_strategy(generation_mode=mode))
-        def run(case: Any, mode: GenerationMode = mode) -> None:
+        def run(case: Any) -> None:
             response = case.call(base_url=f"{url}/graphql", session=session, timeout=30)
             _check_graphql(report, f"{mode.value} query={case.body!r:.300}", response)
 
-        report.part(f"schema {mode.value}", run)
+        return run
+
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        report.part(f"schema {mode.value}", queries(mode))
     session.close()
     with httpx.Client(timeout=30) as client:
 

@@ -4,6 +4,9 @@ server review them with TokenReview and SubjectAccessReview."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from starlette.exceptions import StarletteDeprecationWarning
 
@@ -27,6 +31,7 @@ from lykeion.serving.app import create_app as create_model_app
 from lykeion.serving.config import ServerConfig, TrainedFeature
 from lykeion.serving.enrich import Enricher
 from lykeion.serving.model import Prediction
+from tests.integration.test_feature_api import command_line
 from tests.objects import manifest
 from tests.support import Cluster
 
@@ -278,3 +283,43 @@ def test_reviews_run_with_a_kubeconfig_of_client_certificates_too(tmp_path: Path
     api = ApiServer.from_kubeconfig(config)
     assert api.verify is False and api.client_cert is not None
     assert Path(api.client_cert[0]).read_bytes() == b"not a certificate"
+
+
+def test_lykectl_sends_its_kubeconfig_token_to_a_feature_api_process(
+    control_plane: ControlPlane, tenants: Tenants, bodies: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """`python -m lykeion.features.api --access kubernetes` as `lykectl up` runs it, and
+    `lykectl features read` with the admin's kubeconfig, a stranger's, and none."""
+    store = SqliteOnlineStore(tmp_path / "online.db")
+    written = datetime.now(UTC) - timedelta(minutes=1)
+    store.write(FeatureView.from_body(bodies[0]), [OnlineRow("r1", written, {"age": 30})])
+    store.close()
+    (tmp_path / "manifests.yaml").write_text(yaml.safe_dump_all(bodies))
+    stranger = yaml.safe_load(control_plane.kubeconfig.read_text())
+    stranger["users"][0]["user"]["token"] = tenants.stranger
+    (tmp_path / "stranger").write_text(yaml.safe_dump(stranger))
+    args = [
+        "--online", f"sqlite://{tmp_path / 'online.db'}",
+        "--manifest", str(tmp_path / "manifests.yaml"),
+        "--access", "kubernetes", "--access-kubeconfig", str(control_plane.kubeconfig),
+    ]  # fmt: skip
+
+    def read(url: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": str(kubeconfig),
+               "PYTHONPATH": os.environ.get("PYTHONPATH", "")}  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-c", "from lykectl.cli import main; main()",
+             "features", "read", "rider", "--keys", "r1",
+             "--features", "age", "--api-url", url, "-o", "json"],
+            capture_output=True, text=True, timeout=60, env=env, check=False,
+        )  # fmt: skip
+
+    with command_line(args, tmp_path / "server.log") as url:
+        admin = read(url, control_plane.kubeconfig)
+        assert admin.returncode == 0, admin.stderr
+        assert "30" in admin.stdout
+        refused = read(url, tmp_path / "stranger")
+        assert refused.returncode == 1
+        assert "403" in refused.stderr and "featuremanifests/data" in refused.stderr
+        anonymous = read(url, tmp_path / "none")
+        assert anonymous.returncode == 1 and "401" in anonymous.stderr, anonymous.stderr

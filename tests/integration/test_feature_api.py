@@ -253,6 +253,11 @@ def test_fuzzing_from_the_feature_api_schema_finds_no_server_error(tmp_path: Pat
     objects.write_text(yaml.safe_dump_all([riders, drivers]))
     args = ["--online", f"sqlite://{tmp_path / 'online.db'}", "--manifest", str(objects)]
     with command_line(args, tmp_path / "server.log") as url:
+        # Issue 11's case first: an empty key answered 500 on the compiled-plan path.
+        for query in ('{ rider(id: "") { age } }', '{ driver(id: "--5") { trips } }'):
+            answer = httpx.post(f"{url}/graphql", json={"query": query}, timeout=30)
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
         report = fuzz_graphql(
             url, GRAPHQL_FUZZ_EXAMPLES, FUZZ_LOOKUPS, variable_examples=3 * GRAPHQL_FUZZ_EXAMPLES
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from anyio import to_thread
@@ -34,10 +35,13 @@ async def _visible(
     """Per (namespace, name): may the caller `get` that FeatureManifest?"""
     if access is None or caller is None:
         return [True for _ in manifests]
-    return [
-        await access.allowed(caller, Right.of(SEE_MANIFEST, namespace, name))
-        for namespace, name in manifests
-    ]
+    # One review per distinct manifest, sent together (answers are cached afterwards).
+    distinct = list(dict.fromkeys(manifests))
+    answers = await asyncio.gather(
+        *(access.allowed(caller, Right.of(SEE_MANIFEST, ns, name)) for ns, name in distinct)
+    )
+    allowed = dict(zip(distinct, answers, strict=True))
+    return [allowed[manifest] for manifest in manifests]
 
 
 def catalog_routes(catalog: Catalog, access: AccessReviewer | None = None) -> list[BaseRoute]:
