@@ -105,3 +105,20 @@ def test_the_users_ssh_options_come_after_the_guards() -> None:
     assert "ConnectTimeout=7" in command
     assert command.endswith("-F '/my config' -o StrictHostKeyChecking=no")
     assert source.ssh_command(None, 7).split()[0] == "ssh"
+
+
+def test_a_mirror_that_cannot_be_refreshed_says_why(
+    repo: tuple[str, str, str], ssh_env: GitSshServer, tmp_path: Path
+) -> None:
+    name, first, _ = repo
+    cache = tmp_path / "cache"
+    resolve(f"git@{GOOD}:{name}#ml/forward@{first}", cache, tmp_path)
+    # The repository moves away on the server: a commit not in the mirror cannot be fetched,
+    # and that is what the reason says (not that the commit does not exist).
+    (ssh_env.home / name).rename(ssh_env.home / f"{name}.moved")
+    with pytest.raises(SourceError) as raised:
+        resolve(f"git@{GOOD}:{name}#ml/forward@{'e' * 40}", cache, tmp_path)
+    assert raised.value.reason == "RepositoryNotFound"
+    # What the mirror already holds is still exported without the server.
+    again = resolve(f"git@{GOOD}:{name}#ml/forward@{first}", tmp_path / "cache", tmp_path)
+    assert again.revision == first
