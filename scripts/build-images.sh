@@ -47,6 +47,10 @@ for target in "${TARGETS[@]}"; do
     bah push "$image" "docker-archive:$archive.tmp:$image" >&2
     mv "$archive.tmp" "$archive"
     echo "built $image in $(( $(date +%s) - start ))s" >&2
+    # archives of earlier builds of this target are stale
+    find "$CACHE/images" -maxdepth 1 -name "lykeion-$name-*.tar" ! -name "$(basename "$archive")" -delete
+    bah images --format '{{.Name}}:{{.Tag}}' | grep "^localhost/lykeion-$name:" \
+      | grep -v ":$digest\$" | xargs -r bah rmi >/dev/null 2>&1 || true
   fi
   echo "$name $image $archive"
 done

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -240,11 +241,11 @@ class NodeCluster:
 
     @property
     def pause_image(self) -> str:
-        return "localhost/lykeion-pause:1.36"
+        return f"localhost/lykeion-pause:{_content_tag(self.node_bin / 'pause')}"
 
     @property
     def coredns_image(self) -> str:
-        return "localhost/lykeion-coredns:1.15"
+        return f"localhost/lykeion-coredns:{_content_tag(self.node_bin / 'coredns')}"
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -258,6 +259,10 @@ class NodeCluster:
         begin = time.monotonic()
         try:
             self.host = HostState.capture()
+            # a fresh cluster every start, also in a workdir used before (PKI is kept)
+            unmount_under(self.workdir)
+            for stale in ("etcd", "run", "kubelet", "cni/ipam", "pod-logs"):
+                shutil.rmtree(self.workdir / stale, ignore_errors=True)
             for sub in ("logs", "pki", "kubeconfigs", "cni/net.d", "kubelet", "pod-logs"):
                 (self.workdir / sub).mkdir(parents=True, exist_ok=True)
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -328,6 +333,9 @@ class NodeCluster:
 
     def _write_pki(self) -> None:
         p = self.pki
+        # the kubeconfigs name this start's API server port: written every time
+        for user in ("admin", "controller-manager", "scheduler", "kube-proxy", "kubelet-client"):
+            self._write_kubeconfig(user)
         if (p / "ca.crt").exists():
             return
 
@@ -415,8 +423,6 @@ class NodeCluster:
             )
         ossl("genrsa", "-out", "sa.key", "2048")
         ossl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
-        for user in ("admin", "controller-manager", "scheduler", "kube-proxy", "kubelet-client"):
-            self._write_kubeconfig(user)
 
     def _write_kubeconfig(self, user: str) -> None:
         config = {
@@ -880,6 +886,12 @@ state = "{self.run_dir / "containerd"}"
             if shim or in_pods:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(proc_dir.name), signal.SIGKILL)
+
+
+def _content_tag(binary: Path) -> str:
+    """A tag naming the binary's content: a rebuilt binary is a new image, never a stale
+    one found under the same tag in containerd's persistent store."""
+    return hashlib.sha256(binary.read_bytes()).hexdigest()[:12]
 
 
 def _archive_tags(archive: Path) -> list[str]:

@@ -7,6 +7,7 @@ Not root or not Linux: the tests skip with the reason, except under `.ci/run`
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 
@@ -35,6 +36,8 @@ def node_cluster(
         tmp_path_factory.mktemp("node-cluster"),
         images=[image.archive for image in cluster_images.values()],
     ).start()
+    # How long each part took to come up (seconds from the start), for the README's figures.
+    (cluster.workdir / "timings.json").write_text(json.dumps(cluster.timings, indent=2))
     yield cluster
     problems = cluster.stop()
     # The host is as it was: no bridge, netfilter tables, sysctls, paths or cgroups left.

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lykeion.cluster import BuiltImage, NodeCluster
+from lykeion.controlplane import third_party_crds
 
 ROOT = Path(__file__).resolve().parents[2]
 RELEASE = "lykeion"
@@ -35,6 +36,9 @@ def installed(
 ) -> Iterator[NodeCluster]:
     operator = cluster_images["operator"].image
     repository, tag = operator.rsplit(":", 1)
+    # Seldon's and KServe's real CRDs: the operator's rights on them are part of the proof.
+    for crd in sorted(third_party_crds().glob("*.yaml")):
+        node_cluster.run_kubectl("apply", "--server-side", "-f", str(crd))
     helm = _helm()
     base = [helm, f"--kubeconfig={node_cluster.kubeconfig}"]
     done = subprocess.run(
@@ -70,7 +74,11 @@ def installed(
         )
         raise AssertionError(f"helm install failed: {done.stderr}\n{pods}\n{logs.stdout}")
     yield node_cluster
-    subprocess.run([*base, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait"], check=False)
+    subprocess.run(
+        [*base, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout=60s"],
+        check=False,
+        capture_output=True,
+    )
 
 
 def service_account(cluster: NodeCluster) -> str:
