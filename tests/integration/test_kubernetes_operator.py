@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,8 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
             "rows_written": 6,
             "bad_rows": 1,
             "online_rows": 3,
+            # Freshness is about the newest event materialized, within the TTL (365d).
+            "max_event_time": datetime.now(UTC).isoformat(),
             "message": "6 history rows",
         },
     )
