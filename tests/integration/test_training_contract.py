@@ -4,9 +4,11 @@ status says so; neither is a `TrainingUndeclared` condition naming both places."
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +121,7 @@ def test_neither_is_training_undeclared_naming_both_places(
     assert ready is not None and ready["reason"] == "TrainingUndeclared"
 
 
-def test_a_scaffolded_project_trains_as_it_is(
+def test_a_scaffolded_project_trains_and_deploys_as_it_is(
     cluster: Cluster, features: str, tmp_path: Path
 ) -> None:
     namespace, project = features, tmp_path / "forward-new"
@@ -136,3 +138,26 @@ def test_a_scaffolded_project_trains_as_it_is(
     assert status["contract"]["origins"]["labels"] == "project"
     assert status["metrics"]["eval_roc_auc"] >= 0.6
     assert status["metrics"]["train_rows"] > 0
+
+    # Deployed as it is: the endpoint answers keys with the scaffold's predictions.
+    deployment = {
+        "apiVersion": "lykeion.io/v1alpha1",
+        "kind": "Deployment",
+        "metadata": {"name": "forward-default"},
+        "spec": {
+            "family": "forward",
+            "segment": "default",
+            "versions": [{"version": "4.0", "traffic": 100}],
+        },
+    }
+    cluster.create(deployment, namespace)
+    cluster.wait_condition("Deployment", namespace, "forward-default", "True", timeout=TIMEOUT)
+    endpoint = (cluster.get("Deployment", namespace, "forward-default") or {})["status"]["endpoint"]
+    body = json.dumps({"keys": [{"rider_id": "r1"}, {"rider_id": "r42"}]}).encode()
+    request = urllib.request.Request(
+        f"{endpoint}/predict", body, {"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.headers["x-lykeion-version"] == "4.0"
+        served = json.loads(answer.read())
+    assert len(served["predictions"]) == 2
