@@ -48,6 +48,10 @@ def test_git_source_is_exported_at_exactly_that_commit(
     assert (old.directory / "train.py").read_text() == "print('v1')\n"
     assert (new.directory / "train.py").read_text() == "print('v2')\n"
     assert resolve(f"{root}#ml/forward@{first}", cache, tmp_path).directory == old.directory
+    # A file:// repository URL pinned to a commit is git too, not a local path.
+    pinned = resolve(f"file://{root}#ml/forward@{first}", cache, tmp_path)
+    assert pinned.revision == first
+    assert (pinned.directory / "train.py").read_text() == "print('v1')\n"
 
 
 @pytest.mark.parametrize(

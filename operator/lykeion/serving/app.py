@@ -18,7 +18,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -173,7 +173,12 @@ def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Sta
         started = time.perf_counter()
         code = 200
         try:
-            raw = await request.body()
+            try:
+                raw = await request.body()
+            except ClientDisconnect:
+                # Nobody is left to answer (nginx's 499): not a server error to log.
+                code = 499
+                return Response(status_code=code)
             header = request.headers.get(protocols.BINARY_HEADER)
             if header is not None and protocol == "v2":
                 body = protocols.v2_binary_body(raw, header)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -87,7 +87,11 @@ class Router:
         if chosen is None:
             return JSONResponse({"error": "no version is available to serve"}, 503)
         version, url = chosen
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            # Nobody is left to answer (nginx's 499): not a server error to log.
+            return Response(status_code=499)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}
         target = f"{url}{request.url.path}"
         if request.url.query:

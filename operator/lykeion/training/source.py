@@ -203,10 +203,13 @@ def _git_source(repo: str, subdir: str, sha: str, cache: Path) -> ResolvedSource
 
 
 def resolve(url: str, cache: Path, data_root: Path) -> ResolvedSource:
-    """The project directory and exact revision of `url` (see the module docstring)."""
-    if url.startswith("file://"):
-        return _local(url[len("file://") :], data_root)
+    """The project directory and exact revision of `url` (see the module docstring).
+
+    A URL pinned to a commit (`...#<subdir>@<SHA>`) is a git source whatever its scheme,
+    `file:///srv/repo.git#dir@SHA` included; an unpinned `file://` URL is a local path."""
     match = _GIT.match(url)
+    if match is None and url.startswith("file://"):
+        return _local(url[len("file://") :], data_root)
     if match is None:
         raise SourceError(
             "InvalidSource", f"{url!r} is neither <git-url>#<subdir>@<sha> nor file://"
