@@ -287,3 +287,30 @@ def test_join_sql_is_one_asof_join_per_view() -> None:
     assert sql.count("ASOF LEFT JOIN") == 1  # ZONE was never written: a typed NULL instead
     assert 'CAST(NULL AS VARCHAR) AS "rider_zone__zone"' in sql
     assert "to_microseconds(1800000000)" in sql
+
+
+def test_a_call_waits_out_another_process_holding_the_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "offline.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]);"
+            " print('held', flush=True); time.sleep(1.5); con.close()",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        # Another process holds the lock now: a call without patience fails at once...
+        with pytest.raises(duckdb.IOException, match="lock"):
+            DuckDBOfflineStore(path, lock_wait_seconds=0).history(RIDER)
+        # ...and one with it gets the file once the holder lets go.
+        assert DuckDBOfflineStore(path, lock_wait_seconds=30).history(RIDER).num_rows == 0
+    finally:
+        holder.wait(timeout=30)

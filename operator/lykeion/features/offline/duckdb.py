@@ -23,6 +23,7 @@ time zone is UTC, so timestamps come back as `timestamp[us, tz=UTC]`, as from Bi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -118,13 +119,33 @@ def training_sql(plan: TrainingPlan, columns: dict[str, set[str]]) -> str:
     )
 
 
+LOCK_WAIT_SECONDS = 120.0
+"""How long a call waits for another process's hold on the file (a pipeline run writing,
+a training reading) before it fails."""
+
+
 class DuckDBOfflineStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock_wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
         self.path = Path(path)
+        self.lock_wait_seconds = lock_wait_seconds
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        """A connection to the file. DuckDB lets one process at a time hold it, and every
+        call here holds it only for that call, so a conflicting lock is waited out (with
+        backoff, up to `lock_wait_seconds`) instead of failing the run or training; past
+        that the IOException is raised as is."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path))
+        deadline = time.monotonic() + self.lock_wait_seconds
+        pause = 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() >= deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
         con.execute("SET TimeZone = 'UTC'")
         return con
 
