@@ -327,8 +327,14 @@ def _deployment_available(api: client.ApiClient, name: str) -> dict[str, Any]:
     assert config["model_uri"] == "models:/forward-default/4"
     assert [f["ref"] for f in config["features"]] == [f["ref"] for f in TRAINED]
     assert config["tracking_uri"] == "http://mlflow.lykeion.svc:5000"
-    apps.read_namespaced_deployment(f"{name}-router", NS)
-    client.CoreV1Api(api).read_namespaced_service(name, NS)
+    # The router and its Service are applied beside the server, not necessarily before it.
+    core = client.CoreV1Api(api)
+    _rendered(
+        lambda: api.sanitize_for_serialization(
+            apps.read_namespaced_deployment(f"{name}-router", NS)
+        )
+    )
+    _rendered(lambda: api.sanitize_for_serialization(core.read_namespaced_service(name, NS)))
     status = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1}
     apps.patch_namespaced_deployment_status(server, NS, {"status": status})
     return obj
