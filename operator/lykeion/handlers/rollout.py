@@ -185,6 +185,7 @@ def server_config(
             for m in used
         ],
         "online_store": config.online_store,
+        "offline_store": config.offline_store,  # the skew check's (serving/skew.py)
         "defaults": {d["feature"]: d.get("value") for d in defaults},
     }
 

@@ -15,17 +15,20 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlparse
 
 from lykeion.access import reviewer
-from lykeion.features.stores import open_online
+from lykeion.features.stores import open_offline, open_online
 from lykeion.features.view import FeatureView
-from lykeion.serving.app import ModelServer, create_app
+from lykeion.serving import drift
+from lykeion.serving.app import Metrics, ModelServer, create_app
 from lykeion.serving.config import ServerConfig, TrainedFeature
 from lykeion.serving.enrich import Enricher, FeatureMismatch
 from lykeion.serving.listen import serve
 from lykeion.serving.model import LoadedModel, ModelLoadError
 from lykeion.serving.remote import RemotePredictor
 from lykeion.serving.render import CONFIG_ENV
+from lykeion.serving.skew import SkewChecker
 
 log = logging.getLogger("lykeion.serving")
 
@@ -40,7 +43,7 @@ def build(config: ServerConfig, predictor: str | None = None, model_name: str = 
         remote = RemotePredictor(url, model_name or config.name, config.features)
         views = [FeatureView.from_body(body) for body in config.manifests]
         enricher = Enricher(remote.features, views, config.defaults)
-        return ModelServer(config, remote, enricher, open_online(config.online_store))
+        return signals(config, remote, enricher, None)
     model = LoadedModel(config.model_uri, config.tracking_uri)
     if config.features is not None and config.features != model.features:
         raise FeatureMismatch(
@@ -49,7 +52,46 @@ def build(config: ServerConfig, predictor: str | None = None, model_name: str = 
         )
     views = [FeatureView.from_body(body) for body in config.manifests]
     enricher = Enricher(model.features, views, config.defaults)
-    return ModelServer(config, model, enricher, open_online(config.online_store))
+    return signals(config, model, enricher, drift.load(config.tracking_uri, model.run_id))
+
+
+def signals(
+    config: ServerConfig,
+    model: LoadedModel | RemotePredictor,
+    enricher: Enricher,
+    statistics: drift.TrainingStatistics | None,
+) -> ModelServer:
+    """The server with its skew check (when the config names an offline store) and drift
+    (against `statistics`, PSI null without them)."""
+    metrics = Metrics()
+    skew = None
+    if config.offline_store is not None:
+        uri = config.offline_store
+        if urlparse(uri).scheme not in ("duckdb", "bigquery"):
+            # A bad URI stops the server now, not the worker later; the store itself is
+            # opened by the worker (its client may be slow or absent: never at start).
+            raise ValueError(
+                f"offline_store {uri!r}: use duckdb:///path or bigquery://project/dataset"
+            )
+        skew = SkewChecker(
+            enricher.inputs,
+            lambda: open_offline(uri),
+            metrics.registry,
+            config.skew_sample_rate,
+            config.skew_queue,
+        )
+        skew.start()
+    if statistics is None and not isinstance(model, RemotePredictor):
+        log.info("no training-set statistics for %s: drift is not computed", config.model_uri)
+    monitor = drift.DriftMonitor(
+        {i.column: i.ref for i in enricher.inputs},
+        statistics,
+        config.drift_window,
+        config.drift_min_served,
+    )
+    return ModelServer(
+        config, model, enricher, open_online(config.online_store), skew, monitor, metrics
+    )
 
 
 def feature_differences(

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -33,9 +35,11 @@ from lykeion.access import (
 from lykeion.features.online.base import OnlineStore, StoreUnavailable
 from lykeion.serving import protocols
 from lykeion.serving.config import ServerConfig
+from lykeion.serving.drift import DriftMonitor
 from lykeion.serving.enrich import BadRequest, Enriched, Enricher
 from lykeion.serving.model import LoadedModel, Prediction, Predictor
 from lykeion.serving.remote import PredictorUnavailable
+from lykeion.serving.skew import SkewChecker
 
 log = logging.getLogger(__name__)
 
@@ -82,24 +86,62 @@ class Metrics:
         )
 
 
+class _DriftCollector:
+    """`lykeion_feature_drift_psi{feature}`, computed when scraped (features without a
+    PSI yet are left out: no data, not zero)."""
+
+    def __init__(self, drift: DriftMonitor) -> None:
+        self.drift = drift
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "lykeion_feature_drift_psi",
+            "Population stability index of the latest served values against the training set",
+            labels=["feature"],
+        )
+        for ref, psi, _ in self.drift.values():
+            if psi is not None:
+                family.add_metric([ref], psi)
+        yield family
+
+
 class ModelServer:
-    """One loaded model version with its enrichment, independent of the protocol."""
+    """One loaded model version with its enrichment, independent of the protocol.
+
+    `skew` (optional) samples requests for the continuous skew check; `drift` (optional)
+    follows the served values' distribution against the training set's."""
 
     def __init__(
-        self, config: ServerConfig, model: Predictor, enricher: Enricher, store: OnlineStore
+        self,
+        config: ServerConfig,
+        model: Predictor,
+        enricher: Enricher,
+        store: OnlineStore,
+        skew: SkewChecker | None = None,
+        drift: DriftMonitor | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.model = model
         self.enricher = enricher
         self.store = store
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
+        self.skew = skew
+        self.drift = drift
+        if drift is not None:
+            self.metrics.registry.register(_DriftCollector(drift))
         # Local reads and an in-process model answer in a millisecond: a thread hop would
         # cost more. A network store or a remote predictor runs off the event loop.
         self.inline = store.reads_inline and isinstance(model, LoadedModel)
         self._log_lock = threading.Lock()
 
     def predict(self, rows: list[dict[str, Any]]) -> tuple[Prediction, Enriched]:
-        enriched = self.enricher.lookup(self.store, rows)
+        moment = datetime.now(UTC)
+        enriched = self.enricher.lookup(self.store, rows, moment)
+        if self.skew is not None and self.skew.sampled():
+            # Before the completeness check: a value the online store lacks but the
+            # offline store has is skew too.
+            self.skew.offer(self.enricher.keys(rows), enriched, moment)
         for index, refs in enumerate(enriched.missing):
             for ref in refs:
                 self.metrics.missing.labels(ref).inc()
@@ -108,6 +150,8 @@ class ModelServer:
         if not enriched.complete:
             raise MissingFeatures(enriched)
         prediction = self.model.predict(enriched.columns)
+        if self.drift is not None:
+            self.drift.observe(enriched.columns)
         if self.config.request_log:
             self._log(rows, enriched, prediction)
         return prediction, enriched
@@ -130,6 +174,14 @@ class ModelServer:
         assert self.config.request_log is not None
         with self._log_lock, open(self.config.request_log, "ab") as sink:
             sink.write(lines)
+
+    def analysis(self) -> dict[str, Any]:
+        """`GET /analysis`: the skew check's and drift's counts per feature since start
+        (the shape rollouts read; a check that is off has no features)."""
+        return {
+            "skew": {"features": self.skew.analysis() if self.skew is not None else {}},
+            "drift": {"features": self.drift.analysis() if self.drift is not None else {}},
+        }
 
     def ready(self) -> str | None:
         """None when ready, else why not."""
@@ -280,6 +332,9 @@ def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Sta
     async def v2_server(request: Request) -> Response:
         return json_response({"name": "lykeion", "version": "v2", "extensions": []})
 
+    async def analysis(request: Request) -> Response:
+        return json_response(server.analysis())
+
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
 
@@ -307,5 +362,6 @@ def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Sta
         Route("/live", live),
         Route("/ready", ready),
         Route("/metrics", prometheus),
+        Route("/analysis", analysis),
     ]
     return Starlette(routes=routes)

@@ -57,3 +57,14 @@ class ServerConfig(BaseModel):
     health, readiness and metrics stay open (`lykeion.access`)."""
     request_log: str | None = None
     """JSON Lines file receiving each request's keys, features and predictions."""
+    offline_store: str | None = None
+    """Offline store URI (`duckdb:///...`, `bigquery://project/dataset`) the skew check
+    recomputes sampled requests' features from; None: no skew check."""
+    skew_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    """Share of requests whose features the skew check recomputes offline (0: none)."""
+    skew_queue: int = Field(default=256, ge=1)
+    """Sampled requests waiting for the check at most; more are dropped (counted)."""
+    drift_window: int = Field(default=1000, ge=1)
+    """Served values per feature the drift PSI is computed over (the latest ones)."""
+    drift_min_served: int = Field(default=100, ge=1)
+    """Values a window needs before its PSI is reported (else null)."""

@@ -82,6 +82,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     from lykeion.training import contract, dataset, evaluate
     from lykeion.training.labels import read as read_labels
     from lykeion.training.source import SourceError, resolve
+    from lykeion.training.statistics import log_statistics, training_statistics
 
     body = json.loads(args.model_json)
     spec = ModelSpec.model_validate(body["spec"])
@@ -188,6 +189,14 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
         client.log_inputs(run_id, [DatasetInput(data._to_mlflow_entity(), context)])
         client.log_param(run_id, "lykeion.training_set.sha256", training_set.content_hash)
         client.log_param(run_id, "lykeion.training_set.rows", str(training_set.rows))
+        # What the model server measures drift against (`serving/drift.py`).
+        log_statistics(
+            client,
+            run_id,
+            training_statistics(
+                training_set.table, {f["ref"]: (f["column"], f["type"]) for f in result.features}
+            ),
+        )
 
         train_part, test_part = dataset.split_by_time(
             training_set.table, labels_spec.timestamp_column, TEST_FRACTION
