@@ -109,9 +109,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory, served_model: ServedModel) 
         table = offline.training_set(labels, LabelSpec(KEY, "label_time", "target"), refs).table
     finally:
         online.close()
-    statistics = training_statistics(
-        table, {f["ref"]: (f["column"], f["type"]) for f in TRAINED}
-    )
+    statistics = training_statistics(table, {f["ref"]: (f["column"], f["type"]) for f in TRAINED})
     from mlflow.tracking import MlflowClient
 
     run_id = served_model.model_uri.split("/")[1]

@@ -6,9 +6,9 @@ its served values by the same edges):
 
 - a *missing* value is a null, or a float NaN (the model sees both as NaN);
 - numeric features (`int64`, `float64`, `timestamp` as epoch seconds): interior bin edges
-  are the lower empirical quantiles at 10%, 20%, ..., 90% of the non-missing values
-  (`numpy.quantile(..., method="inverted_cdf")`: the smallest value `x` with
-  `count(v <= x) >= q * n`), duplicates removed; bin `i` is `(edges[i-1], edges[i]]` with
+  are the lower empirical quantiles at k/10, k = 1..9, of the n non-missing values (the
+  smallest value `x` with `10 * count(v <= x) >= k * n`, numpy's `inverted_cdf` without
+  its float rounding), duplicates removed; bin `i` is `(edges[i-1], edges[i]]` with
   `-inf` and `+inf` outside, so a value's bin is the number of edges below it;
   `proportions` are the shares of non-missing values per bin;
 - categorical features (`string`, `bool` as `"true"`/`"false"`): the `TOP` most frequent
@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-QUANTILES = tuple(q / 10 for q in range(1, 10))
-"""Where the interior bin edges of a numeric feature are (deciles)."""
+DECILES = 10
+"""Interior bin edges of a numeric feature: its quantiles at 1/10, ..., 9/10."""
 TOP = 20
 """How many most frequent values a categorical feature keeps."""
 EPSILON = 1e-4
@@ -144,11 +144,12 @@ def profile(type_: str, values: Sequence[Any]) -> FeatureStatistics | None:
     if type_ in NUMERIC:
         numbers = [n for n in map(numeric_value, values) if n is not None]
         nulls = count - len(numbers)
-        array = np.asarray(numbers, dtype="float64")
-        if array.size:
-            edges = np.unique(np.quantile(array, QUANTILES, method="inverted_cdf"))
-        else:
-            edges = np.asarray([], dtype="float64")
+        array = np.sort(np.asarray(numbers, dtype="float64"))
+        n = array.size
+        # The lower empirical quantile at k/10 in integers (no float rounding of k*n/10):
+        # the value at sorted position ceil(k*n/10) - 1.
+        chosen = [array[(k * n + DECILES - 1) // DECILES - 1] for k in range(1, DECILES) if n]
+        edges = np.unique(np.asarray(chosen, dtype="float64"))
         bins = np.searchsorted(edges, array, side="left")
         counts = np.bincount(bins, minlength=edges.size + 1)
         shares = counts / array.size if array.size else np.zeros(edges.size + 1)
