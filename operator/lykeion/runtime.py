@@ -21,7 +21,7 @@ from lykeion import conditions
 from lykeion.api.kinds import BY_KIND
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor
-from lykeion.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
+from lykeion.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES, record_status
 from lykeion.registry import Key, Registry
 
 log = logging.getLogger("lykeion")
@@ -94,6 +94,7 @@ class Runtime:
         """Feed a watch event to the registry and requeue whatever depends on the change."""
         meta = body["metadata"]
         if event_type == "DELETED":
+            record_status(body["kind"], meta.get("namespace", "default"), meta["name"], None)
             keys = self.registry.forget(
                 body["kind"], meta.get("namespace", "default"), meta["name"]
             )
@@ -140,6 +141,7 @@ class Runtime:
                 # Kinds that act read their own latest status, never an event's older copy.
                 body = await self.kube.get(kind, key.namespace, key.name)
                 if body is None:
+                    record_status(kind.kind, key.namespace, key.name, None)
                     return
             body.setdefault("kind", kind.kind)
             update = self.builders[key.kind](body, self.registry)
@@ -149,6 +151,7 @@ class Runtime:
             current = body.get("status") or {}
             if _comparable(status) != _comparable(current):
                 await self.kube.patch_status(kind, key.namespace, key.name, status)
+            record_status(kind.kind, key.namespace, key.name, status)
             RECONCILES.labels(kind.kind).inc()
         except Exception:
             RECONCILE_ERRORS.labels(kind.kind).inc()
