@@ -86,7 +86,7 @@ class Metrics:
         )
 
 
-class _DriftCollector:
+class DriftGauge:
     """`lykeion_feature_drift_psi{feature}`, computed when scraped (features without a
     PSI yet are left out: no data, not zero)."""
 
@@ -129,7 +129,7 @@ class ModelServer:
         self.skew = skew
         self.drift = drift
         if drift is not None:
-            self.metrics.registry.register(_DriftCollector(drift))
+            self.metrics.registry.register(DriftGauge(drift))
         # Local reads and an in-process model answer in a millisecond: a thread hop would
         # cost more. A network store or a remote predictor runs off the event loop.
         self.inline = store.reads_inline and isinstance(model, LoadedModel)
