@@ -123,6 +123,7 @@ def server(served_model: ServedModel, servers: Servers, stores: Stores) -> Serve
         online_store=f"sqlite://{stores.online}",
         offline_store=f"duckdb://{stores.offline}",
         skew_sample_rate=1.0,
+        skew_batch_seconds=0.2,
         drift_window=200,
         drift_min_served=100,
         defaults={"rider.avg_fare": None},  # a null fare goes to the model as NaN

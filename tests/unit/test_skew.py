@@ -8,14 +8,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from lykeion.features.offline.base import FeatureRef
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.view import FeatureView
 from lykeion.serving.config import TrainedFeature
 from lykeion.serving.enrich import Enriched, Enricher
+from lykeion.serving.recompute import InProcess, RecomputeFailed, Recomputer
 from lykeion.serving.skew import Sample, SkewChecker, same
 from tests import objects
 
@@ -64,12 +67,14 @@ def _checker(offline: Path, queue_size: int = 2) -> tuple[SkewChecker, Enricher]
     enricher = Enricher(
         [TrainedFeature(ref="rider.age", column="rider__age", type="int64")], [view]
     )
+    refs = [FeatureRef(i.view, i.feature) for i in enricher.inputs]
     checker = SkewChecker(
         enricher.inputs,
-        lambda: DuckDBOfflineStore(offline, lock_wait_seconds=0.0),
+        InProcess(lambda: DuckDBOfflineStore(offline, lock_wait_seconds=0.0), refs),
         CollectorRegistry(),
         rate=1.0,
         queue_size=queue_size,
+        interval=0.05,
     )
     return checker, enricher
 
@@ -116,3 +121,61 @@ def test_a_key_the_offline_store_never_saw_is_a_mismatch_when_served_a_value(
     assert (found["checked"], found["mismatches"]) == (2, 1)
     assert found["lastMismatch"]["key"] == {"rider_id": "r1"}
     assert (found["lastMismatch"]["served"], found["lastMismatch"]["offline"]) == (3, None)
+
+
+def test_the_child_process_recomputes_what_the_store_computes_in_process(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+
+    from lykeion.serving.recompute import TIME
+
+    body = objects.manifest(features={"age": "int64", "name": "string"})
+    view = FeatureView.from_body(body)
+    path = tmp_path / "offline.duckdb"
+    store = DuckDBOfflineStore(path)
+    day = datetime(2026, 5, 1, tzinfo=UTC)
+    store.write_history(
+        view,
+        pa.table(
+            {
+                "entity_key": pa.array(["r1", "r1", "r2"]),
+                "event_time": pa.array(
+                    [day, day + timedelta(days=2), day], pa.timestamp("us", tz="UTC")
+                ),
+                "age": pa.array([30, 31, None], pa.int64()),
+                "name": pa.array(["a", "b", "c"]),
+            }
+        ),
+    )
+    labels = pa.table(
+        {
+            "rider_id": pa.array(["r1", "r1", "r2", "nobody"]),
+            TIME: pa.array(
+                [day + timedelta(days=1), day + timedelta(days=3), day, day],
+                pa.timestamp("us", tz="UTC"),
+            ),
+        }
+    )
+    refs = ["rider.age", "rider.name"]
+    child = Recomputer(f"duckdb://{path}", [body], refs)
+    try:
+        found = child(labels)
+    finally:
+        child.close()
+    assert found == {"rider.age": [30, 31, None, None], "rider.name": ["a", "b", "c", None]}
+    local = InProcess(
+        lambda: DuckDBOfflineStore(path), [FeatureRef(view, "age"), FeatureRef(view, "name")]
+    )
+    assert local(labels) == found
+
+    blocked = tmp_path / "a-directory"
+    blocked.mkdir()
+    failing = Recomputer(f"duckdb://{blocked}", [body], refs)
+    try:
+        for _ in range(2):  # the child answers a failure and stays for the next request
+            with pytest.raises(RecomputeFailed, match="IO"):
+                failing(labels)
+        assert failing._process is not None and failing._process.poll() is None
+    finally:
+        failing.close()

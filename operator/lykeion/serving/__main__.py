@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from lykeion.access import reviewer
-from lykeion.features.stores import open_offline, open_online
+from lykeion.features.stores import open_online
 from lykeion.features.view import FeatureView
 from lykeion.serving import drift
 from lykeion.serving.app import Metrics, ModelServer, create_app
@@ -26,6 +26,7 @@ from lykeion.serving.config import ServerConfig, TrainedFeature
 from lykeion.serving.enrich import Enricher, FeatureMismatch
 from lykeion.serving.listen import serve
 from lykeion.serving.model import LoadedModel, ModelLoadError
+from lykeion.serving.recompute import Recomputer
 from lykeion.serving.remote import RemotePredictor
 from lykeion.serving.render import CONFIG_ENV
 from lykeion.serving.skew import SkewChecker
@@ -65,7 +66,7 @@ def signals(
     (against `statistics`, PSI null without them)."""
     metrics = Metrics()
     skew = None
-    if config.offline_store is not None:
+    if config.offline_store is not None and config.skew_sample_rate > 0:
         uri = config.offline_store
         if urlparse(uri).scheme not in ("duckdb", "bigquery"):
             # A bad URI stops the server now, not the worker later; the store itself is
@@ -73,12 +74,15 @@ def signals(
             raise ValueError(
                 f"offline_store {uri!r}: use duckdb:///path or bigquery://project/dataset"
             )
+        recompute = Recomputer(uri, config.manifests, [i.ref for i in enricher.inputs])
+        recompute.start()  # its imports (pyarrow, the store's client) now, not under traffic
         skew = SkewChecker(
             enricher.inputs,
-            lambda: open_offline(uri),
+            recompute,
             metrics.registry,
             config.skew_sample_rate,
             config.skew_queue,
+            config.skew_batch_seconds,
         )
         skew.start()
     if statistics is None and not isinstance(model, RemotePredictor):

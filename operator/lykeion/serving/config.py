@@ -64,6 +64,8 @@ class ServerConfig(BaseModel):
     """Share of requests whose features the skew check recomputes offline (0: none)."""
     skew_queue: int = Field(default=256, ge=1)
     """Sampled requests waiting for the check at most; more are dropped (counted)."""
+    skew_batch_seconds: float = Field(default=2.0, ge=0.0)
+    """How long the check gathers samples before one offline query checks them all."""
     drift_window: int = Field(default=1000, ge=1)
     """Served values per feature the drift PSI is computed over (the latest ones)."""
     drift_min_served: int = Field(default=100, ge=1)

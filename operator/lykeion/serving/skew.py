@@ -2,9 +2,11 @@
 
 A sampled request's entity keys, the values the online store gave for them and the
 request's time go on a bounded queue; a background thread takes what is queued, builds
-one labels table of (keys, request time) and asks the offline store for the training set
-of the model's features at those times (`OfflineStore.training_set`, the point-in-time
-path trainings use, on the tables of the generation the server reads). Each value is
+one labels table of (keys, request time) and has the offline store compute the training
+set of the model's features at those times (`OfflineStore.training_set`, the
+point-in-time path trainings use, on the tables of the generation the server reads) — in
+a child process (`recompute.py`), so that the check's Python work never holds the
+server's interpreter lock. Each value is
 compared with the served one exactly (`same`): by the definition of a feature value
 (README, "What a value is") they are equal, so any difference is skew.
 
@@ -24,6 +26,7 @@ import math
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,10 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from lykeion.features.offline.base import FeatureRef, LabelSpec, OfflineStore
 from lykeion.features.view import element_type, is_list
+from lykeion.serving.recompute import TIME, RecomputeFailed
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from lykeion.serving.enrich import Enriched, Input
 
 log = logging.getLogger(__name__)
@@ -43,8 +48,6 @@ MAX_ROWS = 64
 """Rows of one request kept for the check (a larger batch is checked on its first rows)."""
 BATCH = 256
 """Rows the worker checks with one offline query at most."""
-_TIME = "__lykeion_request_time"
-_TARGET = "__lykeion_target"
 
 
 def same(type_: str, served: Any, offline: Any) -> bool:
@@ -131,20 +134,24 @@ class SkewChecker:
     def __init__(
         self,
         inputs: Sequence[Input],
-        offline: Callable[[], OfflineStore],
+        recompute: Callable[[pa.Table], dict[str, list[Any]]],
         registry: CollectorRegistry,
         rate: float = 0.01,
         queue_size: int = 256,
+        interval: float = 2.0,
     ) -> None:
         """`inputs`: the enricher's inputs (their views name the store generation);
-        `offline` opens the offline store (called once, in the worker); `rate`: share of
-        requests sampled, 0..1; `queue_size`: samples waiting at most."""
+        `recompute`: labels (join keys, `TIME`) -> `entity.feature` -> the offline value
+        of each row, raising RecomputeFailed (`recompute.Recomputer` in a child process,
+        or `recompute.InProcess`); `rate`: share of requests sampled, 0..1; `queue_size`:
+        samples waiting at most; `interval`: seconds the worker gathers samples after the
+        first before it checks them together."""
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"skew sample rate {rate} is not within 0..1")
         self.inputs = tuple(inputs)
         self.rate = rate
-        self._open = offline
-        self._store: OfflineStore | None = None
+        self.interval = interval
+        self._recompute = recompute
         self._queue: queue.Queue[Sample | None] = queue.Queue(maxsize=max(queue_size, 1))
         self._random = random.Random()
         self._lock = threading.Lock()
@@ -221,19 +228,25 @@ class SkewChecker:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            rows = len(first.keys)
+            # Gather for `interval` seconds: one offline query per batch, not per sample.
+            batch, rows, done = [first], len(first.keys), False
+            deadline = time.monotonic() + self.interval
             while rows < BATCH:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=remaining)
                 except queue.Empty:
                     break
                 if item is None:
-                    self.check(batch)
-                    return
+                    done = True
+                    break
                 batch.append(item)
                 rows += len(item.keys)
             self.check(batch)
+            if done:
+                return
 
     def check(self, samples: Sequence[Sample]) -> None:
         """Recompute the samples' features offline and count what differs."""
@@ -241,12 +254,8 @@ class SkewChecker:
         if not rows:
             return
         try:
-            if self._store is None:
-                self._store = self._open()
-            offline = self._recompute(self._store, samples)
-        except Exception as error:  # noqa: BLE001 - any failure of the store is "unavailable"
-            # Which errors a store raises is its client's business (DuckDB, BigQuery,
-            # network); the worker must outlive them all and a prediction never sees one.
+            offline = self._recompute(self._labels(samples))
+        except RecomputeFailed as error:
             log.warning("skew check: offline store unavailable for %d rows: %s", rows, error)
             with self._lock:
                 self.unavailable += rows
@@ -275,28 +284,22 @@ class SkewChecker:
                         )  # fmt: skip
                 position += 1
 
-    def _recompute(self, store: OfflineStore, samples: Sequence[Sample]) -> dict[str, list[Any]]:
-        """`entity.feature` -> the offline value of each sampled row, in order."""
+    def _labels(self, samples: Sequence[Sample]) -> pa.Table:
+        """The samples' keys (one column per join key, typed as declared) and request
+        times, one row per sampled row."""
         import pyarrow as pa
 
         from lykeion.features.offline.tables import key_type
 
         views = {i.view.join_key: i.view for i in self.inputs}
         keys = [k for s in samples for k in s.keys]
-        times = [s.time for s in samples for _ in s.keys]
         columns: dict[str, Any] = {
             name: pa.array([k[name] for k in keys], key_type(view)) for name, view in views.items()
         }
-        columns[_TIME] = pa.array(times, pa.timestamp("us", tz="UTC"))
-        columns[_TARGET] = pa.array([0] * len(keys), pa.int64())
-        labels = pa.table(columns)
-        refs = [FeatureRef(i.view, i.feature) for i in self.inputs]
-        spec = LabelSpec(next(iter(views)), _TIME, _TARGET)
-        table = store.training_set(labels, spec, refs).table
-        return {
-            i.ref: table.column(ref.column).to_pylist()
-            for i, ref in zip(self.inputs, refs, strict=True)
-        }
+        columns[TIME] = pa.array(
+            [s.time for s in samples for _ in s.keys], pa.timestamp("us", tz="UTC")
+        )
+        return pa.table(columns)
 
     def analysis(self) -> dict[str, dict[str, Any]]:
         """The `skew.features` object of `GET /analysis` (counts since start)."""
