@@ -197,9 +197,15 @@ def main() -> int:
                 for size, requests in work.requests.items()
             }
             endpoints = [load.Endpoint(name, base + target.path) for name, base in bases.items()]
-            measured = load.measure(
-                endpoints, bodies, args.concurrency, lambda line: print(line, flush=True)
-            )
+            try:
+                measured = load.measure(
+                    endpoints, bodies, args.concurrency, lambda line: print(line, flush=True)
+                )
+            except OSError:
+                for name in bases:  # what the servers said, before the folder goes
+                    log = (folder / f"{name}.log").read_text(errors="replace")
+                    print(f"--- {name}.log (tail)\n" + "\n".join(log.splitlines()[-15:]))
+                raise
             time.sleep(2.0)  # the worker finishes what is queued
             analysis = httpx.get(bases["signals"] + "/analysis", timeout=30).json()
     results["servers"] = measured
