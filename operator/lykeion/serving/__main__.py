@@ -75,7 +75,7 @@ def signals(
                 f"offline_store {uri!r}: use duckdb:///path or bigquery://project/dataset"
             )
         recompute = Recomputer(uri, config.manifests, [i.ref for i in enricher.inputs])
-        recompute.start()  # its imports (pyarrow, the store's client) now, not under traffic
+        # The child starts with the first sample: a server never sampled costs nothing.
         skew = SkewChecker(
             enricher.inputs,
             recompute,
