@@ -30,9 +30,11 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import pyarrow as pa
+# At the server's start, not with its first sample: an import under traffic holds the
+# interpreter lock for a fraction of a second.
+import pyarrow as pa
 
+if TYPE_CHECKING:
     from lykeion.features.offline.base import FeatureRef
 
 TIME = "__lykeion_request_time"
@@ -65,8 +67,6 @@ def read_frame(source: IO[bytes]) -> tuple[bytes, bytes]:
 
 
 def to_ipc(table: pa.Table) -> bytes:
-    import pyarrow as pa
-
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -74,8 +74,6 @@ def to_ipc(table: pa.Table) -> bytes:
 
 
 def from_ipc(payload: bytes) -> pa.Table:
-    import pyarrow as pa
-
     return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
 
 
@@ -99,8 +97,6 @@ def resolve(manifests: Sequence[Mapping[str, Any]], features: Sequence[str]) -> 
 def recompute_table(store: Any, refs: Sequence[FeatureRef], labels: pa.Table) -> pa.Table:
     """The features at each label's time, by the store's training-set path: one column per
     ref (named `entity.feature`), one row per label."""
-    import pyarrow as pa
-
     from lykeion.features.offline.base import LabelSpec
 
     with_target = labels.append_column(TARGET, pa.array([0] * labels.num_rows, pa.int64()))

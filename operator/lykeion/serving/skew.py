@@ -32,14 +32,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 from prometheus_client import CollectorRegistry, Counter
 
 from lykeion.features.view import element_type, is_list
 from lykeion.serving.recompute import TIME, RecomputeFailed
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from lykeion.serving.enrich import Enriched, Input
 
 log = logging.getLogger(__name__)
@@ -287,8 +286,6 @@ class SkewChecker:
     def _labels(self, samples: Sequence[Sample]) -> pa.Table:
         """The samples' keys (one column per join key, typed as declared) and request
         times, one row per sampled row."""
-        import pyarrow as pa
-
         from lykeion.features.offline.tables import key_type
 
         views = {i.view.join_key: i.view for i in self.inputs}
