@@ -40,7 +40,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 DECILES = 10
 """Interior bin edges of a numeric feature: its quantiles at 1/10, ..., 9/10."""
@@ -74,7 +74,6 @@ class FeatureStatistics(BaseModel):
     """Categorical: value -> share of non-missing values."""
     other: float | None = None
     """Categorical: share of non-missing values not in `top`."""
-    _index: dict[str, int] = PrivateAttr(default_factory=dict)
 
     def categories(self) -> int:
         """Number of PSI categories, the missing one included."""
@@ -92,20 +91,6 @@ class FeatureStatistics(BaseModel):
             shares.append((self.other or 0.0) * present)
         shares.append(self.null_rate)
         return np.asarray(shares, dtype="float64")
-
-    def category(self, value: Any) -> int:
-        """The PSI category of one served value (last: missing)."""
-        last = self.categories() - 1
-        scalar = numeric_value(value) if self.edges is not None else categorical_value(value)
-        if scalar is None:
-            return last
-        if self.edges is not None:
-            return bisect.bisect_left(self.edges, scalar)
-        index = self._index.get(str(scalar))
-        return last - 1 if index is None else index
-
-    def model_post_init(self, context: Any) -> None:
-        self._index = {value: i for i, value in enumerate(self.top or {})}
 
 
 class TrainingStatistics(BaseModel):
@@ -190,24 +175,48 @@ def psi(
 
 
 class _Window:
-    """The categories of the last `size` served values of one feature, with counts."""
+    """The categories of the last `size` served values of one feature, with counts.
+
+    Plain lists and a local loop: this runs for every served value, where numpy's
+    per-element indexing would cost ten times as much."""
 
     def __init__(self, statistics: FeatureStatistics, size: int) -> None:
         self.statistics = statistics
-        self.ring = np.zeros(size, dtype="int32")
-        self.counts = np.zeros(statistics.categories(), dtype="int64")
+        self.size = size
+        self.ring = [0] * size
+        self.counts = [0] * statistics.categories()
         self.filled = 0
         self.position = 0
+        self.missing = statistics.categories() - 1
+        self.edges = statistics.edges
+        self.timed = statistics.type == "timestamp"
+        self.top = {value: i for i, value in enumerate(statistics.top or {})}
 
-    def add(self, value: Any) -> None:
-        category = self.statistics.category(value)
-        if self.filled == self.ring.size:
-            self.counts[self.ring[self.position]] -= 1
-        else:
-            self.filled += 1
-        self.ring[self.position] = category
-        self.counts[category] += 1
-        self.position = (self.position + 1) % self.ring.size
+    def add(self, values: Sequence[Any]) -> None:
+        ring, counts, size = self.ring, self.counts, self.size
+        position, filled, missing, edges = self.position, self.filled, self.missing, self.edges
+        for value in values:
+            if value is None:
+                category = missing
+            elif edges is not None:
+                number = value.timestamp() if self.timed else value
+                # NaN is the one value not equal to itself: missing, as in training.
+                category = missing if number != number else bisect.bisect_left(edges, number)
+            else:
+                text = (
+                    ("true" if value else "false")
+                    if value is True or value is False
+                    else str(value)
+                )
+                category = self.top.get(text, missing - 1)
+            if filled == size:
+                counts[ring[position]] -= 1
+            else:
+                filled += 1
+            ring[position] = category
+            counts[category] += 1
+            position = position + 1 if position + 1 < size else 0
+        self.position, self.filled = position, filled
 
 
 class DriftMonitor:
@@ -246,8 +255,7 @@ class DriftMonitor:
                 self.served[ref] += len(values)
                 window = self._windows.get(column)
                 if window is not None:
-                    for value in values:
-                        window.add(value)
+                    window.add(values)
 
     def values(self) -> Iterator[tuple[str, float | None, int]]:
         """(`entity.feature`, PSI or None, values served since start) per feature; PSI
@@ -260,7 +268,8 @@ class DriftMonitor:
             if column in snapshot:
                 counts, filled = snapshot[column]
                 if filled >= self.min_served:
-                    value = psi(self._windows[column].statistics.expected(), counts / filled)
+                    shares = np.asarray(counts, dtype="float64") / filled
+                    value = psi(self._windows[column].statistics.expected(), shares)
             yield ref, value, served[ref]
 
     def analysis(self) -> dict[str, dict[str, Any]]:
