@@ -11,12 +11,14 @@ server also follows drift. Three `python -m lykeion.serving` run at once and tak
 (benchmarks/load.py), asked the same requests by rider key:
 
   bare      no request log, no skew check (drift is always on: it is part of serving)
+  twin      bare again: the ratio twin/bare is how far two equal servers differ on this
+            machine in this run (the noise floor of the other ratios)
   log       the request log (JSON Lines) on
   signals   the request log and the skew sampler at --sample-rate (default: the
             ServerConfig default), its worker recomputing samples from DuckDB
 
 Reported per batch size (1 and 50) and mode (sequential, concurrent): p50/p99 and req/s of
-each, and the ratios log/bare and signals/bare of p99 (target for signals/bare at the
+each, and the ratios twin/bare, log/bare and signals/bare of p99 (target for signals/bare at the
 default rate: <= 1.05). After the load, the server's /analysis must show checked values
 and no mismatch (the stores agree by construction).
 """
@@ -182,6 +184,7 @@ def main() -> int:
         stores = {"online_store": f"sqlite://{online}"}
         variants = {
             "bare": dict(stores),
+            "twin": dict(stores),  # bare again: how far two equal servers differ here
             "log": {**stores, "request_log": str(folder / "log.jsonl")},
             "signals": {
                 **stores,
@@ -216,7 +219,7 @@ def main() -> int:
             for mode in ("sequential", "concurrent")
             for size in ("1", "50")
         }
-        for name in ("log", "signals")
+        for name in ("twin", "log", "signals")
     }
     skew = analysis["skew"]["features"]
     results["skew"] = {
