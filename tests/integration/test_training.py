@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lykeion.handlers.training import training_name
+from lykeion.serving import drift
 from lykeion.training.tracking_server import TrackingServer
 from tests.support import Cluster, Operator, load, wait_for
 
@@ -90,6 +91,11 @@ def test_model_trains_registers_and_passes_its_gate(
     run = client.get_run(status["mlflowRunId"])
     assert run.data.metrics["eval_roc_auc"] == pytest.approx(status["metrics"]["eval_roc_auc"])
     assert run.inputs.dataset_inputs[0].dataset.digest == status["trainingSet"]["hash"][:36]
+    # The training set's per-feature statistics, as the model server loads them for drift.
+    statistics = drift.load(tracking_server.url, status["mlflowRunId"])
+    assert statistics is not None and statistics.rows == 900
+    assert set(statistics.features) == {f["ref"] for f in status["features"]}
+    assert all(s.count == 900 and s.edges for s in statistics.features.values())
 
 
 def test_retraining_the_same_spec_reproduces_hash_and_metrics(
