@@ -53,7 +53,9 @@ def run_v2(folder: Path, examples: int) -> dict[str, Any]:
     try:
         served = ServedModel(tracking_uri, model_uri, folder / "online.db")
         server = servers.server("fuzz", served.config())
-        return fuzz_v2(server.url, NAME, KEY, examples, binary_examples=5 * examples).summary()
+        report = fuzz_v2(server.url, NAME, KEY, examples, binary_examples=5 * examples,
+                         version="1.0")  # fmt: skip
+        return report.summary()
     finally:
         servers.stop_all()
 

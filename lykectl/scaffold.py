@@ -68,8 +68,9 @@ def main() -> None:
     mlflow.sklearn.log_model(
         model,
         name="model",
-        signature=infer_signature(x_train, model.predict_proba(x_train)[:, 1]),
-        # The served prediction: the probability of the positive class.
+        # The served prediction: the probability of each class (columns in the order of
+        # classes_); the signature says what the pyfunc returns.
+        signature=infer_signature(x_train, model.predict_proba(x_train)),
         pyfunc_predict_fn="predict_proba",
         skops_trusted_types=["numpy.dtype"],
     )

@@ -86,10 +86,12 @@ def _settings(examples: int) -> settings:
     )
 
 
-def v2_document(model: str, key: str | None = None) -> dict[str, Any]:
+def v2_document(model: str, key: str | None = None, version: str | None = None) -> dict[str, Any]:
     """The OpenAPI document for one model: `${X}` templates as `{X}`, the unversioned
     paths next to the versioned ones, the model name fixed; with `key`, every input is
-    named `key` and shapes stay small, so bodies reach past the name check."""
+    named `key` and shapes stay small, so bodies reach past the name check; with
+    `version`, versioned paths name the served version or, one time in two of the
+    values Schemathesis draws, another one (a 404)."""
     raw = yaml.safe_load(SPEC.read_text())
     paths: dict[str, Any] = {}
     for path, item in raw["paths"].items():
@@ -107,6 +109,8 @@ def v2_document(model: str, key: str | None = None) -> dict[str, Any]:
         for parameter in item.get("parameters", []):
             if parameter["name"] == "MODEL_NAME":
                 parameter["schema"] = {"type": "string", "enum": [model]}
+            if parameter["name"] == "MODEL_VERSION" and version is not None:
+                parameter["schema"] = {"type": "string", "enum": [version, f"{version}.9"]}
     raw["paths"] = paths
     if key is not None:
         tensor = raw["components"]["schemas"]["request_input"]["properties"]
@@ -202,13 +206,19 @@ def binary_bodies(draw: st.DrawFn, key: str) -> tuple[bytes, str]:
 
 
 def fuzz_v2(
-    url: str, model: str, key: str, examples: int, binary_examples: int | None = None
+    url: str,
+    model: str,
+    key: str,
+    examples: int,
+    binary_examples: int | None = None,
+    version: str | None = None,
 ) -> FuzzReport:
     """`examples` cases per Schemathesis part (document positive/negative, focused
     positive/negative) and `binary_examples` (default `examples`) binary-extension bodies
-    against the model server at `url`."""
+    against the model server at `url`; `version`: the version it serves (versioned
+    paths name it, or another one)."""
     report = FuzzReport()
-    for raw in (v2_document(model), v2_document(model, key)):
+    for raw in (v2_document(model, version=version), v2_document(model, key, version)):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             _run_openapi(report, raw, url, examples, mode)
     infer = f"{url}/v2/models/{model}/infer"
