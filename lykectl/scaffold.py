@@ -21,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from lykectl.errors import CliError, validation_message
+from lykectl.output import DataOutput, print_data
 from lykeion.training.contract import CONTRACT_FILE, ProjectContract
 
 TRAIN_PY = '''\
@@ -206,6 +207,9 @@ def init(
     lower_is_better: Annotated[
         bool, typer.Option("--lower-is-better", help="The metric must stay below the threshold.")
     ] = False,
+    output: Annotated[
+        DataOutput, typer.Option("--output", "-o", help="Output format.")
+    ] = DataOutput.table,
 ) -> None:
     """Create an MLflow project that Lykeion trains as it is: MLproject, python_env.yaml,
     lykeion.yaml (the training contract), train.py and a README of the three commands."""
@@ -236,5 +240,8 @@ def init(
     directory.mkdir(parents=True, exist_ok=True)
     for relative, text in files.items():
         (directory / relative).write_text(text)
-    typer.echo(f"created {directory}: {', '.join(files)}")
+    if output is DataOutput.table:
+        typer.echo(f"created {directory}: {', '.join(files)}")
+    else:
+        print_data({"directory": str(directory), "files": list(files)}, output)
     typer.echo(f"next: see {directory / 'README.md'}", err=True)
