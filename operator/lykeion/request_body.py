@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+MODEL_SERVER_MAX_BYTES = 1024 * 1024
+"""The model server's and router's default cap: the largest batch (1000 rows) of long keys
+in any of the three protocols, with room to spare."""
+
 
 class BodyTooLarge(Exception):
     """The request body exceeds the cap (HTTP 413, RFC 9110 section 15.5.14)."""

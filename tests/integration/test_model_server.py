@@ -469,6 +469,23 @@ def test_a_binary_extension_body_over_the_limit_is_413(server: ServerProcess) ->
     assert "exceeds the limit of" in answer.json()["error"]
 
 
+def test_the_router_refuses_a_body_over_the_limit_before_forwarding(
+    server: ServerProcess, servers: Servers
+) -> None:
+    router = servers.router(
+        "router-cap", {"versions": [{"version": "1.0", "url": server.url, "weight": 100}],
+                       "shadow": None},
+    )  # fmt: skip
+    headers = {"content-type": "application/json"}
+    for path, body, _ in BODY_CASES:
+        fits = router.post(path, content=padded(body, LIMIT), headers=headers)
+        assert fits.status_code == 200, fits.text
+        over = httpx.post(f"{router.url}{path}", content=padded(body, LIMIT + 1),
+                          headers=headers, timeout=30)  # fmt: skip
+        assert over.status_code == 413, over.text
+        assert "exceeds the limit of" in error_message(over)
+
+
 def test_v2_versioned_paths_answer_for_the_served_version_only(server: ServerProcess) -> None:
     base = f"/v2/models/{NAME}/versions"
     assert server.get(f"{base}/1.0/ready").status_code == 200
