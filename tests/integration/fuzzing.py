@@ -4,7 +4,9 @@
   (`tests/specs/`), positive and negative, sent to a running model server; plus a
   focused copy of the document whose inputs are named by the model's entity key (so that
   requests get past the name check into shapes, datatypes, key parsing, the store read
-  and the model), plus bodies of the binary tensor extension with random sizes.
+  and the model), well-formed key tensors of random keys (text, or integers of an integer
+  datatype) on the unversioned and versioned paths, plus bodies of the binary tensor
+  extension with random sizes.
 - `fuzz_graphql`: Schemathesis (hypothesis-graphql) queries from the Feature API's own
   schema, read by introspection from the running process, positive and negative; plus
   typed lookups with random JSON variables.
@@ -205,6 +207,28 @@ def binary_bodies(draw: st.DrawFn, key: str) -> tuple[bytes, str]:
     return header + part, length
 
 
+@st.composite
+def key_tensors(draw: st.DrawFn, key: str) -> dict[str, Any]:
+    """A well-formed inference request of one key tensor: random text keys as BYTES (the
+    fixture's keys among them) or random integers in an integer datatype, so that bodies
+    pass the request checks and reach key parsing, the store read and the model."""
+    count = draw(st.integers(1, 5))
+    datatype = draw(st.sampled_from(["BYTES", "BYTES", "INT64", "INT32", "UINT8"]))
+    if datatype == "BYTES":
+        element = st.sampled_from(["r1", "r2", "r3"]) | st.text(max_size=8)
+    else:
+        low, high = {"INT64": (-(2**63), 2**63 - 1), "INT32": (-(2**31), 2**31 - 1),
+                     "UINT8": (0, 255)}[datatype]  # fmt: skip
+        element = st.integers(low, high)
+    data = draw(st.lists(element, min_size=count, max_size=count))
+    request: dict[str, Any] = {
+        "inputs": [{"name": key, "shape": [count], "datatype": datatype, "data": data}]
+    }
+    if draw(st.booleans()):
+        request["id"] = draw(st.text(max_size=6))
+    return request
+
+
 def fuzz_v2(
     url: str,
     model: str,
@@ -223,6 +247,21 @@ def fuzz_v2(
             _run_openapi(report, raw, url, examples, mode)
     infer = f"{url}/v2/models/{model}/infer"
     with httpx.Client(timeout=30) as client:
+
+        @_settings(examples)
+        @given(
+            key_tensors(key), st.sampled_from(["", *([f"/versions/{version}"] if version else [])])
+        )
+        def keys(request: dict[str, Any], versioned: str) -> None:
+            path = f"{url}/v2/models/{model}{versioned}/infer"
+            response = client.post(path, json=request)
+            label = f"keys {versioned or 'unversioned'} body={request!r:.200}"
+            if _check_status(report, label, response):
+                _check_error_object(report, label, response)
+                if response.status_code == 200 and "outputs" not in response.json():
+                    report.failures.append(f"{label}: 200 without outputs")
+
+        report.part("well-formed keys", keys)
 
         @_settings(examples if binary_examples is None else binary_examples)
         @given(binary_bodies(key))
