@@ -248,7 +248,6 @@ def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Sta
             )
         else:
             return None
-        metrics.errors.labels("404").inc()
         return failure("v2", 404, message)
 
     async def v2_infer(request: Request) -> Response:
