@@ -65,8 +65,16 @@ class Connection:
         self._http = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, 60)
 
     def post(self, body: bytes) -> bytes:
-        self._http.request("POST", self.path, body, self.endpoint.headers)
-        answer = self._http.getresponse()
+        try:
+            self._http.request("POST", self.path, body, self.endpoint.headers)
+            answer = self._http.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # uvicorn closes a connection idle for 5 s: on a loaded machine the other
+            # servers' turns can take longer. Reconnect once; the first request of a turn,
+            # where this happens, is never timed.
+            self._http.close()
+            self._http.request("POST", self.path, body, self.endpoint.headers)
+            answer = self._http.getresponse()
         content = answer.read()
         if answer.status != 200:
             raise RuntimeError(f"{self.endpoint.name} answered {answer.status}: {content[:500]!r}")

@@ -17,6 +17,7 @@ from lykectl import (
     scaffold,
 )
 from lykectl.errors import ReportingGroup
+from lykectl.output import DataOutput, print_data
 
 app = typer.Typer(
     name="lykectl",
@@ -25,6 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # Click's own help layout: it wraps every line to the terminal (80 columns at most)
+    # and never cuts an option name or its help short, as Rich's boxed tables do.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(families.app, name="families")
@@ -53,10 +57,27 @@ def up(
     timeout: Annotated[
         float, typer.Option(min=1, help="Seconds each start-up stage may take.")
     ] = 120.0,
+    output: Annotated[
+        DataOutput,
+        typer.Option(
+            "--output",
+            "-o",
+            help="table: `export KUBECONFIG=...` on stdout (for eval), the rest on stderr; "
+            "yaml/json: the platform's addresses.",
+        ),
+    ] = DataOutput.table,
 ) -> None:
     """Start the embedded platform: etcd, kube-apiserver, the CRDs, MLflow, the operator and
     the Feature API."""
     platform, already = embedded.up(workdir, timeout)
+    if output is not DataOutput.table:
+        print_data(
+            {"kubeconfig": str(platform.kubeconfig), "apiServer": platform.api_server,
+             "mlflow": platform.mlflow_url, "featureApi": platform.feature_api_url or None,
+             "alreadyRunning": already},
+            output,
+        )  # fmt: skip
+        return
     if already:
         typer.echo(f"the embedded platform is already running ({platform.api_server})", err=True)
     else:
@@ -78,9 +99,15 @@ def down(
     purge: Annotated[
         bool, typer.Option("--purge", help="Also delete the data: etcd, runs, kubeconfig, logs.")
     ] = False,
+    output: Annotated[
+        DataOutput, typer.Option("--output", "-o", help="Output format.")
+    ] = DataOutput.table,
 ) -> None:
     """Stop the embedded platform started by `lykectl up`."""
-    if not embedded.down(workdir, purge):
+    stopped = embedded.down(workdir, purge)
+    if output is not DataOutput.table:
+        print_data({"stopped": stopped, "purged": purge, "workdir": str(workdir)}, output)
+    elif not stopped:
         typer.echo(
             f"the embedded platform is not running (no {workdir / embedded.STATE_FILE})", err=True
         )

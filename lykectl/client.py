@@ -52,6 +52,10 @@ def context_namespace(kubeconfig: str) -> str | None:
     return str(namespace) if namespace else None
 
 
+class AlreadyExists(CliError):
+    """A create found an object of that kind and name in the namespace (HTTP 409)."""
+
+
 def resource(kind: Kind, name: str) -> str:
     """`model.lykeion.io/forward-default-1.0`, the way kubectl names what it touched."""
     return f"{kind.singular}.{GROUP}/{name}"
@@ -173,7 +177,7 @@ class Cluster:
             )
         except ApiException as error:
             if error.status == 409:
-                raise CliError(
+                raise AlreadyExists(
                     f"{kind.kind} {name} already exists in namespace {self._namespace_of(body)}"
                 ) from None
             raise

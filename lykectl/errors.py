@@ -12,6 +12,8 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from typer.core import TyperGroup
 
+from lykectl.patterns import pattern_sentence
+
 
 class CliError(Exception):
     """A failure the user can act on; its text is the whole report."""
@@ -29,10 +31,16 @@ def location(prefix: str, loc: Sequence[int | str]) -> str:
 
 
 def validation_message(error: ValidationError, prefix: str = "spec") -> str:
-    """All of pydantic's findings on one line: `spec.version: String should match ...`."""
+    """All of pydantic's findings on one line, each naming its field; a pattern mismatch
+    in words with a valid example (`spec.version: '1.x' is not valid: expected one to
+    three numbers separated by dots, e.g. 1.0`), never the regular expression."""
     findings = []
     for item in error.errors():
         message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "string_pattern_mismatch":
+            fields = [part for part in item["loc"] if isinstance(part, str)]
+            pattern = str((item.get("ctx") or {}).get("pattern", ""))
+            message = pattern_sentence(pattern, item["input"], fields[-1] if fields else None)
         findings.append(f"{location(prefix, item['loc'])}: {message}")
     return "; ".join(findings)
 

@@ -8,7 +8,13 @@ import typer
 
 from lykectl import options
 from lykectl.arguments import split_list
-from lykectl.resources import add_read_delete_commands, build_object, build_spec, finish
+from lykectl.resources import (
+    add_read_delete_commands,
+    build_object,
+    build_spec,
+    create,
+    finish,
+)
 from lykeion.api.kinds import MODEL_FAMILY
 
 app = typer.Typer(
@@ -45,8 +51,10 @@ def create_family(
     """Create a ModelFamily."""
     cluster = options.cluster(ctx, namespace, kubeconfig)
     spec = build_spec(MODEL_FAMILY, family_spec(alias, name, description, authors))
-    created = cluster.create(build_object(MODEL_FAMILY, alias, spec, cluster.namespace))
-    finish(cluster, MODEL_FAMILY, created, "created", output, wait, timeout)
+    created, verb = create(
+        cluster, MODEL_FAMILY, build_object(MODEL_FAMILY, alias, spec, cluster.namespace)
+    )
+    finish(cluster, MODEL_FAMILY, created, verb, output, wait, timeout)
 
 
 add_read_delete_commands(app, MODEL_FAMILY)

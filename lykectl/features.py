@@ -12,17 +12,15 @@ import yaml
 
 from lykectl import feature_api, options
 from lykectl.arguments import split_list
-from lykectl.client import resource
 from lykectl.errors import CliError
 from lykectl.output import DataOutput, print_data, print_rows
 from lykectl.resources import (
     add_read_delete_commands,
     build_object,
     build_spec,
-    count_request,
     finish,
+    request,
 )
-from lykectl.wait import wait_ready
 from lykeion.api.kinds import FEATURE_MANIFEST, kind_of
 
 app = typer.Typer(
@@ -116,6 +114,7 @@ DataFormat = Annotated[DataOutput, typer.Option("--output", "-o", help="Output f
 def backfill(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="FeatureManifest name, e.g. rider-activity.")],
+    output: options.CreatedFormat = None,
     wait: options.Wait = False,
     timeout: options.Timeout = 600.0,
     namespace: options.Namespace = None,
@@ -128,10 +127,7 @@ def backfill(
         requests = int(current["spec"].get("backfillRequests", 0)) + 1
         return requests, {"backfillRequests": requests}
 
-    requests = count_request(cluster, FEATURE_MANIFEST, name, more)
-    typer.echo(f"{resource(FEATURE_MANIFEST, name)} backfill requested (request #{requests})")
-    if wait:
-        wait_ready(lambda: cluster.get(FEATURE_MANIFEST, name), FEATURE_MANIFEST, name, timeout)
+    request(cluster, FEATURE_MANIFEST, name, "backfill", more, output, wait, timeout)
 
 
 @app.command("read")

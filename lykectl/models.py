@@ -10,18 +10,19 @@ from typing import Annotated, Any
 import typer
 from kubernetes.client.exceptions import ApiException
 
-from lykectl import options, training_logs
+from lykectl import deletion, options, training_logs
 from lykectl.arguments import parse_params, split_list
-from lykectl.client import Cluster, is_conflict, resource
+from lykectl.client import Cluster, is_conflict
 from lykectl.errors import CliError
-from lykectl.output import Output, show
+from lykectl.output import DataOutput, Output, print_data, show
 from lykectl.resources import (
     build_object,
     build_spec,
-    count_request,
+    create,
     finish,
     name_from,
     object_name,
+    request,
 )
 from lykectl.traffic import next_versions
 from lykectl.wait import wait_ready
@@ -245,7 +246,7 @@ def create_model(
         ),
     )
     body = build_object(MODEL, object_name(MODEL, spec), spec, cluster.namespace)
-    finish(cluster, MODEL, cluster.create(body), "created", output, wait, timeout)
+    finish(cluster, MODEL, *create(cluster, MODEL, body), output, wait, timeout)
 
 
 @app.command("list")
@@ -298,14 +299,16 @@ def delete_model(
     family: Family,
     version: Version,
     segment: Segment = "default",
+    output: options.DataFormat = DataOutput.table,
+    wait: options.WaitDeleted = False,
+    timeout: options.Timeout = 120.0,
     namespace: options.Namespace = None,
     kubeconfig: options.Kubeconfig = None,
 ) -> None:
-    """Delete one Model version."""
+    """Delete one Model version: says whether it is gone or what still holds it."""
     cluster = options.cluster(ctx, namespace, kubeconfig)
     name = name_from(MODEL, family=family, segment=segment, version=version)
-    cluster.delete(MODEL, name)
-    typer.echo(f"{resource(MODEL, name)} deleted")
+    deletion.delete(cluster, MODEL, name, output, wait, timeout)
 
 
 @app.command("train")
@@ -314,6 +317,7 @@ def train_model(
     family: Family,
     version: Version,
     segment: Segment = "default",
+    output: options.CreatedFormat = None,
     wait: options.Wait = False,
     timeout: options.Timeout = 120.0,
     namespace: options.Namespace = None,
@@ -330,10 +334,7 @@ def train_model(
         build_spec(MODEL, {**spec, "training": {**training, "requests": requests}})
         return requests, {"training": {"requests": requests}}
 
-    requests = count_request(cluster, MODEL, name, more)
-    typer.echo(f"{resource(MODEL, name)} training requested (request #{requests})")
-    if wait:
-        wait_ready(lambda: cluster.get(MODEL, name), MODEL, name, timeout)
+    request(cluster, MODEL, name, "training", more, output, wait, timeout)
 
 
 @app.command("logs")
@@ -352,6 +353,15 @@ def model_logs(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0, help="Seconds --follow follows at most.")
     ] = 600.0,
+    output: Annotated[
+        DataOutput,
+        typer.Option(
+            "--output",
+            "-o",
+            help="table: the log as it is written; yaml/json: {training, running, lines} "
+            "(with --follow, once the training ends).",
+        ),
+    ] = DataOutput.table,
     workdir: options.Workdir = options.DEFAULT_WORKDIR,
     namespace: options.Namespace = None,
     kubeconfig: options.Kubeconfig = None,
@@ -362,20 +372,28 @@ def model_logs(
     log = training_logs.training_log(
         workdir.expanduser(), cluster.namespace, cluster.get(MODEL, name)
     )
+    collected: list[str] = []
 
     def emit(text: str) -> None:
-        typer.echo(text, nl=False)
+        if output is DataOutput.table:
+            typer.echo(text, nl=False)
+        else:
+            collected.append(text)
 
     if not follow:
         training_logs.show(log, tail, emit)
-        return
-    training_logs.follow(
-        log,
-        tail,
-        lambda: training_logs.still_running(cluster.get(MODEL, name), log.training),
-        emit,
-        timeout,
-    )
+    else:
+        training_logs.follow(
+            log,
+            tail,
+            lambda: training_logs.still_running(cluster.get(MODEL, name), log.training),
+            emit,
+            timeout,
+        )
+    if output is not DataOutput.table:
+        document = {"training": log.training, "running": log.running and not follow,
+                    "lines": "".join(collected).splitlines()}  # fmt: skip
+        print_data(document, output)
 
 
 def _write_deployment(

@@ -10,7 +10,7 @@ import typer
 
 from lykectl.client import DEFAULT_NAMESPACE, Cluster, context_namespace, default_kubeconfig
 from lykectl.embedded import DEFAULT_WORKDIR as DEFAULT_WORKDIR
-from lykectl.output import Output
+from lykectl.output import DataOutput, Output
 
 KUBECONFIG_HELP = (
     "Kubeconfig to use (default: $KUBECONFIG, else ~/.lykeion/kubeconfig if it exists, "
@@ -50,6 +50,13 @@ Wait = Annotated[
     ),
 ]
 Timeout = Annotated[float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")]
+DataFormat = Annotated[DataOutput, typer.Option("--output", "-o", help="Output format.")]
+WaitDeleted = Annotated[
+    bool,
+    typer.Option(
+        "--wait", help="Wait until the object is gone (exit 1 if --timeout runs out first)."
+    ),
+]
 Workdir = Annotated[
     Path,
     typer.Option(

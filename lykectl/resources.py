@@ -11,10 +11,10 @@ import typer
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from lykectl import options
-from lykectl.client import Cluster, is_conflict, resource
+from lykectl import deletion, options
+from lykectl.client import AlreadyExists, Cluster, is_conflict, resource
 from lykectl.errors import CliError, validation_message
-from lykectl.output import Output, show
+from lykectl.output import DataOutput, Output, show
 from lykectl.wait import wait_ready
 from lykeion.api.common import ApiModel
 from lykeion.api.kinds import Kind
@@ -51,6 +51,27 @@ def build_object(kind: Kind, name: str, spec: ApiModel, namespace: str) -> dict[
     return body
 
 
+def create(cluster: Cluster, kind: Kind, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Create the object; (object, "created"), or (the existing one, "unchanged") when an
+    object of that name already has the same spec, so that re-running a command (a demo,
+    a script) is not an error. CliError naming the fields when its spec differs."""
+    try:
+        return cluster.create(body), "created"
+    except AlreadyExists as error:
+        existing = cluster.find(kind, body["metadata"]["name"])
+        if existing is None:  # deleted in between
+            return cluster.create(body), "created"
+        ours = kind.parse_spec(body["spec"]).wire()
+        theirs = kind.parse_spec(existing.get("spec") or {}).wire()
+        if ours == theirs:
+            return existing, "unchanged"
+        fields = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        raise CliError(
+            f"{error} with a different spec (spec.{', spec.'.join(fields)}); delete it first "
+            "or choose another name"
+        ) from None
+
+
 def finish(
     cluster: Cluster,
     kind: Kind,
@@ -79,7 +100,18 @@ def count_request(
     name: str,
     next_spec: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]],
 ) -> int:
-    """Increment a request counter of the spec exactly once; returns its new value.
+    """Increment a request counter of the spec exactly once; returns its new value."""
+    return increment(cluster, kind, name, next_spec)[0]
+
+
+def increment(
+    cluster: Cluster,
+    kind: Kind,
+    name: str,
+    next_spec: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]],
+) -> tuple[int, dict[str, Any]]:
+    """Increment a request counter of the spec exactly once; its new value and the object
+    as the patch left it.
 
     `next_spec(current object)` gives the new count and the spec patch. The patch carries
     the resourceVersion read, so the API server refuses (409) if someone else wrote in
@@ -90,13 +122,30 @@ def count_request(
         count, spec = next_spec(current)
         patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}}
         try:
-            cluster.merge_patch(kind, name, {**patch, "spec": spec})
+            patched = cluster.merge_patch(kind, name, {**patch, "spec": spec})
         except ApiException as error:
             if is_conflict(error):
                 continue
             raise
-        return count
+        return count, patched
     raise CliError(f"{kind.kind} {name} kept changing; gave up after {CONFLICT_RETRIES} conflicts")
+
+
+def request(
+    cluster: Cluster,
+    kind: Kind,
+    name: str,
+    what: str,
+    next_spec: Callable[[dict[str, Any]], tuple[int, dict[str, Any]]],
+    output: Output | None,
+    wait: bool,
+    timeout: float,
+) -> int:
+    """Count one more `what` request (`training`, `backfill`) and report it as `finish`
+    reports a write: a line, or the object with -o (once Ready with --wait)."""
+    count, patched = increment(cluster, kind, name, next_spec)
+    finish(cluster, kind, patched, f"{what} requested (request #{count})", output, wait, timeout)
+    return count
 
 
 def add_read_delete_commands(app: typer.Typer, kind: Kind) -> None:
@@ -125,13 +174,18 @@ def add_read_delete_commands(app: typer.Typer, kind: Kind) -> None:
         cluster = options.cluster(ctx, namespace, kubeconfig)
         show(kind, [cluster.get(kind, name)], output, single=True)
 
-    @app.command("delete", help=f"Delete one {kind.kind}.")
+    @app.command(
+        "delete",
+        help=f"Delete one {kind.kind}: says whether it is gone or what still holds it.",
+    )
     def delete_object(
         ctx: typer.Context,
         name: Annotated[str, typer.Argument(help=f"Name of the {kind.kind}.")],
+        output: options.DataFormat = DataOutput.table,
+        wait: options.WaitDeleted = False,
+        timeout: options.Timeout = 120.0,
         namespace: options.Namespace = None,
         kubeconfig: options.Kubeconfig = None,
     ) -> None:
         cluster = options.cluster(ctx, namespace, kubeconfig)
-        cluster.delete(kind, name)
-        typer.echo(f"{resource(kind, name)} deleted")
+        deletion.delete(cluster, kind, name, output, wait, timeout)

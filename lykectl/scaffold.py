@@ -21,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from lykectl.errors import CliError, validation_message
+from lykectl.output import DataOutput, print_data
 from lykeion.training.contract import CONTRACT_FILE, ProjectContract
 
 TRAIN_PY = '''\
@@ -68,8 +69,9 @@ def main() -> None:
     mlflow.sklearn.log_model(
         model,
         name="model",
-        signature=infer_signature(x_train, model.predict_proba(x_train)[:, 1]),
-        # The served prediction: the probability of the positive class.
+        # The served prediction: the probability of each class (columns in the order of
+        # classes_); the signature says what the pyfunc returns.
+        signature=infer_signature(x_train, model.predict_proba(x_train)),
         pyfunc_predict_fn="predict_proba",
         skops_trusted_types=["numpy.dtype"],
     )
@@ -205,6 +207,9 @@ def init(
     lower_is_better: Annotated[
         bool, typer.Option("--lower-is-better", help="The metric must stay below the threshold.")
     ] = False,
+    output: Annotated[
+        DataOutput, typer.Option("--output", "-o", help="Output format.")
+    ] = DataOutput.table,
 ) -> None:
     """Create an MLflow project that Lykeion trains as it is: MLproject, python_env.yaml,
     lykeion.yaml (the training contract), train.py and a README of the three commands."""
@@ -235,5 +240,8 @@ def init(
     directory.mkdir(parents=True, exist_ok=True)
     for relative, text in files.items():
         (directory / relative).write_text(text)
-    typer.echo(f"created {directory}: {', '.join(files)}")
+    if output is DataOutput.table:
+        typer.echo(f"created {directory}: {', '.join(files)}")
+    else:
+        print_data({"directory": str(directory), "files": list(files)}, output)
     typer.echo(f"next: see {directory / 'README.md'}", err=True)

@@ -2,7 +2,9 @@
 # The embedded platform end to end, on a fresh machine:
 #   python environment -> control plane (built once) -> operator -> the example applied
 #   -> every object Ready -> a prediction from the live endpoint. Leaves the platform running; `lykectl down` stops it.
-# State goes to $LYKEION_HOME (default ~/.lykeion).
+# State goes to $LYKEION_HOME (default ~/.lykeion). Running it again is fine: every step
+# finds what the last run made (`families create` of the same spec says "unchanged",
+# applies are idempotent, a running platform is reused) and ends with a prediction.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LYKEION_HOME="${LYKEION_HOME:-$HOME/.lykeion}"
@@ -28,8 +30,7 @@ done_stage
 
 stage "the forward example: family, features (Beam pipeline -> offline + online stores)"
 lykectl families create --alias forward --name Forward \
-  --description "Will this rider order again within 30 days?" --authors ds@example.com --wait \
-  || lykectl families get forward
+  --description "Will this rider order again within 30 days?" --authors ds@example.com --wait
 lykectl features apply -f examples/forward/features.yaml --wait
 kubectl="$(bash scripts/build-control-plane.sh)/kubectl"
 done_stage

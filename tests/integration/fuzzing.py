@@ -4,7 +4,9 @@
   (`tests/specs/`), positive and negative, sent to a running model server; plus a
   focused copy of the document whose inputs are named by the model's entity key (so that
   requests get past the name check into shapes, datatypes, key parsing, the store read
-  and the model), plus bodies of the binary tensor extension with random sizes.
+  and the model), well-formed key tensors of random keys (text, or integers of an integer
+  datatype) on the unversioned and versioned paths, plus bodies of the binary tensor
+  extension with random sizes.
 - `fuzz_graphql`: Schemathesis (hypothesis-graphql) queries from the Feature API's own
   schema, read by introspection from the running process, positive and negative; plus
   typed lookups with random JSON variables.
@@ -86,10 +88,12 @@ def _settings(examples: int) -> settings:
     )
 
 
-def v2_document(model: str, key: str | None = None) -> dict[str, Any]:
+def v2_document(model: str, key: str | None = None, version: str | None = None) -> dict[str, Any]:
     """The OpenAPI document for one model: `${X}` templates as `{X}`, the unversioned
     paths next to the versioned ones, the model name fixed; with `key`, every input is
-    named `key` and shapes stay small, so bodies reach past the name check."""
+    named `key` and shapes stay small, so bodies reach past the name check; with
+    `version`, versioned paths name the served version or, one time in two of the
+    values Schemathesis draws, another one (a 404)."""
     raw = yaml.safe_load(SPEC.read_text())
     paths: dict[str, Any] = {}
     for path, item in raw["paths"].items():
@@ -107,6 +111,8 @@ def v2_document(model: str, key: str | None = None) -> dict[str, Any]:
         for parameter in item.get("parameters", []):
             if parameter["name"] == "MODEL_NAME":
                 parameter["schema"] = {"type": "string", "enum": [model]}
+            if parameter["name"] == "MODEL_VERSION" and version is not None:
+                parameter["schema"] = {"type": "string", "enum": [version, f"{version}.9"]}
     raw["paths"] = paths
     if key is not None:
         tensor = raw["components"]["schemas"]["request_input"]["properties"]
@@ -201,18 +207,61 @@ def binary_bodies(draw: st.DrawFn, key: str) -> tuple[bytes, str]:
     return header + part, length
 
 
+@st.composite
+def key_tensors(draw: st.DrawFn, key: str) -> dict[str, Any]:
+    """A well-formed inference request of one key tensor: random text keys as BYTES (the
+    fixture's keys among them) or random integers in an integer datatype, so that bodies
+    pass the request checks and reach key parsing, the store read and the model."""
+    count = draw(st.integers(1, 5))
+    datatype = draw(st.sampled_from(["BYTES", "BYTES", "INT64", "INT32", "UINT8"]))
+    if datatype == "BYTES":
+        element = st.sampled_from(["r1", "r2", "r3"]) | st.text(max_size=8)
+    else:
+        low, high = {"INT64": (-(2**63), 2**63 - 1), "INT32": (-(2**31), 2**31 - 1),
+                     "UINT8": (0, 255)}[datatype]  # fmt: skip
+        element = st.integers(low, high)
+    data = draw(st.lists(element, min_size=count, max_size=count))
+    request: dict[str, Any] = {
+        "inputs": [{"name": key, "shape": [count], "datatype": datatype, "data": data}]
+    }
+    if draw(st.booleans()):
+        request["id"] = draw(st.text(max_size=6))
+    return request
+
+
 def fuzz_v2(
-    url: str, model: str, key: str, examples: int, binary_examples: int | None = None
+    url: str,
+    model: str,
+    key: str,
+    examples: int,
+    binary_examples: int | None = None,
+    version: str | None = None,
 ) -> FuzzReport:
     """`examples` cases per Schemathesis part (document positive/negative, focused
     positive/negative) and `binary_examples` (default `examples`) binary-extension bodies
-    against the model server at `url`."""
+    against the model server at `url`; `version`: the version it serves (versioned
+    paths name it, or another one)."""
     report = FuzzReport()
-    for raw in (v2_document(model), v2_document(model, key)):
+    for raw in (v2_document(model, version=version), v2_document(model, key, version)):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             _run_openapi(report, raw, url, examples, mode)
     infer = f"{url}/v2/models/{model}/infer"
     with httpx.Client(timeout=30) as client:
+
+        @_settings(examples)
+        @given(
+            key_tensors(key), st.sampled_from(["", *([f"/versions/{version}"] if version else [])])
+        )
+        def keys(request: dict[str, Any], versioned: str) -> None:
+            path = f"{url}/v2/models/{model}{versioned}/infer"
+            response = client.post(path, json=request)
+            label = f"keys {versioned or 'unversioned'} body={request!r:.200}"
+            if _check_status(report, label, response):
+                _check_error_object(report, label, response)
+                if response.status_code == 200 and "outputs" not in response.json():
+                    report.failures.append(f"{label}: 200 without outputs")
+
+        report.part("well-formed keys", keys)
 
         @_settings(examples if binary_examples is None else binary_examples)
         @given(binary_bodies(key))

@@ -202,6 +202,7 @@ class SumModel:
     """A model in plain Python: each row's prediction is the sum of its inputs."""
 
     uri = "memory://sum"
+    output = None
 
     def __init__(self, features: list[TrainedFeature]) -> None:
         self.features = features

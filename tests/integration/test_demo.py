@@ -42,6 +42,22 @@ def test_demo_brings_the_example_to_ready_and_down_stops_everything(tmp_path: Pa
             assert " True " in line, line
         pids = [p["pid"] for p in json.loads((home / "platform.json").read_text())["processes"]]
         assert len(pids) == 5  # etcd, kube-apiserver, MLflow, operator, Feature API
+
+        # Again, on the running platform: every step finds what the first run made.
+        again = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "demo.sh")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "already exists" not in again.stdout + again.stderr
+        assert "modelfamily.lykeion.io/forward unchanged" in again.stdout
+        assert "rider_id=r42" in again.stdout.split("== a prediction", 1)[1]
+        assert [
+            p["pid"] for p in json.loads((home / "platform.json").read_text())["processes"]
+        ] == pids
     finally:
         subprocess.run([LYKECTL, "down", "--purge"], env=env, capture_output=True, timeout=120)
     for pid in pids:

@@ -94,6 +94,8 @@ def test_transformer_enriches_keys_for_the_mlflow_runtime(
     served_model: ServedModel, servers: Servers, mlserver: str
 ) -> None:
     transformer = _transformer(servers, served_model, "transformer", mlserver).wait_ready()
+    # Before any prediction, V2 metadata describes the output as the predictor declares it.
+    [declared] = transformer.get(f"/v2/models/{NAME}").json()["outputs"]
 
     keys = ["r1", "r2", "r3"]
     answer = transformer.post("/predict", {"keys": [{KEY: k} for k in keys]})
@@ -106,6 +108,9 @@ def test_transformer_enriches_keys_for_the_mlflow_runtime(
         {"inputs": [{"name": KEY, "shape": [1], "datatype": "BYTES", "data": ["r2"]}]},
     )
     assert v2.json()["outputs"][0]["data"] == pytest.approx(expected[1], rel=1e-9)
+    [returned] = v2.json()["outputs"]
+    assert declared["datatype"] == returned["datatype"] == "FP64"
+    assert declared["shape"] == [-1, 2] and returned["shape"] == [1, 2]
 
 
 def test_a_predictor_that_does_not_answer_is_a_503(

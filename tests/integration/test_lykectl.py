@@ -138,3 +138,69 @@ def test_features_backfill_rebuilds_both_stores_as_a_new_generation(
     assert [r["generation"] for r in backfills][-2:] == [1, 2]
     # The same source rewritten: same rows, nothing new in the online store.
     assert backfills[-1]["rowsWritten"] == backfills[-2]["rowsWritten"]
+
+
+def _create_family(lykectl: Any, *extra: str, check: bool = True) -> Any:
+    return lykectl("families", "create", "--alias", "forward", "--name", "Forward",
+                   "--description", "d", "--authors", "ds@example.com", *extra,
+                   check=check)  # fmt: skip
+
+
+def test_creating_the_same_object_again_is_unchanged_and_a_different_one_is_refused(
+    lykectl: Any,
+) -> None:
+    assert _create_family(lykectl).stdout == "modelfamily.lykeion.io/forward created\n"
+    again = _create_family(lykectl)
+    assert again.stdout == "modelfamily.lykeion.io/forward unchanged\n", again.stderr
+    other = lykectl("families", "create", "--alias", "forward", "--name", "Forward",
+                    "--description", "another", "--authors", "ds@example.com",
+                    check=False)  # fmt: skip
+    assert other.returncode == 1
+    assert other.stderr.startswith("error: ModelFamily forward already exists")
+    assert "different spec (spec.description)" in other.stderr
+    as_json = json.loads(_create_family(lykectl, "-o", "json").stdout)
+    assert as_json["metadata"]["name"] == "forward"
+
+
+def test_deleting_a_family_in_use_says_which_models_hold_it_and_wait_waits(
+    lykectl: Any, cluster: Cluster, namespace: str, control_plane: ControlPlane
+) -> None:
+    _create_family(lykectl, "--wait")
+    _create_model(lykectl, "1.0", "rider.age", "--wait", check=False)
+    trained = json.loads(
+        lykectl("models", "train", "forward", "--version", "1.0", "-o", "json").stdout
+    )
+    assert trained["spec"]["training"]["requests"] == 1
+
+    held = lykectl("families", "delete", "forward")
+    assert held.stdout == (
+        "modelfamily.lykeion.io/forward deletion requested; waiting for 1 Model(s) of the "
+        "family to be deleted: forward-default-1.0\n"
+    )
+    assert cluster.get("ModelFamily", namespace, "forward") is not None
+    timed_out = lykectl("families", "delete", "forward", "--wait", "--timeout", "2", check=False)
+    assert timed_out.returncode == 1
+    assert "timed out after 2s waiting for modelfamily.lykeion.io/forward to be deleted" in (
+        timed_out.stderr
+    )
+    assert "forward-default-1.0" in timed_out.stderr
+
+    # Waiting for the family while its last Model goes: --wait sees the finalizer through.
+    waiting = subprocess.Popen(
+        [LYKECTL, "--kubeconfig", str(control_plane.kubeconfig), "-n", namespace,
+         "families", "delete", "forward", "--wait", "--timeout", "90", "-o", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        model = json.loads(lykectl("models", "delete", "forward", "--version", "1.0", "--wait",
+                                   "-o", "json").stdout)  # fmt: skip
+        assert model == {"object": "model.lykeion.io/forward-default-1.0",
+                         "namespace": namespace, "deleted": True, "waitingFor": None}  # fmt: skip
+        out, err = waiting.communicate(timeout=120)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, err
+    assert json.loads(out) == {"object": "modelfamily.lykeion.io/forward",
+                               "namespace": namespace, "deleted": True,
+                               "waitingFor": None}  # fmt: skip
+    assert cluster.get("ModelFamily", namespace, "forward") is None

@@ -401,6 +401,118 @@ def test_int64_key_tensors_are_taken_in_every_datatype_that_carries_them(
     assert seldon.json()["meta"]["tags"]["missing"] == [["rider.age", "rider.avg_fare"]]
 
 
+# -- body size, versioned paths, metadata ------------------------------------------------
+
+LIMIT = 1024 * 1024
+"""ServerConfig.max_body_bytes' default, which the `server` fixture keeps."""
+
+BODY_CASES = [
+    ("/predict", {"keys": [{KEY: "r1"}]}, {}),
+    ("/api/v1.0/predictions", {"jsonData": {KEY: ["r1"]}}, {}),
+    (INFER, v2_body("r1"), {}),
+    (f"/v2/models/{NAME}/versions/1.0/infer", v2_body("r1"), {}),
+]
+BODY_IDS = ["plain", "seldon", "v2", "v2-versioned"]
+
+
+def padded(body: dict[str, Any], size: int) -> bytes:
+    """`body` as JSON of exactly `size` bytes (whitespace after it: still the same JSON)."""
+    raw = json.dumps(body).encode()
+    return raw + b" " * (size - len(raw))
+
+
+@pytest.mark.parametrize(("path", "body", "headers"), BODY_CASES, ids=BODY_IDS)
+def test_a_body_over_the_limit_is_413_in_the_protocols_error_object(
+    server: ServerProcess, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    at_limit = server.post(path, content=padded(body, LIMIT),
+                           headers={"content-type": "application/json"})  # fmt: skip
+    assert at_limit.status_code == 200, at_limit.text
+    before = server.get("/metrics").text
+    # A fresh connection per refusal: the server does not read the rest of the body.
+    over = httpx.post(f"{server.url}{path}", content=padded(body, LIMIT + 1),
+                      headers={"content-type": "application/json"}, timeout=30)  # fmt: skip
+    assert over.status_code == 413, over.text
+    message = error_message(over)
+    assert str(LIMIT) in message and str(LIMIT + 1) in message
+    if path.startswith("/api/"):
+        assert over.json()["status"]["reason"] == "MICROSERVICE_BAD_DATA"
+
+    # Chunked transfer encoding: no Content-Length to refuse on, counted as it streams.
+    def chunks(total: int) -> Iterator[bytes]:
+        raw = padded(body, total)
+        for start in range(0, total, 64 * 1024):
+            yield raw[start : start + 64 * 1024]
+
+    streamed = httpx.post(f"{server.url}{path}", content=chunks(4 * LIMIT),
+                          headers={"content-type": "application/json"}, timeout=30)  # fmt: skip
+    assert streamed.status_code == 413, streamed.text
+    assert "exceeds the limit of" in error_message(streamed)
+    small = httpx.post(f"{server.url}{path}", content=chunks(4096),
+                       headers={"content-type": "application/json"}, timeout=30)  # fmt: skip
+    assert small.status_code == 200, small.text
+    after = server.get("/metrics").text
+    refused = "lykeion_serving_errors_total"
+    assert metric(after, refused, code="413") - metric(before, refused, code="413") == 2
+
+
+def test_a_binary_extension_body_over_the_limit_is_413(server: ServerProcess) -> None:
+    keys = [b"r1"] * 2
+    part = b"".join(len(k).to_bytes(4, "little") + k for k in keys)
+    fits, headers = _binary({"inputs": [_binary_input(len(part), [2])]}, part)
+    assert server.post(INFER, content=fits, headers=headers).status_code == 200
+    # The same request claiming a part as large as the limit: refused before it is parsed.
+    big = LIMIT
+    raw, headers = _binary({"inputs": [_binary_input(big, [1])]}, b"\0" * big)
+    answer = httpx.post(f"{server.url}{INFER}", content=raw, headers=headers, timeout=30)
+    assert answer.status_code == 413, answer.text
+    assert "exceeds the limit of" in answer.json()["error"]
+
+
+def test_the_router_refuses_a_body_over_the_limit_before_forwarding(
+    server: ServerProcess, servers: Servers
+) -> None:
+    router = servers.router(
+        "router-cap", {"versions": [{"version": "1.0", "url": server.url, "weight": 100}],
+                       "shadow": None},
+    )  # fmt: skip
+    headers = {"content-type": "application/json"}
+    for path, body, _ in BODY_CASES:
+        fits = router.post(path, content=padded(body, LIMIT), headers=headers)
+        assert fits.status_code == 200, fits.text
+        over = httpx.post(f"{router.url}{path}", content=padded(body, LIMIT + 1),
+                          headers=headers, timeout=30)  # fmt: skip
+        assert over.status_code == 413, over.text
+        assert "exceeds the limit of" in error_message(over)
+
+
+def test_v2_versioned_paths_answer_for_the_served_version_only(server: ServerProcess) -> None:
+    base = f"/v2/models/{NAME}/versions"
+    assert server.get(f"{base}/1.0/ready").status_code == 200
+    metadata = server.get(f"{base}/1.0")
+    assert metadata.status_code == 200 and metadata.json()["versions"] == ["1.0"]
+    assert server.post(f"{base}/1.0/infer", v2_body("r1")).status_code == 200
+    for answer in (
+        server.get(f"{base}/2.0/ready"),
+        server.get(f"{base}/2.0"),
+        server.post(f"{base}/2.0/infer", v2_body("r1")),
+    ):
+        assert answer.status_code == 404, answer.text
+        message = answer.json()["error"]  # V2's inference_error_response
+        assert "no version '2.0'" in message and "serves version '1.0'" in message
+    other = server.get("/v2/models/other-model/versions/1.0")
+    assert other.status_code == 404 and "other-model" in other.json()["error"]
+
+
+def test_v2_metadata_describes_the_output_infer_returns(server: ServerProcess) -> None:
+    """The served model's pyfunc answers predict_proba: two probabilities per row."""
+    [declared] = server.get(f"/v2/models/{NAME}").json()["outputs"]
+    [returned] = server.post(INFER, v2_body("r1", "r2", "r3")).json()["outputs"]
+    assert declared["name"] == returned["name"] == "score"
+    assert declared["datatype"] == returned["datatype"] == "FP64"
+    assert declared["shape"] == [-1, 2] and returned["shape"] == [3, 2]
+
+
 FUZZ_EXAMPLES = 30
 """Per Schemathesis part (the V2 document and its focused copy, positive and negative);
 the binary-extension part, far cheaper per request, gets fifteen times as many. About 45 s
@@ -410,12 +522,14 @@ on the shared CI machine; `benchmarks/fuzz.py --examples N` runs the same driver
 def test_fuzzing_from_the_v2_openapi_document_finds_no_server_error(
     server: ServerProcess,
 ) -> None:
-    report = fuzz_v2(server.url, NAME, KEY, FUZZ_EXAMPLES, binary_examples=15 * FUZZ_EXAMPLES)
+    report = fuzz_v2(server.url, NAME, KEY, FUZZ_EXAMPLES, binary_examples=15 * FUZZ_EXAMPLES,
+                     version="1.0")  # fmt: skip
     print(json.dumps({"v2 fuzzing": report.summary()}))
     assert report.failures == [], "\n".join(report.failures[:10])
     assert report.requests >= 15 * FUZZ_EXAMPLES
-    # The focused copy gets past the request checks into lookups and predictions.
-    assert report.statuses[400] > 0 and report.statuses[200] > 0
+    # The focused copy and the well-formed keys get past the request checks into lookups
+    # and predictions (unknown keys: 422).
+    assert report.statuses[400] > 0 and report.statuses[200] > 0 and report.statuses[422] > 0
 
 
 def test_declared_defaults_stand_in_for_unknown_keys(

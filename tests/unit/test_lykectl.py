@@ -89,11 +89,19 @@ def _create_model(**overrides: str) -> list[str]:
 @pytest.mark.parametrize(
     ("override", "field", "problem"),
     [
-        ({"--source-url": "git@host:org/p.git#ml/forward@abc123"}, "spec.source.url", "pattern"),
-        ({"--version": "1.0-beta"}, "spec.version", "pattern"),
-        ({"--input-features": "rider.age,riderage"}, "spec.inputFeatures[1]", "pattern"),
+        (
+            {"--source-url": "git@host:org/p.git#ml/forward@abc123"},
+            "spec.source.url",
+            "40-hex commit SHA>, or file://<path>, e.g. git@github.com:",
+        ),
+        ({"--version": "1.0-beta"}, "spec.version", "'1.0-beta' is not valid: expected one to"),
+        (
+            {"--input-features": "rider.age,riderage"},
+            "spec.inputFeatures[1]",
+            "'riderage' is not valid: expected entity.feature",
+        ),
         ({"--input-features": "rider.age,rider.age:int64"}, "spec", "must not repeat a feature"),
-        ({"--segment": "EU"}, "spec.segment", "pattern"),
+        ({"--segment": "EU"}, "spec.segment", "'EU' is not valid: expected lowercase letters"),
     ],
 )
 def test_models_create_rejects_bad_input_before_connecting(
@@ -198,7 +206,9 @@ def test_families_create_rejects_a_bad_author() -> None:
         ],
     )
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: spec.authors[1]: String should match pattern")
+    assert result.stderr.startswith(
+        "error: spec.authors[1]: 'not-an-email' is not valid: expected an e-mail address"
+    )
 
 
 def test_unreachable_api_server_is_one_line(tmp_path: Path) -> None:

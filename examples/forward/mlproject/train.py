@@ -2,7 +2,8 @@
 
 The platform passes the point-in-time training set (train and test Parquet files), the
 target column and the feature columns in model input order; this project fits, scores and
-logs an MLflow model whose pyfunc returns the probability of the positive class.
+logs an MLflow model whose pyfunc returns the probabilities of both classes per row
+(`predict_proba`, columns in the order of `classes_`), as its signature says.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def main() -> None:
     mlflow.sklearn.log_model(
         model,
         name="model",
-        signature=infer_signature(x_train, model.predict_proba(x_train)[:, 1]),
+        signature=infer_signature(x_train, model.predict_proba(x_train)),
         pyfunc_predict_fn="predict_proba",
         # The imputer records numpy dtypes; nothing else beyond skops' default trust.
         skops_trusted_types=["numpy.dtype"],

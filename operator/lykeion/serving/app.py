@@ -33,11 +33,12 @@ from lykeion.access import (
     Unauthenticated,
 )
 from lykeion.features.online.base import OnlineStore, StoreUnavailable
+from lykeion.request_body import BodyTooLarge, read_body
 from lykeion.serving import protocols
 from lykeion.serving.config import ServerConfig
 from lykeion.serving.drift import DriftMonitor
 from lykeion.serving.enrich import BadRequest, Enriched, Enricher
-from lykeion.serving.model import LoadedModel, Prediction, Predictor
+from lykeion.serving.model import LoadedModel, OutputSpec, Prediction, Predictor
 from lykeion.serving.remote import PredictorUnavailable
 from lykeion.serving.skew import SkewChecker
 
@@ -134,6 +135,14 @@ class ModelServer:
         # cost more. A network store or a remote predictor runs off the event loop.
         self.inline = store.reads_inline and isinstance(model, LoadedModel)
         self._log_lock = threading.Lock()
+        self._observed: OutputSpec | None = None
+
+    @property
+    def output(self) -> OutputSpec:
+        """The output V2 metadata describes: as the last prediction returned it, else as
+        the model declares it (a probe prediction at load, the predictor's metadata),
+        else one FP64 per row."""
+        return self._observed or self.model.output or OutputSpec("FP64", [-1])
 
     def predict(self, rows: list[dict[str, Any]]) -> tuple[Prediction, Enriched]:
         moment = datetime.now(UTC)
@@ -150,6 +159,7 @@ class ModelServer:
         if not enriched.complete:
             raise MissingFeatures(enriched)
         prediction = self.model.predict(enriched.columns)
+        self._observed = prediction.output
         if self.drift is not None:
             self.drift.observe(enriched.columns)
         if self.config.request_log:
@@ -226,7 +236,7 @@ def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Sta
         code = 200
         try:
             try:
-                raw = await request.body()
+                raw = await read_body(request, config.max_body_bytes)
             except ClientDisconnect:
                 # Nobody is left to answer (nginx's 499): not a server error to log.
                 code = 499
@@ -246,6 +256,9 @@ def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Sta
                 prediction, enriched = await run_in_threadpool(server.predict, rows)
             explain = request.query_params.get("explain") == "features"
             return json_response(answer(body, prediction, enriched, explain))
+        except BodyTooLarge as error:
+            code = 413
+            return failure(protocol, code, str(error))
         except BadRequest as error:
             code = 400
             return failure(protocol, code, str(error))
@@ -275,9 +288,24 @@ def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Sta
             lambda body, p, e, x: protocols.seldon_answer(config.output, config.version, p, e, x),
         )  # fmt: skip
 
+    def unknown_model(request: Request) -> Response | None:
+        """V2's 404 for a model name or version this server does not serve, else None."""
+        model, version = request.path_params["model"], request.path_params.get("version")
+        if model != config.name:
+            message = f"no model {model!r} here (this server serves {config.name!r})"
+        elif version is not None and version != config.version:
+            message = (
+                f"model {model!r} has no version {version!r} here (this server serves "
+                f"version {config.version!r})"
+            )
+        else:
+            return None
+        return failure("v2", 404, message)
+
     async def v2_infer(request: Request) -> Response:
-        if request.path_params["model"] != config.name:
-            return json_response({"error": f"no model {request.path_params['model']!r}"}, 404)
+        unknown = unknown_model(request)
+        if unknown is not None:
+            return unknown
         return await run(
             request,
             "v2",
@@ -298,16 +326,18 @@ def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Sta
         return json_response({"ready": False, "reason": reason}, 503)
 
     async def v2_model_ready(request: Request) -> Response:
-        if request.path_params["model"] != config.name:
-            return json_response({"error": f"no model {request.path_params['model']!r}"}, 404)
+        unknown = unknown_model(request)
+        if unknown is not None:
+            return unknown
         return await ready(request)
 
     async def v2_metadata(request: Request) -> Response:
         refused = await denied(request, "v2")
         if refused is not None:
             return refused
-        if request.path_params["model"] != config.name:
-            return json_response({"error": f"no model {request.path_params['model']!r}"}, 404)
+        unknown = unknown_model(request)
+        if unknown is not None:
+            return unknown
         return json_response(
             {
                 "name": config.name,
@@ -321,7 +351,13 @@ def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Sta
                     }
                     for key, type_ in key_types.items()
                 ],
-                "outputs": [{"name": config.output, "datatype": "FP64", "shape": [-1]}],
+                "outputs": [
+                    {
+                        "name": config.output,
+                        "datatype": server.output.datatype,
+                        "shape": server.output.shape,
+                    }
+                ],
                 "parameters": {
                     "model_uri": server.model.uri,
                     "features": [f.ref for f in server.model.features],

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lykeion.request_body import MODEL_SERVER_MAX_BYTES
+
 
 class TrainedFeature(BaseModel):
     """One model input as the training recorded it (MLflow tag `lykeion.features`)."""
@@ -49,6 +51,10 @@ class ServerConfig(BaseModel):
     type; null: send a missing value to the model). Undeclared missing features: 422."""
     output: str = "score"
     """Name of the prediction output (V2 output, Seldon name)."""
+    max_body_bytes: int = Field(MODEL_SERVER_MAX_BYTES, gt=0)
+    """Larger request bodies (declared by Content-Length or streamed, binary tensor
+    extension included) are refused with 413 in the protocol's error object before they
+    are parsed (`lykeion.request_body`)."""
     namespace: str = "default"
     """The Deployment's namespace: where callers need the right to predict."""
     access: Literal["off", "kubernetes"] = "off"

@@ -6,14 +6,17 @@ this class too (`outputs`), so it judges the model as it will be served."""
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from lykeion.features.view import element_type, is_list
 from lykeion.serving.config import TrainedFeature
 from lykeion.serving.frames import model_frame, typed_table
 
@@ -33,6 +36,8 @@ _DTYPES = {
 # numpy kind -> Open Inference Protocol datatype.
 V2_TYPES = {"f": "FP64", "i": "INT64", "u": "UINT64", "b": "BOOL", "O": "BYTES", "U": "BYTES"}
 
+log = logging.getLogger(__name__)
+
 
 class Predictor(Protocol):
     """What a server predicts with: a model loaded here, or a remote V2 predictor."""
@@ -43,6 +48,10 @@ class Predictor(Protocol):
     def predict(self, columns: Mapping[str, list[Any]]) -> Prediction: ...
 
     def ready(self) -> str | None: ...
+
+    @property
+    def output(self) -> OutputSpec | None:
+        """What `predict` returns, when known before a prediction (V2 metadata)."""
 
 
 class ModelLoadError(RuntimeError):
@@ -55,6 +64,54 @@ class Prediction:
     """One entry per row: a number, or a list for a model with several outputs per row."""
     datatype: str
     shape: list[int]
+
+    @property
+    def output(self) -> OutputSpec:
+        """What this prediction says of the model's output: its datatype and its shape
+        with the rows as -1 (V2 metadata's variable dimension)."""
+        return OutputSpec(self.datatype, [-1, *self.shape[1:]])
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """The model's one output as V2 metadata describes a tensor: a V2 datatype (`FP64`,
+    `INT64`, `BYTES`...) and a shape whose first dimension, the rows, is -1: `[-1]` for
+    one value per row, `[-1, k]` for k values per row (e.g. class probabilities)."""
+
+    datatype: str
+    shape: list[int]
+
+
+def _zero(type_: str) -> Any:
+    """A valid value of a manifest type: what a probe row holds."""
+    zeros: dict[str, Any] = {
+        "int64": 0, "float64": 0.0, "string": "", "bool": False,
+        "timestamp": datetime(1970, 1, 1, tzinfo=UTC),
+    }  # fmt: skip
+    zero = zeros[element_type(type_)]
+    return [zero] if is_list(type_) else zero
+
+
+def signature_output(output_schema: Any) -> OutputSpec | None:
+    """An MLflow output schema as an OutputSpec: a tensor spec by its dtype and shape, a
+    column schema by its columns (one: `[-1]`, k of one type: `[-1, k]`); None without a
+    schema or for types V2 cannot name."""
+    if output_schema is None:
+        return None
+    try:
+        if output_schema.is_tensor_spec():
+            spec = output_schema.inputs[0]
+            dtype = np.dtype(spec.type)
+            shape = [int(n) for n in spec.shape]
+            return OutputSpec(V2_TYPES.get(dtype.kind, "BYTES"), [-1, *shape[1:]])
+        kinds = {np.dtype(spec.type.to_numpy()).kind for spec in output_schema.inputs}
+    except (TypeError, ValueError, AttributeError, NotImplementedError):
+        return None
+    if len(kinds) != 1:
+        return None
+    datatype = V2_TYPES.get(kinds.pop(), "BYTES")
+    columns = len(output_schema.inputs)
+    return OutputSpec(datatype, [-1] if columns == 1 else [-1, columns])
 
 
 def features_of(tags: Mapping[str, str], where: str) -> list[TrainedFeature]:
@@ -94,6 +151,24 @@ class LoadedModel:
         # re-check the schema on every call (0.6 ms here) of a frame built to it already.
         self._predict = getattr(self.pyfunc, "_predict_fn", self.pyfunc.predict)
         self._matrix = self._matrix_predict()
+        self.output = self._probe_output()
+
+    def _probe_output(self) -> OutputSpec | None:
+        """What `predict` returns, found by predicting one row at load: of zero values of
+        the trained types, else of missing values. The signature only when neither row is
+        accepted: a signature can disagree with the predict function the flavor calls
+        (a signature inferred from `predict_proba(x)[:, 1]` on a model whose pyfunc
+        calls `predict_proba`), the prediction cannot."""
+        rows = (
+            {f.column: [_zero(f.type)] for f in self.features},
+            {f.column: [None] for f in self.features},
+        )
+        for row in rows:
+            try:
+                return self.predict(row).output
+            except Exception as error:  # noqa: BLE001 - any model code may refuse a probe
+                log.info("probe prediction of %s refused: %s", self.uri, error)
+        return signature_output(self.pyfunc.metadata.get_output_schema())
 
     def _matrix_predict(self) -> tuple[list[str], Any] | None:
         """For a scikit-learn model of numeric inputs: its predict function and the

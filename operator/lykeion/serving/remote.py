@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 
 from lykeion.serving.config import TrainedFeature
-from lykeion.serving.model import Prediction
+from lykeion.serving.model import OutputSpec, Prediction
 
 _V2_TYPES = {"int64": "INT64", "float64": "FP64", "bool": "BOOL", "string": "BYTES"}
 
@@ -36,6 +36,13 @@ class RemotePredictor:
         self.features = list(features)
         self._client = httpx.Client(timeout=timeout)
         self._declared: dict[str, str] | None = None
+        self._output: OutputSpec | None = None
+
+    @property
+    def output(self) -> OutputSpec | None:
+        """The predictor's one output as its V2 metadata declares it (None before the
+        metadata was read, or when it declares none or several)."""
+        return self._output
 
     def declared(self) -> dict[str, str]:
         """The predictor's input datatypes by name (its V2 metadata, from the model's
@@ -45,12 +52,17 @@ class RemotePredictor:
             try:
                 answer = self._client.get(self.uri)
                 answer.raise_for_status()
-                inputs = answer.json().get("inputs") or []
+                metadata = answer.json()
+                inputs = metadata.get("inputs") or []
+                outputs = metadata.get("outputs") or []
             except (httpx.HTTPError, ValueError) as error:
                 raise PredictorUnavailable(
                     f"predictor {self.uri} did not answer: {error}"
                 ) from error
             self._declared = {i["name"]: i["datatype"] for i in inputs if "name" in i}
+            if len(outputs) == 1 and {"datatype", "shape"} <= set(outputs[0]):
+                shape = [int(n) for n in outputs[0]["shape"]]
+                self._output = OutputSpec(str(outputs[0]["datatype"]), [-1, *shape[1:]])
         return self._declared
 
     def request(self, columns: Mapping[str, list[Any]]) -> dict[str, Any]:

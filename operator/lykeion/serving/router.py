@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from lykeion.request_body import MODEL_SERVER_MAX_BYTES, BodyTooLarge, read_body
 from lykeion.serving.listen import serve
 
 log = logging.getLogger("lykeion.serving.router")
@@ -62,9 +63,15 @@ class Routes:
         return None
 
 
+def protocol_of(path: str) -> str:
+    """Which protocol's error object a path's client reads (Seldon's, else `{"error"}`)."""
+    return "seldon" if path.endswith("/api/v1.0/predictions") else "v2"
+
+
 class Router:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_body_bytes: int = MODEL_SERVER_MAX_BYTES) -> None:
         self.path = path
+        self.max_body_bytes = max_body_bytes
         self._mtime = -1.0
         self.routes = Routes((), None)
         self.client = httpx.AsyncClient(
@@ -88,10 +95,16 @@ class Router:
             return JSONResponse({"error": "no version is available to serve"}, 503)
         version, url = chosen
         try:
-            body = await request.body()
+            body = await read_body(request, self.max_body_bytes)
         except ClientDisconnect:
             # Nobody is left to answer (nginx's 499): not a server error to log.
             return Response(status_code=499)
+        except BodyTooLarge as error:
+            # Refused here, before a byte more is held or copied to a version or shadow.
+            # Imported here: the protocols module brings pandas, which the router never needs.
+            from lykeion.serving.protocols import error_body
+
+            return JSONResponse(error_body(protocol_of(request.url.path), 413, str(error)), 413)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}
         target = f"{url}{request.url.path}"
         if request.url.query:
@@ -156,9 +169,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--endpoint-file", type=Path)
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=MODEL_SERVER_MAX_BYTES,
+        help="larger request bodies are refused with 413 (default: the model servers' cap)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(message)s")
-    serve(create_app(Router(args.routes)), args.host, args.port, args.endpoint_file)
+    router = Router(args.routes, args.max_body_bytes)
+    serve(create_app(router), args.host, args.port, args.endpoint_file)
 
 
 if __name__ == "__main__":

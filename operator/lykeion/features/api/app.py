@@ -34,6 +34,7 @@ from lykeion.features.api.reads import RequestContext
 from lykeion.features.api.registry import FeatureRegistry
 from lykeion.features.catalog import Catalog
 from lykeion.features.online.base import OnlineStore, StoreUnavailable
+from lykeion.request_body import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +80,6 @@ class GraphQLRequest:
         return cls(query, variables, operation_name, sha256)
 
 
-async def _read_body(request: Request, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds {max_bytes} bytes")
-    body, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
-        body.append(chunk)
-    return b"".join(body)
-
-
 def _json_param(request: Request, name: str) -> Any:
     text = request.query_params.get(name)
     if text is None:
@@ -112,7 +100,10 @@ async def parse_request(request: Request, max_bytes: int) -> GraphQLRequest:
                 "extensions": _json_param(request, "extensions"),
             }
         )
-    body = await _read_body(request, max_bytes)
+    try:
+        body = await read_body(request, max_bytes)
+    except BodyTooLarge as error:
+        raise PayloadTooLarge(str(error)) from None
     try:
         params = orjson.loads(body)
     except ValueError:
