@@ -136,6 +136,81 @@ def window_values_sql(
     )
 
 
+def window_values_join_sql(
+    features: Sequence[FeatureDef],
+    history: str,
+    queries: str,
+    present: set[str] | None = None,
+) -> str:
+    """DuckDB's plan for `window_values_sql`'s values, by a bucketed range join: SELECT
+    `__q` and one column per aggregation in `features` for each query of `queries`
+    (`__k`, `__t`, `__q`; null keys or times get no row), as if every key were known —
+    the caller nulls the values of a key with no history row at or before `__t` (count
+    is 0 here for an empty window, the others null).
+
+    Each query pairs only with its key's history rows in (t - W, t], W the longest
+    window: rows and queries carry the bucket floor(epoch_us / W), and a query joins its
+    own bucket and the one before on (key, bucket) equality, so the join is a hash join
+    whose pairs are the rows within 2W of the query, never the key's whole history. Each
+    aggregation then filters its own window. Float sums add in event-time order (an
+    ordered aggregate), so the same history and queries give the same bits; the window
+    plan adds in another order, so a float sum may differ from it in the last bits.
+    Measured against the window plan in benchmarks/features.py."""
+    present = present if present is not None else {n for f in features for n, _ in f.parts()}
+    answered = [f for f in features if all(name in present for name, _ in f.parts())]
+    outer = [f"q.{QUERY}"]
+    longest = max((micros(f.aggregation.window) for f in answered if f.aggregation), default=1)
+    for feature in features:
+        column = _ident(feature.name, "duckdb")
+        if feature not in answered:
+            outer.append(f"CAST(NULL AS {sql_type(feature.type, 'duckdb')}) AS {column}")
+            continue
+        assert feature.aggregation is not None
+        function = feature.aggregation.function
+        span = micros(feature.aggregation.window)
+        inside = f"FILTER (WHERE h.{EVENT_TIME} > q.__t - to_microseconds({span}))"
+        names = {
+            name.rsplit("_", 1)[1]: f"h.{_ident(name, 'duckdb')}" for name, _ in feature.parts()
+        }
+        if function == "count":
+            value = f"COALESCE(SUM({names['n']}) {inside}, 0)"
+        elif function in ("sum", "mean"):
+            total = f"SUM({names['sum']} ORDER BY h.{EVENT_TIME}) {inside}"
+            count = f"SUM({names['n']}) {inside}"
+            mean = "" if function == "sum" else f" / {count}"
+            value = f"CASE WHEN {count} > 0 THEN {total}{mean} END"
+        elif function in ("min", "max"):
+            value = extreme(function.upper(), names[function], feature.type, inside, "duckdb")
+        else:
+            last = names["last"]
+            value = (
+                f"arg_max({last}, h.{EVENT_TIME}) FILTER (WHERE {last} IS NOT NULL"
+                f" AND h.{EVENT_TIME} > q.__t - to_microseconds({span}))"
+            )
+        outer.append(f"{_cast(value, feature.type, 'duckdb')} AS {column}")
+    if not answered:
+        return (
+            f"SELECT {', '.join(outer)} FROM {queries} AS q"
+            " WHERE q.__k IS NOT NULL AND q.__t IS NOT NULL"
+        )
+    # floor(epoch_us / W) exactly, also before 1970: x - floor_mod(x, W) is a multiple of W.
+    bucket = "((epoch_us({t}) - ((epoch_us({t}) % {w}) + {w}) % {w}) // {w})"
+    h_cols = ", ".join(f"{_ident(name, 'duckdb')}" for f in answered for name, _ in f.parts())
+    return (
+        f"WITH __qb AS (SELECT __k, __t, {QUERY}, {bucket.format(t='__t', w=longest)} AS __b"
+        f" FROM {queries} AS q0 WHERE __k IS NOT NULL AND __t IS NOT NULL)\n"
+        f"SELECT {', '.join(outer)} FROM (\n"
+        f"  SELECT __k, __t, {QUERY}, __b AS __j FROM __qb UNION ALL\n"
+        f"  SELECT __k, __t, {QUERY}, __b - 1 FROM __qb\n"
+        f") AS q LEFT JOIN (\n"
+        f"  SELECT {KEY}, {EVENT_TIME}, {h_cols}, {bucket.format(t=EVENT_TIME, w=longest)} AS __b"
+        f" FROM {history}\n"
+        f") AS h ON h.{KEY} = q.__k AND h.__b = q.__j AND h.{EVENT_TIME} <= q.__t"
+        f" AND h.{EVENT_TIME} > q.__t - to_microseconds({longest})\n"
+        f"GROUP BY q.{QUERY}"
+    )
+
+
 def _literal_time(moment: datetime, dialect: Dialect) -> str:
     text = moment.isoformat()
     return f"TIMESTAMPTZ '{text}'" if dialect == "duckdb" else f"TIMESTAMP '{text}'"

@@ -46,7 +46,7 @@ from lykeion.features.offline.tables import (
     with_positions,
 )
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
-from lykeion.features.windows import QUERY, window_values_sql
+from lykeion.features.windows import QUERY, window_values_join_sql
 
 _INCOMING = "__lykeion_incoming"
 _LABELS = "__lykeion_labels"
@@ -66,8 +66,10 @@ def training_sql(plan: TrainingPlan, columns: dict[str, set[str]]) -> str:
     nulls rather than an error.
 
     Row-level features: an ASOF join picks the latest history row at or before the
-    label's time, nulled past the TTL. Aggregations: `windows.window_values_sql` at the
-    label's time over the same history."""
+    label's time, nulled past the TTL. Aggregations: `windows.window_values_join_sql` at
+    the label's time over the same history (DuckDB's plan of `window_values_sql`: a
+    bucketed range join measured faster than the window over the union), nulled for a
+    key the ASOF join finds no row of."""
     spec = plan.spec
     ts = f"l.{quote(spec.timestamp_column)}"
     select = [f"l.{quote(c)}" for c in plan.label_columns]
@@ -79,19 +81,21 @@ def training_sql(plan: TrainingPlan, columns: dict[str, set[str]]) -> str:
             continue
         alias = f"v{index}"
         present = [f.name for f in join.features if f.aggregation is None and f.name in stored]
-        if present:
+        windowed = [f for f in join.features if f.aggregation is not None]
+        if present or windowed:
+            # The latest row at or before the label: row-level values, and whether the
+            # key is known at all (windowed values of an unknown key are null).
             fields = ", ".join(quote(c) for c in [KEY, EVENT_TIME, *present])
             joins.append(
                 f"ASOF LEFT JOIN (SELECT {fields} FROM {quote(join.view.table)}) AS {alias}\n"
                 f"  ON {alias}.{KEY} = l.{quote(join.key_column)} AND {alias}.{EVENT_TIME} <= {ts}"
             )
-        windowed = [f for f in join.features if f.aggregation is not None]
         if windowed:
             queries = (
                 f"(SELECT {quote(join.key_column)} AS __k, {quote(spec.timestamp_column)} AS __t,"
                 f" {ROW} AS {QUERY} FROM {_LABELS})"
             )
-            values = window_values_sql(windowed, "duckdb", quote(join.view.table), queries, stored)
+            values = window_values_join_sql(windowed, quote(join.view.table), queries, stored)
             ctes.append(f"w{index} AS ({values})")
             joins.append(f"LEFT JOIN w{index} ON w{index}.{QUERY} = l.{ROW}")
     for output in plan.outputs:
@@ -99,7 +103,9 @@ def training_sql(plan: TrainingPlan, columns: dict[str, set[str]]) -> str:
         stored = columns.get(join.view.table, set())
         name = quote(output.feature.name)
         if join.view.table in columns and output.feature.aggregation is not None:
-            value = f"w{output.join}.{name}"
+            value = (
+                f"CASE WHEN v{output.join}.{EVENT_TIME} IS NOT NULL THEN w{output.join}.{name} END"
+            )
         elif output.feature.name in stored:
             # The ASOF match is the latest row at or before the label; past the TTL it
             # is too old to have been served, so the feature is null.
