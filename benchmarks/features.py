@@ -102,6 +102,19 @@ def timed(action: Callable[[], T]) -> tuple[float, T]:
     return time.perf_counter() - started, value
 
 
+TRIES = 3
+"""Timings of the windowed training set and its peers: the best of this many runs each
+(the machine is shared; each side gets the same treatment)."""
+
+
+def best_of(action: Callable[[], T], tries: int = TRIES) -> tuple[float, T]:
+    best, value = timed(action)
+    for _ in range(tries - 1):
+        seconds, value = timed(action)
+        best = min(best, seconds)
+    return best, value
+
+
 # -- data --------------------------------------------------------------------------------
 
 
@@ -229,8 +242,9 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
     """10 features, 5 of them windowed: the training set at the label times (Lykeion)
     against the old ASOF-only join on the same stored history (values at event times,
     wrong after the last event) and a plain DuckDB range join over the raw rows (the
-    reference: identical values asserted); online reads with steps against row-level
-    reads of the same entities."""
+    reference: identical values asserted); materialization and the online store's size
+    per key against the same source as 10 row-level columns (no windows, no steps);
+    online reads with steps against row-level reads of the same entities."""
     body = json.loads(json.dumps(MANIFEST))
     body["spec"]["source"]["file"]["path"] = str(paths["history"])
     body["spec"]["features"] = [{"name": n, "type": "float64", "column": n} for n in NAMES[:5]]
@@ -249,15 +263,32 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
     materialize_seconds, run = timed(
         lambda: materialize_duckdb(spec, view, Range(), offline, online)
     )
+    # The peer: the same source materialized as 10 row-level columns (no windows, no steps).
+    plain_body = json.loads(json.dumps(MANIFEST))
+    plain_body["spec"]["source"]["file"]["path"] = str(paths["history"])
+    plain_spec = FeatureManifestSpec.model_validate(plain_body["spec"])
+    plain_view = FeatureView.from_manifest("default", "customer-plain", plain_spec)
+    plain_online = SqliteOnlineStore(folder / "plain.db")
+    plain_seconds, plain_run = timed(
+        lambda: materialize_duckdb(
+            plain_spec,
+            plain_view,
+            Range(),
+            DuckDBOfflineStore(folder / "plain.duckdb"),
+            plain_online,
+        )
+    )
+    plain_online.close()
+    keys_stored = plain_run.online_rows
     labels = pq.read_table(paths["labels"])
     refs = [FeatureRef(view, f.name) for f in view.features]
     label_spec = LabelSpec("customer_id", "event_timestamp", "target")
-    new_seconds, built = timed(lambda: offline.training_set(labels, label_spec, refs))
+    new_seconds, built = best_of(lambda: offline.training_set(labels, label_spec, refs))
     old_columns = ", ".join(f'h."{n}"' for n, _ in view.history_columns)
     con = duckdb.connect(str(folder / "windowed.duckdb"), read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     con.register("labels", labels)
-    asof_seconds, _ = timed(
+    asof_seconds, _ = best_of(
         lambda: con.sql(
             f"SELECT l.label_row, {old_columns} FROM labels l ASOF LEFT JOIN"
             f" {view.table} h ON h.entity_key = l.customer_id"
@@ -279,7 +310,7 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
         value = value.replace(f"h.{column}", f"CASE WHEN {inside} THEN h.{column} END", 1)
         parts.append(f"{value} AS {name}")
     con.execute(f"CREATE TEMP VIEW raw AS SELECT * FROM read_parquet('{paths['history']}')")
-    range_seconds, plain = timed(
+    range_seconds, plain = best_of(
         lambda: con.sql(
             f"SELECT l.label_row, {', '.join(parts)}, COUNT(h.customer_id) AS known"
             " FROM labels l LEFT JOIN raw h ON h.customer_id = l.customer_id"
@@ -327,6 +358,13 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
         "labels": labels.num_rows,
         "history_rows": run.rows_written,
         "materialize_seconds": materialize_seconds,
+        "materialize_row_level_seconds": plain_seconds,
+        "materialize_over_row_level": materialize_seconds / plain_seconds,
+        "online_keys": keys_stored,
+        "online_bytes_per_key": {
+            "with_steps": (folder / "windowed.db").stat().st_size / keys_stored,
+            "row_level": (folder / "plain.db").stat().st_size / keys_stored,
+        },
         "lykeion_at_label_time_seconds": new_seconds,
         "old_asof_only_seconds": asof_seconds,
         "plain_range_join_seconds": range_seconds,

@@ -16,8 +16,11 @@ query at `t` sees the history rows in [t - w + 1us, t], those at `t` itself incl
 No query ties with a history row (nor two history rows: one per key and time), so the
 order of the rows a window adds up — and so a float sum's rounding — never depends on
 how the engine ordered peers: the same query over the same history gives the same bits.
-The union sorts once per key; a range join would pair each query with every row of its
-window (see benchmarks/features.py).
+That is `window_values_sql`, BigQuery's plan. DuckDB runs `window_values_join_sql`, the
+same values by a bucketed range join: each window function over the union costs about
+what the union's sort does, so 5 windowed features cost 3.5x an ASOF join, where the
+join pairs each query only with its key's rows within twice the longest window and
+filters per feature (benchmarks/features.py; a property test holds the two plans equal).
 """
 
 from __future__ import annotations
@@ -235,7 +238,8 @@ def online_sql(
     row per step `_step` — `L` itself, then each time an event leaves a window if no new
     event comes (`e + w` for every event `e` in (L - w, L]). Columns: `entity_key`,
     `event_time` (= L), `_step`, the row-level features of the row at L, and the
-    aggregations at `_step` computed by `window_values_sql`, the training set's SQL.
+    aggregations at `_step` computed by the training set's SQL (`window_values_sql`;
+    DuckDB's plan of it, `window_values_join_sql`, in DuckDB).
     `history` (a table, or the name given to the query `define`) must hold every valid
     history row of those keys within the longest window before L."""
     windows = sorted({micros(f.aggregation.window) for f in view.aggregations if f.aggregation})
@@ -249,7 +253,11 @@ def online_sql(
         )
     row_cols = "".join(f", h.{_ident(f.name, dialect)}" for f in view.row_features)
     agg_cols = "".join(f", v.{_ident(f.name, dialect)}" for f in view.aggregations)
-    values = window_values_sql(view.aggregations, dialect, history, "__queries")
+    if dialect == "duckdb":
+        # Every step is at or after the key's newest event: the key is known.
+        values = window_values_join_sql(view.aggregations, history, "__queries")
+    else:
+        values = window_values_sql(view.aggregations, dialect, history, "__queries")
     defined = f"{history} AS ({define}),\n" if define else ""
     return f"""
 WITH {defined}__last AS (

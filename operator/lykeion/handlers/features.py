@@ -128,7 +128,7 @@ async def manifest_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     left = await drop_tables(dict(body), runtime.executor, runtime.config, datetime.now(UTC))
     if left:
         kopf.warn(
-            dict(body),
+            body,
             reason="TablesLeftBehind",
             message="a store stayed unreachable; drop these tables by hand: " + ", ".join(left),
         )
