@@ -1,7 +1,7 @@
 """DuckDB's two plans of a window's value at a time give the same values: the window over
-the union of queries and history (`window_values_sql`, also BigQuery's) and the bucketed
-range join the DuckDB training set runs (`window_values_join_sql`). Random histories and
-query times, bucket edges and times before 1970 included (the bucket is a floor)."""
+the union of queries and history (`window_values_sql`, also BigQuery's) and the range join
+the DuckDB training set runs (`window_values_join_sql`), bucketed or not. Random histories
+and query times, bucket edges and times before 1970 included (the bucket is a floor)."""
 
 from __future__ import annotations
 
@@ -100,6 +100,8 @@ def test_the_join_plan_equals_the_window_plan(
         con.register("asked", asked)
         window = con.sql(window_values_sql(FEATURES, "duckdb", "history", "asked")).fetchall()
         join = con.sql(window_values_join_sql(FEATURES, "history", "asked")).fetchall()
+        unbucketed = window_values_join_sql(FEATURES, "history", "asked", bucketed=False)
+        by_key = con.sql(unbucketed).fetchall()
         known = {
             q
             for (q,) in con.sql(
@@ -115,3 +117,6 @@ def test_the_join_plan_equals_the_window_plan(
     }
     from_window = {row[0]: tuple(_value(v) for v in row[1:]) for row in window}
     assert from_join == from_window
+    # Joined on the key alone (no buckets), float sums added in the same (time) order.
+    plain = {row[0]: tuple(_value(v) for v in row[1:]) for row in by_key}
+    assert plain == {row[0]: tuple(_value(v) for v in row[1:]) for row in join}

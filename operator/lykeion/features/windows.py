@@ -144,6 +144,8 @@ def window_values_join_sql(
     history: str,
     queries: str,
     present: set[str] | None = None,
+    *,
+    bucketed: bool = True,
 ) -> str:
     """DuckDB's plan for `window_values_sql`'s values, by a bucketed range join: SELECT
     `__q` and one column per aggregation in `features` for each query of `queries`
@@ -158,7 +160,9 @@ def window_values_join_sql(
     aggregation then filters its own window. Float sums add in event-time order (an
     ordered aggregate), so the same history and queries give the same bits; the window
     plan adds in another order, so a float sum may differ from it in the last bits.
-    Measured against the window plan in benchmarks/features.py."""
+    Without `bucketed` a query joins on the key alone, pairing with all its key's rows:
+    cheaper when the history spans little more than 2W (no rows to skip), see
+    `BUCKETS_FROM`. Measured against the window plan in benchmarks/features.py."""
     present = present if present is not None else {n for f in features for n, _ in f.parts()}
     answered = [f for f in features if all(name in present for name, _ in f.parts())]
     outer = [f"q.{QUERY}"]
@@ -171,25 +175,24 @@ def window_values_join_sql(
         assert feature.aggregation is not None
         function = feature.aggregation.function
         span = micros(feature.aggregation.window)
-        inside = f"FILTER (WHERE h.{EVENT_TIME} > q.__t - to_microseconds({span}))"
+        since = f"h.{EVENT_TIME} > q.__t - to_microseconds({span})"
         names = {
             name.rsplit("_", 1)[1]: f"h.{_ident(name, 'duckdb')}" for name, _ in feature.parts()
         }
+        # CASE inside the aggregate: measured cheaper than FILTER in DuckDB 1.x.
+        inside = {part: f"CASE WHEN {since} THEN {name} END" for part, name in names.items()}
         if function == "count":
-            value = f"COALESCE(SUM({names['n']}) {inside}, 0)"
+            value = f"COALESCE(SUM({inside['n']}), 0)"
         elif function in ("sum", "mean"):
-            total = f"SUM({names['sum']} ORDER BY h.{EVENT_TIME}) {inside}"
-            count = f"SUM({names['n']}) {inside}"
+            total = f"SUM({inside['sum']} ORDER BY h.{EVENT_TIME})"
+            count = f"SUM({inside['n']})"
             mean = "" if function == "sum" else f" / {count}"
             value = f"CASE WHEN {count} > 0 THEN {total}{mean} END"
         elif function in ("min", "max"):
-            value = extreme(function.upper(), names[function], feature.type, inside, "duckdb")
+            value = extreme(function.upper(), inside[function], feature.type, "", "duckdb")
         else:
             last = names["last"]
-            value = (
-                f"arg_max({last}, h.{EVENT_TIME}) FILTER (WHERE {last} IS NOT NULL"
-                f" AND h.{EVENT_TIME} > q.__t - to_microseconds({span}))"
-            )
+            value = f"arg_max({last}, h.{EVENT_TIME}) FILTER (WHERE {last} IS NOT NULL AND {since})"
         outer.append(f"{_cast(value, feature.type, 'duckdb')} AS {column}")
     if not answered:
         return (
@@ -199,6 +202,15 @@ def window_values_join_sql(
     # floor(epoch_us / W) exactly, also before 1970: x - floor_mod(x, W) is a multiple of W.
     bucket = "((epoch_us({t}) - ((epoch_us({t}) % {w}) + {w}) % {w}) // {w})"
     h_cols = ", ".join(f"{_ident(name, 'duckdb')}" for f in answered for name, _ in f.parts())
+    within = f"h.{EVENT_TIME} <= q.__t AND h.{EVENT_TIME} > q.__t - to_microseconds({longest})"
+    if not bucketed:
+        return (
+            f"SELECT {', '.join(outer)} FROM (SELECT __k, __t, {QUERY} FROM {queries} AS q0"
+            f" WHERE __k IS NOT NULL AND __t IS NOT NULL) AS q\n"
+            f"LEFT JOIN (SELECT {KEY}, {EVENT_TIME}, {h_cols} FROM {history}) AS h"
+            f" ON h.{KEY} = q.__k AND {within}\n"
+            f"GROUP BY q.{QUERY}"
+        )
     return (
         f"WITH __qb AS (SELECT __k, __t, {QUERY}, {bucket.format(t='__t', w=longest)} AS __b"
         f" FROM {queries} AS q0 WHERE __k IS NOT NULL AND __t IS NOT NULL)\n"
@@ -208,10 +220,22 @@ def window_values_join_sql(
         f") AS q LEFT JOIN (\n"
         f"  SELECT {KEY}, {EVENT_TIME}, {h_cols}, {bucket.format(t=EVENT_TIME, w=longest)} AS __b"
         f" FROM {history}\n"
-        f") AS h ON h.{KEY} = q.__k AND h.__b = q.__j AND h.{EVENT_TIME} <= q.__t"
-        f" AND h.{EVENT_TIME} > q.__t - to_microseconds({longest})\n"
+        f") AS h ON h.{KEY} = q.__k AND h.__b = q.__j AND {within}\n"
         f"GROUP BY q.{QUERY}"
     )
+
+
+BUCKETS_FROM = 4
+"""The DuckDB training set buckets its range join when the history spans more than this
+many longest windows: below, two buckets hold about all of a key's rows and the doubled
+probe costs more than it skips (benchmarks/features.py: 60 days of history, 30-day
+windows)."""
+
+
+def longest_window(features: Sequence[FeatureDef]) -> timedelta:
+    """The longest window of `features`' aggregations (0 when none)."""
+    spans = [f.aggregation.window for f in features if f.aggregation is not None]
+    return max(spans, default=timedelta(0))
 
 
 def _literal_time(moment: datetime, dialect: Dialect) -> str:
