@@ -184,7 +184,8 @@ def window_values_join_sql(
         if function == "count":
             value = f"COALESCE(SUM({inside['n']}), 0)"
         elif function in ("sum", "mean"):
-            total = f"SUM({inside['sum']} ORDER BY h.{EVENT_TIME})"
+            # FILTER, not CASE: only the window's rows go into the ordered aggregate's sort.
+            total = f"SUM({names['sum']} ORDER BY h.{EVENT_TIME}) FILTER (WHERE {since})"
             count = f"SUM({inside['n']})"
             mean = "" if function == "sum" else f" / {count}"
             value = f"CASE WHEN {count} > 0 THEN {total}{mean} END"
