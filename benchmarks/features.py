@@ -102,6 +102,22 @@ def timed(action: Callable[[], T]) -> tuple[float, T]:
     return time.perf_counter() - started, value
 
 
+TRIES = 3
+"""Rounds for the windowed training set and its peers: each runs once per round, in turn,
+and keeps its best time (the machine is shared; turns spread its load over all sides)."""
+
+
+def race(contenders: dict[str, Callable[[], Any]], rounds: int = TRIES) -> dict[str, Any]:
+    """name -> (best seconds over `rounds`, the value of its last run)."""
+    best: dict[str, Any] = {}
+    for _ in range(rounds):
+        for name, action in contenders.items():
+            seconds, value = timed(action)
+            previous = best.get(name, (seconds, None))[0]
+            best[name] = (min(previous, seconds), value)
+    return best
+
+
 # -- data --------------------------------------------------------------------------------
 
 
@@ -229,8 +245,9 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
     """10 features, 5 of them windowed: the training set at the label times (Lykeion)
     against the old ASOF-only join on the same stored history (values at event times,
     wrong after the last event) and a plain DuckDB range join over the raw rows (the
-    reference: identical values asserted); online reads with steps against row-level
-    reads of the same entities."""
+    reference: identical values asserted); materialization and the online store's size
+    per key against the same source as 10 row-level columns (no windows, no steps);
+    online reads with steps against row-level reads of the same entities."""
     body = json.loads(json.dumps(MANIFEST))
     body["spec"]["source"]["file"]["path"] = str(paths["history"])
     body["spec"]["features"] = [{"name": n, "type": "float64", "column": n} for n in NAMES[:5]]
@@ -249,21 +266,31 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
     materialize_seconds, run = timed(
         lambda: materialize_duckdb(spec, view, Range(), offline, online)
     )
+    # The peer: the same source materialized as 10 row-level columns (no windows, no steps).
+    plain_body = json.loads(json.dumps(MANIFEST))
+    plain_body["spec"]["source"]["file"]["path"] = str(paths["history"])
+    plain_spec = FeatureManifestSpec.model_validate(plain_body["spec"])
+    plain_view = FeatureView.from_manifest("default", "customer-plain", plain_spec)
+    plain_online = SqliteOnlineStore(folder / "plain.db")
+    plain_seconds, plain_run = timed(
+        lambda: materialize_duckdb(
+            plain_spec,
+            plain_view,
+            Range(),
+            DuckDBOfflineStore(folder / "plain.duckdb"),
+            plain_online,
+        )
+    )
+    plain_online.close()
+    keys_stored = plain_run.online_rows
     labels = pq.read_table(paths["labels"])
     refs = [FeatureRef(view, f.name) for f in view.features]
     label_spec = LabelSpec("customer_id", "event_timestamp", "target")
-    new_seconds, built = timed(lambda: offline.training_set(labels, label_spec, refs))
     old_columns = ", ".join(f'h."{n}"' for n, _ in view.history_columns)
-    con = duckdb.connect(str(folder / "windowed.duckdb"), read_only=True)
+    # Not read-only: the store's own connections in this process share this instance.
+    con = duckdb.connect(str(folder / "windowed.duckdb"))
     con.execute("SET TimeZone = 'UTC'")
     con.register("labels", labels)
-    asof_seconds, _ = timed(
-        lambda: con.sql(
-            f"SELECT l.label_row, {old_columns} FROM labels l ASOF LEFT JOIN"
-            f" {view.table} h ON h.entity_key = l.customer_id"
-            " AND h.event_time <= l.event_timestamp ORDER BY l.label_row"
-        ).to_arrow_table()
-    )
     aggregates = {
         "count": "COUNT(h.{c})",
         "sum": "SUM(h.{c})",
@@ -279,15 +306,26 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
         value = value.replace(f"h.{column}", f"CASE WHEN {inside} THEN h.{column} END", 1)
         parts.append(f"{value} AS {name}")
     con.execute(f"CREATE TEMP VIEW raw AS SELECT * FROM read_parquet('{paths['history']}')")
-    range_seconds, plain = timed(
-        lambda: con.sql(
-            f"SELECT l.label_row, {', '.join(parts)}, COUNT(h.customer_id) AS known"
-            " FROM labels l LEFT JOIN raw h ON h.customer_id = l.customer_id"
-            " AND h.event_time <= l.event_timestamp"
-            " AND h.event_time > l.event_timestamp - INTERVAL 30 DAY"
-            " GROUP BY l.label_row ORDER BY l.label_row"
-        ).to_arrow_table()
+    timings = race(
+        {
+            "lykeion": lambda: offline.training_set(labels, label_spec, refs),
+            "asof": lambda: con.sql(
+                f"SELECT l.label_row, {old_columns} FROM labels l ASOF LEFT JOIN"
+                f" {view.table} h ON h.entity_key = l.customer_id"
+                " AND h.event_time <= l.event_timestamp ORDER BY l.label_row"
+            ).to_arrow_table(),
+            "range": lambda: con.sql(
+                f"SELECT l.label_row, {', '.join(parts)}, COUNT(h.customer_id) AS known"
+                " FROM labels l LEFT JOIN raw h ON h.customer_id = l.customer_id"
+                " AND h.event_time <= l.event_timestamp"
+                " AND h.event_time > l.event_timestamp - INTERVAL 30 DAY"
+                " GROUP BY l.label_row ORDER BY l.label_row"
+            ).to_arrow_table(),
+        }
     )
+    new_seconds, built = timings["lykeion"]
+    asof_seconds, _ = timings["asof"]
+    range_seconds, plain = timings["range"]
     con.close()
     got = built.table
     for name, function, _, _ in WINDOWED:
@@ -327,11 +365,19 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
         "labels": labels.num_rows,
         "history_rows": run.rows_written,
         "materialize_seconds": materialize_seconds,
+        "materialize_row_level_seconds": plain_seconds,
+        "materialize_over_row_level": materialize_seconds / plain_seconds,
+        "online_keys": keys_stored,
+        "online_bytes_per_key": {
+            "with_steps": (folder / "windowed.db").stat().st_size / keys_stored,
+            "row_level": (folder / "plain.db").stat().st_size / keys_stored,
+        },
         "lykeion_at_label_time_seconds": new_seconds,
         "old_asof_only_seconds": asof_seconds,
         "plain_range_join_seconds": range_seconds,
         "lykeion_over_asof": new_seconds / asof_seconds,
         "lykeion_over_range_join": new_seconds / range_seconds,
+        "rounds": TRIES,
         "values_equal_range_join": True,
         "online_read_p50_ms": {
             "row_level": pct(row_level, 0.5) * 1e3,

@@ -17,7 +17,9 @@ from google.cloud import bigquery
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.controlplane import REPO_ROOT
 from lykeion.features.compile import ERROR, ROWS, Range, history_sql
-from lykeion.features.materialize import query_history, query_run
+from lykeion.features.lateness import bigquery_project, count_late_rows
+from lykeion.features.materialize import query_history, query_run, split_errors
+from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.pipeline import bigquery_online_sql
 from lykeion.features.view import FeatureView
 from lykeion.features.windows import STEP
@@ -101,3 +103,35 @@ def test_bigquery_sql_gives_the_duckdb_rows(
     columns = ["entity_key", "event_time", STEP, *view.feature_names]
     assert len(online_on_bigquery) == online.num_rows > 300
     assert _rows(online_on_bigquery, columns) == _rows(online.to_pylist(), columns)
+
+
+def test_late_rows_of_a_bigquery_source_are_counted_in_bigquery(
+    rides: bigquery.Client, tmp_path: Path
+) -> None:
+    """Source rows at or before the re-read boundary that the offline store lacks are
+    counted by a query job where the source lives, and the count equals the one DuckDB
+    makes of the same rows in the file."""
+    spec = example_spec()
+    body = spec.model_dump(by_alias=True, exclude_none=True)
+    body["source"] = {"bigquery": {"table": RIDES}, "timestampColumn": "event_time"}
+    on_bigquery = FeatureManifestSpec.model_validate(body)
+    view = FeatureView.from_manifest("ns", "late", spec)
+    boundary = datetime(2026, 2, 1, tzinfo=UTC)
+    offline = DuckDBOfflineStore(tmp_path / "offline.duckdb")
+    assert bigquery_project(on_bigquery) == PROJECT
+    assert bigquery_project(on_bigquery, ["--runner=DataflowRunner", "--project=other"]) == "other"
+
+    # Nothing stored yet: every valid (key, time) at or before the boundary is late.
+    history, _ = split_errors(query_history(spec, Range(None, boundary), str(REPO_ROOT)))
+    assert history.num_rows > 1000
+    late = count_late_rows(on_bigquery, view, boundary, offline, None, client=rides)
+    assert late == history.num_rows
+
+    # The runs read all but 7 of them: those 7 are late, in both engines' counts.
+    offline.write_history(view, history.slice(7))
+    late = count_late_rows(on_bigquery, view, boundary, offline, None, client=rides)
+    in_file = count_late_rows(spec, view, boundary, offline, str(REPO_ROOT))
+    assert late == in_file == 7
+
+    offline.write_history(view, history)
+    assert count_late_rows(on_bigquery, view, boundary, offline, None, client=rides) == 0

@@ -9,9 +9,12 @@ from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import State, WorkStatus
 from lykeion.handlers.materialization import (
+    DROP_GIVE_UP,
     NextRange,
     finish,
     generations_to_drop,
+    generations_written,
+    give_up_dropping,
     late_data_check,
     materialized_check,
     next_range,
@@ -214,3 +217,26 @@ def test_late_rows_of_an_incremental_run_make_a_condition() -> None:
     backfill = run_record(run_name("m", 2, 3), 2, NextRange(None, "2026-11-27T12:00:00Z", ""), NOW)
     after = finish({**status, **fields}, backfill, WorkStatus(State.SUCCEEDED, "", {}), NOW)
     assert late_data_check({**status, **fields, **after}, "m").status == "False"
+
+
+def test_a_deleted_manifest_drops_every_generation_it_may_have_written() -> None:
+    body = {
+        "metadata": {"name": "m", "generation": 5},
+        "status": {
+            "storedGenerations": [2, 3],
+            "materializedGeneration": 1,
+            "currentRun": {"name": "m-g4-r9", "generation": 4},
+        },
+    }
+    # Stored, in effect, in flight, and its own (submitted before the status said so).
+    assert generations_written(body) == [1, 2, 3, 4, 5]
+    assert generations_written({"metadata": {"name": "m"}}) == [1]
+
+
+def test_an_unreachable_store_holds_a_deletion_for_a_bounded_time() -> None:
+    asked = datetime(2026, 3, 1, tzinfo=UTC)
+    body = {"metadata": {"name": "m", "deletionTimestamp": "2026-03-01T00:00:00Z"}}
+    assert not give_up_dropping(body, asked)
+    assert not give_up_dropping(body, asked + DROP_GIVE_UP - timedelta(seconds=1))
+    assert give_up_dropping(body, asked + DROP_GIVE_UP)
+    assert not give_up_dropping({"metadata": {"name": "m"}}, asked + 10 * DROP_GIVE_UP)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lykeion.features.compile import Range
-from lykeion.features.lateness import count_late_rows
+from lykeion.features.lateness import bigquery_project, count_late_rows
 from lykeion.features.materialize import RunResult, materialize_duckdb
 from lykeion.features.stores import open_offline, open_online
 from lykeion.features.view import FeatureView
@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                 spec, view, run_range, args.offline, args.online, args.data_root, beam_args
             )
         if result.succeeded and run_range.start is not None:
-            late_rows = _late_rows(spec, view, run_range.start, args.offline, args.data_root)
+            late_rows = _late_rows(
+                spec, view, run_range.start, args.offline, args.data_root, beam_args
+            )
     except Exception as error:  # noqa: BLE001 - the run's outcome is reported, not raised
         traceback.print_exc()
         result.succeeded = False
@@ -143,10 +145,12 @@ def _late_rows(
     boundary: datetime,
     offline_uri: str,
     data_root: str | None,
-) -> int | None:
+    beam_args: list[str],
+) -> int:
     offline = open_offline(offline_uri)
     try:
-        return count_late_rows(spec, view, boundary, offline, data_root)
+        project = bigquery_project(spec, beam_args)
+        return count_late_rows(spec, view, boundary, offline, data_root, project=project)
     finally:
         offline.close()
 

@@ -16,8 +16,11 @@ query at `t` sees the history rows in [t - w + 1us, t], those at `t` itself incl
 No query ties with a history row (nor two history rows: one per key and time), so the
 order of the rows a window adds up — and so a float sum's rounding — never depends on
 how the engine ordered peers: the same query over the same history gives the same bits.
-The union sorts once per key; a range join would pair each query with every row of its
-window (see benchmarks/features.py).
+That is `window_values_sql`, BigQuery's plan. DuckDB runs `window_values_join_sql`, the
+same values by a bucketed range join: each window function over the union costs about
+what the union's sort does, so 5 windowed features cost 3.5x an ASOF join, where the
+join pairs each query only with its key's rows within twice the longest window and
+filters per feature (benchmarks/features.py; a property test holds the two plans equal).
 """
 
 from __future__ import annotations
@@ -136,6 +139,106 @@ def window_values_sql(
     )
 
 
+def window_values_join_sql(
+    features: Sequence[FeatureDef],
+    history: str,
+    queries: str,
+    present: set[str] | None = None,
+    *,
+    bucketed: bool = True,
+) -> str:
+    """DuckDB's plan for `window_values_sql`'s values, by a bucketed range join: SELECT
+    `__q` and one column per aggregation in `features` for each query of `queries`
+    (`__k`, `__t`, `__q`; null keys or times get no row), as if every key were known —
+    the caller nulls the values of a key with no history row at or before `__t` (count
+    is 0 here for an empty window, the others null).
+
+    Each query pairs only with its key's history rows in (t - W, t], W the longest
+    window: rows and queries carry the bucket floor(epoch_us / W), and a query joins its
+    own bucket and the one before on (key, bucket) equality, so the join is a hash join
+    whose pairs are the rows within 2W of the query, never the key's whole history. Each
+    aggregation then filters its own window. Float sums add in event-time order (an
+    ordered aggregate), so the same history and queries give the same bits; the window
+    plan adds in another order, so a float sum may differ from it in the last bits.
+    Without `bucketed` a query joins on the key alone, pairing with all its key's rows:
+    cheaper when the history spans little more than 2W (no rows to skip), see
+    `BUCKETS_FROM`. Measured against the window plan in benchmarks/features.py."""
+    present = present if present is not None else {n for f in features for n, _ in f.parts()}
+    answered = [f for f in features if all(name in present for name, _ in f.parts())]
+    outer = [f"q.{QUERY}"]
+    longest = max((micros(f.aggregation.window) for f in answered if f.aggregation), default=1)
+    for feature in features:
+        column = _ident(feature.name, "duckdb")
+        if feature not in answered:
+            outer.append(f"CAST(NULL AS {sql_type(feature.type, 'duckdb')}) AS {column}")
+            continue
+        assert feature.aggregation is not None
+        function = feature.aggregation.function
+        span = micros(feature.aggregation.window)
+        since = f"h.{EVENT_TIME} > q.__t - to_microseconds({span})"
+        names = {
+            name.rsplit("_", 1)[1]: f"h.{_ident(name, 'duckdb')}" for name, _ in feature.parts()
+        }
+        # CASE inside the aggregate: measured cheaper than FILTER in DuckDB 1.x.
+        inside = {part: f"CASE WHEN {since} THEN {name} END" for part, name in names.items()}
+        if function == "count":
+            value = f"COALESCE(SUM({inside['n']}), 0)"
+        elif function in ("sum", "mean"):
+            # FILTER, not CASE: only the window's rows go into the ordered aggregate's sort.
+            total = f"SUM({names['sum']} ORDER BY h.{EVENT_TIME}) FILTER (WHERE {since})"
+            count = f"SUM({inside['n']})"
+            mean = "" if function == "sum" else f" / {count}"
+            value = f"CASE WHEN {count} > 0 THEN {total}{mean} END"
+        elif function in ("min", "max"):
+            value = extreme(function.upper(), inside[function], feature.type, "", "duckdb")
+        else:
+            last = names["last"]
+            value = f"arg_max({last}, h.{EVENT_TIME}) FILTER (WHERE {last} IS NOT NULL AND {since})"
+        outer.append(f"{_cast(value, feature.type, 'duckdb')} AS {column}")
+    if not answered:
+        return (
+            f"SELECT {', '.join(outer)} FROM {queries} AS q"
+            " WHERE q.__k IS NOT NULL AND q.__t IS NOT NULL"
+        )
+    # floor(epoch_us / W) exactly, also before 1970: x - floor_mod(x, W) is a multiple of W.
+    bucket = "((epoch_us({t}) - ((epoch_us({t}) % {w}) + {w}) % {w}) // {w})"
+    h_cols = ", ".join(f"{_ident(name, 'duckdb')}" for f in answered for name, _ in f.parts())
+    within = f"h.{EVENT_TIME} <= q.__t AND h.{EVENT_TIME} > q.__t - to_microseconds({longest})"
+    if not bucketed:
+        return (
+            f"SELECT {', '.join(outer)} FROM (SELECT __k, __t, {QUERY} FROM {queries} AS q0"
+            f" WHERE __k IS NOT NULL AND __t IS NOT NULL) AS q\n"
+            f"LEFT JOIN (SELECT {KEY}, {EVENT_TIME}, {h_cols} FROM {history}) AS h"
+            f" ON h.{KEY} = q.__k AND {within}\n"
+            f"GROUP BY q.{QUERY}"
+        )
+    return (
+        f"WITH __qb AS (SELECT __k, __t, {QUERY}, {bucket.format(t='__t', w=longest)} AS __b"
+        f" FROM {queries} AS q0 WHERE __k IS NOT NULL AND __t IS NOT NULL)\n"
+        f"SELECT {', '.join(outer)} FROM (\n"
+        f"  SELECT __k, __t, {QUERY}, __b AS __j FROM __qb UNION ALL\n"
+        f"  SELECT __k, __t, {QUERY}, __b - 1 FROM __qb\n"
+        f") AS q LEFT JOIN (\n"
+        f"  SELECT {KEY}, {EVENT_TIME}, {h_cols}, {bucket.format(t=EVENT_TIME, w=longest)} AS __b"
+        f" FROM {history}\n"
+        f") AS h ON h.{KEY} = q.__k AND h.__b = q.__j AND {within}\n"
+        f"GROUP BY q.{QUERY}"
+    )
+
+
+BUCKETS_FROM = 4
+"""The DuckDB training set buckets its range join when the history spans more than this
+many longest windows: below, two buckets hold about all of a key's rows and the doubled
+probe costs more than it skips (benchmarks/features.py: 60 days of history, 30-day
+windows)."""
+
+
+def longest_window(features: Sequence[FeatureDef]) -> timedelta:
+    """The longest window of `features`' aggregations (0 when none)."""
+    spans = [f.aggregation.window for f in features if f.aggregation is not None]
+    return max(spans, default=timedelta(0))
+
+
 def _literal_time(moment: datetime, dialect: Dialect) -> str:
     text = moment.isoformat()
     return f"TIMESTAMPTZ '{text}'" if dialect == "duckdb" else f"TIMESTAMP '{text}'"
@@ -160,7 +263,8 @@ def online_sql(
     row per step `_step` — `L` itself, then each time an event leaves a window if no new
     event comes (`e + w` for every event `e` in (L - w, L]). Columns: `entity_key`,
     `event_time` (= L), `_step`, the row-level features of the row at L, and the
-    aggregations at `_step` computed by `window_values_sql`, the training set's SQL.
+    aggregations at `_step` computed by the training set's SQL (`window_values_sql`;
+    DuckDB's plan of it, `window_values_join_sql`, in DuckDB).
     `history` (a table, or the name given to the query `define`) must hold every valid
     history row of those keys within the longest window before L."""
     windows = sorted({micros(f.aggregation.window) for f in view.aggregations if f.aggregation})
@@ -174,7 +278,11 @@ def online_sql(
         )
     row_cols = "".join(f", h.{_ident(f.name, dialect)}" for f in view.row_features)
     agg_cols = "".join(f", v.{_ident(f.name, dialect)}" for f in view.aggregations)
-    values = window_values_sql(view.aggregations, dialect, history, "__queries")
+    if dialect == "duckdb":
+        # Every step is at or after the key's newest event: the key is known.
+        values = window_values_join_sql(view.aggregations, history, "__queries")
+    else:
+        values = window_values_sql(view.aggregations, dialect, history, "__queries")
     defined = f"{history} AS ({define}),\n" if define else ""
     return f"""
 WITH {defined}__last AS (

@@ -1,4 +1,5 @@
-"""FeatureManifest: registers its features in the catalog and flags conflicting definitions."""
+"""FeatureManifest: registers its features in the catalog and flags conflicting definitions;
+runs its pipeline; on deletion drops its tables (`materialization.drop_tables`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import kopf
 from lykeion import GROUP, VERSION
 from lykeion.api.kinds import FEATURE_MANIFEST
 from lykeion.conditions import Check, ready
-from lykeion.handlers.materialization import MATERIALIZED, late_data_check, materialize
+from lykeion.handlers.materialization import (
+    MATERIALIZED,
+    drop_tables,
+    late_data_check,
+    materialize,
+)
 from lykeion.registry import Key, Registry
 from lykeion.runtime import Runtime, StatusUpdate
 
@@ -56,6 +62,9 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
     """Run the manifest's pipeline (backfill, then on schedule) once it is registered."""
     registered = next(c for c in update.checks if c.type == REGISTERED)
     if runtime.executor is None or runtime.config is None:
+        return update
+    if body["metadata"].get("deletionTimestamp"):
+        # Deleting: no new run may write tables the finalizer is about to drop.
         return update
     if registered.ok:
         fields, materialized = await materialize(
@@ -107,3 +116,19 @@ async def manifest_changed(
     await runtime.reconcile_now(
         Key(FEATURE_MANIFEST.kind, namespace or "default", name), dict(body)
     )
+
+
+@kopf.on.delete(GROUP, VERSION, FEATURE_MANIFEST.plural)
+async def manifest_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    # The finalizer stays until the run in flight has stopped and both stores dropped
+    # every generation's tables; kopf retries the TemporaryErrors drop_tables raises.
+    runtime: Runtime = memo.runtime
+    if runtime.executor is None or runtime.config is None:
+        return
+    left = await drop_tables(dict(body), runtime.executor, runtime.config, datetime.now(UTC))
+    if left:
+        kopf.warn(
+            body,
+            reason="TablesLeftBehind",
+            message="a store stayed unreachable; drop these tables by hand: " + ", ".join(left),
+        )

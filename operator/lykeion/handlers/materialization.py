@@ -16,6 +16,15 @@ effect, its own included, so a retried backfill starts empty): a replaced genera
 readable until a newer backfill begins, time enough for readers holding the old view
 (model servers being re-rendered, a training reading its set) to move on.
 
+Deletion: a FeatureManifest being deleted starts no run; its finalizer stops the run in
+flight (the executor's cancel; the drop waits until the run has stopped, so it cannot write
+a table again afterwards) and drops the tables of every generation it may have written
+from both stores (`DROP ... IF EXISTS`: idempotent, so an operator restarted mid-deletion
+just does it again), then lets the object go. A store that cannot be reached is retried
+every `DROP_RETRY` until `DROP_GIVE_UP` after the deletion request; past that the object
+goes and a Warning event names the tables left behind — deleting an object never hangs
+on a store that is gone for good (a bucket or instance deleted with the platform).
+
 Late data: an incremental run re-reads from `watermark - spec.allowedLateness`; the run
 counts source rows at or behind that boundary the offline store does not hold (`lateRows`)
 and the `LateData` condition asks for a backfill.
@@ -28,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import kopf
 from croniter import croniter
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
@@ -43,6 +53,11 @@ LATE_DATA = "LateData"
 MAX_RUNS_KEPT = 10
 BACKOFF_START = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
+DROP_RETRY = 10.0
+"""Seconds between attempts to drop a deleted manifest's tables (store unreachable, run
+still stopping)."""
+DROP_GIVE_UP = timedelta(hours=1)
+"""How long after the deletion request a store that cannot be reached holds the object."""
 
 
 @dataclass(frozen=True)
@@ -310,3 +325,62 @@ async def materialize(
                 fields["storedGenerations"] = sorted({*stored_generations(status), generation})
     merged = {**status, **fields}
     return fields, materialized_check(merged, generation)
+
+
+def generations_written(body: dict[str, Any]) -> list[int]:
+    """Every generation of the manifest whose tables may exist (pure): the stored ones, the
+    one in effect, a run's in flight, and the object's own generation (a backfill may
+    have been submitted just before its status was written)."""
+    status = body.get("status") or {}
+    found = set(stored_generations(status))
+    current = status.get("currentRun") or {}
+    if current.get("generation"):
+        found.add(int(current["generation"]))
+    found.add(int(body["metadata"].get("generation") or 1))
+    return sorted(found)
+
+
+def give_up_dropping(body: dict[str, Any], now: datetime) -> bool:
+    """Whether a failing drop should let the object go (pure): `DROP_GIVE_UP` has passed
+    since the deletion request."""
+    requested = parse_time(body["metadata"].get("deletionTimestamp"))
+    return requested is not None and now >= requested + DROP_GIVE_UP
+
+
+async def drop_tables(
+    body: dict[str, Any], executor: Executor, config: PlatformConfig, now: datetime
+) -> list[str]:
+    """The finalizer's work for a deleted FeatureManifest (see the module docstring):
+    stop the run in flight, then drop the tables of `generations_written` from both
+    stores. Returns the tables left behind (empty unless it gave up on an unreachable
+    store). Raises `kopf.TemporaryError` (delay `DROP_RETRY`) while the run is still
+    stopping or a store fails, until `give_up_dropping`."""
+    import asyncio
+
+    from lykeion.features.run import drop_generations
+    from lykeion.features.view import FeatureView
+
+    meta = body["metadata"]
+    namespace = meta.get("namespace", "default")
+    current = (body.get("status") or {}).get("currentRun")
+    if current:
+        outcome = await executor.status(namespace, current["name"], meta.get("uid"))
+        if outcome.state in (State.PENDING, State.RUNNING):
+            await executor.cancel(namespace, current["name"])
+            raise kopf.TemporaryError(
+                f"waiting for run {current['name']} to stop before dropping tables",
+                delay=DROP_RETRY,
+            )
+    generations = generations_written(body)
+    view = FeatureView.from_body(body)
+    tables = [FeatureView.from_body(body, g).table for g in generations]
+    try:
+        await asyncio.to_thread(
+            drop_generations, view, generations, config.offline_store, config.online_store
+        )
+    except Exception as error:  # any store's failure: retried, then reported
+        reason = f"{type(error).__name__}: {error}"
+        if give_up_dropping(body, now):
+            return tables
+        raise kopf.TemporaryError(f"dropping tables failed ({reason})", delay=DROP_RETRY) from error
+    return []
