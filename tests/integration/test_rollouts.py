@@ -188,7 +188,10 @@ def test_a_healthy_canary_walks_the_steps_to_100(cluster: Cluster, serving: str)
         return state.get("phase") == "Promoted" and state.get("stable") == "1.2"
 
     with Traffic(endpoint) as traffic:
-        wait_for(promoted, 120 + 4 * INTERVAL, "1.2 promoted")
+        try:
+            wait_for(promoted, 120 + 4 * INTERVAL, "1.2 promoted")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; {json.dumps(_status(cluster, namespace))}") from None
     state = _rollout(cluster, namespace)
     actions = [(d["action"], d["canary"], d["weight"]) for d in state["decisions"]]
     assert actions[-3:] == [("Start", "1.2", 20), ("Advance", "1.2", 50), ("Promote", "1.2", 0)]

@@ -89,6 +89,17 @@ def test_a_failing_check_rolls_back_until_the_spec_changes() -> None:
     assert (retried.phase, retried.weight, retried.started_at) == ("Progressing", 10, T2)
 
 
+def test_the_status_patch_removes_what_the_state_no_longer_has() -> None:
+    window = plan.open_window(_started(), C, S, T0)
+    stored = window.wire()
+    back = plan.judge(window, Verdict("RollBack", (REQUESTS, FAILING), FAILING), SPEC, 2, T1, C, S)
+    patch = plan.status_field(back, stored)
+    assert patch["baseline"] is None and patch["stepStartedAt"] is None
+    merged = {k: v for k, v in {**stored, **patch}.items() if v is not None}
+    assert RolloutStatus.model_validate(merged) == back
+    assert plan.status_field(back, back.wire()) == back.wire()
+
+
 def test_declaring_the_stable_version_again_aborts_the_canary() -> None:
     state = plan.begin("1.0", SPEC, _started(), {"1.0": 90, "1.1": 10}, 3, T1)
     assert (state.phase, state.stable, state.canary) == ("Promoted", "1.0", None)

@@ -45,9 +45,10 @@ class RolloutChecks(ApiModel):
 
     max_error_rate: float = Field(0.01, ge=0, le=1)
     """Most server errors (5xx answers) per request."""
-    max_latency_ratio: float = Field(1.5, ge=1, le=1000)
+    max_latency_ratio: float = Field(3.0, ge=1, le=1000)
     """Most p99 latency of the canary as a multiple of the stable version's (p99 read as the
-    upper bound of the histogram bucket holding the 99th percentile request)."""
+    upper bound of the histogram bucket holding the 99th percentile request; neighbouring
+    buckets are 2-2.5x apart, so below 2.5 one bucket of noise fails the check)."""
     max_missing_feature_rate: float = Field(0.05, ge=0, le=1000)
     """Most feature values the online store lacked (defaulted or refused), per request."""
     max_skew_rate: float = Field(0.01, ge=0, le=1)

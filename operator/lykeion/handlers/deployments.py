@@ -128,7 +128,8 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
     fields, checks = rollout.outcome(serving, admissions, served, weights)
     if rejected is not None:
         checks = [rejected if c.type == rollout.AVAILABLE else c for c in checks]
-    fields["rollout"] = state.wire() if state is not None else None
+    stored = (body.get("status") or {}).get("rollout")
+    fields["rollout"] = plan.status_field(state, stored) if state is not None else None
     everything = [*resolved, *checks]
     endpoint = fields.get("endpoint")
     # RolledBack and FeaturesConsistent inform; the endpoint serves either way (not in Ready).
@@ -240,16 +241,15 @@ async def _analyse(
     if canary is None or stable is None or not available.get(state.canary):
         # A version not up (yet): the window starts once both answer.
         return state.model_copy(update={"step_started_at": None, "baseline": None}), checks
-    if state.baseline is None or state.step_started_at is None:
-        return plan.open_window(state, canary.counters, stable.counters, now), checks
-    base = {c.version: c for c in state.baseline}
+    base = {c.version: c for c in state.baseline or []}
     started = conditions.parse_time(state.step_started_at)
-    assert started is not None
+    if started is None or state.canary not in base or state.stable not in base:
+        return plan.open_window(state, canary.counters, stable.counters, now), checks
     verdict = analysis.decide(
         rollout_spec.checks,
-        base.get(state.canary, canary.counters),
+        base[state.canary],
         canary.counters,
-        base.get(state.stable, stable.counters),
+        base[state.stable],
         stable.counters,
         canary.drift,
         (moment - started).total_seconds(),

@@ -185,6 +185,14 @@ def judge(
     return state
 
 
+def status_field(state: RolloutStatus, stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`status.rollout` for a JSON merge patch over `stored`: a field the state no longer has
+    (a baseline after a rollback, the canary after a promotion) is sent as null, which
+    removes it; left out, the stored value would survive and be read back next time."""
+    wire = state.wire()
+    return {**{key: None for key in stored or {} if key not in wire}, **wire}
+
+
 def rolled_back(state: RolloutStatus) -> Check:
     """The `RolledBack` condition: True with the failing check's reason and values."""
     if state.phase == "RolledBack":
@@ -252,5 +260,6 @@ __all__ = [
     "open_window",
     "promote",
     "rolled_back",
+    "status_field",
     "versions",
 ]
