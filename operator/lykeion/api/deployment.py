@@ -49,8 +49,9 @@ class RolloutChecks(ApiModel):
     """Most p99 latency of the canary as a multiple of the stable version's (p99 read as the
     upper bound of the histogram bucket holding the 99th percentile request; neighbouring
     buckets are 2-2.5x apart, so below 2.5 one bucket of noise fails the check)."""
-    max_missing_feature_rate: float = Field(0.05, ge=0, le=1000)
-    """Most feature values the online store lacked (defaulted or refused), per request."""
+    max_missing_feature_rate: float = Field(0.05, ge=0, le=1)
+    """Most requests refused for a missing feature (422: a key lacked a feature the Model
+    declares no default for), per request. Defaulted values are served as trained: not counted."""
     max_skew_rate: float = Field(0.01, ge=0, le=1)
     """Most served-vs-offline mismatches per checked value, for the worst feature."""
     max_drift_psi: float = Field(0.2, ge=0, le=1000)
@@ -181,7 +182,7 @@ class Counters(ApiModel):
     server_errors: int = Field(0, ge=0)
     """Answers with a 5xx code."""
     missing_features: int = Field(0, ge=0)
-    """Feature values the online store lacked, over all features."""
+    """Requests refused (422) because a key lacked a feature without a declared default."""
     latency: list[LatencyBucket] = Field(default_factory=list, max_length=64)
     skew: list[SkewCount] | None = Field(None, max_length=256)
     """Served-vs-offline comparisons per feature; absent when the server reports none."""

@@ -12,8 +12,8 @@ and the thresholds of `spec.rollout.checks`. Definitions, over the window (now -
   exact from the buckets, and the same for both versions). `NoData` while the stable version
   answered fewer than `minRequests`; unbounded (no value) when the canary's p99 is past the
   last finite bucket and the stable's is not.
-- `missingFeatures`: feature values the online store lacked / requests (a request of one key
-  lacking one feature adds 1).
+- `missingFeatures`: requests refused for a missing feature (422: a key lacked a feature
+  with no declared default) / requests. Values served as declared defaults are by design.
 - `skewRate`: for the worst feature, mismatches / checked (served vs offline recomputation);
   `NoData` when the server reports no comparisons in the window.
 - `driftPsi`: the largest population stability index the canary reports now (a gauge, not a
@@ -211,7 +211,7 @@ def decide(
             "missingFeatures",
             missing / requests if requests else None,
             checks.max_missing_feature_rate,
-            f"{missing} values over {requests} requests",
+            f"{missing} of {requests} requests refused",
         )
     )
     skew, where = _skew_rate(canary_start, canary_now)

@@ -2,7 +2,9 @@
 `Counters` and drift values (parsing is pure; `read` does the HTTP).
 
 Sources (the model server's contract): `lykeion_serving_request_seconds{protocol}` (histogram),
-`lykeion_serving_errors_total{code}`, `lykeion_serving_missing_features_total{feature}`; and
+`lykeion_serving_errors_total{code}` (a 422 is a request refused for a missing feature:
+`lykeion_serving_missing_features_total` also counts values served as declared defaults,
+which are not a fault); and
 `/analysis` → `{"skew": {"features": {f: {"checked", "mismatches", "lastMismatch"}}},
 "drift": {"features": {f: {"psi", "served"}}}}`. An absent or unreadable `/analysis` is no
 data for skew and drift, never a failure.
@@ -48,10 +50,11 @@ def parse_metrics(version: str, text: str) -> Counters:
             elif sample.name == "lykeion_serving_request_seconds_bucket":
                 buckets[float(sample.labels["le"])] += sample.value
             elif sample.name == "lykeion_serving_errors_total":
-                if str(sample.labels.get("code", "")).startswith("5"):
+                code = str(sample.labels.get("code", ""))
+                if code.startswith("5"):
                     errors += sample.value
-            elif sample.name == "lykeion_serving_missing_features_total":
-                missing += sample.value
+                elif code == "422":
+                    missing += sample.value
     return Counters(
         version=version,
         requests=int(requests),
