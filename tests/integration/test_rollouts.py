@@ -65,8 +65,9 @@ def trained(cluster: Cluster, operator: Operator) -> str:
 class Traffic:
     """Single-key requests to the endpoint from a thread, as callers would send them."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, pause: float = 0.04) -> None:
         self.endpoint = endpoint
+        self.pause = pause
         self.answers: list[tuple[float, str, int]] = []
         """(time, version, status) per request."""
         self._stop = threading.Event()
@@ -88,7 +89,7 @@ class Traffic:
             except OSError:
                 status, version = 0, ""
             self.answers.append((time.monotonic(), version, status))
-            self._stop.wait(0.04)
+            self._stop.wait(self.pause)
 
     def __enter__(self) -> Traffic:
         self._thread.start()
