@@ -46,6 +46,7 @@ def run(interval: int, min_requests: int, rate: float, work: Path) -> dict[str, 
     try:
         plane.install_crds()
         state = work / "operator"
+        state.mkdir(parents=True)
         operator = Operator(
             plane.kubeconfig, state / "operator.log",
             extra_env={

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,33 @@ def test_promote_at_once_and_status(
     # spec is untouched: the operator and lykectl wrote only status and an annotation.
     spec = (cluster.get("Deployment", namespace, NAME) or {})["spec"]
     assert spec["versions"] == [{"version": canary, "traffic": 100}]
+
+
+def test_an_operator_restart_resumes_the_step_where_it_was(
+    cluster: Cluster, serving: str, operator: Operator
+) -> None:
+    """The step, its start and the counters then live in status: a killed operator's
+    successor judges the same window (model servers outlive the operator)."""
+    namespace = serving
+    stable = _rollout(cluster, namespace)["stable"]
+    canary = "1.0" if stable != "1.0" else "1.2"
+    interval = 8.0
+    endpoint = _status(cluster, namespace)["endpoint"]
+    _declare(cluster, namespace, canary, **{**ROLLOUT, "interval": f"{interval:.0f}s"})
+    with Traffic(endpoint):
+        wait_for(lambda: _rollout(cluster, namespace).get("weight") == 50, 120, "the second step")
+        operator.kill()
+        window = _rollout(cluster, namespace)
+        operator.start()
+        ready = datetime.now(UTC)
+        wait_for(
+            lambda: _rollout(cluster, namespace).get("phase") == "Promoted", 60, "the promotion"
+        )
+    state = _rollout(cluster, namespace)
+    mine = [d for d in state["decisions"] if d["canary"] == canary]
+    assert [d["action"] for d in mine][-3:] == ["Start", "Advance", "Promote"]
+    assert state["stable"] == canary and window["stepStartedAt"] == mine[-2]["time"]
+    promoted = datetime.fromisoformat(mine[-1]["time"].replace("Z", "+00:00"))
+    # Judged on the window opened before the kill: a window opened anew on restart could
+    # not close before `interval` after the new operator came up.
+    assert promoted < ready + timedelta(seconds=interval), (promoted, ready)
