@@ -27,6 +27,7 @@ from lykectl.resources import (
 from lykectl.traffic import next_versions
 from lykectl.wait import wait_ready
 from lykeion.api.kinds import DEPLOYMENT, MODEL
+from lykeion.rollouts.plan import PROMOTE
 
 app = typer.Typer(
     help="Model: one version of a family/segment; train it and deploy it.", no_args_is_help=True
@@ -486,6 +487,47 @@ def deploy_model(
         wait,
         timeout,
     )
+
+
+@app.command("promote")
+def promote_model(
+    ctx: typer.Context,
+    family: Family,
+    version: Version,
+    segment: Segment = "default",
+    namespace: options.Namespace = None,
+    kubeconfig: options.Kubeconfig = None,
+) -> None:
+    """Promote the canary of a rollout at once: it gets all traffic without further analysis.
+
+    Sets the annotation lykeion.io/promote=<version>@<the rollout's startedAt>, an edit of
+    metadata (spec stays as GitOps declared it; the promoted end state is the one spec names).
+    The annotation names the rollout, so it never promotes a later canary of that version.
+    """
+    cluster = options.cluster(ctx, namespace, kubeconfig)
+    name = name_from(DEPLOYMENT, family=family, segment=segment)
+    deployment = cluster.get(DEPLOYMENT, name)
+    if not (deployment.get("spec") or {}).get("rollout"):
+        raise CliError(
+            f"Deployment {name} has no spec.rollout: use `lykectl models deploy` to move traffic"
+        )
+    state = (deployment.get("status") or {}).get("rollout") or {}
+    canary = state.get("canary")
+    if canary != version:
+        now = f"the canary is {canary} ({state.get('phase')})" if canary else "there is no canary"
+        raise CliError(f"cannot promote {version} in Deployment {name}: {now}")
+    token = f"{canary}@{state.get('startedAt')}"
+    cluster.merge_patch(
+        DEPLOYMENT,
+        name,
+        {
+            "metadata": {
+                "annotations": {PROMOTE: token},
+                "resourceVersion": deployment["metadata"]["resourceVersion"],
+            }
+        },
+    )
+    typer.echo(f"promoting {version} in Deployment {name} (was {state.get('weight', 0)}%)")
 
 
 @app.command("rollback")

@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.verbose:
         # Per-object success lines drown real problems at hundreds of objects.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        # A rollout reads each version's /metrics every poll: one line per request is noise.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     health = WatchHealth(GROUP, VERSION, watched_plurals(KINDS))
     install(health)
     asyncio.run(

@@ -103,6 +103,42 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], Mutation, str]] = [
         "shadow must not also be one of spec.versions",
     ),
     (
+        "rollout-steps-descending",
+        objects.deployment,
+        _set("spec.rollout", {"steps": [50, 10, 100]}),
+        "spec.rollout.steps must be strictly ascending percents in 1..100",
+    ),
+    (
+        "rollout-steps-repeat",
+        objects.deployment,
+        _set("spec.rollout", {"steps": [10, 10, 100]}),
+        "spec.rollout.steps must be strictly ascending percents in 1..100",
+    ),
+    (
+        "rollout-steps-not-ending-at-100",
+        objects.deployment,
+        _set("spec.rollout", {"steps": [10, 50]}),
+        "spec.rollout.steps must end at 100",
+    ),
+    (
+        "rollout-beside-a-split",
+        lambda: objects.deployment(versions={"1.0": 90, "1.1": 10}),
+        _set("spec.rollout", {}),
+        "with spec.rollout, spec.versions declares the end state",
+    ),
+    (
+        "rollout-bad-interval",
+        objects.deployment,
+        _set("spec.rollout", {"interval": "10 seconds"}),
+        "spec.rollout.interval",
+    ),
+    (
+        "rollout-error-rate-over-1",
+        objects.deployment,
+        _set("spec.rollout", {"checks": {"maxErrorRate": 2}}),
+        "spec.rollout.checks.maxErrorRate",
+    ),
+    (
         "unknown-feature-type",
         objects.manifest,
         _set("spec.features.0.type", "decimal"),

@@ -95,6 +95,9 @@ class EndpointStatus:
     ready_replicas: int = 0
     crashed: frozenset[str] = frozenset()
     """Versions whose servers exited (rather than still starting)."""
+    servers: dict[str, str] = field(default_factory=dict)
+    """Version -> base URL of its own model server (`/metrics`, `/analysis`), where the
+    operator can reach it; a rollout's analysis reads them (no entry: no data)."""
 
 
 class Executor(Protocol):

@@ -34,7 +34,13 @@ def observe_lykeion(endpoint: Endpoint, applied: Mapping[str, dict[str, Any]]) -
                 f"Deployment {deployment.get('metadata', {}).get('name')} has no available replica"
             )
     url = f"http://{endpoint.name}.{endpoint.namespace}.svc"
-    return EndpointStatus(url, available, messages, replicas)
+    # Each version's own Service: where a rollout's analysis reads /metrics and /analysis.
+    servers = {
+        v: f"http://{render.version_name(endpoint, v)}.{endpoint.namespace}.svc"
+        for v, up in available.items()
+        if up
+    }
+    return EndpointStatus(url, available, messages, replicas, servers=servers)
 
 
 def observe_seldon(endpoint: Endpoint, sdep: Mapping[str, Any]) -> EndpointStatus:

@@ -176,6 +176,7 @@ class LocalEndpoints:
             messages=messages,
             ready_replicas=sum(available.values()),
             crashed=frozenset(crashed),
+            servers=urls,
         )
 
     async def unserve(self, namespace: str, name: str) -> None:

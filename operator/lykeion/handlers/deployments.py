@@ -12,15 +12,20 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import kopf
+from pydantic import ValidationError
 
-from lykeion import GROUP, VERSION
+from lykeion import GROUP, VERSION, conditions
+from lykeion.api.deployment import RolloutSpec, RolloutStatus
 from lykeion.api.kinds import DEPLOYMENT, FEATURE_MANIFEST, MODEL
 from lykeion.conditions import Check, ready
-from lykeion.executors.base import EndpointStatus, ServingRejected
+from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
+from lykeion.features.view import parse_duration
 from lykeion.handlers import rollout
 from lykeion.handlers.features import POLL_SECONDS
 from lykeion.registry import Key, Registry
+from lykeion.rollouts import analysis, plan, signals
 from lykeion.runtime import Runtime, StatusUpdate
 
 log = logging.getLogger("lykeion")
@@ -52,16 +57,22 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
 
 
 async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> StatusUpdate:
-    """Gate, serve, observe: one pass, idempotent (serving the same endpoint changes nothing)."""
+    """Gate, serve, observe, judge a rollout: one pass, idempotent (serving the same endpoint
+    changes nothing)."""
     if runtime.executor is None or runtime.config is None:
         return update
     meta, spec = body["metadata"], body["spec"]
     ns = meta.get("namespace", "default")
     resolved = [c for c in update.checks if c.type != "Ready"]
+    now = datetime.now(UTC)
+
+    # 0. With a rollout, spec is the end state; the rollout says which split serves now.
+    rollout_spec, state = _rollout_state(body, conditions.rfc3339(now))
+    serving = {**spec, "versions": plan.versions(state)} if state is not None else spec
 
     # 1. What the gate needs: the Models (with status) and their features' manifests.
     models: dict[str, dict[str, Any] | None] = {}
-    for version in rollout.wanted_versions(spec):
+    for version in rollout.wanted_versions(serving):
         found = runtime.registry.model_for(ns, spec["family"], spec["segment"], version)
         models[version] = await runtime.kube.get(MODEL, ns, found[0]) if found else None
     features = sorted(
@@ -79,7 +90,6 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
     ]
 
     # 2. The gate, then one server config per admitted version.
-    now = datetime.now(UTC)
     admissions = []
     for version, model in models.items():
         admission = rollout.admit_model(version, model)
@@ -95,11 +105,51 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
     }
 
     # 3. Serve with the traffic the last observation allows; re-split once if it moved.
-    desired = {v["version"]: int(v["traffic"]) for v in spec["versions"]}
     seen = {
         t["version"]: bool(t.get("available"))
         for t in (body.get("status") or {}).get("traffic", [])
     }
+    served, weights, rejected = await _serve(body, serving, configs, seen, runtime)
+
+    # 4. A rollout in progress reads both versions' servers and may move the split.
+    extra: list[Check] = []
+    if state is not None and rollout_spec is not None:
+        state, extra = await _analyse(body, rollout_spec, state, served, now)
+        moved = {**spec, "versions": plan.versions(state)}
+        if moved["versions"] != serving["versions"]:
+            serving = moved
+            served, weights, rejected = await _serve(
+                body, serving, configs, served.available if served else seen, runtime
+            )
+        extra.append(plan.rolled_back(state))
+    elif conditions.get((body.get("status") or {}).get("conditions", []), plan.ROLLED_BACK):
+        extra.append(Check(plan.ROLLED_BACK, False, "NoRollout", "spec.rollout is not set"))
+
+    fields, checks = rollout.outcome(serving, admissions, served, weights)
+    if rejected is not None:
+        checks = [rejected if c.type == rollout.AVAILABLE else c for c in checks]
+    stored = (body.get("status") or {}).get("rollout")
+    fields["rollout"] = plan.status_field(state, stored) if state is not None else None
+    everything = [*resolved, *checks]
+    endpoint = fields.get("endpoint")
+    # RolledBack and FeaturesConsistent inform; the endpoint serves either way (not in Ready).
+    return StatusUpdate(
+        fields, [*everything, ready(everything, "Serving", f"serving at {endpoint}"), *extra]
+    )
+
+
+async def _serve(
+    body: dict[str, Any],
+    serving: dict[str, Any],
+    configs: dict[str, dict[str, Any]],
+    seen: dict[str, bool],
+    runtime: Runtime,
+) -> tuple[EndpointStatus | None, dict[str, int], Check | None]:
+    """Serve `serving`'s split as far as the versions are available (`seen`), then once more
+    if the executor's answer moved it; (what it reported, weights in effect, rejection)."""
+    assert runtime.executor is not None and runtime.config is not None
+    meta = body["metadata"]
+    desired = {v["version"]: int(v["traffic"]) for v in serving["versions"]}
     weights = rollout.effective_weights(
         desired, {v: v in configs and seen.get(v, False) for v in desired}
     )
@@ -109,33 +159,109 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
         # total); no request is served by it until a version becomes available.
         return split if any(split.values()) else desired
 
+    def endpoint(split: dict[str, int]) -> Endpoint:
+        assert runtime.config is not None
+        return rollout.endpoint({**body, "spec": serving}, configs, rendered(split), runtime.config)
+
     served: EndpointStatus | None = None
-    rejected: Check | None = None
     try:
         if configs:
-            served = await runtime.executor.serve(
-                rollout.endpoint(body, configs, rendered(weights), runtime.config)
-            )
+            served = await runtime.executor.serve(endpoint(weights))
             now_up = {v: v in configs and served.available.get(v, False) for v in desired}
             moved = rollout.effective_weights(desired, now_up)
             if moved != weights:
                 weights = moved
-                served = await runtime.executor.serve(
-                    rollout.endpoint(body, configs, rendered(weights), runtime.config)
-                )
+                served = await runtime.executor.serve(endpoint(weights))
         else:
-            await runtime.executor.unserve(ns, meta["name"])
+            await runtime.executor.unserve(meta.get("namespace", "default"), meta["name"])
     except ServingRejected as error:
-        rejected = Check(rollout.AVAILABLE, False, "ServingRejected", str(error))
+        return served, weights, Check(rollout.AVAILABLE, False, "ServingRejected", str(error))
+    return served, weights, None
 
-    fields, checks = rollout.outcome(spec, admissions, served, weights)
-    if rejected is not None:
-        checks = [rejected if c.type == rollout.AVAILABLE else c for c in checks]
-    everything = [*resolved, *checks]
-    endpoint = fields.get("endpoint")
-    return StatusUpdate(
-        fields, [*everything, ready(everything, "Serving", f"serving at {endpoint}")]
+
+def _rollout_state(
+    body: dict[str, Any], now: str
+) -> tuple[RolloutSpec | None, RolloutStatus | None]:
+    """`spec.rollout` parsed, and the rollout's state before analysis (None without one)."""
+    spec, status = body["spec"], body.get("status") or {}
+    if not spec.get("rollout"):
+        return None, None
+    try:
+        rollout_spec = RolloutSpec.model_validate(spec["rollout"])
+        previous = (
+            RolloutStatus.model_validate(status["rollout"]) if status.get("rollout") else None
+        )
+    except ValidationError as error:
+        # The API server checked spec; a status from another version of Lykeion restarts.
+        log.warning("rollout of %s: %s", body["metadata"]["name"], error)
+        return None, None
+    in_effect = {t["version"]: int(t.get("traffic", 0)) for t in status.get("traffic", [])}
+    annotation = (body["metadata"].get("annotations") or {}).get(plan.PROMOTE)
+    state = plan.begin(
+        spec["versions"][0]["version"],
+        rollout_spec,
+        previous,
+        in_effect,
+        int(body["metadata"].get("generation", 0)),
+        now,
+        annotation,
     )
+    return rollout_spec, state
+
+
+async def _analyse(
+    body: dict[str, Any],
+    rollout_spec: RolloutSpec,
+    state: RolloutStatus,
+    served: EndpointStatus | None,
+    moment: datetime,
+) -> tuple[RolloutStatus, list[Check]]:
+    """Read both versions' servers; open the window, or judge it. No data: nothing moves."""
+    now = conditions.rfc3339(moment)
+    urls = served.servers if served else {}
+    wanted = [v for v in (state.canary, state.stable) if v is not None]
+    async with httpx.AsyncClient() as client:
+        read = {v: await signals.read(client, v, urls[v]) for v in wanted if v in urls}
+    found = {v: s for v, s in read.items() if s is not None}
+    checks: list[Check] = []
+    consistent = plan.consistency(
+        {
+            v: [(c.feature, c.checked, c.mismatches) for c in s.counters.skew or []]
+            for v, s in found.items()
+        },
+        {v: s.last_mismatch for v, s in found.items()},
+        rollout_spec.checks.max_skew_rate,
+    )
+    if consistent is not None:
+        checks.append(consistent)
+    if state.phase != "Progressing" or state.canary is None or state.stable is None:
+        return state, checks
+    canary, stable = found.get(state.canary), found.get(state.stable)
+    available = served.available if served else {}
+    if canary is None or stable is None or not available.get(state.canary):
+        # A version not up (yet): the window starts once both answer.
+        return state.model_copy(update={"step_started_at": None, "baseline": None}), checks
+    base = {c.version: c for c in state.baseline or []}
+    started = conditions.parse_time(state.step_started_at)
+    if started is None or state.canary not in base or state.stable not in base:
+        return plan.open_window(state, canary.counters, stable.counters, now), checks
+    verdict = analysis.decide(
+        rollout_spec.checks,
+        base[state.canary],
+        canary.counters,
+        base[state.stable],
+        stable.counters,
+        canary.drift,
+        (moment - started).total_seconds(),
+        parse_duration(rollout_spec.interval).total_seconds(),
+    )
+    generation = int(body["metadata"].get("generation", 0))
+    judged = plan.judge(
+        state, verdict, rollout_spec, generation, now, canary.counters, stable.counters
+    )
+    if judged.phase != state.phase or judged.weight != state.weight:
+        log.info("rollout of %s: %s", body["metadata"]["name"], judged.decisions[-1].message)
+    return judged, checks
 
 
 def _settling(status: kopf.Status, **_: Any) -> bool:
@@ -151,6 +277,32 @@ def _settling(status: kopf.Status, **_: Any) -> bool:
 )  # fmt: skip
 async def deployment_settling(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     # Local servers raise no Kubernetes events: poll until everything is up.
+    runtime: Runtime = memo.runtime
+    await runtime.reconcile_now(Key(DEPLOYMENT.kind, namespace or "default", name))
+
+
+def _rolling(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    """A rollout to analyse: declared, and its canary walking (not paused, not done)."""
+    if not spec.get("rollout"):
+        return False
+    state = status.get("rollout") or {}
+    return not state or state.get("phase") == "Progressing"
+
+
+@kopf.timer(
+    GROUP, VERSION, DEPLOYMENT.plural, interval=POLL_SECONDS, initial_delay=POLL_SECONDS,
+    when=_rolling,
+)  # fmt: skip
+async def deployment_rollout(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    # Each pass reads the versions' counters: the window is judged when its interval is over,
+    # a failing check as soon as the canary has answered enough requests.
+    runtime: Runtime = memo.runtime
+    await runtime.reconcile_now(Key(DEPLOYMENT.kind, namespace or "default", name))
+
+
+@kopf.on.update(GROUP, VERSION, DEPLOYMENT.plural, field="metadata.annotations")
+async def deployment_annotated(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    # `lykectl models promote` annotates (metadata, not spec): act on it at once.
     runtime: Runtime = memo.runtime
     await runtime.reconcile_now(Key(DEPLOYMENT.kind, namespace or "default", name))
 

@@ -1,0 +1,234 @@
+"""The verdict over one analysis window (pure: no I/O, no clock).
+
+Inputs are cumulative counters of the canary's and the stable version's model servers at the
+window's start and now (`Counters`, as in `status.rollout.baseline`), the canary's drift now,
+and the thresholds of `spec.rollout.checks`. Definitions, over the window (now - start):
+
+- `requests`: requests the canary answered; below `minRequests` no check can pass or fail.
+- `errorRate`: the canary's 5xx answers / its requests. (4xx are the caller's: a 422 for a
+  missing feature is counted by `missingFeatures` instead.)
+- `latencyRatio`: p99 of the canary / p99 of the stable version, where p99 is the upper bound
+  of the histogram bucket that holds the ceil(0.99 n)-th fastest request (no interpolation:
+  exact from the buckets, and the same for both versions). `NoData` while the stable version
+  answered fewer than `minRequests`; unbounded (no value) when the canary's p99 is past the
+  last finite bucket and the stable's is not.
+- `missingFeatures`: requests refused for a missing feature (422: a key lacked a feature
+  with no declared default) / requests. Values served as declared defaults are by design.
+- `skewRate`: for the worst feature, mismatches / checked (served vs offline recomputation);
+  `NoData` when the server reports no comparisons in the window.
+- `driftPsi`: the largest population stability index the canary reports now (a gauge, not a
+  delta); `NoData` when none.
+
+A counter that went down means the server restarted: its value now is the window's count.
+The verdict: any check failing (with enough requests) → `RollBack` naming the first failing
+check in the order above; else, with enough requests and the interval elapsed → `Advance`;
+else `Hold`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from lykeion.api.deployment import CheckResult, Counters, LatencyBucket, RolloutChecks
+
+Action = Literal["Advance", "Hold", "RollBack"]
+
+#: `CheckResult.name` -> the CamelCase reason of a rollback it causes.
+REASONS = {
+    "errorRate": "ErrorRateTooHigh",
+    "latencyRatio": "LatencyTooHigh",
+    "missingFeatures": "MissingFeatures",
+    "skewRate": "FeatureSkew",
+    "driftPsi": "FeatureDrift",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    checks: tuple[CheckResult, ...]
+    """Every check's value against its threshold, `requests` first."""
+    failing: CheckResult | None = None
+    """The first failing check when `action` is `RollBack`."""
+
+    @property
+    def reason(self) -> str:
+        if self.failing is not None:
+            return REASONS[self.failing.name]
+        return "ChecksPassed" if self.action == "Advance" else "Analysing"
+
+    @property
+    def message(self) -> str:
+        if self.failing is not None:
+            return describe(self.failing)
+        requests = self.checks[0]
+        if requests.result != "Pass":
+            return f"{describe(requests)}: waiting for enough requests"
+        return "; ".join(describe(c) for c in self.checks if c.result != "NoData")
+
+
+def describe(check: CheckResult) -> str:
+    """`errorRate 0.2 > 0.01` and the like (one line, for conditions and decisions)."""
+    value = "unbounded" if check.value is None and check.result != "NoData" else _num(check.value)
+    sign = {"Pass": "<=", "Fail": ">", "NoData": "vs"}[check.result]
+    if check.name == "requests":
+        sign = {"Pass": ">=", "Fail": "<", "NoData": "<"}[check.result]
+    text = f"{check.name} {value} {sign} {_num(check.threshold)}"
+    return f"{text} ({check.message})" if check.message else text
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "no data"
+    return f"{value:.4g}"
+
+
+def _delta(now: int, start: int) -> int:
+    # A counter below its start value belongs to a restarted server: count from zero.
+    return now - start if now >= start else now
+
+
+def window_latency(
+    start: Sequence[LatencyBucket], now: Sequence[LatencyBucket]
+) -> list[tuple[float, int]]:
+    """Cumulative (upper bound, count) per bucket over the window; +Inf as `math.inf`."""
+    before = {b.le: b.count for b in start}
+    reset = any(b.count < before.get(b.le, 0) for b in now)
+    out = [
+        (math.inf if b.le is None else b.le, b.count if reset else b.count - before.get(b.le, 0))
+        for b in now
+    ]
+    return sorted(out)
+
+
+def p99(buckets: Sequence[tuple[float, int]]) -> float | None:
+    """Upper bound of the bucket holding the ceil(0.99 n)-th request; None without requests."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = math.ceil(0.99 * buckets[-1][1])
+    return next(le for le, count in buckets if count >= rank)
+
+
+def _skew_rate(start: Counters, now: Counters) -> tuple[float | None, str]:
+    if now.skew is None:
+        return None, ""
+    before = {s.feature: s for s in start.skew or []}
+    worst: tuple[float, str] | None = None
+    for s in now.skew:
+        b = before.get(s.feature)
+        checked = _delta(s.checked, b.checked if b else 0)
+        mismatches = _delta(s.mismatches, b.mismatches if b else 0)
+        if checked <= 0:
+            continue
+        rate = min(mismatches, checked) / checked
+        if worst is None or rate > worst[0]:
+            worst = (rate, f"{s.feature}: {mismatches} of {checked} differ")
+    return (worst[0], worst[1]) if worst else (None, "")
+
+
+def decide(
+    checks: RolloutChecks,
+    canary_start: Counters,
+    canary_now: Counters,
+    stable_start: Counters,
+    stable_now: Counters,
+    drift: Mapping[str, float] | None,
+    elapsed_seconds: float,
+    interval_seconds: float,
+) -> Verdict:
+    """Advance, hold or roll back the canary after `elapsed_seconds` of a window that must
+    last `interval_seconds`; see the module docstring for every definition. `drift`: the
+    canary's PSI per feature now (None or empty: no data). Raises nothing."""
+    requests = _delta(canary_now.requests, canary_start.requests)
+    enough = requests >= checks.min_requests
+    results = [
+        CheckResult(
+            name="requests",
+            value=float(requests),
+            threshold=float(checks.min_requests),
+            result="Pass" if enough else "NoData",
+        )
+    ]
+
+    def judged(
+        name: str, value: float | None, limit: float, message: str = "", bounded: bool = True
+    ) -> CheckResult:
+        if not bounded:
+            result: Literal["Pass", "Fail", "NoData"] = "Fail" if enough else "NoData"
+            return CheckResult(
+                name=name, value=None, threshold=limit, result=result, message=message
+            )
+        if value is None or not enough:
+            return CheckResult(
+                name=name, value=value, threshold=limit, result="NoData", message=message
+            )
+        result = "Fail" if value > limit else "Pass"
+        return CheckResult(name=name, value=value, threshold=limit, result=result, message=message)
+
+    errors = _delta(canary_now.server_errors, canary_start.server_errors)
+    results.append(
+        judged(
+            "errorRate",
+            errors / requests if requests else None,
+            checks.max_error_rate,
+            f"{errors} of {requests} requests",
+        )
+    )
+
+    canary_p99 = p99(window_latency(canary_start.latency, canary_now.latency))
+    stable_window = window_latency(stable_start.latency, stable_now.latency)
+    stable_requests = stable_window[-1][1] if stable_window else 0
+    stable_p99 = p99(stable_window) if stable_requests >= checks.min_requests else None
+    if canary_p99 is None or stable_p99 is None:
+        latency = judged(
+            "latencyRatio", None, checks.max_latency_ratio,
+            f"stable answered {stable_requests} requests" if stable_p99 is None else "",
+        )  # fmt: skip
+    elif math.isinf(canary_p99) and math.isinf(stable_p99):
+        latency = judged(
+            "latencyRatio", 1.0, checks.max_latency_ratio, "both p99 past the last bucket"
+        )
+    elif math.isinf(canary_p99):
+        latency = judged(
+            "latencyRatio", None, checks.max_latency_ratio,
+            f"canary p99 past the last bucket, stable p99 {stable_p99}s", bounded=False,
+        )  # fmt: skip
+    else:
+        latency = judged(
+            "latencyRatio",
+            canary_p99 / stable_p99,
+            checks.max_latency_ratio,
+            f"p99 {canary_p99}s vs {'+Inf' if math.isinf(stable_p99) else stable_p99}s",
+        )
+    results.append(latency)
+
+    missing = _delta(canary_now.missing_features, canary_start.missing_features)
+    results.append(
+        judged(
+            "missingFeatures",
+            missing / requests if requests else None,
+            checks.max_missing_feature_rate,
+            f"{missing} of {requests} requests refused",
+        )
+    )
+    skew, where = _skew_rate(canary_start, canary_now)
+    results.append(judged("skewRate", skew, checks.max_skew_rate, where))
+    worst = max(drift.items(), key=lambda kv: (kv[1], kv[0])) if drift else None
+    results.append(
+        judged(
+            "driftPsi",
+            worst[1] if worst else None,
+            checks.max_drift_psi,
+            worst[0] if worst else "",
+        )
+    )
+
+    failing = next((c for c in results if c.result == "Fail"), None)
+    if failing is not None:
+        return Verdict("RollBack", tuple(results), failing)
+    if enough and elapsed_seconds >= interval_seconds:
+        return Verdict("Advance", tuple(results))
+    return Verdict("Hold", tuple(results))
