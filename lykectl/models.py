@@ -495,6 +495,7 @@ def promote_model(
     family: Family,
     version: Version,
     segment: Segment = "default",
+    output: options.CreatedFormat = None,
     namespace: options.Namespace = None,
     kubeconfig: options.Kubeconfig = None,
 ) -> None:
@@ -517,7 +518,7 @@ def promote_model(
         now = f"the canary is {canary} ({state.get('phase')})" if canary else "there is no canary"
         raise CliError(f"cannot promote {version} in Deployment {name}: {now}")
     token = f"{canary}@{state.get('startedAt')}"
-    cluster.merge_patch(
+    patched = cluster.merge_patch(
         DEPLOYMENT,
         name,
         {
@@ -527,7 +528,10 @@ def promote_model(
             }
         },
     )
-    typer.echo(f"promoting {version} in Deployment {name} (was {state.get('weight', 0)}%)")
+    if output is None:
+        typer.echo(f"promoting {version} in Deployment {name} (was {state.get('weight', 0)}%)")
+    else:
+        show(DEPLOYMENT, [patched], output, single=True)
 
 
 @app.command("rollback")
