@@ -27,12 +27,38 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lykeion.api.model import ModelSpec
 
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
 TEST_FRACTION = 0.2
 CANDIDATE = "candidate"
+
+
+def experiment_for(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The id of the MLflow experiment `name`, created when missing.
+
+    Trainings of several versions of one family/segment share the experiment and may start
+    at the same moment: when another creates it first (MLflow's `RESOURCE_ALREADY_EXISTS`),
+    this one uses it. Raises `MlflowException` for any other tracking-server error.
+    """
+    import mlflow.exceptions
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    try:
+        return str(client.create_experiment(name, artifact_location=artifact_location))
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)
 
 
 @dataclass
@@ -142,17 +168,11 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     mlflow.set_tracking_uri(args.tracking_uri)
     client = MlflowClient(args.tracking_uri)
     family_segment = registry_name(namespace, spec.family, spec.segment)
-    experiment = client.get_experiment_by_name(family_segment)
-    if experiment is not None:
-        experiment_id = experiment.experiment_id
-    else:
-        # Without a tracking server, artifacts go where the platform keeps its data.
-        location = (
-            None
-            if args.tracking_uri.startswith("http")
-            else f"{args.artifact_root}/{family_segment}"
-        )
-        experiment_id = client.create_experiment(family_segment, artifact_location=location)
+    # Without a tracking server, artifacts go where the platform keeps its data.
+    location = (
+        None if args.tracking_uri.startswith("http") else f"{args.artifact_root}/{family_segment}"
+    )
+    experiment_id = experiment_for(client, family_segment, location)
     run = client.create_run(
         experiment_id,
         run_name=f"{name}-t{spec.training.requests}",
