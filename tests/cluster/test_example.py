@@ -42,11 +42,15 @@ GIT_DAEMON = ["git", "daemon", "--reuseaddr", "--export-all", "--base-path=/srv/
 
 
 @pytest.fixture(scope="module")
-def lykeion(installed: NodeCluster) -> Iterator[Cluster]:
+def lykeion(installed: NodeCluster, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     yield Cluster(api_client(str(installed.kubeconfig)))
     timings = installed.workdir / "timings.json"
-    figures = json.loads(timings.read_text()) if timings.exists() else {}
-    timings.write_text(json.dumps({**figures, **TIMINGS}, indent=2))
+    figures = {**(json.loads(timings.read_text()) if timings.exists() else {}), **TIMINGS}
+    timings.write_text(json.dumps(figures, indent=2))
+    # Shown at the end of the run (the README's figures), also under -q.
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"cluster timings (s): {json.dumps(figures)}")
 
 
 def _apply(cluster: NodeCluster, path: Path, namespace: str) -> None:
