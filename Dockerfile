@@ -6,7 +6,8 @@
 #   docker build -t lykeion-pipelines --build-arg EXTRAS=pipelines .
 #   docker build -t lykeion-training --build-arg EXTRAS=training .
 #   docker build -t lykeion-workloads --build-arg EXTRAS=pipelines,training .  # the chart's
-#   docker build -t lykeion-serving --build-arg EXTRAS=serving .   # model server, router
+#   docker build -t lykeion-serving --build-arg EXTRAS=serving,api,operator .
+#       # model server, router, Feature API (its cluster loader uses kopf via lykeion.kube)
 #
 # Workload Jobs and model servers set their own command, so the ENTRYPOINT only matters
 # for the operator. Without a registry: `buildah bud --build-arg

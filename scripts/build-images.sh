@@ -3,22 +3,26 @@
 # one image per target, on the local Debian base (scripts/build-base-image.sh), and saves
 # each as a docker-archive in a cache outside the repository. An image is rebuilt only
 # when what it is built from changes (Dockerfile, pyproject.toml, requirements/,
-# operator/, lykectl/). Prints one line per target: `TARGET IMAGE ARCHIVE`.
+# operator/, lykectl/, this script with its targets' extras). Prints one line per
+# target: `TARGET IMAGE ARCHIVE`.
 #
 #   scripts/build-images.sh [TARGET=EXTRAS ...]
-#   default targets: operator=operator workloads=pipelines,training training=training serving=serving
+#   default targets: operator=operator workloads=pipelines,training training=training
+#                    serving=serving,api,operator (model servers, routers and the Feature
+#                    API, whose cluster loader reads objects through lykeion.kube: kopf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 CACHE="${LYKEION_CACHE:-$HOME/.cache/lykeion}"
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(operator=operator workloads=pipelines,training training=training serving=serving)
+((${#TARGETS[@]})) || TARGETS=(operator=operator workloads=pipelines,training training=training serving=serving,api,operator)
 
 base_archive="$(bash scripts/build-base-image.sh)"
 base_name="localhost/lykeion-python:3.11-$(basename "$base_archive" .tar | sed 's/^python-3.11-//')"
 digest="$(tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
   --exclude=__pycache__ --exclude='*.pyc' \
-  -cf - Dockerfile .dockerignore pyproject.toml requirements operator lykectl | sha256sum | cut -c1-12)"
+  -cf - Dockerfile .dockerignore pyproject.toml requirements operator lykectl \
+  scripts/build-images.sh | sha256sum | cut -c1-12)"
 
 mkdir -p "$CACHE/images"
 # One build at a time (buildah's storage and the archives are shared).

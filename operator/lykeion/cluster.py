@@ -605,7 +605,10 @@ state = "{self.run_dir / "containerd"}"
         wanted = {tag for archive in archives for tag in _archive_tags(archive)}
         stale = [r for r in present if r.startswith("localhost/lykeion-") and r not in wanted]
         if stale:
-            self.ctr("images", "rm", *stale, check=False)
+            # --sync: collect their content and snapshots now. Left to the background
+            # collector, a teardown right after kept them: 35 GB of earlier builds filled
+            # the disk here and the kubelet evicted pods for ephemeral storage.
+            self.ctr("images", "rm", "--sync", *stale, check=False)
         for archive in archives:
             names = _archive_tags(archive)
             if names and all(n in present for n in names):

@@ -5,11 +5,13 @@ Builders never read the environment: they receive a `PlatformConfig`.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lykeion.features.dataflow import dataflow_args
 
@@ -42,6 +44,12 @@ class PlatformConfig:
     git_ssh_secret: str | None = None
     """Secret (in each Model's namespace) with the SSH key and known_hosts for git sources,
     unless a Model names its own (`spec.source.sshSecret`); chart: `training.gitSshSecret`."""
+    data_volume: dict[str, Any] | None = None
+    """A Kubernetes volume source (e.g. `{"hostPath": {"path": ...}}` or
+    `{"persistentVolumeClaim": {"claimName": ...}}`) that the `kubernetes` executor mounts
+    at `data_dir` in every Job and model server, so that pipelines, trainings and servers
+    share the embedded stores, the data root and the model artifacts; None: nothing is
+    mounted (stores reached over the network). Chart: `stores.volume`."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformConfig:
@@ -76,4 +84,22 @@ class PlatformConfig:
             poll_seconds=float(env.get("LYKEION_POLL_SECONDS", "3")),
             access=env.get("LYKEION_ACCESS", "off"),
             git_ssh_secret=env.get("LYKEION_GIT_SSH_SECRET") or None,
+            data_volume=parse_data_volume(env.get("LYKEION_DATA_VOLUME", "")),
         )
+
+
+def parse_data_volume(text: str) -> dict[str, Any] | None:
+    """`LYKEION_DATA_VOLUME` (a JSON object: one Kubernetes volume source) as data; ""
+    gives None. Raises ValueError naming the variable when it is not a JSON object."""
+    if not text.strip():
+        return None
+    try:
+        loaded = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"LYKEION_DATA_VOLUME is not JSON: {error}") from error
+    if not isinstance(loaded, dict) or not loaded:
+        raise ValueError(
+            "LYKEION_DATA_VOLUME must be a JSON object holding one volume source, "
+            'e.g. {"persistentVolumeClaim": {"claimName": "lykeion-data"}}'
+        )
+    return loaded

@@ -58,8 +58,13 @@ async def configure(
     settings.networking.request_timeout = 60
 
     kube = Kube(api_client(os.environ.get("KUBECONFIG")))
-    executor = make_executor(os.environ.get("LYKEION_EXECUTOR", "local"), kube)
     config = PlatformConfig.from_env()
+    executor = make_executor(
+        os.environ.get("LYKEION_EXECUTOR", "local"),
+        kube,
+        data_volume=config.data_volume,
+        data_dir=config.data_dir,
+    )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = Runtime(
         kube=kube,

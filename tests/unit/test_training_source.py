@@ -86,3 +86,37 @@ def test_local_path_records_git_sha_when_clean_else_content_hash(
     plain.mkdir()
     (plain / "MLproject").write_text("name: p\n")
     assert resolve(f"file://{plain}", tmp_path / "cache", tmp_path).revision == content_hash(plain)
+
+
+def test_extraction_without_tar_filters_refuses_what_the_data_filter_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Debian bookworm's Python 3.11.2 (the images' base) has no tar filters: the fallback
+    checks the same rules itself (found by the first training Job in the cluster)."""
+    import io
+    import tarfile
+
+    from lykeion.training.source import _extract
+
+    monkeypatch.delattr(tarfile, "data_filter")
+
+    def archive(*members: tuple[str, str | None]) -> tarfile.TarFile:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, link in members:
+                info = tarfile.TarInfo(name)
+                if link is None:
+                    info.size = 2
+                    tar.addfile(info, io.BytesIO(b"ok"))
+                else:
+                    info.type, info.linkname = tarfile.SYMTYPE, link
+                    tar.addfile(info)
+        buffer.seek(0)
+        return tarfile.open(fileobj=buffer)
+
+    _extract(archive(("p/MLproject", None), ("p/link", "MLproject")), tmp_path / "good")
+    assert (tmp_path / "good" / "p" / "MLproject").read_text() == "ok"
+    for bad in (("../escape", None), ("/abs", None), ("p/out", "../../etc/passwd")):
+        with pytest.raises(SourceError) as error:
+            _extract(archive(bad), tmp_path / "bad")
+        assert error.value.reason == "UnsafeSource"

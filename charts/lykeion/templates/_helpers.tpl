@@ -88,3 +88,31 @@ extra ones, once each, sorted.
 {{- define "lykeion.configName" -}}
 {{- printf "%s-config" (include "lykeion.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{/*
+The MLflow server of the chart (mlflow.server.enabled): its name, and the tracking URI
+everyone uses (mlflow.trackingUri wins when set).
+*/}}
+{{- define "lykeion.mlflowName" -}}
+{{- printf "%s-mlflow" (include "lykeion.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "lykeion.trackingUri" -}}
+{{- if .Values.mlflow.trackingUri }}
+{{- .Values.mlflow.trackingUri }}
+{{- else if .Values.mlflow.server.enabled }}
+{{- printf "http://%s.%s.svc:5000" (include "lykeion.mlflowName" .) .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/*
+The data volume of the operator and of the chart's servers: stores.volume, else an emptyDir.
+*/}}
+{{- define "lykeion.dataVolume" -}}
+- name: data
+{{- if .Values.stores.volume }}
+{{ toYaml .Values.stores.volume | indent 2 }}
+{{- else }}
+  emptyDir: {}
+{{- end }}
+{{- end }}

@@ -9,7 +9,15 @@ from typing import Any
 from lykeion.executors.base import Executor, State, Work, WorkStatus
 
 
-def make_executor(name: str, kube: Any, state_dir: Path | None = None) -> Executor:
+def make_executor(
+    name: str,
+    kube: Any,
+    state_dir: Path | None = None,
+    data_volume: dict[str, Any] | None = None,
+    data_dir: Path | None = None,
+) -> Executor:
+    """The executor called `name`; the `kubernetes` one mounts `data_volume` (a volume
+    source) at `data_dir` in every Job and model server when both are given."""
     if name == "local":
         from lykeion.executors.local import LocalExecutor
 
@@ -18,9 +26,14 @@ def make_executor(name: str, kube: Any, state_dir: Path | None = None) -> Execut
         )
         return LocalExecutor(root)
     if name == "kubernetes":
-        from lykeion.executors.kubernetes import KubernetesExecutor
+        from lykeion.executors.kubernetes import DataVolume, KubernetesExecutor
 
-        return KubernetesExecutor(kube)
+        data = (
+            DataVolume(data_volume, str(data_dir))
+            if data_volume is not None and data_dir is not None
+            else None
+        )
+        return KubernetesExecutor(kube, data)
     raise ValueError(f"unknown executor {name!r}; one of local, kubernetes")
 
 

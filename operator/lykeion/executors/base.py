@@ -51,6 +51,10 @@ class WorkStatus:
     message: str = ""
     result: dict[str, Any] | None = None
     """What the work reported about itself when it finished (e.g. rows written)."""
+    stuck: str = ""
+    """A CamelCase reason while unfinished work cannot go on without a human (its pod
+    cannot be created, scheduled, pulled or started; `message` says why and what to do);
+    "" while it runs or waits normally. The work is not failed: it goes on once fixed."""
 
 
 @dataclass(frozen=True)

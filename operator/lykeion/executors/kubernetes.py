@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
@@ -26,6 +28,40 @@ GIT_SSH_COMMAND = (
     f"-o UserKnownHostsFile={GIT_SSH_DIR}/known_hosts"
 )
 RUN_AS = 1000
+DATA_VOLUME = "data"
+WORKLOAD_ACCOUNT = "lykeion-workload"
+# Container waiting reasons that do not heal by waiting alone, mapped to the condition's
+# reason and what to do about them.
+_WAITING = {
+    "ErrImagePull": ("ImagePullFailed", "check the image name and the registry's credentials "
+                     "(chart: workload.image, serving.image, imagePullSecrets)"),
+    "ImagePullBackOff": ("ImagePullFailed", "check the image name and the registry's "
+                         "credentials (chart: workload.image, serving.image, imagePullSecrets)"),
+    "ErrImageNeverPull": ("ImagePullFailed", "the image is not on the node and its pull policy "
+                          "is Never: load it onto the node or allow pulls"),
+    "InvalidImageName": ("ImagePullFailed", "fix the image reference (chart: workload.image)"),
+    "CreateContainerConfigError": ("ContainerNotCreated", "create what the message names "
+                                   "(a Secret or ConfigMap the pod refers to)"),
+    "CreateContainerError": ("ContainerNotCreated", "fix what the message names"),
+    "RunContainerError": ("ContainerNotCreated", "fix what the message names"),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DataVolume:
+    """The volume every Job and model server mounts at `mount_path` (the platform's data
+    directory): embedded stores, the data root, source caches, model artifacts."""
+
+    source: Mapping[str, Any]
+    """One Kubernetes volume source, e.g. `{"hostPath": {"path": "/srv/lykeion"}}` or
+    `{"persistentVolumeClaim": {"claimName": "lykeion-data"}}` (ReadWriteMany across nodes)."""
+    mount_path: str
+
+    def volume(self) -> dict[str, Any]:
+        return {"name": DATA_VOLUME, **json.loads(json.dumps(dict(self.source)))}
+
+    def mount(self) -> dict[str, Any]:
+        return {"name": DATA_VOLUME, "mountPath": self.mount_path}
 
 
 def _git_ssh(work: Work) -> tuple[dict[str, str], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -40,10 +76,13 @@ def _git_ssh(work: Work) -> tuple[dict[str, str], list[dict[str, Any]], list[dic
     return {"GIT_SSH_COMMAND": GIT_SSH_COMMAND}, [volume], [mount]
 
 
-def build_job(work: Work) -> dict[str, Any]:
-    """The Job manifest for `work` (pure: no I/O, input untouched)."""
+def build_job(work: Work, data: DataVolume | None = None) -> dict[str, Any]:
+    """The Job manifest for `work` (pure: no I/O, input untouched), with `data` mounted
+    when given."""
     check_label(work.name)  # a bad name fails here, not as a 422 at apply time
     ssh_env, volumes, mounts = _git_ssh(work)
+    if data is not None:
+        volumes, mounts = [*volumes, data.volume()], [*mounts, data.mount()]
     labels = {"app.kubernetes.io/managed-by": "lykeion", "lykeion.io/work": work.name}
     if work.owner_uid:
         labels[OWNER_UID_LABEL] = work.owner_uid
@@ -123,6 +162,91 @@ def job_state(job: dict[str, Any]) -> WorkStatus:
     return WorkStatus(State.PENDING, "Job created, no pod running yet")
 
 
+def _newest(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    def when(event: Mapping[str, Any]) -> str:
+        return str(event.get("lastTimestamp") or event.get("eventTime") or "")
+
+    return max(events, key=when)
+
+
+def _create_hint(message: str, namespace: str) -> str:
+    if f'serviceaccount "{WORKLOAD_ACCOUNT}" not found' in message.lower():
+        return (
+            f"the namespace {namespace} has no ServiceAccount {WORKLOAD_ACCOUNT}: add it to "
+            "the chart's watchNamespaces or workload.extraNamespaces (helm upgrade); the Job "
+            "creates its pod once it exists"
+        )
+    return (
+        "fix what the message names (a ServiceAccount, a quota, an admission policy); the Job "
+        "creates its pod once it can"
+    )
+
+
+def stuck_reason(
+    job: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
+) -> tuple[str, str] | None:
+    """Why an unfinished Job cannot go on without a human, as (CamelCase reason, message
+    saying what to do), or None while it runs or waits normally (pure).
+
+    `pods` are the Job's pods and `events` the events about the Job and its pods (API
+    objects as data). Read: the Job controller's `FailedCreate` events while no pod exists
+    (a missing ServiceAccount, a quota, an admission policy), `PodScheduled=False` with
+    reason `Unschedulable`, a container waiting on an image pull or on a missing Secret or
+    ConfigMap, and `FailedMount` events of a pending pod."""
+    name = str((job.get("metadata") or {}).get("name") or "")
+    namespace = str((job.get("metadata") or {}).get("namespace") or "")
+    if not pods:
+        failed = [
+            e
+            for e in events
+            if (e.get("involvedObject") or {}).get("kind") == "Job"
+            and e.get("reason") == "FailedCreate"
+        ]
+        if not failed:
+            return None
+        message = str(_newest(failed).get("message") or "")
+        hint = _create_hint(message, namespace)
+        return "PodNotCreated", f"Job {name} cannot create its pod: {message}; {hint}"
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed", "Running"):
+            continue
+        pod_name = str((pod.get("metadata") or {}).get("name") or "")
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in _WAITING:
+                reason, hint = _WAITING[str(waiting["reason"])]
+                detail = waiting.get("message") or waiting["reason"]
+                return reason, f"pod {pod_name} ({container.get('image')}): {detail}; {hint}"
+        for condition in status.get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                return (
+                    "Unschedulable",
+                    f"pod {pod_name} cannot be scheduled: {condition.get('message')}; lower "
+                    "the resources it requests (a Model's spec.training.resources) or add a "
+                    "node that fits them",
+                )
+        mounts = [
+            e
+            for e in events
+            if (e.get("involvedObject") or {}).get("name") == pod_name
+            and e.get("reason") == "FailedMount"
+        ]
+        if mounts:
+            return (
+                "VolumeNotMounted",
+                f"pod {pod_name} cannot mount a volume: {_newest(mounts).get('message')}; "
+                "create what it names (the data volume's claim or path, a git SSH Secret)",
+            )
+    return None
+
+
 def result_from_message(message: str) -> dict[str, Any] | None:
     """A termination message as a result: JSON, or None for a log tail (crash)."""
     try:
@@ -133,11 +257,12 @@ def result_from_message(message: str) -> dict[str, Any] | None:
 
 
 class KubernetesExecutor:
-    def __init__(self, kube: Any) -> None:
+    def __init__(self, kube: Any, data: DataVolume | None = None) -> None:
         self.kube = kube
+        self.data = data
         self.batch = client.BatchV1Api(kube.api)
         self.core = client.CoreV1Api(kube.api)
-        self.endpoints = KubernetesEndpoints(kube)
+        self.endpoints = KubernetesEndpoints(kube, data)
 
     async def serve(self, endpoint: Endpoint) -> EndpointStatus:
         return await self.endpoints.serve(endpoint)
@@ -154,7 +279,7 @@ class KubernetesExecutor:
             return WorkStatus(State.PENDING, "replacing a Job left by a previous object")
         if existing is not None:
             return job_state(existing)
-        job = await self.kube.apply(build_job(work), owner=work.owner)
+        job = await self.kube.apply(build_job(work, self.data), owner=work.owner)
         return job_state(job)
 
     async def status(self, namespace: str, name: str, owner_uid: str | None = None) -> WorkStatus:
@@ -167,7 +292,38 @@ class KubernetesExecutor:
         if status.state.finished:
             result = await self._result(namespace, name, job_owner_uid(job))
             status = WorkStatus(status.state, status.message, result)
+        else:
+            stuck = await self._stuck(namespace, name, job)
+            if stuck is not None:
+                status = WorkStatus(status.state, stuck[1], stuck=stuck[0])
         return status
+
+    async def _stuck(
+        self, namespace: str, name: str, job: dict[str, Any]
+    ) -> tuple[str, str] | None:
+        """`stuck_reason` over the Job's pods and the events about them and the Job."""
+        selector = f"lykeion.io/work={name}"
+        owner_uid = job_owner_uid(job)
+        if owner_uid:
+            selector += f",{OWNER_UID_LABEL}={owner_uid}"
+        found = await asyncio.to_thread(
+            self.core.list_namespaced_pod, namespace, label_selector=selector
+        )
+        pods: list[dict[str, Any]] = self.kube.api.sanitize_for_serialization(found.items)
+        waiting = [
+            str(p["metadata"]["name"])
+            for p in pods
+            if (p.get("status") or {}).get("phase") == "Pending"
+        ]
+        events: list[dict[str, Any]] = []
+        for involved in [name] if not pods else waiting:
+            listed = await asyncio.to_thread(
+                self.core.list_namespaced_event,
+                namespace,
+                field_selector=f"involvedObject.name={involved}",
+            )
+            events += self.kube.api.sanitize_for_serialization(listed.items)
+        return stuck_reason(job, pods, events)
 
     async def _result(self, namespace: str, name: str, owner_uid: str) -> dict[str, Any] | None:
         """The JSON the work wrote to its termination message, from its newest pod (of this

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -18,6 +18,9 @@ from kubernetes.client.exceptions import ApiException
 from lykeion.conditions import get as get_condition
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
 from lykeion.serving import render
+
+if TYPE_CHECKING:
+    from lykeion.executors.kubernetes import DataVolume
 
 
 def observe_lykeion(endpoint: Endpoint, applied: Mapping[str, dict[str, Any]]) -> EndpointStatus:
@@ -84,9 +87,28 @@ def observe_kserve(endpoint: Endpoint, isvc: Mapping[str, Any]) -> EndpointStatu
     return EndpointStatus(status.get("url"), available, messages, sum(available.values()))
 
 
+def with_data_volume(manifests: list[dict[str, Any]], data: DataVolume) -> list[dict[str, Any]]:
+    """`manifests` with `data` mounted into every model server container (named `server`)
+    of the Deployments among them (pure: copies; routers need no data). The server reads
+    the embedded online store and the model's files from the shared data directory."""
+    out = []
+    for manifest in manifests:
+        manifest = json.loads(json.dumps(manifest))
+        if manifest.get("kind") == "Deployment":
+            pod = manifest["spec"]["template"]["spec"]
+            servers = [c for c in pod["containers"] if c.get("name") == "server"]
+            for container in servers:
+                container["volumeMounts"] = [*container.get("volumeMounts", []), data.mount()]
+            if servers:
+                pod["volumes"] = [*pod.get("volumes", []), data.volume()]
+        out.append(manifest)
+    return out
+
+
 class KubernetesEndpoints:
-    def __init__(self, kube: Any) -> None:
+    def __init__(self, kube: Any, data: DataVolume | None = None) -> None:
         self.kube = kube
+        self.data = data
         self.apps = client.AppsV1Api(kube.api)
         self.core = client.CoreV1Api(kube.api)
         self.custom = client.CustomObjectsApi(kube.api)
@@ -96,6 +118,8 @@ class KubernetesEndpoints:
             manifests = render.render(endpoint)
         except render.Unrenderable as error:
             raise ServingRejected(f"{endpoint.backend} backend: {error}") from error
+        if self.data is not None and endpoint.backend == "lykeion":
+            manifests = with_data_volume(manifests, self.data)
         applied: dict[str, dict[str, Any]] = {}
         for manifest in manifests:
             try:

@@ -295,10 +295,15 @@ async def materialize(
     namespace = body["metadata"].get("namespace", "default")
     uid = body["metadata"].get("uid")
     fields: dict[str, Any] = {}
+    stuck: Check | None = None
     current = status.get("currentRun")
     if current:
         # A run of the same name that belongs to another (deleted) object reads as MISSING.
         outcome = await executor.status(namespace, current["name"], uid)
+        if outcome.stuck:
+            # Not failed (it goes on once fixed), but said: never a silent Backfilling.
+            stuck = Check(MATERIALIZED, False, outcome.stuck, f"run {current['name']}: "
+                          f"{outcome.message}")  # fmt: skip
         if outcome.state is State.MISSING:
             # Recorded but never submitted (restart in between): submit it now, same name.
             await executor.submit(work_for(body, current, config))
@@ -324,7 +329,8 @@ async def materialize(
             if backfill:
                 fields["storedGenerations"] = sorted({*stored_generations(status), generation})
     merged = {**status, **fields}
-    return fields, materialized_check(merged, generation)
+    check = materialized_check(merged, generation)
+    return fields, stuck if stuck is not None and not check.ok else check
 
 
 def generations_written(body: dict[str, Any]) -> list[int]:

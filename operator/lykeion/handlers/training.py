@@ -174,10 +174,15 @@ async def train(
     spec = body["spec"]
     namespace = body["metadata"].get("namespace", "default")
     fields: dict[str, Any] = {}
+    stuck: Check | None = None
     current = status.get("currentTraining")
     if current:
         # A training of this name left by a deleted Model of the same name reads as MISSING.
         outcome = await executor.status(namespace, current["name"], body["metadata"].get("uid"))
+        if outcome.stuck:
+            # Not failed (it goes on once fixed), but said: never a silent Training.
+            stuck = Check(TRAINED, False, outcome.stuck, f"training {current['name']}: "
+                          f"{outcome.message}")  # fmt: skip
         if outcome.state is State.MISSING:
             await executor.submit(work_for(body, manifests, current["name"], config))
         elif outcome.state.finished:
@@ -196,4 +201,6 @@ async def train(
     # The gate the training applied (the spec's, else the project's), as it recorded it.
     gate = (merged.get("contract") or {}).get("evaluation") or spec.get("evaluation") or {}
     trained, evaluated = checks(merged, requests, gate)
+    if stuck is not None and merged.get("currentTraining"):
+        trained = stuck
     return fields, trained, evaluated

@@ -190,7 +190,7 @@ def _git_source(repo: str, subdir: str, sha: str, cache: Path) -> ResolvedSource
             raise SourceError("CommitNotFound", f"cannot export {sha}: {done.stderr.strip()}")
         tree = staging / "tree"
         with tarfile.open(archive) as tar:
-            tar.extractall(tree, filter="data")
+            _extract(tar, tree)
         exported.parent.mkdir(parents=True, exist_ok=True)
         tree.rename(exported)
         shutil.rmtree(staging, ignore_errors=True)
@@ -200,6 +200,28 @@ def _git_source(repo: str, subdir: str, sha: str, cache: Path) -> ResolvedSource
             "SubdirectoryNotFound", f"{repo} has no directory {subdir!r} at commit {sha}"
         )
     return ResolvedSource(_require_project(directory), sha)
+
+
+def _extract(tar: tarfile.TarFile, into: Path) -> None:
+    """Extract `tar` into `into`, refusing members that would land outside it. Python's
+    "data" filter does this from 3.11.4 on; Debian bookworm's Python (3.11.2, the images'
+    base) has no filters, so the same rules are checked here first: no absolute or `..`
+    paths, links only to paths inside, regular files, directories and links only."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(into, filter="data")
+        return
+    root = into.resolve()
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+            raise SourceError("UnsafeSource", f"{member.name}: not a file, directory or link")
+        if member.name.startswith("/") or not target.is_relative_to(root):
+            raise SourceError("UnsafeSource", f"{member.name} would land outside the source")
+        if member.issym() or member.islnk():
+            base = target.parent if member.issym() else root
+            if not (base / member.linkname).resolve().is_relative_to(root):
+                raise SourceError("UnsafeSource", f"{member.name} links outside the source")
+    tar.extractall(into)  # every member checked above
 
 
 def resolve(url: str, cache: Path, data_root: Path) -> ResolvedSource:
