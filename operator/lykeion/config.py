@@ -42,6 +42,8 @@ class PlatformConfig:
     git_ssh_secret: str | None = None
     """Secret (in each Model's namespace) with the SSH key and known_hosts for git sources,
     unless a Model names its own (`spec.source.sshSecret`); chart: `training.gitSshSecret`."""
+    state_dir: Path = Path.home() / ".lykeion" / "runs"
+    """Where the local executor keeps its runs' records (`LYKEION_STATE_DIR`)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformConfig:
@@ -76,4 +78,5 @@ class PlatformConfig:
             poll_seconds=float(env.get("LYKEION_POLL_SECONDS", "3")),
             access=env.get("LYKEION_ACCESS", "off"),
             git_ssh_secret=env.get("LYKEION_GIT_SSH_SECRET") or None,
+            state_dir=Path(env.get("LYKEION_STATE_DIR", str(Path.home() / ".lykeion" / "runs"))),
         )

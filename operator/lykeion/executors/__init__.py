@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +9,12 @@ from lykeion.executors.base import Executor, State, Work, WorkStatus
 
 
 def make_executor(name: str, kube: Any, state_dir: Path | None = None) -> Executor:
+    """`local` (processes whose records live in `state_dir`, default `~/.lykeion/runs`)
+    or `kubernetes`; raises ValueError for another name."""
     if name == "local":
         from lykeion.executors.local import LocalExecutor
 
-        root = state_dir or Path(
-            os.environ.get("LYKEION_STATE_DIR", Path.home() / ".lykeion" / "runs")
-        )
-        return LocalExecutor(root)
+        return LocalExecutor(state_dir or Path.home() / ".lykeion" / "runs")
     if name == "kubernetes":
         from lykeion.executors.kubernetes import KubernetesExecutor
 

@@ -16,7 +16,6 @@ from lykeion.features.reference import (
     feature_name,
     type_mismatch,
 )
-from lykeion.handlers.features import POLL_SECONDS
 from lykeion.handlers.training import train
 from lykeion.registry import Key, Registry
 from lykeion.runtime import Runtime, StatusUpdate
@@ -121,14 +120,6 @@ def _training_in_flight(status: kopf.Status, **_: Any) -> bool:
 
 
 # Only Models with a training in flight get a timer: 500 idle Models cost no tasks.
-@kopf.timer(
-    GROUP,
-    VERSION,
-    MODEL.plural,
-    interval=POLL_SECONDS,
-    initial_delay=POLL_SECONDS,
-    when=_training_in_flight,
-)
 async def model_tick(
     namespace: str | None, name: str, memo: kopf.Memo, status: kopf.Status, **_: Any
 ) -> None:
@@ -146,3 +137,15 @@ async def model_changed(
 ) -> None:
     runtime: Runtime = memo.runtime
     await runtime.reconcile_now(Key(MODEL.kind, namespace or "default", name), dict(body))
+
+
+def register_timers(poll_seconds: float) -> None:
+    """The clock of Models with a training in flight, every `poll_seconds` (s)."""
+    kopf.timer(
+        GROUP,
+        VERSION,
+        MODEL.plural,
+        interval=poll_seconds,
+        initial_delay=poll_seconds,
+        when=_training_in_flight,
+    )(model_tick)
