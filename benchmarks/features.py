@@ -55,7 +55,7 @@ from lykeion.controlplane import free_port
 from lykeion.features.compile import Range
 from lykeion.features.hashing import table_hash
 from lykeion.features.materialize import materialize_duckdb
-from lykeion.features.offline.base import FeatureRef, LabelSpec
+from lykeion.features.offline.base import LabelSpec, ResolvedFeature
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureDef, FeatureView
@@ -181,7 +181,7 @@ def training(paths: dict[str, Path], folder: Path) -> dict[str, Any]:
     write_seconds, _ = timed(lambda: store.write_history(VIEW, history))
     labels = pq.read_table(paths["labels"])
     spec = LabelSpec("customer_id", "event_timestamp", "target")
-    refs = [FeatureRef(VIEW, n) for n in NAMES]
+    refs = [ResolvedFeature(VIEW, n) for n in NAMES]
     seconds, result = timed(
         lambda: store.training_set(labels.drop_columns(["label_row"]), spec, refs)
     )
@@ -284,7 +284,7 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
     plain_online.close()
     keys_stored = plain_run.online_rows
     labels = pq.read_table(paths["labels"])
-    refs = [FeatureRef(view, f.name) for f in view.features]
+    refs = [ResolvedFeature(view, f.name) for f in view.features]
     label_spec = LabelSpec("customer_id", "event_timestamp", "target")
     old_columns = ", ".join(f'h."{n}"' for n, _ in view.history_columns)
     # Not read-only: the store's own connections in this process share this instance.

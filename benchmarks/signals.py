@@ -48,7 +48,7 @@ from mlflow.tracking import MlflowClient
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import Range
 from lykeion.features.materialize import materialize_duckdb
-from lykeion.features.offline.base import FeatureRef, LabelSpec
+from lykeion.features.offline.base import LabelSpec, ResolvedFeature
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
@@ -112,7 +112,7 @@ def materialize(folder: Path, body: dict[str, Any], count: int) -> tuple[Path, P
                 "y": pa.array([0] * count, pa.int64()),
             }
         )
-        refs = [FeatureRef(view, i["ref"].split(".", 1)[1]) for i in serving.INPUTS]
+        refs = [ResolvedFeature(view, i["ref"].split(".", 1)[1]) for i in serving.INPUTS]
         training = offline.training_set(labels, LabelSpec(serving.KEY, "t", "y"), refs).table
     finally:
         online.close()

@@ -50,6 +50,8 @@ class PlatformConfig:
     at `data_dir` in every Job and model server, so that pipelines, trainings and servers
     share the embedded stores, the data root and the model artifacts; None: nothing is
     mounted (stores reached over the network). Chart: `stores.volume`."""
+    state_dir: Path = Path.home() / ".lykeion" / "runs"
+    """Where the local executor keeps its runs' records (`LYKEION_STATE_DIR`)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformConfig:
@@ -85,6 +87,7 @@ class PlatformConfig:
             access=env.get("LYKEION_ACCESS", "off"),
             git_ssh_secret=env.get("LYKEION_GIT_SSH_SECRET") or None,
             data_volume=parse_data_volume(env.get("LYKEION_DATA_VOLUME", "")),
+            state_dir=Path(env.get("LYKEION_STATE_DIR", str(Path.home() / ".lykeion" / "runs"))),
         )
 
 

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -57,11 +58,14 @@ async def configure(
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
 
-    kube = Kube(api_client(os.environ.get("KUBECONFIG")))
-    config = PlatformConfig.from_env()
+    # Built once in main() and handed down through the memo.
+    options: Options = memo.options
+    config = options.platform
+    kube = Kube(api_client(options.kubeconfig))
     executor = make_executor(
-        os.environ.get("LYKEION_EXECUTOR", "local"),
+        options.executor,
         kube,
+        config.state_dir,
         data_volume=config.data_volume,
         data_dir=config.data_dir,
     )
@@ -87,6 +91,20 @@ async def configure(
     logger.info("registry primed: %s", runtime.registry.counts())
 
 
+@dataclass(frozen=True)
+class Options:
+    """The operator's configuration, read once by `main()` (flags, then the environment)."""
+
+    platform: PlatformConfig
+    executor: str
+    """`local` or `kubernetes` (`--executor`, `LYKEION_EXECUTOR`)."""
+    kubeconfig: str | None
+    """None: in-cluster credentials, else `$KUBECONFIG`'s defaults."""
+    health_port: int
+    """Port of /healthz, /readyz and /metrics; 0 disables them."""
+    health_host: str
+
+
 def _observer(plural: str) -> None:
     @kopf.on.event(GROUP, VERSION, plural)
     async def observed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
@@ -101,7 +119,8 @@ for _kind in KINDS:
 
 @kopf.on.startup()
 async def serve_health(memo: kopf.Memo, **_: Any) -> None:
-    port = int(os.environ.get("LYKEION_HEALTH_PORT", "8080"))
+    options: Options = memo.options
+    port = options.health_port
     if port == 0:
         return
 
@@ -127,7 +146,7 @@ async def serve_health(memo: kopf.Memo, **_: Any) -> None:
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, os.environ.get("LYKEION_HEALTH_HOST", "127.0.0.1"), port).start()
+    await web.TCPSite(runner, options.health_host, port).start()
     memo.health_runner = runner
 
 
@@ -163,10 +182,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     if args.kubeconfig:
+        # kopf's login (`login_with_kubeconfig`) and the local runs read $KUBECONFIG.
         os.environ["KUBECONFIG"] = args.kubeconfig
-    os.environ["LYKEION_EXECUTOR"] = args.executor
-    os.environ["LYKEION_HEALTH_PORT"] = str(args.health_port)
-    os.environ["LYKEION_HEALTH_HOST"] = args.health_host
+    options = Options(
+        platform=PlatformConfig.from_env(),
+        executor=args.executor,
+        kubeconfig=os.environ.get("KUBECONFIG"),
+        health_port=args.health_port,
+        health_host=args.health_host,
+    )
+    handlers.register_timers(options.platform.poll_seconds)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     if not args.verbose:
         # Per-object success lines drown real problems at hundreds of objects.
@@ -180,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
             clusterwide=not args.namespace,
             namespaces=args.namespace or [],
             standalone=True,
-            memo=kopf.Memo(watch_health=health),
+            memo=kopf.Memo(watch_health=health, options=options),
         )
     )
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from lykeion import conditions
+from lykeion.features.reference import feature_name
 
 
 class Key(NamedTuple):
@@ -39,11 +40,6 @@ class DeploymentInfo:
     family: str
     segment: str
     versions: tuple[str, ...]
-
-
-def feature_name(ref: str) -> str:
-    """`rider.age:int64` -> `rider.age`."""
-    return ref.split(":", 1)[0]
 
 
 @dataclass

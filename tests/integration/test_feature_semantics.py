@@ -28,7 +28,7 @@ from lykeion.features.materialize import (
     query_run,
     split_errors,
 )
-from lykeion.features.offline.base import FeatureRef, LabelSpec, OfflineStore
+from lykeion.features.offline.base import LabelSpec, OfflineStore, ResolvedFeature
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.online.base import OnlineRow, OnlineStore
 from lykeion.features.online.codec import to_micros
@@ -160,7 +160,7 @@ def training_rows(
             "y": list(range(len(queries))),
         }
     )
-    refs = [FeatureRef(view, f.name) for f in FEATURES]
+    refs = [ResolvedFeature(view, f.name) for f in FEATURES]
     return offline.training_set(labels, LabelSpec("rider", "at", "y"), refs).table.to_pylist()
 
 
@@ -352,7 +352,9 @@ def test_a_7d_count_decays_to_zero_in_training_sets(tmp_path: Path) -> None:
             "y": [0, 0, 0],
         }
     )
-    got = offline.training_set(table, LabelSpec("rider", "at", "y"), [FeatureRef(view, "rides_7d")])
+    got = offline.training_set(
+        table, LabelSpec("rider", "at", "y"), [ResolvedFeature(view, "rides_7d")]
+    )
     assert got.table.column("rider__rides_7d").to_pylist() == [3, 0, 0]
 
 

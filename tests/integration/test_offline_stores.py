@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from google.cloud import bigquery
 
-from lykeion.features.offline.base import FeatureRef, LabelSpec, OfflineStore
+from lykeion.features.offline.base import LabelSpec, OfflineStore, ResolvedFeature
 from lykeion.features.offline.bigquery import BigQueryOfflineStore
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.offline.tables import history_schema
@@ -91,8 +91,8 @@ def labels(*rows: tuple[str, datetime, Any]) -> pa.Table:
     )
 
 
-TRIPS = FeatureRef(RIDER, "trips")
-RATING = FeatureRef(RIDER, "rating")
+TRIPS = ResolvedFeature(RIDER, "trips")
+RATING = ResolvedFeature(RIDER, "rating")
 
 
 def trips_for(store: OfflineStore, label_rows: pa.Table) -> list[Any]:
@@ -237,7 +237,7 @@ def test_a_view_that_gains_a_feature_gets_the_column(store: OfflineStore) -> Non
     # Before any write of the new feature, it reads as null.
     assert store.history(grown).column("city").to_pylist() == [None]
     label_rows = labels(("r1", at(1, 1), 0))
-    city = FeatureRef(grown, "city")
+    city = ResolvedFeature(grown, "city")
     assert store.training_set(label_rows, SPEC, [city]).table.column(city.column).to_pylist() == [
         None
     ]
@@ -330,7 +330,7 @@ def test_two_entities_in_one_training_set_in_requested_order(store: OfflineStore
     )
     label_rows = labels(("r1", at(2, 1), 1), ("r1", at(1, 1), 0), ("r1", at(2, 13), 1))
     label_rows = label_rows.append_column("driver_id", pa.array([7, 8, 7], pa.int64()))
-    zone, hours = FeatureRef(DRIVER, "zone"), FeatureRef(DRIVER, "online_hours")
+    zone, hours = ResolvedFeature(DRIVER, "zone"), ResolvedFeature(DRIVER, "online_hours")
 
     result = store.training_set(label_rows, SPEC, [zone, TRIPS, hours, RATING])
 
@@ -420,10 +420,10 @@ def test_duckdb_and_bigquery_build_identical_training_sets(
         ("r1", at(2, 1), 1), ("r0", at(3), None), ("r1", at(1, 9), 0), ("r9", at(2), 1)
     ).append_column("driver_id", pa.array([7, 8, None, 7], pa.int64()))
     refs = [
-        FeatureRef(DRIVER, "online_hours"),
+        ResolvedFeature(DRIVER, "online_hours"),
         TRIPS,
-        *(FeatureRef(ALL_TYPES, f.name) for f in ALL_TYPES.features if f.name != "trips"),
-        FeatureRef(DRIVER, "zone"),
+        *(ResolvedFeature(ALL_TYPES, f.name) for f in ALL_TYPES.features if f.name != "trips"),
+        ResolvedFeature(DRIVER, "zone"),
     ]
 
     from_duck = duck.training_set(label_rows, SPEC, refs)

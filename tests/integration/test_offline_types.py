@@ -19,7 +19,7 @@ from google.cloud import bigquery
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lykeion.features.offline.base import FeatureRef, LabelSpec, OfflineStore
+from lykeion.features.offline.base import LabelSpec, OfflineStore, ResolvedFeature
 from lykeion.features.offline.bigquery import BigQueryOfflineStore
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.offline.tables import history_schema
@@ -119,7 +119,7 @@ def round_trip(store: OfflineStore, view: FeatureView, rows: list[dict[str, Any]
             "label": pa.array(range(len(rows)), pa.int64()),
         }
     )
-    refs = [FeatureRef(view, f.name) for f in FEATURES]
+    refs = [ResolvedFeature(view, f.name) for f in FEATURES]
     result = store.training_set(labels, LabelSpec("rider_id", "ts", "label"), refs)
     got = result.table.to_pylist()
     expected = [

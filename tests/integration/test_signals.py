@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import Range
 from lykeion.features.materialize import materialize_duckdb
-from lykeion.features.offline.base import FeatureRef, LabelSpec
+from lykeion.features.offline.base import LabelSpec, ResolvedFeature
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.online.base import OnlineRow
 from lykeion.features.online.sqlite import SqliteOnlineStore
@@ -105,7 +105,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory, served_model: ServedModel) 
                 "target": pa.array([0] * len(STEADY), pa.int64()),
             }
         )
-        refs = [FeatureRef(view, "age"), FeatureRef(view, "avg_fare")]
+        refs = [ResolvedFeature(view, "age"), ResolvedFeature(view, "avg_fare")]
         table = offline.training_set(labels, LabelSpec(KEY, "label_time", "target"), refs).table
     finally:
         online.close()

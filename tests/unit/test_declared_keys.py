@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from lykeion.api.featuremanifest import FeatureManifestSpec, FileSource
 from lykeion.features.compile import Range
 from lykeion.features.materialize import query_history, split_errors
-from lykeion.features.offline.base import FeatureRef, LabelSpec
+from lykeion.features.offline.base import LabelSpec, ResolvedFeature
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
 from lykeion.training import dataset
@@ -270,7 +270,7 @@ def test_leading_zero_keys_join_from_source_to_training_set(tmp_path: Path) -> N
         [["007", _t(1), 1], ["7", _t(1), 0]],
     )
     labels = read(labels_path, {"rider_id": view.key_type})
-    refs = [FeatureRef(view, "zip"), FeatureRef(view, "age")]
+    refs = [ResolvedFeature(view, "zip"), ResolvedFeature(view, "age")]
     result = dataset.build(labels, LabelSpec("rider_id", "ts", "label"), refs, store)
     assert result.table.select(["rider_id", "rider__zip", "rider__age"]).to_pylist() == [
         {"rider_id": "007", "rider__zip": "0100", "rider__age": 30},

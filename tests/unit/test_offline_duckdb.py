@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from lykeion.features.offline.base import FeatureRef, LabelSpec
+from lykeion.features.offline.base import LabelSpec, ResolvedFeature
 from lykeion.features.offline.duckdb import DuckDBOfflineStore, training_sql
 from lykeion.features.offline.tables import history_schema, plan_training_set
 from lykeion.features.view import EVENT_TIME, KEY, FeatureDef, FeatureView
@@ -57,7 +57,7 @@ def store(tmp_path: Path) -> DuckDBOfflineStore:
 def reference(
     written: dict[tuple[str, str, datetime], dict[str, Any]],
     labels: list[tuple[str | None, datetime, int]],
-    refs: list[FeatureRef],
+    refs: list[ResolvedFeature],
 ) -> list[dict[str, Any]]:
     """The point-in-time rule, row by row: the latest row of the entity at or before
     the label time, unless older than the view's TTL."""
@@ -109,10 +109,10 @@ def test_training_set_matches_a_brute_force_reference(store: DuckDBOfflineStore,
                 written[(view.table, k, t)] = v
     labels = [(rng.choice([*keys, None]), minute(rng.randrange(-5, 130)), i) for i in range(400)]
     refs = [
-        FeatureRef(ZONE, "busy"),
-        FeatureRef(RIDER, "trips"),
-        FeatureRef(RIDER, "tags"),
-        FeatureRef(ZONE, "zone"),
+        ResolvedFeature(ZONE, "busy"),
+        ResolvedFeature(RIDER, "trips"),
+        ResolvedFeature(RIDER, "tags"),
+        ResolvedFeature(ZONE, "zone"),
     ]
     table = pa.table(
         {
@@ -246,7 +246,7 @@ def test_compatible_input_types_are_normalized(store: DuckDBOfflineStore) -> Non
         }
     )
 
-    result = store.training_set(labels, SPEC, [FeatureRef(RIDER, "trips")])
+    result = store.training_set(labels, SPEC, [ResolvedFeature(RIDER, "trips")])
 
     assert result.table.schema == pa.schema(
         [
@@ -265,21 +265,25 @@ def test_requests_that_cannot_be_answered_are_refused(store: DuckDBOfflineStore)
     labels = pa.table(
         {"rider_id": ["r1"], "ts": pa.array([T0], TS), "label": [1]},
     )
-    trips = FeatureRef(RIDER, "trips")
+    trips = ResolvedFeature(RIDER, "trips")
     with pytest.raises(ValueError, match="repeat columns"):
         store.training_set(labels, SPEC, [trips, trips])
     with pytest.raises(KeyError, match="nope"):
-        store.training_set(labels, SPEC, [FeatureRef(RIDER, "nope")])
+        store.training_set(labels, SPEC, [ResolvedFeature(RIDER, "nope")])
     with pytest.raises(ValueError, match="no column 'label'"):
         store.training_set(labels.drop_columns(["label"]), SPEC, [trips])
     int_keys = replace(RIDER, key_type="int64")
     with pytest.raises(ValueError, match="has int64 keys"):
-        store.training_set(labels, SPEC, [FeatureRef(int_keys, "trips")])
+        store.training_set(labels, SPEC, [ResolvedFeature(int_keys, "trips")])
 
 
 def test_join_sql_is_one_asof_join_per_view() -> None:
     labels = pa.table({"rider_id": ["r1"], "ts": pa.array([T0], TS), "label": [1]})
-    refs = [FeatureRef(RIDER, "trips"), FeatureRef(ZONE, "zone"), FeatureRef(RIDER, "tags")]
+    refs = [
+        ResolvedFeature(RIDER, "trips"),
+        ResolvedFeature(ZONE, "zone"),
+        ResolvedFeature(RIDER, "tags"),
+    ]
     plan = plan_training_set(labels, SPEC, refs)
 
     sql = training_sql(plan, {RIDER.table: {"entity_key", "event_time", "trips", "tags"}})

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from lykeion.features.offline.base import FeatureRef
+from lykeion.features.offline.base import ResolvedFeature
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.view import FeatureView
 from lykeion.serving.config import TrainedFeature
@@ -67,7 +67,7 @@ def _checker(offline: Path, queue_size: int = 2) -> tuple[SkewChecker, Enricher]
     enricher = Enricher(
         [TrainedFeature(ref="rider.age", column="rider__age", type="int64")], [view]
     )
-    refs = [FeatureRef(i.view, i.feature) for i in enricher.inputs]
+    refs = [ResolvedFeature(i.view, i.feature) for i in enricher.inputs]
     checker = SkewChecker(
         enricher.inputs,
         InProcess(lambda: DuckDBOfflineStore(offline, lock_wait_seconds=0.0), refs),
@@ -165,7 +165,8 @@ def test_the_child_process_recomputes_what_the_store_computes_in_process(
         child.close()
     assert found == {"rider.age": [30, 31, None, None], "rider.name": ["a", "b", "c", None]}
     local = InProcess(
-        lambda: DuckDBOfflineStore(path), [FeatureRef(view, "age"), FeatureRef(view, "name")]
+        lambda: DuckDBOfflineStore(path),
+        [ResolvedFeature(view, "age"), ResolvedFeature(view, "name")],
     )
     assert local(labels) == found
 

@@ -152,7 +152,10 @@ class ModelSpec(ApiModel):
 
     @model_validator(mode="after")
     def _features_unique(self) -> ModelSpec:
-        names = [ref.split(":")[0] for ref in self.input_features]
+        # Here, not at the top: `features.reference` reads its pattern from `api.common`.
+        from lykeion.features.reference import feature_name
+
+        names = [feature_name(ref) for ref in self.input_features]
         if len(set(names)) != len(names):
             raise ValueError("inputFeatures must not repeat a feature")
         unknown = [d.feature for d in self.serving.defaults if d.feature not in names]

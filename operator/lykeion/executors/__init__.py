@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,13 @@ def make_executor(
     data_volume: dict[str, Any] | None = None,
     data_dir: Path | None = None,
 ) -> Executor:
-    """The executor called `name`; the `kubernetes` one mounts `data_volume` (a volume
-    source) at `data_dir` in every Job and model server when both are given."""
+    """`local` (processes whose records live in `state_dir`, default `~/.lykeion/runs`)
+    or `kubernetes`, which mounts `data_volume` (a volume source) at `data_dir` in every
+    Job and model server when both are given; raises ValueError for another name."""
     if name == "local":
         from lykeion.executors.local import LocalExecutor
 
-        root = state_dir or Path(
-            os.environ.get("LYKEION_STATE_DIR", Path.home() / ".lykeion" / "runs")
-        )
-        return LocalExecutor(root)
+        return LocalExecutor(state_dir or Path.home() / ".lykeion" / "runs")
     if name == "kubernetes":
         from lykeion.executors.kubernetes import DataVolume, KubernetesExecutor
 

@@ -26,6 +26,7 @@ from lykeion import conditions
 from lykeion.api.deployment import DeploymentSpec
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.api.model import ModelSpec
+from lykeion.features.reference import FeatureReference
 
 Body = Mapping[str, Any]
 
@@ -100,15 +101,15 @@ class Lineage:
                 for deployment, spec, deployment_body in candidates
             ]
             for ref in model.input_features:
-                feature, _, expects = ref.partition(":")
-                lineage.models.setdefault((ns, feature), []).append(
+                reference = FeatureReference.parse(ref)
+                lineage.models.setdefault((ns, reference.name), []).append(
                     {
                         "namespace": ns,
                         "name": name,
                         "family": model.family,
                         "segment": model.segment,
                         "version": model.version,
-                        "expectsType": expects or None,
+                        "expectsType": reference.type,
                         "ready": _ready(body),
                         "deployments": [d for d in served_by if d is not None],
                     }

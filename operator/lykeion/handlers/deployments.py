@@ -23,7 +23,6 @@ from lykeion.conditions import Check, ready
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
 from lykeion.features.view import parse_duration
 from lykeion.handlers import rollout
-from lykeion.handlers.features import POLL_SECONDS
 from lykeion.registry import Key, Registry
 from lykeion.rollouts import analysis, plan, signals
 from lykeion.runtime import Runtime, StatusUpdate
@@ -271,10 +270,6 @@ def _settling(status: kopf.Status, **_: Any) -> bool:
     )
 
 
-@kopf.timer(
-    GROUP, VERSION, DEPLOYMENT.plural, interval=POLL_SECONDS, initial_delay=POLL_SECONDS,
-    when=_settling,
-)  # fmt: skip
 async def deployment_settling(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     # Local servers raise no Kubernetes events: poll until everything is up.
     runtime: Runtime = memo.runtime
@@ -289,10 +284,6 @@ def _rolling(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     return not state or state.get("phase") == "Progressing"
 
 
-@kopf.timer(
-    GROUP, VERSION, DEPLOYMENT.plural, interval=POLL_SECONDS, initial_delay=POLL_SECONDS,
-    when=_rolling,
-)  # fmt: skip
 async def deployment_rollout(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     # Each pass reads the versions' counters: the window is judged when its interval is over,
     # a failing check as soon as the canary has answered enough requests.
@@ -332,3 +323,16 @@ async def deployment_deleted(namespace: str | None, name: str, memo: kopf.Memo, 
     runtime: Runtime = memo.runtime
     if runtime.executor is not None:
         await runtime.executor.unserve(namespace or "default", name)
+
+
+def register_timers(poll_seconds: float) -> None:
+    """Every `poll_seconds` (s): Deployments still settling, and rollouts walking."""
+    for when, timer in ((_settling, deployment_settling), (_rolling, deployment_rollout)):
+        kopf.timer(
+            GROUP,
+            VERSION,
+            DEPLOYMENT.plural,
+            interval=poll_seconds,
+            initial_delay=poll_seconds,
+            when=when,
+        )(timer)

@@ -3,7 +3,6 @@ runs its pipeline; on deletion drops its tables (`materialization.drop_tables`).
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,8 +21,6 @@ from lykeion.registry import Key, Registry
 from lykeion.runtime import Runtime, StatusUpdate
 
 REGISTERED = "Registered"
-# Registration-time setting (kopf timers are declared at import): the operator's env.
-POLL_SECONDS = float(os.environ.get("LYKEION_POLL_SECONDS", "3"))
 
 
 def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
@@ -92,14 +89,6 @@ def _needs_clock(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     return bool(status.get("currentRun") or spec.get("schedule") or failed)
 
 
-@kopf.timer(
-    GROUP,
-    VERSION,
-    FEATURE_MANIFEST.plural,
-    interval=POLL_SECONDS,
-    initial_delay=POLL_SECONDS,
-    when=_needs_clock,
-)
 async def manifest_tick(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     # Local runs raise no Kubernetes events and cron schedules need a clock: check both.
     runtime: Runtime = memo.runtime
@@ -132,3 +121,15 @@ async def manifest_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
             reason="TablesLeftBehind",
             message="a store stayed unreachable; drop these tables by hand: " + ", ".join(left),
         )
+
+
+def register_timers(poll_seconds: float) -> None:
+    """The clock of manifests with a run in flight or a schedule, every `poll_seconds` (s)."""
+    kopf.timer(
+        GROUP,
+        VERSION,
+        FEATURE_MANIFEST.plural,
+        interval=poll_seconds,
+        initial_delay=poll_seconds,
+        when=_needs_clock,
+    )(manifest_tick)

@@ -10,9 +10,14 @@ import kopf
 from lykeion import GROUP, VERSION
 from lykeion.api.kinds import MODEL
 from lykeion.conditions import Check, ready
-from lykeion.handlers.features import POLL_SECONDS
+from lykeion.features.reference import (
+    FeatureReference,
+    TypeMismatch,
+    feature_name,
+    type_mismatch,
+)
 from lykeion.handlers.training import train
-from lykeion.registry import Key, Registry, feature_name
+from lykeion.registry import Key, Registry
 from lykeion.runtime import Runtime, StatusUpdate
 
 FAMILY_RESOLVED = "FamilyResolved"
@@ -32,31 +37,34 @@ def check_family(ns: str, family: str, registry: Registry) -> Check:
 
 def check_features(ns: str, refs: list[str], registry: Registry) -> tuple[Check, list[str]]:
     """One condition for all input features, and the list of what is missing."""
-    undefined, mismatched, conflicting = [], [], []
-    for ref in refs:
-        name, _, expected = ref.partition(":")
-        definitions = registry.definitions(ns, name)
+    undefined: list[str] = []
+    mismatched: list[TypeMismatch] = []
+    conflicting: dict[str, list[str]] = {}
+    for text in refs:
+        ref = FeatureReference.parse(text)
+        definitions = registry.definitions(ns, ref.name)
         if not definitions:
-            undefined.append(name)
+            undefined.append(ref.name)
         elif len(definitions) > 1:
-            conflicting.append(f"{name} (defined by {', '.join(definitions)})")
-        elif expected and expected not in definitions.values():
+            conflicting[ref.name] = list(definitions)
+        else:
             ((manifest, actual),) = definitions.items()
-            mismatched.append(
-                f"{name} is {actual} in FeatureManifest {manifest}, the model expects {expected}"
-            )
+            mismatch = type_mismatch(ref.name, ref.type, actual, manifest, trained=False)
+            if mismatch is not None:
+                mismatched.append(mismatch)
     if undefined:
         message = "not defined by any FeatureManifest: " + ", ".join(undefined)
         return Check(FEATURES_RESOLVED, False, "FeaturesNotDefined", message), undefined
     if mismatched:
-        return Check(FEATURES_RESOLVED, False, "FeatureTypeMismatch", "; ".join(mismatched)), [
-            m.split(" ", 1)[0] for m in mismatched
+        message = "; ".join(str(m) for m in mismatched)
+        return Check(FEATURES_RESOLVED, False, "FeatureTypeMismatch", message), [
+            m.name for m in mismatched
         ]
     if conflicting:
-        message = "defined by more than one FeatureManifest: " + "; ".join(conflicting)
-        return Check(FEATURES_RESOLVED, False, "FeatureConflict", message), [
-            c.split(" ", 1)[0] for c in conflicting
-        ]
+        message = "defined by more than one FeatureManifest: " + "; ".join(
+            f"{name} (defined by {', '.join(manifests)})" for name, manifests in conflicting.items()
+        )
+        return Check(FEATURES_RESOLVED, False, "FeatureConflict", message), list(conflicting)
     return Check(
         FEATURES_RESOLVED, True, "FeaturesDefined", f"all {len(refs)} input feature(s) are defined"
     ), []
@@ -112,14 +120,6 @@ def _training_in_flight(status: kopf.Status, **_: Any) -> bool:
 
 
 # Only Models with a training in flight get a timer: 500 idle Models cost no tasks.
-@kopf.timer(
-    GROUP,
-    VERSION,
-    MODEL.plural,
-    interval=POLL_SECONDS,
-    initial_delay=POLL_SECONDS,
-    when=_training_in_flight,
-)
 async def model_tick(
     namespace: str | None, name: str, memo: kopf.Memo, status: kopf.Status, **_: Any
 ) -> None:
@@ -137,3 +137,15 @@ async def model_changed(
 ) -> None:
     runtime: Runtime = memo.runtime
     await runtime.reconcile_now(Key(MODEL.kind, namespace or "default", name), dict(body))
+
+
+def register_timers(poll_seconds: float) -> None:
+    """The clock of Models with a training in flight, every `poll_seconds` (s)."""
+    kopf.timer(
+        GROUP,
+        VERSION,
+        MODEL.plural,
+        interval=poll_seconds,
+        initial_delay=poll_seconds,
+        when=_training_in_flight,
+    )(model_tick)

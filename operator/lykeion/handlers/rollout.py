@@ -16,11 +16,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from lykeion import conditions
 from lykeion.conditions import Check, parse_time
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Endpoint, EndpointStatus, VersionServer
-from lykeion.features.view import parse_duration
+from lykeion.features.reference import (
+    FeatureReference,
+    UnresolvedFeature,
+    defining,
+    resolve,
+    type_mismatch,
+)
+from lykeion.features.view import FeatureView, parse_duration
 from lykeion.names import child_name
 
 MODELS_EVALUATED = "ModelsEvaluated"
@@ -48,13 +57,15 @@ def wanted_versions(spec: Mapping[str, Any]) -> list[str]:
     )
 
 
-def _manifest_for(ref: str, manifests: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    entity, name = ref.split(".", 1)
+def _views(manifests: Sequence[Mapping[str, Any]]) -> list[FeatureView]:
+    """The views of the manifests whose spec is valid (an invalid one serves nothing)."""
+    views = []
     for manifest in manifests:
-        spec = manifest["spec"]
-        if spec["entity"]["name"] == entity and any(f["name"] == name for f in spec["features"]):
-            return manifest
-    return None
+        try:
+            views.append(FeatureView.from_body(dict(manifest)))
+        except ValidationError:
+            continue
+    return views
 
 
 def admit_model(version: str, model: Mapping[str, Any] | None) -> Admission:
@@ -76,23 +87,24 @@ def admit_features(
 ) -> Admission:
     """Every trained input: defined, of the trained type, materialized, and fresh."""
     problems: list[tuple[str, str]] = []
+    views = _views(manifests)
+    by_name = {m["metadata"]["name"]: m for m in manifests}
     for feature in model["status"]["features"]:
         ref, trained_type = feature["ref"], feature["type"]
-        manifest = _manifest_for(ref, manifests)
-        if manifest is None:
-            problems.append(("FeatureMissing", f"{ref} is defined by no FeatureManifest"))
+        try:
+            (resolved,) = resolve([ref], views)
+        except UnresolvedFeature as error:
+            if not error.manifests:
+                problems.append(("FeatureMissing", f"{ref} is defined by no FeatureManifest"))
+            else:
+                problems.append(("FeatureConflict", str(error)))
             continue
+        manifest = by_name[resolved.view.name]
         spec, status = manifest["spec"], manifest.get("status") or {}
         name = manifest["metadata"]["name"]
-        served = next(f["type"] for f in spec["features"] if f["name"] == ref.split(".", 1)[1])
-        if served != trained_type:
-            problems.append(
-                (
-                    "FeatureTypeChanged",
-                    f"{ref} was trained as {trained_type}, FeatureManifest {name} now "
-                    f"makes it {served}",
-                )
-            )
+        mismatch = type_mismatch(ref, trained_type, resolved.type, name, trained=True)
+        if mismatch is not None:
+            problems.append(("FeatureTypeChanged", str(mismatch)))
             continue
         # A generation in effect is complete (its backfill succeeded), also while the next
         # one is being built: servers keep reading it until the switch, never a gap.
@@ -154,8 +166,10 @@ def server_config(
         if status.get("registeredModel") and status.get("registeredVersion")
         else status["modelUri"]
     )
-    refs = {f["ref"] for f in status["features"]}
-    used = [m for m in manifests if any(_manifest_for(r, [m]) for r in refs)]
+    refs = [FeatureReference.parse(f["ref"]) for f in status["features"]]
+    views = _views(manifests)
+    defined = {view.name for ref in refs for view in defining(ref, views)}
+    used = [m for m in manifests if m["metadata"]["name"] in defined]
     defaults = (model["spec"].get("serving") or {}).get("defaults") or []
     return {
         "name": deployment["metadata"]["name"],

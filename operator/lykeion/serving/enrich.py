@@ -14,6 +14,7 @@ from typing import Any
 
 from lykeion.features.keys import InvalidKey, parse_key
 from lykeion.features.online.base import OnlineStore
+from lykeion.features.reference import resolve, type_mismatch
 from lykeion.features.view import FeatureView
 from lykeion.serving.config import TrainedFeature
 
@@ -77,19 +78,18 @@ class Enricher:
     ) -> None:
         inputs = []
         for trained in features:
-            entity, name = trained.ref.split(".", 1)
-            matches = [v for v in views if v.entity == entity and name in v.feature_names]
-            if len(matches) != 1:
-                raise FeatureMismatch(
-                    f"{trained.ref} is defined by {len(matches)} FeatureManifests, expected 1"
-                )
-            served = matches[0].feature(name).type
-            if served != trained.type:
-                raise FeatureMismatch(
-                    f"{trained.ref} was trained as {trained.type} but FeatureManifest "
-                    f"{matches[0].name} now defines it as {served}"
-                )
-            inputs.append(Input(trained.ref, trained.column, trained.type, matches[0], name))
+            try:
+                (resolved,) = resolve([trained.ref], views)
+            except ValueError as error:  # UnresolvedFeature, InvalidFeatureReference
+                raise FeatureMismatch(str(error)) from error
+            mismatch = type_mismatch(
+                resolved.name, trained.type, resolved.type, resolved.view.name, trained=True
+            )
+            if mismatch is not None:
+                raise FeatureMismatch(str(mismatch))
+            inputs.append(
+                Input(resolved.name, trained.column, trained.type, resolved.view, resolved.feature)
+            )
         self.inputs = tuple(inputs)
         self.defaults: dict[str, Any] = {}
         for ref, text in (defaults or {}).items():

@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from lykeion.features.offline.base import FeatureRef
+    from lykeion.features.reference import ResolvedFeature
 
 TIME = "__lykeion_request_time"
 TARGET = "__lykeion_target"
@@ -77,24 +77,20 @@ def from_ipc(payload: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
 
 
-def resolve(manifests: Sequence[Mapping[str, Any]], features: Sequence[str]) -> list[FeatureRef]:
+def resolve(
+    manifests: Sequence[Mapping[str, Any]], features: Sequence[str]
+) -> list[ResolvedFeature]:
     """`entity.feature` references resolved to the views of the given manifests (their
-    generation in effect); raises ValueError when one is not defined exactly once."""
-    from lykeion.features.offline.base import FeatureRef
+    generation in effect); raises ValueError (`UnresolvedFeature`, `InvalidFeatureReference`)
+    when one is not defined exactly once."""
+    from lykeion.features.reference import resolve as resolve_references
     from lykeion.features.view import FeatureView
 
     views = [FeatureView.from_body(dict(body)) for body in manifests]
-    refs = []
-    for ref in features:
-        entity, name = ref.split(".", 1)
-        matches = [v for v in views if v.entity == entity and name in v.feature_names]
-        if len(matches) != 1:
-            raise ValueError(f"{ref} is defined by {len(matches)} FeatureManifests, expected 1")
-        refs.append(FeatureRef(matches[0], name))
-    return refs
+    return resolve_references(features, views)
 
 
-def recompute_table(store: Any, refs: Sequence[FeatureRef], labels: pa.Table) -> pa.Table:
+def recompute_table(store: Any, refs: Sequence[ResolvedFeature], labels: pa.Table) -> pa.Table:
     """The features at each label's time, by the store's training-set path: one column per
     ref (named `entity.feature`), one row per label."""
     from lykeion.features.offline.base import LabelSpec
@@ -143,7 +139,7 @@ class InProcess:
     """The recomputation in the server's own process (tests, tools): same answers as
     `Recomputer`, without the isolation."""
 
-    def __init__(self, store: Callable[[], Any], refs: Sequence[FeatureRef]) -> None:
+    def __init__(self, store: Callable[[], Any], refs: Sequence[ResolvedFeature]) -> None:
         self._open = store
         self._store: Any = None
         self.refs = list(refs)

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lykeion.api.featuremanifest import FileSource
-from lykeion.features.offline.base import FeatureRef, LabelSpec, OfflineStore, TrainingSet
+from lykeion.features.offline.base import LabelSpec, OfflineStore, TrainingSet
+from lykeion.features.reference import ResolvedFeature, resolve
 from lykeion.features.view import FeatureView
 
 
@@ -87,21 +88,19 @@ def read_labels(
         con.close()
 
 
-def feature_refs(input_features: Sequence[str], views: Sequence[FeatureView]) -> list[FeatureRef]:
-    """`entity.feature[:type]` references, in model input order, resolved to their views."""
-    refs = []
-    for text in input_features:
-        name = text.split(":", 1)[0]
-        entity, feature = name.split(".", 1)
-        matches = [v for v in views if v.entity == entity and feature in v.feature_names]
-        if len(matches) != 1:
-            raise DatasetError(f"{name} is defined by {len(matches)} FeatureManifests, expected 1")
-        refs.append(FeatureRef(matches[0], feature))
-    return refs
+def feature_refs(
+    input_features: Sequence[str], views: Sequence[FeatureView]
+) -> list[ResolvedFeature]:
+    """`entity.feature[:type]` references, in model input order, resolved to their views
+    (`features.reference.resolve`); raises DatasetError naming the unresolved one."""
+    try:
+        return resolve(input_features, views)
+    except ValueError as error:  # UnresolvedFeature, InvalidFeatureReference
+        raise DatasetError(str(error)) from error
 
 
 def build(
-    labels: pa.Table, spec: LabelSpec, refs: Sequence[FeatureRef], offline: OfflineStore
+    labels: pa.Table, spec: LabelSpec, refs: Sequence[ResolvedFeature], offline: OfflineStore
 ) -> TrainingSet:
     if spec.join_key not in labels.column_names:
         raise DatasetError(f"labels have no column {spec.join_key!r} (the entity's join key)")

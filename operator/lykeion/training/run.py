@@ -156,14 +156,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     result.training_set_hash = training_set.content_hash
     result.training_set_rows = training_set.rows
     columns = [ref.column for ref in refs]
-    result.features = [
-        {
-            "ref": text.split(":", 1)[0],
-            "column": ref.column,
-            "type": ref.view.feature(ref.feature).type,
-        }
-        for text, ref in zip(spec.input_features, refs, strict=True)
-    ]
+    result.features = [{"ref": ref.name, "column": ref.column, "type": ref.type} for ref in refs]
 
     mlflow.set_tracking_uri(args.tracking_uri)
     client = MlflowClient(args.tracking_uri)

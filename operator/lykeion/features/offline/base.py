@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from lykeion.features.reference import ResolvedFeature as ResolvedFeature
 from lykeion.features.view import FeatureView
 
 if TYPE_CHECKING:
@@ -20,17 +21,6 @@ class LabelSpec:
     join_key: str
     timestamp_column: str
     target: str
-
-
-@dataclass(frozen=True)
-class FeatureRef:
-    view: FeatureView
-    feature: str
-
-    @property
-    def column(self) -> str:
-        """Column name in a training set: `<entity>__<feature>`."""
-        return f"{self.view.entity}__{self.feature}"
 
 
 @dataclass(frozen=True)
@@ -66,7 +56,7 @@ class OfflineStore(Protocol):
         ...
 
     def training_set(
-        self, labels: pa.Table, spec: LabelSpec, features: Sequence[FeatureRef]
+        self, labels: pa.Table, spec: LabelSpec, features: Sequence[ResolvedFeature]
     ) -> TrainingSet:
         """Feature values at each label's time, computed inside the store. A row-level
         feature: the value of the entity's latest history row at or before the label's

@@ -44,7 +44,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from lykeion.features.compile import sql_type as compiled_type
-from lykeion.features.offline.base import FeatureRef, LabelSpec, TrainingSet
+from lykeion.features.offline.base import LabelSpec, ResolvedFeature, TrainingSet
 from lykeion.features.offline.tables import (
     POSITION,
     ROW,
@@ -275,7 +275,7 @@ class BigQueryOfflineStore:
         self.client.delete_table(self._id(view.table), not_found_ok=True)
 
     def training_set(
-        self, labels: pa.Table, spec: LabelSpec, features: Sequence[FeatureRef]
+        self, labels: pa.Table, spec: LabelSpec, features: Sequence[ResolvedFeature]
     ) -> TrainingSet:
         plan = plan_training_set(labels, spec, features)
         self._ensure_dataset()

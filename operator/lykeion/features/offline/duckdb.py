@@ -32,7 +32,7 @@ import duckdb
 import pyarrow as pa
 
 from lykeion.features.compile import sql_type as compiled_type
-from lykeion.features.offline.base import FeatureRef, LabelSpec, TrainingSet
+from lykeion.features.offline.base import LabelSpec, ResolvedFeature, TrainingSet
 from lykeion.features.offline.tables import (
     POSITION,
     ROW,
@@ -262,7 +262,7 @@ class DuckDBOfflineStore:
             con.execute(f"DROP TABLE IF EXISTS {quote(view.table)}")
 
     def training_set(
-        self, labels: pa.Table, spec: LabelSpec, features: Sequence[FeatureRef]
+        self, labels: pa.Table, spec: LabelSpec, features: Sequence[ResolvedFeature]
     ) -> TrainingSet:
         plan = plan_training_set(labels, spec, features)
         with self._connect() as con:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lykeion.features.hashing import table_hash
-from lykeion.features.offline.base import FeatureRef, LabelSpec, TrainingSet
+from lykeion.features.offline.base import LabelSpec, ResolvedFeature, TrainingSet
 from lykeion.features.view import ARROW_TYPES, EVENT_TIME, KEY, FeatureDef, FeatureView, is_list
 from lykeion.features.view import element_type as element_of
 
@@ -148,7 +148,7 @@ def _label_type(labels: pa.Table, column: str) -> pa.DataType:
 
 
 def plan_training_set(
-    labels: pa.Table, spec: LabelSpec, features: Sequence[FeatureRef]
+    labels: pa.Table, spec: LabelSpec, features: Sequence[ResolvedFeature]
 ) -> TrainingPlan:
     """Check the request and normalize the labels.
 
