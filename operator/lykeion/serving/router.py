@@ -105,7 +105,9 @@ class Router:
             from lykeion.serving.protocols import error_body
 
             return JSONResponse(error_body(protocol_of(request.url.path), 413, str(error)), 413)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}
+        # Surrounding whitespace is not part of a field value (RFC 9110, section 5.5), and
+        # httpx refuses to send it: `Bearer ` must reach the version, which answers it.
+        headers = {k: v.strip() for k, v in request.headers.items() if k.lower() not in _DROP}
         target = f"{url}{request.url.path}"
         if request.url.query:
             target += f"?{request.url.query}"
@@ -117,6 +119,9 @@ class Router:
             answer = await self.client.request(
                 request.method, target, content=body, headers=headers
             )
+        except httpx.LocalProtocolError as error:
+            # What the client sent cannot be forwarded as HTTP/1.1: the client's fault.
+            return JSONResponse({"error": f"request cannot be forwarded: {error}"}, 400)
         except httpx.HTTPError as error:
             return JSONResponse({"error": f"version {version} did not answer: {error}"}, 503)
         return Response(
