@@ -150,6 +150,10 @@ def operator_env(workdir: Path, tracking_uri: str) -> dict[str, str]:
         # Relative sources resolve from the directory `lykectl up` ran in.
         "LYKEION_DATA_DIR": str(workdir / DATA_DIR),
         "LYKEION_DATA_ROOT": os.getcwd(),
+        # Model servers ask the embedded API server who calls them, as in a cluster;
+        # lykectl sends the kubeconfig's token (LYKEION_ACCESS=off in the caller's
+        # environment turns it off).
+        "LYKEION_ACCESS": "kubernetes",
         **os.environ,
         "LYKEION_STATE_DIR": str(workdir / RUNS_DIR),
         "LYKEION_MLFLOW_TRACKING_URI": tracking_uri,

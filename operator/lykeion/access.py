@@ -331,11 +331,14 @@ def reviewer(
     mode: str, kubeconfig: Path | None, env: Mapping[str, str], ttl: float = 10.0
 ) -> AccessReviewer | None:
     """The one setting: `off` -> None (everyone who reaches the server is served);
-    `kubernetes` -> reviews sent with `kubeconfig`'s credentials, or with the pod's
-    ServiceAccount when None (ValueError outside a cluster)."""
+    `kubernetes` -> reviews sent with `kubeconfig`'s credentials; when None, with the pod's
+    ServiceAccount in a cluster, else with `$KUBECONFIG`'s (a server the embedded
+    platform's local executor starts). ValueError when none of these is there."""
     if mode == "off":
         return None
     if mode != "kubernetes":
         raise ValueError(f"access must be one of {', '.join(ACCESS_MODES)}, not {mode!r}")
+    if kubeconfig is None and not env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBECONFIG"):
+        kubeconfig = Path(env["KUBECONFIG"])
     api = ApiServer.from_kubeconfig(kubeconfig) if kubeconfig else ApiServer.in_cluster(env)
     return AccessReviewer(api, ttl=ttl)

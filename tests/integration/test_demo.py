@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
+from lykectl.http import kubeconfig_token
+
 ROOT = Path(__file__).resolve().parents[2]
 LYKECTL = str(Path(sys.executable).parent / "lykectl")
 
@@ -58,6 +62,27 @@ def test_demo_brings_the_example_to_ready_and_down_stops_everything(tmp_path: Pa
         assert [
             p["pid"] for p in json.loads((home / "platform.json").read_text())["processes"]
         ] == pids
+
+        # The endpoint asks who calls it, as in a cluster: no token is a 401, the
+        # kubeconfig's token (what lykectl sends) is served.
+        kubeconfig = str(home / "kubeconfig")
+        shown = subprocess.run(
+            [LYKECTL, "deployments", "get", "forward-default", "-o", "json",
+             "--kubeconfig", kubeconfig],
+            capture_output=True, text=True, env=env, timeout=60, check=True,
+        )  # fmt: skip
+        endpoint = json.loads(shown.stdout)["status"]["endpoint"]
+        body = {"keys": [{"rider_id": "r42"}]}
+        assert httpx.post(f"{endpoint}/predict", json=body, timeout=30).status_code == 401
+        token = kubeconfig_token(kubeconfig)
+        assert token
+        served = httpx.post(
+            f"{endpoint}/predict",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert served.status_code == 200, served.text
     finally:
         subprocess.run([LYKECTL, "down", "--purge"], env=env, capture_output=True, timeout=120)
     for pid in pids:
