@@ -157,6 +157,7 @@ def server_config(
     refs = {f["ref"] for f in status["features"]}
     used = [m for m in manifests if any(_manifest_for(r, [m]) for r in refs)]
     defaults = (model["spec"].get("serving") or {}).get("defaults") or []
+    rate = deployment["spec"].get("skewSampleRate")
     return {
         "name": deployment["metadata"]["name"],
         "namespace": deployment["metadata"].get("namespace", "default"),
@@ -187,6 +188,7 @@ def server_config(
         "online_store": config.online_store,
         "offline_store": config.offline_store,  # the skew check's (serving/skew.py)
         "defaults": {d["feature"]: d.get("value") for d in defaults},
+        **({} if rate is None else {"skew_sample_rate": float(rate)}),
     }
 
 
