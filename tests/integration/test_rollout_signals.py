@@ -1,11 +1,13 @@
 """Rollouts judged by the model servers' own signals, through the real operator, API server
 and local executor: a canary whose served features disagree with the offline definition is
 rolled back by the skew check (`FeaturesConsistent` names feature, key, values and times);
-a canary serving a shifted distribution is rolled back on drift, a healthy one passes it.
+a canary serving a shifted distribution is rolled back on drift, a healthy one passes it;
+a slower model is rolled back on its p99 against the stable version's.
 
 The models are the example's, trained once for the module (1.0 and 2.0: same spec, both with
-serving defaults). The test writes the online store itself, as a corrupting job would: rows
-the offline store (the definition) does not have.
+serving defaults; 3.0 a random forest of 1500 trees, slower to predict). The tests write the
+online store themselves, as a corrupting job would: rows the offline store (the definition)
+does not have.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ ROLLOUT = {
     # small reads up to ~0.15 (10 bins); 0.25 is the common "shifted" line.
     "checks": {"minRequests": 5, "maxLatencyRatio": 100, "maxDriftPsi": 0.25},
 }
+SLOW_TREES = 1500
+"""Model 3.0 is a random forest this large: its prediction of one row walks every tree."""
 CORRUPTED = [f"r{i}" for i in range(1, 21)]
 """Riders whose online `age` the skew test corrupts (no other test sends them)."""
 STEADY = [f"r{i}" for i in range(21, 301)]
@@ -60,10 +64,12 @@ def serving(cluster: Cluster, operator: Operator) -> Iterator[str]:
             cluster.create(doc, namespace)
     (model,) = load(EXAMPLE / "model.yaml")
     # One after the other: trainings started together race for the family's experiment.
-    for version in ("1.0", "2.0"):
+    for version in ("1.0", "2.0", "3.0"):
         body = copy.deepcopy(model)
         body["metadata"]["name"] = f"{NAME}-{version}"
         body["spec"]["version"] = version
+        if version == "3.0":
+            body["spec"]["source"]["parameters"]["trees"] = str(SLOW_TREES)
         cluster.create(body, namespace)
         cluster.wait_condition("Model", namespace, f"{NAME}-{version}", "True", timeout=400)
     (deployment,) = load(EXAMPLE / "deployment.yaml")
@@ -261,6 +267,24 @@ def test_drift_passes_a_healthy_canary_and_rolls_back_a_shifted_one(
     assert drift["result"] == "Fail" and drift["value"] > 1.0, drift
     assert drift["message"].startswith("rider."), drift
     assert _in_effect(cluster, namespace) == {"2.0": 100, "1.0": 0}
+
+
+def test_a_slower_canary_is_rolled_back_on_its_p99(cluster: Cluster, serving: str) -> None:
+    namespace = serving
+    endpoint = _status(cluster, namespace)["endpoint"]
+    stable = _rollout(cluster, namespace)["stable"]
+    # Twice the stable p99 at most: a forest's p99 lies two buckets above (0.25s vs 0.05s).
+    rollout = {**ROLLOUT, "checks": {**ROLLOUT["checks"], "maxLatencyRatio": 2}}
+    _declare(cluster, namespace, "3.0", rollout=rollout)
+    wait_for(lambda: _in_effect(cluster, namespace) == {stable: 50, "3.0": 50}, 120, "3.0 at 50%")
+    since = time.monotonic()
+    with Traffic(endpoint, STEADY) as traffic:
+        back, took = _rolled_back(cluster, namespace, "3.0", "LatencyTooHigh", traffic, since)
+    print(f"latency: rollback {took:.2f}s after the canary's first slow answer")
+    assert back["message"].startswith("3.0: latencyRatio "), back["message"]
+    latency = {c["name"]: c for c in _rollout(cluster, namespace)["checks"]}["latencyRatio"]
+    assert latency["result"] == "Fail" and latency["value"] > 2, latency
+    assert _in_effect(cluster, namespace) == {stable: 100, "3.0": 0}
 
 
 def _training_rows(
