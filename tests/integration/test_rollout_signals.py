@@ -280,7 +280,7 @@ def test_a_slower_canary_is_rolled_back_on_its_p99(cluster: Cluster, serving: st
     since = time.monotonic()
     with Traffic(endpoint, STEADY) as traffic:
         back, took = _rolled_back(cluster, namespace, "3.0", "LatencyTooHigh", traffic, since)
-    print(f"latency: rollback {took:.2f}s after the canary's first slow answer")
+    print(f"latency: rollback {took:.2f}s after the canary's first slow answer: {back['message']}")
     assert back["message"].startswith("3.0: latencyRatio "), back["message"]
     latency = {c["name"]: c for c in _rollout(cluster, namespace)["checks"]}["latencyRatio"]
     assert latency["result"] == "Fail" and latency["value"] > 2, latency
