@@ -11,6 +11,7 @@ from lykeion.config import PlatformConfig
 from lykeion.executors.base import EndpointStatus
 from lykeion.features.view import FeatureView
 from lykeion.handlers import rollout
+from lykeion.serving.config import ServerConfig
 from tests import objects
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -148,6 +149,12 @@ def test_server_config_pins_the_registry_version_and_trained_inputs() -> None:
     assert served.generation == 2
     assert server["defaults"] == {"rider.age": "30"}
     assert server["online_store"] == "sqlite:///data/online.db"
+    # Without spec.skewSampleRate the server keeps its own default; with it, the rate.
+    assert "skew_sample_rate" not in server
+    deployment["spec"]["skewSampleRate"] = 0
+    server = rollout.server_config(deployment, "1.0", model, [_manifest()], config)
+    assert server["skew_sample_rate"] == 0.0
+    assert ServerConfig.model_validate(server).skew_sample_rate == 0.0
 
 
 def test_outcome_holds_the_rollout_and_says_why() -> None:
@@ -170,3 +177,15 @@ def test_outcome_holds_the_rollout_and_says_why() -> None:
         spec, admissions, EndpointStatus("u", {"1.0": True, "1.1": True}), {"1.0": 90, "1.1": 10}
     )
     assert all(c.ok for c in checks)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_a_skew_sample_rate_outside_0_to_1_is_refused_naming_the_field(rate: float) -> None:
+    from pydantic import ValidationError
+
+    from lykeion.api.deployment import DeploymentSpec
+
+    spec = {**objects.deployment()["spec"], "skewSampleRate": rate}
+    with pytest.raises(ValidationError, match="skewSampleRate"):
+        DeploymentSpec.model_validate(spec)
+    assert DeploymentSpec.model_validate({**spec, "skewSampleRate": 1}).skew_sample_rate == 1.0

@@ -13,6 +13,7 @@ import argparse
 import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -29,6 +30,9 @@ def main() -> None:
     parser.add_argument("--c", type=float, default=1.0, help="inverse regularization strength")
     parser.add_argument("--max-iter", type=float, default=200)
     parser.add_argument("--seed", type=float, default=7)
+    parser.add_argument(
+        "--trees", type=float, default=0, help="> 0: a random forest of this many trees instead"
+    )
     args = parser.parse_args()
 
     features = args.features.split(",")
@@ -37,11 +41,18 @@ def main() -> None:
     # Missing values (a rider with no history yet) stay NaN and are imputed inside the
     # model, so serving can send NaN for a missing feature and get the same treatment.
     x_train, x_test = train[features].astype("float64"), test[features].astype("float64")
-    model = make_pipeline(
-        SimpleImputer(strategy="median"),
-        StandardScaler(),
-        LogisticRegression(C=args.c, max_iter=int(args.max_iter), random_state=int(args.seed)),
-    )
+    if args.trees > 0:
+        # Larger and slower to predict (each tree is walked): the rollout tests' slow canary.
+        model = make_pipeline(
+            SimpleImputer(strategy="median"),
+            RandomForestClassifier(n_estimators=int(args.trees), random_state=int(args.seed)),
+        )
+    else:
+        model = make_pipeline(
+            SimpleImputer(strategy="median"),
+            StandardScaler(),
+            LogisticRegression(C=args.c, max_iter=int(args.max_iter), random_state=int(args.seed)),
+        )
     model.fit(x_train, train[args.target])
     probabilities = model.predict_proba(x_test)[:, 1]
     mlflow.log_metric("train_rows", len(train))
@@ -52,8 +63,8 @@ def main() -> None:
         name="model",
         signature=infer_signature(x_train, model.predict_proba(x_train)),
         pyfunc_predict_fn="predict_proba",
-        # The imputer records numpy dtypes; nothing else beyond skops' default trust.
-        skops_trusted_types=["numpy.dtype"],
+        # The imputer records numpy dtypes, a forest its trees (written here, by this run).
+        skops_trusted_types=["numpy.dtype", "sklearn.tree._tree.Tree"],
     )
 
 

@@ -134,6 +134,9 @@ class DeploymentSpec(ApiModel):
     rollout: RolloutSpec | None = None
     """Walk a newly declared version to 100% in steps judged on live traffic; without it a
     declared split takes effect as soon as its versions are available."""
+    skew_sample_rate: float | None = Field(None, ge=0, le=1)
+    """Share of requests each version's model server recomputes from the offline store for
+    the skew check (`serving/skew.py`; 0: none); absent: the server's default, 0.01."""
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentSpec:

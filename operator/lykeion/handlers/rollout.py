@@ -171,6 +171,7 @@ def server_config(
     defined = {view.name for ref in refs for view in defining(ref, views)}
     used = [m for m in manifests if m["metadata"]["name"] in defined]
     defaults = (model["spec"].get("serving") or {}).get("defaults") or []
+    rate = deployment["spec"].get("skewSampleRate")
     return {
         "name": deployment["metadata"]["name"],
         "namespace": deployment["metadata"].get("namespace", "default"),
@@ -201,6 +202,7 @@ def server_config(
         "online_store": config.online_store,
         "offline_store": config.offline_store,  # the skew check's (serving/skew.py)
         "defaults": {d["feature"]: d.get("value") for d in defaults},
+        **({} if rate is None else {"skew_sample_rate": float(rate)}),
     }
 
 
