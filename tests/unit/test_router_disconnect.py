@@ -10,12 +10,17 @@ from typing import Any
 from lykeion.serving.router import Router, create_app
 
 
-def _call(app: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Drive an ASGI app with one POST whose receive() yields `messages`; what it sent."""
+def _call(
+    app: Any,
+    messages: list[dict[str, Any]],
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> list[dict[str, Any]]:
+    """Drive an ASGI app with one POST (raw `headers`, default a JSON content type) whose
+    receive() yields `messages`; what it sent."""
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
-        "root_path": "", "headers": [(b"content-type", b"application/json")],
+        "root_path": "", "headers": headers or [(b"content-type", b"application/json")],
         "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
     }  # fmt: skip
     incoming = iter(messages)
@@ -75,36 +80,13 @@ def test_router_forwards_header_values_without_surrounding_whitespace(tmp_path: 
         routes = tmp_path / "routes.json"
         url = f"http://127.0.0.1:{server.server_address[1]}"
         routes.write_text(json.dumps({"versions": [{"version": "1.0", "url": url, "weight": 100}]}))
-        sent = _call_with_headers(
+        sent = _call(
             create_app(Router(routes)),
-            [(b"content-type", b"application/json"), (b"authorization", b"Bearer ")],
             [{"type": "http.request", "body": b'{"keys": []}', "more_body": False}],
+            [(b"content-type", b"application/json"), (b"authorization", b"Bearer ")],
         )
     finally:
         server.shutdown()
         server.server_close()
     assert sent[0]["status"] == 401
     assert seen == ["Bearer"]
-
-
-def _call_with_headers(
-    app: Any, headers: list[tuple[bytes, bytes]], messages: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Like `_call`, with the request's raw headers given."""
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
-        "root_path": "", "headers": headers,
-        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
-    }  # fmt: skip
-    incoming = iter(messages)
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return next(incoming)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    return sent
