@@ -2,7 +2,7 @@
 
     python benchmarks/access.py [--uncached 200] [--cached 20000] [--out FILE]
 
-A real etcd + kube-apiserver (lykeion.controlplane, built by CI into ~/.cache/lykeion), a
+A real etcd + kube-apiserver (lykeion.local.controlplane, built by CI into ~/.cache/lykeion), a
 ServiceAccount with a RoleBinding to `get featuremanifests/data`, and its token from the
 TokenRequest API. Timed with `time.perf_counter_ns` around `AccessReviewer.check` (what the
 Feature API and the model server await per request), on one event loop:
@@ -43,8 +43,9 @@ import numpy as np
 from kubernetes import client
 
 from lykeion.access import READ_FEATURES, AccessReviewer, ApiServer, Right
-from lykeion.controlplane import ControlPlane, free_port
 from lykeion.kube import api_client
+from lykeion.local.controlplane import ControlPlane
+from lykeion.local.ports import free_port
 
 NAMESPACE = "bench"
 

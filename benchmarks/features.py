@@ -51,7 +51,6 @@ import pyarrow.parquet as pq
 import yaml
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
-from lykeion.controlplane import free_port
 from lykeion.features.compile import Range
 from lykeion.features.hashing import table_hash
 from lykeion.features.materialize import materialize_duckdb
@@ -59,6 +58,7 @@ from lykeion.features.offline.base import LabelSpec, ResolvedFeature
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureDef, FeatureView
+from lykeion.local.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = 10

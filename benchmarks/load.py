@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import gc
 import http.client
-import os
-import signal
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,7 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from lykeion.readiness import NotReady, wait_until_answers
+from lykeion.local import processes
+from lykeion.local.readiness import NotReady
 
 TURN = 100
 CONCURRENT_TURN = 200
@@ -240,35 +238,19 @@ def running(
     """Start `command` in its own process group, wait (bounded) until GET `ready_path`
     answers 200, yield the base URL (`url()`, None until the server has published it);
     always stop the whole group."""
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=cwd
-        )
-        try:
-            try:
-                wait_until_answers(
-                    lambda: None if (base := url()) is None else base + ready_path,
-                    label,
-                    [process],
-                    startup_seconds,
-                )
-            except NotReady as error:
-                raise RuntimeError(f"{error}; log tail:\n{_tail(log_path)}") from None
+    try:
+        with processes.running(
+            command,
+            log_path,
+            lambda: None if (base := url()) is None else base + ready_path,
+            label,
+            startup_seconds,
+            env=env,
+            cwd=cwd,
+            append=False,
+        ):
             base = url()
             assert base is not None
             yield base
-        finally:
-            _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
+    except NotReady as error:
+        raise RuntimeError(f"{error}; log tail:\n{_tail(log_path)}") from None

@@ -28,8 +28,8 @@ from kubernetes import client, watch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lykeion import GROUP, VERSION
-from lykeion.controlplane import LYKEION_CRDS, ControlPlane
 from lykeion.kube import api_client
+from lykeion.local.controlplane import LYKEION_CRDS, ControlPlane
 from tests import objects
 from tests.support import Operator
 

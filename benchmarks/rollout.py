@@ -29,10 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lykeion.controlplane import ControlPlane
 from lykeion.executors.local_endpoints import Process
 from lykeion.kube import api_client
-from lykeion.training.tracking_server import TrackingServer
+from lykeion.local.controlplane import ControlPlane
+from lykeion.local.tracking_server import TrackingServer
 from tests.integration.test_rollouts import EXAMPLE, NAME, Traffic
 from tests.support import Cluster, Operator, load, wait_for
 

@@ -41,7 +41,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,10 +59,12 @@ import orjson
 import pandas as pd
 import yaml
 
-from lykeion.controlplane import free_port
 from lykeion.features.online.base import OnlineRow
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
+from lykeion.local.ports import free_port
+from lykeion.local.tools import script_output
+from lykeion.serving.config import ServerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "rider-retention"
@@ -271,15 +272,7 @@ def mlflow_server(trained: Trained, folder: Path) -> Any:
 
 
 def mlserver_bin() -> Path:
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts/install-mlserver.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"install-mlserver.sh failed: {done.stderr[-2000:]}")
-    return Path(done.stdout.strip().splitlines()[-1])
+    return script_output(ROOT / "scripts/install-mlserver.sh", "installing MLServer", timeout=1800)
 
 
 def mlserver_server(trained: Trained, folder: Path, bin_dir: Path) -> Any:
@@ -312,18 +305,32 @@ def mlserver_server(trained: Trained, folder: Path, bin_dir: Path) -> Any:
     )
 
 
-def lykeion_server(trained: Trained, folder: Path, body: dict[str, Any], online: Path) -> Any:
-    config = {
-        "name": NAME,
-        "version": "1",
-        "model_uri": f"runs:/{trained.run_id}/model",
-        "tracking_uri": trained.tracking_uri,
-        "manifests": [body],
-        "online_store": f"sqlite://{online}",
-        "defaults": {},
-    }
-    config_path, endpoint = folder / "lykeion-server.json", folder / "lykeion-endpoint.json"
-    config_path.write_text(json.dumps(config))
+def lykeion_server(
+    trained: Trained,
+    folder: Path,
+    body: dict[str, Any],
+    online: Path | None = None,
+    name: str = "lykeion-server",
+    **extra: Any,
+) -> Any:
+    """`python -m lykeion.serving` for the trained model and the manifest `body`, reading
+    the SQLite online store `online` (none: features come with the request), with
+    further `ServerConfig` fields `extra`; its config, endpoint file and log are named
+    after `name` in `folder`. A context manager yielding the server's base URL."""
+    stores = {"online_store": f"sqlite://{online}", "defaults": {}} if online else {}
+    config = ServerConfig.model_validate(
+        {
+            "name": NAME,
+            "version": "1",
+            "model_uri": f"runs:/{trained.run_id}/model",
+            "tracking_uri": trained.tracking_uri,
+            "manifests": [body],
+            **stores,
+            **extra,
+        }
+    )
+    config_path, endpoint = folder / f"{name}.json", folder / f"{name}-endpoint.json"
+    config_path.write_text(config.model_dump_json())
 
     def url() -> str | None:
         if not endpoint.exists():
@@ -335,7 +342,7 @@ def lykeion_server(trained: Trained, folder: Path, body: dict[str, Any], online:
         sys.executable, "-m", "lykeion.serving", "--config", str(config_path),
         "--host", "127.0.0.1", "--port", "0", "--endpoint-file", str(endpoint),
     ]  # fmt: skip
-    return load.running("lykeion.serving", command, folder / "lykeion-server.log", url, "/ready")
+    return load.running(name, command, folder / f"{name}.log", url, "/ready")
 
 
 # -- load --------------------------------------------------------------------------------

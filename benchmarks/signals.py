@@ -119,35 +119,6 @@ def materialize(folder: Path, body: dict[str, Any], count: int) -> tuple[Path, P
     return folder / "offline.duckdb", folder / "online.db", training
 
 
-def server(
-    trained: serving.Trained, folder: Path, name: str, body: dict[str, Any], **extra: Any
-) -> Any:
-    config = ServerConfig.model_validate(
-        {
-            "name": serving.NAME,
-            "version": "1",
-            "model_uri": f"runs:/{trained.run_id}/model",
-            "tracking_uri": trained.tracking_uri,
-            "manifests": [body],
-            **extra,
-        }
-    )
-    path, endpoint = folder / f"{name}.json", folder / f"{name}-endpoint.json"
-    path.write_text(config.model_dump_json())
-
-    def url() -> str | None:
-        if not endpoint.exists():
-            return None
-        found: str = json.loads(endpoint.read_text())["url"]
-        return found
-
-    command = [
-        sys.executable, "-m", "lykeion.serving", "--config", str(path),
-        "--host", "127.0.0.1", "--port", "0", "--endpoint-file", str(endpoint),
-    ]  # fmt: skip
-    return load.running(name, command, folder / f"{name}.log", url, "/ready")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -249,7 +220,9 @@ def load_servers(
     """Every variant running (name -> base URL); all stopped on the way out."""
     with ExitStack() as stack:
         yield {
-            name: stack.enter_context(server(trained, folder, name, body, **extra))
+            name: stack.enter_context(
+                serving.lykeion_server(trained, folder, body, name=name, **extra)
+            )
             for name, extra in variants.items()
         }
 

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,10 +24,14 @@ import typer
 
 from lykectl.errors import CliError
 from lykeion.config import PlatformConfig
-from lykeion.controlplane import ControlPlane, ControlPlaneError, binaries_dir, free_port
 from lykeion.executors.local_endpoints import Process as ServingProcess
-from lykeion.readiness import NotReady, wait_until_answers
-from lykeion.training.tracking_server import TrackingServer
+from lykeion.local.controlplane import ControlPlane, ControlPlaneError, binaries_dir
+from lykeion.local.ports import free_port
+from lykeion.local.processes import start as start_process
+from lykeion.local.processes import stop as stop_process
+from lykeion.local.processes import stop_group
+from lykeion.local.readiness import NotReady, wait_until_answers
+from lykeion.local.tracking_server import TrackingServer
 
 DEFAULT_WORKDIR = Path("~/.lykeion")
 STATE_FILE = "platform.json"
@@ -117,30 +120,13 @@ def _one_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _signal_group(pid: int, signum: signal.Signals) -> None:
-    # Each process leads its own session (start_new_session), so its group id is its pid.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signum)
-
-
-def _wait_gone(process: Process, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while is_alive(process):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def terminate(process: Process, grace: float) -> None:
-    """SIGTERM the process group, SIGKILL it after `grace` seconds."""
-    if not is_alive(process):
-        return
-    _signal_group(process.pid, signal.SIGTERM)
-    if _wait_gone(process, grace):
-        return
-    _signal_group(process.pid, signal.SIGKILL)
-    if not _wait_gone(process, 5.0):
+    """SIGTERM the process group, SIGKILL it after `grace` seconds.
+
+    Raises:
+        CliError: the process still runs after SIGKILL.
+    """
+    if not stop_group(process.pid, lambda: is_alive(process), grace):
         raise CliError(f"{process.name} (pid {process.pid}) is still running after SIGKILL")
 
 
@@ -163,27 +149,23 @@ def operator_env(workdir: Path, tracking_uri: str) -> dict[str, str]:
 def _start_operator(
     workdir: Path, kubeconfig: Path, port: int, tracking_uri: str
 ) -> subprocess.Popen[bytes]:
-    # The child gets its own copy of the descriptor; ours is closed on return.
-    with open(workdir / OPERATOR_LOG, "wb") as log:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lykeion.operator_main",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--executor",
-                "local",
-                "--health-port",
-                str(port),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=workdir,
-            env=operator_env(workdir, tracking_uri),
-        )
+    return start_process(
+        [
+            sys.executable,
+            "-m",
+            "lykeion.operator_main",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--executor",
+            "local",
+            "--health-port",
+            str(port),
+        ],
+        workdir / OPERATOR_LOG,
+        env=operator_env(workdir, tracking_uri),
+        cwd=workdir,
+        append=False,
+    )
 
 
 def _start_feature_api(
@@ -192,31 +174,28 @@ def _start_feature_api(
     # The store the operator writes, read the way the operator reads its configuration.
     config = PlatformConfig.from_env(operator_env(workdir, tracking_uri))
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / FEATURE_API_LOG, "wb") as log:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lykeion.features.api",
-                "--online",
-                config.online_store,
-                "--kubeconfig",
-                str(kubeconfig),
-                # Callers send the kubeconfig's token (lykectl does): reviewed like in a
-                # cluster, by the embedded API server.
-                "--access",
-                "kubernetes",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=workdir,
-        )
+    return start_process(
+        [
+            sys.executable,
+            "-m",
+            "lykeion.features.api",
+            "--online",
+            config.online_store,
+            "--kubeconfig",
+            str(kubeconfig),
+            # Callers send the kubeconfig's token (lykectl does): reviewed like in a
+            # cluster, by the embedded API server.
+            "--access",
+            "kubernetes",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        workdir / FEATURE_API_LOG,
+        cwd=workdir,
+        append=False,
+    )
 
 
 def _wait_answers(
@@ -318,9 +297,9 @@ def _abandon(
     feature_api: subprocess.Popen[bytes] | None = None,
 ) -> None:
     """Undo a half-done `up` so that nothing keeps running unrecorded."""
-    for name, child in (("feature-api", feature_api), ("operator", operator)):
-        if child is not None and child.poll() is None:
-            terminate(Process(name, child.pid, sys.executable), grace=10.0)
+    for child in (feature_api, operator):
+        if child is not None:
+            stop_process(child, grace=10.0)
     tracking.stop()
     plane.stop()
 

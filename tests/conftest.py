@@ -9,25 +9,20 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from lykeion.controlplane import ControlPlane
 from lykeion.executors.local_endpoints import Process as ServingProcess
 from lykeion.kube import api_client
-from lykeion.training.tracking_server import TrackingServer
+from lykeion.local.controlplane import ControlPlane, running
+from lykeion.local.tracking_server import TrackingServer
 from tests.git_ssh import GitSshServer
-from tests.support import Cluster, Operator
+from tests.support import Cluster, Operator, local_operator
 
 _namespaces = itertools.count()
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path_factory.mktemp("control-plane")).start()
-    try:
-        plane.install_crds()
+    with running(tmp_path_factory.mktemp("control-plane")) as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="session")
@@ -73,21 +68,12 @@ def operator(
     git_ssh_config: Path,
 ) -> Iterator[Operator]:
     state = tmp_path_factory.mktemp("operator-state")
-    proc = Operator(
+    proc = local_operator(
         control_plane.kubeconfig,
-        state / "operator.log",
-        extra_env={
-            "LYKEION_STATE_DIR": str(state / "runs"),
-            "LYKEION_DATA_DIR": str(state / "data"),
-            "LYKEION_DATA_ROOT": str(ROOT),
-            # The in-process engine keeps the suite light; the Beam pipeline is held to
-            # the same stores by tests/integration/test_pipeline.py.
-            "LYKEION_FEATURE_ENGINE": "duckdb",
-            "LYKEION_POLL_SECONDS": "1",
-            "LYKEION_MLFLOW_TRACKING_URI": tracking_server.url,
-            # The user's SSH setup, as GIT_SSH_COMMAND; its hosts exist once git_ssh_server runs.
-            "GIT_SSH_COMMAND": f"ssh -F {git_ssh_config}",
-        },
+        state,
+        LYKEION_MLFLOW_TRACKING_URI=tracking_server.url,
+        # The user's SSH setup, as GIT_SSH_COMMAND; its hosts exist once git_ssh_server runs.
+        GIT_SSH_COMMAND=f"ssh -F {git_ssh_config}",
     ).start()
     yield proc
     proc.stop()

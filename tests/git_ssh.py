@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lykeion.controlplane import free_port
+from lykeion.local.ports import free_port
+from lykeion.local.processes import start as start_process
+from lykeion.local.processes import stop as stop_process
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 NSS_WRAPPER = next(
@@ -142,14 +143,7 @@ class GitSshServer:
             "NSS_WRAPPER_PASSWD": str(passwd),
             "NSS_WRAPPER_GROUP": str(group),
         }
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+        self.process = start_process([SSHD, "-D", "-e", "-f", str(config)], self.log, env=env)
         deadline = time.monotonic() + timeout
         while "Server listening" not in self.log.read_text(errors="replace"):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -182,9 +176,4 @@ class GitSshServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            stop_process(self.process, grace=10)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,11 @@ from kubernetes.client.exceptions import ApiException
 
 from lykeion import GROUP, VERSION
 from lykeion.api.kinds import BY_KIND
-from lykeion.controlplane import free_port
+from lykeion.local.controlplane import REPO_ROOT
+from lykeion.local.ports import free_port
+from lykeion.local.processes import kill as kill_process
+from lykeion.local.processes import start as start_process
+from lykeion.local.processes import stop as stop_process
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -119,8 +122,7 @@ class Operator:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> Operator:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(
+        self.process = start_process(
             [
                 sys.executable,
                 "-m",
@@ -130,10 +132,8 @@ class Operator:
                 "--health-port",
                 str(self.port),
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            self.log_path,
             env={**os.environ, **self.extra_env},
-            start_new_session=True,
         )
         wait_for(self.ready, timeout, f"operator readiness (log: {self.log_path})")
         return self
@@ -155,17 +155,32 @@ class Operator:
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as when a node dies."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            kill_process(self.process)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.process is not None:
+            stop_process(self.process, grace=20)
+
+
+def local_operator(kubeconfig: Path, state: Path, **extra_env: str) -> Operator:
+    """An operator (not started) with the local executor's runs, its stores and its log in
+    `state`, relative sources read from the checkout, the in-process feature engine (the
+    Beam pipeline is held to the same stores by tests/integration/test_pipeline.py) and
+    a 1 s poll; `extra_env` adds or overrides variables."""
+    state.mkdir(parents=True, exist_ok=True)
+    return Operator(
+        kubeconfig,
+        state / "operator.log",
+        extra_env={
+            "LYKEION_STATE_DIR": str(state / "runs"),
+            "LYKEION_DATA_DIR": str(state / "data"),
+            "LYKEION_DATA_ROOT": str(REPO_ROOT),
+            "LYKEION_FEATURE_ENGINE": "duckdb",
+            "LYKEION_POLL_SECONDS": "1",
+            **extra_env,
+        },
+    )
 
 
 def load(path: Path) -> list[dict[str, Any]]:

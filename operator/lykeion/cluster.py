@@ -39,8 +39,12 @@ from typing import IO, Any
 
 import yaml
 
-from lykeion.controlplane import REPO_ROOT, binaries_dir, free_port, terminate
 from lykeion.host_state import HostState, unmount_under
+from lykeion.local import tools
+from lykeion.local.controlplane import REPO_ROOT, binaries_dir
+from lykeion.local.ports import free_port
+from lykeion.local.processes import start as start_process
+from lykeion.local.processes import stop as stop_process
 
 log = logging.getLogger("lykeion.cluster")
 
@@ -88,7 +92,7 @@ def node_binaries_dir() -> Path:
     override = os.environ.get("LYKEION_NODE_BIN")
     if override:
         return Path(override)
-    return _script_output(NODE_BUILD_SCRIPT, "building the node binaries")
+    return tools.script_output(NODE_BUILD_SCRIPT, "building the node binaries", ClusterError)
 
 
 @dataclass(frozen=True)
@@ -113,13 +117,6 @@ def build_images(targets: Sequence[str] = ()) -> dict[str, BuiltImage]:
         target, image, archive = line.split()
         images[target] = BuiltImage(target, image, Path(archive))
     return images
-
-
-def _script_output(script: Path, what: str) -> Path:
-    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise ClusterError(f"{what} failed:\n{done.stderr[-4000:]}")
-    return Path(done.stdout.strip().splitlines()[-1])
 
 
 def host_ip() -> str:
@@ -302,15 +299,9 @@ class NodeCluster:
         self._lock = handle
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
-        log_file = open(self.workdir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the child's
-        self.processes[name] = subprocess.Popen(
-            args,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
+        self.processes[name] = start_process(
+            args, self.workdir / "logs" / f"{name}.log", env={**os.environ, **(env or {})}
         )
-        log_file.close()
 
     def _check_alive(self) -> None:
         for name, proc in self.processes.items():
@@ -340,7 +331,7 @@ class NodeCluster:
             return
 
         def ossl(*args: str) -> None:
-            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=p)
+            tools.openssl(*args, cwd=p)
 
         ossl(
             "req",
@@ -425,36 +416,16 @@ class NodeCluster:
         ossl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
 
     def _write_kubeconfig(self, user: str) -> None:
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
+        (self.workdir / "kubeconfigs" / f"{user}.conf").write_text(
+            tools.kubeconfig(
+                {"server": self.url, "certificate-authority": str(self.pki / "ca.crt")},
+                user,
                 {
-                    "name": "lykeion",
-                    "cluster": {
-                        "server": self.url,
-                        "certificate-authority": str(self.pki / "ca.crt"),
-                    },
-                }
-            ],
-            "users": [
-                {
-                    "name": user,
-                    "user": {
-                        "client-certificate": str(self.pki / f"{user}.crt"),
-                        "client-key": str(self.pki / f"{user}.key"),
-                    },
-                }
-            ],
-            "contexts": [
-                {
-                    "name": "lykeion",
-                    "context": {"cluster": "lykeion", "user": user, "namespace": "default"},
-                }
-            ],
-            "current-context": "lykeion",
-        }
-        (self.workdir / "kubeconfigs" / f"{user}.conf").write_text(yaml.safe_dump(config))
+                    "client-certificate": str(self.pki / f"{user}.crt"),
+                    "client-key": str(self.pki / f"{user}.key"),
+                },
+            )
+        )
 
     def _write_configs(self) -> None:
         w, sock = self.workdir, self.containerd_socket
@@ -582,15 +553,8 @@ state = "{self.run_dir / "containerd"}"
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """`ctr` against this cluster's containerd, namespace k8s.io (the CRI's)."""
-        done = subprocess.run(
-            ["ctr", "-a", str(self.containerd_socket), "-n", "k8s.io", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise ClusterError(f"ctr {' '.join(args)} failed: {done.stderr.strip()}")
-        return done
+        command = ["ctr", "-a", str(self.containerd_socket), "-n", "k8s.io", *args]
+        return tools.run(command, error=ClusterError, what=f"ctr {' '.join(args)}", check=check)
 
     def _import_images(self) -> None:
         archives = [
@@ -622,30 +586,20 @@ state = "{self.run_dir / "containerd"}"
                 raise ClusterError(f"importing {archive} did not give {missing}")
 
     def _start_etcd(self) -> None:
-        client = f"http://127.0.0.1:{self.ports.etcd}"
-        peer = f"http://127.0.0.1:{self.ports.etcd_peer}"
         self._spawn(
             "etcd",
-            [
-                str(self.control_plane_bin / "etcd"),
-                "--name",
-                "lykeion",
-                "--data-dir",
-                str(self.workdir / "etcd"),
-                "--listen-client-urls",
-                client,
-                "--advertise-client-urls",
-                client,
-                "--listen-peer-urls",
-                peer,
-                "--initial-advertise-peer-urls",
-                peer,
-                "--initial-cluster",
-                f"lykeion={peer}",
-                "--listen-metrics-urls",
-                f"http://127.0.0.1:{self.ports.etcd_metrics}",
-                "--unsafe-no-fsync",
-            ],
+            tools.etcd_command(
+                self.control_plane_bin / "etcd",
+                self.workdir / "etcd",
+                self.ports.etcd,
+                self.ports.etcd_peer,
+                name="lykeion",
+                extra=[
+                    "--listen-metrics-urls",
+                    f"http://127.0.0.1:{self.ports.etcd_metrics}",
+                    "--unsafe-no-fsync",
+                ],
+            ),
         )
 
     def _start_apiserver(self, timeout: float) -> None:
@@ -773,28 +727,20 @@ state = "{self.run_dir / "containerd"}"
     def run_kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
+        return tools.kubectl(
+            self.kubectl,
+            self.kubeconfig,
+            *args,
+            error=ClusterError,
+            stdin=stdin,
+            check=check,
             timeout=timeout,
         )
-        if check and done.returncode != 0:
-            raise ClusterError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-        return done
 
     def apply(self, manifests: Sequence[dict[str, Any]]) -> None:
         """Server-side apply `manifests` as the admin."""
         self.run_kubectl(
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=lykeion-cluster",
-            "-f",
-            "-",
-            stdin=yaml.safe_dump_all(manifests),
+            *tools.server_side_apply("lykeion-cluster", "-"), stdin=yaml.safe_dump_all(manifests)
         )
 
     # -- teardown --------------------------------------------------------------------
@@ -836,7 +782,7 @@ state = "{self.run_dir / "containerd"}"
     def _stop_process(self, name: str) -> None:
         proc = self.processes.pop(name, None)
         if proc is not None:
-            terminate(proc, timeout=20)
+            stop_process(proc, grace=20)
 
     def _stop_workloads(self) -> None:
         """Delete every pod through kubelet (CNI DEL frees IPs and portmap rules) with the

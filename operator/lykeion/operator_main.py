@@ -27,13 +27,6 @@ from lykeion.watch_health import WatchHealth, install, watched_plurals
 ANNOTATION_PREFIX = GROUP
 FINALIZER = f"{GROUP}/finalizer"
 
-BUILDERS = {
-    "ModelFamily": handlers.families.desired_status,
-    "FeatureManifest": handlers.features.desired_status,
-    "Model": handlers.models.desired_status,
-    "Deployment": handlers.deployments.desired_status,
-}
-
 
 @kopf.on.login()
 def login(**kwargs: Any) -> Any:
@@ -72,14 +65,9 @@ async def configure(
     config.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = Runtime(
         kube=kube,
-        builders=BUILDERS,
+        declarations={d.kind.kind: d for d in handlers.DECLARATIONS},
         executor=executor,
         config=config,
-        actors={
-            "FeatureManifest": handlers.features.act,
-            "Model": handlers.models.act,
-            "Deployment": handlers.deployments.act,
-        },
     )
     # List everything once before handlers run, so that a restart never reports a
     # dependency as missing only because its watch event has not arrived yet.
@@ -191,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         health_port=args.health_port,
         health_host=args.health_host,
     )
-    handlers.register_timers(options.platform.poll_seconds)
+    handlers.register(options.platform.poll_seconds)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     if not args.verbose:
         # Per-object success lines drown real problems at hundreds of objects.

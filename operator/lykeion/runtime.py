@@ -18,7 +18,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from lykeion import conditions
-from lykeion.api.kinds import BY_KIND
+from lykeion.api.kinds import BY_KIND, Kind
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor
 from lykeion.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES, record_status
@@ -38,6 +38,43 @@ class StatusUpdate:
 StatusBuilder = Callable[[dict[str, Any], Registry], StatusUpdate]
 # The I/O step of a kind (e.g. running a pipeline), after its pure status builder.
 Actor = Callable[[dict[str, Any], "Runtime", StatusUpdate], Awaitable[StatusUpdate]]
+# What a kind does when an object is deleted, before kopf removes the finalizer; raising
+# kopf.TemporaryError holds the finalizer and retries.
+DeleteHook = Callable[[kopf.Body, "Runtime"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Clock:
+    """A kopf timer that reconciles an object every `interval` seconds (None: the
+    configured poll interval), first after one interval, while `when` holds (kopf's `when=`
+    filter on the object's `spec`/`status`; None: always). `name` completes its kopf id."""
+
+    name: str
+    when: Callable[..., bool] | None = None
+    interval: float | None = None
+
+
+@dataclass(frozen=True)
+class KindDeclaration:
+    """Everything the operator does for one kind, declared once; `lykeion.handlers`
+    registers its kopf handlers and timers from it, and the runtime reconciles with it.
+
+    Every reconcile builds the status with `desired_status` (pure); a kind with an `act`
+    then does its I/O and folds the outcome in, reading its own latest object from the API
+    server (never an event's older copy of the status it wrote itself). The object is
+    reconciled on create, resume and spec change (with the event's body), on each of its
+    `clocks`, on annotation changes when `reconcile_on_annotations`, and `deleted` runs on
+    deletion. kopf handler ids are `<name>_changed`, `<name>_deleted`,
+    `<name>_annotated` and `<name>_<clock.name>`: stable, as kopf records handler progress
+    by id in the object's annotations."""
+
+    kind: Kind
+    name: str
+    desired_status: StatusBuilder
+    act: Actor | None = None
+    clocks: tuple[Clock, ...] = ()
+    deleted: DeleteHook | None = None
+    reconcile_on_annotations: bool = False
 
 
 def new_status(body: dict[str, Any], update: StatusUpdate, timestamp: str) -> dict[str, Any]:
@@ -63,12 +100,12 @@ def _comparable(status: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class Runtime:
     kube: Any  # lykeion.kube.Kube; Any keeps this module importable without the API client
-    builders: Mapping[str, StatusBuilder]
+    declarations: Mapping[str, KindDeclaration]
+    """By kind name (`Model`, ...)."""
     registry: Registry = field(default_factory=Registry)
     executor: Executor | None = None
     """Where batch work runs; handlers use it without knowing which one it is."""
     config: PlatformConfig | None = None
-    actors: Mapping[str, Actor] = field(default_factory=dict)
     retry_limit: int = 8
     _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     _pending: set[Key] = field(default_factory=set)
@@ -136,7 +173,8 @@ class Runtime:
         kind = BY_KIND[key.kind]
         started = time.perf_counter()
         try:
-            actor = self.actors.get(key.kind)
+            declaration = self.declarations[key.kind]
+            actor = declaration.act
             if body is None or actor is not None:
                 # Kinds that act read their own latest status, never an event's older copy.
                 body = await self.kube.get(kind, key.namespace, key.name)
@@ -144,7 +182,7 @@ class Runtime:
                     record_status(kind.kind, key.namespace, key.name, None)
                     return
             body.setdefault("kind", kind.kind)
-            update = self.builders[key.kind](body, self.registry)
+            update = declaration.desired_status(body, self.registry)
             if actor is not None:
                 update = await actor(body, self, update)
             status = new_status(body, update, conditions.now())

@@ -7,17 +7,20 @@ Tests use the session one with
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from lykeion.controlplane import free_port
+from lykeion.local.ports import free_port
+from lykeion.local.processes import start as start_process
+from lykeion.local.processes import stop as stop_process
+from lykeion.local.processes import wait_for_port
+from lykeion.local.readiness import NotReady
+from lykeion.local.tools import script_output
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-bigtable-emulator.sh"
@@ -26,10 +29,7 @@ EMULATOR_HOST = "BIGTABLE_EMULATOR_HOST"
 
 def emulator_binary() -> Path:
     """The emulator's path; builds it on first use (cached outside the repository)."""
-    result = subprocess.run(
-        [str(BUILD_SCRIPT)], capture_output=True, text=True, check=True, timeout=900
-    )
-    return Path(result.stdout.strip().splitlines()[-1])
+    return script_output(BUILD_SCRIPT, "building the bigtable emulator", timeout=900)
 
 
 @dataclass
@@ -50,33 +50,20 @@ class Emulator:
     def start(self, timeout: float = 30.0) -> Emulator:
         # Closed in stop(): the file outlives this method.
         self.log = tempfile.NamedTemporaryFile(prefix="cbtemulator-", suffix=".log")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [str(self.binary), "-host", "127.0.0.1", "-port", str(self.port)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+        self.process = start_process(
+            [str(self.binary), "-host", "127.0.0.1", "-port", str(self.port)], Path(self.log.name)
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                output = Path(self.log.name).read_text(errors="replace")
-                self.stop()
-                raise RuntimeError(f"bigtable emulator exited: {output}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"bigtable emulator not listening on {self.host} after {timeout}s")
+        try:
+            wait_for_port(self.port, "bigtable emulator", [self.process], timeout)
+        except NotReady as error:
+            output = Path(self.log.name).read_text(errors="replace")
+            self.stop()
+            raise RuntimeError(f"{error}: {output}") from None
+        return self
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            stop_process(self.process, grace=10)
             self.process = None
         if self.log is not None:
             self.log.close()

@@ -13,8 +13,6 @@ import contextlib
 import copy
 import functools
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +30,8 @@ import pytest
 from lykeion.features.online.base import OnlineRow
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
+from lykeion.local.processes import start as start_process
+from lykeion.local.processes import stop as stop_process
 from tests import objects
 
 NAMESPACE = "serving"
@@ -194,16 +194,12 @@ class ServerProcess:
     def launch(self) -> ServerProcess:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "endpoint.json").unlink(missing_ok=True)
-        with open(self.folder / "log", "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module, *self.args,
-                 "--port", "0", "--endpoint-file", "endpoint.json"],
-                cwd=self.folder,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        self.process = start_process(
+            [sys.executable, "-m", self.module, *self.args,
+             "--port", "0", "--endpoint-file", "endpoint.json"],
+            self.folder / "log",
+            cwd=self.folder,
+        )  # fmt: skip
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> ServerProcess:
@@ -240,16 +236,8 @@ class ServerProcess:
 
     def stop(self) -> None:
         self.client.close()
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=15)
+        if self.process is not None:
+            stop_process(self.process)
 
     def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
         if body is not None:

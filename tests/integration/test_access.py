@@ -20,12 +20,12 @@ from kubernetes import client
 from starlette.exceptions import StarletteDeprecationWarning
 
 from lykeion.access import AccessReviewer, ApiServer
-from lykeion.controlplane import ControlPlane
 from lykeion.features.api import FeatureRegistry, create_app
 from lykeion.features.catalog import Catalog
 from lykeion.features.online.base import OnlineRow
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
+from lykeion.local.controlplane import ControlPlane
 from lykeion.serving.app import ModelServer
 from lykeion.serving.app import create_app as create_model_app
 from lykeion.serving.config import ServerConfig, TrainedFeature

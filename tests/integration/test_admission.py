@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from lykeion.api.kinds import validate_object
-from lykeion.controlplane import ControlPlane
+from lykeion.local.controlplane import ControlPlane
 from tests import objects
 from tests.support import Cluster
 

@@ -12,7 +12,7 @@ from google.cloud import bigquery
 
 from lykeion.api.featuremanifest import BigQuerySource, FileSource
 from lykeion.api.model import LabelsSource
-from lykeion.controlplane import REPO_ROOT
+from lykeion.local.controlplane import REPO_ROOT
 from lykeion.training.dataset import DatasetError, read_labels
 from lykeion.training.labels import bigquery_project, read_bigquery_labels, utc_timestamps
 from tests.integration.bigquery_fixture import PROJECT, bigquery_emulator  # noqa: F401

@@ -7,20 +7,15 @@ from pathlib import Path
 
 import yaml
 
-from lykeion.controlplane import ControlPlane
+from lykeion.local.controlplane import ControlPlane
+from lykeion.local.tools import script_output
 from tests.support import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _helm() -> str:
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install-helm.sh")],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
+    return str(script_output(ROOT / "scripts" / "install-helm.sh", "installing helm"))
 
 
 def test_chart_renders_objects_the_api_server_accepts(

@@ -8,8 +8,8 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
+from lykeion.local.tracking_server import TrackingServer
 from lykeion.training.run import experiment_for
-from lykeion.training.tracking_server import TrackingServer
 
 
 def test_concurrent_trainings_get_the_same_experiment(

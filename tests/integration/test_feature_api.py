@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -21,13 +19,15 @@ import uvicorn
 import yaml
 from starlette.applications import Starlette
 
-from lykeion.controlplane import ControlPlane, free_port
 from lykeion.features.api import FeatureRegistry, create_app
 from lykeion.features.api.loader import ClusterLoader
 from lykeion.features.catalog import Catalog
 from lykeion.features.online.base import OnlineRow
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
+from lykeion.local.controlplane import ControlPlane
+from lykeion.local.ports import free_port
+from lykeion.local.processes import running
 from tests.integration.fuzzing import fuzz_graphql
 from tests.objects import deployment, manifest, model
 from tests.support import Cluster, wait_for
@@ -75,34 +75,15 @@ def serve(app: Starlette) -> Iterator[str]:
 def command_line(args: list[str], log_path: Path) -> Iterator[str]:
     """`python -m lykeion.features.api ...` as a child process; yields its base URL."""
     port = free_port()
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lykeion.features.api", *args, "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited:\n{log_path.read_text()[-3000:]}")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(up, 30, f"the feature API to listen (log: {log_path})")
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with running(
+        [sys.executable, "-m", "lykeion.features.api", *args, "--port", str(port)],
+        log_path,
+        f"http://127.0.0.1:{port}/healthz",
+        "the feature API",
+        30,
+        grace=20,
+    ) as health:
+        yield health.removesuffix("/healthz")
 
 
 def test_uvicorn_serves_graphql_over_http(tmp_path: Path) -> None:

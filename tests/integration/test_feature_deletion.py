@@ -11,36 +11,24 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from lykeion.controlplane import LYKEION_CRDS, REPO_ROOT, ControlPlane
 from lykeion.features.view import FeatureView
 from lykeion.kube import api_client
+from lykeion.local.controlplane import LYKEION_CRDS, ControlPlane, running
 from tests.integration.test_lifecycle import at, manifest, materialized, write_source
-from tests.support import Cluster, Operator, wait_for
+from tests.support import Cluster, Operator, local_operator, wait_for
 
 NAMESPACE = "default"
 
 
 @pytest.fixture(scope="module")
 def own_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path_factory.mktemp("deletion-plane")).start()
-    plane.install_crds(sorted(LYKEION_CRDS.glob("*.yaml")))
-    yield plane
-    plane.stop()
+    crds = sorted(LYKEION_CRDS.glob("*.yaml"))
+    with running(tmp_path_factory.mktemp("deletion-plane"), crds=crds) as plane:
+        yield plane
 
 
 def _operator(plane: ControlPlane, state: Path) -> Operator:
-    state.mkdir(parents=True, exist_ok=True)
-    return Operator(
-        plane.kubeconfig,
-        state / "operator.log",
-        extra_env={
-            "LYKEION_STATE_DIR": str(state / "runs"),
-            "LYKEION_DATA_DIR": str(state / "data"),
-            "LYKEION_DATA_ROOT": str(REPO_ROOT),
-            "LYKEION_FEATURE_ENGINE": "duckdb",
-            "LYKEION_POLL_SECONDS": "1",
-        },
-    )
+    return local_operator(plane.kubeconfig, state)
 
 
 def stored_tables(data: Path) -> set[str]:

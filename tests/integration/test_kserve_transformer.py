@@ -3,19 +3,17 @@ inputs and a real MLServer (KServe's MLflow runtime) predicts on the model's fil
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lykeion.controlplane import free_port
-from lykeion.readiness import wait_until_answers
+from lykeion.local.ports import free_port
+from lykeion.local.processes import running
+from lykeion.local.tools import script_output
 from tests.integration.serving_fixture import (
     KEY,
     NAME,
@@ -35,12 +33,9 @@ def _mlserver_bin() -> Path:
     given = os.environ.get("LYKEION_MLSERVER_BIN")
     if given:
         return Path(given)
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install-mlserver.sh")],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert done.returncode == 0, f"MLServer could not be installed: {done.stderr[-2000:]}"
-    return Path(done.stdout.strip().splitlines()[-1])
+    return script_output(
+        ROOT / "scripts" / "install-mlserver.sh", "installing MLServer", timeout=900
+    )
 
 
 def _transformer(
@@ -75,19 +70,10 @@ def mlserver(served_model: ServedModel, tmp_path_factory: pytest.TempPathFactory
         "parameters": {"uri": files},
     }))  # fmt: skip
     log = root / "log"
-    with open(log, "ab") as sink:
-        process = subprocess.Popen(
-            [str(_mlserver_bin() / "mlserver"), "start", str(root)],
-            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answers(f"{url}/v2/models/{NAME}/ready", "MLServer", [process], 120, log)
+    ready = f"http://127.0.0.1:{port}/v2/models/{NAME}/ready"
+    command = [str(_mlserver_bin() / "mlserver"), "start", str(root)]
+    with running(command, log, ready, "MLServer", 120, grace=30):
         yield f"127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def test_transformer_enriches_keys_for_the_mlflow_runtime(

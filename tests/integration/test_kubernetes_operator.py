@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from lykeion.controlplane import ControlPlane
 from lykeion.handlers.training import training_name
 from lykeion.kube import api_client
+from lykeion.local.controlplane import ControlPlane
 from tests.support import Cluster, Operator, load, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

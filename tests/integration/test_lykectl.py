@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lykeion.controlplane import ControlPlane
+from lykeion.local.controlplane import ControlPlane
 from tests.support import Cluster, Operator, wait_for
 
 LYKECTL = str(Path(sys.executable).parent / "lykectl")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lykeion.controlplane import LYKEION_CRDS, ControlPlane, free_port
+from lykeion.local.controlplane import LYKEION_CRDS, ControlPlane
+from lykeion.local.ports import free_port
 from tests.support import Operator, wait_for
 
 

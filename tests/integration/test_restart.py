@@ -10,8 +10,8 @@ import pytest
 from kubernetes import client
 
 from lykeion import GROUP, VERSION
-from lykeion.controlplane import LYKEION_CRDS, ControlPlane
 from lykeion.kube import api_client
+from lykeion.local.controlplane import LYKEION_CRDS, ControlPlane
 from tests import objects
 from tests.support import Cluster, Operator, wait_for
 

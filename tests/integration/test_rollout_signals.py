@@ -29,7 +29,7 @@ import pytest
 from lykeion.features.online.base import OnlineRow
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
-from lykeion.training.tracking_server import TrackingServer
+from lykeion.local.tracking_server import TrackingServer
 from tests.support import Cluster, Operator, load, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "forward"

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from lykeion.controlplane import ControlPlane
+from lykeion.local.controlplane import ControlPlane
 from tests.support import Cluster, Operator, load, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "forward"

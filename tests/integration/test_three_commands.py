@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lykeion.controlplane import ControlPlane
+from lykeion.local.controlplane import ControlPlane
 from tests.git_ssh import GOOD, UNKNOWN_HOST, WRONG_KEY, GitSshServer
 from tests.support import Cluster, Operator, load
 

@@ -11,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lykeion.handlers.training import training_name
+from lykeion.local.tracking_server import TrackingServer
 from lykeion.serving import drift
-from lykeion.training.tracking_server import TrackingServer
 from tests.support import Cluster, Operator, load, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,12 +14,12 @@ from apache_beam.pipeline import PipelineVisitor
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.config import PlatformConfig
-from lykeion.controlplane import REPO_ROOT
 from lykeion.features.compile import Range, history_sql
 from lykeion.features.dataflow import check, dataflow_args, with_job_name
 from lykeion.features.pipeline import bigquery_online_sql, build
 from lykeion.features.view import FeatureView
 from lykeion.handlers.materialization import run_name
+from lykeion.local.controlplane import REPO_ROOT
 
 
 def test_rendered_options_pass_beams_dataflow_validator() -> None:

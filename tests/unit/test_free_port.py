@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from lykeion.controlplane import _ephemeral_range, free_port
+from lykeion.local.ports import _ephemeral_range, free_port
 
 
 def test_ports_are_outside_the_ephemeral_range_distinct_and_bindable() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lykeion.controlplane import free_port
-from lykeion.readiness import NotReady, probe, wait_until_answers
+from lykeion.local.ports import free_port
+from lykeion.local.readiness import NotReady, probe, wait_until_answers
 
 
 class Handler(BaseHTTPRequestHandler):

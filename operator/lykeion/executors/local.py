@@ -9,7 +9,6 @@ of another owner UID (a deleted object of the same name) is moved to `.replaced/
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from typing import Any
 
 from lykeion.executors.base import Endpoint, EndpointStatus, State, Work, WorkStatus
 from lykeion.executors.local_endpoints import WRAPPER, LocalEndpoints, alive
+from lykeion.local.processes import signal_group
 
 
 class LocalExecutor:
@@ -98,8 +98,7 @@ class LocalExecutor:
     async def cancel(self, namespace: str, name: str) -> None:
         pid_file = self.folder(namespace, name) / "pid"
         if pid_file.exists():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+            signal_group(int(pid_file.read_text()), signal.SIGTERM)
 
 
 def _owner_uid(folder: Path) -> str:

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from lykeion.executors.base import Endpoint, EndpointStatus
-from lykeion.readiness import probe
+from lykeion.local.processes import signal_group
+from lykeion.local.readiness import probe
 
 # Runs the command, then records its exit code atomically (as the batch runs do).
 WRAPPER = '"$@" >>log 2>&1; code=$?; echo $code >exit_code.tmp && mv exit_code.tmp exit_code'
@@ -88,8 +89,7 @@ class Process:
     def stop(self) -> None:
         pid = self.pid()
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
+            signal_group(pid, signal.SIGTERM)
         (self.folder / "pid").unlink(missing_ok=True)
 
     def crashed_long_ago(self) -> bool:

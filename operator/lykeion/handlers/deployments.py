@@ -16,16 +16,16 @@ import httpx
 import kopf
 from pydantic import ValidationError
 
-from lykeion import GROUP, VERSION, conditions
+from lykeion import conditions
 from lykeion.api.deployment import RolloutSpec, RolloutStatus
 from lykeion.api.kinds import DEPLOYMENT, FEATURE_MANIFEST, MODEL
 from lykeion.conditions import Check, ready
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
 from lykeion.features.view import parse_duration
 from lykeion.handlers import rollout
-from lykeion.registry import Key, Registry
+from lykeion.registry import Registry
 from lykeion.rollouts import analysis, plan, signals
-from lykeion.runtime import Runtime, StatusUpdate
+from lykeion.runtime import Clock, KindDeclaration, Runtime, StatusUpdate
 
 log = logging.getLogger("lykeion")
 
@@ -270,12 +270,6 @@ def _settling(status: kopf.Status, **_: Any) -> bool:
     )
 
 
-async def deployment_settling(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    # Local servers raise no Kubernetes events: poll until everything is up.
-    runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(DEPLOYMENT.kind, namespace or "default", name))
-
-
 def _rolling(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     """A rollout to analyse: declared, and its canary walking (not paused, not done)."""
     if not spec.get("rollout"):
@@ -284,55 +278,28 @@ def _rolling(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     return not state or state.get("phase") == "Progressing"
 
 
-async def deployment_rollout(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    # Each pass reads the versions' counters: the window is judged when its interval is over,
-    # a failing check as soon as the canary has answered enough requests.
-    runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(DEPLOYMENT.kind, namespace or "default", name))
-
-
-@kopf.on.update(GROUP, VERSION, DEPLOYMENT.plural, field="metadata.annotations")
-async def deployment_annotated(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    # `lykectl models promote` annotates (metadata, not spec): act on it at once.
-    runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(DEPLOYMENT.kind, namespace or "default", name))
-
-
-@kopf.timer(
-    GROUP, VERSION, DEPLOYMENT.plural, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS
-)
-async def deployment_recheck(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    # Features go stale with time alone, and servers may die: re-check Ready ones too.
-    runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(DEPLOYMENT.kind, namespace or "default", name))
-
-
-@kopf.on.resume(GROUP, VERSION, DEPLOYMENT.plural)
-@kopf.on.create(GROUP, VERSION, DEPLOYMENT.plural)
-@kopf.on.update(GROUP, VERSION, DEPLOYMENT.plural, field="spec")
-async def deployment_changed(
-    body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
-) -> None:
-    runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(DEPLOYMENT.kind, namespace or "default", name), dict(body))
-
-
-@kopf.on.delete(GROUP, VERSION, DEPLOYMENT.plural)
-async def deployment_deleted(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    # Owner references remove Kubernetes children; local processes must be stopped here.
-    runtime: Runtime = memo.runtime
+async def deployment_deleted(body: kopf.Body, runtime: Runtime) -> None:
+    """Owner references remove Kubernetes children; local processes must be stopped here."""
     if runtime.executor is not None:
-        await runtime.executor.unserve(namespace or "default", name)
+        ns = body["metadata"].get("namespace") or "default"
+        await runtime.executor.unserve(ns, body["metadata"]["name"])
 
 
-def register_timers(poll_seconds: float) -> None:
-    """Every `poll_seconds` (s): Deployments still settling, and rollouts walking."""
-    for when, timer in ((_settling, deployment_settling), (_rolling, deployment_rollout)):
-        kopf.timer(
-            GROUP,
-            VERSION,
-            DEPLOYMENT.plural,
-            interval=poll_seconds,
-            initial_delay=poll_seconds,
-            when=when,
-        )(timer)
+DECLARATION = KindDeclaration(
+    DEPLOYMENT,
+    "deployment",
+    desired_status,
+    act=act,
+    clocks=(
+        # Local servers raise no Kubernetes events: poll until everything is up.
+        Clock("settling", when=_settling),
+        # Each pass reads the versions' counters: the window is judged when its interval is
+        # over, a failing check as soon as the canary has answered enough requests.
+        Clock("rollout", when=_rolling),
+        # Features go stale with time alone, and servers may die: re-check Ready ones too.
+        Clock("recheck", interval=RECHECK_SECONDS),
+    ),
+    deleted=deployment_deleted,
+    # `lykectl models promote` annotates (metadata, not spec): act on it at once.
+    reconcile_on_annotations=True,
+)

@@ -6,11 +6,10 @@ from typing import Any
 
 import kopf
 
-from lykeion import GROUP, VERSION
 from lykeion.api.kinds import MODEL_FAMILY
 from lykeion.conditions import Check, ready
 from lykeion.registry import Key, Registry
-from lykeion.runtime import Runtime, StatusUpdate
+from lykeion.runtime import KindDeclaration, Runtime, StatusUpdate
 
 IN_USE = "InUse"
 
@@ -62,26 +61,15 @@ def _sorted_versions(versions: set[str]) -> list[str]:
     return sorted(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
 
 
-@kopf.on.resume(GROUP, VERSION, MODEL_FAMILY.plural)
-@kopf.on.create(GROUP, VERSION, MODEL_FAMILY.plural)
-@kopf.on.update(GROUP, VERSION, MODEL_FAMILY.plural, field="spec")
-async def family_changed(
-    body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
-) -> None:
-    runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(MODEL_FAMILY.kind, namespace or "default", name), dict(body))
-
-
-@kopf.on.delete(GROUP, VERSION, MODEL_FAMILY.plural)
-async def family_deleted(
-    body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
-) -> None:
-    runtime: Runtime = memo.runtime
-    ns = namespace or "default"
-    # The finalizer stays until no Model references the family; status says which ones.
+async def family_deleted(body: kopf.Body, runtime: Runtime) -> None:
+    """The finalizer stays until no Model references the family; status says which ones."""
+    ns, name = body["metadata"].get("namespace") or "default", body["metadata"]["name"]
     await runtime.reconcile_now(Key(MODEL_FAMILY.kind, ns, name), dict(body))
     models = runtime.registry.models_of_family(ns, name)
     if models:
         raise kopf.TemporaryError(
             f"ModelFamily {name} is used by {', '.join(models[:10])}", delay=5
         )
+
+
+DECLARATION = KindDeclaration(MODEL_FAMILY, "family", desired_status, deleted=family_deleted)

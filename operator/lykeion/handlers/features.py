@@ -8,7 +8,6 @@ from typing import Any
 
 import kopf
 
-from lykeion import GROUP, VERSION
 from lykeion.api.kinds import FEATURE_MANIFEST
 from lykeion.conditions import Check, ready
 from lykeion.handlers.materialization import (
@@ -17,8 +16,8 @@ from lykeion.handlers.materialization import (
     late_data_check,
     materialize,
 )
-from lykeion.registry import Key, Registry
-from lykeion.runtime import Runtime, StatusUpdate
+from lykeion.registry import Registry
+from lykeion.runtime import Clock, KindDeclaration, Runtime, StatusUpdate
 
 REGISTERED = "Registered"
 
@@ -89,29 +88,9 @@ def _needs_clock(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     return bool(status.get("currentRun") or spec.get("schedule") or failed)
 
 
-async def manifest_tick(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    # Local runs raise no Kubernetes events and cron schedules need a clock: check both.
-    runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(FEATURE_MANIFEST.kind, namespace or "default", name))
-
-
-@kopf.on.resume(GROUP, VERSION, FEATURE_MANIFEST.plural)
-@kopf.on.create(GROUP, VERSION, FEATURE_MANIFEST.plural)
-@kopf.on.update(GROUP, VERSION, FEATURE_MANIFEST.plural, field="spec")
-async def manifest_changed(
-    body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
-) -> None:
-    runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(
-        Key(FEATURE_MANIFEST.kind, namespace or "default", name), dict(body)
-    )
-
-
-@kopf.on.delete(GROUP, VERSION, FEATURE_MANIFEST.plural)
-async def manifest_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    # The finalizer stays until the run in flight has stopped and both stores dropped
-    # every generation's tables; kopf retries the TemporaryErrors drop_tables raises.
-    runtime: Runtime = memo.runtime
+async def manifest_deleted(body: kopf.Body, runtime: Runtime) -> None:
+    """The finalizer stays until the run in flight has stopped and both stores dropped
+    every generation's tables; kopf retries the TemporaryErrors drop_tables raises."""
     if runtime.executor is None or runtime.config is None:
         return
     left = await drop_tables(dict(body), runtime.executor, runtime.config, datetime.now(UTC))
@@ -123,13 +102,12 @@ async def manifest_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         )
 
 
-def register_timers(poll_seconds: float) -> None:
-    """The clock of manifests with a run in flight or a schedule, every `poll_seconds` (s)."""
-    kopf.timer(
-        GROUP,
-        VERSION,
-        FEATURE_MANIFEST.plural,
-        interval=poll_seconds,
-        initial_delay=poll_seconds,
-        when=_needs_clock,
-    )(manifest_tick)
+DECLARATION = KindDeclaration(
+    FEATURE_MANIFEST,
+    "manifest",
+    desired_status,
+    act=act,
+    # Local runs raise no Kubernetes events and cron schedules need a clock.
+    clocks=(Clock("tick", when=_needs_clock),),
+    deleted=manifest_deleted,
+)

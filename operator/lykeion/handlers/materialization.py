@@ -46,6 +46,7 @@ from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
 from lykeion.features.dataflow import with_job_name
 from lykeion.features.view import parse_duration
+from lykeion.handlers.named_runs import finished_record, follow
 from lykeion.names import derived_name
 
 MATERIALIZED = "Materialized"
@@ -149,14 +150,7 @@ def finish(
     # The range the run itself used wins: after a restart the record may have been rebuilt.
     used = parse_time(result.get("range_end"))
     end = rfc3339(used) if used is not None else run["end"]
-    done = {
-        **run,
-        "end": end,
-        "result": "Succeeded" if succeeded else "Failed",
-        "finishedAt": rfc3339(now),
-        "message": (result.get("message") or outcome.message)[-2000:],
-    }
-    for key, field in (
+    reported = (
         ("rows_read", "rowsRead"),
         ("rows_written", "rowsWritten"),
         ("bad_rows", "badRows"),
@@ -164,9 +158,8 @@ def finish(
         ("online_rows", "onlineRows"),
         ("late_rows", "lateRows"),
         ("duration_seconds", "durationSeconds"),
-    ):
-        if result.get(key) is not None:
-            done[field] = result[key]
+    )
+    done = {**finished_record(run, outcome, succeeded, now, reported), "end": end}
     runs = [r for r in status.get("runs") or [] if r.get("name") != run["name"]]
     fields: dict[str, Any] = {"currentRun": None, "runs": [*runs, done][-MAX_RUNS_KEPT:]}
     if succeeded:
@@ -298,17 +291,18 @@ async def materialize(
     stuck: Check | None = None
     current = status.get("currentRun")
     if current:
-        # A run of the same name that belongs to another (deleted) object reads as MISSING.
-        outcome = await executor.status(namespace, current["name"], uid)
-        if outcome.stuck:
-            # Not failed (it goes on once fixed), but said: never a silent Backfilling.
-            stuck = Check(MATERIALIZED, False, outcome.stuck, f"run {current['name']}: "
-                          f"{outcome.message}")  # fmt: skip
-        if outcome.state is State.MISSING:
-            # Recorded but never submitted (restart in between): submit it now, same name.
-            await executor.submit(work_for(body, current, config))
-        elif outcome.state.finished:
-            fields = finish(status, current, outcome, now)
+        followed = await follow(
+            executor,
+            namespace,
+            uid,
+            current["name"],
+            lambda: work_for(body, current, config),
+            MATERIALIZED,
+            "run",
+        )
+        stuck = followed.stuck
+        if followed.finished is not None:
+            fields = finish(status, current, followed.finished, now)
     else:
         spec = FeatureManifestSpec.model_validate(body["spec"])
         planned = next_range(spec, status, generation, now)
@@ -322,8 +316,7 @@ async def materialize(
                 now,
                 generations_to_drop(status) if backfill else None,
             )
-            # Submitting before the status says so is safe: the name is deterministic, so a
-            # restart recomputes the same name and the executor finds the run.
+            # Deterministic name: submitting before the status records it is safe.
             await executor.submit(work_for(body, run, config))
             fields = {"currentRun": run, "runCount": number}
             if backfill:

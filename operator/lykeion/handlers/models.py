@@ -7,7 +7,6 @@ from typing import Any
 
 import kopf
 
-from lykeion import GROUP, VERSION
 from lykeion.api.kinds import MODEL
 from lykeion.conditions import Check, ready
 from lykeion.features.reference import (
@@ -17,8 +16,8 @@ from lykeion.features.reference import (
     type_mismatch,
 )
 from lykeion.handlers.training import train
-from lykeion.registry import Key, Registry
-from lykeion.runtime import Runtime, StatusUpdate
+from lykeion.registry import Registry
+from lykeion.runtime import Clock, KindDeclaration, Runtime, StatusUpdate
 
 FAMILY_RESOLVED = "FamilyResolved"
 FEATURES_RESOLVED = "FeaturesResolved"
@@ -119,33 +118,12 @@ def _training_in_flight(status: kopf.Status, **_: Any) -> bool:
     return bool(status.get("currentTraining"))
 
 
-# Only Models with a training in flight get a timer: 500 idle Models cost no tasks.
-async def model_tick(
-    namespace: str | None, name: str, memo: kopf.Memo, status: kopf.Status, **_: Any
-) -> None:
-    # Only Models with a training in flight need the clock (local runs raise no events).
-    if status.get("currentTraining"):
-        runtime: Runtime = memo.runtime
-        await runtime.reconcile_now(Key(MODEL.kind, namespace or "default", name))
-
-
-@kopf.on.resume(GROUP, VERSION, MODEL.plural)
-@kopf.on.create(GROUP, VERSION, MODEL.plural)
-@kopf.on.update(GROUP, VERSION, MODEL.plural, field="spec")
-async def model_changed(
-    body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
-) -> None:
-    runtime: Runtime = memo.runtime
-    await runtime.reconcile_now(Key(MODEL.kind, namespace or "default", name), dict(body))
-
-
-def register_timers(poll_seconds: float) -> None:
-    """The clock of Models with a training in flight, every `poll_seconds` (s)."""
-    kopf.timer(
-        GROUP,
-        VERSION,
-        MODEL.plural,
-        interval=poll_seconds,
-        initial_delay=poll_seconds,
-        when=_training_in_flight,
-    )(model_tick)
+DECLARATION = KindDeclaration(
+    MODEL,
+    "model",
+    desired_status,
+    act=act,
+    # Only Models with a training in flight get a timer (local runs raise no events):
+    # 500 idle Models cost no tasks.
+    clocks=(Clock("tick", when=_training_in_flight),),
+)

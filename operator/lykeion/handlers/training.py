@@ -17,6 +17,7 @@ from typing import Any
 from lykeion.conditions import Check, rfc3339
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
+from lykeion.handlers.named_runs import finished_record, follow
 from lykeion.names import derived_name
 
 TRAINED = "Trained"
@@ -76,20 +77,15 @@ def finish(current: dict[str, Any], outcome: WorkStatus, now: datetime) -> dict[
     """Status fields once the training `current` ended with `outcome` (pure)."""
     result = outcome.result or {}
     succeeded = outcome.state is State.SUCCEEDED and bool(result.get("succeeded"))
-    record = {
-        **current,
-        "result": "Succeeded" if succeeded else "Failed",
-        "finishedAt": rfc3339(now),
-        "reason": result.get("reason") or ("" if succeeded else "TrainingFailed"),
-        "message": (result.get("message") or outcome.message)[-2000:],
-    }
-    for key, field in (
+    reported = (
         ("duration_seconds", "durationSeconds"),
         ("project_seconds", "projectSeconds"),
         ("gate_passed", "gatePassed"),
-    ):
-        if result.get(key) is not None:
-            record[field] = result[key]
+    )
+    record = {
+        **finished_record(current, outcome, succeeded, now, reported),
+        "reason": result.get("reason") or ("" if succeeded else "TrainingFailed"),
+    }
     fields: dict[str, Any] = {
         "currentTraining": None,
         "lastTraining": record,
@@ -177,16 +173,18 @@ async def train(
     stuck: Check | None = None
     current = status.get("currentTraining")
     if current:
-        # A training of this name left by a deleted Model of the same name reads as MISSING.
-        outcome = await executor.status(namespace, current["name"], body["metadata"].get("uid"))
-        if outcome.stuck:
-            # Not failed (it goes on once fixed), but said: never a silent Training.
-            stuck = Check(TRAINED, False, outcome.stuck, f"training {current['name']}: "
-                          f"{outcome.message}")  # fmt: skip
-        if outcome.state is State.MISSING:
-            await executor.submit(work_for(body, manifests, current["name"], config))
-        elif outcome.state.finished:
-            fields = finish(current, outcome, now)
+        followed = await follow(
+            executor,
+            namespace,
+            body["metadata"].get("uid"),
+            current["name"],
+            lambda: work_for(body, manifests, current["name"], config),
+            TRAINED,
+            "training",
+        )
+        stuck = followed.stuck
+        if followed.finished is not None:
+            fields = finish(current, followed.finished, now)
     elif resolved:
         requests = wanted(spec, status)
         if requests is not None:
