@@ -108,7 +108,8 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
         t["version"]: bool(t.get("available"))
         for t in (body.get("status") or {}).get("traffic", [])
     }
-    served, weights, rejected = await _serve(body, serving, configs, seen, runtime)
+    stable = state.stable if state is not None else None
+    served, weights, rejected = await _serve(body, serving, configs, seen, runtime, stable)
 
     # 4. A rollout in progress reads both versions' servers and may move the split.
     extra: list[Check] = []
@@ -118,7 +119,7 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
         if moved["versions"] != serving["versions"]:
             serving = moved
             served, weights, rejected = await _serve(
-                body, serving, configs, served.available if served else seen, runtime
+                body, serving, configs, served.available if served else seen, runtime, state.stable
             )
         extra.append(plan.rolled_back(state))
     elif conditions.get((body.get("status") or {}).get("conditions", []), plan.ROLLED_BACK):
@@ -143,6 +144,7 @@ async def _serve(
     configs: dict[str, dict[str, Any]],
     seen: dict[str, bool],
     runtime: Runtime,
+    rollout_stable: str | None = None,
 ) -> tuple[EndpointStatus | None, dict[str, int], Check | None]:
     """Serve `serving`'s split as far as the versions are available (`seen`), then once more
     if the executor's answer moved it; (what it reported, weights in effect, rejection)."""
@@ -152,15 +154,19 @@ async def _serve(
     weights = rollout.effective_weights(
         desired, {v: v in configs and seen.get(v, False) for v in desired}
     )
-
-    def rendered(split: dict[str, int]) -> dict[str, int]:
-        # With nothing up yet, backends still need a valid split (Seldon wants 100 in
-        # total); no request is served by it until a version becomes available.
-        return split if any(split.values()) else desired
+    before = {
+        t["version"]: int(t.get("traffic", 0))
+        for t in (body.get("status") or {}).get("traffic", [])
+    }
+    stable = rollout.stable_version(desired, before, rollout_stable)
+    backend = serving.get("backend", "lykeion")
 
     def endpoint(split: dict[str, int]) -> Endpoint:
         assert runtime.config is not None
-        return rollout.endpoint({**body, "spec": serving}, configs, rendered(split), runtime.config)
+        # Over the admitted versions only: a split that sums to 100 across what is
+        # rendered (Seldon refuses any other), 0 for a version declared at 0%.
+        given = rollout.rendered_weights(backend, desired, configs, split)
+        return rollout.endpoint({**body, "spec": serving}, configs, given, runtime.config, stable)
 
     served: EndpointStatus | None = None
     try:
