@@ -273,3 +273,20 @@ def test_the_stable_version_is_the_one_serving_before_the_canary(
     expected: str | None,
 ) -> None:
     assert rollout.stable_version(desired, in_effect, rollout_stable) == expected
+
+
+def test_the_stable_version_is_recorded_and_survives_a_moment_with_nothing_serving() -> None:
+    spec = objects.deployment(versions={"1.1": 10, "1.0": 90})["spec"]
+    admissions = [rollout.Admission("1.1"), rollout.Admission("1.0")]
+    served = EndpointStatus("u", {"1.0": True, "1.1": True})
+    fields, _ = rollout.outcome(spec, admissions, served, {"1.0": 90, "1.1": 10}, "1.0")
+    assert [t.get("stable") for t in fields["traffic"]] == [None, True]
+    # Both down for a moment (traffic in effect 0/0): the recorded one is still the stable.
+    desired = {"1.1": 10, "1.0": 90}
+    assert rollout.stable_version(desired, {"1.0": 0, "1.1": 0}, None, "1.0") == "1.0"
+    # Promoted (one version): nothing to record.
+    fields, _ = rollout.outcome(
+        objects.deployment(versions={"1.1": 100})["spec"], admissions[:1], served, {"1.1": 100},
+        "1.1",
+    )  # fmt: skip
+    assert "stable" not in fields["traffic"][0]

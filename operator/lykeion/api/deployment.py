@@ -182,6 +182,9 @@ class VersionStatus(ApiModel):
     available: bool = False
     shadow: bool | None = None
     """Receives a copy of every request; its answers are not returned."""
+    stable: bool | None = None
+    """Serves the rest of a canary's split: the version serving before the canary (KServe
+    renders the other one as its canary)."""
 
 
 class LatencyBucket(ApiModel):

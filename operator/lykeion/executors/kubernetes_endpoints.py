@@ -56,7 +56,8 @@ def observe_seldon(endpoint: Endpoint, sdep: Mapping[str, Any]) -> EndpointStatu
         mine = [d for name, d in deployments.items() if name.startswith(prefix)]
         count = sum(int(d.get("availableReplicas") or 0) for d in mine)
         replicas += count
-        available[server.version] = state == "Available" and (count > 0 or not mine)
+        # A predictor Seldon reports no Deployment for yet (just added) is not serving.
+        available[server.version] = state == "Available" and (count > 0 or endpoint.replicas == 0)
         if not available[server.version]:
             why = status.get("description") or f"state {state or 'not reported'}"
             messages[server.version] = f"SeldonDeployment {endpoint.name}: {why}"

@@ -125,7 +125,9 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
     elif conditions.get((body.get("status") or {}).get("conditions", []), plan.ROLLED_BACK):
         extra.append(Check(plan.ROLLED_BACK, False, "NoRollout", "spec.rollout is not set"))
 
-    fields, checks = rollout.outcome(serving, admissions, served, weights)
+    desired = {v["version"]: int(v["traffic"]) for v in serving["versions"]}
+    stable = _stable(body, desired, state.stable if state is not None else None)
+    fields, checks = rollout.outcome(serving, admissions, served, weights, stable)
     if rejected is not None:
         checks = [rejected if c.type == rollout.AVAILABLE else c for c in checks]
     stored = (body.get("status") or {}).get("rollout")
@@ -154,11 +156,7 @@ async def _serve(
     weights = rollout.effective_weights(
         desired, {v: v in configs and seen.get(v, False) for v in desired}
     )
-    before = {
-        t["version"]: int(t.get("traffic", 0))
-        for t in (body.get("status") or {}).get("traffic", [])
-    }
-    stable = rollout.stable_version(desired, before, rollout_stable)
+    stable = _stable(body, desired, rollout_stable)
     backend = serving.get("backend", "lykeion")
 
     def endpoint(split: dict[str, int]) -> Endpoint:
@@ -182,6 +180,16 @@ async def _serve(
     except ServingRejected as error:
         return served, weights, Check(rollout.AVAILABLE, False, "ServingRejected", str(error))
     return served, weights, None
+
+
+def _stable(
+    body: dict[str, Any], desired: dict[str, int], rollout_stable: str | None
+) -> str | None:
+    """`rollout.stable_version` from the status: traffic in effect and the recorded stable."""
+    before = (body.get("status") or {}).get("traffic", [])
+    in_effect = {t["version"]: int(t.get("traffic", 0)) for t in before}
+    recorded = next((t["version"] for t in before if t.get("stable")), None)
+    return rollout.stable_version(desired, in_effect, rollout_stable, recorded)
 
 
 def _rollout_state(

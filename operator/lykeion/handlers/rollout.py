@@ -189,21 +189,25 @@ def rendered_weights(
 
 
 def stable_version(
-    desired: Mapping[str, int], in_effect: Mapping[str, int], rollout_stable: str | None
+    desired: Mapping[str, int],
+    in_effect: Mapping[str, int],
+    rollout_stable: str | None,
+    recorded: str | None = None,
 ) -> str | None:
     """The version a canary's remainder belongs to, by meaning, never by list order (pure):
     the rollout's stable version if it has a declared share; else, of the versions with a
     declared share, the one serving the largest share now (`status.traffic`; ties: the
-    lower version number). None when no version with a declared share has served yet:
-    there is nothing a canary could be measured against (KServe would send it everything).
-    """
+    lower version number); else the one recorded as stable before (`status.traffic[].stable`,
+    so a moment with nothing available does not forget it). None when no version with a
+    declared share has served: there is nothing a canary could be measured against (and
+    KServe would send it everything)."""
     live = [v for v in desired if desired[v] > 0]
     if rollout_stable in live:
         return rollout_stable
     serving = [v for v in live if in_effect.get(v, 0) > 0]
     if serving:
         return max(serving, key=lambda v: (in_effect[v], _older(v)))
-    return None
+    return recorded if recorded in live else None
 
 
 def _older(version: str) -> tuple[int, ...]:
@@ -312,8 +316,10 @@ def outcome(
     admissions: Sequence[Admission],
     served: EndpointStatus | None,
     weights: Mapping[str, int],
+    stable: str | None = None,
 ) -> tuple[dict[str, Any], list[Check]]:
-    """Status fields and conditions from the gate and what the executor observed."""
+    """Status fields and conditions from the gate and what the executor observed; `stable`
+    is recorded on its version while another one has a declared share (a canary)."""
     by_version = {a.version: a for a in admissions}
     model_problems = [a for a in admissions if not a.admitted and a.reason in _MODEL_REASONS]
     feature_problems = [a for a in admissions if not a.admitted and a.reason not in _MODEL_REASONS]
@@ -376,6 +382,7 @@ def outcome(
                 "traffic": weights.get(v, 0),
                 "available": bool(available.get(v)),
                 **({"shadow": True} if v == spec.get("shadow") else {}),
+                **({"stable": True} if v == stable and len(live) > 1 else {}),
             }
             for v in wanted_versions(spec)
         ],
