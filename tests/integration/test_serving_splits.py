@@ -59,6 +59,8 @@ def k8s_operator(
             "LYKEION_DATA_DIR": str(state / "data"),
             "LYKEION_POLL_SECONDS": "1",
             "LYKEION_MLFLOW_TRACKING_URI": "http://mlflow.lykeion.svc:5000",
+            # A canary split needs KServe's Knative mode (RawDeployment refuses it: unit tests).
+            "LYKEION_KSERVE_DEPLOYMENT_MODE": "Serverless",
         },
     )
     proc.start()

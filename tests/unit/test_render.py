@@ -19,6 +19,7 @@ def _endpoint(
     stable: str | None = None,
     namespace: str = "ns",
     storage: str = "gs://models/{}",
+    kserve_mode: str = "Serverless",
 ) -> Endpoint:
     versions = [*weights, *([shadow] if shadow else [])]
     return Endpoint(
@@ -36,6 +37,7 @@ def _endpoint(
         weights=weights,
         shadow=shadow,
         stable=stable,
+        kserve_mode=kserve_mode,
         replicas=2,
         image="lykeion/serving:0.1.0",
     )
@@ -99,6 +101,7 @@ def test_kserve_backend_enriches_in_a_transformer_and_canaries_by_meaning(
     assert back["spec"]["predictor"]["canaryTrafficPercent"] == 80
     (single,) = render.render(_endpoint("kserve", {"1.0": 100}))
     assert "canaryTrafficPercent" not in single["spec"]["predictor"]
+    assert single["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Serverless"}
     # A version declared at 0% is not in the InferenceService at all.
     (idle,) = render.render(_endpoint("kserve", {"1.0": 100, "1.1": 0}, stable="1.0"))
     assert idle["metadata"]["labels"]["lykeion.io/version"] == "1.0"
@@ -120,6 +123,19 @@ def test_kserve_backend_refuses_what_it_cannot_express(
 ) -> None:
     with pytest.raises(render.Unrenderable, match=words):
         render.render(_endpoint("kserve", weights, shadow, stable))
+
+
+def test_kserve_raw_deployment_serves_one_version_and_refuses_a_split() -> None:
+    # KServe v0.15.2 reads canaryTrafficPercent only in its Knative reconciler: raw, the
+    # canary would take every request while the status said 10%.
+    with pytest.raises(render.Unrenderable, match="RawDeployment mode serves one version"):
+        render.render(_endpoint("kserve", {"1.0": 90, "1.1": 10}, stable="1.0",
+                                kserve_mode="RawDeployment"))  # fmt: skip
+    (isvc,) = render.render(
+        _endpoint("kserve", {"1.0": 100, "1.1": 0}, stable="1.0", kserve_mode="RawDeployment")
+    )
+    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
 
 
 @pytest.mark.parametrize(

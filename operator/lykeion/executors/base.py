@@ -85,6 +85,8 @@ class Endpoint:
     """The version a canary's remainder belongs to (`rollout.stable_version`): the one
     serving before the split. KServe renders the other live version as its canary."""
     replicas: int = 1
+    kserve_mode: str = "RawDeployment"
+    """`RawDeployment` or `Serverless`: what the `kserve` backend renders (and can split)."""
     image: str = ""
     cpu: str = "500m"
     memory: str = "1Gi"

@@ -296,6 +296,7 @@ def endpoint(
         stable=stable,
         replicas=int(spec.get("replicas", 1)),
         image=config.serving_image,
+        kserve_mode=config.kserve_mode,
         cpu=resources.get("cpu", "500m"),
         memory=resources.get("memory", "1Gi"),
         owner=dict(deployment),

@@ -5,10 +5,13 @@
 - `seldon`: one SeldonDeployment, a predictor per version (`traffic`), the shadow as a
   `shadow: true` predictor; each predictor's graph is one MODEL node, the Lykeion server
   as a custom container speaking Seldon's v1 protocol;
-- `kserve`: one InferenceService for the canary, chosen by meaning (the live version that
-  is not `Endpoint.stable`): KServe sends `canaryTrafficPercent` to the revision it
-  creates and the rest to the revision it rolled out last. KServe's MLflow runtime is the
-  predictor, the Lykeion server the transformer that turns keys into the model's V2 inputs.
+- `kserve`: one InferenceService in the configured deployment mode. In `Serverless`
+  (Knative) mode it names the canary, chosen by meaning (the live version that is not
+  `Endpoint.stable`): KServe sends `canaryTrafficPercent` to the revision it creates and
+  the rest to the revision it rolled out last. In `RawDeployment` mode KServe v0.15.2
+  ignores `canaryTrafficPercent`, so only one live version can be served. KServe's MLflow
+  runtime is the predictor, the Lykeion server the transformer that turns keys into the
+  model's V2 inputs.
 
 Before anything is built, `check` refuses what the backend cannot serve: a name it would
 derive that is not a DNS label of at most 63 characters, a model location KServe's storage
@@ -306,6 +309,8 @@ def render_seldon(endpoint: Endpoint) -> list[dict[str, Any]]:
 # -- kserve ------------------------------------------------------------------------------
 
 KSERVE_COMPONENTS = ("predictor", "transformer")
+SERVERLESS = "Serverless"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 
 
 def kserve_names(endpoint: Endpoint) -> list[tuple[str, str]]:
@@ -342,6 +347,15 @@ def kserve_canary(endpoint: Endpoint) -> tuple[VersionServer, int | None]:
         )
     if len(live) == 1:
         return live[0], None
+    if endpoint.kserve_mode != SERVERLESS:
+        # Only the Knative reconciler reads canaryTrafficPercent: raw, the canary's
+        # Deployment would replace the stable one's and take every request.
+        raise Unrenderable(
+            f"KServe in {endpoint.kserve_mode} mode serves one version per InferenceService "
+            "(canaryTrafficPercent is read only in Serverless mode, with Knative): "
+            f"{', '.join(f'{s.version} {endpoint.weights[s.version]}%' for s in live)} cannot "
+            "be split; use the seldon or lykeion backend, or KServe in Serverless mode"
+        )
     stable = [s for s in live if s.version == endpoint.stable]
     if not stable:
         raise Unrenderable(
@@ -384,13 +398,14 @@ def render_kserve(endpoint: Endpoint) -> list[dict[str, Any]]:
     if percent is not None:
         for component in (transformer, predictor):
             component["canaryTrafficPercent"] = percent
+    metadata = _metadata(endpoint, endpoint.name, **{"lykeion.io/version": newest.version})
+    # Explicit: the split rules above hold for this mode, whatever the cluster's default.
+    metadata["annotations"] = {DEPLOYMENT_MODE: endpoint.kserve_mode}
     return [
         {
             "apiVersion": "serving.kserve.io/v1beta1",
             "kind": "InferenceService",
-            "metadata": _metadata(
-                endpoint, endpoint.name, **{"lykeion.io/version": newest.version}
-            ),
+            "metadata": metadata,
             "spec": {"predictor": predictor, "transformer": transformer},
         }
     ]
