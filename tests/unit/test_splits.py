@@ -4,6 +4,7 @@ brute-force references written from the definitions, not from our code:
 - the renormalised split (largest remainder): whole percents summing to 100 over the
   versions it is taken over, each within one of its exact quota, a version declared at 0
   never above 0, and no other rounding closer to the quotas;
+- KServe's canary is the version that is not the stable one, in any list order;
 - the SeldonDeployment rendered for any declared split, admissions and availability is one
   Seldon Core v1.16.0's validating webhook admits (its rule restated below from
   `seldondeployment_webhook.go`), giving nothing to a version declared at 0%.
@@ -11,6 +12,7 @@ brute-force references written from the definitions, not from our code:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from fractions import Fraction
 from typing import Any
@@ -130,3 +132,26 @@ def test_seldon_admits_every_rendered_split_and_zero_stays_zero(
     if any(in_effect.values()):
         # Once anything serves, what Seldon is told is exactly the traffic in effect.
         assert {v: by_name[v]["traffic"] for v in admitted} == {v: in_effect[v] for v in admitted}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(VERSIONS), min_size=2, max_size=2, unique=True),
+    st.integers(1, 99),
+)
+def test_kserve_canary_is_the_version_that_is_not_stable_in_any_list_order(
+    pair: list[str], share: int
+) -> None:
+    """KServe sends `canaryTrafficPercent` to the revision it creates and the rest to the
+    one it rolled out last: the InferenceService must name the non-stable version with the
+    canary's share, however spec.versions is ordered."""
+    stable, canary = pair
+    weights = {stable: 100 - share, canary: share}
+    for order in (list(weights), list(reversed(weights))):
+        endpoint = _endpoint("kserve", {v: weights[v] for v in order}, None)
+        endpoint = dataclasses.replace(endpoint, stable=stable, kserve_mode="Serverless")
+        (isvc,) = render.render(endpoint)
+        assert isvc["metadata"]["labels"]["lykeion.io/version"] == canary
+        assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == share
+        assert isvc["spec"]["transformer"]["canaryTrafficPercent"] == share
+        assert isvc["spec"]["predictor"]["model"]["storageUri"] == f"s3://m/{canary}"
