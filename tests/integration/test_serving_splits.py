@@ -230,3 +230,22 @@ def test_splits_are_ones_the_backends_accept_and_honour(
     assert _predictors(custom) == [("1.0", 100), ("1.1", 0)]
     ready = cluster.condition("Deployment", NS, NAME, "Ready")
     assert ready is not None and ready["status"] == "False"
+
+    # No admitted version has a share (3.0 has no Model): Seldon cannot route "nothing", so
+    # its object is withdrawn rather than left routing to 1.1, declared at 0%.
+    gone = [{"version": "3.0", "traffic": 100}, {"version": "1.1", "traffic": 0}]
+    cluster.patch("Deployment", NS, NAME, {"spec": {"versions": gone}})
+
+    def withdrawn() -> bool:
+        try:
+            custom.get_namespaced_custom_object(*SELDON)
+        except client.ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for(withdrawn, timeout=60, what="the SeldonDeployment withdrawn")
+    none = cluster.wait_condition(
+        "Deployment", NS, NAME, "False", "NoVersionServing", type_="TrafficInEffect", timeout=60
+    )
+    assert "3.0 (100%): not admitted: no Model for version 3.0" in none["message"]
+    assert _traffic(cluster) == {"3.0": 0, "1.1": 0}
