@@ -196,6 +196,8 @@ def test_splits_are_ones_the_backends_accept_and_honour(
     )
     assert "KServe has no shadow traffic (shadow 1.1)" in refused["message"]
     assert canary()["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    # Nothing was applied: the status still reports the split KServe serves.
+    assert _traffic(cluster) == {"1.0": 90, "1.1": 10}
 
     # A model KServe's storage initializer cannot fetch: refused, naming the location.
     _train(api, cluster, _model(cluster, "2.0"), "2.0", "mlflow-artifacts:/1/r20/artifacts")
@@ -244,8 +246,15 @@ def test_splits_are_ones_the_backends_accept_and_honour(
         return False
 
     wait_for(withdrawn, timeout=60, what="the SeldonDeployment withdrawn")
-    none = cluster.wait_condition(
-        "Deployment", NS, NAME, "False", "NoVersionServing", type_="TrafficInEffect", timeout=60
+    none = _until(
+        "TrafficInEffect naming 3.0",
+        lambda: (
+            c
+            if (c := cluster.condition("Deployment", NS, NAME, "TrafficInEffect"))
+            and "3.0 (100%)" in c["message"]
+            else None
+        ),
     )
+    assert none["reason"] == "NoVersionServing"
     assert "3.0 (100%): not admitted: no Model for version 3.0" in none["message"]
     assert _traffic(cluster) == {"3.0": 0, "1.1": 0}

@@ -130,6 +130,8 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
     fields, checks = rollout.outcome(serving, admissions, served, weights, stable)
     if rejected is not None:
         checks = [rejected if c.type == rollout.AVAILABLE else c for c in checks]
+        # What served before still does, also versions the refused spec no longer names.
+        fields["traffic"] = (body.get("status") or {}).get("traffic", [])
     stored = (body.get("status") or {}).get("rollout")
     fields["rollout"] = plan.status_field(state, stored) if state is not None else None
     everything = [*resolved, *checks]
@@ -178,7 +180,12 @@ async def _serve(
         else:
             await runtime.executor.unserve(meta.get("namespace", "default"), meta["name"])
     except ServingRejected as error:
-        return served, weights, Check(rollout.AVAILABLE, False, "ServingRejected", str(error))
+        # Nothing was applied: the split in effect is still the one the status reports.
+        before = {
+            t["version"]: int(t.get("traffic", 0))
+            for t in (body.get("status") or {}).get("traffic", [])
+        }
+        return served, before, Check(rollout.AVAILABLE, False, "ServingRejected", str(error))
     return served, weights, None
 
 
