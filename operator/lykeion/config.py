@@ -35,6 +35,10 @@ class PlatformConfig:
     """Image of Kubernetes runs."""
     serving_image: str = "lykeion/serving:0.1.0"
     """Image of the model servers and routers rendered for Deployments on Kubernetes."""
+    kserve_mode: str = "RawDeployment"
+    """KServe deployment mode the `kserve` backend renders (`serving.kserve.io/deploymentMode`):
+    `RawDeployment` (no Knative; one version per InferenceService, no canary split) or
+    `Serverless` (Knative; `canaryTrafficPercent` splits). `LYKEION_KSERVE_DEPLOYMENT_MODE`."""
     tracking_uri: str = ""
     """MLflow tracking and registry (the embedded default: a SQLite-backed server)."""
     poll_seconds: float = 3.0
@@ -80,6 +84,7 @@ class PlatformConfig:
             python=env.get("LYKEION_PYTHON", sys.executable),
             image=image,
             serving_image=env.get("LYKEION_SERVING_IMAGE", "lykeion/serving:0.1.0"),
+            kserve_mode=env.get("LYKEION_KSERVE_DEPLOYMENT_MODE", "RawDeployment"),
             tracking_uri=env.get(
                 "LYKEION_MLFLOW_TRACKING_URI", f"sqlite:///{data_dir / 'mlflow.db'}"
             ),

@@ -103,6 +103,14 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], Mutation, str]] = [
         "shadow must not also be one of spec.versions",
     ),
     (
+        # <family>-<segment>-v1-222222-333333-svc-orch, a Service Seldon derives, would be
+        # 67 characters (Seldon renames such names seldon-<md5>).
+        "seldon-names-over-63",
+        lambda: objects.deployment("f" * 20, "s" * 20, versions={"1.222222.333333": 100}),
+        _set("spec.backend", "seldon"),
+        "every version must fit Seldon's derived names in a 63-character DNS label",
+    ),
+    (
         "rollout-steps-descending",
         objects.deployment,
         _set("spec.rollout", {"steps": [50, 10, 100]}),
@@ -219,6 +227,19 @@ def test_server_rejects_with_field_in_message(
     # The same object never gets past the client-side models either.
     with pytest.raises((ValidationError, ValueError)):
         validate_object(body)
+
+
+def test_seldon_names_at_the_limit_pass_both(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    # 20 + 1 + 20 + "-v" + 11 + "-svc-orch" = 63 characters: exactly a DNS label.
+    body = objects.deployment("f" * 20, "s" * 20, versions={"1.222.33333": 100})
+    body["spec"]["backend"] = "seldon"
+    validate_object(body)
+    body["metadata"]["namespace"] = namespace
+    path = tmp_path / "seldon.yaml"
+    path.write_text(yaml.safe_dump(body))
+    control_plane.run_kubectl("apply", "--server-side", "-f", str(path))
 
 
 def test_valid_objects_pass_both(

@@ -12,22 +12,32 @@ from lykeion.executors.base import Endpoint, VersionServer
 from lykeion.serving import render
 
 
-def _endpoint(backend: str, weights: dict[str, int], shadow: str | None = None) -> Endpoint:
+def _endpoint(
+    backend: str,
+    weights: dict[str, int],
+    shadow: str | None = None,
+    stable: str | None = None,
+    namespace: str = "ns",
+    storage: str = "gs://models/{}",
+    kserve_mode: str = "Serverless",
+) -> Endpoint:
     versions = [*weights, *([shadow] if shadow else [])]
     return Endpoint(
         name="forward-default",
-        namespace="ns",
+        namespace=namespace,
         backend=backend,
         servers=tuple(
             VersionServer(
                 v,
                 f"forward-default-{v.replace('.', '-')}",
-                {"version": v, "storage_uri": f"gs://models/{v}"},
+                {"version": v, "storage_uri": storage.format(v)},
             )
             for v in versions
         ),
         weights=weights,
         shadow=shadow,
+        stable=stable,
+        kserve_mode=kserve_mode,
         replicas=2,
         image="lykeion/serving:0.1.0",
     )
@@ -66,10 +76,17 @@ def test_seldon_backend_splits_traffic_across_predictors_with_a_shadow() -> None
     assert graph["type"] == "MODEL" and container["name"] == graph["name"]
 
 
-def test_kserve_backend_enriches_in_a_transformer_and_canaries_the_newest_version() -> None:
-    (isvc,) = render.render(_endpoint("kserve", {"1.0": 80, "1.1": 20}))
+@pytest.mark.parametrize("order", [("1.0", "1.1"), ("1.1", "1.0")])
+def test_kserve_backend_enriches_in_a_transformer_and_canaries_by_meaning(
+    order: tuple[str, str],
+) -> None:
+    # Whatever the list order, 1.0 serves now (stable): 1.1 is the canary at 20%.
+    shares = {"1.0": 80, "1.1": 20}
+    weights = {v: shares[v] for v in order}
+    (isvc,) = render.render(_endpoint("kserve", weights, stable="1.0"))
     transformer, predictor = isvc["spec"]["transformer"], isvc["spec"]["predictor"]
     assert transformer["canaryTrafficPercent"] == predictor["canaryTrafficPercent"] == 20
+    assert isvc["metadata"]["labels"]["lykeion.io/version"] == "1.1"
     config = json.loads(transformer["containers"][0]["env"][0]["value"])
     assert config["version"] == "1.1"
     assert predictor["model"] == {
@@ -78,22 +95,99 @@ def test_kserve_backend_enriches_in_a_transformer_and_canaries_the_newest_versio
         "storageUri": "gs://models/1.1",
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
     }
+    # A rollback canary: 1.1 serves, the older 1.0 is tried at 80%.
+    (back,) = render.render(_endpoint("kserve", weights, stable="1.1"))
+    assert back["metadata"]["labels"]["lykeion.io/version"] == "1.0"
+    assert back["spec"]["predictor"]["canaryTrafficPercent"] == 80
     (single,) = render.render(_endpoint("kserve", {"1.0": 100}))
     assert "canaryTrafficPercent" not in single["spec"]["predictor"]
+    assert single["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Serverless"}
+    # A version declared at 0% is not in the InferenceService at all.
+    (idle,) = render.render(_endpoint("kserve", {"1.0": 100, "1.1": 0}, stable="1.0"))
+    assert idle["metadata"]["labels"]["lykeion.io/version"] == "1.0"
+    assert "canaryTrafficPercent" not in idle["spec"]["predictor"]
 
 
 @pytest.mark.parametrize(
-    ("weights", "shadow", "words"),
+    ("weights", "shadow", "stable", "words"),
     [
-        ({"1.0": 80, "1.1": 20}, "2.0", "no shadow"),
-        ({"1.0": 50, "1.1": 25, "1.2": 25}, None, "at most two"),
+        ({"1.0": 80, "1.1": 20}, "2.0", "1.0", "no shadow"),
+        ({"1.0": 50, "1.1": 25, "1.2": 25}, None, "1.0", "at most two versions"),
+        # KServe's remainder would go to 1.0, rolled out last, which is no longer declared.
+        ({"1.1": 90, "1.2": 10}, None, None, "none has served yet among the versions"),
+        ({"1.1": 90, "1.2": 10}, None, "1.0", "that is 1.0, not one of the versions"),
     ],
 )
 def test_kserve_backend_refuses_what_it_cannot_express(
-    weights: dict[str, int], shadow: str | None, words: str
+    weights: dict[str, int], shadow: str | None, stable: str | None, words: str
 ) -> None:
     with pytest.raises(render.Unrenderable, match=words):
-        render.render(_endpoint("kserve", weights, shadow))
+        render.render(_endpoint("kserve", weights, shadow, stable))
+
+
+def test_kserve_raw_deployment_serves_one_version_and_refuses_a_split() -> None:
+    # KServe v0.15.2 reads canaryTrafficPercent only in its Knative reconciler: raw, the
+    # canary would take every request while the status said 10%.
+    with pytest.raises(render.Unrenderable, match="RawDeployment mode serves one version"):
+        render.render(_endpoint("kserve", {"1.0": 90, "1.1": 10}, stable="1.0",
+                                kserve_mode="RawDeployment"))  # fmt: skip
+    (isvc,) = render.render(
+        _endpoint("kserve", {"1.0": 100, "1.1": 0}, stable="1.0", kserve_mode="RawDeployment")
+    )
+    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
+
+
+@pytest.mark.parametrize(
+    ("storage", "accepted"),
+    [
+        ("gs://b/m/{}", True), ("s3://b/m/{}", True), ("https://h/m/{}", True),
+        ("https://acct.blob.core.windows.net/c/{}", True), ("pvc://models/{}", True),
+        ("hdfs://n/m/{}", True), ("webhdfs://n/m/{}", True), ("oci://r/m:{}", True),
+        ("hf://org/{}", True),
+        ("/data/mlruns/1/{}/artifacts", False), ("file:///data/mlruns/{}", False),
+        ("mlflow-artifacts:/1/{}/artifacts", False), ("runs:/abc/{}", False),
+    ],
+)  # fmt: skip
+def test_kserve_backend_serves_only_models_its_storage_initializer_can_fetch(
+    storage: str, accepted: bool
+) -> None:
+    endpoint = _endpoint("kserve", {"1.0": 100}, storage=storage)
+    if accepted:
+        (isvc,) = render.render(endpoint)
+        assert isvc["spec"]["predictor"]["model"]["storageUri"] == storage.format("1.0")
+    else:
+        with pytest.raises(render.Unrenderable, match="storage initializer cannot fetch"):
+            render.render(endpoint)
+
+
+def test_names_a_backend_derives_are_checked_against_the_dns_label_limit() -> None:
+    # KServe's component host label: forward-default-transformer-<namespace>.
+    fits = "n" * (63 - len("forward-default-transformer-"))
+    render.render(_endpoint("kserve", {"1.0": 100}, namespace=fits))
+    with pytest.raises(render.Unrenderable, match=r"host label 'forward-default-transformer-n+'"
+                       r": 64 characters, over the 63-character DNS label limit"):  # fmt: skip
+        render.render(_endpoint("kserve", {"1.0": 100}, namespace=fits + "n"))
+    # Seldon's <name>-<predictor>-svc-orch Service (it would rename it seldon-<md5>).
+    fits_version = "1." + "2" * (63 - len("forward-default-v-svc-orch") - 2)
+    render.render(_endpoint("seldon", {fits_version: 100}))
+    with pytest.raises(render.Unrenderable, match=r"Service 'forward-default-v1-2+-svc-orch'"):
+        render.render(_endpoint("seldon", {fits_version + "2": 100}))
+
+
+def test_no_seldon_or_kserve_object_when_no_version_has_a_share() -> None:
+    assert render.render(_endpoint("seldon", {"1.1": 0})) == []
+    assert render.render(_endpoint("kserve", {"1.1": 0})) == []
+    # The lykeion router then routes nowhere (it answers 503), never to the 0% version.
+    objects = render.render(_endpoint("lykeion", {"1.1": 0}))
+    assert json.loads(objects[2]["data"]["routes.json"])["versions"] == []
+
+
+def test_seldon_backend_refuses_a_split_its_webhook_would_refuse() -> None:
+    with pytest.raises(render.Unrenderable, match="Traffic must sum to 100"):
+        render.render(_endpoint("seldon", {"1.0": 90, "1.1": 0, "1.2": 5}))
+    with pytest.raises(render.Unrenderable, match="single predictor"):
+        render.render(_endpoint("seldon", {"1.0": 90}))
 
 
 def test_servers_that_review_callers_run_as_the_serving_account_with_its_token() -> None:

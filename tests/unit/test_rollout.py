@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from lykeion import conditions
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import EndpointStatus
 from lykeion.features.view import FeatureView
@@ -118,7 +119,14 @@ def test_gate_refuses_a_feature_whose_type_changed_since_training() -> None:
             {"1.0": 63, "1.1": 37, "2.0": 0},
         ),
         ({"1.0": 100}, {"1.0": False}, {"1.0": 0}),
-        ({"1.0": 100, "1.1": 0}, {"1.0": False, "1.1": True}, {"1.0": 0, "1.1": 100}),
+        # 1.0 goes down and 1.1 is declared at 0%: 1.1 still gets nothing.
+        ({"1.0": 100, "1.1": 0}, {"1.0": False, "1.1": True}, {"1.0": 0, "1.1": 0}),
+        # Largest remainder: 100 * (33, 33, 34) / 100 is exact; over two, 49.25/50.75.
+        (
+            {"1.0": 33, "1.1": 33, "2.0": 34},
+            {"1.1": True, "2.0": True},
+            {"1.0": 0, "1.1": 49, "2.0": 51},
+        ),
     ],
 )
 def test_traffic_moves_only_onto_serving_versions(
@@ -189,3 +197,96 @@ def test_a_skew_sample_rate_outside_0_to_1_is_refused_naming_the_field(rate: flo
     with pytest.raises(ValidationError, match="skewSampleRate"):
         DeploymentSpec.model_validate(spec)
     assert DeploymentSpec.model_validate({**spec, "skewSampleRate": 1}).skew_sample_rate == 1.0
+
+
+def test_a_version_declared_at_0_percent_is_never_served_and_the_deployment_says_why() -> None:
+    """The issue's case: 1.0 (100%) goes down, 1.1 (0%) is up. 1.1 gets no traffic; the
+    Deployment is not Ready, TrafficInEffect names what the declared share waits on."""
+    spec = objects.deployment(versions={"1.0": 100, "1.1": 0})["spec"]
+    desired = {"1.0": 100, "1.1": 0}
+    up = {"1.0": False, "1.1": True}
+    weights = rollout.effective_weights(desired, up)
+    assert weights == {"1.0": 0, "1.1": 0}
+    # What the backend is told keeps 1.1 at 0 and stays a split Seldon admits (1.0 at 100).
+    assert rollout.rendered_weights("seldon", desired, ["1.0", "1.1"], weights) == desired
+    admissions = [rollout.Admission("1.0"), rollout.Admission("1.1")]
+    served = EndpointStatus("u", up, {"1.0": "Deployment forward-default-1-0 has no replica"})
+    fields, checks = rollout.outcome(spec, admissions, served, weights)
+    traffic = {c.type: c for c in checks}["TrafficInEffect"]
+    assert (traffic.ok, traffic.reason) == (False, "NoVersionServing")
+    assert "1.0 (100%): Deployment forward-default-1-0 has no replica" in traffic.message
+    assert "declared at 0%, 1.1 receive(s) no traffic" in traffic.message
+    assert not conditions.ready(checks, "Serving", "ok").ok
+    assert [t["traffic"] for t in fields["traffic"]] == [0, 0]
+
+
+@pytest.mark.parametrize(
+    ("backend", "desired", "admitted", "in_effect", "expected"),
+    [
+        # A canary not admitted yet: Seldon gets 1.0 at 100 (one predictor: 100 or none).
+        ("seldon", {"1.0": 90, "1.1": 10}, ["1.0"], {"1.0": 100, "1.1": 0}, {"1.0": 100}),
+        # Three versions, one not admitted: the others renormalised to 100, not 75.
+        ("seldon", {"1.0": 50, "1.1": 25, "2.0": 25}, ["1.0", "2.0"], {}, {"1.0": 67, "2.0": 33}),
+        # The canary admitted, not yet available: 100/0 until it is, then as declared.
+        ("seldon", {"1.0": 90, "1.1": 10}, ["1.0", "1.1"], {"1.0": 100, "1.1": 0},
+         {"1.0": 100, "1.1": 0}),
+        ("seldon", {"1.0": 90, "1.1": 10}, ["1.0", "1.1"], {"1.0": 90, "1.1": 10},
+         {"1.0": 90, "1.1": 10}),
+        # KServe is given the declared split: it keeps the share on the rolled-out revision
+        # until the canary's is ready, and a canary it is not given never starts.
+        ("kserve", {"1.0": 90, "1.1": 10}, ["1.0", "1.1"], {"1.0": 100, "1.1": 0},
+         {"1.0": 90, "1.1": 10}),
+        # No admitted version has a share: nothing may take traffic.
+        ("seldon", {"1.0": 100, "1.1": 0}, ["1.1"], {}, {"1.1": 0}),
+    ],
+)  # fmt: skip
+def test_the_backend_is_given_a_split_over_the_admitted_versions(
+    backend: str,
+    desired: dict[str, int],
+    admitted: list[str],
+    in_effect: dict[str, int],
+    expected: dict[str, int],
+) -> None:
+    given = rollout.rendered_weights(backend, desired, admitted, in_effect)
+    assert {v: given[v] for v in admitted} == expected
+    assert all(given[v] == 0 for v in desired if v not in admitted)
+
+
+@pytest.mark.parametrize(
+    ("desired", "in_effect", "rollout_stable", "expected"),
+    [
+        # By meaning, not list order: the version serving now keeps the remainder.
+        ({"1.1": 10, "1.0": 90}, {"1.0": 100}, None, "1.0"),
+        # A second canary while the first one still runs: 1.0 is still the stable one.
+        ({"1.0": 90, "1.2": 10}, {"1.0": 90, "1.1": 10}, None, "1.0"),
+        # A rollout names it.
+        ({"1.0": 50, "1.1": 50}, {"1.0": 50, "1.1": 50}, "1.1", "1.1"),
+        # Nothing declared with a share has served: no stable version.
+        ({"1.1": 90, "1.2": 10}, {"1.0": 100}, None, None),
+        ({"1.0": 90, "1.1": 10}, {}, None, None),
+    ],
+)
+def test_the_stable_version_is_the_one_serving_before_the_canary(
+    desired: dict[str, int],
+    in_effect: dict[str, int],
+    rollout_stable: str | None,
+    expected: str | None,
+) -> None:
+    assert rollout.stable_version(desired, in_effect, rollout_stable) == expected
+
+
+def test_the_stable_version_is_recorded_and_survives_a_moment_with_nothing_serving() -> None:
+    spec = objects.deployment(versions={"1.1": 10, "1.0": 90})["spec"]
+    admissions = [rollout.Admission("1.1"), rollout.Admission("1.0")]
+    served = EndpointStatus("u", {"1.0": True, "1.1": True})
+    fields, _ = rollout.outcome(spec, admissions, served, {"1.0": 90, "1.1": 10}, "1.0")
+    assert [t.get("stable") for t in fields["traffic"]] == [None, True]
+    # Both down for a moment (traffic in effect 0/0): the recorded one is still the stable.
+    desired = {"1.1": 10, "1.0": 90}
+    assert rollout.stable_version(desired, {"1.0": 0, "1.1": 0}, None, "1.0") == "1.0"
+    # Promoted (one version): nothing to record.
+    fields, _ = rollout.outcome(
+        objects.deployment(versions={"1.1": 100})["spec"], admissions[:1], served, {"1.1": 100},
+        "1.1",
+    )  # fmt: skip
+    assert "stable" not in fields["traffic"][0]

@@ -27,6 +27,11 @@ ROLLOUT_END_STATE = (
 )
 STEPS_ASCENDING = "spec.rollout.steps must be strictly ascending percents in 1..100"
 STEPS_END = "spec.rollout.steps must end at 100"
+SELDON_NAME_SUFFIX = len("-v") + len("-svc-orch")
+SELDON_NAMES = (
+    "with backend seldon, every version must fit Seldon's derived names in a 63-character "
+    "DNS label: <family>-<segment>-v<version>-svc-orch is too long"
+)
 CHECK_NAMES = ("errorRate", "latencyRatio", "missingFeatures", "skewRate", "driftPsi")
 
 
@@ -113,6 +118,16 @@ class DeploymentSpec(ApiModel):
             ROLLOUT_END_STATE,
             fieldPath=".versions",
         ),
+        # metadata.name is <family>-<segment> (the name rule); the namespace is not visible
+        # here, so KServe's host labels are checked when rendering (a False condition).
+        cel(
+            "!has(self.backend) || self.backend != 'seldon' || "
+            "self.versions.all(v, size(self.family) + size(self.segment) + size(v.version)"
+            f" + {1 + SELDON_NAME_SUFFIX} <= 63) && (!has(self.shadow) || size(self.family)"
+            f" + size(self.segment) + size(self.shadow) + {1 + SELDON_NAME_SUFFIX} <= 63)",
+            SELDON_NAMES,
+            fieldPath=".versions",
+        ),
     )
 
     family: str = Field(pattern=DNS_LABEL, max_length=20)
@@ -151,6 +166,12 @@ class DeploymentSpec(ApiModel):
             len(self.versions) != 1 or self.versions[0].traffic != 100
         ):
             raise ValueError(ROLLOUT_END_STATE)
+        name = len(self.family) + 1 + len(self.segment)
+        served = [*versions, *([self.shadow] if self.shadow else [])]
+        if self.backend == "seldon" and any(
+            name + len(v) + SELDON_NAME_SUFFIX > 63 for v in served
+        ):
+            raise ValueError(SELDON_NAMES)
         return self
 
 
@@ -161,6 +182,9 @@ class VersionStatus(ApiModel):
     available: bool = False
     shadow: bool | None = None
     """Receives a copy of every request; its answers are not returned."""
+    stable: bool | None = None
+    """Serves the rest of a canary's split: the version serving before the canary (KServe
+    renders the other one as its canary)."""
 
 
 class LatencyBucket(ApiModel):

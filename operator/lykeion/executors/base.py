@@ -78,9 +78,15 @@ class Endpoint:
     """`lykeion`, `seldon` or `kserve` (the local executor always runs `lykeion`)."""
     servers: tuple[VersionServer, ...]
     weights: dict[str, int]
-    """Version -> percent of requests; sums to 100 over the versions that get traffic."""
+    """Version -> percent of requests: sums to 100 over `servers`, or is all 0 when no
+    rendered version may take traffic (nothing is then served)."""
     shadow: str | None = None
+    stable: str | None = None
+    """The version a canary's remainder belongs to (`rollout.stable_version`): the one
+    serving before the split. KServe renders the other live version as its canary."""
     replicas: int = 1
+    kserve_mode: str = "RawDeployment"
+    """`RawDeployment` or `Serverless`: what the `kserve` backend renders (and can split)."""
     image: str = ""
     cpu: str = "500m"
     memory: str = "1Gi"

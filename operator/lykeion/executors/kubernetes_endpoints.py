@@ -56,7 +56,8 @@ def observe_seldon(endpoint: Endpoint, sdep: Mapping[str, Any]) -> EndpointStatu
         mine = [d for name, d in deployments.items() if name.startswith(prefix)]
         count = sum(int(d.get("availableReplicas") or 0) for d in mine)
         replicas += count
-        available[server.version] = state == "Available" and (count > 0 or not mine)
+        # A predictor Seldon reports no Deployment for yet (just added) is not serving.
+        available[server.version] = state == "Available" and (count > 0 or endpoint.replicas == 0)
         if not available[server.version]:
             why = status.get("description") or f"state {state or 'not reported'}"
             messages[server.version] = f"SeldonDeployment {endpoint.name}: {why}"
@@ -69,22 +70,33 @@ def observe_kserve(endpoint: Endpoint, isvc: Mapping[str, Any]) -> EndpointStatu
     conditions = status.get("conditions") or []
     ready = get_condition(conditions, "Ready") or {}
     predictor = (status.get("components") or {}).get("predictor") or {}
-    live = [s.version for s in endpoint.servers if endpoint.weights.get(s.version, 0) > 0]
+    # The version the InferenceService names (the canary, or the one at 100%).
+    named = ((isvc.get("metadata") or {}).get("labels") or {}).get("lykeion.io/version")
     available, messages = {}, {}
     for version in (s.version for s in endpoint.servers):
-        if version == live[-1]:
+        if version == named:
             ok = ready.get("status") == "True"
+        elif endpoint.weights.get(version, 0) > 0:
+            # The stable version lives on as the revision KServe rolled out last.
+            ok = bool(predictor.get("latestRolledoutRevision"))
         else:
-            # The older version lives on as the revision KServe rolled out before.
-            ok = bool(predictor.get("previousRolledoutRevision")) or bool(
-                predictor.get("latestRolledoutRevision")
-            )
+            ok = False  # not in the InferenceService: no share, no server
         available[version] = ok
         if not ok:
             messages[version] = (
                 f"InferenceService {endpoint.name}: {ready.get('message') or 'not Ready'}"
+                if endpoint.weights.get(version, 0) > 0
+                else f"InferenceService {endpoint.name} does not serve {version} (no share)"
             )
     return EndpointStatus(status.get("url"), available, messages, sum(available.values()))
+
+
+def withdrawn(endpoint: Endpoint) -> EndpointStatus:
+    """What serves once the backend's object is withdrawn (no rendered version has a
+    share): nothing."""
+    why = f"{endpoint.backend} backend: no admitted version has a declared share"
+    return EndpointStatus(None, {s.version: False for s in endpoint.servers},
+                          {s.version: why for s in endpoint.servers})  # fmt: skip
 
 
 def with_data_volume(manifests: list[dict[str, Any]], data: DataVolume) -> list[dict[str, Any]]:
@@ -118,6 +130,10 @@ class KubernetesEndpoints:
             manifests = render.render(endpoint)
         except render.Unrenderable as error:
             raise ServingRejected(f"{endpoint.backend} backend: {error}") from error
+        if not manifests:
+            # Seldon and KServe cannot route "nothing": withdraw their object instead.
+            await self._withdraw(endpoint)
+            return withdrawn(endpoint)
         if self.data is not None and endpoint.backend == "lykeion":
             manifests = with_data_volume(manifests, self.data)
         applied: dict[str, dict[str, Any]] = {}
@@ -133,6 +149,17 @@ class KubernetesEndpoints:
         if endpoint.backend == "seldon":
             return observe_seldon(endpoint, applied[f"SeldonDeployment/{endpoint.name}"])
         return observe_kserve(endpoint, applied[f"InferenceService/{endpoint.name}"])
+
+    async def _withdraw(self, endpoint: Endpoint) -> None:
+        """Delete the endpoint's SeldonDeployment or InferenceService, if there is one."""
+        group, version, plural = _SERVING_OBJECTS[endpoint.backend]
+        await self._delete(
+            lambda name, ns: self.custom.delete_namespaced_custom_object(
+                group, version, ns, plural, name
+            ),
+            endpoint.name,
+            endpoint.namespace,
+        )
 
     async def _prune(self, endpoint: Endpoint) -> None:
         """Delete the Deployments and Services of versions no longer served."""
@@ -157,6 +184,12 @@ class KubernetesEndpoints:
     async def unserve(self, namespace: str, name: str) -> None:
         # Everything rendered carries an owner reference: garbage collection removes it.
         return None
+
+
+_SERVING_OBJECTS = {
+    "seldon": ("machinelearning.seldon.io", "v1", "seldondeployments"),
+    "kserve": ("serving.kserve.io", "v1beta1", "inferenceservices"),
+}
 
 
 def _api_message(manifest: Mapping[str, Any], error: ApiException) -> str:

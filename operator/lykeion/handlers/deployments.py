@@ -108,7 +108,8 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
         t["version"]: bool(t.get("available"))
         for t in (body.get("status") or {}).get("traffic", [])
     }
-    served, weights, rejected = await _serve(body, serving, configs, seen, runtime)
+    stable = state.stable if state is not None else None
+    served, weights, rejected = await _serve(body, serving, configs, seen, runtime, stable)
 
     # 4. A rollout in progress reads both versions' servers and may move the split.
     extra: list[Check] = []
@@ -118,15 +119,19 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
         if moved["versions"] != serving["versions"]:
             serving = moved
             served, weights, rejected = await _serve(
-                body, serving, configs, served.available if served else seen, runtime
+                body, serving, configs, served.available if served else seen, runtime, state.stable
             )
         extra.append(plan.rolled_back(state))
     elif conditions.get((body.get("status") or {}).get("conditions", []), plan.ROLLED_BACK):
         extra.append(Check(plan.ROLLED_BACK, False, "NoRollout", "spec.rollout is not set"))
 
-    fields, checks = rollout.outcome(serving, admissions, served, weights)
+    desired = {v["version"]: int(v["traffic"]) for v in serving["versions"]}
+    stable = _stable(body, desired, state.stable if state is not None else None)
+    fields, checks = rollout.outcome(serving, admissions, served, weights, stable)
     if rejected is not None:
         checks = [rejected if c.type == rollout.AVAILABLE else c for c in checks]
+        # What served before still does, also versions the refused spec no longer names.
+        fields["traffic"] = (body.get("status") or {}).get("traffic", [])
     stored = (body.get("status") or {}).get("rollout")
     fields["rollout"] = plan.status_field(state, stored) if state is not None else None
     everything = [*resolved, *checks]
@@ -143,6 +148,7 @@ async def _serve(
     configs: dict[str, dict[str, Any]],
     seen: dict[str, bool],
     runtime: Runtime,
+    rollout_stable: str | None = None,
 ) -> tuple[EndpointStatus | None, dict[str, int], Check | None]:
     """Serve `serving`'s split as far as the versions are available (`seen`), then once more
     if the executor's answer moved it; (what it reported, weights in effect, rejection)."""
@@ -152,15 +158,15 @@ async def _serve(
     weights = rollout.effective_weights(
         desired, {v: v in configs and seen.get(v, False) for v in desired}
     )
-
-    def rendered(split: dict[str, int]) -> dict[str, int]:
-        # With nothing up yet, backends still need a valid split (Seldon wants 100 in
-        # total); no request is served by it until a version becomes available.
-        return split if any(split.values()) else desired
+    stable = _stable(body, desired, rollout_stable)
+    backend = serving.get("backend", "lykeion")
 
     def endpoint(split: dict[str, int]) -> Endpoint:
         assert runtime.config is not None
-        return rollout.endpoint({**body, "spec": serving}, configs, rendered(split), runtime.config)
+        # Over the admitted versions only: a split that sums to 100 across what is
+        # rendered (Seldon refuses any other), 0 for a version declared at 0%.
+        given = rollout.rendered_weights(backend, desired, configs, split)
+        return rollout.endpoint({**body, "spec": serving}, configs, given, runtime.config, stable)
 
     served: EndpointStatus | None = None
     try:
@@ -174,8 +180,23 @@ async def _serve(
         else:
             await runtime.executor.unserve(meta.get("namespace", "default"), meta["name"])
     except ServingRejected as error:
-        return served, weights, Check(rollout.AVAILABLE, False, "ServingRejected", str(error))
+        # Nothing was applied: the split in effect is still the one the status reports.
+        before = {
+            t["version"]: int(t.get("traffic", 0))
+            for t in (body.get("status") or {}).get("traffic", [])
+        }
+        return served, before, Check(rollout.AVAILABLE, False, "ServingRejected", str(error))
     return served, weights, None
+
+
+def _stable(
+    body: dict[str, Any], desired: dict[str, int], rollout_stable: str | None
+) -> str | None:
+    """`rollout.stable_version` from the status: traffic in effect and the recorded stable."""
+    before = (body.get("status") or {}).get("traffic", [])
+    in_effect = {t["version"]: int(t.get("traffic", 0)) for t in before}
+    recorded = next((t["version"] for t in before if t.get("stable")), None)
+    return rollout.stable_version(desired, in_effect, rollout_stable, recorded)
 
 
 def _rollout_state(

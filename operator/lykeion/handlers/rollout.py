@@ -11,7 +11,7 @@ version that never comes up leaves the others serving all requests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -134,22 +134,85 @@ def admit_features(
     return Admission(version)
 
 
-def effective_weights(desired: Mapping[str, int], serving: Mapping[str, bool]) -> dict[str, int]:
-    """Desired percent per version, with the shares of versions not serving handed to
-    those that are (in proportion, whole percents, summing to 100); all zero if none is."""
-    up = {v: w for v, w in desired.items() if serving.get(v)}
+def renormalise(declared: Mapping[str, int], over: Iterable[str]) -> dict[str, int]:
+    """The declared percents of the versions in `over`, scaled to whole percents summing to
+    100 (largest remainder: each share is its exact quota `100 * w / total` rounded down,
+    the percents left go one each to the largest fractional parts, ties to the larger
+    declared share, then to the version declared first); every other version gets 0.
+
+    Pure. A version declared at 0 gets 0 (its quota is 0 and has no fraction, so it is never
+    rounded up). When the versions in `over` declare 0 in total, every share is 0: the
+    split is never invented, so a version declared at 0% never receives traffic.
+    """
+    chosen = set(over)
+    up = {v: int(w) for v, w in declared.items() if v in chosen and int(w) > 0}
     total = sum(up.values())
     if total == 0:
-        # Every serving version was meant to get 0%: split evenly rather than drop traffic.
-        if not up:
-            return {v: 0 for v in desired}
-        up = {v: 1 for v in up}
-        total = len(up)
+        return {v: 0 for v in declared}
     shares = {v: w * 100 // total for v, w in up.items()}
-    leftover = 100 - sum(shares.values())
-    for version in sorted(up, key=lambda v: (-up[v], v))[:leftover]:
+    order = list(declared)
+    left = 100 - sum(shares.values())
+    by_fraction = sorted(up, key=lambda v: (-(up[v] * 100 % total), -up[v], order.index(v)))
+    for version in by_fraction[:left]:
         shares[version] += 1
-    return {v: shares.get(v, 0) for v in desired}
+    return {v: shares.get(v, 0) for v in declared}
+
+
+def effective_weights(desired: Mapping[str, int], serving: Mapping[str, bool]) -> dict[str, int]:
+    """Traffic in effect: the declared percents renormalised over the versions serving now
+    (`renormalise`), so each version's declared share comes back as it becomes available.
+    All zero when no serving version has a declared share (nothing may take traffic)."""
+    return renormalise(desired, [v for v in desired if serving.get(v)])
+
+
+def rendered_weights(
+    backend: str,
+    desired: Mapping[str, int],
+    admitted: Iterable[str],
+    in_effect: Mapping[str, int],
+) -> dict[str, int]:
+    """The split given to the backend (pure), over the admitted (rendered) versions only,
+    so it always sums to 100 when any admitted version has a declared share (Seldon's
+    webhook wants several predictors to sum to 100) and is all zero otherwise.
+
+    - `lykeion`, `seldon`: the traffic in effect while any version takes traffic (a
+      version starting gets 0 until it is available); with none available yet, the
+      declared split over the admitted versions (requests wait on them).
+    - `kserve`: the declared split over the admitted versions: KServe itself keeps the
+      remainder on the revision it rolled out last until the canary's is ready, and a
+      canary that is not rendered never starts.
+    """
+    admitted = list(admitted)
+    if backend != "kserve" and any(in_effect.get(v, 0) for v in admitted):
+        return renormalise(in_effect, admitted)
+    return renormalise(desired, admitted)
+
+
+def stable_version(
+    desired: Mapping[str, int],
+    in_effect: Mapping[str, int],
+    rollout_stable: str | None,
+    recorded: str | None = None,
+) -> str | None:
+    """The version a canary's remainder belongs to, by meaning, never by list order (pure):
+    the rollout's stable version if it has a declared share; else, of the versions with a
+    declared share, the one serving the largest share now (`status.traffic`; ties: the
+    lower version number); else the one recorded as stable before (`status.traffic[].stable`,
+    so a moment with nothing available does not forget it). None when no version with a
+    declared share has served: there is nothing a canary could be measured against (and
+    KServe would send it everything)."""
+    live = [v for v in desired if desired[v] > 0]
+    if rollout_stable in live:
+        return rollout_stable
+    serving = [v for v in live if in_effect.get(v, 0) > 0]
+    if serving:
+        return max(serving, key=lambda v: (in_effect[v], _older(v)))
+    return recorded if recorded in live else None
+
+
+def _older(version: str) -> tuple[int, ...]:
+    """Sorts the lower version number last-first: `max` by it picks the older version."""
+    return tuple(-int(p) for p in version.split("."))
 
 
 def server_config(
@@ -211,8 +274,10 @@ def endpoint(
     configs: Mapping[str, dict[str, Any]],
     weights: Mapping[str, int],
     config: PlatformConfig,
+    stable: str | None = None,
 ) -> Endpoint:
-    """The endpoint to serve: one server per admitted version, traffic as given."""
+    """The endpoint to serve: one server per admitted version, traffic as given
+    (`rendered_weights`), `stable` the version a canary's remainder belongs to."""
     meta, spec = deployment["metadata"], deployment["spec"]
     name = meta["name"]
     resources = spec.get("resources") or {}
@@ -228,8 +293,10 @@ def endpoint(
         ),
         weights={v: w for v, w in weights.items() if v in configs},
         shadow=shadow if shadow in configs else None,
+        stable=stable,
         replicas=int(spec.get("replicas", 1)),
         image=config.serving_image,
+        kserve_mode=config.kserve_mode,
         cpu=resources.get("cpu", "500m"),
         memory=resources.get("memory", "1Gi"),
         owner=dict(deployment),
@@ -250,8 +317,10 @@ def outcome(
     admissions: Sequence[Admission],
     served: EndpointStatus | None,
     weights: Mapping[str, int],
+    stable: str | None = None,
 ) -> tuple[dict[str, Any], list[Check]]:
-    """Status fields and conditions from the gate and what the executor observed."""
+    """Status fields and conditions from the gate and what the executor observed; `stable`
+    is recorded on its version while another one has a declared share (a canary)."""
     by_version = {a.version: a for a in admissions}
     model_problems = [a for a in admissions if not a.admitted and a.reason in _MODEL_REASONS]
     feature_problems = [a for a in admissions if not a.admitted and a.reason not in _MODEL_REASONS]
@@ -279,7 +348,22 @@ def outcome(
     )
     desired = {v["version"]: int(v["traffic"]) for v in spec["versions"]}
     if all(weights.get(v, 0) == 0 for v in live):
-        traffic = Check(TRAFFIC, False, "NoVersionServing", "no version can take traffic yet")
+        # Never the 0% versions instead: name what the declared shares are waiting on.
+        waiting = "; ".join(
+            f"{v} ({desired[v]}%): "
+            + (
+                messages.get(v, "not available")
+                if by_version[v].admitted
+                else f"not admitted: {by_version[v].message}"
+            )
+            for v in live
+            if desired[v] > 0
+        )
+        idle = [v for v in live if desired[v] == 0]
+        message = f"no version declared with a share is serving: {waiting}" + (
+            f"; declared at 0%, {', '.join(idle)} receive(s) no traffic" if idle else ""
+        )
+        traffic = Check(TRAFFIC, False, "NoVersionServing", message)
     elif dict(weights) != desired:
         held = ", ".join(f"{v} {weights.get(v, 0)}%" for v in live)
         traffic = Check(
@@ -299,6 +383,7 @@ def outcome(
                 "traffic": weights.get(v, 0),
                 "available": bool(available.get(v)),
                 **({"shadow": True} if v == spec.get("shadow") else {}),
+                **({"stable": True} if v == stable and len(live) > 1 else {}),
             }
             for v in wanted_versions(spec)
         ],

@@ -5,9 +5,19 @@
 - `seldon`: one SeldonDeployment, a predictor per version (`traffic`), the shadow as a
   `shadow: true` predictor; each predictor's graph is one MODEL node, the Lykeion server
   as a custom container speaking Seldon's v1 protocol;
-- `kserve`: one InferenceService for the newest version (KServe keeps the previous one,
-  `canaryTrafficPercent` is the split): KServe's MLflow runtime as the predictor, the
-  Lykeion server as the transformer that turns keys into the model's V2 inputs.
+- `kserve`: one InferenceService in the configured deployment mode. In `Serverless`
+  (Knative) mode it names the canary, chosen by meaning (the live version that is not
+  `Endpoint.stable`): KServe sends `canaryTrafficPercent` to the revision it creates and
+  the rest to the revision it rolled out last. In `RawDeployment` mode KServe v0.15.2
+  ignores `canaryTrafficPercent`, so only one live version can be served. KServe's MLflow
+  runtime is the predictor, the Lykeion server the transformer that turns keys into the
+  model's V2 inputs.
+
+Before anything is built, `check` refuses what the backend cannot serve: a name it would
+derive that is not a DNS label of at most 63 characters, a model location KServe's storage
+initializer cannot fetch, a split KServe cannot express. A split with no share for any
+rendered version renders no Seldon or KServe object at all (`render` returns `[]`): they
+cannot express "no traffic" without routing it to a version declared at 0%.
 
 Every server gets its `ServerConfig` through the `LYKEION_SERVER_CONFIG` variable.
 """
@@ -18,7 +28,7 @@ import json
 from typing import Any
 
 from lykeion.executors.base import Endpoint, VersionServer
-from lykeion.names import child_name
+from lykeion.names import MAX_LABEL, child_name
 
 CONFIG_ENV = "LYKEION_SERVER_CONFIG"
 SERVING_ACCOUNT = "lykeion-serving"
@@ -29,8 +39,18 @@ SELDON_PORT = 9000
 ROUTES_PATH = "/etc/lykeion/routes/routes.json"
 
 
+KSERVE_SCHEMES = ("gs://", "s3://", "hdfs://", "webhdfs://", "http://", "https://", "pvc://",
+                  "oci://", "hf://")  # fmt: skip
+"""Model locations KServe v0.15.2 fetches into the predictor (`SupportedStorageURIPrefixList`
+in `pkg/controller/v1beta1/inferenceservice/utils/utils.go`; Azure Blob is `https://`).
+KServe also takes `file://` and plain paths, but those name the storage initializer's own
+file system, never the operator's artifact directory, and `mlflow-artifacts:` (MLflow's
+proxied store) it refuses: train against an object store for this backend."""
+
+
 class Unrenderable(ValueError):
-    """The endpoint asks for something its backend cannot express."""
+    """The endpoint asks for something its backend cannot express (the message says what
+    and why); raised before any object is built or applied."""
 
 
 def _labels(endpoint: Endpoint, **extra: str) -> dict[str, str]:
@@ -202,7 +222,56 @@ def predictor_name(version: str) -> str:
     return child_name("v" + version)
 
 
+def seldon_names(endpoint: Endpoint) -> list[tuple[str, str]]:
+    """(what, name) of every object Seldon Core v1.16.0 derives per predictor, as its
+    `GetDeploymentName`, `GetContainerServiceName`, `GetPredictorKey` and
+    `GetServiceOrchestratorName` build them. Over 63 characters Seldon silently renames
+    them `seldon-<md5>`, and the status could no longer be told apart per version."""
+    names = []
+    for server in endpoint.servers:
+        predictor = f"{endpoint.name}-{predictor_name(server.version)}"
+        names += [
+            ("Deployment", f"{predictor}-0-model"),
+            ("Service", f"{predictor}-model"),
+            ("Service", predictor),
+            ("Service", f"{predictor}-svc-orch"),
+        ]
+    return names
+
+
+def seldon_accepts(sdep: dict[str, Any]) -> str | None:
+    """None if Seldon Core v1.16.0's validating webhook admits `sdep`'s predictors, else its
+    message (`checkTraffic` and `validateShadow` in
+    `operator/apis/machinelearning.seldon.io/v1/seldondeployment_webhook.go`): several
+    non-shadow predictors sum to exactly 100; a lone predictor carries 0 or 100; at most
+    one shadow, with traffic in 0..100, never the only predictor; names unique."""
+    predictors = sdep["spec"]["predictors"]
+    if not predictors:
+        return "Graph contains no predictors"
+    names = [p["name"] for p in predictors]
+    if len(set(names)) != len(names):
+        return "Duplicate predictor name"
+    shadows = [p for p in predictors if p.get("shadow")]
+    if len(predictors) == 1 and shadows:
+        return "Shadow can not exist as only predictor"
+    if len(shadows) > 1:
+        return "Multiple shadows are not allowed"
+    if any(not 0 <= int(p.get("traffic", 0)) <= 100 for p in shadows):
+        return "shadow traffic is illegal, the traffic number should be between [0, 100]"
+    total = sum(int(p.get("traffic", 0)) for p in predictors if not p.get("shadow"))
+    if total != 100 and len(predictors) - len(shadows) > 1:
+        return "Traffic must sum to 100 for multiple predictors"
+    if 0 < total < 100 and len(predictors) == 1:
+        return "Traffic must sum be 100 for a single predictor when set"
+    return None
+
+
 def render_seldon(endpoint: Endpoint) -> list[dict[str, Any]]:
+    """One SeldonDeployment, a predictor per admitted version with its share as `traffic`
+    (the shadow's 0), which Seldon's webhook admits (`seldon_accepts`); `[]` when no
+    predictor has a share."""
+    if not any(endpoint.weights.get(s.version, 0) for s in endpoint.servers):
+        return []
     predictors = []
     for server in endpoint.servers:
         shadow = server.version == endpoint.shadow
@@ -225,37 +294,94 @@ def render_seldon(endpoint: Endpoint) -> list[dict[str, Any]]:
         if shadow:
             predictor["shadow"] = True
         predictors.append(predictor)
-    return [
-        {
-            "apiVersion": "machinelearning.seldon.io/v1",
-            "kind": "SeldonDeployment",
-            "metadata": _metadata(endpoint, endpoint.name),
-            "spec": {"name": endpoint.name, "protocol": "seldon", "predictors": predictors},
-        }
-    ]
+    sdep = {
+        "apiVersion": "machinelearning.seldon.io/v1",
+        "kind": "SeldonDeployment",
+        "metadata": _metadata(endpoint, endpoint.name),
+        "spec": {"name": endpoint.name, "protocol": "seldon", "predictors": predictors},
+    }
+    refused = seldon_accepts(sdep)
+    if refused is not None:
+        raise Unrenderable(f"Seldon's webhook would refuse the split {endpoint.weights}: {refused}")
+    return [sdep]
 
 
 # -- kserve ------------------------------------------------------------------------------
 
+KSERVE_COMPONENTS = ("predictor", "transformer")
+SERVERLESS = "Serverless"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+
+
+def kserve_names(endpoint: Endpoint) -> list[tuple[str, str]]:
+    """(what, name) KServe v0.15.2 derives: `<name>-<component>` Deployments and Services
+    (`constants.PredictorServiceName`, `TransformerServiceName`) and the first DNS label of
+    each component's host, `<name>-<component>-<namespace>` (the default `domainTemplate`
+    `{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}`)."""
+    names = []
+    for component in KSERVE_COMPONENTS:
+        names += [
+            ("Deployment/Service", f"{endpoint.name}-{component}"),
+            ("host label", f"{endpoint.name}-{component}-{endpoint.namespace}"),
+        ]
+    names.append(("host label", f"{endpoint.name}-{endpoint.namespace}"))
+    return names
+
+
+def kserve_canary(endpoint: Endpoint) -> tuple[VersionServer, int | None]:
+    """The version the InferenceService names and its `canaryTrafficPercent` (None: it
+    takes everything). KServe v0.15.2 (`ksvc_reconciler.go`) sends the percent to the
+    revision it creates and the rest to its `latestRolledoutRevision`, the last one that
+    received 100%: so the canary is the live version that is not `endpoint.stable`, and a
+    split is refused when that cannot hold: a shadow, more than two live versions, or two
+    whose remainder would not go to the version serving before (`endpoint.stable`)."""
+    if endpoint.shadow:
+        raise Unrenderable(
+            f"KServe has no shadow traffic (shadow {endpoint.shadow}); use seldon or lykeion"
+        )
+    live = [s for s in endpoint.servers if endpoint.weights.get(s.version, 0) > 0]
+    if len(live) > 2:
+        raise Unrenderable(
+            "KServe splits traffic between at most two versions (a canary and the revision "
+            f"it rolled out last); {', '.join(s.version for s in live)} all have a share"
+        )
+    if len(live) == 1:
+        return live[0], None
+    if endpoint.kserve_mode != SERVERLESS:
+        # Only the Knative reconciler reads canaryTrafficPercent: raw, the canary's
+        # Deployment would replace the stable one's and take every request.
+        raise Unrenderable(
+            f"KServe in {endpoint.kserve_mode} mode serves one version per InferenceService "
+            "(canaryTrafficPercent is read only in Serverless mode, with Knative): "
+            f"{', '.join(f'{s.version} {endpoint.weights[s.version]}%' for s in live)} cannot "
+            "be split; use the seldon or lykeion backend, or KServe in Serverless mode"
+        )
+    stable = [s for s in live if s.version == endpoint.stable]
+    if not stable:
+        raise Unrenderable(
+            "KServe sends a canary's remainder to the revision it rolled out last, and "
+            + (
+                f"that is {endpoint.stable}, not one of"
+                if endpoint.stable
+                else "none has served yet among"
+            )
+            + f" the versions with a share ({', '.join(s.version for s in live)}): "
+            "serve the stable one at 100% first"
+        )
+    (canary,) = [s for s in live if s is not stable[0]]
+    return canary, endpoint.weights[canary.version]
+
 
 def render_kserve(endpoint: Endpoint) -> list[dict[str, Any]]:
     """A transformer (the Lykeion server: keys in, features looked up, V2 request out) in
-    front of KServe's own MLflow runtime serving the registered version's files."""
-    if endpoint.shadow:
-        raise Unrenderable("the kserve backend has no shadow traffic; use seldon or lykeion")
-    live = [s for s in endpoint.servers if endpoint.weights.get(s.version, 0) > 0]
-    if not live:
-        raise Unrenderable("no version has traffic")
-    if len(live) > 2:
-        raise Unrenderable("the kserve backend splits traffic between at most two versions")
-    # KServe keeps the previously rolled-out revision itself: the spec names the newest.
-    newest = live[-1]
+    front of KServe's own MLflow runtime serving the registered version's files; the canary
+    by meaning (`kserve_canary`); `[]` when no version has a share."""
+    if not any(endpoint.weights.get(s.version, 0) for s in endpoint.servers):
+        if endpoint.shadow:
+            kserve_canary(endpoint)  # refused as such, not silently withdrawn
+        return []
+    newest, percent = kserve_canary(endpoint)
     storage = newest.config.get("storage_uri")
-    if not storage:
-        raise Unrenderable(
-            f"version {newest.version} records no artifact location (status.artifactUri): "
-            "train it again"
-        )
     transformer: dict[str, Any] = {
         "minReplicas": endpoint.replicas,
         "containers": [server_container(endpoint, newest, "kserve-container", PORT)],
@@ -269,23 +395,77 @@ def render_kserve(endpoint: Endpoint) -> list[dict[str, Any]]:
             "resources": _resources(endpoint),
         },
     }
-    if len(live) == 2:
+    if percent is not None:
         for component in (transformer, predictor):
-            component["canaryTrafficPercent"] = endpoint.weights[newest.version]
+            component["canaryTrafficPercent"] = percent
+    metadata = _metadata(endpoint, endpoint.name, **{"lykeion.io/version": newest.version})
+    # Explicit: the split rules above hold for this mode, whatever the cluster's default.
+    metadata["annotations"] = {DEPLOYMENT_MODE: endpoint.kserve_mode}
     return [
         {
             "apiVersion": "serving.kserve.io/v1beta1",
             "kind": "InferenceService",
-            "metadata": _metadata(
-                endpoint, endpoint.name, **{"lykeion.io/version": newest.version}
-            ),
+            "metadata": metadata,
             "spec": {"predictor": predictor, "transformer": transformer},
         }
     ]
+
+
+def _storage_problem(server: VersionServer) -> str | None:
+    storage = server.config.get("storage_uri")
+    if not storage:
+        return (
+            f"version {server.version} records no artifact location (status.artifactUri): "
+            "train it again"
+        )
+    if not str(storage).startswith(KSERVE_SCHEMES):
+        return (
+            f"version {server.version}'s model is at {storage}, which KServe's storage "
+            f"initializer cannot fetch (it takes {', '.join(KSERVE_SCHEMES)}): train it "
+            "with an object store as MLflow's artifact root"
+        )
+    return None
+
+
+def lykeion_names(endpoint: Endpoint) -> list[tuple[str, str]]:
+    """(what, name) of every object the `lykeion` backend renders."""
+    names = [("Service", endpoint.name)]
+    names += [("Deployment/Service", f"{endpoint.name}-{s.version}") for s in endpoint.servers]
+    return [
+        *names,
+        ("Deployment", f"{endpoint.name}-router"),
+        ("ConfigMap", f"{endpoint.name}-routes"),
+    ]
+
+
+NAMES = {"lykeion": lykeion_names, "seldon": seldon_names, "kserve": kserve_names}
+
+
+def check(endpoint: Endpoint) -> None:
+    """Raise `Unrenderable` naming the object and the limit if the backend would derive a
+    name that is not a DNS label of at most 63 characters, or (KServe) a version's model
+    lies where the storage initializer cannot fetch it."""
+    for what, name in NAMES[endpoint.backend](endpoint):
+        name = name.replace(".", "-")
+        if len(name) > MAX_LABEL:
+            raise Unrenderable(
+                f"{endpoint.backend} would name a {what} {name!r}: {len(name)} characters, "
+                f"over the {MAX_LABEL}-character DNS label limit; shorten the family, "
+                "segment, version or namespace"
+            )
+    if endpoint.backend == "kserve":
+        for server in endpoint.servers:
+            if not endpoint.weights.get(server.version, 0):
+                continue  # never in the InferenceService while it has no share
+            problem = _storage_problem(server)
+            if problem is not None:
+                raise Unrenderable(problem)
 
 
 RENDERERS = {"lykeion": render_lykeion, "seldon": render_seldon, "kserve": render_kserve}
 
 
 def render(endpoint: Endpoint) -> list[dict[str, Any]]:
+    """The backend's objects for `endpoint`, after `check`; raises `Unrenderable`."""
+    check(endpoint)
     return RENDERERS[endpoint.backend](endpoint)
