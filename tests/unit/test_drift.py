@@ -187,7 +187,11 @@ def test_too_few_served_values_report_no_psi() -> None:
     assert monitor.analysis()["e.a"] == {
         "psi": None,
         "served": 4,
-        "window": {"filled": 4, "counted": 4, "start": monitor.analysis()["e.a"]["window"]["start"]},
+        "window": {
+            "filled": 4,
+            "counted": 4,
+            "start": monitor.analysis()["e.a"]["window"]["start"],
+        },
     }
     monitor.observe({"a": [5]})
     assert monitor.analysis()["e.a"]["psi"] is not None

@@ -230,7 +230,6 @@ class _Window:
             position = position + 1 if position + 1 < size else 0
         self.position, self.filled = position, filled
 
-
     def since(self, moment: float) -> tuple[list[int], int, float | None]:
         """(counts per category, values) of the window's values served at or after
         `moment`, and when the oldest value in the window was served (None: empty)."""
