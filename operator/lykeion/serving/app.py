@@ -245,6 +245,12 @@ class ModelServer:
         return self.model.ready()
 
 
+def _metrics() -> list[str]:
+    from lykeion.training.evaluate import METRICS
+
+    return METRICS
+
+
 def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Starlette:
     """The routes of the three protocols, health, readiness and metrics. With `access`,
     predictions and model metadata need a bearer token and `create deployments/predict`
@@ -424,12 +430,13 @@ def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Sta
             if since.tzinfo is None:
                 return json_response({"error": f"since: {since_text!r} has no time zone"}, 400)
         metric = request.query_params.get("metric") or None
-        from lykeion.training.evaluate import METRICS
-
-        if metric is not None and metric not in METRICS:
-            return json_response(
-                {"error": f"metric: {metric!r} is not one of {', '.join(METRICS)}"}, 400
-            )
+        if metric is not None:
+            # The gate's metrics need scikit-learn: imported once, off the event loop.
+            known = await run_in_threadpool(_metrics)
+            if metric not in known:
+                return json_response(
+                    {"error": f"metric: {metric!r} is not one of {', '.join(known)}"}, 400
+                )
         # Reading the request log and the labels is file I/O: off the event loop.
         return json_response(await run_in_threadpool(server.analysis, since, metric))
 
