@@ -265,9 +265,9 @@ def test_drift_since_a_step_start_counts_only_that_steps_values(server: ServerPr
         step, whole = body["features"][ref], _psi(server)[ref]
         assert step["window"]["counted"] == 100 and step["window"]["filled"] == 200
         assert step["window"]["start"] < since["since"]  # the window reaches before the step
-        # Half the training rows (in bins of the whole) read low; the mixed window does not.
+        # Half the training rows read low; the whole window, half shifted, does not.
         assert step["psi"] is not None and step["psi"] < 0.3, step
-        assert whole["psi"] > 1.0 > step["psi"], (whole, step)
+        assert whole["psi"] > 0.5, (whole, step)
 
 
 def test_analysis_refuses_a_bad_since_or_metric_naming_it(server: ServerProcess) -> None:
