@@ -1,6 +1,8 @@
 """Rollouts that judge themselves, through the real operator, API server and local executor:
 a canary lacking a feature for its keys is rolled back within two intervals naming the check;
-a healthy one walks the steps to 100%; a paused one holds; a person can promote at once.
+a healthy one walks the steps to 100%; a paused one holds; a person can promote at once;
+with `spec.rollout.labels`, a canary whose live metric (joined delayed outcomes) fails the
+gate is rolled back naming `liveMetric`, and one whose outcomes agree passes it.
 
 The models are the example's (trained once for the module): 1.0 and 1.2 declare serving
 defaults for the nulls of their features, 1.1 does not, so every key it is asked for lacks
