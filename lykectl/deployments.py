@@ -92,7 +92,8 @@ def _print_table(document: dict[str, Any]) -> None:
                 [
                     c["name"],
                     _value(c),
-                    f"{'>=' if c['name'] == 'requests' else '<='} {c['threshold']:.4g}",
+                    f"{'>=' if c['name'] == 'requests' or c.get('atLeast') else '<='} "
+                    f"{c['threshold']:.4g}",
                     c["result"],
                     c.get("message", ""),
                 ]

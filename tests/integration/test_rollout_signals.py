@@ -153,9 +153,12 @@ def _rolled_back(
 ) -> tuple[dict[str, Any], float]:
     """The `RolledBack` condition once it names `reason`, and the seconds from the canary's
     first answer after `since` to the moment it was seen."""
-    back = cluster.wait_condition(
-        "Deployment", namespace, NAME, "True", reason, type_="RolledBack", timeout=60
-    )
+    try:
+        back = cluster.wait_condition(
+            "Deployment", namespace, NAME, "True", reason, type_="RolledBack", timeout=60
+        )
+    except AssertionError as error:
+        raise AssertionError(f"{error}; {json.dumps(_rollout(cluster, namespace))}") from None
     seen = time.monotonic()
     first = next(t for t, v, _ in traffic.answers if t >= since and v == canary)
     return back, seen - first

@@ -1,6 +1,8 @@
 """Rollouts that judge themselves, through the real operator, API server and local executor:
 a canary lacking a feature for its keys is rolled back within two intervals naming the check;
-a healthy one walks the steps to 100%; a paused one holds; a person can promote at once.
+a healthy one walks the steps to 100%; a paused one holds; a person can promote at once;
+with `spec.rollout.labels`, a canary whose live metric (joined delayed outcomes) fails the
+gate is rolled back naming `liveMetric`, and one whose outcomes agree passes it.
 
 The models are the example's (trained once for the module): 1.0 and 1.2 declare serving
 defaults for the nulls of their features, 1.1 does not, so every key it is asked for lacks
@@ -282,3 +284,145 @@ def test_an_operator_restart_resumes_the_step_where_it_was(
     # Judged on the window opened before the kill: a window opened anew on restart could
     # not close before `interval` after the new operator came up.
     assert promoted < ready + timedelta(seconds=interval), (promoted, ready)
+
+
+class Outcomes:
+    """Traffic whose outcomes arrive later: each answered request gets a label (its key, the
+    moment of the answer, the target) written to a CSV the Deployment's `spec.rollout.labels`
+    names. The target agrees with the stable version's scores (1 above the running median,
+    else 0); with `invert`, the canary's are contradicted, so its live AUC falls to ~0."""
+
+    def __init__(self, endpoint: str, path: Path, canary: str, invert: bool) -> None:
+        self.endpoint, self.path, self.canary, self.invert = endpoint, path, canary, invert
+        self.rows: list[tuple[str, str, str, float]] = []
+        """(rider, version, answer time RFC 3339, score) per answered request."""
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._ask, daemon=True),
+            threading.Thread(target=self._label, daemon=True),
+        ]
+
+    def _ask(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            rider = f"r{n % 300 + 1}"
+            body = json.dumps({"keys": [{"rider_id": rider}]}).encode()
+            request = urllib.request.Request(
+                f"{self.endpoint}/predict", body, {"content-type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    found = json.loads(answer.read())
+                    version = answer.headers.get("x-lykeion-version", "")
+                    # The answer comes after the server logged the request: at or after it.
+                    moment = datetime.now(UTC).isoformat()
+                    score = found["predictions"][0]
+                    score = score[-1] if isinstance(score, list) else score
+                    self.rows.append((rider, version, moment, float(score)))
+            except (OSError, ValueError, KeyError):
+                pass
+            self._stop.wait(0.03)
+
+    def _label(self) -> None:
+        while not self._stop.wait(0.5):
+            rows = list(self.rows)
+            if not rows:
+                continue
+            scores = sorted(s for *_, s in rows)
+            median = scores[len(scores) // 2]
+            lines = ["rider_id,label_time,ordered_again"]
+            for rider, version, moment, score in rows:
+                target = int(score > median)
+                if self.invert and version == self.canary:
+                    target = 1 - target
+                lines.append(f"{rider},{moment},{target}")
+            staged = self.path.with_suffix(".tmp")
+            staged.write_text("\n".join(lines) + "\n")
+            staged.replace(self.path)  # a reader sees the old file or the new one, whole
+
+    def __enter__(self) -> Outcomes:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+
+def _labelled_rollout(path: Path, min_labels: int) -> dict[str, Any]:
+    return {
+        **ROLLOUT,
+        "interval": "6s",
+        "checks": {**ROLLOUT["checks"], "minLabels": min_labels, "maxLiveMetricDrop": 0.1},
+        "labels": {
+            "file": {"path": str(path), "format": "csv"},
+            "timestampColumn": "label_time",
+            "target": "ordered_again",
+            # The next request of a rider comes ~300 requests later: beyond the horizon.
+            "horizon": "2s",
+        },
+    }
+
+
+def test_live_metric_rolls_back_a_worse_canary_and_passes_a_healthy_one(
+    cluster: Cluster, serving: str, tmp_path: Path, control_plane: ControlPlane
+) -> None:
+    """`spec.rollout.labels`: the gate's roc_auc on live traffic, each request joined to its
+    delayed outcome. Outcomes that contradict the canary roll it back naming `liveMetric`;
+    outcomes that agree with both versions let it walk to 100% on passing live checks."""
+    namespace = serving
+    endpoint = _status(cluster, namespace)["endpoint"]
+    stable = _rollout(cluster, namespace)["stable"]
+    canary = "1.0" if stable != "1.0" else "1.2"
+    labels = tmp_path / "outcomes.csv"
+    labels.write_text("rider_id,label_time,ordered_again\n")
+
+    _declare(cluster, namespace, canary, **_labelled_rollout(labels, 5))
+    with Outcomes(endpoint, labels, canary, invert=True) as outcomes:
+        back = cluster.wait_condition(
+            "Deployment", namespace, NAME, "True", "LiveMetricFailsGate", type_="RolledBack",
+            timeout=180,
+        )  # fmt: skip
+    assert back["message"].startswith(f"{canary}: liveMetric "), back["message"]
+    assert "< 0.6 (roc_auc canary: " in back["message"]
+    state = _rollout(cluster, namespace)
+    assert (state["phase"], state["stable"], state["weight"]) == ("RolledBack", stable, 0)
+    live = {c["name"]: c for c in state["checks"]}
+    assert live["liveMetric"]["result"] == "Fail" and live["liveMetric"]["value"] < 0.6
+    assert live["liveMetric"]["atLeast"] is True
+    print(f"live metric at rollback: {live['liveMetric']}; {live['liveMetricDrop']}")
+    assert any(v == canary for _, v, _, _ in outcomes.rows)
+    wait_for(lambda: _in_effect(cluster, namespace) == {stable: 100, canary: 0}, 60, "rolled back")
+
+    # The same canary with outcomes that agree with it (a new generation retries it).
+    labels.write_text("rider_id,label_time,ordered_again\n")
+    _declare(cluster, namespace, canary, **_labelled_rollout(labels, 6))
+    with Outcomes(endpoint, labels, canary, invert=False):
+        try:
+            wait_for(
+                lambda: (
+                    _rollout(cluster, namespace).get("phase") == "Promoted"
+                    and _rollout(cluster, namespace).get("stable") == canary
+                ),
+                180,
+                f"{canary} promoted on its live metric",
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}; {json.dumps(_rollout(cluster, namespace))}") from None
+    state = _rollout(cluster, namespace)
+    mine = [d for d in state["decisions"] if d["canary"] == canary]
+    assert [d["action"] for d in mine][-3:] == ["Start", "Advance", "Promote"]
+    for decision in mine[-2:]:
+        # Judged on the live metric, not for want of labels: both checks had values.
+        assert "liveMetric " in decision["message"], decision
+        assert "liveMetricDrop " in decision["message"], decision
+    shown = subprocess.run(
+        [LYKECTL, "--kubeconfig", str(control_plane.kubeconfig), "-n", namespace,
+         "deployments", "status", NAME],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "liveMetric" in shown.stdout and ">= 0.6" in shown.stdout, shown.stdout

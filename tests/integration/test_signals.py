@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import pyarrow as pa
@@ -243,3 +244,40 @@ def test_drift_stays_low_on_the_training_distribution_and_rises_when_shifted(
         assert steady[ref]["psi"] < half[ref]["psi"] < shifted[ref]["psi"], (half, shifted)
         assert shifted[ref]["psi"] > 1.0
         assert shifted[ref]["served"] == steady[ref]["served"] + len(SHIFTED)
+
+
+def test_drift_since_a_step_start_counts_only_that_steps_values(server: ServerProcess) -> None:
+    """A rollout step asks `?since=<its start>`: values served before it do not count, even
+    while they still fill most of the window."""
+    _predict(server, SHIFTED)  # the window (200) holds shifted values only
+    start = datetime.now(UTC)
+    time.sleep(0.05)
+    since = {"since": start.isoformat().replace("+00:00", "Z")}
+    empty = server.get("/analysis?" + urlencode(since)).json()["drift"]["features"]
+    assert empty["rider.age"]["psi"] is None
+    assert (empty["rider.age"]["window"]["filled"], empty["rider.age"]["window"]["counted"]) == (
+        200, 0,
+    )  # fmt: skip
+    _predict(server, STEADY[:100])  # the step's own values, as in training
+    body = server.get("/analysis?" + urlencode(since)).json()["drift"]
+    assert body["window"] == {"size": 200, "minServed": 100}
+    for ref in ("rider.age", "rider.avg_fare"):
+        step, whole = body["features"][ref], _psi(server)[ref]
+        assert step["window"]["counted"] == 100 and step["window"]["filled"] == 200
+        assert step["window"]["start"] < since["since"]  # the window reaches before the step
+        # Half the training rows read low; the whole window, half shifted, does not.
+        assert step["psi"] is not None and step["psi"] < 0.3, step
+        assert whole["psi"] > 0.5, (whole, step)
+
+
+def test_analysis_refuses_a_bad_since_or_metric_naming_it(server: ServerProcess) -> None:
+    for query, field in (
+        ({"since": "yesterday"}, "since"),
+        ({"since": "2026-11-30T12:00:00"}, "since"),  # no time zone
+        ({"metric": "loss"}, "metric"),
+    ):
+        answer = server.get("/analysis?" + urlencode(query))
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"].startswith(f"{field}: "), answer.text
+    # A metric without `labels` configured is no data, not an error.
+    assert "labels" not in server.get("/analysis?" + urlencode({"metric": "roc_auc"})).json()

@@ -177,14 +177,22 @@ def test_too_few_served_values_report_no_psi() -> None:
     assert stats is not None
     monitor = DriftMonitor({"a": "e.a", "b": "e.b"}, None, window=10, min_served=5)
     assert monitor.analysis() == {
-        "e.a": {"psi": None, "served": 0},
-        "e.b": {"psi": None, "served": 0},
+        "e.a": {"psi": None, "served": 0, "window": {}},
+        "e.b": {"psi": None, "served": 0, "window": {}},
     }
     monitor = DriftMonitor(
         {"a": "e.a"}, TrainingStatistics(rows=100, features={"e.a": stats}), 10, 5
     )
     monitor.observe({"a": [1, 2, 3, 4]})
-    assert monitor.analysis()["e.a"] == {"psi": None, "served": 4}
+    assert monitor.analysis()["e.a"] == {
+        "psi": None,
+        "served": 4,
+        "window": {
+            "filled": 4,
+            "counted": 4,
+            "start": monitor.analysis()["e.a"]["window"]["start"],
+        },
+    }
     monitor.observe({"a": [5]})
     assert monitor.analysis()["e.a"]["psi"] is not None
 
@@ -211,3 +219,71 @@ def test_training_statistics_cover_each_feature_by_ref_and_round_trip_as_json() 
     text = stats.model_dump_json(by_alias=True)
     assert '"nullRate"' in text
     assert TrainingStatistics.model_validate_json(text) == stats
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    training=st.lists(floats, max_size=40),
+    served=st.lists(
+        st.tuples(st.integers(0, 20), st.lists(floats, min_size=1, max_size=6)), max_size=25
+    ),
+    window=st.integers(1, 30),
+    since=st.integers(0, 21),
+    min_served=st.integers(1, 10),
+)
+def test_drift_since_a_moment_counts_only_the_windows_values_served_from_then(
+    training: list[float | None],
+    served: list[tuple[int, list[float | None]]],
+    window: int,
+    since: int,
+    min_served: int,
+) -> None:
+    """A step is judged only on values served during it: the PSI of `since` is over the
+    last `window` values whose serving time is at or after `since`, none if fewer than
+    `min_served`; the window reports its fill, the values counted and its oldest time."""
+    stats = profile("float64", training)
+    assert stats is not None
+    monitor = DriftMonitor(
+        {"x": "e.x"}, TrainingStatistics(rows=1, features={"e.x": stats}), window, min_served
+    )
+    moments = sorted(t for t, _ in served)  # serving times only move forward
+    stream = []
+    for moment, (_, batch) in zip(moments, served, strict=True):
+        monitor.observe({"x": batch}, float(1_700_000_000 + moment))
+        stream += [(1_700_000_000 + moment, v) for v in batch]
+    start = datetime.fromtimestamp(1_700_000_000 + since, UTC)
+    found = monitor.analysis(start)["e.x"]
+    last = stream[-window:]
+    mine = [v for t, v in last if t >= start.timestamp()]
+    assert found["window"].get("filled", 0) == len(last)
+    assert found["window"].get("counted", 0) == len(mine)
+    if last:
+        assert found["window"]["start"] == (
+            datetime.fromtimestamp(last[0][0], UTC).isoformat().replace("+00:00", "Z")
+        )
+    if len(mine) < min(min_served, window):
+        assert found["psi"] is None
+        return
+    categories = [_reference_category(stats, v) for v in mine]
+    observed = [categories.count(c) / len(mine) for c in range(stats.categories())]
+    assert found["psi"] == pytest.approx(
+        _reference_psi(stats.expected().tolist(), observed), abs=1e-9
+    )
+
+
+def test_values_served_before_the_step_do_not_count() -> None:
+    """The window of 100 holds 90 shifted values from before the step and 10 from it: the
+    step's PSI is over its 10 (in-distribution) values, not the shifted ones."""
+    stats = profile("int64", list(range(100)))
+    assert stats is not None
+    monitor = DriftMonitor(
+        {"a": "e.a"}, TrainingStatistics(rows=100, features={"e.a": stats}), 100, 10
+    )
+    monitor.observe({"a": [1000] * 90}, 1_000.0)
+    monitor.observe({"a": list(range(0, 100, 10))}, 2_000.0)
+    whole = monitor.analysis()["e.a"]
+    step = monitor.analysis(datetime.fromtimestamp(2_000.0, UTC))["e.a"]
+    assert whole["psi"] > 1 and step["psi"] < 0.01
+    assert step["window"] == {"filled": 100, "counted": 10, "start": "1970-01-01T00:16:40Z"}
+    later = monitor.analysis(datetime.fromtimestamp(2_001.0, UTC))["e.a"]
+    assert later["psi"] is None and later["window"]["counted"] == 0

@@ -233,3 +233,67 @@ def test_analysis_document_per_the_contract_and_anything_else_is_no_data() -> No
     assert last["rider.age"]["key"] == {"rider_id": "r4"}
     for nonsense in (None, [], "x", {"skew": [1]}, {"drift": {"features": 3}}):
         assert signals.parse_analysis(nonsense) == (None, {}, {})
+
+
+def _live_verdict(
+    canary: analysis.Live | None,
+    stable: analysis.Live | None,
+    higher_is_better: bool = True,
+    min_labels: int = 5,
+) -> analysis.Verdict:
+    ok = Counters(version="1.1", requests=50)
+    checks = RolloutChecks(min_requests=5, min_labels=min_labels, max_live_metric_drop=0.05)
+    gate = analysis.Gate("roc_auc" if higher_is_better else "rmse", 0.6, higher_is_better)
+    return analysis.decide(
+        checks, Counters(version="1.1"), ok, Counters(version="1.0"),
+        Counters(version="1.0", requests=50), None, 10.0, 5.0, gate, canary, stable,
+    )  # fmt: skip
+
+
+def test_the_live_metric_is_judged_against_the_gate_and_the_stable_version() -> None:
+    good = analysis.Live("roc_auc", 0.8, 20, 40)
+    # Worse than the gate's threshold: rolled back naming the check, its metric and counts.
+    verdict = _live_verdict(analysis.Live("roc_auc", 0.4, 20, 40), good)
+    assert (verdict.action, verdict.reason) == ("RollBack", "LiveMetricFailsGate")
+    assert verdict.message.startswith("liveMetric 0.4 < 0.6 (roc_auc canary: 20 labelled of 40")
+    # Above the gate but worse than the stable version by more than maxLiveMetricDrop.
+    verdict = _live_verdict(analysis.Live("roc_auc", 0.7, 20, 40), good)
+    assert (verdict.action, verdict.reason) == ("RollBack", "LiveMetricWorse")
+    assert verdict.failing is not None and verdict.failing.value == pytest.approx(0.1)
+    # As good as stable: both pass, and the step advances.
+    verdict = _live_verdict(analysis.Live("roc_auc", 0.78, 20, 40), good)
+    live = {c.name: c for c in verdict.checks}
+    assert verdict.action == "Advance"
+    assert (live["liveMetric"].result, live["liveMetricDrop"].result) == ("Pass", "Pass")
+    assert live["liveMetric"].at_least is True
+    # Lower is better (an error metric): above the threshold fails.
+    verdict = _live_verdict(
+        analysis.Live("rmse", 0.9, 20, 40), analysis.Live("rmse", 0.3, 20, 40), False
+    )
+    assert verdict.reason == "LiveMetricFailsGate"
+    assert verdict.message.startswith("liveMetric 0.9 > 0.6")
+
+
+def test_too_few_labels_are_no_data_not_a_verdict() -> None:
+    bad, good = analysis.Live("roc_auc", 0.1, 4, 40), analysis.Live("roc_auc", 0.9, 30, 40)
+    verdict = _live_verdict(bad, good)
+    live = {c.name: c for c in verdict.checks}
+    assert verdict.action == "Advance"
+    assert (live["liveMetric"].result, live["liveMetricDrop"].result) == ("NoData", "NoData")
+    # The stable version's labels count too for the comparison.
+    verdict = _live_verdict(good, bad)
+    live = {c.name: c for c in verdict.checks}
+    assert (live["liveMetric"].result, live["liveMetricDrop"].result) == ("Pass", "NoData")
+    # No metric at all (one class only, no server report).
+    verdict = _live_verdict(analysis.Live("roc_auc", None, 30, 40, "one class"), None)
+    assert {c.name: c.result for c in verdict.checks}["liveMetric"] == "NoData"
+
+
+def test_the_live_metric_of_the_analysis_document() -> None:
+    body = {"labels": {"metric": "roc_auc", "value": 0.7, "labelled": 3, "requests": 9}}
+    assert signals.parse_live(body) == analysis.Live("roc_auc", 0.7, 3, 9, "")
+    assert signals.parse_live({"labels": {**body["labels"], "value": None}}) == analysis.Live(
+        "roc_auc", None, 3, 9, ""
+    )
+    for junk in (None, [], {"labels": []}, {"labels": {"metric": 1}}, {}):
+        assert signals.parse_live(junk) is None

@@ -200,3 +200,44 @@ def test_status_document_shows_step_checks_and_decisions() -> None:
     assert document["checks"][0]["name"] == "requests"
     assert document["decisions"][0]["action"] == "Start"
     assert rollout_document({"metadata": {"name": "x"}, "spec": {}})["rollout"] is False
+
+
+def test_labels_give_each_server_a_request_log_and_the_source_with_its_horizon() -> None:
+    from pathlib import Path
+
+    from lykeion.config import PlatformConfig
+    from lykeion.rollouts.labels import server_fields
+    from lykeion.serving.config import ServerConfig
+
+    config = PlatformConfig(
+        data_dir=Path("/data"), online_store="sqlite:///x", offline_store="duckdb:///y",
+        data_root="/repo",
+    )  # fmt: skip
+    labels = {
+        "file": {"path": "outcomes.csv", "format": "csv"},
+        "timestampColumn": "label_time",
+        "target": "ordered_again",
+        "horizon": "2h",
+    }
+    deployment = {
+        "metadata": {"name": "forward-default", "namespace": "team"},
+        "spec": {"rollout": {**SPEC.wire(), "labels": labels}},
+    }
+    fields = server_fields(deployment, "1.1", config)
+    assert fields["request_log"] == "/data/requests/team/forward-default/1.1.jsonl"
+    assert fields["labels"] == {
+        "source": {
+            "file": {"path": "outcomes.csv", "format": "csv"},
+            "timestampColumn": "label_time",
+            "target": "ordered_again",
+        },
+        "horizon_seconds": 7200.0,
+        "data_root": "/repo",
+    }
+    server = ServerConfig.model_validate(
+        {"name": "forward-default", "version": "1.1", "model_uri": "m", "online_store": "s",
+         **fields}
+    )  # fmt: skip
+    assert server.labels is not None and server.labels.horizon_seconds == 7200.0
+    # Without labels nothing is logged: the request log costs a write per request.
+    assert server_fields({"metadata": {"name": "x"}, "spec": {"rollout": {}}}, "1", config) == {}

@@ -18,6 +18,7 @@ from lykeion.api.common import (
     cel,
     cel_rules,
 )
+from lykeion.api.model import LabelsSource
 
 TRAFFIC_SUM = "traffic of spec.versions must sum to 100"
 SHADOW_NOT_LIVE = "shadow must not also be one of spec.versions"
@@ -32,7 +33,15 @@ SELDON_NAMES = (
     "with backend seldon, every version must fit Seldon's derived names in a 63-character "
     "DNS label: <family>-<segment>-v<version>-svc-orch is too long"
 )
-CHECK_NAMES = ("errorRate", "latencyRatio", "missingFeatures", "skewRate", "driftPsi")
+CHECK_NAMES = (
+    "errorRate",
+    "latencyRatio",
+    "missingFeatures",
+    "skewRate",
+    "driftPsi",
+    "liveMetric",
+    "liveMetricDrop",
+)
 
 
 class VersionTraffic(ApiModel):
@@ -63,6 +72,23 @@ class RolloutChecks(ApiModel):
     """Most population stability index against the training set, for the worst feature."""
     min_requests: int = Field(20, ge=1, le=1_000_000)
     """Requests the canary must answer within a step before a check can pass or fail."""
+    max_live_metric_drop: float = Field(0.05, ge=0, le=1e9)
+    """With `labels`: most the canary's live metric may be worse than the stable version's
+    over the same window (in the metric's units, in the direction the gate says is worse)."""
+    min_labels: int = Field(20, ge=1, le=1_000_000)
+    """With `labels`: labelled requests each version needs within a step before the live
+    metric checks can pass or fail."""
+
+
+class RolloutLabels(LabelsSource):
+    """Delayed outcomes of served requests, shaped like a Model's training labels: the
+    entity key column(s), the time the outcome became known and the target. Each version's
+    server joins them to the requests it logged (`serving/outcomes.py`): a request takes the
+    first label of its key at or after its time, within `horizon`; unlabelled requests do
+    not count. The canary Model's evaluation metric over those pairs is a rollout check."""
+
+    horizon: str = Field("1h", pattern=DURATION, max_length=16)
+    """How long after a request its outcome may arrive, e.g. `30s`, `1h`, `7d`."""
 
 
 class RolloutSpec(ApiModel):
@@ -88,6 +114,9 @@ class RolloutSpec(ApiModel):
     interval: str = Field("1m", pattern=DURATION, max_length=16)
     """How long each step is analysed before the canary advances, e.g. `10s`, `5m`."""
     checks: RolloutChecks = Field(default_factory=RolloutChecks)
+    labels: RolloutLabels | None = None
+    """Judge each step also on the evaluation gate's metric of live traffic (`liveMetric`
+    against the canary Model's threshold, `liveMetricDrop` against the stable version)."""
     paused: bool = False
     """Hold the canary at its step: no decision is taken while paused."""
 
@@ -219,11 +248,21 @@ class CheckResult(ApiModel):
     """The last value of one check against its threshold."""
 
     name: Literal[
-        "requests", "errorRate", "latencyRatio", "missingFeatures", "skewRate", "driftPsi"
+        "requests",
+        "errorRate",
+        "latencyRatio",
+        "missingFeatures",
+        "skewRate",
+        "driftPsi",
+        "liveMetric",
+        "liveMetricDrop",
     ]
     value: float | None = None
     """Absent when there is no data (or the value is unbounded, see `message`)."""
     threshold: float
+    at_least: bool | None = None
+    """True: the value must be at least the threshold (a metric where higher is better);
+    absent: at most."""
     result: Literal["Pass", "Fail", "NoData"]
     message: str = Field("", max_length=512)
 
@@ -262,7 +301,7 @@ class RolloutStatus(ApiModel):
     generation: int = Field(0, ge=0)
     """`metadata.generation` when the phase was last set: a rolled-back canary is retried
     only after the spec changes again."""
-    checks: list[CheckResult] = Field(default_factory=list, max_length=8)
+    checks: list[CheckResult] = Field(default_factory=list, max_length=12)
     decisions: list[Decision] = Field(default_factory=list, max_length=10)
     """The last decisions, oldest first."""
 

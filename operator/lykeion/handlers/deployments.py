@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from lykeion import conditions
 from lykeion.api.deployment import RolloutSpec, RolloutStatus
 from lykeion.api.kinds import DEPLOYMENT, FEATURE_MANIFEST, MODEL
+from lykeion.api.model import Evaluation
 from lykeion.conditions import Check, ready
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
 from lykeion.features.view import parse_duration
@@ -114,7 +115,8 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
     # 4. A rollout in progress reads both versions' servers and may move the split.
     extra: list[Check] = []
     if state is not None and rollout_spec is not None:
-        state, extra = await _analyse(body, rollout_spec, state, served, now)
+        gate = _gate(models.get(state.canary or "")) if rollout_spec.labels else None
+        state, extra = await _analyse(body, rollout_spec, state, served, now, gate)
         moved = {**spec, "versions": plan.versions(state)}
         if moved["versions"] != serving["versions"]:
             serving = moved
@@ -235,13 +237,19 @@ async def _analyse(
     state: RolloutStatus,
     served: EndpointStatus | None,
     moment: datetime,
+    gate: analysis.Gate | None = None,
 ) -> tuple[RolloutStatus, list[Check]]:
-    """Read both versions' servers; open the window, or judge it. No data: nothing moves."""
+    """Read both versions' servers; open the window, or judge it. No data: nothing moves.
+    Drift and, with `gate`, its metric on live traffic are asked for over the window."""
     now = conditions.rfc3339(moment)
     urls = served.servers if served else {}
     wanted = [v for v in (state.canary, state.stable) if v is not None]
+    since = state.step_started_at if state.baseline else None
+    metric = gate.metric if gate is not None and since is not None else None
     async with httpx.AsyncClient() as client:
-        read = {v: await signals.read(client, v, urls[v]) for v in wanted if v in urls}
+        read = {
+            v: await signals.read(client, v, urls[v], since, metric) for v in wanted if v in urls
+        }
     found = {v: s for v, s in read.items() if s is not None}
     checks: list[Check] = []
     consistent = plan.consistency(
@@ -274,6 +282,9 @@ async def _analyse(
         canary.drift,
         (moment - started).total_seconds(),
         parse_duration(rollout_spec.interval).total_seconds(),
+        gate,
+        canary.live,
+        stable.live,
     )
     generation = int(body["metadata"].get("generation", 0))
     judged = plan.judge(
@@ -282,6 +293,22 @@ async def _analyse(
     if judged.phase != state.phase or judged.weight != state.weight:
         log.info("rollout of %s: %s", body["metadata"]["name"], judged.decisions[-1].message)
     return judged, checks
+
+
+def _gate(model: dict[str, Any] | None) -> analysis.Gate | None:
+    """The canary Model's evaluation gate as its last training resolved it (else its spec);
+    None when it has none yet."""
+    if not model:
+        return None
+    status = model.get("status") or {}
+    found = ((status.get("contract") or {}).get("evaluation")) or model["spec"].get("evaluation")
+    if not found:
+        return None
+    try:
+        gate = Evaluation.model_validate(found)
+    except ValidationError:
+        return None
+    return analysis.Gate(gate.metric, gate.threshold, gate.higher_is_better)
 
 
 def _settling(status: kopf.Status, **_: Any) -> bool:

@@ -31,6 +31,7 @@ from lykeion.features.reference import (
 )
 from lykeion.features.view import FeatureView, parse_duration
 from lykeion.names import child_name
+from lykeion.rollouts import labels
 
 MODELS_EVALUATED = "ModelsEvaluated"
 FEATURES_FRESH = "FeaturesFresh"
@@ -266,6 +267,7 @@ def server_config(
         "offline_store": config.offline_store,  # the skew check's (serving/skew.py)
         "defaults": {d["feature"]: d.get("value") for d in defaults},
         **({} if rate is None else {"skew_sample_rate": float(rate)}),
+        **labels.server_fields(deployment, version, config),  # spec.rollout.labels
     }
 
 

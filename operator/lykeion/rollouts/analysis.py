@@ -16,8 +16,16 @@ and the thresholds of `spec.rollout.checks`. Definitions, over the window (now -
   with no declared default) / requests. Values served as declared defaults are by design.
 - `skewRate`: for the worst feature, mismatches / checked (served vs offline recomputation);
   `NoData` when the server reports no comparisons in the window.
-- `driftPsi`: the largest population stability index the canary reports now (a gauge, not a
-  delta); `NoData` when none.
+- `driftPsi`: the largest population stability index the canary reports over the values
+  it served since the window's start (its server counts only those: `serving/drift.py`);
+  `NoData` when none (fewer values than its server needs).
+- `liveMetric` (with `spec.rollout.labels`): the canary Model's evaluation metric over the
+  canary's requests in the window joined to their delayed outcomes (`serving/outcomes.py`),
+  against that Model's gate threshold, in the gate's direction (`atLeast` when higher is
+  better); `NoData` below `minLabels` labelled requests.
+- `liveMetricDrop`: how much worse the canary's live metric is than the stable version's
+  over the same window (stable - canary when higher is better, canary - stable otherwise;
+  negative: better); `NoData` while either has fewer than `minLabels` labelled requests.
 
 A counter that went down means the server restarted: its value now is the window's count.
 The verdict: any check failing (with enough requests) → `RollBack` naming the first failing
@@ -43,7 +51,29 @@ REASONS = {
     "missingFeatures": "MissingFeatures",
     "skewRate": "FeatureSkew",
     "driftPsi": "FeatureDrift",
+    "liveMetric": "LiveMetricFailsGate",
+    "liveMetricDrop": "LiveMetricWorse",
 }
+
+
+@dataclass(frozen=True)
+class Live:
+    """One version's live metric over the window, as its server reports it."""
+
+    metric: str
+    value: float | None
+    labelled: int
+    requests: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The canary Model's evaluation gate: the live checks' metric and direction."""
+
+    metric: str
+    threshold: float
+    higher_is_better: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,6 +104,8 @@ def describe(check: CheckResult) -> str:
     """`errorRate 0.2 > 0.01` and the like (one line, for conditions and decisions)."""
     value = "unbounded" if check.value is None and check.result != "NoData" else _num(check.value)
     sign = {"Pass": "<=", "Fail": ">", "NoData": "vs"}[check.result]
+    if check.at_least:
+        sign = {"Pass": ">=", "Fail": "<", "NoData": "vs"}[check.result]
     if check.name == "requests":
         sign = {"Pass": ">=", "Fail": "<", "NoData": "<"}[check.result]
     text = f"{check.name} {value} {sign} {_num(check.threshold)}"
@@ -138,10 +170,16 @@ def decide(
     drift: Mapping[str, float] | None,
     elapsed_seconds: float,
     interval_seconds: float,
+    gate: Gate | None = None,
+    canary_live: Live | None = None,
+    stable_live: Live | None = None,
 ) -> Verdict:
     """Advance, hold or roll back the canary after `elapsed_seconds` of a window that must
     last `interval_seconds`; see the module docstring for every definition. `drift`: the
-    canary's PSI per feature now (None or empty: no data). Raises nothing."""
+    canary's PSI per feature over the window (None or empty: no data); `gate`: with
+    `spec.rollout.labels`, the canary Model's gate (None: no live checks); `canary_live`,
+    `stable_live`: their servers' live metrics over the window (None: no data). Raises
+    nothing."""
     requests = _delta(canary_now.requests, canary_start.requests)
     enough = requests >= checks.min_requests
     results = [
@@ -226,9 +264,64 @@ def decide(
         )
     )
 
+    if gate is not None:
+        results.extend(_live_checks(checks, gate, canary_live, stable_live, enough))
+
     failing = next((c for c in results if c.result == "Fail"), None)
     if failing is not None:
         return Verdict("RollBack", tuple(results), failing)
     if enough and elapsed_seconds >= interval_seconds:
         return Verdict("Advance", tuple(results))
     return Verdict("Hold", tuple(results))
+
+
+def _live_checks(
+    checks: RolloutChecks, gate: Gate, canary: Live | None, stable: Live | None, enough: bool
+) -> list[CheckResult]:
+    """`liveMetric` and `liveMetricDrop` (module docstring)."""
+
+    def labelled(live: Live | None) -> bool:
+        return live is not None and live.value is not None and live.labelled >= checks.min_labels
+
+    def counted(live: Live | None, who: str) -> str:
+        if live is None:
+            return f"{who}: no live metric reported"
+        text = f"{who}: {live.labelled} labelled of {live.requests} requests"
+        return f"{text}; {live.message}" if live.message else text
+
+    about = f"{gate.metric} {counted(canary, 'canary')}"
+    if not (enough and labelled(canary)):
+        metric = CheckResult(
+            name="liveMetric", value=canary.value if canary else None, threshold=gate.threshold,
+            at_least=gate.higher_is_better or None, result="NoData", message=about[:512],
+        )  # fmt: skip
+    else:
+        assert canary is not None and canary.value is not None
+        worse = (
+            canary.value < gate.threshold
+            if gate.higher_is_better
+            else canary.value > gate.threshold
+        )
+        metric = CheckResult(
+            name="liveMetric", value=canary.value, threshold=gate.threshold,
+            at_least=gate.higher_is_better or None, result="Fail" if worse else "Pass",
+            message=about[:512],
+        )  # fmt: skip
+    both = f"{counted(canary, 'canary')}; {counted(stable, 'stable')}"
+    if not (enough and labelled(canary) and labelled(stable)):
+        drop = CheckResult(
+            name="liveMetricDrop", value=None, threshold=checks.max_live_metric_drop,
+            result="NoData", message=f"{gate.metric} {both}"[:512],
+        )  # fmt: skip
+    else:
+        assert canary is not None and stable is not None
+        assert canary.value is not None and stable.value is not None
+        value = (
+            stable.value - canary.value if gate.higher_is_better else canary.value - stable.value
+        )
+        drop = CheckResult(
+            name="liveMetricDrop", value=value, threshold=checks.max_live_metric_drop,
+            result="Fail" if value > checks.max_live_metric_drop else "Pass",
+            message=f"{gate.metric} {canary.value:.4g} vs stable {stable.value:.4g}; {both}"[:512],
+        )  # fmt: skip
+    return [metric, drop]

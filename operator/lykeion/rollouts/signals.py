@@ -6,8 +6,11 @@ Sources (the model server's contract): `lykeion_serving_request_seconds{protocol
 `lykeion_serving_missing_features_total` also counts values served as declared defaults,
 which are not a fault); and
 `/analysis` → `{"skew": {"features": {f: {"checked", "mismatches", "lastMismatch"}}},
-"drift": {"features": {f: {"psi", "served"}}}}`. An absent or unreadable `/analysis` is no
-data for skew and drift, never a failure.
+"drift": {"features": {f: {"psi", "served", "window"}}}, "labels": {"metric", "value",
+"labelled", "requests", "message"}}`, asked with `since` (the window's start: drift and
+the live metric count only what was served from then on) and `metric` (the gate's, for
+`labels`). An absent or unreadable `/analysis` is no data for skew, drift and the live
+metric, never a failure.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from lykeion.api.deployment import Counters, LatencyBucket, SkewCount
+from lykeion.rollouts.analysis import Live
 
 TIMEOUT = 5.0
+LABELS_TIMEOUT = 30.0
+"""`/analysis` with a live metric reads the request log and the labels: allow longer."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,30 @@ class Signals:
     drift: dict[str, float] = field(default_factory=dict)
     last_mismatch: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Feature -> the contract's `lastMismatch` (key, served, offline, times)."""
+    live: Live | None = None
+    """The live metric over the window, when asked for and reported."""
+
+
+def parse_live(body: Any) -> Live | None:
+    """The `labels` object of `/analysis`, or None when absent or not shaped as the
+    contract says."""
+    found = body.get("labels") if isinstance(body, dict) else None
+    if not isinstance(found, dict):
+        return None
+    metric, value = found.get("metric"), found.get("value")
+    labelled, requests = found.get("labelled"), found.get("requests")
+    if (
+        not isinstance(metric, str)
+        or not isinstance(labelled, int)
+        or not isinstance(requests, int)
+    ):
+        return None
+    number = (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else None
+    )
+    return Live(metric, number, labelled, requests, str(found.get("message") or "")[:256])
 
 
 def parse_metrics(version: str, text: str) -> Counters:
@@ -108,9 +138,17 @@ def parse_analysis(
     return skew, drift, last
 
 
-async def read(client: httpx.AsyncClient, version: str, url: str) -> Signals | None:
-    """The version's signals from its server at `url`; None when `/metrics` cannot be read
-    (the server is down or restarting: the window waits)."""
+async def read(
+    client: httpx.AsyncClient,
+    version: str,
+    url: str,
+    since: str | None = None,
+    metric: str | None = None,
+) -> Signals | None:
+    """The version's signals from its server at `url`, drift and the live `metric` over
+    what it served since `since` (RFC 3339; None: its whole drift window, no live metric);
+    None when `/metrics` cannot be read (the server is down or restarting: the window
+    waits)."""
     try:
         answer = await client.get(f"{url}/metrics", timeout=TIMEOUT)
         answer.raise_for_status()
@@ -120,10 +158,16 @@ async def read(client: httpx.AsyncClient, version: str, url: str) -> Signals | N
     skew: list[SkewCount] | None = None
     drift: dict[str, float] = {}
     last: dict[str, dict[str, Any]] = {}
+    live: Live | None = None
+    query = {k: v for k, v in (("since", since), ("metric", metric)) if v is not None}
     try:
-        analysis = await client.get(f"{url}/analysis", timeout=TIMEOUT)
+        analysis = await client.get(
+            f"{url}/analysis", params=query, timeout=TIMEOUT if metric is None else LABELS_TIMEOUT
+        )
         if analysis.status_code == 200:
-            skew, drift, last = parse_analysis(json.loads(analysis.text))
+            body = json.loads(analysis.text)
+            skew, drift, last = parse_analysis(body)
+            live = parse_live(body)
     except (httpx.HTTPError, ValueError):
-        pass  # no `/analysis` (an older server): no data for skew and drift
-    return Signals(counters.model_copy(update={"skew": skew}), drift, last)
+        pass  # no `/analysis` (an older server): no data for skew, drift and labels
+    return Signals(counters.model_copy(update={"skew": skew}), drift, last, live)

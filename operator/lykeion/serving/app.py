@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -39,6 +40,7 @@ from lykeion.serving.config import ServerConfig
 from lykeion.serving.drift import DriftMonitor
 from lykeion.serving.enrich import BadRequest, Enriched, Enricher
 from lykeion.serving.model import LoadedModel, OutputSpec, Prediction, Predictor
+from lykeion.serving.outcomes import LiveLabels
 from lykeion.serving.remote import PredictorUnavailable
 from lykeion.serving.skew import SkewChecker
 
@@ -100,7 +102,7 @@ class DriftGauge:
             "Population stability index of the latest served values against the training set",
             labels=["feature"],
         )
-        for ref, psi, _ in self.drift.values():
+        for ref, psi, _, _ in self.drift.values():
             if psi is not None:
                 family.add_metric([ref], psi)
         yield family
@@ -135,6 +137,8 @@ class ModelServer:
         # cost more. A network store or a remote predictor runs off the event loop.
         self.inline = store.reads_inline and isinstance(model, LoadedModel)
         self._log_lock = threading.Lock()
+        if config.request_log:
+            Path(config.request_log).parent.mkdir(parents=True, exist_ok=True)
         self._observed: OutputSpec | None = None
 
     @property
@@ -185,13 +189,52 @@ class ModelServer:
         with self._log_lock, open(self.config.request_log, "ab") as sink:
             sink.write(lines)
 
-    def analysis(self) -> dict[str, Any]:
-        """`GET /analysis`: the skew check's and drift's counts per feature since start
-        (the shape rollouts read; a check that is off has no features)."""
-        return {
+    def analysis(self, since: datetime | None = None, metric: str | None = None) -> dict[str, Any]:
+        """`GET /analysis`: the skew check's counts per feature since start, drift over the
+        window's values served at or after `since` (all of them without), and with
+        `metric` and `labels` configured, that metric of this version's requests logged
+        since `since` joined to their delayed outcomes (`outcomes.py`). The shape rollouts
+        read; a check that is off has no features (no `labels` object)."""
+        found: dict[str, Any] = {
             "skew": {"features": self.skew.analysis() if self.skew is not None else {}},
-            "drift": {"features": self.drift.analysis() if self.drift is not None else {}},
+            "drift": {
+                "features": self.drift.analysis(since) if self.drift is not None else {},
+                **({"window": self.drift.window} if self.drift is not None else {}),
+            },
         }
+        live = self._live_labels()
+        if metric is not None and live is not None:
+            found["labels"] = live.measure(metric, since, datetime.now(UTC), self._classes()).wire()
+        return found
+
+    def _live_labels(self) -> LiveLabels | None:
+        labels, log_path = self.config.labels, self.config.request_log
+        if labels is None or log_path is None:
+            return None
+        from lykeion.api.model import LabelsSource
+
+        return LiveLabels(
+            source=LabelsSource.model_validate(labels.source),
+            horizon_seconds=labels.horizon_seconds,
+            data_root=Path(labels.data_root),
+            offline_store=self.config.offline_store or "",
+            log=Path(log_path),
+            version=self.config.version,
+            key_types=self.enricher.key_types,
+        )
+
+    def _classes(self) -> list[Any] | None:
+        """The class order of the model's per-class scores, when it states one."""
+        if not isinstance(self.model, LoadedModel):
+            return None
+        from mlflow.exceptions import MlflowException
+
+        from lykeion.training.evaluate import model_classes
+
+        try:
+            return model_classes(self.model.pyfunc.get_raw_model())
+        except (AttributeError, MlflowException):
+            return None  # a flavor without a raw model
 
     def ready(self) -> str | None:
         """None when ready, else why not."""
@@ -200,6 +243,12 @@ class ModelServer:
         except StoreUnavailable as error:
             return f"online store unavailable: {error}"
         return self.model.ready()
+
+
+def _metrics() -> list[str]:
+    from lykeion.training.evaluate import METRICS
+
+    return METRICS
 
 
 def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Starlette:
@@ -369,7 +418,27 @@ def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Sta
         return json_response({"name": "lykeion", "version": "v2", "extensions": []})
 
     async def analysis(request: Request) -> Response:
-        return json_response(server.analysis())
+        since_text = request.query_params.get("since")
+        since = None
+        if since_text:
+            try:
+                since = datetime.fromisoformat(since_text.replace("Z", "+00:00"))
+            except ValueError:
+                return json_response(
+                    {"error": f"since: {since_text!r} is not an RFC 3339 time"}, 400
+                )
+            if since.tzinfo is None:
+                return json_response({"error": f"since: {since_text!r} has no time zone"}, 400)
+        metric = request.query_params.get("metric") or None
+        if metric is not None:
+            # The gate's metrics need scikit-learn: imported once, off the event loop.
+            known = await run_in_threadpool(_metrics)
+            if metric not in known:
+                return json_response(
+                    {"error": f"metric: {metric!r} is not one of {', '.join(known)}"}, 400
+                )
+        # Reading the request log and the labels is file I/O: off the event loop.
+        return json_response(await run_in_threadpool(server.analysis, since, metric))
 
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")

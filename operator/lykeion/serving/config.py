@@ -22,6 +22,20 @@ class TrainedFeature(BaseModel):
     """The manifest type the model was trained on."""
 
 
+class LabelsConfig(BaseModel):
+    """Delayed outcomes the server joins to its request log (`serving/outcomes.py`); the
+    Deployment's `spec.rollout.labels`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: dict[str, Any]
+    """A `LabelsSource` (as data): a file or BigQuery, its time and target columns."""
+    horizon_seconds: float = Field(gt=0)
+    """A request takes the first label of its key at most this long after it."""
+    data_root: str
+    """Relative label file paths are resolved against this directory."""
+
+
 class ServerConfig(BaseModel):
     """Rendered by the operator for each served version; read by `python -m lykeion.serving`."""
 
@@ -63,6 +77,8 @@ class ServerConfig(BaseModel):
     health, readiness and metrics stay open (`lykeion.access`)."""
     request_log: str | None = None
     """JSON Lines file receiving each request's keys, features and predictions."""
+    labels: LabelsConfig | None = None
+    """Delayed outcomes: `GET /analysis?metric=...` joins them to `request_log` (needs it)."""
     offline_store: str | None = None
     """Offline store URI (`duckdb:///...`, `bigquery://project/dataset`) the skew check
     recomputes sampled requests' features from; None: no skew check."""

@@ -17,6 +17,13 @@ its served values by the same edges):
 - `nullRate`: the share of missing values; `count`: the number of values. List features
   are not profiled (no PSI).
 
+The window of a feature is its last `window` served values, each with the moment it was
+served; `GET /analysis?since=T` computes the PSI over the window's values served at or
+after `T` only (a rollout passes the start of the step it judges, so values served before
+the step never count), and reports how many that was (`counted`), how full the window is
+(`filled`) and when its oldest value was served (`start`). Fewer than `min_served` such
+values: no PSI.
+
 PSI over the categories (the bins, `other` where it applies, and one for missing values),
 with `t` the training share and `s` the served share of a category, both raised to at
 least `EPSILON` so an empty category counts without dividing by zero:
@@ -35,8 +42,9 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -175,7 +183,8 @@ def psi(
 
 
 class _Window:
-    """The categories of the last `size` served values of one feature, with counts.
+    """The categories of the last `size` served values of one feature, with counts and
+    the moment each was served.
 
     Plain lists and a local loop: this runs for every served value, where numpy's
     per-element indexing would cost ten times as much."""
@@ -184,6 +193,8 @@ class _Window:
         self.statistics = statistics
         self.size = size
         self.ring = [0] * size
+        self.times = [0.0] * size
+        """When each value in `ring` was served (epoch seconds)."""
         self.counts = [0] * statistics.categories()
         self.filled = 0
         self.position = 0
@@ -192,8 +203,8 @@ class _Window:
         self.timed = statistics.type == "timestamp"
         self.top = {value: i for i, value in enumerate(statistics.top or {})}
 
-    def add(self, values: Sequence[Any]) -> None:
-        ring, counts, size = self.ring, self.counts, self.size
+    def add(self, values: Sequence[Any], moment: float) -> None:
+        ring, counts, size, times = self.ring, self.counts, self.size, self.times
         position, filled, missing, edges = self.position, self.filled, self.missing, self.edges
         for value in values:
             if value is None:
@@ -214,9 +225,25 @@ class _Window:
             else:
                 filled += 1
             ring[position] = category
+            times[position] = moment
             counts[category] += 1
             position = position + 1 if position + 1 < size else 0
         self.position, self.filled = position, filled
+
+    def since(self, moment: float) -> tuple[list[int], int, float | None]:
+        """(counts per category, values) of the window's values served at or after
+        `moment`, and when the oldest value in the window was served (None: empty)."""
+        filled, size = self.filled, self.size
+        # Oldest first: ring positions from `position` on when full, from 0 while filling.
+        start = self.position if filled == size else 0
+        order = [(start + i) % size for i in range(filled)]
+        counts = [0] * len(self.counts)
+        taken = 0
+        for index in order:
+            if self.times[index] >= moment:
+                counts[self.ring[index]] += 1
+                taken += 1
+        return counts, taken, (self.times[order[0]] if order else None)
 
 
 class DriftMonitor:
@@ -237,6 +264,7 @@ class DriftMonitor:
         if window < 1 or min_served < 1:
             raise ValueError("drift window and minimum must be positive")
         self.refs = dict(features)
+        self.size = window
         self.min_served = min(min_served, window)
         self.served = dict.fromkeys(self.refs.values(), 0)
         found = statistics.features if statistics is not None else {}
@@ -245,8 +273,10 @@ class DriftMonitor:
         }
         self._lock = threading.Lock()
 
-    def observe(self, columns: Mapping[str, Sequence[Any]]) -> None:
-        """Add one request's served values (model column -> one value per row)."""
+    def observe(self, columns: Mapping[str, Sequence[Any]], moment: float | None = None) -> None:
+        """Add one request's served values (model column -> one value per row), served at
+        `moment` (epoch seconds; None: now)."""
+        moment = time.time() if moment is None else moment
         with self._lock:
             for column, values in columns.items():
                 ref = self.refs.get(column)
@@ -255,26 +285,47 @@ class DriftMonitor:
                 self.served[ref] += len(values)
                 window = self._windows.get(column)
                 if window is not None:
-                    window.add(values)
+                    window.add(values, moment)
 
-    def values(self) -> Iterator[tuple[str, float | None, int]]:
-        """(`entity.feature`, PSI or None, values served since start) per feature; PSI
-        is None without statistics or with fewer than `min_served` values in the window."""
+    @property
+    def window(self) -> dict[str, int]:
+        """The window's size and the values it needs for a PSI (`GET /analysis`)."""
+        return {"size": self.size, "minServed": self.min_served}
+
+    def values(
+        self, since: datetime | None = None
+    ) -> Iterator[tuple[str, float | None, int, dict[str, Any]]]:
+        """(`entity.feature`, PSI or None, values served since start, the window) per
+        feature. The PSI is over the window's values served at or after `since` (all of
+        them without): None without statistics or with fewer than `min_served` such values.
+        The window: `filled` values in it, `counted` of them at or after `since`, `start`
+        when its oldest was served (RFC 3339; absent while empty)."""
         with self._lock:
-            snapshot = {column: (w.counts.copy(), w.filled) for column, w in self._windows.items()}
+            moment = since.timestamp() if since is not None else -math.inf
+            snapshot = {column: w.since(moment) for column, w in self._windows.items()}
+            filled = {column: w.filled for column, w in self._windows.items()}
             served = dict(self.served)
         for column, ref in self.refs.items():
             value: float | None = None
+            window: dict[str, Any] = {}
             if column in snapshot:
-                counts, filled = snapshot[column]
-                if filled >= self.min_served:
-                    shares = np.asarray(counts, dtype="float64") / filled
+                counts, counted, oldest = snapshot[column]
+                window = {"filled": filled[column], "counted": counted}
+                if oldest is not None:
+                    window["start"] = (
+                        datetime.fromtimestamp(oldest, UTC).isoformat().replace("+00:00", "Z")
+                    )
+                if counted >= self.min_served:
+                    shares = np.asarray(counts, dtype="float64") / counted
                     value = psi(self._windows[column].statistics.expected(), shares)
-            yield ref, value, served[ref]
+            yield ref, value, served[ref], window
 
-    def analysis(self) -> dict[str, dict[str, Any]]:
-        """The `drift.features` object of `GET /analysis`."""
-        return {ref: {"psi": value, "served": n} for ref, value, n in self.values()}
+    def analysis(self, since: datetime | None = None) -> dict[str, dict[str, Any]]:
+        """The `drift.features` object of `GET /analysis` (see `values`)."""
+        return {
+            ref: {"psi": value, "served": n, "window": window}
+            for ref, value, n, window in self.values(since)
+        }
 
 
 def load(tracking_uri: str | None, run_id: str) -> TrainingStatistics | None:

@@ -1,0 +1,243 @@
+"""Delayed outcomes joined to the requests a model server logged: the evaluation gate's
+metric on live traffic (`spec.rollout.labels`).
+
+The request log (`ServerConfig.request_log`, JSON Lines written by `app.ModelServer`) holds
+one line per answered row: `time` (epoch seconds when the answer was made), `version`,
+`keys` (the row's entity keys, typed as declared), `features` and `prediction`.
+
+The labels are a table like a Model's training labels (`training/labels.py` reads it, keys
+typed as the manifests declare them): the entity key column(s), a label time and a target.
+
+The join, per version, over a window `[since, until]` of request times:
+
+- a logged request `r` (key `k`, time `t`) takes the label `l` with key `k` whose time
+  `u` is the earliest with `t <= u <= t + horizon`; of labels at the same earliest time,
+  the first in the source's row order. One label per request; one label may answer
+  several requests of the same key (each takes the first outcome after it).
+- label rows with a null key, time or target are not labels; requests with no label in
+  their horizon (none arrived yet, or none exists) are left out, and counted.
+- times are compared in whole microseconds (the log's float seconds rounded).
+
+The metric is then the gate's (`training.evaluate.score`) over the joined pairs:
+predictions as the model returned them (one score per row, a list of class scores per
+row, or labels), targets as the labels source has them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from lykeion.api.model import LabelsSource
+
+Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One logged request row."""
+
+    time: int
+    """Microseconds since the epoch."""
+    key: Key
+    """Entity key values, in the order of the join keys."""
+    prediction: Any
+
+
+@dataclass(frozen=True)
+class Label:
+    """One delayed outcome."""
+
+    time: int
+    """Microseconds since the epoch."""
+    key: Key
+    target: Any
+
+
+@dataclass(frozen=True)
+class LiveMetric:
+    """The gate's metric of one version over a window (`GET /analysis` → `labels`)."""
+
+    metric: str
+    value: float | None
+    """None when it cannot be computed (no labelled request, one class only, ...)."""
+    labelled: int
+    """Requests in the window with a label."""
+    requests: int
+    """Requests logged in the window."""
+    message: str = ""
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "value": self.value,
+            "labelled": self.labelled,
+            "requests": self.requests,
+            "message": self.message,
+        }
+
+
+def micros(seconds: float) -> int:
+    """Epoch seconds (float) as whole microseconds."""
+    return round(seconds * 1_000_000)
+
+
+def read_log(
+    path: Path, version: str, key_names: Sequence[str], since: int | None, until: int | None
+) -> list[Logged]:
+    """The rows of `version` logged at `path` with `since <= time <= until` (microseconds;
+    None: unbounded), in log order. A missing file is no rows; a line that is not a logged
+    row (a torn last line of a crashed writer) is skipped."""
+    rows: list[Logged] = []
+    try:
+        source = path.open("rb")
+    except FileNotFoundError:
+        return rows
+    with source:
+        for line in source:
+            try:
+                entry = orjson.loads(line)
+                if entry["version"] != version:
+                    continue
+                moment = micros(float(entry["time"]))
+                key = tuple(entry["keys"][name] for name in key_names)
+                prediction = entry["prediction"]
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            if (since is None or moment >= since) and (until is None or moment <= until):
+                rows.append(Logged(moment, key, prediction))
+    return rows
+
+
+def labels_of(table: pa.Table, key_names: Sequence[str], time: str, target: str) -> list[Label]:
+    """Labels from a table read by `training.labels.read` (time as UTC timestamps), in row
+    order; rows with a null key, time or target are dropped. Raises ValueError naming a
+    missing column."""
+    missing = [c for c in [*key_names, time, target] if c not in table.column_names]
+    if missing:
+        raise ValueError(f"labels have no column(s) {', '.join(missing)}")
+    keys = [table[name].to_pylist() for name in key_names]
+    stamps = table[time].cast("int64").to_pylist()  # timestamp[us] -> microseconds
+    targets = table[target].to_pylist()
+    found = []
+    for index, (moment, value) in enumerate(zip(stamps, targets, strict=True)):
+        key = tuple(column[index] for column in keys)
+        if moment is None or value is None or any(k is None for k in key):
+            continue
+        if isinstance(value, float) and math.isnan(value):
+            continue
+        found.append(Label(moment, key, value))
+    return found
+
+
+def join(
+    requests: Iterable[Logged], labels: Iterable[Label], horizon: int
+) -> tuple[list[tuple[Any, Any]], int]:
+    """(prediction, target) per labelled request, in request order, and the number of
+    requests; the join is the module docstring's (`horizon` in microseconds)."""
+    by_key: dict[Key, list[tuple[int, int, Any]]] = defaultdict(list)
+    for index, label in enumerate(labels):
+        by_key[label.key].append((label.time, index, label.target))
+    for candidates in by_key.values():
+        candidates.sort(key=lambda item: (item[0], item[1]))
+    times = {key: [t for t, _, _ in candidates] for key, candidates in by_key.items()}
+    pairs = []
+    count = 0
+    for request in requests:
+        count += 1
+        found = by_key.get(request.key)
+        if not found:
+            continue
+        at = bisect.bisect_left(times[request.key], request.time)
+        if at < len(found) and found[at][0] <= request.time + horizon:
+            pairs.append((request.prediction, found[at][2]))
+    return pairs, count
+
+
+def metric_of(
+    metric: str,
+    pairs: Sequence[tuple[Any, Any]],
+    requests: int,
+    classes: Sequence[Any] | None = None,
+) -> LiveMetric:
+    """The gate's `metric` over joined pairs (`training.evaluate.score`: a float output is
+    a score, one per row or one per class; `classes` the class order of per-class scores,
+    None: the targets' sorted distinct values). A metric the pairs cannot give (none, one
+    class for a ranking metric, a refused output) has value None and says why."""
+    import numpy as np
+
+    from lykeion.training.evaluate import score
+
+    if not pairs:
+        return LiveMetric(metric, None, 0, requests, "no labelled request")
+    truth = np.asarray([t for _, t in pairs])
+    outputs = np.asarray([p for p, _ in pairs])
+    if metric in ("roc_auc", "average_precision") and len({str(t) for t in truth}) < 2:
+        return LiveMetric(
+            metric, None, len(pairs), requests, f"{metric} needs both classes among the labels"
+        )
+    try:
+        with warnings.catch_warnings():
+            # Undefined cases (no positive prediction for precision, ...) come back as
+            # values or NaN; a NaN is reported as no value below.
+            warnings.simplefilter("ignore")
+            value = score(metric, truth, outputs, None, classes)
+    except ValueError as error:  # EvaluationError, and scikit-learn's one-class refusals
+        return LiveMetric(metric, None, len(pairs), requests, str(error)[:256])
+    if not math.isfinite(value):
+        return LiveMetric(metric, None, len(pairs), requests, f"{metric} is {value}")
+    return LiveMetric(metric, value, len(pairs), requests)
+
+
+@dataclass(frozen=True)
+class LiveLabels:
+    """What a server needs to judge itself on delayed outcomes."""
+
+    source: LabelsSource
+    horizon_seconds: float
+    data_root: Path
+    offline_store: str
+    log: Path
+    version: str
+    key_types: Mapping[str, str]
+    """Join key -> declared key type, in the order of the log's keys."""
+
+    def measure(
+        self,
+        metric: str,
+        since: datetime | None,
+        until: datetime,
+        classes: Sequence[Any] | None = None,
+    ) -> LiveMetric:
+        """`metric` of this version's requests logged in `[since, until]` against the labels
+        as they are now. An unreadable labels source is no data with its reason."""
+        from lykeion.training import labels as reader
+        from lykeion.training.dataset import DatasetError
+
+        names = list(self.key_types)
+        requests = read_log(
+            self.log,
+            self.version,
+            names,
+            micros(since.timestamp()) if since else None,
+            micros(until.timestamp()),
+        )
+        try:
+            table = reader.read(self.source, self.data_root, self.offline_store, self.key_types)
+            labels = labels_of(table, names, self.source.timestamp_column, self.source.target)
+        except (DatasetError, ValueError) as error:
+            return LiveMetric(metric, None, 0, len(requests), f"labels: {error}"[:256])
+        pairs, count = join(requests, labels, micros(self.horizon_seconds))
+        return metric_of(metric, pairs, count, classes)
