@@ -154,8 +154,10 @@ def finish(
         "end": end,
         "result": "Succeeded" if succeeded else "Failed",
         "finishedAt": rfc3339(now),
-        "message": (result.get("message") or outcome.message)[-2000:],
-    }
+        # Killed by its node (OOMKilled): the executor's account, not the run's own report.
+        "message": ((outcome.reason and outcome.message) or result.get("message")
+                    or outcome.message)[-2000:],
+    }  # fmt: skip
     for key, field in (
         ("rows_read", "rowsRead"),
         ("rows_written", "rowsWritten"),

@@ -76,12 +76,15 @@ def finish(current: dict[str, Any], outcome: WorkStatus, now: datetime) -> dict[
     """Status fields once the training `current` ended with `outcome` (pure)."""
     result = outcome.result or {}
     succeeded = outcome.state is State.SUCCEEDED and bool(result.get("succeeded"))
+    # Where it ran knows better than the training's own report when it killed it (OOMKilled).
+    reason = outcome.reason or result.get("reason") or ("" if succeeded else "TrainingFailed")
+    message = (outcome.message if outcome.reason else result.get("message")) or outcome.message
     record = {
         **current,
         "result": "Succeeded" if succeeded else "Failed",
         "finishedAt": rfc3339(now),
-        "reason": result.get("reason") or ("" if succeeded else "TrainingFailed"),
-        "message": (result.get("message") or outcome.message)[-2000:],
+        "reason": reason,
+        "message": message[-2000:],
     }
     for key, field in (
         ("duration_seconds", "durationSeconds"),
