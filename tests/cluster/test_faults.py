@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
@@ -299,8 +300,12 @@ def test_a_server_that_crashes_at_start_leaves_the_previous_version_all_traffic(
     _true(lykeion, installed, "Deployment", DEPLOYMENT, "Ready", 300)
     _true(lykeion, installed, "Model", second["metadata"]["name"], "Evaluated", 600)
     # 2.0's files vanish from the store after registration: its server cannot load it.
-    run_id = (lykeion.get("Model", NS, second["metadata"]["name"]) or {})["status"]["mlflowRunId"]
-    (mlmodel,) = (data_dir / "mlartifacts").glob(f"*/{run_id}/artifacts/model/MLmodel")
+    # (the chart's MLflow server keeps artifacts at mlartifacts/ on the volume; the status
+    # names the version's as mlflow-artifacts:/<path>)
+    status = (lykeion.get("Model", NS, second["metadata"]["name"]) or {})["status"]
+    where = urlparse(status["artifactUri"])
+    assert where.scheme == "mlflow-artifacts", status["artifactUri"]
+    mlmodel = data_dir / "mlartifacts" / where.path.lstrip("/") / "MLmodel"
     mlmodel.unlink()
 
     installed.apply([_deployment({"1.0": 50, "2.0": 50})])
