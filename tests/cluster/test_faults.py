@@ -82,11 +82,16 @@ def _settled(
     lykeion: Cluster, cluster: NodeCluster, kind: str, name: str, type_: str,
     going: set[str], timeout: float,
 ) -> dict[str, Any]:  # fmt: skip
-    """The condition once its reason is not one of `going` (still on its way)."""
+    """The condition of the object's current generation once its reason is not one of
+    `going` (still on its way)."""
     deadline = time.monotonic() + timeout
     condition: dict[str, Any] | None = None
     while time.monotonic() < deadline:
-        condition = lykeion.condition(kind, NS, name, type_)
+        body = lykeion.get(kind, NS, name) or {}
+        conditions = (body.get("status") or {}).get("conditions") or []
+        condition = next((c for c in conditions if c["type"] == type_), None)
+        if condition and condition.get("observedGeneration") != body["metadata"]["generation"]:
+            condition = None  # what the operator said about an earlier spec
         if condition and condition["status"] == "True":
             return condition
         if condition and condition["reason"] not in going:
@@ -335,9 +340,9 @@ def test_two_replicas_are_two_ready_pods_behind_the_service(
         ready: dict[str, Any] = next(
             (c for c in status.get("conditions", []) if c["type"] == "Ready"), {}
         )
-        return (
-            status if ready.get("status") == "True" and status.get("readyReplicas") == 2 else None
-        )
+        current = ready.get("observedGeneration") == body["metadata"]["generation"]
+        up = current and ready.get("status") == "True" and status.get("readyReplicas") == 2
+        return status if up else None
 
     try:
         wait_for(two_ready, 300, "Deployment Ready with 2 ready replicas")
