@@ -89,7 +89,7 @@ def _settled(
     while time.monotonic() < deadline:
         body = lykeion.get(kind, NS, name) or {}
         conditions = (body.get("status") or {}).get("conditions") or []
-        condition = next((c for c in conditions if c["type"] == type_), None)
+        condition = next((dict(c) for c in conditions if c["type"] == type_), None)
         if condition and condition.get("observedGeneration") != body["metadata"]["generation"]:
             condition = None  # what the operator said about an earlier spec
         if condition and condition["status"] == "True":
