@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from lykectl import (
+    cluster_mode,
     deployments,
     embedded,
     families,
@@ -66,9 +68,22 @@ def up(
             "yaml/json: the platform's addresses.",
         ),
     ] = DataOutput.table,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Instead: a one-node Kubernetes cluster on this machine (Linux, root) with "
+            "the images built from the Dockerfile and the chart installed by helm; the "
+            "operator runs in its pod with the kubernetes executor. The first start builds "
+            "the node binaries and images (tens of minutes); later ones take 1-2 minutes.",
+        ),
+    ] = False,
 ) -> None:
     """Start the embedded platform: etcd, kube-apiserver, the CRDs, MLflow, the operator and
-    the Feature API."""
+    the Feature API (with --cluster: a one-node cluster with the chart installed)."""
+    if cluster:
+        _up_cluster(workdir, timeout, output)
+        return
     platform, already = embedded.up(workdir, timeout)
     if output is not DataOutput.table:
         print_data(
@@ -103,14 +118,49 @@ def down(
         DataOutput, typer.Option("--output", "-o", help="Output format.")
     ] = DataOutput.table,
 ) -> None:
-    """Stop the embedded platform started by `lykectl up`."""
+    """Stop the embedded platform started by `lykectl up`, and the one-node cluster started
+    by `lykectl up --cluster` (torn down, the host restored)."""
+    cluster = cluster_mode.down(workdir)
     stopped = embedded.down(workdir, purge)
     if output is not DataOutput.table:
-        print_data({"stopped": stopped, "purged": purge, "workdir": str(workdir)}, output)
-    elif not stopped:
+        print_data(
+            {"stopped": stopped, "clusterStopped": cluster, "purged": purge,
+             "workdir": str(workdir)},
+            output,
+        )  # fmt: skip
+    elif not stopped and not cluster:
         typer.echo(
-            f"the embedded platform is not running (no {workdir / embedded.STATE_FILE})", err=True
+            f"the embedded platform is not running (no {workdir / embedded.STATE_FILE}) "
+            f"and no cluster either (no {workdir / cluster_mode.STATE_FILE})",
+            err=True,
         )
+
+
+def _up_cluster(workdir: Path, timeout: float, output: DataOutput) -> None:
+    state, already = cluster_mode.up(workdir, timeout)
+    if output is not DataOutput.table:
+        print_data(
+            {"kubeconfig": state.kubeconfig, "apiServer": state.api_server,
+             "namespace": state.namespace, "dataDir": state.data_dir, "alreadyRunning": already},
+            output,
+        )  # fmt: skip
+        return
+    typer.echo(
+        f"the one-node cluster is {'already running' if already else 'up'}: API server "
+        f"{state.api_server}, the chart installed (namespace {cluster_mode.NAMESPACE})",
+        err=True,
+    )
+    # The only line on stdout, so that `eval "$(lykectl up --cluster)"` works.
+    typer.echo(f"export KUBECONFIG={state.kubeconfig}")
+    typer.echo(
+        f"next (namespace {state.namespace}; the data volume is {state.data_dir}):\n"
+        "  kubectl apply -f examples/forward/family.yaml -f examples/forward/features.yaml\n"
+        "  kubectl apply -f examples/forward/model.yaml -f examples/forward/deployment.yaml\n"
+        "  kubectl wait --for=condition=Ready deployments.lykeion.io/forward-default "
+        "--timeout=10m\n"
+        f"  kubectl get pods,jobs   (kubectl is {state.kubectl}); lykectl down to tear it down",
+        err=True,
+    )
 
 
 def main() -> None:

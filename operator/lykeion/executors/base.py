@@ -55,6 +55,11 @@ class WorkStatus:
     """A CamelCase reason while unfinished work cannot go on without a human (its pod
     cannot be created, scheduled, pulled or started; `message` says why and what to do);
     "" while it runs or waits normally. The work is not failed: it goes on once fixed."""
+    reason: str = ""
+    """A CamelCase reason for finished work that the place it ran knows better than the
+    work's own report (e.g. `OOMKilled`: the kernel killed it at its memory limit, whatever
+    the work wrote about the failure it saw); "" otherwise. `message` then says why, what
+    to change and the end of its log."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,10 @@ GIT_SSH_COMMAND = (
     f"-o UserKnownHostsFile={GIT_SSH_DIR}/known_hosts"
 )
 RUN_AS = 1000
+LOG_TAIL_LINES = 20
+LOG_TAIL_CHARS = 1500
+"""How much of a killed pod's log its condition message carries (a status message is
+trimmed to 2000 characters)."""
 DATA_VOLUME = "data"
 WORKLOAD_ACCOUNT = "lykeion-workload"
 # Container waiting reasons that do not heal by waiting alone, mapped to the condition's
@@ -247,6 +251,49 @@ def stuck_reason(
     return None
 
 
+def _terminations(container: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A container's current and previous terminations (a restarted one keeps the cause of
+    its restart in lastState)."""
+    found = []
+    for key in ("state", "lastState"):
+        terminated = (container.get(key) or {}).get("terminated")
+        if terminated:
+            found.append(terminated)
+    return found
+
+
+def killed_reason(pods: Sequence[Mapping[str, Any]], logs: str) -> tuple[str, str] | None:
+    """Why finished work was killed by its node rather than failing by itself, as
+    (CamelCase reason, message saying what to change, ending with `logs`), or None (pure).
+
+    `pods` are the work's pods (API objects as data), `logs` the end of their log. Read:
+    a container whose current or last termination has reason `OOMKilled` (the kubelet's
+    report of the kernel's OOM killer in the container's cgroup: a process in it went over
+    the memory limit). The work may have reported another failure for its own sake (a
+    project subprocess killed under it reads as a failed project): the kill is the cause.
+    """
+    for pod in pods:
+        spec = pod.get("spec") or {}
+        limits = {
+            str(c.get("name")): ((c.get("resources") or {}).get("limits") or {}).get("memory")
+            for c in spec.get("containers") or []
+        }
+        pod_name = str((pod.get("metadata") or {}).get("name") or "")
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            for terminated in _terminations(container):
+                if terminated.get("reason") != "OOMKilled":
+                    continue
+                limit = limits.get(str(container.get("name"))) or "no limit"
+                tail = logs.strip()[-LOG_TAIL_CHARS:]
+                message = (
+                    f"pod {pod_name} was OOMKilled: a process in it went over the memory "
+                    f"limit {limit} (exit code {terminated.get('exitCode')}); raise the limit "
+                    "(a Model's spec.training.resources.memory) or make the work use less"
+                )
+                return "OOMKilled", message + (f". Last log lines:\n{tail}" if tail else "")
+    return None
+
+
 def result_from_message(message: str) -> dict[str, Any] | None:
     """A termination message as a result: JSON, or None for a log tail (crash)."""
     try:
@@ -254,6 +301,17 @@ def result_from_message(message: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return loaded if isinstance(loaded, dict) else None
+
+
+def _result(pods: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The JSON the work wrote to its termination message, from the first of `pods` (newest
+    first) that has one (pure)."""
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if terminated.get("message"):
+                return result_from_message(str(terminated["message"]))
+    return None
 
 
 class KubernetesExecutor:
@@ -290,8 +348,14 @@ class KubernetesExecutor:
             return WorkStatus(State.MISSING, "the Job of this name belongs to another object")
         status = job_state(job)
         if status.state.finished:
-            result = await self._result(namespace, name, job_owner_uid(job))
+            pods = await self._pods(namespace, name, job_owner_uid(job))
+            result = _result(pods)
             status = WorkStatus(status.state, status.message, result)
+            if status.state is State.FAILED:
+                logs = await self.logs(namespace, name, LOG_TAIL_LINES)
+                killed = killed_reason(pods, logs)
+                if killed is not None:
+                    status = WorkStatus(status.state, killed[1], result, reason=killed[0])
         else:
             stuck = await self._stuck(namespace, name, job)
             if stuck is not None:
@@ -325,23 +389,19 @@ class KubernetesExecutor:
             events += self.kube.api.sanitize_for_serialization(listed.items)
         return stuck_reason(job, pods, events)
 
-    async def _result(self, namespace: str, name: str, owner_uid: str) -> dict[str, Any] | None:
-        """The JSON the work wrote to its termination message, from its newest pod (of this
-        owner: a predecessor's pods of the same name may still be going away)."""
+    async def _pods(self, namespace: str, name: str, owner_uid: str) -> list[dict[str, Any]]:
+        """The work's pods of this owner, newest first (a predecessor's pods of the same
+        name may still be going away), as API data."""
         selector = f"lykeion.io/work={name}"
         if owner_uid:
             selector += f",{OWNER_UID_LABEL}={owner_uid}"
-        pods = await asyncio.to_thread(
+        found = await asyncio.to_thread(
             self.core.list_namespaced_pod, namespace, label_selector=selector
         )
-        for pod in sorted(
-            pods.items, key=lambda p: p.metadata.creation_timestamp or 0, reverse=True
-        ):
-            for container in (pod.status.container_statuses or []) if pod.status else []:
-                terminated = container.state.terminated if container.state else None
-                if terminated is not None and terminated.message:
-                    return result_from_message(terminated.message)
-        return None
+        pods: list[dict[str, Any]] = self.kube.api.sanitize_for_serialization(found.items)
+        return sorted(
+            pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""), reverse=True
+        )
 
     async def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

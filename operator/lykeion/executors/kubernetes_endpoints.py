@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
@@ -44,6 +45,27 @@ def observe_lykeion(endpoint: Endpoint, applied: Mapping[str, dict[str, Any]]) -
         if up
     }
     return EndpointStatus(url, available, messages, replicas, servers=servers)
+
+
+def crash(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a version's server pods crash rather than start, or None while they start or
+    run (pure, on API objects as data): a container waiting in `CrashLoopBackOff`, or
+    restarted after exiting non-zero (its last termination's reason and exit code)."""
+    for pod in pods:
+        name = str((pod.get("metadata") or {}).get("name") or "")
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            last = (container.get("lastState") or {}).get("terminated") or {}
+            restarts = int(container.get("restartCount") or 0)
+            looping = waiting.get("reason") == "CrashLoopBackOff"
+            if looping or (restarts > 0 and int(last.get("exitCode") or 0) != 0):
+                return (
+                    f"pod {name}: container {container.get('name')} crashed "
+                    f"{restarts} time(s), last {last.get('reason') or 'exit'} with exit code "
+                    f"{last.get('exitCode')}"
+                    + (f": {str(last['message']).strip()[-500:]}" if last.get("message") else "")
+                )
+    return None
 
 
 def observe_seldon(endpoint: Endpoint, sdep: Mapping[str, Any]) -> EndpointStatus:
@@ -145,7 +167,7 @@ class KubernetesEndpoints:
             applied[f"{manifest['kind']}/{manifest['metadata']['name']}"] = result
         if endpoint.backend == "lykeion":
             await self._prune(endpoint)
-            return observe_lykeion(endpoint, applied)
+            return await self._with_crashes(endpoint, observe_lykeion(endpoint, applied))
         if endpoint.backend == "seldon":
             return observe_seldon(endpoint, applied[f"SeldonDeployment/{endpoint.name}"])
         return observe_kserve(endpoint, applied[f"InferenceService/{endpoint.name}"])
@@ -160,6 +182,40 @@ class KubernetesEndpoints:
             endpoint.name,
             endpoint.namespace,
         )
+
+    async def _with_crashes(self, endpoint: Endpoint, observed: EndpointStatus) -> EndpointStatus:
+        """`observed` with the versions whose pods crash marked (`crashed`), and why: the
+        end of the crashed server's previous log (it says why it cannot serve)."""
+        crashed, messages = set(), dict(observed.messages)
+        for version, up in observed.available.items():
+            if up:
+                continue
+            name = render.version_name(endpoint, version)
+            selector = f"lykeion.io/deployment={endpoint.name},lykeion.io/version={name}"
+            found = await asyncio.to_thread(
+                self.core.list_namespaced_pod, endpoint.namespace, label_selector=selector
+            )
+            pods: list[dict[str, Any]] = self.kube.api.sanitize_for_serialization(found.items)
+            why = crash(pods)
+            if why is None:
+                continue
+            crashed.add(version)
+            try:
+                log = await asyncio.to_thread(
+                    self.core.read_namespaced_pod_log,
+                    pods[0]["metadata"]["name"],
+                    endpoint.namespace,
+                    container="server",
+                    previous=True,
+                    tail_lines=3,
+                )
+            except ApiException:
+                log = ""
+            tail = str(log or "").strip()[-600:]
+            messages[version] = why + (f"; its log ends: {tail}" if tail else "")
+        if not crashed:
+            return observed
+        return replace(observed, crashed=frozenset(crashed), messages=messages)
 
     async def _prune(self, endpoint: Endpoint) -> None:
         """Delete the Deployments and Services of versions no longer served."""

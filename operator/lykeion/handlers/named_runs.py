@@ -68,7 +68,11 @@ def finished_record(
         **run,
         "result": "Succeeded" if succeeded else "Failed",
         "finishedAt": rfc3339(now),
-        "message": (result.get("message") or outcome.message)[-MESSAGE_LIMIT:],
+        # Killed by its node (OOMKilled, `outcome.reason`): where it ran knows better than
+        # the work's own report.
+        "message": (
+            (outcome.reason and outcome.message) or result.get("message") or outcome.message
+        )[-MESSAGE_LIMIT:],
     }
     for key, field in reported:
         if result.get(key) is not None:

@@ -84,7 +84,7 @@ def finish(current: dict[str, Any], outcome: WorkStatus, now: datetime) -> dict[
     )
     record = {
         **finished_record(current, outcome, succeeded, now, reported),
-        "reason": result.get("reason") or ("" if succeeded else "TrainingFailed"),
+        "reason": outcome.reason or result.get("reason") or ("" if succeeded else "TrainingFailed"),
     }
     fields: dict[str, Any] = {
         "currentTraining": None,

@@ -1,0 +1,83 @@
+"""What a killed Job's pods and a crashing server's pods say (pure, on API objects as
+data), and what a training's status records from it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from lykeion.executors.base import State, WorkStatus
+from lykeion.executors.kubernetes import LOG_TAIL_CHARS, killed_reason
+from lykeion.executors.kubernetes_endpoints import crash
+from lykeion.handlers.training import checks, finish
+
+
+def _pod(status: dict[str, Any], memory: str = "256Mi") -> dict[str, Any]:
+    return {
+        "metadata": {"name": "forward-oom-t1-x7"},
+        "spec": {"containers": [{"name": "work", "resources": {"limits": {"memory": memory}}}]},
+        "status": {"phase": "Failed", "containerStatuses": [{"name": "work", **status}]},
+    }
+
+
+OOM = {"terminated": {"reason": "OOMKilled", "exitCode": 1, "message": '{"succeeded":false}'}}
+
+
+def test_an_oom_kill_names_the_limit_what_to_change_and_ends_with_the_log() -> None:
+    reason, message = killed_reason([_pod({"state": OOM})], "step 1\nallocating 64 MiB\n") or (
+        "",
+        "",
+    )
+    assert reason == "OOMKilled"
+    assert "memory limit 256Mi" in message and "spec.training.resources.memory" in message
+    assert message.endswith("allocating 64 MiB")
+
+
+def test_an_oom_kill_before_a_restart_counts_and_a_long_log_is_cut_at_its_start() -> None:
+    pod = _pod({"state": {"terminated": {"reason": "Error", "exitCode": 1}}, "lastState": OOM})
+    log = "x" * 5000 + "the end"
+    _, message = killed_reason([pod], log) or ("", "")
+    kept = LOG_TAIL_CHARS - len("the end")
+    assert message.endswith("\n" + "x" * kept + "the end")
+
+
+def test_a_failure_of_its_own_is_not_a_kill() -> None:
+    error = {"terminated": {"reason": "Error", "exitCode": 1}}
+    assert killed_reason([_pod({"state": error})], "Traceback") is None
+    assert killed_reason([], "") is None
+
+
+def test_the_training_records_the_kill_over_its_own_report() -> None:
+    current = {"name": "forward-oom-t1", "requests": 1, "startedAt": "2026-01-01T00:00:00Z"}
+    own = {"succeeded": False, "reason": "ProjectFailed", "message": "the project failed"}
+    killed = WorkStatus(State.FAILED, "pod p was OOMKilled ... log", own, reason="OOMKilled")
+    fields = finish(current, killed, datetime(2026, 1, 1, tzinfo=UTC))
+    trained, _ = checks(fields, 1, {})
+    assert (trained.reason, trained.message) == ("OOMKilled", "pod p was OOMKilled ... log")
+    # Without a kill the training's own report stands.
+    fields = finish(
+        current, WorkStatus(State.FAILED, "BackoffLimitExceeded", own), datetime.now(UTC)
+    )
+    assert checks(fields, 1, {})[0].reason == "ProjectFailed"
+
+
+def _server(container: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "srv-2-0-abc"}, "status": {"containerStatuses": [container]}}
+
+
+def test_a_server_in_crash_loop_back_off_crashes_and_one_that_starts_does_not() -> None:
+    looping = {
+        "name": "server",
+        "restartCount": 3,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"reason": "Error", "exitCode": 2}},
+    }
+    message = crash([_server(looping)]) or ""
+    assert "crashed 3 time(s)" in message and "exit code 2" in message
+    starting = {"name": "server", "restartCount": 0, "state": {"running": {}}}
+    assert crash([_server(starting)]) is None
+    assert crash([]) is None
+    # Restarted after a clean exit (a liveness kill is exit 137, not 0) is not a crash.
+    clean = {"name": "server", "restartCount": 1, "state": {"running": {}},
+             "lastState": {"terminated": {"reason": "Completed", "exitCode": 0}}}  # fmt: skip
+    assert crash([_server(clean)]) is None
