@@ -134,3 +134,14 @@ def installed(
         check=False,
         capture_output=True,
     )
+
+
+# Seldon Core's and KServe's own controllers and what the tests through them share.
+from tests.cluster.serving import (  # noqa: E402,F401
+    clients_python,
+    kserve,
+    lykeion_api,
+    reference_predictions,
+    seldon,
+    trained_example,
+)

@@ -142,6 +142,14 @@ def routes(endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
+def _reviewing(pod: dict[str, Any], server: VersionServer) -> None:
+    """A server that reviews callers (`access: kubernetes`) needs the pod's own token: the
+    one account that may ask for reviews (modifies `pod`, a pod spec)."""
+    if server.config.get("access") == "kubernetes":
+        pod["serviceAccountName"] = SERVING_ACCOUNT
+        pod["automountServiceAccountToken"] = True
+
+
 def render_lykeion(endpoint: Endpoint) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for server in endpoint.servers:
@@ -149,11 +157,7 @@ def render_lykeion(endpoint: Endpoint) -> list[dict[str, Any]]:
         labels = {"lykeion.io/version": name}
         container = server_container(endpoint, server, "server", PORT)
         deployment = _deployment(endpoint, name, endpoint.replicas, labels, container)
-        if server.config.get("access") == "kubernetes":
-            # Reviews need the pod's own token: the one account that may ask for them.
-            pod = deployment["spec"]["template"]["spec"]
-            pod["serviceAccountName"] = SERVING_ACCOUNT
-            pod["automountServiceAccountToken"] = True
+        _reviewing(deployment["spec"]["template"]["spec"], server)
         objects += [deployment, _service(endpoint, name, labels)]
     router_name = child_name(endpoint.name, "router")
     labels = {"lykeion.io/component": "router"}
@@ -207,14 +211,18 @@ def render_seldon(endpoint: Endpoint) -> list[dict[str, Any]]:
     for server in endpoint.servers:
         shadow = server.version == endpoint.shadow
         container = server_container(endpoint, server, "model", SELDON_PORT)
+        pod: dict[str, Any] = {"automountServiceAccountToken": False, "containers": [container]}
+        _reviewing(pod, server)
         predictor: dict[str, Any] = {
             "name": predictor_name(server.version),
             "replicas": endpoint.replicas,
             "traffic": 0 if shadow else endpoint.weights.get(server.version, 0),
             "labels": {"lykeion.io/version": server.version},
-            "componentSpecs": [
-                {"spec": {"automountServiceAccountToken": False, "containers": [container]}}
-            ],
+            # Seldon's single-model mode: the graph is one MODEL node whose server speaks
+            # the v1 protocol at the executor's own path, so no executor container (whose
+            # image is Seldon's, not ours) sits in front of it.
+            "annotations": {"seldon.io/no-engine": "true"},
+            "componentSpecs": [{"spec": pod}],
             "graph": {
                 "name": "model",
                 "type": "MODEL",
@@ -258,8 +266,10 @@ def render_kserve(endpoint: Endpoint) -> list[dict[str, Any]]:
         )
     transformer: dict[str, Any] = {
         "minReplicas": endpoint.replicas,
+        "automountServiceAccountToken": False,
         "containers": [server_container(endpoint, newest, "kserve-container", PORT)],
     }
+    _reviewing(transformer, newest)
     predictor: dict[str, Any] = {
         "minReplicas": endpoint.replicas,
         "model": {
