@@ -93,14 +93,19 @@ def diagnose(cluster: NodeCluster, *controllers: ServingController) -> str:
 
 def wait_condition(
     api: Cluster, cluster: NodeCluster, kind: str, name: str, type_: str, timeout: float,
-    *controllers: ServingController,
+    *controllers: ServingController, generation: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
-    """The condition once True, or fail after `timeout` seconds with what the cluster says."""
+    """The condition once True for `generation` or a later one, or fail after `timeout`
+    seconds with what the cluster says."""
     deadline = time.monotonic() + timeout
     condition: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         condition = api.condition(kind, NS, name, type_)
-        if condition and condition["status"] == "True":
+        if (
+            condition
+            and condition["status"] == "True"
+            and int(condition.get("observedGeneration") or 0) >= generation
+        ):
             return condition
         time.sleep(1)
     status = json.dumps((api.get(kind, NS, name) or {}).get("status"))
@@ -197,9 +202,12 @@ def caller_token(cluster: NodeCluster) -> str:
 
 
 def service_url(cluster: NodeCluster, name: str) -> str:
-    """http://<ClusterIP>:<first port> of Service `name` (reached from the node)."""
+    """http://<ClusterIP>:<port> of Service `name` (its port named `http`, else its first),
+    reached from the node through kube-proxy."""
     service = json.loads(cluster.run_kubectl("get", "service", "-n", NS, name, "-o", "json").stdout)
-    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+    ports = service["spec"]["ports"]
+    port = next((p for p in ports if p.get("name") == "http"), ports[0])["port"]
+    return f"http://{service['spec']['clusterIP']}:{port}"
 
 
 @pytest.fixture(scope="session")
@@ -211,10 +219,10 @@ def reference_predictions(
     installed.run_kubectl(
         "apply", "--server-side", "-n", NS, "-f", str(EXAMPLE / "deployment.yaml")
     )
-    wait_condition(lykeion_api, installed, "Deployment", "forward-default", "Ready", 300)
+    wait_condition(lykeion_api, installed, "Deployment", DEPLOYMENT, "Ready", 300)
     body = json.dumps({"keys": [{"rider_id": k} for k in KEYS]}).encode()
     request = urllib.request.Request(
-        service_url(installed, "forward-default") + "/predict", body,
+        service_url(installed, DEPLOYMENT) + "/predict", body,
         {"content-type": "application/json", "authorization": f"Bearer {caller_token(installed)}"},
     )  # fmt: skip
     with urllib.request.urlopen(request, timeout=30) as answer:
@@ -260,12 +268,23 @@ def flat(rows: Any) -> list[float]:
     return [float(rows)]
 
 
-def lykeion_deployment(name: str, backend: str) -> dict[str, Any]:
-    """The example's Deployment (version 1.0, all traffic) named `name` on `backend`."""
+DEPLOYMENT = "forward-default"
+"""The example's Deployment (one per family and segment: its name is theirs)."""
+
+
+def serve_with(cluster: NodeCluster, backend: str) -> int:
+    """The example's Deployment (version 1.0, all traffic) moved onto `backend`; returns
+    the generation to wait for. Moving leaves the earlier backend's objects in place (no
+    test here needs them gone) and the reference's pods keep serving."""
     body = copy.deepcopy(load(EXAMPLE / "deployment.yaml")[0])
-    body["metadata"] = {"name": name, "namespace": NS}
+    body["metadata"] = {"name": DEPLOYMENT, "namespace": NS}
     body["spec"]["backend"] = backend
     # Two cores for the whole node, shared with the lykeion backend's and the other
     # serving system's pods: a tenth of one per server.
     body["spec"]["resources"] = {"cpu": "100m", "memory": "1Gi"}
-    return dict(body)
+    cluster.apply([body])
+    got = cluster.run_kubectl(
+        "get", "deployments.lykeion.io", "-n", NS, DEPLOYMENT,
+        "-o", "jsonpath={.metadata.generation}",
+    )  # fmt: skip
+    return int(got.stdout)

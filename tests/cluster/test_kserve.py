@@ -16,19 +16,20 @@ import pytest
 from lykeion.cluster import NodeCluster
 from lykeion.serving_controllers import ServingController
 from tests.cluster.serving import (
+    DEPLOYMENT,
     KEYS,
     NS,
     call_clients,
     caller_token,
     flat,
-    lykeion_deployment,
     record_timing,
+    serve_with,
     service_url,
     wait_condition,
 )
 from tests.support import Cluster
 
-NAME = "forward-kserve"
+NAME = DEPLOYMENT
 
 
 def _isvc(cluster: NodeCluster, name: str) -> dict:  # type: ignore[type-arg]
@@ -63,8 +64,10 @@ def test_the_example_through_kserve_predicts_as_the_lykeion_backend(
     clients_python: str,
 ) -> None:
     begin = time.monotonic()
-    installed.apply([lykeion_deployment(NAME, "kserve")])
-    ready = wait_condition(lykeion_api, installed, "Deployment", NAME, "Ready", 420, kserve)
+    generation = serve_with(installed, "kserve")
+    ready = wait_condition(
+        lykeion_api, installed, "Deployment", NAME, "Ready", 420, kserve, generation=generation
+    )
     record_timing(installed, "kserve: Deployment apply to Ready", time.monotonic() - begin)
     assert ready["status"] == "True"
 

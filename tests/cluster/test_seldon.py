@@ -17,19 +17,20 @@ import pytest
 from lykeion.cluster import NodeCluster
 from lykeion.serving_controllers import ServingController
 from tests.cluster.serving import (
+    DEPLOYMENT,
     KEYS,
     NS,
     call_clients,
     caller_token,
     flat,
-    lykeion_deployment,
     record_timing,
+    serve_with,
     service_url,
     wait_condition,
 )
 from tests.support import Cluster
 
-NAME = "forward-seldon"
+NAME = DEPLOYMENT
 
 
 def test_seldon_webhook_refuses_a_lone_predictor_without_all_traffic(
@@ -68,8 +69,10 @@ def test_the_example_through_seldon_predicts_as_the_lykeion_backend(
     clients_python: str,
 ) -> None:
     begin = time.monotonic()
-    installed.apply([lykeion_deployment(NAME, "seldon")])
-    ready = wait_condition(lykeion_api, installed, "Deployment", NAME, "Ready", 420, seldon)
+    generation = serve_with(installed, "seldon")
+    ready = wait_condition(
+        lykeion_api, installed, "Deployment", NAME, "Ready", 420, seldon, generation=generation
+    )
     record_timing(installed, "seldon: Deployment apply to Ready", time.monotonic() - begin)
     assert ready["status"] == "True"
 
