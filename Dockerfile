@@ -15,7 +15,9 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-FROM ${PYTHON_IMAGE} AS builder
+# The dependencies of the extras are a stage of their own: scripts/build-images.sh tags
+# it, so that its layers stay cached while the builds of earlier code are pruned.
+FROM ${PYTHON_IMAGE} AS dependencies
 ARG EXTRAS=operator
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -32,6 +34,9 @@ RUN python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'
 print('\n'.join(p['dependencies'] + [d for e in sys.argv[1].split(',') for d in p['optional-dependencies'][e]]))" \
       "${EXTRAS}" > dependencies.txt \
  && pip install -c requirements/constraints.txt -r dependencies.txt
+
+FROM dependencies AS builder
+ARG EXTRAS=operator
 COPY operator/ operator/
 COPY lykectl/ lykectl/
 RUN pip install --no-deps -c requirements/constraints.txt ".[${EXTRAS}]"

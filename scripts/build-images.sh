@@ -43,18 +43,30 @@ for target in "${TARGETS[@]}"; do
     start=$(date +%s)
     # pip reaches PyPI over the host's network; the host's CA bundle replaces the base
     # image's for RUN steps (it may carry a proxy's CA).
-    bah bud --network host --layers \
-      -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
-      --build-arg "PYTHON_IMAGE=$base_name" --build-arg "EXTRAS=$extras" \
-      -t "$image" -f Dockerfile "$ROOT" >&2
+    # The dependency stage first, tagged by what it is built from: it stays in the
+    # layer cache when the builds of earlier code are pruned below.
+    dependencies="localhost/lykeion-dependencies-$name:$(cat Dockerfile requirements/* pyproject.toml \
+      <(echo "$base_name $extras") | sha256sum | cut -c1-12)"
+    bud=(bah bud --network host --layers
+      -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro
+      --build-arg "PYTHON_IMAGE=$base_name" --build-arg "EXTRAS=$extras" -f Dockerfile)
+    "${bud[@]}" --target dependencies -t "$dependencies" "$ROOT" >&2
+    "${bud[@]}" -t "$image" "$ROOT" >&2
     rm -f "$archive.tmp"
     bah push "$image" "docker-archive:$archive.tmp:$image" >&2
     mv "$archive.tmp" "$archive"
     echo "built $image in $(( $(date +%s) - start ))s" >&2
     # archives of earlier builds of this target are stale
     find "$CACHE/images" -maxdepth 1 -name "lykeion-$name-*.tar" ! -name "$(basename "$archive")" -delete
-    bah images --format '{{.Name}}:{{.Tag}}' | grep "^localhost/lykeion-$name:" \
-      | grep -v ":$digest\$" | xargs -r bah rmi >/dev/null 2>&1 || true
+    # Bounded storage: earlier builds of this target, earlier dependency stages, and the
+    # untagged builder stages of every earlier build (the dependency stages they were
+    # built on are tagged, so they stay).
+    # (`bah` is a shell function: a loop, not xargs.)
+    for stale in $(bah images --format '{{.Name}}:{{.Tag}}' \
+      | grep -e "^localhost/lykeion-$name:" -e "^localhost/lykeion-dependencies-$name:" \
+      | grep -v -e ":$digest\$" -e "^$dependencies\$") $(bah images -q --filter dangling=true); do
+      bah rmi "$stale" >/dev/null 2>&1 || true
+    done
   fi
   echo "$name $image $archive"
 done
