@@ -392,6 +392,10 @@ def kserve_mlserver_runtime(module: Path, image: str, mlserver: Path) -> dict[st
     container["image"] = image
     container["imagePullPolicy"] = "Never"
     container["command"] = [str(mlserver / "bin" / "mlserver"), "start", "/mnt/models"]
+    # MLServer 1.7.1's worker processes die at start with the uvloop pip resolves today
+    # ("There is no current event loop"): infer in the server's own process instead.
+    container["env"] = [*container.get("env", []),
+                        {"name": "MLSERVER_PARALLEL_WORKERS", "value": "0"}]  # fmt: skip
     container["volumeMounts"] = [
         {"name": "mlserver", "mountPath": str(mlserver), "readOnly": True},
         {"name": "python", "mountPath": str(interpreter), "readOnly": True},

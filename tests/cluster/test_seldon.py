@@ -57,7 +57,9 @@ def test_seldon_webhook_refuses_a_lone_predictor_without_all_traffic(
 
 
 def _sdep(cluster: NodeCluster, name: str) -> dict[str, Any]:
-    done = cluster.run_kubectl("get", "seldondeployment", "-n", NS, name, "-o", "json")
+    done = cluster.run_kubectl(
+        "get", "seldondeployment", "-n", NS, name, "-o", "json", "--show-managed-fields"
+    )
     return dict(json.loads(done.stdout))
 
 
