@@ -248,12 +248,15 @@ def clients_python() -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def call_clients(python: str, url: str, model: str, token: str, protocols: str) -> dict[str, Any]:
-    """tests/compat/serving_clients.py with `protocols` against `url`: its JSON answer."""
+def call_clients(
+    python: str, url: str, model: str, token: str, protocols: str, *extra: str
+) -> dict[str, Any]:
+    """tests/compat/serving_clients.py with `protocols` (and `extra` arguments) against
+    `url`: its JSON answer."""
     done = subprocess.run(
         [python, str(ROOT / "tests" / "compat" / "serving_clients.py"), "--url", url,
          "--model", model, "--key-name", "rider_id", "--keys", ",".join(KEYS),
-         "--protocols", protocols, "--bearer-token", token],
+         "--protocols", protocols, "--bearer-token", token, *extra],
         capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -99,7 +99,11 @@ def test_the_example_through_seldon_predicts_as_the_lykeion_backend(
     url = service_url(installed, service.split(".")[0])
     token = caller_token(installed)
     begin = time.monotonic()
-    result = call_clients(clients_python, url, NAME, token, "seldon")["seldon"]
+    # SeldonClient's "seldon" gateway sends no headers (the caller's token): its "istio"
+    # gateway does, at /seldon/<namespace>/<deployment>/api/v1.0/predictions.
+    result = call_clients(
+        clients_python, url, NAME, token, "seldon", "--namespace", NS, "--deployment", NAME
+    )["seldon"]
     record_timing(installed, "seldon: SeldonClient through the Service", time.monotonic() - begin)
     assert result["meta"]["tags"]["lykeion.version"] == "1.0"
     assert len(result["values"]) == len(KEYS)
