@@ -34,7 +34,7 @@ import typer
 
 from lykectl.embedded import Process, is_alive, stage, terminate
 from lykectl.errors import CliError
-from lykeion.controlplane import REPO_ROOT
+from lykeion.local.controlplane import REPO_ROOT
 
 STATE_FILE = "cluster.json"
 LOG_FILE = "cluster.log"

@@ -39,6 +39,11 @@ class PlatformConfig:
     """KServe deployment mode the `kserve` backend renders (`serving.kserve.io/deploymentMode`):
     `RawDeployment` (no Knative; one version per InferenceService, no canary split) or
     `Serverless` (Knative; `canaryTrafficPercent` splits). `LYKEION_KSERVE_DEPLOYMENT_MODE`."""
+    kserve_storage_schemes: tuple[str, ...] = ()
+    """Model locations KServe fetches beyond its storage initializer's own schemes: the
+    prefixes (e.g. `mlflow-artifacts:`) of the `ClusterStorageContainer`s installed with
+    KServe (its extension point for storage URI schemes).
+    `LYKEION_KSERVE_STORAGE_SCHEMES`, comma-separated."""
     tracking_uri: str = ""
     """MLflow tracking and registry (the embedded default: a SQLite-backed server)."""
     poll_seconds: float = 3.0
@@ -85,6 +90,11 @@ class PlatformConfig:
             image=image,
             serving_image=env.get("LYKEION_SERVING_IMAGE", "lykeion/serving:0.1.0"),
             kserve_mode=env.get("LYKEION_KSERVE_DEPLOYMENT_MODE", "RawDeployment"),
+            kserve_storage_schemes=tuple(
+                s.strip()
+                for s in env.get("LYKEION_KSERVE_STORAGE_SCHEMES", "").split(",")
+                if s.strip()
+            ),
             tracking_uri=env.get(
                 "LYKEION_MLFLOW_TRACKING_URI", f"sqlite:///{data_dir / 'mlflow.db'}"
             ),

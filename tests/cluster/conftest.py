@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from lykeion.cluster import BuiltImage, NodeCluster, build_images, unsupported_reason
-from lykeion.controlplane import third_party_crds
 from lykeion.host_state import HostState
+from lykeion.local.controlplane import third_party_crds
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,6 +112,9 @@ def installed(
             "--set", f"workload.extraNamespaces={{{WORKLOAD_NAMESPACE}}}",
             "--set-json", f"stores.volume={json.dumps(volume)}",
             "--set", "mlflow.server.enabled=true",
+            # tests/cluster/serving.py installs KServe with a ClusterStorageContainer for
+            # MLflow's proxied artifacts (the example's model location).
+            "--set-json", 'serving.kserve.storageSchemes=["mlflow-artifacts:"]',
             "--wait", "--timeout=240s",
         ],
         capture_output=True,
@@ -134,3 +137,14 @@ def installed(
         check=False,
         capture_output=True,
     )
+
+
+# Seldon Core's and KServe's own controllers and what the tests through them share.
+from tests.cluster.serving import (  # noqa: E402,F401
+    clients_python,
+    kserve,
+    lykeion_api,
+    reference_predictions,
+    seldon,
+    trained_example,
+)

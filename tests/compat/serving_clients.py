@@ -5,7 +5,7 @@ project's own environment (seldon-core pins numpy < 2 and protobuf 5.29):
 
     $(scripts/install-serving-clients.sh) tests/compat/serving_clients.py \\
         --url http://127.0.0.1:PORT --model NAME --key-name rider_id --keys r1,r2 \\
-        [--namespace NS --deployment NAME]
+        [--namespace NS --deployment NAME] [--bearer-token TOKEN]
 
 Two clients, each through its public API only:
 
@@ -88,6 +88,8 @@ def call_seldon(
         "client_return_type": "dict",
     }
     call_kwargs: dict[str, Any] = {}
+    if args.bearer_token:
+        call_kwargs["headers"] = {"Authorization": f"Bearer {args.bearer_token}"}
     if args.deployment:
         if prefix:
             raise CompatError("seldon: a base path in --url cannot be combined with --deployment")
@@ -142,14 +144,15 @@ def call_v2(args: argparse.Namespace, base: str, keys: list[str]) -> dict:
     client = httpclient.InferenceServerClient(
         url=base, connection_timeout=args.timeout, network_timeout=args.timeout
     )
+    headers = {"Authorization": f"Bearer {args.bearer_token}"} if args.bearer_token else None
     try:
         out: dict[str, Any] = {
-            "live": client.is_server_live(),
-            "server_ready": client.is_server_ready(),
-            "ready": client.is_model_ready(args.model),
+            "live": client.is_server_live(headers=headers),
+            "server_ready": client.is_server_ready(headers=headers),
+            "ready": client.is_model_ready(args.model, headers=headers),
         }
         try:
-            out["metadata"] = client.get_model_metadata(args.model)
+            out["metadata"] = client.get_model_metadata(args.model, headers=headers)
         except InferenceServerException as exc:
             raise CompatError(f"v2: get_model_metadata({args.model!r}) failed: {exc}") from exc
         tensor = httpclient.InferInput(args.key_name, [len(keys)], "BYTES")
@@ -157,7 +160,7 @@ def call_v2(args: argparse.Namespace, base: str, keys: list[str]) -> dict:
             np.array(keys, dtype=np.object_), binary_data=args.v2_binary_input
         )
         try:
-            result = client.infer(args.model, inputs=[tensor])
+            result = client.infer(args.model, inputs=[tensor], headers=headers)
         except InferenceServerException as exc:
             raise CompatError(f"v2: infer({args.model!r}) failed: {exc}") from exc
         response = result.get_response()
@@ -195,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--v2-binary-input", action="store_true", help="send the V2 input as binary data"
+    )
+    parser.add_argument(
+        "--bearer-token", help="sent as `Authorization: Bearer ...` by both clients"
     )
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="V2 connection/network timeout, seconds"

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from lykeion.controlplane import ControlPlane
 from lykeion.handlers.training import training_name
 from lykeion.kube import api_client
+from lykeion.local.controlplane import ControlPlane
 from lykeion.serving import render
 from tests.integration.test_kubernetes_operator import TRAINED, _finish, _job
 from tests.support import Cluster, Operator, load, wait_for
@@ -215,7 +215,7 @@ def test_splits_are_ones_the_backends_accept_and_honour(
         ),
     )
     assert refused["reason"] == "ServingRejected"
-    assert "storage initializer cannot fetch" in refused["message"]
+    assert "which KServe cannot fetch" in refused["message"]
     assert canary()["spec"]["predictor"]["canaryTrafficPercent"] == 10
 
     # 1.0 goes down while 1.1 is declared at 0%: 1.1 gets nothing, and the Deployment says so.

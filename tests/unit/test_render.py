@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -157,8 +158,19 @@ def test_kserve_backend_serves_only_models_its_storage_initializer_can_fetch(
         (isvc,) = render.render(endpoint)
         assert isvc["spec"]["predictor"]["model"]["storageUri"] == storage.format("1.0")
     else:
-        with pytest.raises(render.Unrenderable, match="storage initializer cannot fetch"):
+        with pytest.raises(render.Unrenderable, match="which KServe cannot fetch"):
             render.render(endpoint)
+
+
+def test_kserve_fetches_the_schemes_of_the_cluster_storage_containers_it_is_told_of() -> None:
+    storage = "mlflow-artifacts:/1/{}/artifacts"
+    told = replace(_endpoint("kserve", {"1.0": 100}, storage=storage),
+                   kserve_storage_schemes=("mlflow-artifacts:",))  # fmt: skip
+    (isvc,) = render.render(told)
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == storage.format("1.0")
+    other = replace(told, kserve_storage_schemes=("runs:",))
+    with pytest.raises(render.Unrenderable, match="LYKEION_KSERVE_STORAGE_SCHEMES"):
+        render.render(other)
 
 
 def test_names_a_backend_derives_are_checked_against_the_dns_label_limit() -> None:

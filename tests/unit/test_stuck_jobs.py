@@ -155,6 +155,31 @@ def test_model_servers_mount_the_data_volume_routers_do_not() -> None:
     assert "data" not in [v["name"] for v in router["volumes"]]
 
 
+def test_seldon_and_kserve_model_servers_mount_the_data_volume_and_review_as_the_server() -> None:
+    # Seldon's predictor pods and KServe's transformer run the Lykeion server: it reads the
+    # online store on the data volume and reviews callers with the serving account.
+    servers = (VersionServer("1.0", "forward-default-1-0",
+                             {"name": "forward-default", "access": "kubernetes",
+                              "storage_uri": "mlflow-artifacts:/1/m/artifacts"}),)  # fmt: skip
+    for backend in ("seldon", "kserve"):
+        # KServe fetches mlflow-artifacts: through the ClusterStorageContainer it is told of.
+        endpoint = Endpoint(name="forward-default", namespace="team-a", backend=backend,
+                            servers=servers, weights={"1.0": 100}, image="serving:1",
+                            kserve_storage_schemes=("mlflow-artifacts:",))  # fmt: skip
+        (manifest,) = with_data_volume(render.render(endpoint), DATA)
+        if backend == "seldon":
+            (predictor,) = manifest["spec"]["predictors"]
+            assert predictor["annotations"] == {"seldon.io/no-engine": "true"}
+            pod = predictor["componentSpecs"][0]["spec"]
+        else:
+            pod = manifest["spec"]["transformer"]
+            assert "volumes" not in manifest["spec"]["predictor"]
+        assert pod["serviceAccountName"] == "lykeion-serving"
+        assert pod["automountServiceAccountToken"] is True
+        assert pod["volumes"] == [DATA.volume()]
+        assert pod["containers"][0]["volumeMounts"] == [DATA.mount()]
+
+
 def test_the_data_volume_variable() -> None:
     assert parse_data_volume("") is None
     assert parse_data_volume('{"persistentVolumeClaim": {"claimName": "d"}}') == {

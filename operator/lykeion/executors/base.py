@@ -92,6 +92,9 @@ class Endpoint:
     replicas: int = 1
     kserve_mode: str = "RawDeployment"
     """`RawDeployment` or `Serverless`: what the `kserve` backend renders (and can split)."""
+    kserve_storage_schemes: tuple[str, ...] = ()
+    """Storage URI prefixes KServe fetches beyond `render.KSERVE_SCHEMES` (installed
+    `ClusterStorageContainer`s)."""
     image: str = ""
     cpu: str = "500m"
     memory: str = "1Gi"

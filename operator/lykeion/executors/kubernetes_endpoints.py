@@ -121,16 +121,36 @@ def withdrawn(endpoint: Endpoint) -> EndpointStatus:
                           {s.version: why for s in endpoint.servers})  # fmt: skip
 
 
+SERVER_CONTAINERS = {"Deployment": "server", "SeldonDeployment": "model",
+                     "InferenceService": "kserve-container"}  # fmt: skip
+"""The model server's container name in each kind `render` gives (routers have none)."""
+
+
+def _server_pods(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod specs of `manifest` that may run a model server: a Deployment's template,
+    each Seldon predictor's component specs, KServe's transformer (its predictor runs
+    KServe's own runtime, which reads the model from the storage URI)."""
+    kind, spec = manifest.get("kind"), manifest.get("spec") or {}
+    if kind == "Deployment":
+        return [spec["template"]["spec"]]
+    if kind == "SeldonDeployment":
+        return [c["spec"] for p in spec.get("predictors", []) for c in p.get("componentSpecs", [])]
+    if kind == "InferenceService" and spec.get("transformer"):
+        return [spec["transformer"]]
+    return []
+
+
 def with_data_volume(manifests: list[dict[str, Any]], data: DataVolume) -> list[dict[str, Any]]:
-    """`manifests` with `data` mounted into every model server container (named `server`)
-    of the Deployments among them (pure: copies; routers need no data). The server reads
-    the embedded online store and the model's files from the shared data directory."""
+    """`manifests` with `data` mounted into every model server container of the
+    Deployments, SeldonDeployments and InferenceServices among them (pure: copies; routers
+    need no data). The server reads the embedded online store and the model's files from
+    the shared data directory."""
     out = []
     for manifest in manifests:
         manifest = json.loads(json.dumps(manifest))
-        if manifest.get("kind") == "Deployment":
-            pod = manifest["spec"]["template"]["spec"]
-            servers = [c for c in pod["containers"] if c.get("name") == "server"]
+        name = SERVER_CONTAINERS.get(manifest.get("kind", ""))
+        for pod in _server_pods(manifest):
+            servers = [c for c in pod["containers"] if c.get("name") == name]
             for container in servers:
                 container["volumeMounts"] = [*container.get("volumeMounts", []), data.mount()]
             if servers:
@@ -156,7 +176,7 @@ class KubernetesEndpoints:
             # Seldon and KServe cannot route "nothing": withdraw their object instead.
             await self._withdraw(endpoint)
             return withdrawn(endpoint)
-        if self.data is not None and endpoint.backend == "lykeion":
+        if self.data is not None:
             manifests = with_data_volume(manifests, self.data)
         applied: dict[str, dict[str, Any]] = {}
         for manifest in manifests:

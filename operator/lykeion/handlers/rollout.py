@@ -299,6 +299,7 @@ def endpoint(
         replicas=int(spec.get("replicas", 1)),
         image=config.serving_image,
         kserve_mode=config.kserve_mode,
+        kserve_storage_schemes=config.kserve_storage_schemes,
         cpu=resources.get("cpu", "500m"),
         memory=resources.get("memory", "1Gi"),
         owner=dict(deployment),

@@ -44,8 +44,9 @@ KSERVE_SCHEMES = ("gs://", "s3://", "hdfs://", "webhdfs://", "http://", "https:/
 """Model locations KServe v0.15.2 fetches into the predictor (`SupportedStorageURIPrefixList`
 in `pkg/controller/v1beta1/inferenceservice/utils/utils.go`; Azure Blob is `https://`).
 KServe also takes `file://` and plain paths, but those name the storage initializer's own
-file system, never the operator's artifact directory, and `mlflow-artifacts:` (MLflow's
-proxied store) it refuses: train against an object store for this backend."""
+file system, never the operator's artifact directory. Other schemes (MLflow's proxied
+`mlflow-artifacts:`) it fetches only through a `ClusterStorageContainer` installed for
+them, which the operator is told of (`Endpoint.kserve_storage_schemes`)."""
 
 
 class Unrenderable(ValueError):
@@ -162,6 +163,14 @@ def routes(endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
+def _reviewing(pod: dict[str, Any], server: VersionServer) -> None:
+    """A server that reviews callers (`access: kubernetes`) needs the pod's own token: the
+    one account that may ask for reviews (modifies `pod`, a pod spec)."""
+    if server.config.get("access") == "kubernetes":
+        pod["serviceAccountName"] = SERVING_ACCOUNT
+        pod["automountServiceAccountToken"] = True
+
+
 def render_lykeion(endpoint: Endpoint) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for server in endpoint.servers:
@@ -169,11 +178,7 @@ def render_lykeion(endpoint: Endpoint) -> list[dict[str, Any]]:
         labels = {"lykeion.io/version": name}
         container = server_container(endpoint, server, "server", PORT)
         deployment = _deployment(endpoint, name, endpoint.replicas, labels, container)
-        if server.config.get("access") == "kubernetes":
-            # Reviews need the pod's own token: the one account that may ask for them.
-            pod = deployment["spec"]["template"]["spec"]
-            pod["serviceAccountName"] = SERVING_ACCOUNT
-            pod["automountServiceAccountToken"] = True
+        _reviewing(deployment["spec"]["template"]["spec"], server)
         objects += [deployment, _service(endpoint, name, labels)]
     router_name = child_name(endpoint.name, "router")
     labels = {"lykeion.io/component": "router"}
@@ -276,14 +281,18 @@ def render_seldon(endpoint: Endpoint) -> list[dict[str, Any]]:
     for server in endpoint.servers:
         shadow = server.version == endpoint.shadow
         container = server_container(endpoint, server, "model", SELDON_PORT)
+        pod: dict[str, Any] = {"automountServiceAccountToken": False, "containers": [container]}
+        _reviewing(pod, server)
         predictor: dict[str, Any] = {
             "name": predictor_name(server.version),
             "replicas": endpoint.replicas,
             "traffic": 0 if shadow else endpoint.weights.get(server.version, 0),
             "labels": {"lykeion.io/version": server.version},
-            "componentSpecs": [
-                {"spec": {"automountServiceAccountToken": False, "containers": [container]}}
-            ],
+            # Seldon's single-model mode: the graph is one MODEL node whose server speaks
+            # the v1 protocol at the executor's own path, so no executor container (whose
+            # image is Seldon's, not ours) sits in front of it.
+            "annotations": {"seldon.io/no-engine": "true"},
+            "componentSpecs": [{"spec": pod}],
             "graph": {
                 "name": "model",
                 "type": "MODEL",
@@ -384,8 +393,10 @@ def render_kserve(endpoint: Endpoint) -> list[dict[str, Any]]:
     storage = newest.config.get("storage_uri")
     transformer: dict[str, Any] = {
         "minReplicas": endpoint.replicas,
+        "automountServiceAccountToken": False,
         "containers": [server_container(endpoint, newest, "kserve-container", PORT)],
     }
+    _reviewing(transformer, newest)
     predictor: dict[str, Any] = {
         "minReplicas": endpoint.replicas,
         "model": {
@@ -411,18 +422,20 @@ def render_kserve(endpoint: Endpoint) -> list[dict[str, Any]]:
     ]
 
 
-def _storage_problem(server: VersionServer) -> str | None:
+def _storage_problem(server: VersionServer, extra_schemes: tuple[str, ...] = ()) -> str | None:
     storage = server.config.get("storage_uri")
     if not storage:
         return (
             f"version {server.version} records no artifact location (status.artifactUri): "
             "train it again"
         )
-    if not str(storage).startswith(KSERVE_SCHEMES):
+    schemes = (*KSERVE_SCHEMES, *extra_schemes)
+    if not str(storage).startswith(schemes):
         return (
-            f"version {server.version}'s model is at {storage}, which KServe's storage "
-            f"initializer cannot fetch (it takes {', '.join(KSERVE_SCHEMES)}): train it "
-            "with an object store as MLflow's artifact root"
+            f"version {server.version}'s model is at {storage}, which KServe cannot fetch "
+            f"(it takes {', '.join(schemes)}): train it with an object store as MLflow's "
+            "artifact root, or install a ClusterStorageContainer for its scheme and list "
+            "the scheme in the operator's LYKEION_KSERVE_STORAGE_SCHEMES"
         )
     return None
 
@@ -457,7 +470,7 @@ def check(endpoint: Endpoint) -> None:
         for server in endpoint.servers:
             if not endpoint.weights.get(server.version, 0):
                 continue  # never in the InferenceService while it has no share
-            problem = _storage_problem(server)
+            problem = _storage_problem(server, endpoint.kserve_storage_schemes)
             if problem is not None:
                 raise Unrenderable(problem)
 

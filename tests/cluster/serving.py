@@ -1,0 +1,293 @@
+"""Seldon Core's and KServe's own controllers on the session's one-node cluster, and what
+the tests through them share: the example trained in the cluster, the `lykeion` backend's
+predictions as the reference, the clients nobody here wrote.
+
+Imported by conftest.py (session fixtures `kserve`, `seldon`, `trained_example`,
+`reference_predictions`, `clients_python`)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lykeion.cluster import BuiltImage, NodeCluster
+from lykeion.kube import api_client
+from lykeion.serving_controllers import (
+    ServingController,
+    controller_binaries,
+    kserve_controller,
+    seldon_controller,
+)
+from tests.cluster.conftest import NAMESPACE, RELEASE, ROOT, WORKLOAD_NAMESPACE
+from tests.support import Cluster, load
+
+EXAMPLE = ROOT / "examples" / "forward"
+NS = WORKLOAD_NAMESPACE
+KEYS = ["r42", "r7", "r150"]
+TRACKING_URI = f"http://{RELEASE}-mlflow.{NAMESPACE}.svc:5000"
+"""The chart's MLflow server (mlflow.server.enabled), where the registered versions are."""
+TIMINGS: dict[str, float] = {}
+
+
+def record_timing(cluster: NodeCluster, what: str, seconds: float) -> None:
+    """Add a figure to the session's timings.json (the README's numbers)."""
+    TIMINGS[what] = round(seconds, 1)
+    path = cluster.workdir / "timings.json"
+    figures = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**figures, **TIMINGS}, indent=2))
+
+
+def _started(controller: ServingController, cluster: NodeCluster) -> ServingController:
+    begin = time.monotonic()
+    controller.start()
+    record_timing(cluster, f"{controller.name}: start to admitting", time.monotonic() - begin)
+    return controller
+
+
+@pytest.fixture(scope="session")
+def kserve(
+    installed: NodeCluster, cluster_images: dict[str, BuiltImage]
+) -> Iterator[ServingController]:
+    """KServe's manager (RawDeployment) with its webhooks, CRDs, config and runtimes."""
+    binaries = controller_binaries()
+    controller = kserve_controller(
+        installed, binaries.kserve, cluster_images["serving"].image, TRACKING_URI
+    )
+    yield _started(controller, installed)
+    assert controller.stop() == []
+
+
+@pytest.fixture(scope="session")
+def seldon(installed: NodeCluster) -> Iterator[ServingController]:
+    """Seldon Core's v1 operator with its webhook, CRD, config and settings."""
+    controller = seldon_controller(installed, controller_binaries().seldon)
+    yield _started(controller, installed)
+    assert controller.stop() == []
+
+
+@pytest.fixture(scope="session")
+def lykeion_api(installed: NodeCluster) -> Cluster:
+    return Cluster(api_client(str(installed.kubeconfig)))
+
+
+def diagnose(cluster: NodeCluster, *controllers: ServingController) -> str:
+    """Pods, the Lykeion operator's log and the controllers' logs, for a failure message."""
+    pods = cluster.run_kubectl("get", "pods,svc,deploy", "-n", NS, "-o", "wide", check=False)
+    events = cluster.run_kubectl(
+        "get", "events", "-n", NS, "--sort-by=.lastTimestamp", check=False
+    ).stdout[-3000:]
+    logs = cluster.run_kubectl(
+        "logs", "-n", NAMESPACE, f"deployment/{RELEASE}", "--tail=40", check=False
+    ).stdout
+    tails = "\n".join(f"--- {c.name}:\n{c.log_tail(3000)}" for c in controllers)
+    return f"{pods.stdout}\n{events}\n{logs}\n{tails}"
+
+
+def wait_condition(
+    api: Cluster, cluster: NodeCluster, kind: str, name: str, type_: str, timeout: float,
+    *controllers: ServingController, generation: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """The condition once True for `generation` or a later one, or fail after `timeout`
+    seconds with what the cluster says."""
+    deadline = time.monotonic() + timeout
+    condition: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        condition = api.condition(kind, NS, name, type_)
+        if (
+            condition
+            and condition["status"] == "True"
+            and int(condition.get("observedGeneration") or 0) >= generation
+        ):
+            return condition
+        time.sleep(1)
+    status = json.dumps((api.get(kind, NS, name) or {}).get("status"))
+    raise AssertionError(
+        f"{kind} {name} {type_}: {condition}\n{status}\n{diagnose(cluster, *controllers)}"
+    )
+
+
+def _git_source(cluster: NodeCluster, image: str) -> str:
+    """The example's MLflow project served by `git daemon` in the cluster (as
+    test_example.py does): its pinned URL."""
+    from tests.cluster.test_example import GIT_DAEMON  # one definition of the daemon
+
+    repos, work = cluster.workdir / "git-repos", cluster.workdir / "git-work"
+    env = {"GIT_AUTHOR_NAME": "ds", "GIT_AUTHOR_EMAIL": "ds@example.com",
+           "GIT_COMMITTER_NAME": "ds", "GIT_COMMITTER_EMAIL": "ds@example.com",
+           "PATH": "/usr/bin:/bin"}  # fmt: skip
+    if not (repos / "forward.git").exists():
+        import os
+        import shutil
+
+        shutil.copytree(EXAMPLE / "mlproject", work / "mlproject")
+        for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "f"]):
+            subprocess.run(["git", *args], cwd=work, env=env, check=True)
+        repos.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "clone", "-q", "--bare", str(work), str(repos / "forward.git")],
+                       check=True)  # fmt: skip
+        for path in [repos, *repos.rglob("*")]:
+            os.chown(path, 1000, 1000)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, capture_output=True,
+                         text=True, check=True).stdout.strip()  # fmt: skip
+    labels = {"app.kubernetes.io/name": "git"}
+    container = {
+        "name": "git", "image": image, "imagePullPolicy": "Never",
+        "command": [*GIT_DAEMON, "/srv/git"],
+        "ports": [{"name": "git", "containerPort": 9418}],
+        "readinessProbe": {"tcpSocket": {"port": 9418}, "periodSeconds": 2},
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsUser": 1000,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "repos", "mountPath": "/srv/git", "readOnly": True}],
+    }  # fmt: skip
+    cluster.apply([
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "git", "namespace": NS, "labels": labels},
+         "spec": {"selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": {
+                      "automountServiceAccountToken": False, "containers": [container],
+                      "volumes": [{"name": "repos", "hostPath": {"path": str(repos),
+                                                                  "type": "Directory"}}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "git", "namespace": NS},
+         "spec": {"selector": labels, "ports": [{"name": "git", "port": 9418}]}},
+    ])  # fmt: skip
+    cluster.run_kubectl("rollout", "status", "-n", NS, "deployment/git", "--timeout=120s")
+    return f"git://git.{NS}.svc:9418/forward.git#mlproject@{sha}"
+
+
+@pytest.fixture(scope="session")
+def trained_example(
+    installed: NodeCluster, cluster_images: dict[str, BuiltImage], lykeion_api: Cluster,
+    data_dir: Path,
+) -> str:  # fmt: skip
+    """The example's features materialized and its Model 1.0 trained and evaluated in the
+    cluster (reused when test_example.py made them in this session); its name."""
+    model_name = "forward-default-1.0"
+    begin = time.monotonic()
+    if lykeion_api.get("Model", NS, model_name) is None:
+        for path in ("family.yaml", "features.yaml"):
+            installed.run_kubectl("apply", "--server-side", "-n", NS, "-f", str(EXAMPLE / path))
+        model = copy.deepcopy(load(EXAMPLE / "model.yaml")[0])
+        model["spec"]["source"]["url"] = _git_source(installed, cluster_images["workloads"].image)
+        model["spec"]["training"]["resources"] = {"cpu": "500m", "memory": "2Gi"}
+        lykeion_api.create(model, NS)
+    wait_condition(lykeion_api, installed, "Model", model_name, "Evaluated", 900)
+    record_timing(installed, "example pipeline + training (when not already done)",
+                  time.monotonic() - begin)  # fmt: skip
+    return model_name
+
+
+def caller_token(cluster: NodeCluster) -> str:
+    """A ServiceAccount allowed to predict with the namespace's Lykeion Deployments."""
+    cluster.apply([
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": "caller", "namespace": NS}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "predict", "namespace": NS},
+         "rules": [{"apiGroups": ["lykeion.io"], "resources": ["deployments/predict"],
+                    "verbs": ["create"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "caller-predict", "namespace": NS},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "predict"},
+         "subjects": [{"kind": "ServiceAccount", "name": "caller", "namespace": NS}]},
+    ])  # fmt: skip
+    return cluster.run_kubectl("create", "token", "caller", "-n", NS).stdout.strip()
+
+
+def service_url(cluster: NodeCluster, name: str) -> str:
+    """http://<ClusterIP>:<port> of Service `name` (its port named `http`, else its first),
+    reached from the node through kube-proxy."""
+    service = json.loads(cluster.run_kubectl("get", "service", "-n", NS, name, "-o", "json").stdout)
+    ports = service["spec"]["ports"]
+    port = next((p for p in ports if p.get("name") == "http"), ports[0])["port"]
+    return f"http://{service['spec']['clusterIP']}:{port}"
+
+
+@pytest.fixture(scope="session")
+def reference_predictions(
+    installed: NodeCluster, lykeion_api: Cluster, trained_example: str
+) -> list[list[float]]:
+    """The `lykeion` backend's predictions for KEYS: the example's Deployment through its
+    router's Service."""
+    installed.run_kubectl(
+        "apply", "--server-side", "-n", NS, "-f", str(EXAMPLE / "deployment.yaml")
+    )
+    wait_condition(lykeion_api, installed, "Deployment", DEPLOYMENT, "Ready", 300)
+    body = json.dumps({"keys": [{"rider_id": k} for k in KEYS]}).encode()
+    request = urllib.request.Request(
+        service_url(installed, DEPLOYMENT) + "/predict", body,
+        {"content-type": "application/json", "authorization": f"Bearer {caller_token(installed)}"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        predictions: list[list[float]] = json.loads(answer.read())["predictions"]
+    assert len(predictions) == len(KEYS)
+    return predictions
+
+
+@pytest.fixture(scope="session")
+def clients_python() -> str:
+    """The serving-clients venv's python (seldon-core's SeldonClient, tritonclient);
+    `$LYKEION_SERVING_CLIENTS_PYTHON` as .ci/run exports it, else the install script."""
+    import os
+
+    given = os.environ.get("LYKEION_SERVING_CLIENTS_PYTHON")
+    if given:
+        return given
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install-serving-clients.sh")],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def call_clients(
+    python: str, url: str, model: str, token: str, protocols: str, *extra: str
+) -> dict[str, Any]:
+    """tests/compat/serving_clients.py with `protocols` (and `extra` arguments) against
+    `url`: its JSON answer."""
+    done = subprocess.run(
+        [python, str(ROOT / "tests" / "compat" / "serving_clients.py"), "--url", url,
+         "--model", model, "--key-name", "rider_id", "--keys", ",".join(KEYS),
+         "--protocols", protocols, "--bearer-token", token, *extra],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def flat(rows: Any) -> list[float]:
+    """Nested lists of numbers as one flat list of floats."""
+    if isinstance(rows, list):
+        return [x for row in rows for x in flat(row)]
+    return [float(rows)]
+
+
+DEPLOYMENT = "forward-default"
+"""The example's Deployment (one per family and segment: its name is theirs)."""
+
+
+def serve_with(cluster: NodeCluster, backend: str) -> int:
+    """The example's Deployment (version 1.0, all traffic) moved onto `backend`; returns
+    the generation to wait for. Moving leaves the earlier backend's objects in place (no
+    test here needs them gone) and the reference's pods keep serving."""
+    body = copy.deepcopy(load(EXAMPLE / "deployment.yaml")[0])
+    body["metadata"] = {"name": DEPLOYMENT, "namespace": NS}
+    body["spec"]["backend"] = backend
+    # Two cores for the whole node, shared with the lykeion backend's and the other
+    # serving system's pods: a tenth of one per server.
+    body["spec"]["resources"] = {"cpu": "100m", "memory": "1Gi"}
+    cluster.apply([body])
+    got = cluster.run_kubectl(
+        "get", "deployments.lykeion.io", "-n", NS, DEPLOYMENT,
+        "-o", "jsonpath={.metadata.generation}",
+    )  # fmt: skip
+    return int(got.stdout)
