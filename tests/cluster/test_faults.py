@@ -66,8 +66,22 @@ sys.exit("still alive after 4 GiB: the memory limit did not hold")
 
 
 @pytest.fixture(scope="module")
-def lykeion(installed: NodeCluster) -> Cluster:
-    return Cluster(api_client(str(installed.kubeconfig)))
+def lykeion(installed: NodeCluster) -> Iterator[Cluster]:
+    yield Cluster(api_client(str(installed.kubeconfig)))
+    # The node has two cores: the servers and Jobs of these faults would hold the CPU the
+    # session's later tests (Seldon's, KServe's) request. Their owners go; the garbage
+    # collector removes the rest, waited for here.
+    delete = ("delete", "-n", NS, "--ignore-not-found", "--wait=true", "--timeout=120s")
+    installed.run_kubectl(*delete, "deployments.lykeion.io", DEPLOYMENT, check=False)
+    models = [f"forward-{SEGMENT}-1.0", f"forward-{SEGMENT}-2.0", "forward-oom-1.0"]
+    installed.run_kubectl(*delete, "models.lykeion.io", *models, check=False)
+
+    def pods_gone() -> bool:
+        got = installed.run_kubectl("get", "pods", "-n", NS, "-o", "json", check=False)
+        names = [p["metadata"]["name"] for p in json.loads(got.stdout or "{}").get("items", [])]
+        return not [n for n in names if n.startswith((f"forward-{SEGMENT}-", "forward-oom-"))]
+
+    wait_for(pods_gone, 180, "the fault tests' pods gone")
 
 
 def _diagnose(cluster: NodeCluster) -> str:
