@@ -33,15 +33,6 @@ SELDON_NAMES = (
     "with backend seldon, every version must fit Seldon's derived names in a 63-character "
     "DNS label: <family>-<segment>-v<version>-svc-orch is too long"
 )
-CHECK_NAMES = (
-    "errorRate",
-    "latencyRatio",
-    "missingFeatures",
-    "skewRate",
-    "driftPsi",
-    "liveMetric",
-    "liveMetricDrop",
-)
 
 
 class VersionTraffic(ApiModel):
