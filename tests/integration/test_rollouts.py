@@ -426,3 +426,95 @@ def test_live_metric_rolls_back_a_worse_canary_and_passes_a_healthy_one(
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "liveMetric" in shown.stdout and ">= 0.6" in shown.stdout, shown.stdout
+
+
+class LateOutcomes(Outcomes):
+    """Outcomes known only `delay` seconds after each answer (label time: answer + delay),
+    written once that moment has passed: longer than the rollout's interval."""
+
+    def __init__(self, endpoint: str, path: Path, canary: str, delay: float) -> None:
+        super().__init__(endpoint, path, canary, invert=False)
+        self.delay = delay
+
+    def _label(self) -> None:
+        while not self._stop.wait(0.5):
+            now = datetime.now(UTC)
+            rows = list(self.rows)
+            if not rows:
+                continue
+            scores = sorted(s for *_, s in rows)
+            median = scores[len(scores) // 2]
+            lines = ["rider_id,label_time,ordered_again"]
+            for rider, _, moment, score in rows:
+                known = datetime.fromisoformat(moment) + timedelta(seconds=self.delay)
+                if known <= now:
+                    lines.append(f"{rider},{known.isoformat()},{int(score > median)}")
+            staged = self.path.with_suffix(".tmp")
+            staged.write_text("\n".join(lines) + "\n")
+            staged.replace(self.path)
+
+
+def test_labels_later_than_the_interval_hold_each_step_until_they_arrive(
+    cluster: Cluster, serving: str, tmp_path: Path
+) -> None:
+    """Outcomes arrive 8 s after each request, the interval is 3 s, the horizon 15 s: at
+    the interval no live check has data. The step is held, saying it waits for labels (in
+    `status.rollout.checks` and the `RolledBack` condition), and advances only once labels
+    judged it: never promoted unjudged."""
+    namespace = serving
+    endpoint = _status(cluster, namespace)["endpoint"]
+    stable = _rollout(cluster, namespace)["stable"]
+    canary = "1.0" if stable != "1.0" else "1.2"
+    labels = tmp_path / "late.csv"
+    labels.write_text("rider_id,label_time,ordered_again\n")
+    rollout = _labelled_rollout(labels, 5)
+    rollout["interval"] = "3s"
+    rollout["labels"]["horizon"] = "15s"
+    delay = 8.0
+
+    def waiting() -> dict[str, Any] | None:
+        body = cluster.get("Deployment", namespace, NAME) or {}
+        state = (body.get("status") or {}).get("rollout") or {}
+        checks = {c["name"]: c for c in state.get("checks") or []}
+        live = checks.get("liveMetric") or {}
+        conditions = (body.get("status") or {}).get("conditions") or []
+        condition = next((c for c in conditions if c["type"] == "RolledBack"), {})
+        if (
+            state.get("canary") == canary
+            and state.get("phase") == "Progressing"
+            and live.get("result") == "NoData"
+            and live.get("message", "").startswith("waiting for labels")
+            and "held by liveMetric" in condition.get("message", "")
+        ):
+            return {"state": state, "condition": condition}
+        return None
+
+    _declare(cluster, namespace, canary, **rollout)
+    with LateOutcomes(endpoint, labels, canary, delay):
+        held = wait_for(waiting, 120, "a step held waiting for labels")
+        assert held["state"]["weight"] == ROLLOUT["steps"][0], held
+        try:
+            wait_for(
+                lambda: (
+                    _rollout(cluster, namespace).get("phase") == "Promoted"
+                    and _rollout(cluster, namespace).get("stable") == canary
+                ),
+                240,
+                f"{canary} promoted once its labels arrived",
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}; {json.dumps(_rollout(cluster, namespace))}") from None
+    state = _rollout(cluster, namespace)
+    mine = [d for d in state["decisions"] if d["canary"] == canary]
+    assert [d["action"] for d in mine][-3:] == ["Start", "Advance", "Promote"]
+    start, advance, promote = (
+        datetime.fromisoformat(d["time"].replace("Z", "+00:00")) for d in mine[-3:]
+    )
+    for decision in mine[-2:]:
+        # Judged on labels: both live checks had values.
+        assert "liveMetric " in decision["message"], decision
+        assert "liveMetricDrop " in decision["message"], decision
+    # No label of a step can exist before `delay` after its window opened: each step was
+    # held past its 3 s interval until they did.
+    assert advance - start >= timedelta(seconds=delay), mine
+    assert promote - advance >= timedelta(seconds=delay), mine

@@ -274,10 +274,22 @@ def test_analysis_refuses_a_bad_since_or_metric_naming_it(server: ServerProcess)
     for query, field in (
         ({"since": "yesterday"}, "since"),
         ({"since": "2026-11-30T12:00:00"}, "since"),  # no time zone
+        ({"since": "1e400"}, "since"),  # epoch seconds past a float
+        ({"since": "-inf"}, "since"),
+        ({"since": "abc"}, "since"),
+        ({"since": "9999-12-31T23:59:59-14:00"}, "since"),  # past year 9999 in UTC
+        ({"since": "0001-01-01T00:00:00+14:00"}, "since"),  # before year 1 in UTC
+        ({"since": "x" * 10_000}, "since"),
         ({"metric": "loss"}, "metric"),
+        ({"metric": "nope"}, "metric"),
+        ({"since": "2026-11-30T12:00:00Z", "metric": "nope"}, "metric"),
     ):
         answer = server.get("/analysis?" + urlencode(query))
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"].startswith(f"{field}: "), answer.text
+    # The extremes of the range are times, not errors.
+    for edge in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"):
+        answer = server.get("/analysis?" + urlencode({"since": edge}))
+        assert answer.status_code == 200, answer.text
     # A metric without `labels` configured is no data, not an error.
     assert "labels" not in server.get("/analysis?" + urlencode({"metric": "roc_auc"})).json()

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from lykeion.api.deployment import CheckResult, Counters, LatencyBucket, RolloutChecks, SkewCount
 from lykeion.rollouts import analysis, signals
+from lykeion.serving.outcomes import LiveMetric
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 FEATURES = ("rider.age", "rider.avg_fare")
@@ -236,8 +237,8 @@ def test_analysis_document_per_the_contract_and_anything_else_is_no_data() -> No
 
 
 def _live_verdict(
-    canary: analysis.Live | None,
-    stable: analysis.Live | None,
+    canary: LiveMetric | None,
+    stable: LiveMetric | None,
     higher_is_better: bool = True,
     min_labels: int = 5,
 ) -> analysis.Verdict:
@@ -251,48 +252,48 @@ def _live_verdict(
 
 
 def test_the_live_metric_is_judged_against_the_gate_and_the_stable_version() -> None:
-    good = analysis.Live("roc_auc", 0.8, 20, 40)
+    good = LiveMetric("roc_auc", 0.8, 20, 40)
     # Worse than the gate's threshold: rolled back naming the check, its metric and counts.
-    verdict = _live_verdict(analysis.Live("roc_auc", 0.4, 20, 40), good)
+    verdict = _live_verdict(LiveMetric("roc_auc", 0.4, 20, 40), good)
     assert (verdict.action, verdict.reason) == ("RollBack", "LiveMetricFailsGate")
     assert verdict.message.startswith("liveMetric 0.4 < 0.6 (roc_auc canary: 20 labelled of 40")
     # Above the gate but worse than the stable version by more than maxLiveMetricDrop.
-    verdict = _live_verdict(analysis.Live("roc_auc", 0.7, 20, 40), good)
+    verdict = _live_verdict(LiveMetric("roc_auc", 0.7, 20, 40), good)
     assert (verdict.action, verdict.reason) == ("RollBack", "LiveMetricWorse")
     assert verdict.failing is not None and verdict.failing.value == pytest.approx(0.1)
     # As good as stable: both pass, and the step advances.
-    verdict = _live_verdict(analysis.Live("roc_auc", 0.78, 20, 40), good)
+    verdict = _live_verdict(LiveMetric("roc_auc", 0.78, 20, 40), good)
     live = {c.name: c for c in verdict.checks}
     assert verdict.action == "Advance"
     assert (live["liveMetric"].result, live["liveMetricDrop"].result) == ("Pass", "Pass")
     assert live["liveMetric"].at_least is True
     # Lower is better (an error metric): above the threshold fails.
-    verdict = _live_verdict(
-        analysis.Live("rmse", 0.9, 20, 40), analysis.Live("rmse", 0.3, 20, 40), False
-    )
+    verdict = _live_verdict(LiveMetric("rmse", 0.9, 20, 40), LiveMetric("rmse", 0.3, 20, 40), False)
     assert verdict.reason == "LiveMetricFailsGate"
     assert verdict.message.startswith("liveMetric 0.9 > 0.6")
 
 
 def test_too_few_labels_are_no_data_not_a_verdict() -> None:
-    bad, good = analysis.Live("roc_auc", 0.1, 4, 40), analysis.Live("roc_auc", 0.9, 30, 40)
+    bad, good = LiveMetric("roc_auc", 0.1, 4, 40), LiveMetric("roc_auc", 0.9, 30, 40)
     verdict = _live_verdict(bad, good)
     live = {c.name: c for c in verdict.checks}
-    assert verdict.action == "Advance"
+    # Neither rolled back on a value from 4 labels nor promoted unjudged: held.
+    assert verdict.action == "Hold"
+    assert "fewer than minLabels 5" in live["liveMetric"].message
     assert (live["liveMetric"].result, live["liveMetricDrop"].result) == ("NoData", "NoData")
     # The stable version's labels count too for the comparison.
     verdict = _live_verdict(good, bad)
     live = {c.name: c for c in verdict.checks}
     assert (live["liveMetric"].result, live["liveMetricDrop"].result) == ("Pass", "NoData")
     # No metric at all (one class only, no server report).
-    verdict = _live_verdict(analysis.Live("roc_auc", None, 30, 40, "one class"), None)
+    verdict = _live_verdict(LiveMetric("roc_auc", None, 30, 40, "one class"), None)
     assert {c.name: c.result for c in verdict.checks}["liveMetric"] == "NoData"
 
 
 def test_the_live_metric_of_the_analysis_document() -> None:
     body = {"labels": {"metric": "roc_auc", "value": 0.7, "labelled": 3, "requests": 9}}
-    assert signals.parse_live(body) == analysis.Live("roc_auc", 0.7, 3, 9, "")
-    assert signals.parse_live({"labels": {**body["labels"], "value": None}}) == analysis.Live(
+    assert signals.parse_live(body) == LiveMetric("roc_auc", 0.7, 3, 9, "")
+    assert signals.parse_live({"labels": {**body["labels"], "value": None}}) == LiveMetric(
         "roc_auc", None, 3, 9, ""
     )
     for junk in (None, [], {"labels": []}, {"labels": {"metric": 1}}, {}):

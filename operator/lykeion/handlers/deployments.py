@@ -285,6 +285,8 @@ async def _analyse(
         gate,
         canary.live,
         stable.live,
+        # Outcomes arrive up to `horizon` after a request: a step is not judged before.
+        parse_duration(rollout_spec.labels.horizon).total_seconds() if rollout_spec.labels else 0,
     )
     generation = int(body["metadata"].get("generation", 0))
     judged = plan.judge(

@@ -31,6 +31,22 @@ A counter that went down means the server restarted: its value now is the window
 The verdict: any check failing (with enough requests) → `RollBack` naming the first failing
 check in the order above; else, with enough requests and the interval elapsed → `Advance`;
 else `Hold`.
+
+`NoData` never fails a step, and for the checks on the servers' counters it does not hold
+one either (a Deployment without skew sampling or drift statistics still rolls out). The
+live checks are different: declaring `spec.rollout.labels` asks for the canary to be judged
+on outcomes, and those arrive up to `horizon` after each request, possibly long after the
+interval. So with labels a step whose live checks are `NoData` is held, never advanced:
+
+- while the step is younger than interval + horizon, labels of its requests may still be
+  on their way: the checks' messages say until when (`waiting for labels`);
+- from then on, too few labelled requests (or no value: one class only, an unreadable
+  source) are a shortfall, not a wait: the messages say so, and the step stays held rather
+  than promoting a canary nobody judged.
+
+A person still decides: `lykectl models promote` (the `lykeion.io/promote` annotation,
+`plan.begin`) promotes a held canary at once, and `spec.rollout.paused` or declaring the
+stable version again work as ever. A failing live check rolls back whenever it fails.
 """
 
 from __future__ import annotations
@@ -41,6 +57,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lykeion.api.deployment import CheckResult, Counters, LatencyBucket, RolloutChecks
+from lykeion.serving.outcomes import LiveMetric
 
 Action = Literal["Advance", "Hold", "RollBack"]
 
@@ -54,17 +71,6 @@ REASONS = {
     "liveMetric": "LiveMetricFailsGate",
     "liveMetricDrop": "LiveMetricWorse",
 }
-
-
-@dataclass(frozen=True)
-class Live:
-    """One version's live metric over the window, as its server reports it."""
-
-    metric: str
-    value: float | None
-    labelled: int
-    requests: int
-    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,8 @@ class Verdict:
     """Every check's value against its threshold, `requests` first."""
     failing: CheckResult | None = None
     """The first failing check when `action` is `RollBack`."""
+    held: tuple[CheckResult, ...] = ()
+    """The live checks holding a step whose interval is over (`NoData` with labels)."""
 
     @property
     def reason(self) -> str:
@@ -97,7 +105,8 @@ class Verdict:
         requests = self.checks[0]
         if requests.result != "Pass":
             return f"{describe(requests)}: waiting for enough requests"
-        return "; ".join(describe(c) for c in self.checks if c.result != "NoData")
+        shown = [c for c in self.checks if c.result != "NoData" or c in self.held]
+        return "; ".join(describe(c) for c in shown)
 
 
 def describe(check: CheckResult) -> str:
@@ -171,15 +180,18 @@ def decide(
     elapsed_seconds: float,
     interval_seconds: float,
     gate: Gate | None = None,
-    canary_live: Live | None = None,
-    stable_live: Live | None = None,
+    canary_live: LiveMetric | None = None,
+    stable_live: LiveMetric | None = None,
+    horizon_seconds: float = 0.0,
 ) -> Verdict:
     """Advance, hold or roll back the canary after `elapsed_seconds` of a window that must
     last `interval_seconds`; see the module docstring for every definition. `drift`: the
     canary's PSI per feature over the window (None or empty: no data); `gate`: with
     `spec.rollout.labels`, the canary Model's gate (None: no live checks); `canary_live`,
-    `stable_live`: their servers' live metrics over the window (None: no data). Raises
-    nothing."""
+    `stable_live`: their servers' live metrics over the window (None: no data);
+    `horizon_seconds`: the labels' horizon (how long after a request its outcome may
+    arrive), which with a `gate` holds a step whose live checks are `NoData` (module
+    docstring). Raises nothing."""
     requests = _delta(canary_now.requests, canary_start.requests)
     enough = requests >= checks.min_requests
     results = [
@@ -265,25 +277,81 @@ def decide(
     )
 
     if gate is not None:
-        results.extend(_live_checks(checks, gate, canary_live, stable_live, enough))
+        live = _live_checks(checks, gate, canary_live, stable_live, enough)
+        if enough:
+            needs = {"liveMetric": [canary_live], "liveMetricDrop": [canary_live, stable_live]}
+            for index, check in enumerate(live):
+                if check.result == "NoData":
+                    note = label_wait(
+                        elapsed_seconds, interval_seconds, horizon_seconds, checks.min_labels,
+                        needs[check.name],
+                    )  # fmt: skip
+                    message = f"{note}; {check.message}"[:512]
+                    live[index] = check.model_copy(update={"message": message})
+        results.extend(live)
 
     failing = next((c for c in results if c.result == "Fail"), None)
     if failing is not None:
         return Verdict("RollBack", tuple(results), failing)
     if enough and elapsed_seconds >= interval_seconds:
+        held = tuple(c for c in results if c.name in LIVE_CHECKS and c.result == "NoData")
+        if held:
+            return Verdict("Hold", tuple(results), held=held)
         return Verdict("Advance", tuple(results))
     return Verdict("Hold", tuple(results))
 
 
+LIVE_CHECKS = frozenset({"liveMetric", "liveMetricDrop"})
+"""The checks that hold a step while `NoData` (module docstring)."""
+
+
+def label_wait(
+    elapsed_seconds: float,
+    interval_seconds: float,
+    horizon_seconds: float,
+    min_labels: int,
+    lives: Sequence[LiveMetric | None],
+) -> str:
+    """Why a live check is `NoData` at a step's age `elapsed_seconds` (one line, for its
+    message): labels may still arrive before interval + horizon (`waiting for labels`);
+    after it, too few labelled requests in `lives` (the versions the check needs; None: no
+    report) or no value is a shortfall that holds the step. Pure."""
+    due = interval_seconds + horizon_seconds
+    if elapsed_seconds < due:
+        return (
+            f"waiting for labels: they may arrive up to {_secs(horizon_seconds)} after a "
+            f"request, judged by step age {_secs(due)} (now {_secs(elapsed_seconds)})"
+        )
+    short = [live for live in lives if live is None or live.labelled < min_labels]
+    if short:
+        return (
+            f"fewer than minLabels {min_labels} labelled requests at step age "
+            f"{_secs(elapsed_seconds)}, past interval + horizon {_secs(due)}: held, not "
+            "promoted unjudged (`lykectl models promote` overrides)"
+        )
+    return (
+        f"no live metric at step age {_secs(elapsed_seconds)}, past interval + horizon "
+        f"{_secs(due)}: held, not promoted unjudged (`lykectl models promote` overrides)"
+    )
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.3g}s"
+
+
 def _live_checks(
-    checks: RolloutChecks, gate: Gate, canary: Live | None, stable: Live | None, enough: bool
+    checks: RolloutChecks,
+    gate: Gate,
+    canary: LiveMetric | None,
+    stable: LiveMetric | None,
+    enough: bool,
 ) -> list[CheckResult]:
     """`liveMetric` and `liveMetricDrop` (module docstring)."""
 
-    def labelled(live: Live | None) -> bool:
+    def labelled(live: LiveMetric | None) -> bool:
         return live is not None and live.value is not None and live.labelled >= checks.min_labels
 
-    def counted(live: Live | None, who: str) -> str:
+    def counted(live: LiveMetric | None, who: str) -> str:
         if live is None:
             return f"{who}: no live metric reported"
         text = f"{who}: {live.labelled} labelled of {live.requests} requests"

@@ -13,6 +13,11 @@ version serves at once.
 All of this is recorded in `status.rollout` — nothing is written to spec — so an operator
 restart resumes from the step, its start time and the counters taken then.
 
+With `spec.rollout.labels` a step whose live checks have no data is held, not advanced
+(`analysis.py`: labels may still be on their way until interval + horizon, and too few after
+that are a shortfall); the `RolledBack` condition's message says what holds it. The
+promote annotation below overrides that hold like any other.
+
 `lykectl models promote` sets the annotation `PROMOTE` to `<canary>@<startedAt>` of the
 rollout it means: a person's edit of metadata (not of spec, which GitOps owns; the promoted
 end state is the one spec declares anyway), and one that names the rollout, so an old
@@ -31,7 +36,7 @@ from lykeion.api.deployment import (
     RolloutStatus,
 )
 from lykeion.conditions import Check
-from lykeion.rollouts.analysis import Verdict, describe
+from lykeion.rollouts.analysis import LIVE_CHECKS, Verdict, describe
 
 PROMOTE = "lykeion.io/promote"
 ROLLED_BACK = "RolledBack"
@@ -205,9 +210,12 @@ def rolled_back(state: RolloutStatus) -> Check:
         )
     if state.canary is None:
         return Check(ROLLED_BACK, False, "Promoted", f"{state.stable} serves all traffic")
-    return Check(
-        ROLLED_BACK, False, state.phase, f"{state.canary} at {state.weight}% beside {state.stable}"
-    )
+    message = f"{state.canary} at {state.weight}% beside {state.stable}"
+    # A step held by live checks without data says so (waiting for labels, or too few).
+    held = [c for c in state.checks if c.name in LIVE_CHECKS and c.result == "NoData" and c.message]
+    if state.phase == "Progressing" and held and state.checks[0].result == "Pass":
+        message += f"; held by {describe(held[0])}"
+    return Check(ROLLED_BACK, False, state.phase, message[:1024])
 
 
 def consistency(

@@ -25,7 +25,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from lykeion.api.deployment import Counters, LatencyBucket, SkewCount
-from lykeion.rollouts.analysis import Live
+from lykeion.serving.outcomes import LiveMetric
 
 TIMEOUT = 5.0
 LABELS_TIMEOUT = 30.0
@@ -40,30 +40,14 @@ class Signals:
     drift: dict[str, float] = field(default_factory=dict)
     last_mismatch: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Feature -> the contract's `lastMismatch` (key, served, offline, times)."""
-    live: Live | None = None
+    live: LiveMetric | None = None
     """The live metric over the window, when asked for and reported."""
 
 
-def parse_live(body: Any) -> Live | None:
+def parse_live(body: Any) -> LiveMetric | None:
     """The `labels` object of `/analysis`, or None when absent or not shaped as the
-    contract says."""
-    found = body.get("labels") if isinstance(body, dict) else None
-    if not isinstance(found, dict):
-        return None
-    metric, value = found.get("metric"), found.get("value")
-    labelled, requests = found.get("labelled"), found.get("requests")
-    if (
-        not isinstance(metric, str)
-        or not isinstance(labelled, int)
-        or not isinstance(requests, int)
-    ):
-        return None
-    number = (
-        float(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        else None
-    )
-    return Live(metric, number, labelled, requests, str(found.get("message") or "")[:256])
+    contract says (`LiveMetric.from_wire`)."""
+    return LiveMetric.from_wire(body.get("labels") if isinstance(body, dict) else None)
 
 
 def parse_metrics(version: str, text: str) -> Counters:
@@ -158,7 +142,7 @@ async def read(
     skew: list[SkewCount] | None = None
     drift: dict[str, float] = {}
     last: dict[str, dict[str, Any]] = {}
-    live: Live | None = None
+    live: LiveMetric | None = None
     query = {k: v for k, v in (("since", since), ("metric", metric)) if v is not None}
     try:
         analysis = await client.get(

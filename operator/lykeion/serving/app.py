@@ -42,6 +42,7 @@ from lykeion.serving.enrich import BadRequest, Enriched, Enricher
 from lykeion.serving.model import LoadedModel, OutputSpec, Prediction, Predictor
 from lykeion.serving.outcomes import LiveLabels
 from lykeion.serving.remote import PredictorUnavailable
+from lykeion.serving.request_log import RequestLog
 from lykeion.serving.skew import SkewChecker
 
 log = logging.getLogger(__name__)
@@ -136,9 +137,15 @@ class ModelServer:
         # Local reads and an in-process model answer in a millisecond: a thread hop would
         # cost more. A network store or a remote predictor runs off the event loop.
         self.inline = store.reads_inline and isinstance(model, LoadedModel)
-        self._log_lock = threading.Lock()
-        if config.request_log:
-            Path(config.request_log).parent.mkdir(parents=True, exist_ok=True)
+        self._log = (
+            RequestLog(
+                Path(config.request_log), config.request_log_max_bytes, config.request_log_files
+            )
+            if config.request_log
+            else None
+        )
+        self._live: LiveLabels | None = None
+        self._live_lock = threading.Lock()
         self._observed: OutputSpec | None = None
 
     @property
@@ -166,11 +173,13 @@ class ModelServer:
         self._observed = prediction.output
         if self.drift is not None:
             self.drift.observe(enriched.columns)
-        if self.config.request_log:
-            self._log(rows, enriched, prediction)
+        if self._log is not None:
+            self._append(rows, enriched, prediction)
         return prediction, enriched
 
-    def _log(self, rows: list[dict[str, Any]], enriched: Enriched, prediction: Prediction) -> None:
+    def _append(
+        self, rows: list[dict[str, Any]], enriched: Enriched, prediction: Prediction
+    ) -> None:
         moment = time.time()
         lines = b"".join(
             orjson.dumps(
@@ -185,9 +194,8 @@ class ModelServer:
             + b"\n"
             for i, row in enumerate(rows)
         )
-        assert self.config.request_log is not None
-        with self._log_lock, open(self.config.request_log, "ab") as sink:
-            sink.write(lines)
+        assert self._log is not None
+        self._log.append(lines)
 
     def analysis(self, since: datetime | None = None, metric: str | None = None) -> dict[str, Any]:
         """`GET /analysis`: the skew check's counts per feature since start, drift over the
@@ -208,20 +216,25 @@ class ModelServer:
         return found
 
     def _live_labels(self) -> LiveLabels | None:
+        """One per server (made at the first poll): its reader keeps the log's offsets."""
         labels, log_path = self.config.labels, self.config.request_log
         if labels is None or log_path is None:
             return None
-        from lykeion.api.model import LabelsSource
+        with self._live_lock:
+            if self._live is None:
+                from lykeion.api.model import LabelsSource
 
-        return LiveLabels(
-            source=LabelsSource.model_validate(labels.source),
-            horizon_seconds=labels.horizon_seconds,
-            data_root=Path(labels.data_root),
-            offline_store=self.config.offline_store or "",
-            log=Path(log_path),
-            version=self.config.version,
-            key_types=self.enricher.key_types,
-        )
+                self._live = LiveLabels(
+                    source=LabelsSource.model_validate(labels.source),
+                    horizon_seconds=labels.horizon_seconds,
+                    data_root=Path(labels.data_root),
+                    offline_store=self.config.offline_store or "",
+                    log=Path(log_path),
+                    version=self.config.version,
+                    key_types=self.enricher.key_types,
+                    log_files=self.config.request_log_files,
+                )
+            return self._live
 
     def _classes(self) -> list[Any] | None:
         """The class order of the model's per-class scores, when it states one."""
@@ -243,6 +256,23 @@ class ModelServer:
         except StoreUnavailable as error:
             return f"online store unavailable: {error}"
         return self.model.ready()
+
+
+def parse_since(text: str) -> datetime | str:
+    """`GET /analysis?since=`: an RFC 3339 time with a zone (`Z` or an offset), as UTC; else
+    why not (what follows the parameter's name in a 400). Epoch numbers (`1e400`, `-inf`),
+    times without a zone and times whose UTC value is out of Python's range (year 1 with a
+    positive offset, year 9999 with a negative one) are refused, never a 500."""
+    try:
+        found = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return "is not an RFC 3339 time"
+    if found.tzinfo is None:
+        return "has no time zone"
+    try:
+        return found.astimezone(UTC)
+    except OverflowError:
+        return "is out of range"
 
 
 def _metrics() -> list[str]:
@@ -421,21 +451,17 @@ def create_app(server: ModelServer, access: AccessReviewer | None = None) -> Sta
         since_text = request.query_params.get("since")
         since = None
         if since_text:
-            try:
-                since = datetime.fromisoformat(since_text.replace("Z", "+00:00"))
-            except ValueError:
-                return json_response(
-                    {"error": f"since: {since_text!r} is not an RFC 3339 time"}, 400
-                )
-            if since.tzinfo is None:
-                return json_response({"error": f"since: {since_text!r} has no time zone"}, 400)
+            found = parse_since(since_text)
+            if isinstance(found, str):
+                return json_response({"error": f"since: {since_text[:64]!r} {found}"}, 400)
+            since = found
         metric = request.query_params.get("metric") or None
         if metric is not None:
             # The gate's metrics need scikit-learn: imported once, off the event loop.
             known = await run_in_threadpool(_metrics)
             if metric not in known:
                 return json_response(
-                    {"error": f"metric: {metric!r} is not one of {', '.join(known)}"}, 400
+                    {"error": f"metric: {metric[:64]!r} is not one of {', '.join(known)}"}, 400
                 )
         # Reading the request log and the labels is file I/O: off the event loop.
         return json_response(await run_in_threadpool(server.analysis, since, metric))

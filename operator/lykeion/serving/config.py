@@ -77,6 +77,12 @@ class ServerConfig(BaseModel):
     health, readiness and metrics stay open (`lykeion.access`)."""
     request_log: str | None = None
     """JSON Lines file receiving each request's keys, features and predictions."""
+    request_log_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """The request log is rotated before an append would take it past this size
+    (`serving/request_log.py`); the live metric sees only the rows still kept."""
+    request_log_files: int = Field(default=4, ge=1, le=1000)
+    """Files of the request log kept, the current one included (`P`, `P.1`, ...): at most
+    about `request_log_files * request_log_max_bytes` bytes on disk."""
     labels: LabelsConfig | None = None
     """Delayed outcomes: `GET /analysis?metric=...` joins them to `request_log` (needs it)."""
     offline_store: str | None = None

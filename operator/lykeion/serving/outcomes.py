@@ -1,9 +1,10 @@
 """Delayed outcomes joined to the requests a model server logged: the evaluation gate's
 metric on live traffic (`spec.rollout.labels`).
 
-The request log (`ServerConfig.request_log`, JSON Lines written by `app.ModelServer`) holds
-one line per answered row: `time` (epoch seconds when the answer was made), `version`,
-`keys` (the row's entity keys, typed as declared), `features` and `prediction`.
+The request log (`ServerConfig.request_log`, JSON Lines written by `app.ModelServer`,
+rotated by size and read incrementally: `request_log.py`) holds one line per answered row:
+`time` (epoch seconds when the answer was made), `version`, `keys` (the row's entity keys,
+typed as declared), `features` and `prediction`.
 
 The labels are a table like a Model's training labels (`training/labels.py` reads it, keys
 typed as the manifests declare them): the entity key column(s), a label time and a target.
@@ -30,30 +31,17 @@ import math
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
+from lykeion.serving.request_log import Key, Logged, LogReader, micros
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from lykeion.api.model import LabelsSource
-
-Key = tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class Logged:
-    """One logged request row."""
-
-    time: int
-    """Microseconds since the epoch."""
-    key: Key
-    """Entity key values, in the order of the join keys."""
-    prediction: Any
 
 
 @dataclass(frozen=True)
@@ -68,7 +56,9 @@ class Label:
 
 @dataclass(frozen=True)
 class LiveMetric:
-    """The gate's metric of one version over a window (`GET /analysis` → `labels`)."""
+    """The gate's metric of one version over a window (`GET /analysis` → `labels`): the one
+    type the server reports and the operator's `liveMetric` checks judge
+    (`rollouts/analysis.py`)."""
 
     metric: str
     value: float | None
@@ -80,6 +70,7 @@ class LiveMetric:
     message: str = ""
 
     def wire(self) -> dict[str, Any]:
+        """The `labels` object of `GET /analysis`."""
         return {
             "metric": self.metric,
             "value": self.value,
@@ -88,37 +79,41 @@ class LiveMetric:
             "message": self.message,
         }
 
-
-def micros(seconds: float) -> int:
-    """Epoch seconds (float) as whole microseconds."""
-    return round(seconds * 1_000_000)
+    @classmethod
+    def from_wire(cls, found: Any) -> LiveMetric | None:
+        """The inverse of `wire` (what rollouts read from a server); None for anything not
+        shaped as `wire` writes it. A value that is not a finite number is no value; the
+        message is cut to 256 characters."""
+        if not isinstance(found, dict):
+            return None
+        metric, value = found.get("metric"), found.get("value")
+        labelled, requests = found.get("labelled"), found.get("requests")
+        if not (
+            isinstance(metric, str)
+            and isinstance(labelled, int)
+            and not isinstance(labelled, bool)
+            and isinstance(requests, int)
+            and not isinstance(requests, bool)
+        ):
+            return None
+        number = (
+            float(value)
+            if isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            else None
+        )
+        return cls(metric, number, labelled, requests, str(found.get("message") or "")[:256])
 
 
 def read_log(
     path: Path, version: str, key_names: Sequence[str], since: int | None, until: int | None
 ) -> list[Logged]:
-    """The rows of `version` logged at `path` with `since <= time <= until` (microseconds;
-    None: unbounded), in log order. A missing file is no rows; a line that is not a logged
-    row (a torn last line of a crashed writer) is skipped."""
-    rows: list[Logged] = []
-    try:
-        source = path.open("rb")
-    except FileNotFoundError:
-        return rows
-    with source:
-        for line in source:
-            try:
-                entry = orjson.loads(line)
-                if entry["version"] != version:
-                    continue
-                moment = micros(float(entry["time"]))
-                key = tuple(entry["keys"][name] for name in key_names)
-                prediction = entry["prediction"]
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
-            if (since is None or moment >= since) and (until is None or moment <= until):
-                rows.append(Logged(moment, key, prediction))
-    return rows
+    """The rows of `version` logged at `path` alone (no rotated files) with
+    `since <= time <= until` (microseconds; None: unbounded), in log order, read whole
+    (`request_log.LogReader` reads a rotated log incrementally). A missing file is no rows;
+    a line that is not a logged row (a torn last line of a crashed writer) is skipped."""
+    return LogReader(path, 1, version, key_names).rows(since, until)
 
 
 def labels_of(table: pa.Table, key_names: Sequence[str], time: str, target: str) -> list[Label]:
@@ -203,7 +198,8 @@ def metric_of(
 
 @dataclass(frozen=True)
 class LiveLabels:
-    """What a server needs to judge itself on delayed outcomes."""
+    """What a server needs to judge itself on delayed outcomes. Keep one per server: its
+    reader remembers how far it read each file of the request log (`request_log.py`)."""
 
     source: LabelsSource
     horizon_seconds: float
@@ -213,6 +209,13 @@ class LiveLabels:
     version: str
     key_types: Mapping[str, str]
     """Join key -> declared key type, in the order of the log's keys."""
+    log_files: int = 1
+    """Files of the rotated request log (`ServerConfig.request_log_files`)."""
+    reader: LogReader = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        reader = LogReader(self.log, self.log_files, self.version, list(self.key_types))
+        object.__setattr__(self, "reader", reader)
 
     def measure(
         self,
@@ -227,12 +230,8 @@ class LiveLabels:
         from lykeion.training.dataset import DatasetError
 
         names = list(self.key_types)
-        requests = read_log(
-            self.log,
-            self.version,
-            names,
-            micros(since.timestamp()) if since else None,
-            micros(until.timestamp()),
+        requests = self.reader.rows(
+            micros(since.timestamp()) if since else None, micros(until.timestamp())
         )
         try:
             table = reader.read(self.source, self.data_root, self.offline_store, self.key_types)

@@ -1,0 +1,216 @@
+"""The model server's request log (`ServerConfig.request_log`): JSON Lines appended by the
+server, rotated by size, and read back incrementally for the live metric
+(`outcomes.LiveLabels`).
+
+Rotation (as `logging.handlers.RotatingFileHandler` names files): before an append would
+take the current file `P` past `request_log_max_bytes`, `P.1` becomes `P.2` and so on, the
+oldest (`P.<files - 1>`) is deleted and `P` becomes `P.1`; the append starts a new `P`. At
+most `request_log_files` files are kept, `P` included (1: the log restarts empty). An
+append is never split across files, so a file may exceed the size by one batch when a
+single batch is larger. Writers of one log (the replicas of a version on a shared data
+volume) serialise appends and rotations with an advisory lock (`flock`) on `P.lock`, which
+also counts the rotations so far (ASCII digits; absent: none).
+
+Reading (`LogReader`): rows of one version, from the oldest file kept to `P`. Under a shared
+lock on `P.lock` a poll reads the rotation count `g` and opens the files; `P.i` is then the
+file that became current at rotation `g - i`, which names it across renames (an inode would
+not: a deleted file's inode is reused by the next one). Each poll reads only the bytes
+appended to a file since the last poll (its offset is remembered; a torn last line waits
+for its end) and forgets the files rotation deleted. A file shorter than its offset, or
+whose first bytes changed, was truncated or rewritten by someone else: it is read again
+from its start.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One logged request row."""
+
+    time: int
+    """Microseconds since the epoch."""
+    key: Key
+    """Entity key values, in the order of the join keys."""
+    prediction: Any
+
+
+def micros(seconds: float) -> int:
+    """Epoch seconds (float) as whole microseconds."""
+    return round(seconds * 1_000_000)
+
+
+HEAD_BYTES = 64
+"""First bytes of a file remembered to tell a rewrite in place from an append."""
+
+
+def files_of(path: Path, files: int) -> list[Path]:
+    """The log's files, oldest first: `P.<files - 1>`, ..., `P.1`, `P` (some may not exist)."""
+    return [path.with_name(f"{path.name}.{i}") for i in range(files - 1, 0, -1)] + [path]
+
+
+def lock_of(path: Path) -> Path:
+    """The lock file of the log at `path` (it holds the rotation count)."""
+    return path.with_name(f"{path.name}.lock")
+
+
+@contextmanager
+def _locked(path: Path, exclusive: bool) -> Iterator[int]:
+    """The lock file's descriptor, held under `flock` (created when writing)."""
+    flags = os.O_RDWR | os.O_CREAT if exclusive else os.O_RDONLY
+    fd = os.open(lock_of(path), flags, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _rotations(fd: int) -> int:
+    text = os.pread(fd, 32, 0).strip()
+    return int(text) if text.isdigit() else 0
+
+
+class RequestLog:
+    """Appends batches of lines to `path`, rotating it by size (module docstring).
+    Thread-safe; across processes, through the lock file."""
+
+    def __init__(self, path: Path, max_bytes: int, files: int) -> None:
+        if max_bytes <= 0 or files < 1:
+            raise ValueError(f"request log: max_bytes {max_bytes} and files {files} must be > 0")
+        self.path = path
+        self.max_bytes = max_bytes
+        self.files = files
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, lines: bytes) -> None:
+        """Append `lines` (whole lines, each ending in a newline) to the current file,
+        rotating first when they would take it past `max_bytes`. Raises OSError."""
+        with self._lock, _locked(self.path, exclusive=True) as lock:
+            try:
+                size = self.path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size > 0 and size + len(lines) > self.max_bytes:
+                order = files_of(self.path, self.files)  # oldest first; the last is `P`
+                order[0].unlink(missing_ok=True)
+                for older, newer in itertools.pairwise(order):
+                    if newer.exists():
+                        newer.rename(older)
+                count = str(_rotations(lock) + 1).encode()
+                os.ftruncate(lock, 0)
+                os.pwrite(lock, count, 0)
+            with open(self.path, "ab") as sink:
+                sink.write(lines)
+
+
+@dataclass
+class _File:
+    offset: int = 0
+    """Bytes of the file consumed (complete lines and `pending`)."""
+    head: bytes = b""
+    pending: bytes = b""
+    """A last line without its newline yet."""
+    rows: list[Logged] = field(default_factory=list)
+
+
+class LogReader:
+    """The logged rows of `version` across the rotated files of `path`, read incrementally
+    (module docstring). `bytes_read` counts the log bytes read so far (the up to
+    `HEAD_BYTES` bytes a poll compares per known file are not counted). Thread-safe."""
+
+    def __init__(self, path: Path, files: int, version: str, key_names: Sequence[str]) -> None:
+        self.path = path
+        self.files = files
+        self.version = version
+        self.key_names = list(key_names)
+        self.bytes_read = 0
+        self._known: dict[int, _File] = {}
+        self._lock = threading.Lock()
+
+    def rows(self, since: int | None, until: int | None) -> list[Logged]:
+        """Rows with `since <= time <= until` (microseconds; None: unbounded), oldest file
+        first and in log order within a file. A missing file is no rows; a line that is not
+        a logged row (a torn line of a crashed writer) is skipped. Raises OSError other
+        than a missing file."""
+        with self._lock:
+            found = self._poll()
+        return [
+            row
+            for state in found
+            for row in state.rows
+            if (since is None or row.time >= since) and (until is None or row.time <= until)
+        ]
+
+    def _open(self) -> list[tuple[int, BinaryIO]]:
+        """(rotation at which it became current, open file) per file kept, oldest first."""
+        try:
+            with _locked(self.path, exclusive=False) as lock:
+                return self._open_all(_rotations(lock))
+        except FileNotFoundError:  # no writer has locked this log: never rotated
+            return self._open_all(0)
+
+    def _open_all(self, rotations: int) -> list[tuple[int, BinaryIO]]:
+        opened: list[tuple[int, BinaryIO]] = []
+        order = files_of(self.path, self.files)
+        for age, path in zip(range(len(order) - 1, -1, -1), order, strict=True):
+            try:
+                opened.append((rotations - age, path.open("rb")))
+            except FileNotFoundError:
+                continue
+        return opened
+
+    def _poll(self) -> list[_File]:
+        seen: dict[int, _File] = {}
+        for born, source in self._open():
+            with source:
+                size = os.fstat(source.fileno()).st_size
+                state = self._known.get(born)
+                if state is not None and (
+                    size < state.offset
+                    or os.pread(source.fileno(), len(state.head), 0) != state.head
+                ):
+                    state = None  # truncated or rewritten in place
+                if state is None:
+                    state = _File()
+                if size > state.offset:
+                    source.seek(state.offset)
+                    data = source.read(size - state.offset)
+                    self.bytes_read += len(data)
+                    if state.offset < HEAD_BYTES:
+                        state.head = (state.head + data)[:HEAD_BYTES]
+                    state.offset += len(data)
+                    self._parse(state, data)
+                seen[born] = state
+        self._known = seen  # files rotation deleted are forgotten
+        return list(seen.values())
+
+    def _parse(self, state: _File, data: bytes) -> None:
+        lines = (state.pending + data).split(b"\n")
+        state.pending = lines.pop()
+        for line in lines:
+            try:
+                entry = orjson.loads(line)
+                if entry["version"] != self.version:
+                    continue
+                moment = micros(float(entry["time"]))
+                key = tuple(entry["keys"][name] for name in self.key_names)
+                prediction = entry["prediction"]
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            state.rows.append(Logged(moment, key, prediction))

@@ -1,0 +1,222 @@
+"""The model server's request log (`serving/request_log.py`): rotated by size, read back
+incrementally. Held to a brute-force reading of every file still on disk, and to the
+exact count of bytes a poll reads."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lykeion.api.model import LabelsSource
+from lykeion.serving.outcomes import LiveLabels, join, labels_of, metric_of
+from lykeion.serving.request_log import Logged, LogReader, RequestLog, files_of
+
+BASE = datetime(2026, 11, 30, 12, tzinfo=UTC)
+KEYS = ["k1", "k2", "k3"]
+
+
+def _lines(rows: list[tuple[int, str, str, float]]) -> bytes:
+    """Rows as `app.ModelServer` logs them: (seconds after BASE, version, key, score)."""
+    return b"".join(
+        orjson.dumps(
+            {
+                "time": (BASE + timedelta(seconds=t)).timestamp(),
+                "version": v,
+                "keys": {"rider_id": k},
+                "features": {"age": 30},
+                "prediction": p,
+            }
+        )
+        + b"\n"
+        for t, v, k, p in rows
+    )
+
+
+def _brute_force(path: Path, files: int, since: int, until: int) -> list[Logged]:
+    """Every row of version 1.0 in [since, until] (microseconds) in the files on disk,
+    oldest file first, each file read whole with the standard library's parser."""
+    found = []
+    for name in [*(f"{path.name}.{i}" for i in range(files - 1, 0, -1)), path.name]:
+        file = path.with_name(name)
+        if not file.exists():
+            continue
+        for line in file.read_text().splitlines():
+            entry = json.loads(line)
+            moment = round(entry["time"] * 1_000_000)
+            if entry["version"] == "1.0" and since <= moment <= until:
+                found.append(Logged(moment, (entry["keys"]["rider_id"],), entry["prediction"]))
+    return found
+
+
+def _micros(seconds: int) -> int:
+    return round((BASE + timedelta(seconds=seconds)).timestamp() * 1_000_000)
+
+
+batches = st.lists(
+    st.tuples(
+        st.integers(0, 40),
+        st.sampled_from(["1.0", "1.0", "2.0"]),
+        st.sampled_from(KEYS),
+        st.sampled_from([0.1, 0.4, 0.6, 0.9]),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(batches, st.booleans(), st.integers(0, 40), st.integers(0, 40)),
+        min_size=1,
+        max_size=12,
+    ),
+    max_bytes=st.integers(150, 1500),
+    files=st.integers(1, 4),
+    labels=st.lists(
+        st.tuples(st.integers(0, 45), st.sampled_from(KEYS), st.sampled_from([0, 1])),
+        max_size=20,
+    ),
+)
+def test_rotated_log_read_incrementally_equals_a_brute_force_read_of_what_is_kept(
+    steps: list[tuple[list[tuple[int, str, str, float]], bool, int, int]],
+    max_bytes: int,
+    files: int,
+    labels: list[tuple[int, str, int]],
+) -> None:
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        path = folder / "requests.jsonl"
+        log = RequestLog(path, max_bytes, files)
+        reader = LogReader(path, files, "1.0", ["rider_id"])
+        appended: list[bytes] = []
+        largest = 0
+        for batch, poll, a, b in steps:
+            lines = _lines(batch)
+            log.append(lines)
+            appended.extend(line + b"\n" for line in lines.splitlines())
+            largest = max(largest, len(lines))
+            kept = [f for f in files_of(path, files) if f.exists()]
+            # Never more than `files` files, each within the size but for one batch.
+            assert len(kept) <= files
+            assert all(f.stat().st_size <= max(max_bytes, largest) for f in kept)
+            # What is kept is the newest part of what was logged, whole lines.
+            on_disk = b"".join(f.read_bytes() for f in kept)
+            assert b"".join(appended).endswith(on_disk)
+            if poll:
+                since, until = _micros(min(a, b)), _micros(max(a, b))
+                assert reader.rows(since, until) == _brute_force(path, files, since, until)
+        everything = (_micros(0), _micros(100))
+        assert reader.rows(*everything) == _brute_force(path, files, *everything)
+        # Each byte still on disk was read once, no matter how often it was polled.
+        assert reader.bytes_read <= len(b"".join(appended))
+        # The live metric over a window is the brute-force one over the rows still kept.
+        with (folder / "labels.csv").open("w", newline="") as sink:
+            writer = csv.writer(sink)
+            writer.writerow(["rider_id", "label_time", "y"])
+            for seconds, key, target in labels:
+                writer.writerow([key, (BASE + timedelta(seconds=seconds)).isoformat(), target])
+        source = LabelsSource.model_validate(
+            {
+                "file": {"path": "labels.csv", "format": "csv"},
+                "timestampColumn": "label_time",
+                "target": "y",
+            }
+        )
+        live = LiveLabels(
+            source, 5.0, folder, "", path, "1.0", {"rider_id": "string"}, log_files=files
+        )
+        since = BASE + timedelta(seconds=10)
+        found = live.measure("accuracy", since, BASE + timedelta(seconds=35), [0, 1])
+        kept_rows = _brute_force(path, files, _micros(10), _micros(35))
+        table = _labels_table(labels)
+        pairs, count = join(kept_rows, labels_of(table, ["rider_id"], "label_time", "y"), 5_000_000)
+        expected = metric_of("accuracy", pairs, count, [0, 1])
+        assert (found.requests, found.labelled) == (expected.requests, expected.labelled)
+        if expected.value is None:
+            assert found.value is None
+        else:
+            assert found.value == pytest.approx(expected.value)
+
+
+def _labels_table(labels: list[tuple[int, str, int]]) -> Any:
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "rider_id": pa.array([k for _, k, _ in labels], pa.string()),
+            "label_time": pa.array(
+                [BASE + timedelta(seconds=s) for s, _, _ in labels], pa.timestamp("us", tz="UTC")
+            ),
+            "y": pa.array([y for _, _, y in labels], pa.int64()),
+        }
+    )
+
+
+def test_a_poll_after_appends_reads_only_the_new_bytes_also_across_rotation(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "requests.jsonl"
+    first = _lines([(1, "1.0", "k1", 0.9), (2, "1.0", "k2", 0.1)])
+    log = RequestLog(path, len(first) + 10, 3)
+    reader = LogReader(path, 3, "1.0", ["rider_id"])
+    log.append(first)
+    assert len(reader.rows(None, None)) == 2 and reader.bytes_read == len(first)
+    # Nothing new: nothing read.
+    assert len(reader.rows(None, None)) == 2 and reader.bytes_read == len(first)
+    # The next batch rotates the first file away (renamed, not rewritten): only it is read.
+    second = _lines([(3, "1.0", "k3", 0.5), (4, "2.0", "k1", 0.5)])
+    log.append(second)
+    assert path.with_name("requests.jsonl.1").read_bytes() == first
+    assert [r.time for r in reader.rows(None, None)] == [_micros(1), _micros(2), _micros(3)]
+    assert reader.bytes_read == len(first) + len(second)
+    # A torn line is read once and completed by the next append.
+    third = _lines([(5, "1.0", "k1", 0.7)])
+    with path.open("ab") as sink:
+        sink.write(third[:20])
+    assert len(reader.rows(None, None)) == 3
+    with path.open("ab") as sink:
+        sink.write(third[20:])
+    assert len(reader.rows(None, None)) == 4
+    assert reader.bytes_read == len(first) + len(second) + len(third)
+
+
+def test_a_truncated_or_replaced_log_is_read_again_from_its_start(tmp_path: Path) -> None:
+    path = tmp_path / "requests.jsonl"
+    reader = LogReader(path, 2, "1.0", ["rider_id"])
+    assert reader.rows(None, None) == []  # no file yet
+    path.write_bytes(_lines([(1, "1.0", "k1", 0.9), (2, "1.0", "k2", 0.1)]))
+    assert len(reader.rows(None, None)) == 2
+    # Truncated in place (same inode), then one shorter row written.
+    with path.open("r+b") as sink:
+        sink.truncate(0)
+    path.write_bytes(_lines([(7, "1.0", "k3", 0.3)]))
+    assert [r.time for r in reader.rows(None, None)] == [_micros(7)]
+    # Rewritten in place with as many bytes but other rows: the first bytes differ.
+    path.write_bytes(_lines([(8, "1.0", "k3", 0.3)]))
+    assert [r.time for r in reader.rows(None, None)] == [_micros(8)]
+    # Deleted: no rows, and nothing remembered of it.
+    path.unlink()
+    assert reader.rows(None, None) == []
+
+
+def test_rotation_is_configured_in_the_server_config() -> None:
+    from lykeion.serving.config import ServerConfig
+
+    base = {"name": "x", "version": "1.0", "model_uri": "runs:/r/model", "online_store": "s"}
+    config = ServerConfig.model_validate(base)
+    assert (config.request_log_max_bytes, config.request_log_files) == (64 * 1024 * 1024, 4)
+    for bad in ({"request_log_max_bytes": 0}, {"request_log_files": 0}):
+        with pytest.raises(ValueError):
+            ServerConfig.model_validate({**base, **bad})
+    with pytest.raises(ValueError):
+        RequestLog(Path("/nonexistent/x"), 0, 1)
