@@ -14,18 +14,8 @@ import pytest
 
 from lykeion.cluster import NodeCluster
 from lykeion.serving_controllers import ServingController
-from tests.cluster.serving import (
-    DEPLOYMENT,
-    KEYS,
-    NS,
-    caller_token,
-    flat,
-    serve_ready,
-    served_object,
-    status_managers,
-    status_service_url,
-    timed_client,
-)
+from tests.cluster import serving
+from tests.cluster.serving import DEPLOYMENT, KEYS, NS, flat
 from tests.support import Cluster
 
 NAME = DEPLOYMENT
@@ -55,7 +45,7 @@ def test_seldon_webhook_refuses_a_lone_predictor_without_all_traffic(
 
 
 def _sdep(cluster: NodeCluster, name: str) -> dict[str, Any]:
-    return served_object(cluster, "seldondeployment", name)
+    return serving.served_object(cluster, "seldondeployment", name)
 
 
 def test_the_example_through_seldon_predicts_as_the_lykeion_backend(
@@ -65,13 +55,13 @@ def test_the_example_through_seldon_predicts_as_the_lykeion_backend(
     reference_predictions: list[list[float]],
     clients_python: str,
 ) -> None:
-    ready, _ = serve_ready(installed, lykeion_api, "seldon", seldon)
+    ready, _ = serving.serve_ready(installed, lykeion_api, "seldon", seldon)
     assert ready["status"] == "True"
 
     sdep = _sdep(installed, NAME)
     # Seldon's controller wrote this status; no test did.
     assert sdep["status"]["state"] == "Available"
-    managers = status_managers(sdep)
+    managers = serving.status_managers(sdep)
     assert managers and all("lykeion" not in m for m in managers), managers
     (deployment,) = sdep["status"]["deploymentStatus"].values()
     assert deployment["availableReplicas"] == 1
@@ -84,13 +74,13 @@ def test_the_example_through_seldon_predicts_as_the_lykeion_backend(
     ]
 
     # The Service Seldon names in its status (status.address.url), reached from the node.
-    url = status_service_url(installed, sdep)
-    token = caller_token(installed)
+    url = serving.status_service_url(installed, sdep)
+    token = serving.caller_token(installed)
     # SeldonClient's "seldon" gateway sends no headers (the caller's token): its "istio"
     # gateway does, at /seldon/<namespace>/<deployment>/api/v1.0/predictions.
     what = "seldon: SeldonClient through the Service"
     extra = ("--namespace", NS, "--deployment", NAME)
-    result = timed_client(installed, what, clients_python, url, token, "seldon", *extra)
+    result = serving.timed_client(installed, what, clients_python, url, token, "seldon", *extra)
     assert result["meta"]["tags"]["lykeion.version"] == "1.0"
     assert len(result["values"]) == len(KEYS)
     assert flat(result["values"]) == pytest.approx(flat(reference_predictions), rel=1e-9)

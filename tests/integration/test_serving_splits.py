@@ -24,15 +24,7 @@ from lykeion.handlers.training import training_name
 from lykeion.kube import api_client
 from lykeion.local.controlplane import ControlPlane
 from lykeion.serving import render
-from tests.support import (
-    TRAINED_FEATURES,
-    Cluster,
-    Operator,
-    finish_job,
-    load,
-    wait_for,
-    wait_job,
-)
+from tests.support import TRAINED_FEATURES, Cluster, Operator, finish_job, load, wait_for, wait_job
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "forward"
