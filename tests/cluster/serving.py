@@ -28,6 +28,7 @@ from lykeion.serving_controllers import (
     seldon_controller,
 )
 from tests.cluster.conftest import NAMESPACE, RELEASE, ROOT, WORKLOAD_NAMESPACE
+from tests.cluster.pods import GIT_DAEMON
 from tests.support import Cluster, load
 
 EXAMPLE = ROOT / "examples" / "forward"
@@ -118,8 +119,6 @@ def wait_condition(
 def _git_source(cluster: NodeCluster, image: str) -> str:
     """The example's MLflow project served by `git daemon` in the cluster (as
     test_example.py does): its pinned URL."""
-    from tests.cluster.test_example import GIT_DAEMON  # one definition of the daemon
-
     repos, work = cluster.workdir / "git-repos", cluster.workdir / "git-work"
     env = {"GIT_AUTHOR_NAME": "ds", "GIT_AUTHOR_EMAIL": "ds@example.com",
            "GIT_COMMITTER_NAME": "ds", "GIT_COMMITTER_EMAIL": "ds@example.com",

@@ -32,14 +32,13 @@ from lykeion.kube import api_client
 from lykeion.serving.__main__ import build
 from lykeion.serving.config import ServerConfig
 from tests.cluster.conftest import DATA_MOUNT, ROOT, WORKLOAD_NAMESPACE
+from tests.cluster.pods import GIT_DAEMON
 from tests.cluster.serving import caller_token, service_url
 from tests.support import Cluster, load
 
 EXAMPLE = ROOT / "examples" / "forward"
 NS = WORKLOAD_NAMESPACE
 TIMINGS: dict[str, float] = {}
-GIT_DAEMON = ["git", "daemon", "--reuseaddr", "--export-all", "--base-path=/srv/git",
-              "--listen=0.0.0.0", "--port=9418"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
