@@ -340,8 +340,7 @@ def timed_client(
     """`call_clients` with the one `protocol` for DEPLOYMENT: its answer; records how long
     it took as `what`."""
     begin = time.monotonic()
-    result: dict[str, Any] = call_clients(python, url, DEPLOYMENT, token, protocol, *extra)[
-        protocol
-    ]
+    answers = call_clients(python, url, DEPLOYMENT, token, protocol, *extra)
     record_timing(cluster, what, time.monotonic() - begin)
+    result: dict[str, Any] = answers[protocol]
     return result
