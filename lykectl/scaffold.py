@@ -81,25 +81,36 @@ if __name__ == "__main__":
     main()
 '''
 
-MLPROJECT = """\
-name: {name}
+LYKEION_PARAMETERS = {"train": "path", "test": "path", "target": "string", "features": "string"}
+"""The `main` entry point's parameters Lykeion passes to every training (MLflow types)."""
 
-python_env: python_env.yaml
 
-entry_points:
-  main:
-    # train, test, target and features are passed by Lykeion; the others are yours
-    # (defaults here, in lykeion.yaml's parameters, or the Model's spec.source.parameters).
-    parameters:
-      train: path
-      test: path
-      target: string
-      features: string
-      c: {{type: float, default: 1.0}}
-    command: >-
-      python train.py --train {{train}} --test {{test}} --target {{target}}
-      --features {{features}} --c {{c}}
-"""
+def mlproject(
+    name: str,
+    command: str,
+    parameters: dict[str, str] | None = None,
+    python_env: str | None = "python_env.yaml",
+) -> str:
+    """MLproject text of a project Lykeion trains (pure): entry point `main` with
+    LYKEION_PARAMETERS, then `parameters` (name -> its MLflow declaration, YAML flow text),
+    running `command` (folded: each of its lines one line of the command); `python_env` the
+    environment file, or None for none."""
+    lines = [f"name: {name}", ""]
+    if python_env is not None:
+        lines += [f"python_env: {python_env}", ""]
+    lines += [
+        "entry_points:",
+        "  main:",
+        "    # train, test, target and features are passed by Lykeion; the others are yours",
+        "    # (defaults here, in lykeion.yaml's parameters, or the Model's"
+        " spec.source.parameters).",
+        "    parameters:",
+        *(f"      {k}: {v}" for k, v in {**LYKEION_PARAMETERS, **(parameters or {})}.items()),
+        "    command: >-",
+        *(f"      {line}" for line in command.splitlines()),
+    ]
+    return "\n".join(lines) + "\n"
+
 
 README = """\
 # {name}
@@ -175,7 +186,12 @@ def project_files(
 ) -> dict[str, str]:
     """The scaffold's files by relative path (pure)."""
     return {
-        "MLproject": MLPROJECT.format(name=name),
+        "MLproject": mlproject(
+            name,
+            "python train.py --train {train} --test {test} --target {target}\n"
+            "--features {features} --c {c}",
+            {"c": "{type: float, default: 1.0}"},
+        ),
         "python_env.yaml": _python_env(),
         CONTRACT_FILE: contract_text(contract),
         "train.py": TRAIN_PY,

@@ -14,7 +14,7 @@ from lykeion.kube import api_client
 from lykeion.local.controlplane import ControlPlane, running
 from lykeion.local.tracking_server import TrackingServer
 from tests.git_ssh import GitSshServer
-from tests.support import Cluster, Operator, local_operator
+from tests.support import Cluster, Operator, kubernetes_operator, local_operator
 
 _namespaces = itertools.count()
 
@@ -80,6 +80,41 @@ def operator(
     # Model servers are detached from the operator (a restart must find them): stop them.
     for pid_file in (state / "runs").glob("*/_endpoints/*/*/pid"):
         ServingProcess(pid_file.parent).stop()
+
+
+@pytest.fixture(scope="module")
+def k8s_plane(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ControlPlane]:
+    """A control plane of the test module's own (the session operator, with the local
+    executor, must not see its objects), with Lykeion's CRDs and Seldon's and KServe's,
+    which validate what the operator renders."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    plane = ControlPlane(tmp_path_factory.mktemp(f"{module}-plane")).start()
+    plane.install_crds()
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture(scope="module")
+def k8s_operator_env() -> dict[str, str]:
+    """Variables a test module adds to its `k8s_operator`: none, unless the module
+    defines this fixture itself."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def k8s_operator(
+    k8s_plane: ControlPlane,
+    k8s_operator_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Operator]:
+    """The operator with the `kubernetes` executor (`support.kubernetes_operator`) on
+    `k8s_plane`, started; stopped after the module."""
+    state = tmp_path_factory.mktemp("k8s-operator")
+    proc = kubernetes_operator(k8s_plane.kubeconfig, state, **k8s_operator_env).start()
+    yield proc
+    proc.stop()
 
 
 @pytest.fixture

@@ -183,6 +183,130 @@ def local_operator(kubeconfig: Path, state: Path, **extra_env: str) -> Operator:
     )
 
 
+def kubernetes_operator(kubeconfig: Path, state: Path, **extra_env: str) -> Operator:
+    """An operator (not started) with the `kubernetes` executor, as the chart runs it: its
+    Jobs run `python` in the workloads image, its trainings log to the chart's MLflow
+    Service, a 1 s poll; its data and log in `state`. `extra_env` adds or overrides
+    variables. Nothing runs the Jobs: `finish_job` plays kubelet and Job controller."""
+    return Operator(
+        kubeconfig,
+        state / "operator.log",
+        extra_env={
+            "LYKEION_EXECUTOR": "kubernetes",
+            "LYKEION_PYTHON": "python",
+            "LYKEION_PIPELINE_IMAGE": "registry.example.com/lykeion/workloads:0.1.0",
+            "LYKEION_DATA_DIR": str(state / "data"),
+            "LYKEION_POLL_SECONDS": "1",
+            "LYKEION_MLFLOW_TRACKING_URI": "http://mlflow.lykeion.svc:5000",
+            **extra_env,
+        },
+    )
+
+
+TRAINED_FEATURES = [
+    {"ref": "rider.age", "column": "rider__age", "type": "int64"},
+    {"ref": "rider.drop_offs_count", "column": "rider__drop_offs_count", "type": "int64"},
+    {"ref": "rider.avg_fare", "column": "rider__avg_fare", "type": "float64"},
+]
+"""The `features` of a training result for the example's Model (examples/forward)."""
+
+
+def wait_job(api: client.ApiClient, name: str, namespace: str = "default") -> Any:
+    """The Job `name` (a `V1Job`) once the operator has created it; fails after 60 s."""
+
+    def find() -> Any:
+        try:
+            return client.BatchV1Api(api).read_namespaced_job(name, namespace)
+        except client.ApiException:
+            return None
+
+    return wait_for(find, 60, f"Job {name}")
+
+
+def finish_job(
+    api: client.ApiClient,
+    name: str,
+    result: dict[str, Any],
+    failed: bool = False,
+    namespace: str = "default",
+) -> None:
+    """Play kubelet and Job controller for Job `name`: a terminated pod with `result` (JSON)
+    as its termination message, then the Job's status, succeeded or (`failed`) failed."""
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    job = batch.read_namespaced_job(name, namespace)
+    container = job.spec.template.spec.containers[0]
+    pod = core.create_namespaced_pod(
+        namespace,
+        {
+            # The Job controller gives its pods the template's labels (owner UID included).
+            "metadata": {"name": f"{name}-pod", "labels": dict(job.spec.template.metadata.labels)},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": container.name, "image": container.image}],
+            },
+        },
+    )
+    terminated = {
+        "exitCode": 1 if failed else 0,
+        "message": json.dumps(result),
+        "reason": "Error" if failed else "Completed",
+    }
+    core.patch_namespaced_pod_status(
+        pod.metadata.name,
+        namespace,
+        {
+            "status": {
+                "containerStatuses": [
+                    {
+                        "name": container.name,
+                        "image": container.image,
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"terminated": terminated},
+                    }
+                ]
+            }
+        },
+    )
+    when = "2026-01-01T00:01:00Z"
+    conditions = (
+        [
+            {
+                "type": "FailureTarget",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "failed",
+                "lastTransitionTime": when,
+            },
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "failed",
+                "lastTransitionTime": when,
+            },
+        ]
+        if failed
+        else [
+            {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": when},
+            {"type": "Complete", "status": "True", "lastTransitionTime": when},
+        ]
+    )
+    batch.patch_namespaced_job_status(
+        name,
+        namespace,
+        {
+            "status": {
+                "startTime": "2026-01-01T00:00:00Z",
+                "failed" if failed else "succeeded": 1,
+                **({} if failed else {"completionTime": when}),
+                "conditions": conditions,
+            }
+        },
+    )
+
+
 def load(path: Path) -> list[dict[str, Any]]:
     import yaml
 

@@ -9,6 +9,11 @@ from typing import Any
 
 from lykeion.cluster import NodeCluster
 
+GIT_DAEMON = ["git", "daemon", "--reuseaddr", "--export-all", "--base-path=/srv/git",
+              "--listen=0.0.0.0", "--port=9418"]  # fmt: skip
+"""`git daemon` serving the repositories under /srv/git read-only on port 9418 (append the
+directory): the example's sources in the cluster."""
+
 
 @dataclass(frozen=True)
 class Finished:

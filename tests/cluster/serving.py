@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,6 +28,7 @@ from lykeion.serving_controllers import (
     seldon_controller,
 )
 from tests.cluster.conftest import NAMESPACE, RELEASE, ROOT, WORKLOAD_NAMESPACE
+from tests.cluster.pods import GIT_DAEMON
 from tests.support import Cluster, load
 
 EXAMPLE = ROOT / "examples" / "forward"
@@ -117,8 +119,6 @@ def wait_condition(
 def _git_source(cluster: NodeCluster, image: str) -> str:
     """The example's MLflow project served by `git daemon` in the cluster (as
     test_example.py does): its pinned URL."""
-    from tests.cluster.test_example import GIT_DAEMON  # one definition of the daemon
-
     repos, work = cluster.workdir / "git-repos", cluster.workdir / "git-work"
     env = {"GIT_AUTHOR_NAME": "ds", "GIT_AUTHOR_EMAIL": "ds@example.com",
            "GIT_COMMITTER_NAME": "ds", "GIT_COMMITTER_EMAIL": "ds@example.com",
@@ -184,21 +184,23 @@ def trained_example(
     return model_name
 
 
-def caller_token(cluster: NodeCluster) -> str:
-    """A ServiceAccount allowed to predict with the namespace's Lykeion Deployments."""
+def caller_token(cluster: NodeCluster, prefix: str = "") -> str:
+    """A token of ServiceAccount `<prefix>caller`, allowed (Role `<prefix>predict`, bound
+    by `<prefix>caller-predict`) to predict with the namespace's Lykeion Deployments."""
+    account, role = f"{prefix}caller", f"{prefix}predict"
     cluster.apply([
         {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": {"name": "caller", "namespace": NS}},
+         "metadata": {"name": account, "namespace": NS}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "predict", "namespace": NS},
+         "metadata": {"name": role, "namespace": NS},
          "rules": [{"apiGroups": ["lykeion.io"], "resources": ["deployments/predict"],
                     "verbs": ["create"]}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "caller-predict", "namespace": NS},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "predict"},
-         "subjects": [{"kind": "ServiceAccount", "name": "caller", "namespace": NS}]},
+         "metadata": {"name": f"{account}-predict", "namespace": NS},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": NS}]},
     ])  # fmt: skip
-    return cluster.run_kubectl("create", "token", "caller", "-n", NS).stdout.strip()
+    return cluster.run_kubectl("create", "token", account, "-n", NS).stdout.strip()
 
 
 def service_url(cluster: NodeCluster, name: str) -> str:
@@ -291,3 +293,54 @@ def serve_with(cluster: NodeCluster, backend: str) -> int:
         "-o", "jsonpath={.metadata.generation}",
     )  # fmt: skip
     return int(got.stdout)
+
+
+def serve_ready(
+    cluster: NodeCluster, api: Cluster, backend: str, controller: ServingController
+) -> tuple[dict[str, Any], float]:
+    """The example's Deployment moved onto `backend` (`serve_with`) and its Ready condition
+    once True for that generation (7 minutes at most; a failure shows `controller`'s log),
+    with the move's start (`time.monotonic()`); records `<backend>: Deployment apply to
+    Ready`."""
+    begin = time.monotonic()
+    generation = serve_with(cluster, backend)
+    ready = wait_condition(
+        api, cluster, "Deployment", DEPLOYMENT, "Ready", 420, controller, generation=generation
+    )
+    record_timing(cluster, f"{backend}: Deployment apply to Ready", time.monotonic() - begin)
+    return ready, begin
+
+
+def served_object(cluster: NodeCluster, resource: str, name: str) -> dict[str, Any]:
+    """The serving system's object (`inferenceservice`, `seldondeployment`) `name` in NS,
+    managed fields included."""
+    done = cluster.run_kubectl(
+        "get", resource, "-n", NS, name, "-o", "json", "--show-managed-fields"
+    )
+    return dict(json.loads(done.stdout))
+
+
+def status_managers(obj: dict[str, Any]) -> set[str]:
+    """The field managers that wrote `obj`'s status subresource."""
+    return {
+        m["manager"] for m in obj["metadata"]["managedFields"] if m.get("subresource") == "status"
+    }
+
+
+def status_service_url(cluster: NodeCluster, obj: dict[str, Any]) -> str:
+    """`service_url` of the Service a serving object names in its status.address.url."""
+    service = urlsplit(obj["status"]["address"]["url"]).hostname or ""
+    return service_url(cluster, service.split(".")[0])
+
+
+def timed_client(
+    cluster: NodeCluster, what: str, python: str, url: str, token: str, protocol: str,
+    *extra: str,
+) -> dict[str, Any]:  # fmt: skip
+    """`call_clients` with the one `protocol` for DEPLOYMENT: its answer; records how long
+    it took as `what`."""
+    begin = time.monotonic()
+    answers = call_clients(python, url, DEPLOYMENT, token, protocol, *extra)
+    record_timing(cluster, what, time.monotonic() - begin)
+    result: dict[str, Any] = answers[protocol]
+    return result

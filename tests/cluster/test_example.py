@@ -32,13 +32,13 @@ from lykeion.kube import api_client
 from lykeion.serving.__main__ import build
 from lykeion.serving.config import ServerConfig
 from tests.cluster.conftest import DATA_MOUNT, ROOT, WORKLOAD_NAMESPACE
+from tests.cluster.pods import GIT_DAEMON
+from tests.cluster.serving import caller_token, service_url
 from tests.support import Cluster, load
 
 EXAMPLE = ROOT / "examples" / "forward"
 NS = WORKLOAD_NAMESPACE
 TIMINGS: dict[str, float] = {}
-GIT_DAEMON = ["git", "daemon", "--reuseaddr", "--export-all", "--base-path=/srv/git",
-              "--listen=0.0.0.0", "--port=9418"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -244,26 +244,6 @@ def test_the_training_job_pins_the_git_source_logs_to_mlflow_in_the_cluster_and_
     assert any((data_dir / "mlartifacts").rglob("MLmodel"))
 
 
-def _caller_token(cluster: NodeCluster) -> str:
-    """A ServiceAccount allowed to predict with the example's Deployment, and its token."""
-    cluster.apply(
-        [
-            {"apiVersion": "v1", "kind": "ServiceAccount",
-             "metadata": {"name": "caller", "namespace": NS}},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-             "metadata": {"name": "predict", "namespace": NS},
-             "rules": [{"apiGroups": ["lykeion.io"], "resources": ["deployments/predict"],
-                        "verbs": ["create"]}]},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-             "metadata": {"name": "caller-predict", "namespace": NS},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                         "name": "predict"},
-             "subjects": [{"kind": "ServiceAccount", "name": "caller", "namespace": NS}]},
-        ]
-    )  # fmt: skip
-    return cluster.run_kubectl("create", "token", "caller", "-n", NS).stdout.strip()
-
-
 def _predict(url: str, token: str, keys: list[str]) -> dict[str, Any]:
     body = json.dumps({"keys": [{"rider_id": k} for k in keys]}).encode()
     headers = {"content-type": "application/json"}
@@ -339,12 +319,9 @@ def test_the_model_server_and_router_serve_behind_services_as_the_embedded_platf
     assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
 
     # Through the router's Service: its ClusterIP, reached from the node (kube-proxy).
-    service = json.loads(
-        installed.run_kubectl("get", "service", "-n", NS, "forward-default", "-o", "json").stdout
-    )
-    token = _caller_token(installed)
+    token = caller_token(installed)
     keys = ["r42", "r7", "r150"]
-    url = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+    url = service_url(installed, "forward-default")
     started = time.monotonic()
     served = _predict(url, token, keys)
     TIMINGS["first prediction through the router's Service"] = round(time.monotonic() - started, 2)

@@ -32,9 +32,11 @@ from urllib.parse import urlparse
 
 import pytest
 
+from lykectl.scaffold import mlproject
 from lykeion.cluster import NodeCluster
 from lykeion.kube import api_client
 from tests.cluster.conftest import DATA_MOUNT, NAMESPACE, RELEASE, ROOT, WORKLOAD_NAMESPACE
+from tests.cluster.serving import caller_token, service_url
 from tests.support import Cluster, load, wait_for
 
 EXAMPLE = ROOT / "examples" / "forward"
@@ -43,16 +45,7 @@ SEGMENT = "faults"
 DEPLOYMENT = f"forward-{SEGMENT}"
 OOM_LIMIT = "1Gi"
 OOM_PROJECT = {
-    "MLproject": """name: allocate
-entry_points:
-  main:
-    parameters:
-      train: path
-      test: path
-      target: string
-      features: string
-    command: python allocate.py
-""",
+    "MLproject": mlproject("allocate", "python allocate.py", python_env=None),
     "allocate.py": """import sys
 
 # Touched memory (bytes(n) would be zero pages the kernel does not count), 64 MiB at a time.
@@ -254,32 +247,6 @@ def test_a_training_pod_over_its_memory_limit_is_oomkilled_and_says_so_with_its_
     assert (job.get("status") or {}).get("failed") == 1
 
 
-def _caller_token(cluster: NodeCluster) -> str:
-    """A ServiceAccount allowed to predict with the Deployments of the namespace."""
-    cluster.apply(
-        [
-            {"apiVersion": "v1", "kind": "ServiceAccount",
-             "metadata": {"name": "fault-caller", "namespace": NS}},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-             "metadata": {"name": "fault-predict", "namespace": NS},
-             "rules": [{"apiGroups": ["lykeion.io"], "resources": ["deployments/predict"],
-                        "verbs": ["create"]}]},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-             "metadata": {"name": "fault-caller-predict", "namespace": NS},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                         "name": "fault-predict"},
-             "subjects": [{"kind": "ServiceAccount", "name": "fault-caller", "namespace": NS}]},
-        ]
-    )  # fmt: skip
-    return cluster.run_kubectl("create", "token", "fault-caller", "-n", NS).stdout.strip()
-
-
-def _service_url(cluster: NodeCluster, name: str) -> str:
-    got = cluster.run_kubectl("get", "service", "-n", NS, name, "-o", "json")
-    service = json.loads(got.stdout)
-    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
-
-
 def _versions_answering(url: str, token: str, requests: int) -> dict[str, int]:
     """Which version answered each of `requests` predictions (the router's header)."""
     body = json.dumps({"keys": [{"rider_id": "r42"}]}).encode()
@@ -338,8 +305,8 @@ def test_a_server_that_crashes_at_start_leaves_the_previous_version_all_traffic(
     status = (lykeion.get("Deployment", NS, DEPLOYMENT) or {})["status"]
     assert {t["version"]: t["traffic"] for t in status["traffic"]} == {"1.0": 100, "2.0": 0}
     # Every request through the router's Service is answered, by 1.0.
-    token = _caller_token(installed)
-    assert _versions_answering(_service_url(installed, DEPLOYMENT), token, 20) == {"1.0": 20}
+    token = caller_token(installed, prefix="fault-")
+    assert _versions_answering(service_url(installed, DEPLOYMENT), token, 20) == {"1.0": 20}
 
 
 def test_two_replicas_are_two_ready_pods_behind_the_service(
@@ -385,8 +352,8 @@ def test_two_replicas_are_two_ready_pods_behind_the_service(
     ready = {e["targetRef"]["name"] for e in endpoints if (e.get("conditions") or {}).get("ready")}
     assert ready == {p["metadata"]["name"] for p in pods}
     # The Service answers, and the 2.0 of the previous test is gone with its objects.
-    token = _caller_token(installed)
-    assert _versions_answering(_service_url(installed, DEPLOYMENT), token, 10) == {"1.0": 10}
+    token = caller_token(installed, prefix="fault-")
+    assert _versions_answering(service_url(installed, DEPLOYMENT), token, 10) == {"1.0": 10}
     gone = installed.run_kubectl("get", "service,deployment", "-n", NS, f"{DEPLOYMENT}-2-0",
                                  check=False)  # fmt: skip
     assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stdout

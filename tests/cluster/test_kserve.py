@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -20,14 +19,15 @@ from tests.cluster.serving import (
     DEPLOYMENT,
     KEYS,
     NS,
-    call_clients,
     caller_token,
     diagnose,
     flat,
     record_timing,
-    serve_with,
-    service_url,
-    wait_condition,
+    serve_ready,
+    served_object,
+    status_managers,
+    status_service_url,
+    timed_client,
 )
 from tests.support import Cluster
 
@@ -35,10 +35,7 @@ NAME = DEPLOYMENT
 
 
 def _isvc(cluster: NodeCluster, name: str) -> dict[str, Any]:
-    done = cluster.run_kubectl(
-        "get", "inferenceservice", "-n", NS, name, "-o", "json", "--show-managed-fields"
-    )
-    return dict(json.loads(done.stdout))
+    return served_object(cluster, "inferenceservice", name)
 
 
 def _isvc_ready(cluster: NodeCluster, name: str, timeout: float, kserve: ServingController) -> None:
@@ -80,12 +77,7 @@ def test_the_example_through_kserve_predicts_as_the_lykeion_backend(
     reference_predictions: list[list[float]],
     clients_python: str,
 ) -> None:
-    begin = time.monotonic()
-    generation = serve_with(installed, "kserve")
-    ready = wait_condition(
-        lykeion_api, installed, "Deployment", NAME, "Ready", 420, kserve, generation=generation
-    )
-    record_timing(installed, "kserve: Deployment apply to Ready", time.monotonic() - begin)
+    ready, begin = serve_ready(installed, lykeion_api, "kserve", kserve)
     assert ready["status"] == "True"
 
     # Lykeion's Ready came sooner than KServe's: measured here, the InferenceService's own
@@ -99,9 +91,7 @@ def test_the_example_through_kserve_predicts_as_the_lykeion_backend(
     assert isvc["status"]["deploymentMode"] == "RawDeployment"
     conditions = {c["type"]: c["status"] for c in isvc["status"]["conditions"]}
     assert conditions["PredictorReady"] == conditions["TransformerReady"] == "True"
-    managers = {
-        m["manager"] for m in isvc["metadata"]["managedFields"] if m.get("subresource") == "status"
-    }
+    managers = status_managers(isvc)
     assert managers and all("lykeion" not in m for m in managers), managers
     # The predictor is KServe's MLServer runtime with its MLflow implementation, on the
     # files the storage container fetched; the transformer is the Lykeion server.
@@ -123,11 +113,9 @@ def test_the_example_through_kserve_predicts_as_the_lykeion_backend(
 
     token = caller_token(installed)
     # The Service KServe names in its status (status.address.url), reached from the node.
-    service = urlsplit(isvc["status"]["address"]["url"]).hostname or ""
-    url = service_url(installed, service.split(".")[0])
-    begin = time.monotonic()
-    result = call_clients(clients_python, url, NAME, token, "v2")["v2"]
-    record_timing(installed, "kserve: tritonclient through the Service", time.monotonic() - begin)
+    url = status_service_url(installed, isvc)
+    what = "kserve: tritonclient through the Service"
+    result = timed_client(installed, what, clients_python, url, token, "v2")
     assert (result["live"], result["server_ready"], result["ready"]) == (True, True, True)
     (output,) = result["outputs"].values()
     assert len(output) == len(KEYS)

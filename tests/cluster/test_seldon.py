@@ -8,26 +8,14 @@ conditions, and seldon-core's SeldonClient through the predictor's Service gets 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from lykeion.cluster import NodeCluster
 from lykeion.serving_controllers import ServingController
-from tests.cluster.serving import (
-    DEPLOYMENT,
-    KEYS,
-    NS,
-    call_clients,
-    caller_token,
-    flat,
-    record_timing,
-    serve_with,
-    service_url,
-    wait_condition,
-)
+from tests.cluster import serving
+from tests.cluster.serving import DEPLOYMENT, KEYS, NS, flat
 from tests.support import Cluster
 
 NAME = DEPLOYMENT
@@ -57,10 +45,7 @@ def test_seldon_webhook_refuses_a_lone_predictor_without_all_traffic(
 
 
 def _sdep(cluster: NodeCluster, name: str) -> dict[str, Any]:
-    done = cluster.run_kubectl(
-        "get", "seldondeployment", "-n", NS, name, "-o", "json", "--show-managed-fields"
-    )
-    return dict(json.loads(done.stdout))
+    return serving.served_object(cluster, "seldondeployment", name)
 
 
 def test_the_example_through_seldon_predicts_as_the_lykeion_backend(
@@ -70,19 +55,13 @@ def test_the_example_through_seldon_predicts_as_the_lykeion_backend(
     reference_predictions: list[list[float]],
     clients_python: str,
 ) -> None:
-    begin = time.monotonic()
-    generation = serve_with(installed, "seldon")
-    ready = wait_condition(
-        lykeion_api, installed, "Deployment", NAME, "Ready", 420, seldon, generation=generation
-    )
-    record_timing(installed, "seldon: Deployment apply to Ready", time.monotonic() - begin)
+    ready, _ = serving.serve_ready(installed, lykeion_api, "seldon", seldon)
     assert ready["status"] == "True"
 
     sdep = _sdep(installed, NAME)
     # Seldon's controller wrote this status; no test did.
     assert sdep["status"]["state"] == "Available"
-    managers = {m["manager"] for m in sdep["metadata"]["managedFields"]
-                if m.get("subresource") == "status"}  # fmt: skip
+    managers = serving.status_managers(sdep)
     assert managers and all("lykeion" not in m for m in managers), managers
     (deployment,) = sdep["status"]["deploymentStatus"].values()
     assert deployment["availableReplicas"] == 1
@@ -95,16 +74,13 @@ def test_the_example_through_seldon_predicts_as_the_lykeion_backend(
     ]
 
     # The Service Seldon names in its status (status.address.url), reached from the node.
-    service = urlsplit(sdep["status"]["address"]["url"]).hostname or ""
-    url = service_url(installed, service.split(".")[0])
-    token = caller_token(installed)
-    begin = time.monotonic()
+    url = serving.status_service_url(installed, sdep)
+    token = serving.caller_token(installed)
     # SeldonClient's "seldon" gateway sends no headers (the caller's token): its "istio"
     # gateway does, at /seldon/<namespace>/<deployment>/api/v1.0/predictions.
-    result = call_clients(
-        clients_python, url, NAME, token, "seldon", "--namespace", NS, "--deployment", NAME
-    )["seldon"]
-    record_timing(installed, "seldon: SeldonClient through the Service", time.monotonic() - begin)
+    what = "seldon: SeldonClient through the Service"
+    extra = ("--namespace", NS, "--deployment", NAME)
+    result = serving.timed_client(installed, what, clients_python, url, token, "seldon", *extra)
     assert result["meta"]["tags"]["lykeion.version"] == "1.0"
     assert len(result["values"]) == len(KEYS)
     assert flat(result["values"]) == pytest.approx(flat(reference_predictions), rel=1e-9)

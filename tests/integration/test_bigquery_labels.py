@@ -12,9 +12,14 @@ from google.cloud import bigquery
 
 from lykeion.api.featuremanifest import BigQuerySource, FileSource
 from lykeion.api.model import LabelsSource
+from lykeion.evaluation.labels import (
+    DatasetError,
+    bigquery_project,
+    read_bigquery_labels,
+    read_labels,
+    utc_timestamps,
+)
 from lykeion.local.controlplane import REPO_ROOT
-from lykeion.training.dataset import DatasetError, read_labels
-from lykeion.training.labels import bigquery_project, read_bigquery_labels, utc_timestamps
 from tests.integration.bigquery_fixture import PROJECT, bigquery_emulator  # noqa: F401
 
 LABELS_CSV = REPO_ROOT / "examples/forward/data/labels.csv"

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lykectl.scaffold import mlproject
 from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.offline.tables import history_schema
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
@@ -102,20 +103,13 @@ with mlflow.start_run():  # the platform's run (MLFLOW_RUN_ID)
     )
 '''
 
-MLPROJECT = """
-name: every-type
-entry_points:
-  main:
-    parameters:
-      train: path
-      test: path
-      target: string
-      features: string
-      predict_fn: {type: string, default: predict_proba}
-    command: >-
-      python train.py --train {train} --test {test} --target {target}
-      --features {features} --predict_fn {predict_fn}
-"""
+MLPROJECT = mlproject(
+    "every-type",
+    "python train.py --train {train} --test {test} --target {target}\n"
+    "--features {features} --predict_fn {predict_fn}",
+    {"predict_fn": "{type: string, default: predict_proba}"},
+    python_env=None,
+)
 
 
 @dataclass

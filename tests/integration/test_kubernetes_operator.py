@@ -6,162 +6,37 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from lykeion.handlers.training import training_name
 from lykeion.kube import api_client
 from lykeion.local.controlplane import ControlPlane
-from tests.support import Cluster, Operator, load, wait_for
+from tests.support import TRAINED_FEATURES, Cluster, Operator, finish_job, load, wait_for, wait_job
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "forward"
 NS = "default"
-TRAINED = [
-    {"ref": "rider.age", "column": "rider__age", "type": "int64"},
-    {"ref": "rider.drop_offs_count", "column": "rider__drop_offs_count", "type": "int64"},
-    {"ref": "rider.avg_fare", "column": "rider__avg_fare", "type": "float64"},
-]
-
-
-@pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    # Its own control plane: the session operator (local executor) must not see these.
-    plane = ControlPlane(tmp_path_factory.mktemp("k8s-executor-plane")).start()
-    plane.install_crds()  # ours, and Seldon's and KServe's, which validate what we render
-    yield plane
-    plane.stop()
-
-
-@pytest.fixture(scope="module")
-def k8s_operator(
-    plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Operator]:
-    state = tmp_path_factory.mktemp("k8s-operator")
-    proc = Operator(
-        plane.kubeconfig,
-        state / "operator.log",
-        extra_env={
-            "LYKEION_EXECUTOR": "kubernetes",
-            "LYKEION_PYTHON": "python",
-            "LYKEION_PIPELINE_IMAGE": "registry.example.com/lykeion/workloads:0.1.0",
-            "LYKEION_DATA_DIR": str(state / "data"),
-            "LYKEION_POLL_SECONDS": "1",
-            "LYKEION_MLFLOW_TRACKING_URI": "http://mlflow.lykeion.svc:5000",
-        },
-    )
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-def _finish(api: client.ApiClient, name: str, result: dict[str, Any], failed: bool = False) -> None:
-    """Play kubelet and Job controller: a terminated pod with a message, then Job status."""
-    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
-    job = batch.read_namespaced_job(name, NS)
-    container = job.spec.template.spec.containers[0]
-    pod = core.create_namespaced_pod(
-        NS,
-        {
-            # The Job controller gives its pods the template's labels (owner UID included).
-            "metadata": {"name": f"{name}-pod", "labels": dict(job.spec.template.metadata.labels)},
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": container.name, "image": container.image}],
-            },
-        },
-    )
-    terminated = {
-        "exitCode": 1 if failed else 0,
-        "message": json.dumps(result),
-        "reason": "Error" if failed else "Completed",
-    }
-    core.patch_namespaced_pod_status(
-        pod.metadata.name,
-        NS,
-        {
-            "status": {
-                "containerStatuses": [
-                    {
-                        "name": container.name,
-                        "image": container.image,
-                        "imageID": "",
-                        "ready": False,
-                        "restartCount": 0,
-                        "state": {"terminated": terminated},
-                    }
-                ]
-            }
-        },
-    )
-    when = "2026-01-01T00:01:00Z"
-    conditions = (
-        [
-            {
-                "type": "FailureTarget",
-                "status": "True",
-                "reason": "BackoffLimitExceeded",
-                "message": "failed",
-                "lastTransitionTime": when,
-            },
-            {
-                "type": "Failed",
-                "status": "True",
-                "reason": "BackoffLimitExceeded",
-                "message": "failed",
-                "lastTransitionTime": when,
-            },
-        ]
-        if failed
-        else [
-            {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": when},
-            {"type": "Complete", "status": "True", "lastTransitionTime": when},
-        ]
-    )
-    batch.patch_namespaced_job_status(
-        name,
-        NS,
-        {
-            "status": {
-                "startTime": "2026-01-01T00:00:00Z",
-                "failed" if failed else "succeeded": 1,
-                **({} if failed else {"completionTime": when}),
-                "conditions": conditions,
-            }
-        },
-    )
-
-
-def _job(api: client.ApiClient, name: str) -> Any:
-    def find() -> Any:
-        try:
-            return client.BatchV1Api(api).read_namespaced_job(name, NS)
-        except client.ApiException:
-            return None
-
-    return wait_for(find, 60, f"Job {name}")
 
 
 def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
-    plane: ControlPlane, k8s_operator: Operator
+    k8s_plane: ControlPlane, k8s_operator: Operator
 ) -> None:
-    api = api_client(plane.kubeconfig)
+    api = api_client(k8s_plane.kubeconfig)
     cluster = Cluster(api)
     cluster.create(load(EXAMPLES / "family.yaml")[0], NS)
     manifest = cluster.create(load(EXAMPLES / "features.yaml")[0], NS)
 
-    job = _job(api, "rider-activity-g1-r1")
+    job = wait_job(api, "rider-activity-g1-r1")
     assert job.metadata.owner_references[0].uid == manifest["metadata"]["uid"]
     container = job.spec.template.spec.containers[0]
     assert container.image == "registry.example.com/lykeion/workloads:0.1.0"
     assert container.command[:3] == ["python", "-m", "lykeion.features.run"]
     assert job.spec.template.spec.security_context.run_as_non_root is True
-    _finish(
+    finish_job(
         api,
         job.metadata.name,
         {
@@ -182,12 +57,12 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
     model = copy.deepcopy(load(EXAMPLES / "model.yaml")[0])
     model["spec"]["training"]["requests"] = 1
     created = cluster.create(model, NS)
-    job = _job(api, training_name("forward-default-1.0", 1))
+    job = wait_job(api, training_name("forward-default-1.0", 1))
     assert job.metadata.owner_references[0].uid == created["metadata"]["uid"]
     container = job.spec.template.spec.containers[0]
     assert container.command[:3] == ["python", "-m", "lykeion.training.run"]
     assert container.resources.requests == {"cpu": "1", "memory": "2Gi"}
-    _finish(
+    finish_job(
         api,
         job.metadata.name,
         {
@@ -204,16 +79,16 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
 
     # A retraining request is a new Job; its success drives Trained and Evaluated.
     cluster.patch("Model", NS, "forward-default-1.0", {"spec": {"training": {"requests": 2}}})
-    job = _job(api, training_name("forward-default-1.0", 2))
+    job = wait_job(api, training_name("forward-default-1.0", 2))
     result = {
         "succeeded": True, "run_id": "r123", "model_uri": "models:/forward-default/4",
         "registered_model": "forward-default", "registered_version": "4",
         "artifact_uri": "gs://models/forward-default/4",
         "metrics": {"eval_roc_auc": 0.81}, "gate_passed": True, "training_set_hash": "ab" * 32,
-        "training_set_rows": 900, "source_revision": "sha256:00", "features": TRAINED,
+        "training_set_rows": 900, "source_revision": "sha256:00", "features": TRAINED_FEATURES,
         "message": "ok",
     }  # fmt: skip
-    _finish(api, job.metadata.name, result)
+    finish_job(api, job.metadata.name, result)
     cluster.wait_condition("Model", NS, "forward-default-1.0", "True", timeout=60)
     status = (cluster.get("Model", NS, "forward-default-1.0") or {})["status"]
     assert (status["modelUri"], status["observedTrainingRequests"]) == (
@@ -258,8 +133,8 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
     canary["metadata"]["name"] = "forward-default-1.1"
     canary["spec"]["version"] = "1.1"
     cluster.create(canary, NS)
-    job = _job(api, training_name("forward-default-1.1", 1))
-    _finish(api, job.metadata.name, {**result, "model_uri": "models:/forward-default/5",
+    job = wait_job(api, training_name("forward-default-1.1", 1))
+    finish_job(api, job.metadata.name, {**result, "model_uri": "models:/forward-default/5",
                                      "registered_version": "5"})  # fmt: skip
     cluster.wait_condition("Model", NS, "forward-default-1.1", "True", timeout=60)
     versions = [{"version": "1.0", "traffic": 90}, {"version": "1.1", "traffic": 10}]
@@ -325,7 +200,7 @@ def _deployment_available(api: client.ApiClient, name: str) -> dict[str, Any]:
     container = obj["spec"]["template"]["spec"]["containers"][0]
     config = json.loads(container["env"][0]["value"])
     assert config["model_uri"] == "models:/forward-default/4"
-    assert [f["ref"] for f in config["features"]] == [f["ref"] for f in TRAINED]
+    assert [f["ref"] for f in config["features"]] == [f["ref"] for f in TRAINED_FEATURES]
     assert config["tracking_uri"] == "http://mlflow.lykeion.svc:5000"
     # The router and its Service are applied beside the server, not necessarily before it.
     core = client.CoreV1Api(api)

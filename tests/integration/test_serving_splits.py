@@ -13,7 +13,6 @@ in `render.seldon_accepts` (the cluster tests run the controllers themselves).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,7 @@ from lykeion.handlers.training import training_name
 from lykeion.kube import api_client
 from lykeion.local.controlplane import ControlPlane
 from lykeion.serving import render
-from tests.integration.test_kubernetes_operator import TRAINED, _finish, _job
-from tests.support import Cluster, Operator, load, wait_for
+from tests.support import TRAINED_FEATURES, Cluster, Operator, finish_job, load, wait_for, wait_job
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "forward"
@@ -37,35 +35,9 @@ KSERVE = ("serving.kserve.io", "v1beta1", NS, "inferenceservices", NAME)
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path_factory.mktemp("splits-plane")).start()
-    plane.install_crds()  # ours, Seldon's and KServe's
-    yield plane
-    plane.stop()
-
-
-@pytest.fixture(scope="module")
-def k8s_operator(
-    plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Operator]:
-    state = tmp_path_factory.mktemp("splits-operator")
-    proc = Operator(
-        plane.kubeconfig,
-        state / "operator.log",
-        extra_env={
-            "LYKEION_EXECUTOR": "kubernetes",
-            "LYKEION_PYTHON": "python",
-            "LYKEION_PIPELINE_IMAGE": "registry.example.com/lykeion/workloads:0.1.0",
-            "LYKEION_DATA_DIR": str(state / "data"),
-            "LYKEION_POLL_SECONDS": "1",
-            "LYKEION_MLFLOW_TRACKING_URI": "http://mlflow.lykeion.svc:5000",
-            # A canary split needs KServe's Knative mode (RawDeployment refuses it: unit tests).
-            "LYKEION_KSERVE_DEPLOYMENT_MODE": "Serverless",
-        },
-    )
-    proc.start()
-    yield proc
-    proc.stop()
+def k8s_operator_env() -> dict[str, str]:
+    # A canary split needs KServe's Knative mode (RawDeployment refuses it: unit tests).
+    return {"LYKEION_KSERVE_DEPLOYMENT_MODE": "Serverless"}
 
 
 def _trained(version: str, artifact: str) -> dict[str, Any]:
@@ -74,7 +46,7 @@ def _trained(version: str, artifact: str) -> dict[str, Any]:
         "registered_model": NAME, "registered_version": version.replace(".", ""),
         "artifact_uri": artifact, "metrics": {"eval_roc_auc": 0.81}, "gate_passed": True,
         "training_set_hash": "ab" * 32, "training_set_rows": 900,
-        "source_revision": "sha256:00", "features": TRAINED, "message": "ok",
+        "source_revision": "sha256:00", "features": TRAINED_FEATURES, "message": "ok",
     }  # fmt: skip
 
 
@@ -88,7 +60,7 @@ def _model(cluster: Cluster, version: str) -> str:
 
 
 def _train(api: client.ApiClient, cluster: Cluster, job: str, version: str, uri: str) -> None:
-    _finish(api, _job(api, job).metadata.name, _trained(version, uri))
+    finish_job(api, wait_job(api, job).metadata.name, _trained(version, uri))
     cluster.wait_condition("Model", NS, f"{NAME}-{version}", "True", timeout=60)
 
 
@@ -127,14 +99,14 @@ def _until(what: str, check: Any) -> Any:
 
 
 def test_splits_are_ones_the_backends_accept_and_honour(
-    plane: ControlPlane, k8s_operator: Operator
+    k8s_plane: ControlPlane, k8s_operator: Operator
 ) -> None:
-    api = api_client(plane.kubeconfig)
+    api = api_client(k8s_plane.kubeconfig)
     cluster = Cluster(api)
     custom = client.CustomObjectsApi(api)
     cluster.create(load(EXAMPLES / "family.yaml")[0], NS)
     cluster.create(load(EXAMPLES / "features.yaml")[0], NS)
-    _finish(api, _job(api, "rider-activity-g1-r1").metadata.name, {
+    finish_job(api, wait_job(api, "rider-activity-g1-r1").metadata.name, {
         "succeeded": True, "rows_read": 7, "rows_written": 6, "bad_rows": 0, "online_rows": 3,
         "max_event_time": datetime.now(UTC).isoformat(), "message": "6 history rows",
     })  # fmt: skip

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lykeion.api.featuremanifest import FeatureManifestSpec, FileSource
+from lykeion.evaluation.labels import read_labels
 from lykeion.features.compile import Range
 from lykeion.features.materialize import query_history, split_errors
 from lykeion.features.offline.base import LabelSpec, ResolvedFeature
@@ -181,7 +182,7 @@ def test_naive_parquet_times_are_utc(tmp_path: Path) -> None:
 
 
 def read(path: Path, keys: dict[str, str], fmt: str = "csv") -> pa.Table:
-    return dataset.read_labels(FileSource(path=str(path), format=fmt), "ts", path.parent, keys)
+    return read_labels(FileSource(path=str(path), format=fmt), "ts", path.parent, keys)
 
 
 @settings(

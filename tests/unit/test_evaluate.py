@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lykeion.training.evaluate import METRICS, EvaluationError, score, signature_kind
+from lykeion.evaluation.scoring import METRICS, EvaluationError, score, signature_kind
 
 EPS = np.finfo("float64").eps
 
