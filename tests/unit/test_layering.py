@@ -43,12 +43,6 @@ AGAINST_THE_ORDER = {
     ("lykeion.api.model", "lykeion.features.reference"),
     # until render moves beside the executor (#12)
     ("lykeion.serving.render", "lykeion.executors.base"),
-    # until serving/outcomes.py and the analysis endpoint in serving/app.py import
-    # lykeion.evaluation instead (#12; those files are being changed elsewhere)
-    ("lykeion.serving.outcomes", "lykeion.training.evaluate"),
-    ("lykeion.serving.outcomes", "lykeion.training.labels"),
-    ("lykeion.serving.outcomes", "lykeion.training.dataset"),
-    ("lykeion.serving.app", "lykeion.training.evaluate"),
 }
 """(importing module, imported module) arrows that run up the order, each for a reason."""
 
@@ -183,9 +177,9 @@ def test_every_listed_exception_still_occurs() -> None:
 
 
 def test_the_import_reader_sees_lazy_and_from_package_imports() -> None:
-    # outcomes.py imports training inside functions; deployments.py imports the rollout
+    # outcomes.py imports evaluation inside functions; deployments.py imports the rollout
     # module as `from lykeion.handlers import rollout`.
-    assert ("lykeion.serving.outcomes", "lykeion.training.evaluate") in EDGES
+    assert ("lykeion.serving.outcomes", "lykeion.evaluation.scoring") in EDGES
     assert ("lykeion.handlers.deployments", "lykeion.handlers.rollout") in EDGES
 
 

@@ -242,7 +242,7 @@ class ModelServer:
             return None
         from mlflow.exceptions import MlflowException
 
-        from lykeion.training.evaluate import model_classes
+        from lykeion.evaluation.scoring import model_classes
 
         try:
             return model_classes(self.model.pyfunc.get_raw_model())
@@ -276,7 +276,7 @@ def parse_since(text: str) -> datetime | str:
 
 
 def _metrics() -> list[str]:
-    from lykeion.training.evaluate import METRICS
+    from lykeion.evaluation.scoring import METRICS
 
     return METRICS
 

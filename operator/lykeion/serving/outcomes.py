@@ -6,7 +6,7 @@ rotated by size and read incrementally: `request_log.py`) holds one line per ans
 `time` (epoch seconds when the answer was made), `version`, `keys` (the row's entity keys,
 typed as declared), `features` and `prediction`.
 
-The labels are a table like a Model's training labels (`training/labels.py` reads it, keys
+The labels are a table like a Model's training labels (`evaluation/labels.py` reads it, keys
 typed as the manifests declare them): the entity key column(s), a label time and a target.
 
 The join, per version, over a window `[since, until]` of request times:
@@ -19,7 +19,7 @@ The join, per version, over a window `[since, until]` of request times:
   their horizon (none arrived yet, or none exists) are left out, and counted.
 - times are compared in whole microseconds (the log's float seconds rounded).
 
-The metric is then the gate's (`training.evaluate.score`) over the joined pairs:
+The metric is then the gate's (`evaluation.scoring.score`) over the joined pairs:
 predictions as the model returned them (one score per row, a list of class scores per
 row, or labels), targets as the labels source has them.
 """
@@ -117,7 +117,7 @@ def read_log(
 
 
 def labels_of(table: pa.Table, key_names: Sequence[str], time: str, target: str) -> list[Label]:
-    """Labels from a table read by `training.labels.read` (time as UTC timestamps), in row
+    """Labels from a table read by `evaluation.labels.read` (time as UTC timestamps), in row
     order; rows with a null key, time or target are dropped. Raises ValueError naming a
     missing column."""
     missing = [c for c in [*key_names, time, target] if c not in table.column_names]
@@ -167,13 +167,13 @@ def metric_of(
     requests: int,
     classes: Sequence[Any] | None = None,
 ) -> LiveMetric:
-    """The gate's `metric` over joined pairs (`training.evaluate.score`: a float output is
+    """The gate's `metric` over joined pairs (`evaluation.scoring.score`: a float output is
     a score, one per row or one per class; `classes` the class order of per-class scores,
     None: the targets' sorted distinct values). A metric the pairs cannot give (none, one
     class for a ranking metric, a refused output) has value None and says why."""
     import numpy as np
 
-    from lykeion.training.evaluate import score
+    from lykeion.evaluation.scoring import score
 
     if not pairs:
         return LiveMetric(metric, None, 0, requests, "no labelled request")
@@ -226,8 +226,8 @@ class LiveLabels:
     ) -> LiveMetric:
         """`metric` of this version's requests logged in `[since, until]` against the labels
         as they are now. An unreadable labels source is no data with its reason."""
-        from lykeion.training import labels as reader
-        from lykeion.training.dataset import DatasetError
+        from lykeion.evaluation import labels as reader
+        from lykeion.evaluation.labels import DatasetError
 
         names = list(self.key_types)
         requests = self.reader.rows(

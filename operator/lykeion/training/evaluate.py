@@ -14,12 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-# Re-exported: serving/outcomes.py and serving/app.py import these from here until they
-# import lykeion.evaluation.scoring (#12; those files are being changed elsewhere).
-from lykeion.evaluation.scoring import METRICS as METRICS
-from lykeion.evaluation.scoring import REGRESSION_METRICS, signature_kind
-from lykeion.evaluation.scoring import model_classes as model_classes
-from lykeion.evaluation.scoring import score as score
+from lykeion.evaluation.scoring import REGRESSION_METRICS, model_classes, score, signature_kind
 
 if TYPE_CHECKING:
     import pyarrow as pa
