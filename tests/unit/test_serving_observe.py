@@ -148,7 +148,7 @@ def test_kserve_availability_needs_a_current_ready(
     assert kserve_current(isvc) is current
     seen = observe_kserve(endpoint, isvc)
     # 1.1 is the canary KServe names; 1.0 lives on as the revision rolled out last.
-    assert seen.available == {"1.1": current and ready == "True", "1.0": current}
+    assert seen.available == {"1.1": current and ready == "True", "1.0": True}
 
 
 @pytest.mark.parametrize("backend", ["lykeion", "seldon", "kserve"])

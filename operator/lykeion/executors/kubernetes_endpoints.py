@@ -125,9 +125,10 @@ def kserve_current(isvc: Mapping[str, Any]) -> bool:
 
 
 def observe_kserve(endpoint: Endpoint, isvc: Mapping[str, Any]) -> EndpointStatus:
-    """Availability from KServe's `Ready` condition, counted only when the status is of
-    the current generation (`kserve_current`); the stable version lives on as the
-    revision KServe rolled out last."""
+    """Availability of the version the InferenceService names (the canary, or the one at
+    100%) from KServe's `Ready` condition, counted only when the status is of the current
+    generation (`kserve_current`); the stable version's from the revision KServe rolled
+    out last (`status.components.predictor.latestRolledoutRevision`)."""
     status = isvc.get("status") or {}
     conditions = status.get("conditions") or []
     ready = get_condition(conditions, "Ready") or {}
@@ -141,15 +142,16 @@ def observe_kserve(endpoint: Endpoint, isvc: Mapping[str, Any]) -> EndpointStatu
         if version == named:
             ok = current and ready.get("status") == "True"
         elif endpoint.weights.get(version, 0) > 0:
-            # The stable version lives on as the revision KServe rolled out last.
-            ok = current and bool(predictor.get("latestRolledoutRevision"))
+            # The stable version lives on as the revision KServe rolled out last, which a
+            # new spec does not replace until its canary takes 100%: not a generation's.
+            ok = bool(predictor.get("latestRolledoutRevision"))
         else:
             ok = False  # not in the InferenceService: no share, no server
         available[version] = ok
         if not ok:
             if endpoint.weights.get(version, 0) <= 0:
                 why = f"does not serve {version} (no share)"
-            elif not current:
+            elif version == named and not current:
                 why = (
                     f"KServe has not reported on generation {generation} yet (its status is "
                     f"of generation {status.get('observedGeneration', 'none')})"
