@@ -366,6 +366,8 @@ def _kserve_ready(api: client.ApiClient, name: str) -> dict[str, Any]:
     custom.patch_namespaced_custom_object_status(
         *group,
         {"status": {"url": f"http://{name}.{NS}.example.com",
-                    "conditions": [{"type": "Ready", "status": "True"}]}},
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    # KServe's Ready counts for the generation it observed, this one.
+                    "observedGeneration": obj["metadata"]["generation"]}},
     )  # fmt: skip
     return obj

@@ -176,12 +176,13 @@ def test_splits_are_ones_the_backends_accept_and_honour(
         assert isvc["spec"]["predictor"]["model"]["storageUri"] == "gs://models/forward-default/2"
         return isvc
 
-    _until("the InferenceService naming 1.1 as the canary", canary)
+    isvc = _until("the InferenceService naming 1.1 as the canary", canary)
     # As KServe reports it: 1.0 is the revision rolled out last, the canary's is Ready.
     custom.patch_namespaced_custom_object_status(
         *KSERVE,
         {"status": {"url": f"http://{NAME}.{NS}.example.com",
                     "conditions": [{"type": "Ready", "status": "True"}],
+                    "observedGeneration": isvc["metadata"]["generation"],
                     "components": {"predictor": {"latestRolledoutRevision": "p-00001"}}}},
     )  # fmt: skip
     _until("90/10 through KServe", lambda: _traffic(cluster) == {"1.0": 90, "1.1": 10} or None)
