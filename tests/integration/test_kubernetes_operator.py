@@ -264,6 +264,9 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
     cluster.wait_condition("Model", NS, "forward-default-1.1", "True", timeout=60)
     versions = [{"version": "1.0", "traffic": 90}, {"version": "1.1", "traffic": 10}]
     cluster.patch("Deployment", NS, name, {"spec": {"backend": "lykeion", "versions": versions}})
+    # Seldon and KServe served meanwhile: the lykeion backend's objects were retired, so
+    # 1.0's server Deployment is a new one (no controller here: its status is set again).
+    _deployment_available(api, name)
     held = cluster.wait_condition(
         "Deployment", NS, name, "False", "RolloutHeld", type_="TrafficInEffect", timeout=60
     )

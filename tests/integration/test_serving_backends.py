@@ -248,7 +248,10 @@ def test_seldon_availability_is_read_per_predictor(backends: Cluster) -> None:
         "Deployment", NS, name, "False", "RolloutHeld", type_="TrafficInEffect", timeout=60
     )
     assert "1.0 100%, 1.1 0%" in held["message"]
-    assert _traffic(cluster, name) == {"1.0": (100, True, True), "1.1": (0, False, False)}
+    wait_for(
+        lambda: _traffic(cluster, name) == {"1.0": (100, True, True), "1.1": (0, False, False)},
+        timeout=60, what="1.0 serving alone, recorded as the stable version",
+    )  # fmt: skip
     starting = cluster.condition("Deployment", NS, name, "Available") or {}
     assert "no Deployment forward-seldon-v1-1-0-model yet" in starting["message"]
 
