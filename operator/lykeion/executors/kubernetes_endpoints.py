@@ -1,8 +1,10 @@
 """Endpoints as Kubernetes objects: render per backend, server-side apply, read status.
 
-The applied objects' own status says what serves: a Deployment's available replicas, a
-SeldonDeployment's `state` and per-predictor deployment status, an InferenceService's
-`Ready` condition and the revisions KServe keeps. Removed versions' objects are deleted.
+The applied objects' own status says what serves: a Deployment's available replicas, the
+available replicas of each Seldon predictor's own Deployment, an InferenceService's
+`Ready` condition of its current generation and the revisions KServe keeps. Removed
+versions' objects are deleted, and so are the objects rendered for another backend once
+`spec.backend` changes.
 """
 
 from __future__ import annotations
