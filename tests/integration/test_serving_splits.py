@@ -116,6 +116,14 @@ def _traffic(cluster: Cluster) -> dict[str, int]:
     return {t["version"]: t["traffic"] for t in status.get("traffic", [])}
 
 
+def _current(cluster: Cluster) -> bool:
+    """The Deployment's status is of its current spec (not the one before a patch)."""
+    body = cluster.get("Deployment", NS, NAME) or {}
+    return bool(
+        (body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"]
+    )
+
+
 def _until(what: str, check: Any) -> Any:
     def attempt() -> Any:
         try:
@@ -185,7 +193,10 @@ def test_splits_are_ones_the_backends_accept_and_honour(
                     "observedGeneration": isvc["metadata"]["generation"],
                     "components": {"predictor": {"latestRolledoutRevision": "p-00001"}}}},
     )  # fmt: skip
-    _until("90/10 through KServe", lambda: _traffic(cluster) == {"1.0": 90, "1.1": 10} or None)
+    _until(
+        "90/10 through KServe",
+        lambda: (_current(cluster) and _traffic(cluster) == {"1.0": 90, "1.1": 10}) or None,
+    )
 
     # A shadow KServe cannot express: refused by name, the InferenceService left as it was.
     cluster.patch(
