@@ -279,8 +279,9 @@ DEPLOYMENT = "forward-default"
 
 def serve_with(cluster: NodeCluster, backend: str) -> int:
     """The example's Deployment (version 1.0, all traffic) moved onto `backend`; returns
-    the generation to wait for. Moving leaves the earlier backend's objects in place (no
-    test here needs them gone) and the reference's pods keep serving."""
+    the generation to wait for. Moving retires the earlier backend's objects (the
+    operator deletes what it rendered for it); the reference predictions were taken
+    before, once per session."""
     body = copy.deepcopy(load(EXAMPLE / "deployment.yaml")[0])
     body["metadata"] = {"name": DEPLOYMENT, "namespace": NS}
     body["spec"]["backend"] = backend

@@ -135,6 +135,19 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], Mutation, str]] = [
         "with spec.rollout, spec.versions declares the end state",
     ),
     (
+        # Seldon and KServe report no per-version server to analyse: it would never move.
+        "rollout-on-seldon",
+        objects.deployment,
+        lambda b: b["spec"].update(backend="seldon", rollout={}),
+        "spec.rollout needs backend lykeion",
+    ),
+    (
+        "rollout-on-kserve",
+        objects.deployment,
+        lambda b: b["spec"].update(backend="kserve", rollout={"steps": [10, 100]}),
+        "use backend lykeion for analysed rollouts",
+    ),
+    (
         "rollout-bad-interval",
         objects.deployment,
         _set("spec.rollout", {"interval": "10 seconds"}),

@@ -139,6 +139,9 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
     cluster.wait_condition("Model", NS, "forward-default-1.1", "True", timeout=60)
     versions = [{"version": "1.0", "traffic": 90}, {"version": "1.1", "traffic": 10}]
     cluster.patch("Deployment", NS, name, {"spec": {"backend": "lykeion", "versions": versions}})
+    # Seldon and KServe served meanwhile: the lykeion backend's objects were retired, so
+    # 1.0's server Deployment is a new one (no controller here: its status is set again).
+    _deployment_available(api, name)
     held = cluster.wait_condition(
         "Deployment", NS, name, "False", "RolloutHeld", type_="TrafficInEffect", timeout=60
     )
@@ -241,6 +244,8 @@ def _kserve_ready(api: client.ApiClient, name: str) -> dict[str, Any]:
     custom.patch_namespaced_custom_object_status(
         *group,
         {"status": {"url": f"http://{name}.{NS}.example.com",
-                    "conditions": [{"type": "Ready", "status": "True"}]}},
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    # KServe's Ready counts for the generation it observed, this one.
+                    "observedGeneration": obj["metadata"]["generation"]}},
     )  # fmt: skip
     return obj

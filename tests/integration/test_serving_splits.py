@@ -88,6 +88,14 @@ def _traffic(cluster: Cluster) -> dict[str, int]:
     return {t["version"]: t["traffic"] for t in status.get("traffic", [])}
 
 
+def _current(cluster: Cluster) -> bool:
+    """The Deployment's status is of its current spec (not the one before a patch)."""
+    body = cluster.get("Deployment", NS, NAME) or {}
+    return bool(
+        (body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"]
+    )
+
+
 def _until(what: str, check: Any) -> Any:
     def attempt() -> Any:
         try:
@@ -148,15 +156,19 @@ def test_splits_are_ones_the_backends_accept_and_honour(
         assert isvc["spec"]["predictor"]["model"]["storageUri"] == "gs://models/forward-default/2"
         return isvc
 
-    _until("the InferenceService naming 1.1 as the canary", canary)
+    isvc = _until("the InferenceService naming 1.1 as the canary", canary)
     # As KServe reports it: 1.0 is the revision rolled out last, the canary's is Ready.
     custom.patch_namespaced_custom_object_status(
         *KSERVE,
         {"status": {"url": f"http://{NAME}.{NS}.example.com",
                     "conditions": [{"type": "Ready", "status": "True"}],
+                    "observedGeneration": isvc["metadata"]["generation"],
                     "components": {"predictor": {"latestRolledoutRevision": "p-00001"}}}},
     )  # fmt: skip
-    _until("90/10 through KServe", lambda: _traffic(cluster) == {"1.0": 90, "1.1": 10} or None)
+    _until(
+        "90/10 through KServe",
+        lambda: (_current(cluster) and _traffic(cluster) == {"1.0": 90, "1.1": 10}) or None,
+    )
 
     # A shadow KServe cannot express: refused by name, the InferenceService left as it was.
     cluster.patch(

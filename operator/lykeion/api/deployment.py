@@ -28,6 +28,12 @@ ROLLOUT_END_STATE = (
 )
 STEPS_ASCENDING = "spec.rollout.steps must be strictly ascending percents in 1..100"
 STEPS_END = "spec.rollout.steps must end at 100"
+ROLLOUT_BACKEND = (
+    "spec.rollout needs backend lykeion: seldon and kserve report no per-version server "
+    "whose requests a rollout could analyse, so its canary would never move; use backend "
+    "lykeion for analysed rollouts, or drop spec.rollout and declare the split in "
+    "spec.versions"
+)
 SELDON_NAME_SUFFIX = len("-v") + len("-svc-orch")
 SELDON_NAMES = (
     "with backend seldon, every version must fit Seldon's derived names in a 63-character "
@@ -138,6 +144,11 @@ class DeploymentSpec(ApiModel):
             ROLLOUT_END_STATE,
             fieldPath=".versions",
         ),
+        cel(
+            "!has(self.rollout) || !has(self.backend) || self.backend == 'lykeion'",
+            ROLLOUT_BACKEND,
+            fieldPath=".rollout",
+        ),
         # metadata.name is <family>-<segment> (the name rule); the namespace is not visible
         # here, so KServe's host labels are checked when rendering (a False condition).
         cel(
@@ -186,6 +197,8 @@ class DeploymentSpec(ApiModel):
             len(self.versions) != 1 or self.versions[0].traffic != 100
         ):
             raise ValueError(ROLLOUT_END_STATE)
+        if self.rollout is not None and self.backend != "lykeion":
+            raise ValueError(ROLLOUT_BACKEND)
         name = len(self.family) + 1 + len(self.segment)
         served = [*versions, *([self.shadow] if self.shadow else [])]
         if self.backend == "seldon" and any(

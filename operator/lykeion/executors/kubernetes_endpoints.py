@@ -1,8 +1,10 @@
 """Endpoints as Kubernetes objects: render per backend, server-side apply, read status.
 
-The applied objects' own status says what serves: a Deployment's available replicas, a
-SeldonDeployment's `state` and per-predictor deployment status, an InferenceService's
-`Ready` condition and the revisions KServe keeps. Removed versions' objects are deleted.
+The applied objects' own status says what serves: a Deployment's available replicas, the
+available replicas of each Seldon predictor's own Deployment, an InferenceService's
+`Ready` condition of its current generation and the revisions KServe keeps. Removed
+versions' objects are deleted, and so are the objects rendered for another backend once
+`spec.backend` changes.
 """
 
 from __future__ import annotations
@@ -68,48 +70,97 @@ def crash(pods: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
+def seldon_deployment_name(endpoint: Endpoint, version: str) -> str:
+    """The Deployment Seldon Core v1.16.0 runs `version`'s predictor in, the key of its
+    `status.deploymentStatus` (`GetDeploymentName` in
+    `operator/apis/machinelearning.seldon.io/v1/seldondeployment_types.go`:
+    `<sdep>-<predictor>-<componentSpecs index>-<container names>`; `render_seldon` gives
+    each predictor one component spec with one container, `model`). Names over 63
+    characters Seldon hashes; the Deployment's CEL rule keeps them within it."""
+    container = SERVER_CONTAINERS["SeldonDeployment"]
+    return f"{endpoint.name}-{render.predictor_name(version)}-0-{container}"
+
+
 def observe_seldon(endpoint: Endpoint, sdep: Mapping[str, Any]) -> EndpointStatus:
+    """Availability per version from its own predictor's Deployment, as Seldon Core v1.16.0
+    reports it (`status.deploymentStatus[<deployment name>]`: `replicas`,
+    `availableReplicas`), matched by the exact Deployment name (`seldon_deployment_name`),
+    so versions `1.0` and `1.0.1` are never confused. The SeldonDeployment's overall
+    `state` is not used for it: while one predictor is `Creating`, the others serve.
+    A version with no entry yet (its predictor just added) is not available."""
     status = sdep.get("status") or {}
     state = status.get("state")
     deployments = status.get("deploymentStatus") or {}
     available, messages, replicas = {}, {}, 0
     for server in endpoint.servers:
-        prefix = f"{endpoint.name}-{render.predictor_name(server.version)}-"
-        mine = [d for name, d in deployments.items() if name.startswith(prefix)]
-        count = sum(int(d.get("availableReplicas") or 0) for d in mine)
+        name = seldon_deployment_name(endpoint, server.version)
+        mine = deployments.get(name)
+        count = int((mine or {}).get("availableReplicas") or 0)
         replicas += count
-        # A predictor Seldon reports no Deployment for yet (just added) is not serving.
-        available[server.version] = state == "Available" and (count > 0 or endpoint.replicas == 0)
+        available[server.version] = count > 0 or endpoint.replicas == 0
         if not available[server.version]:
-            why = status.get("description") or f"state {state or 'not reported'}"
-            messages[server.version] = f"SeldonDeployment {endpoint.name}: {why}"
+            if mine is None:
+                why = f"Seldon reports no Deployment {name} yet"
+            else:
+                why = (
+                    f"Deployment {name} has {count} of {int(mine.get('replicas') or 0)} "
+                    "replica(s) available"
+                )
+            seldon = status.get("description") or f"state {state or 'not reported'}"
+            messages[server.version] = f"SeldonDeployment {endpoint.name}: {why} ({seldon})"
     address = (status.get("address") or {}).get("url")
     return EndpointStatus(address, available, messages, replicas)
 
 
+def kserve_current(isvc: Mapping[str, Any]) -> bool:
+    """Whether KServe's status speaks of the InferenceService's current spec: its
+    `status.observedGeneration` is present and not behind `metadata.generation`. Right
+    after a change is applied, the `Ready` in status is the previous generation's.
+
+    KServe v0.15.2 copies that field from what it reconciled the spec into (the last
+    component's Deployment in RawDeployment mode, `PropagateRawStatus`; its Knative
+    Service in Serverless mode, `PropagateStatus`), each changed once per changed spec:
+    so "not behind" rather than "equal" (those objects' generations may run ahead)."""
+    generation = int((isvc.get("metadata") or {}).get("generation") or 0)
+    observed = (isvc.get("status") or {}).get("observedGeneration")
+    return observed is not None and int(observed) >= generation
+
+
 def observe_kserve(endpoint: Endpoint, isvc: Mapping[str, Any]) -> EndpointStatus:
+    """Availability of the version the InferenceService names (the canary, or the one at
+    100%) from KServe's `Ready` condition, counted only when the status is of the current
+    generation (`kserve_current`); the stable version's from the revision KServe rolled
+    out last (`status.components.predictor.latestRolledoutRevision`)."""
     status = isvc.get("status") or {}
     conditions = status.get("conditions") or []
     ready = get_condition(conditions, "Ready") or {}
+    current = kserve_current(isvc)
     predictor = (status.get("components") or {}).get("predictor") or {}
     # The version the InferenceService names (the canary, or the one at 100%).
     named = ((isvc.get("metadata") or {}).get("labels") or {}).get("lykeion.io/version")
+    generation = (isvc.get("metadata") or {}).get("generation")
     available, messages = {}, {}
     for version in (s.version for s in endpoint.servers):
         if version == named:
-            ok = ready.get("status") == "True"
+            ok = current and ready.get("status") == "True"
         elif endpoint.weights.get(version, 0) > 0:
-            # The stable version lives on as the revision KServe rolled out last.
+            # The stable version lives on as the revision KServe rolled out last, which a
+            # new spec does not replace until its canary takes 100%: not a generation's.
             ok = bool(predictor.get("latestRolledoutRevision"))
         else:
             ok = False  # not in the InferenceService: no share, no server
         available[version] = ok
         if not ok:
-            messages[version] = (
-                f"InferenceService {endpoint.name}: {ready.get('message') or 'not Ready'}"
-                if endpoint.weights.get(version, 0) > 0
-                else f"InferenceService {endpoint.name} does not serve {version} (no share)"
-            )
+            if endpoint.weights.get(version, 0) <= 0:
+                why = f"does not serve {version} (no share)"
+            elif version == named and not current:
+                why = (
+                    f"KServe has not reported on generation {generation} yet (its status is "
+                    f"of generation {status.get('observedGeneration', 'none')})"
+                )
+            else:
+                why = ready.get("message") or "not Ready"
+            messages[version] = f"InferenceService {endpoint.name}: {why}"
     return EndpointStatus(status.get("url"), available, messages, sum(available.values()))
 
 
@@ -166,6 +217,8 @@ class KubernetesEndpoints:
         self.apps = client.AppsV1Api(kube.api)
         self.core = client.CoreV1Api(kube.api)
         self.custom = client.CustomObjectsApi(kube.api)
+        self._backends: dict[tuple[str, str], str] = {}
+        """(namespace, name) -> the backend whose objects alone are known to exist."""
 
     async def serve(self, endpoint: Endpoint) -> EndpointStatus:
         try:
@@ -175,6 +228,7 @@ class KubernetesEndpoints:
         if not manifests:
             # Seldon and KServe cannot route "nothing": withdraw their object instead.
             await self._withdraw(endpoint)
+            await self._retire_other_backends(endpoint)
             return withdrawn(endpoint)
         if self.data is not None:
             manifests = with_data_volume(manifests, self.data)
@@ -185,6 +239,9 @@ class KubernetesEndpoints:
             except ApiException as error:
                 raise ServingRejected(_api_message(manifest, error)) from error
             applied[f"{manifest['kind']}/{manifest['metadata']['name']}"] = result
+        # The new backend's objects are in place: the previous backend's go (spec.backend
+        # changed), and nothing serves twice or holds a name the new backend derives.
+        await self._retire_other_backends(endpoint)
         if endpoint.backend == "lykeion":
             await self._prune(endpoint)
             return await self._with_crashes(endpoint, observe_lykeion(endpoint, applied))
@@ -250,6 +307,68 @@ class KubernetesEndpoints:
                 await self._delete(self.apps.delete_namespaced_deployment, name, endpoint.namespace)
                 await self._delete(self.core.delete_namespaced_service, name, endpoint.namespace)
 
+    async def _retire_other_backends(self, endpoint: Endpoint) -> None:
+        """Delete what this executor rendered for `endpoint` under any other backend: the
+        objects of those backends' kinds (`RENDERED_KINDS`) labelled
+        `lykeion.io/deployment=<name>` and owned by the endpoint's owner (its UID: the
+        objects Seldon's and KServe's controllers derive carry the labels too, but they
+        own those). Idempotent; it lists only on the first pass and when the backend
+        changes (remembered per endpoint, so once again after a restart)."""
+        key = (endpoint.namespace, endpoint.name)
+        uid = ((endpoint.owner or {}).get("metadata") or {}).get("uid")
+        if uid is None or self._backends.get(key) == endpoint.backend:
+            return
+        selector = f"lykeion.io/deployment={endpoint.name},app.kubernetes.io/managed-by=lykeion"
+        for backend, kinds in RENDERED_KINDS.items():
+            if backend == endpoint.backend:
+                continue
+            for kind in kinds:
+                for name in await self._owned(kind, endpoint.namespace, selector, uid):
+                    await self._delete(self._deleter(kind), name, endpoint.namespace)
+        self._backends[key] = endpoint.backend
+
+    async def _owned(self, kind: str, namespace: str, selector: str, uid: str) -> list[str]:
+        """Names of the `kind` objects matching `selector` with an owner reference to
+        `uid`; none when the kind is not served here (Seldon's or KServe's CRD absent)."""
+        try:
+            if kind in _SERVING_KINDS:
+                group, version, plural = _SERVING_KINDS[kind]
+                found = await asyncio.to_thread(
+                    self.custom.list_namespaced_custom_object,
+                    group, version, namespace, plural, label_selector=selector,
+                )  # fmt: skip
+                items = found.get("items") or []
+            else:
+                lister = {
+                    "Deployment": self.apps.list_namespaced_deployment,
+                    "Service": self.core.list_namespaced_service,
+                    "ConfigMap": self.core.list_namespaced_config_map,
+                }[kind]
+                listed = await asyncio.to_thread(lister, namespace, label_selector=selector)
+                items = self.kube.api.sanitize_for_serialization(listed.items)
+        except ApiException as error:
+            if error.status == 404:
+                return []
+            raise
+        return [
+            item["metadata"]["name"]
+            for item in items
+            if any(o.get("uid") == uid for o in item["metadata"].get("ownerReferences") or [])
+        ]
+
+    def _deleter(self, kind: str) -> Any:
+        """The delete call of `kind`, as `_delete` takes it: (name, namespace)."""
+        if kind in _SERVING_KINDS:
+            group, version, plural = _SERVING_KINDS[kind]
+            return lambda name, ns: self.custom.delete_namespaced_custom_object(
+                group, version, ns, plural, name
+            )
+        return {
+            "Deployment": self.apps.delete_namespaced_deployment,
+            "Service": self.core.delete_namespaced_service,
+            "ConfigMap": self.core.delete_namespaced_config_map,
+        }[kind]
+
     async def _delete(self, method: Any, name: str, namespace: str) -> None:
         try:
             await asyncio.to_thread(method, name, namespace)
@@ -266,6 +385,16 @@ _SERVING_OBJECTS = {
     "seldon": ("machinelearning.seldon.io", "v1", "seldondeployments"),
     "kserve": ("serving.kserve.io", "v1beta1", "inferenceservices"),
 }
+_SERVING_KINDS = {
+    "SeldonDeployment": _SERVING_OBJECTS["seldon"],
+    "InferenceService": _SERVING_OBJECTS["kserve"],
+}
+RENDERED_KINDS = {
+    "lykeion": ("Deployment", "Service", "ConfigMap"),
+    "seldon": ("SeldonDeployment",),
+    "kserve": ("InferenceService",),
+}
+"""The kinds of the objects `render` gives per backend (`render.RENDERERS`)."""
 
 
 def _api_message(manifest: Mapping[str, Any], error: ApiException) -> str:

@@ -195,20 +195,29 @@ def stable_version(
     rollout_stable: str | None,
     recorded: str | None = None,
 ) -> str | None:
-    """The version a canary's remainder belongs to, by meaning, never by list order (pure):
-    the rollout's stable version if it has a declared share; else, of the versions with a
-    declared share, the one serving the largest share now (`status.traffic`; ties: the
-    lower version number); else the one recorded as stable before (`status.traffic[].stable`,
-    so a moment with nothing available does not forget it). None when no version with a
-    declared share has served: there is nothing a canary could be measured against (and
-    KServe would send it everything)."""
+    """The version a canary's remainder belongs to, by meaning, never by list order (pure).
+
+    Of the versions with a declared share (`desired`, percents), in this order:
+    the rollout's stable version; else the one recorded as stable before
+    (`status.traffic[].stable`): once recorded it stays the stable one while it has a
+    share, whatever the shares (a canary declared above 50% stays the canary, KServe
+    still keeps the remainder on the revision it rolled out last), and a moment with
+    nothing available does not forget it; else, with no record, the one serving the
+    largest share now (`in_effect`, `status.traffic`; ties: the lower version number).
+    None when none of them is recorded or has served: there is nothing a canary could
+    be measured against (and KServe would send it everything).
+
+    Fixed point: fed the status it leads to (`outcome` records the result), it gives the
+    same version again, so consecutive reconcile passes never swap canary and stable."""
     live = [v for v in desired if desired[v] > 0]
     if rollout_stable in live:
         return rollout_stable
+    if recorded in live:
+        return recorded
     serving = [v for v in live if in_effect.get(v, 0) > 0]
     if serving:
         return max(serving, key=lambda v: (in_effect[v], _older(v)))
-    return recorded if recorded in live else None
+    return None
 
 
 def _older(version: str) -> tuple[int, ...]:
