@@ -211,6 +211,18 @@ TRAINED_FEATURES = [
 """The `features` of a training result for the example's Model (examples/forward)."""
 
 
+def training_result(version: str, artifact: str, name: str = "forward-default") -> dict[str, Any]:
+    """A training Job's successful result (what `lykeion.training.run` reports) for version
+    `version` of the example's Model registered as `name`, its files at `artifact`."""
+    return {
+        "succeeded": True, "run_id": f"r{version}", "model_uri": f"models:/{name}/{version}",
+        "registered_model": name, "registered_version": version.replace(".", ""),
+        "artifact_uri": artifact, "metrics": {"eval_roc_auc": 0.81}, "gate_passed": True,
+        "training_set_hash": "ab" * 32, "training_set_rows": 900,
+        "source_revision": "sha256:00", "features": TRAINED_FEATURES, "message": "ok",
+    }  # fmt: skip
+
+
 def wait_job(api: client.ApiClient, name: str, namespace: str = "default") -> Any:
     """The Job `name` (a `V1Job`) once the operator has created it; fails after 60 s."""
 

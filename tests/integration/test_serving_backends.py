@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,7 @@ from lykeion.handlers.training import training_name
 from lykeion.kube import api_client
 from lykeion.local.controlplane import ControlPlane
 from lykeion.serving import render
-from tests.integration.test_kubernetes_operator import _finish, _job
-from tests.integration.test_serving_splits import _trained
-from tests.support import Cluster, Operator, load, wait_for
+from tests.support import Cluster, Operator, finish_job, load, training_result, wait_for, wait_job
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "forward"
@@ -42,46 +39,20 @@ POKE = "tests.lykeion.io/pass"
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path_factory.mktemp("backends-plane")).start()
-    plane.install_crds()  # ours, Seldon's and KServe's
-    yield plane
-    plane.stop()
+def k8s_operator_env() -> dict[str, str]:
+    # A KServe canary split needs its Knative mode (RawDeployment refuses it).
+    return {"LYKEION_KSERVE_DEPLOYMENT_MODE": "Serverless"}
 
 
 @pytest.fixture(scope="module")
-def k8s_operator(
-    plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Operator]:
-    state = tmp_path_factory.mktemp("backends-operator")
-    proc = Operator(
-        plane.kubeconfig,
-        state / "operator.log",
-        extra_env={
-            "LYKEION_EXECUTOR": "kubernetes",
-            "LYKEION_PYTHON": "python",
-            "LYKEION_PIPELINE_IMAGE": "registry.example.com/lykeion/workloads:0.1.0",
-            "LYKEION_DATA_DIR": str(state / "data"),
-            "LYKEION_POLL_SECONDS": "1",
-            "LYKEION_MLFLOW_TRACKING_URI": "http://mlflow.lykeion.svc:5000",
-            # A KServe canary split needs its Knative mode (RawDeployment refuses it).
-            "LYKEION_KSERVE_DEPLOYMENT_MODE": "Serverless",
-        },
-    )
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def backends(plane: ControlPlane, k8s_operator: Operator) -> Cluster:
+def backends(k8s_plane: ControlPlane, k8s_operator: Operator) -> Cluster:
     """The family and its materialized features; each test trains its own segment's Models
     (a Deployment is one family/segment, so the tests do not share one)."""
-    api = api_client(plane.kubeconfig)
+    api = api_client(k8s_plane.kubeconfig)
     cluster = Cluster(api)
     cluster.create(load(EXAMPLES / "family.yaml")[0], NS)
     cluster.create(load(EXAMPLES / "features.yaml")[0], NS)
-    _finish(api, _job(api, "rider-activity-g1-r1").metadata.name, {
+    finish_job(api, wait_job(api, "rider-activity-g1-r1").metadata.name, {
         "succeeded": True, "rows_read": 7, "rows_written": 6, "bad_rows": 0, "online_rows": 3,
         "max_event_time": datetime.now(UTC).isoformat(), "message": "6 history rows",
     })  # fmt: skip
@@ -100,7 +71,9 @@ def _trained_models(cluster: Cluster, segment: str, versions: list[str]) -> None
         jobs.append((version, training_name(f"forward-{segment}-{version}", 1)))
     for version, job in jobs:
         uri = f"gs://models/forward-{segment}/{version}"
-        _finish(cluster.api, _job(cluster.api, job).metadata.name, _trained(version, uri))
+        finish_job(
+            cluster.api, wait_job(cluster.api, job).metadata.name, training_result(version, uri)
+        )
     for version in versions:
         cluster.wait_condition("Model", NS, f"forward-{segment}-{version}", "True", timeout=60)
 

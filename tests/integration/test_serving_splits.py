@@ -24,7 +24,7 @@ from lykeion.handlers.training import training_name
 from lykeion.kube import api_client
 from lykeion.local.controlplane import ControlPlane
 from lykeion.serving import render
-from tests.support import TRAINED_FEATURES, Cluster, Operator, finish_job, load, wait_for, wait_job
+from tests.support import Cluster, Operator, finish_job, load, training_result, wait_for, wait_job
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "forward"
@@ -40,16 +40,6 @@ def k8s_operator_env() -> dict[str, str]:
     return {"LYKEION_KSERVE_DEPLOYMENT_MODE": "Serverless"}
 
 
-def _trained(version: str, artifact: str) -> dict[str, Any]:
-    return {
-        "succeeded": True, "run_id": f"r{version}", "model_uri": f"models:/{NAME}/{version}",
-        "registered_model": NAME, "registered_version": version.replace(".", ""),
-        "artifact_uri": artifact, "metrics": {"eval_roc_auc": 0.81}, "gate_passed": True,
-        "training_set_hash": "ab" * 32, "training_set_rows": 900,
-        "source_revision": "sha256:00", "features": TRAINED_FEATURES, "message": "ok",
-    }  # fmt: skip
-
-
 def _model(cluster: Cluster, version: str) -> str:
     """Create Model `version`; return its training Job's name (not finished yet)."""
     model = copy.deepcopy(load(EXAMPLES / "model.yaml")[0])
@@ -60,7 +50,7 @@ def _model(cluster: Cluster, version: str) -> str:
 
 
 def _train(api: client.ApiClient, cluster: Cluster, job: str, version: str, uri: str) -> None:
-    finish_job(api, wait_job(api, job).metadata.name, _trained(version, uri))
+    finish_job(api, wait_job(api, job).metadata.name, training_result(version, uri))
     cluster.wait_condition("Model", NS, f"{NAME}-{version}", "True", timeout=60)
 
 
