@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from lykeion.executors import kubernetes_render as render
 from lykeion.handlers.training import training_name
 from lykeion.kube import api_client
 from lykeion.local.controlplane import ControlPlane
-from lykeion.serving import render
 from tests.support import Cluster, Operator, finish_job, load, training_result, wait_for, wait_job
 
 ROOT = Path(__file__).resolve().parents[2]

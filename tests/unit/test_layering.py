@@ -41,16 +41,14 @@ ORDER = [
 AGAINST_THE_ORDER = {
     # docs: a validator reads the one feature-name rule, lazily.
     ("lykeion.api.model", "lykeion.features.reference"),
-    # until render moves beside the executor (#12)
-    ("lykeion.serving.render", "lykeion.executors.base"),
 }
 """(importing module, imported module) arrows that run up the order, each for a reason."""
 
 ONLY = {
     # training reads a model and profiles its data exactly as the server does
     ("training", "serving"): {"lykeion.serving.model", "lykeion.serving.drift"},
-    # what the Kubernetes executor applies
-    ("executors", "serving"): {"lykeion.serving.render"},
+    # a model server's container is rendered with the server's own configuration
+    ("executors", "serving"): {"lykeion.serving.config"},
 }
 """(importing unit, imported unit) -> the only modules of the latter the former imports."""
 

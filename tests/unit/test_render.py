@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
+from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, VersionServer
-from lykeion.serving import render
 
 
 def _endpoint(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from lykeion import conditions
 from lykeion.config import PlatformConfig
@@ -163,6 +164,27 @@ def test_server_config_pins_the_registry_version_and_trained_inputs() -> None:
     server = rollout.server_config(deployment, "1.0", model, [_manifest()], config)
     assert server["skew_sample_rate"] == 0.0
     assert ServerConfig.model_validate(server).skew_sample_rate == 0.0
+
+
+def test_a_server_config_the_server_would_refuse_is_refused_where_it_is_built() -> None:
+    # A rate the CRD bounds, here bypassed: the server's own model is the last word.
+    deployment = objects.deployment()
+    deployment["spec"]["skewSampleRate"] = 1.5
+    config = PlatformConfig(
+        data_dir=__import__("pathlib").Path("/data"), online_store="sqlite:///data/online.db",
+        offline_store="duckdb:///data/o.duckdb", data_root="/",
+    )  # fmt: skip
+    with pytest.raises(ValidationError) as refused:
+        rollout.server_config(deployment, "1.0", _model(), [_manifest()], config)
+    message = rollout.config_problem("1.0", refused.value)
+    assert "skew_sample_rate" in message and message.startswith("the model server of 1.0")
+    spec = objects.deployment(versions={"1.0": 100})["spec"]
+    _, checks = rollout.outcome(
+        spec, [rollout.Admission("1.0", "ServerConfigInvalid", message)], None, {"1.0": 0}
+    )
+    evaluated = next(c for c in checks if c.type == rollout.MODELS_EVALUATED)
+    assert (evaluated.status, evaluated.reason) == ("False", "ServerConfigInvalid")
+    assert "skew_sample_rate" in evaluated.message
 
 
 def test_outcome_holds_the_rollout_and_says_why() -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from lykeion.api.deployment import ROLLOUT_BACKEND, DeploymentSpec
+from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, VersionServer
 from lykeion.executors.kubernetes_endpoints import (
     RENDERED_KINDS,
@@ -19,7 +20,6 @@ from lykeion.executors.kubernetes_endpoints import (
     observe_seldon,
     seldon_deployment_name,
 )
-from lykeion.serving import render
 
 NAME = "forward-default"
 # Versions whose predictor names are prefixes of each other's (v1-0, v1-0-1, v1-0-10).

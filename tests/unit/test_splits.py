@@ -20,9 +20,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, VersionServer
 from lykeion.handlers import rollout
-from lykeion.serving import render
 
 VERSIONS = ["1.0", "1.1", "1.2", "2.0", "2.1"]
 

@@ -13,10 +13,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, EndpointStatus, VersionServer
 from lykeion.handlers import rollout
 from lykeion.handlers.deployments import _stable
-from lykeion.serving import render
 from tests import objects
 
 VERSIONS = ["1.0", "1.1", "1.2", "2.0", "10.0"]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from lykeion.config import PlatformConfig, parse_data_volume
+from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, VersionServer, Work
 from lykeion.executors.kubernetes import DataVolume, build_job, stuck_reason
 from lykeion.executors.kubernetes_endpoints import with_data_volume
-from lykeion.serving import render
 
 JOB = {"metadata": {"name": "rider-activity-g1-r1", "namespace": "team-b"}}
 NO_ACCOUNT = (

@@ -19,8 +19,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from lykeion.conditions import get as get_condition
+from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
-from lykeion.serving import render
 
 if TYPE_CHECKING:
     from lykeion.executors.kubernetes import DataVolume

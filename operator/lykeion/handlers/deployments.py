@@ -96,13 +96,18 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
         if admission.admitted and model is not None:
             admission = rollout.admit_features(version, model, manifests, now)
         admissions.append(admission)
-    configs = {
-        a.version: rollout.server_config(
-            body, a.version, models[a.version] or {}, manifests, runtime.config
-        )
-        for a in admissions
-        if a.admitted
-    }
+    configs = {}
+    for i, a in enumerate(admissions):
+        if not a.admitted:
+            continue
+        try:
+            configs[a.version] = rollout.server_config(
+                body, a.version, models[a.version] or {}, manifests, runtime.config
+            )
+        except ValidationError as error:
+            admissions[i] = rollout.Admission(
+                a.version, "ServerConfigInvalid", rollout.config_problem(a.version, error)
+            )
 
     # 3. Serve with the traffic the last observation allows; re-split once if it moved.
     seen = {

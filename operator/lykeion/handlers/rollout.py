@@ -32,6 +32,7 @@ from lykeion.features.reference import (
 from lykeion.features.view import FeatureView, parse_duration
 from lykeion.names import child_name
 from lykeion.rollouts import labels
+from lykeion.serving.config import ServerConfig
 
 MODELS_EVALUATED = "ModelsEvaluated"
 FEATURES_FRESH = "FeaturesFresh"
@@ -232,7 +233,11 @@ def server_config(
     manifests: Sequence[Mapping[str, Any]],
     config: PlatformConfig,
 ) -> dict[str, Any]:
-    """The `ServerConfig` (as data) of one version's model server."""
+    """The `ServerConfig` (as data) of one version's model server, checked against the
+    server's own model (`lykeion.serving.config.ServerConfig`) here, where it is built, so
+    a server is never rendered with a configuration it would refuse at start. Raises
+    `pydantic.ValidationError` naming the field (the handler turns it into the version's
+    `ServerConfigInvalid` admission)."""
     status = model["status"]
     uri = (
         f"models:/{status['registeredModel']}/{status['registeredVersion']}"
@@ -245,7 +250,7 @@ def server_config(
     used = [m for m in manifests if m["metadata"]["name"] in defined]
     defaults = (model["spec"].get("serving") or {}).get("defaults") or []
     rate = deployment["spec"].get("skewSampleRate")
-    return {
+    data = {
         "name": deployment["metadata"]["name"],
         "namespace": deployment["metadata"].get("namespace", "default"),
         "access": config.access,
@@ -278,6 +283,21 @@ def server_config(
         **({} if rate is None else {"skew_sample_rate": float(rate)}),
         **labels.server_fields(deployment, version, config),  # spec.rollout.labels
     }
+    ServerConfig.model_validate(data)
+    return data
+
+
+def config_problem(version: str, error: ValidationError) -> str:
+    """The message of a version whose `ServerConfig` the server's model refuses: each
+    field (dotted path) with pydantic's reason, and what to do."""
+    fields = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in error.errors()
+    )
+    return (
+        f"the model server of {version} would refuse its configuration ({fields}); fix what "
+        "it is built from (the Deployment's spec, the Model's status or the platform "
+        "configuration) or report it as a bug"
+    )
 
 
 def endpoint(
@@ -404,4 +424,9 @@ def outcome(
     return fields, checks
 
 
-_MODEL_REASONS = {"ModelVersionNotFound", "ModelNotEvaluated", "ModelNotTrained"}
+_MODEL_REASONS = {
+    "ModelVersionNotFound",
+    "ModelNotEvaluated",
+    "ModelNotTrained",
+    "ServerConfigInvalid",
+}

@@ -4,7 +4,7 @@
 `model.py` the loaded MLflow model; `protocols.py` Seldon v1, Open Inference (V2) and plain
 JSON bodies; `app.py` the ASGI app; `skew.py` (with `recompute.py`) the continuous skew
 check against the offline store; `drift.py` drift against the training set's statistics;
-`router.py` the weighted router of the local backend;
-`render.py` the Kubernetes objects per serving backend (the readiness gate and the
-traffic in effect are planned in `lykeion.handlers.rollout`).
+`router.py` the weighted router of the local backend. The Kubernetes objects that run
+these servers are rendered beside the executor that applies them
+(`lykeion.executors.kubernetes_render`).
 """

@@ -22,13 +22,12 @@ from lykeion.features.stores import open_online
 from lykeion.features.view import FeatureView
 from lykeion.serving import drift
 from lykeion.serving.app import Metrics, ModelServer, create_app
-from lykeion.serving.config import ServerConfig, TrainedFeature
+from lykeion.serving.config import CONFIG_ENV, ServerConfig, TrainedFeature
 from lykeion.serving.enrich import Enricher, FeatureMismatch
 from lykeion.serving.listen import serve
 from lykeion.serving.model import LoadedModel, ModelLoadError
 from lykeion.serving.recompute import Recomputer
 from lykeion.serving.remote import RemotePredictor
-from lykeion.serving.render import CONFIG_ENV
 from lykeion.serving.skew import SkewChecker
 
 log = logging.getLogger("lykeion.serving")

@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lykeion.request_body import MODEL_SERVER_MAX_BYTES
 
+CONFIG_ENV = "LYKEION_SERVER_CONFIG"
+"""The environment variable a model server container reads its `ServerConfig` (JSON) from."""
+
 
 class TrainedFeature(BaseModel):
     """One model input as the training recorded it (MLflow tag `lykeion.features`)."""

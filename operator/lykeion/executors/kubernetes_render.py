@@ -29,8 +29,8 @@ from typing import Any
 
 from lykeion.executors.base import Endpoint, VersionServer
 from lykeion.names import MAX_LABEL, child_name
+from lykeion.serving.config import CONFIG_ENV
 
-CONFIG_ENV = "LYKEION_SERVER_CONFIG"
 SERVING_ACCOUNT = "lykeion-serving"
 """The ServiceAccount of model servers that review callers (`access: kubernetes`): the
 chart creates it and lets it create TokenReviews and SubjectAccessReviews, nothing else."""
