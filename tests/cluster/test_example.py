@@ -347,3 +347,54 @@ def test_the_model_server_and_router_serve_behind_services_as_the_embedded_platf
         numpy.array(embedded, dtype=float),
         rtol=1e-9,
     )
+
+
+def _stored_tables(data_dir: Path) -> set[str]:
+    """The tables in the embedded stores on the data volume (offline DuckDB, online SQLite)."""
+    import duckdb
+
+    names: set[str] = set()
+    offline = duckdb.connect(str(data_dir / "offline.duckdb"), read_only=True)
+    try:
+        names |= {f"offline:{row[0]}" for row in offline.execute("SHOW TABLES").fetchall()}
+    finally:
+        offline.close()
+    online = sqlite3.connect(f"file:{data_dir / 'online.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = online.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        names |= {f"online:{row[0]}" for row in rows}
+    finally:
+        online.close()
+    return names
+
+
+def test_deleting_a_manifest_drops_its_tables_in_a_job_and_lets_it_go(
+    installed: NodeCluster, lykeion: Cluster, data_dir: Path
+) -> None:
+    from lykeion.features.view import FeatureView
+    from tests.support import wait_for
+
+    name = "courier-activity"
+    body = copy.deepcopy(load(EXAMPLE / "features.yaml")[0])
+    body["metadata"]["name"] = name
+    body["spec"]["entity"]["name"] = "courier"  # features of its own: no conflict
+    body["spec"].pop("schedule", None)
+    lykeion.create(body, NS)
+    _wait(lykeion, installed, "FeatureManifest", name, "Materialized", 420)
+    manifest = lykeion.get("FeatureManifest", NS, name) or {}
+    table = FeatureView.from_body(manifest, manifest["status"]["materializedGeneration"]).table
+    assert {"offline", "online"} <= {
+        t.split(":")[0] for t in _stored_tables(data_dir) if table in t
+    }
+
+    started = time.monotonic()
+    lykeion.delete("FeatureManifest", NS, name)
+    wait_for(lambda: lykeion.get("FeatureManifest", NS, name) is None, 300, f"{name} gone")
+    TIMINGS["drop Job: delete to gone"] = round(time.monotonic() - started, 1)
+    assert not [t for t in _stored_tables(data_dir) if table in t]
+    # The drop ran in a Job of the workloads image (unowned: it outlives the manifest).
+    job = json.loads(
+        installed.run_kubectl("get", "job", "-n", NS, f"{name}-drop-a1", "-o", "json").stdout
+    )
+    assert job["status"]["succeeded"] == 1
+    assert job["metadata"]["labels"]["lykeion.io/owner-uid"] == manifest["metadata"]["uid"]

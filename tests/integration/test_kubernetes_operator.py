@@ -249,3 +249,49 @@ def _kserve_ready(api: client.ApiClient, name: str) -> dict[str, Any]:
                     "observedGeneration": obj["metadata"]["generation"]}},
     )  # fmt: skip
     return obj
+
+
+def test_deleting_a_manifest_drops_its_tables_in_jobs_until_one_succeeds(
+    plane: ControlPlane, k8s_operator: Operator
+) -> None:
+    api = api_client(plane.kubeconfig)
+    cluster, batch = Cluster(api), client.BatchV1Api(api)
+    body = copy.deepcopy(load(EXAMPLES / "features.yaml")[0])
+    body["metadata"]["name"] = "dropped"
+    body["spec"]["entity"]["name"] = "dropper"  # its own features: registered, it runs
+    created = cluster.create(body, NS)
+    uid = created["metadata"]["uid"]
+    _job(api, "dropped-g1-r1")
+
+    cluster.delete("FeatureManifest", NS, "dropped")
+    # The pipeline run in flight is stopped first, then the drop runs in its own Job.
+    job = _job(api, "dropped-drop-a1")
+    assert (cluster.get("FeatureManifest", NS, "dropped") or {})["metadata"]["deletionTimestamp"]
+    assert not batch.list_namespaced_job(NS, label_selector="lykeion.io/work=dropped-g1-r1").items
+    container = job.spec.template.spec.containers[0]
+    assert container.image == "registry.example.com/lykeion/workloads:0.1.0"
+    command = list(container.command)
+    assert command[:3] == ["python", "-m", "lykeion.features.run"]
+    assert command[-1] == "--drop-only"
+    # Generation 1's tables (the deletion itself raised the object's generation to 2).
+    assert "1" in command[command.index("--drop-generations") + 1].split(",")
+    assert job.metadata.labels["lykeion.io/owner-uid"] == uid
+    # Not a dependent: a foreground deletion of the manifest would delete it as it starts.
+    assert not job.metadata.owner_references and job.spec.ttl_seconds_after_finished
+
+    # A failed drop: the condition and an event say why and what is left; a new attempt.
+    left = {"succeeded": False, "message": "IOException: disk gone", "tables_left": ["t_g1"]}
+    _finish(api, "dropped-drop-a1", left, failed=True)
+    cond = cluster.wait_condition(
+        "FeatureManifest", NS, "dropped", "False", "DropFailed", type_="TablesDropped", timeout=60
+    )
+    assert "IOException: disk gone" in cond["message"] and "t_g1" in cond["message"]
+    events = client.CoreV1Api(api).list_namespaced_event(
+        NS, field_selector="involvedObject.name=dropped,reason=DropFailed"
+    )
+    assert any("t_g1" in (e.message or "") for e in events.items)
+    assert cluster.get("FeatureManifest", NS, "dropped") is not None  # still held
+
+    _job(api, "dropped-drop-a2")
+    _finish(api, "dropped-drop-a2", {"succeeded": True, "message": "dropped", "tables_left": []})
+    wait_for(lambda: cluster.get("FeatureManifest", NS, "dropped") is None, 60, "the deletion")

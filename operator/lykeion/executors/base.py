@@ -32,6 +32,12 @@ class Work:
     memory: str = "1Gi"
     owner: dict[str, Any] | None = None
     """The Lykeion object the work belongs to (owner reference on Kubernetes)."""
+    owned: bool = True
+    """Whether the work is a dependent of `owner` (Kubernetes: an owner reference, so the
+    garbage collector removes it with the owner). False for work that must outlive the
+    owner's deletion request: the drop of a deleted FeatureManifest's tables, which a
+    foreground deletion would otherwise delete as it starts. Unowned work still carries the
+    owner's UID; its Job removes itself `UNOWNED_TTL` seconds after it finished."""
     service_account: str = "lykeion-workload"
     git_ssh_secret: str | None = None
     """Secret with `ssh-privatekey` and `known_hosts` for SSH git sources: the `kubernetes`

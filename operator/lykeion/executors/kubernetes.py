@@ -28,6 +28,9 @@ GIT_SSH_COMMAND = (
     f"-o UserKnownHostsFile={GIT_SSH_DIR}/known_hosts"
 )
 RUN_AS = 1000
+UNOWNED_TTL = 24 * 3600
+"""Seconds an unowned Job (`Work.owned` False) stays after it finished: no owner's garbage
+collection removes it, and a day leaves its log to read."""
 LOG_TAIL_LINES = 20
 LOG_TAIL_CHARS = 1500
 """How much of a killed pod's log its condition message carries (a status message is
@@ -90,11 +93,14 @@ def build_job(work: Work, data: DataVolume | None = None) -> dict[str, Any]:
     labels = {"app.kubernetes.io/managed-by": "lykeion", "lykeion.io/work": work.name}
     if work.owner_uid:
         labels[OWNER_UID_LABEL] = work.owner_uid
+    # Owned Jobs go with their owner; an unowned one removes itself once finished.
+    ttl = {} if work.owned else {"ttlSecondsAfterFinished": UNOWNED_TTL}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": work.name, "namespace": work.namespace, "labels": labels},
         "spec": {
+            **ttl,
             "backoffLimit": 0,
             "template": {
                 "metadata": {"labels": labels},
@@ -337,7 +343,8 @@ class KubernetesExecutor:
             return WorkStatus(State.PENDING, "replacing a Job left by a previous object")
         if existing is not None:
             return job_state(existing)
-        job = await self.kube.apply(build_job(work, self.data), owner=work.owner)
+        owner = work.owner if work.owned else None
+        job = await self.kube.apply(build_job(work, self.data), owner=owner)
         return job_state(job)
 
     async def status(self, namespace: str, name: str, owner_uid: str | None = None) -> WorkStatus:

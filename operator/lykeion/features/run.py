@@ -5,12 +5,19 @@
         [--start ISO] [--end ISO] [--engine beam|duckdb] [--data-root DIR] \\
         [--generation N] [--drop-generations 1,2] \\
         [--result result.json] [-- beam pipeline options, e.g. --runner=FlinkRunner]
+    python -m lykeion.features.run --manifest-json '{...}' --offline URI --online URI \\
+        --drop-generations 1,2 --drop-only
 
 `manifest.json` is the FeatureManifest object (metadata with uid + spec). The run writes
 the tables of store generation N (`FeatureView.table`), after dropping those of the
 generations given. An incremental run (`--start`) also counts late rows (`lateness.py`).
 The result (rows read, written, bad, late, duration, success) is written as JSON; the exit
 code is 0 only on success.
+
+`--drop-only` (the finalizer of a deleted FeatureManifest) drops the tables of the
+generations given from both stores and writes nothing: its result is `succeeded`,
+`message`, `dropped` and `tables_left` (the `FeatureView.table` names of the generations
+not fully dropped when a store failed).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import traceback
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lykeion.features.compile import Range
 from lykeion.features.lateness import bigquery_project, count_late_rows
@@ -68,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated store generations whose tables to drop before writing",
     )
+    parser.add_argument(
+        "--drop-only",
+        action="store_true",
+        help="only drop the tables of --drop-generations (a deleted manifest's finalizer)",
+    )
     parser.add_argument("--engine", choices=["beam", "duckdb"], default="beam")
     parser.add_argument("--data-root", help="directory relative file sources are read from")
     parser.add_argument(
@@ -81,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
 
     body = json.loads(args.manifest.read_text() if args.manifest else args.manifest_json)
     view = FeatureView.from_body(body, args.generation)
+    if args.drop_only:
+        drops = [int(g) for g in args.drop_generations.split(",") if g.strip()]
+        report = drop_only(view, drops, args.offline, args.online)
+        args.result.write_text(json.dumps(report, separators=(",", ":")))
+        print(report["message"])
+        return 0 if report["succeeded"] else 1
     from lykeion.api.featuremanifest import FeatureManifestSpec
 
     spec = FeatureManifestSpec.model_validate(body["spec"])
@@ -137,6 +155,47 @@ def drop_generations(
     finally:
         offline.close()
         online.close()
+
+
+def drop_only(
+    view: FeatureView, generations: list[int], offline_uri: str, online_uri: str
+) -> dict[str, Any]:
+    """Drop the tables of `generations` of `view`'s manifest, one generation at a time (both
+    stores), and report: `succeeded`, `message`, `dropped` (table names of the generations
+    dropped) and `tables_left` (those of the generations not fully dropped: all from the
+    first that failed, since a store that fails once is not asked again). Never raises for a
+    store's failure: it is the report's message (exception type and text)."""
+    tables = {g: replace(view, generation=g).table for g in generations}
+    dropped: list[int] = []
+    try:
+        offline = open_offline(offline_uri)
+        try:
+            online = open_online(online_uri)
+            try:
+                for generation in generations:
+                    old = replace(view, generation=generation)
+                    online.drop(old)
+                    offline.drop(old)
+                    dropped.append(generation)
+            finally:
+                online.close()
+        finally:
+            offline.close()
+    except Exception as error:  # noqa: BLE001 - the run's outcome is reported, not raised
+        traceback.print_exc()
+        left = [tables[g] for g in generations if g not in dropped]
+        return {
+            "succeeded": False,
+            "message": f"{type(error).__name__}: {error}",
+            "dropped": [tables[g] for g in dropped],
+            "tables_left": left,
+        }
+    return {
+        "succeeded": True,
+        "message": f"dropped the tables of generation(s) {', '.join(map(str, generations))}",
+        "dropped": [tables[g] for g in generations],
+        "tables_left": [],
+    }
 
 
 def _late_rows(

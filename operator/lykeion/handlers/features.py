@@ -1,5 +1,5 @@
 """FeatureManifest: registers its features in the catalog and flags conflicting definitions;
-runs its pipeline; on deletion drops its tables (`materialization.drop_tables`)."""
+runs its pipeline; on deletion drops its tables in a run (`materialization.drop_tables`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 
+from lykeion import conditions
 from lykeion.api.kinds import FEATURE_MANIFEST
 from lykeion.conditions import Check, ready
 from lykeion.handlers.materialization import (
@@ -89,16 +90,39 @@ def _needs_clock(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
 
 
 async def manifest_deleted(body: kopf.Body, runtime: Runtime) -> None:
-    """The finalizer stays until the run in flight has stopped and both stores dropped
-    every generation's tables; kopf retries the TemporaryErrors drop_tables raises."""
+    """The finalizer stays until the run in flight has stopped and a drop run dropped every
+    generation's tables from both stores (`materialization.drop_tables`); kopf retries the
+    TemporaryErrors raised here while it holds. A failed drop shows as `TablesDropped=False`
+    and a Warning event; giving up shows as a `TablesLeftBehind` Warning event."""
     if runtime.executor is None or runtime.config is None:
         return
-    left = await drop_tables(dict(body), runtime.executor, runtime.config, datetime.now(UTC))
-    if left:
+    plain = dict(body)
+    step = await drop_tables(plain, runtime.executor, runtime.config, datetime.now(UTC))
+    if step.check is not None:
+        await _set_condition(runtime, plain, step.check)
+    if step.warning is not None:
+        kopf.warn(body, reason="DropFailed", message=step.warning)
+    if not step.release:
+        raise kopf.TemporaryError(step.waiting, delay=step.delay)
+    if step.tables_left:
         kopf.warn(
             body,
             reason="TablesLeftBehind",
-            message="a store stayed unreachable; drop these tables by hand: " + ", ".join(left),
+            message="the drop kept failing; drop these tables by hand: "
+            + ", ".join(step.tables_left),
+        )
+
+
+async def _set_condition(runtime: Runtime, body: dict[str, Any], check: Check) -> None:
+    """Merge `check` into the object's conditions (one status patch, none when unchanged)."""
+    status = body.get("status") or {}
+    current = status.get("conditions") or []
+    generation = int(body["metadata"].get("generation", 0))
+    merged = conditions.merge(current, [check], generation, conditions.now())
+    if merged != current:
+        meta = body["metadata"]
+        await runtime.kube.patch_status(
+            FEATURE_MANIFEST, meta.get("namespace", "default"), meta["name"], {"conditions": merged}
         )
 
 

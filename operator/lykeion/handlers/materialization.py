@@ -18,12 +18,18 @@ readable until a newer backfill begins, time enough for readers holding the old 
 
 Deletion: a FeatureManifest being deleted starts no run; its finalizer stops the run in
 flight (the executor's cancel; the drop waits until the run has stopped, so it cannot write
-a table again afterwards) and drops the tables of every generation it may have written
-from both stores (`DROP ... IF EXISTS`: idempotent, so an operator restarted mid-deletion
-just does it again), then lets the object go. A store that cannot be reached is retried
-every `DROP_RETRY` until `DROP_GIVE_UP` after the deletion request; past that the object
-goes and a Warning event names the tables left behind — deleting an object never hangs
-on a store that is gone for good (a bucket or instance deleted with the platform).
+a table again afterwards), then submits a drop run (`<manifest>-drop-a<n>`, labelled with
+the object's UID like the pipeline runs) that drops the tables of every generation it may
+have written from both stores (`DROP ... IF EXISTS`: idempotent). The drop runs where the
+pipeline runs do (a Job of the workloads image, a detached process locally): the operator
+itself has no store drivers and may not see the stores' files. The finalizer follows the
+run and lets the object go only once it succeeded; a restarted operator finds the attempt
+by name and follows it. A failed attempt sets `TablesDropped=False` (reason `DropFailed`,
+the run's reason and the tables left) with a Warning event, and the next attempt starts,
+spaced out by `drop_poll_delay`, until `DROP_GIVE_UP` after the deletion request; past
+that the object goes and a Warning event names the tables left behind — deleting an
+object never hangs on a store that is gone for good (a bucket or instance deleted with the
+platform).
 
 Late data: an incremental run re-reads from `watermark - spec.allowedLateness`; the run
 counts source rows at or behind that boundary the offline store does not hold (`lateRows`)
@@ -33,6 +39,7 @@ and the `LateData` condition asks for a backfill.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,7 +52,7 @@ from lykeion.conditions import Check, parse_time, rfc3339
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
 from lykeion.features.dataflow import with_job_name
-from lykeion.features.view import parse_duration
+from lykeion.features.view import FeatureView, parse_duration
 from lykeion.handlers.named_runs import finished_record, follow
 from lykeion.names import derived_name
 
@@ -59,6 +66,15 @@ DROP_RETRY = 10.0
 still stopping)."""
 DROP_GIVE_UP = timedelta(hours=1)
 """How long after the deletion request a store that cannot be reached holds the object."""
+DROP_POLL_FIRST = 2.0
+DROP_POLL_MAX = 300.0
+DROP_MAX_ATTEMPTS = 40
+"""Drop attempts before the finalizer gives up whatever the time (`drop_poll_delay` makes
+about 20 in `DROP_GIVE_UP`): the attempts are found by probing their names."""
+DROP_CPU = "100m"
+DROP_MEMORY = "512Mi"
+TABLES_DROPPED = "TablesDropped"
+"""Condition of a deleted manifest whose drop run failed or cannot start (False only)."""
 
 
 @dataclass(frozen=True)
@@ -237,8 +253,8 @@ def late_data_check(status: dict[str, Any], name: str) -> Check:
     return Check(LATE_DATA, False, "NoLateRows", "no source rows behind the re-read boundary")
 
 
-def work_for(body: dict[str, Any], run: dict[str, Any], config: PlatformConfig) -> Work:
-    """The pipeline run as executor work (pure)."""
+def _manifest_json(body: dict[str, Any]) -> str:
+    """What a run needs of the manifest, as compact JSON: identity (with the UID) and spec."""
     meta = body["metadata"]
     manifest = {
         "apiVersion": body.get("apiVersion"),
@@ -250,9 +266,15 @@ def work_for(body: dict[str, Any], run: dict[str, Any], config: PlatformConfig) 
         },
         "spec": body["spec"],
     }
+    return json.dumps(manifest, separators=(",", ":"))
+
+
+def work_for(body: dict[str, Any], run: dict[str, Any], config: PlatformConfig) -> Work:
+    """The pipeline run as executor work (pure)."""
+    meta = body["metadata"]
     command = [
         config.python, "-m", "lykeion.features.run",
-        "--manifest-json", json.dumps(manifest, separators=(",", ":")),
+        "--manifest-json", _manifest_json(body),
         "--offline", config.offline_store,
         "--online", config.online_store,
         "--engine", config.feature_engine,
@@ -346,40 +368,156 @@ def give_up_dropping(body: dict[str, Any], now: datetime) -> bool:
     return requested is not None and now >= requested + DROP_GIVE_UP
 
 
+def drop_run_name(manifest: str, attempt: int) -> str:
+    """`<manifest>-drop-a<attempt>`, or shortened with a hash (`names.derived_name`)."""
+    return derived_name(manifest, "drop", f"a{attempt}")
+
+
+def drop_poll_delay(attempt: int) -> float:
+    """Seconds until the finalizer looks at drop attempt `attempt` again (pure): doubling
+    from `DROP_POLL_FIRST`, at most `DROP_POLL_MAX`; so failing attempts (a store down) are
+    spaced out too, about 20 of them in `DROP_GIVE_UP`."""
+    return min(DROP_POLL_FIRST * 2.0 ** max(attempt - 1, 0), DROP_POLL_MAX)
+
+
+def drop_work_for(body: dict[str, Any], attempt: int, config: PlatformConfig) -> Work:
+    """Drop attempt `attempt` of a deleted manifest as executor work (pure): the tables of
+    `generations_written`, from both stores, in the workloads image (Kubernetes) or a
+    detached process (local). Not owned by the manifest (`Work.owned`): a foreground
+    deletion would delete it as it starts; it carries the manifest's UID all the same."""
+    meta = body["metadata"]
+    generations = generations_written(body)
+    command = [
+        config.python, "-m", "lykeion.features.run",
+        "--manifest-json", _manifest_json(body),
+        "--offline", config.offline_store,
+        "--online", config.online_store,
+        "--drop-generations", ",".join(str(g) for g in generations),
+        "--drop-only",
+    ]  # fmt: skip
+    return Work(
+        name=drop_run_name(meta["name"], attempt),
+        namespace=meta.get("namespace", "default"),
+        image=config.image,
+        command=tuple(command),
+        cpu=DROP_CPU,
+        memory=DROP_MEMORY,
+        owner=body,
+        owned=False,
+    )
+
+
+@dataclass(frozen=True)
+class DropStep:
+    """What the finalizer of a deleted manifest does next (`next_drop_step`)."""
+
+    release: bool
+    """Let the object go: the drop succeeded, or the finalizer gave up (`tables_left`)."""
+    tables_left: tuple[str, ...] = ()
+    submit: int | None = None
+    """The drop attempt to submit now."""
+    cancel: str | None = None
+    """A drop run to stop (stuck when the finalizer gave up)."""
+    check: Check | None = None
+    """`TablesDropped=False` to write: an attempt failed, or cannot start."""
+    warning: str | None = None
+    """The message of a `DropFailed` Warning event, once per failed attempt."""
+    delay: float = DROP_RETRY
+    waiting: str = ""
+    """Why the finalizer holds (the TemporaryError's message)."""
+
+
+def next_drop_step(
+    attempts: list[WorkStatus], give_up: bool, tables: list[str], name: Callable[[int], str]
+) -> DropStep:
+    """The finalizer's next step from the drop attempts so far (pure).
+
+    `attempts[i]` is the state of attempt i + 1 (named `name(i + 1)`): every one but the
+    last failed; the last is the newest, MISSING when not submitted yet. `tables` are all the
+    manifest's tables (what is left when a failed attempt reported nothing); `give_up`:
+    `give_up_dropping` holds or the attempts ran out. A failed attempt is reported (the
+    condition and one Warning event: its reason and the tables left) and the next one
+    submitted at once; its outcome is read `drop_poll_delay` later."""
+    number = len(attempts)
+    last = attempts[-1]
+    if last.state is State.SUCCEEDED:
+        return DropStep(release=True)
+    if last.state in (State.PENDING, State.RUNNING):
+        check = None
+        if last.stuck:
+            message = f"drop run {name(number)} cannot go on: {last.message}"
+            check = Check(TABLES_DROPPED, False, last.stuck, message)
+            if give_up:
+                return DropStep(True, tuple(tables), cancel=name(number), check=check)
+        return DropStep(
+            False,
+            check=check,
+            delay=drop_poll_delay(number),
+            waiting=f"waiting for drop run {name(number)} ({last.message})",
+        )
+    if number == 1:  # nothing submitted yet
+        return DropStep(
+            False, submit=1, delay=drop_poll_delay(1), waiting=f"submitted drop run {name(1)}"
+        )
+    failed = attempts[-2]
+    result = failed.result or {}
+    reported = result.get("tables_left")
+    left = tuple(str(t) for t in reported) if isinstance(reported, list) else tuple(tables)
+    reason = (failed.reason and failed.message) or result.get("message") or failed.message
+    message = (
+        f"drop run {name(number - 1)} failed: {reason}; tables left: {', '.join(left) or 'none'}"
+    )
+    check = Check(TABLES_DROPPED, False, "DropFailed", message)
+    if give_up:
+        return DropStep(True, left, check=check)
+    message += f"; retrying as {name(number)}"
+    return DropStep(
+        False,
+        submit=number,
+        check=Check(TABLES_DROPPED, False, "DropFailed", message),
+        warning=message,
+        delay=drop_poll_delay(number),
+        waiting=message,
+    )
+
+
 async def drop_tables(
     body: dict[str, Any], executor: Executor, config: PlatformConfig, now: datetime
-) -> list[str]:
-    """The finalizer's work for a deleted FeatureManifest (see the module docstring):
-    stop the run in flight, then drop the tables of `generations_written` from both
-    stores. Returns the tables left behind (empty unless it gave up on an unreachable
-    store). Raises `kopf.TemporaryError` (delay `DROP_RETRY`) while the run is still
-    stopping or a store fails, until `give_up_dropping`."""
-    import asyncio
-
-    from lykeion.features.run import drop_generations
-    from lykeion.features.view import FeatureView
-
+) -> DropStep:
+    """The finalizer's work for a deleted FeatureManifest (see the module docstring): stop
+    the pipeline run in flight, then drop the tables of `generations_written` from both
+    stores in a drop run (`drop_work_for`), followed attempt by attempt
+    (`next_drop_step`). Idempotent: the attempts are found by their names and the
+    object's UID, so a restarted operator follows the run in flight instead of starting
+    another. Raises `kopf.TemporaryError` (delay `DROP_RETRY`) while the pipeline run is
+    still stopping; the caller holds the finalizer while the step is not `release`."""
     meta = body["metadata"]
-    namespace = meta.get("namespace", "default")
+    namespace, uid = meta.get("namespace", "default"), meta.get("uid")
     current = (body.get("status") or {}).get("currentRun")
     if current:
-        outcome = await executor.status(namespace, current["name"], meta.get("uid"))
+        outcome = await executor.status(namespace, current["name"], uid)
         if outcome.state in (State.PENDING, State.RUNNING):
             await executor.cancel(namespace, current["name"])
             raise kopf.TemporaryError(
                 f"waiting for run {current['name']} to stop before dropping tables",
                 delay=DROP_RETRY,
             )
-    generations = generations_written(body)
-    view = FeatureView.from_body(body)
-    tables = [FeatureView.from_body(body, g).table for g in generations]
-    try:
-        await asyncio.to_thread(
-            drop_generations, view, generations, config.offline_store, config.online_store
-        )
-    except Exception as error:  # any store's failure: retried, then reported
-        reason = f"{type(error).__name__}: {error}"
-        if give_up_dropping(body, now):
-            return tables
-        raise kopf.TemporaryError(f"dropping tables failed ({reason})", delay=DROP_RETRY) from error
-    return []
+
+    def name(attempt: int) -> str:
+        return drop_run_name(meta["name"], attempt)
+
+    attempts: list[WorkStatus] = []
+    while len(attempts) < DROP_MAX_ATTEMPTS:
+        attempts.append(await executor.status(namespace, name(len(attempts) + 1), uid))
+        if attempts[-1].state is not State.FAILED:
+            break
+    exhausted = attempts[-1].state is State.FAILED
+    if exhausted:  # every attempt failed: read as the next one not submitted
+        attempts.append(WorkStatus(State.MISSING))
+    tables = [FeatureView.from_body(body, g).table for g in generations_written(body)]
+    step = next_drop_step(attempts, exhausted or give_up_dropping(body, now), tables, name)
+    if step.cancel is not None:
+        await executor.cancel(namespace, step.cancel)
+    if step.submit is not None:
+        await executor.submit(drop_work_for(body, step.submit, config))
+    return step

@@ -42,8 +42,8 @@ def evaluate_model(
     if metric not in REGRESSION_METRICS:
         try:
             classes = model_classes(model.pyfunc.get_raw_model())
-        except (AttributeError, MlflowException):
-            classes = None  # a flavor without a raw model
+        except (AttributeError, NotImplementedError, MlflowException):
+            classes = None  # a flavor without a raw model (a pyfunc PythonModel raises)
         if classes is None and getattr(outputs, "columns", None) is None:
             classes = np.unique(targets.drop_null().to_numpy(zero_copy_only=False)).tolist()
     truth = test.column(target).to_numpy(zero_copy_only=False)

@@ -14,17 +14,30 @@ name; alias `candidate` when the gate passes) with the input features,
 their types and order as version tags. The outcome goes to result.json; the exit code is
 0 when training succeeded, whatever the gate said. Namespaces are tenants: the same family
 and segment in two namespaces are two experiments and two registered models.
+
+Project environments (`project_environment`): a project that declares a python_env
+(MLproject `python_env:`, or a `python_env.yaml` beside it) trains in its own virtual
+environment, created by MLflow's `uv` env manager with the packages it lists; projects
+without one run in this process's environment (`env_manager="local"`). The environments
+are kept under `--env-root` (default `<cache-dir>/envs`, on the data volume in the
+cluster), one per distinct python_env, so a second training with the same one installs
+nothing. uv takes the package index from the environment: `UV_INDEX_URL`, else
+`PIP_INDEX_URL` (likewise the extra index, find-links and `PIP_CERT`), and never downloads
+a Python build (the declared version must be the image's). conda and docker_env projects
+are refused with `UnsupportedProjectEnvironment`, saying why and what to declare instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +49,154 @@ if TYPE_CHECKING:
 
 TEST_FRACTION = 0.2
 CANDIDATE = "candidate"
+UNSUPPORTED_ENV = "UnsupportedProjectEnvironment"
+ENV_FAILED = "EnvironmentFailed"
+ENV_COMPLETE = ".lykeion-complete"
+"""Written in a project environment once it was fully created: one without it was cut
+short (a killed pod) and is created again."""
+CONDA_UNSUPPORTED = (
+    "the project declares a conda environment ({path}); conda environments are not "
+    "supported (no conda is available to Lykeion's trainings): list the packages in a "
+    'python_env.yaml instead (`python: "3.11"` and `dependencies: [...]`, MLproject '
+    "`python_env: python_env.yaml`), which Lykeion installs with uv"
+)
+DOCKER_UNSUPPORTED = (
+    "the project declares docker_env (image {image}); docker_env is not supported: the "
+    "training already runs in a container (the workloads image, or a process beside the "
+    "operator) with no container runtime to start another from; list the packages in a "
+    "python_env.yaml instead, or build them into the workloads image (chart workload.image)"
+)
+
+
+@dataclass(frozen=True)
+class ProjectEnvironment:
+    """How a project's entry point runs: `manager` is MLflow's env manager, `local` (this
+    process's environment) or `uv` (its own, from `python_env`, the python_env.yaml)."""
+
+    manager: str
+    python_env: Path | None = None
+
+
+def project_environment(directory: Path) -> ProjectEnvironment:
+    """The environment the MLflow project in `directory` declares, read as MLflow reads it
+    (MLproject's `python_env`/`conda_env`/`docker_env`, else a `python_env.yaml`, else a
+    `conda.yaml` beside it). Raises `StepError` with `UnsupportedProjectEnvironment` for
+    conda and docker_env (the message says what to declare instead) and `ProjectFailed`
+    for an MLproject file MLflow cannot read."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.projects import _project_spec, env_type
+
+    try:
+        project = _project_spec.load_project(str(directory))
+    except MlflowException as error:  # ExecutionException is one
+        raise StepError("ProjectFailed", f"the MLflow project is invalid: {error}") from error
+    if project.docker_env:
+        image = project.docker_env.get("image")
+        raise StepError(UNSUPPORTED_ENV, DOCKER_UNSUPPORTED.format(image=image))
+    if project.env_type == env_type.CONDA:
+        where = Path(project.env_config_path).name
+        raise StepError(UNSUPPORTED_ENV, CONDA_UNSUPPORTED.format(path=where))
+    if project.env_type == env_type.PYTHON and project.env_config_path:
+        return ProjectEnvironment("uv", Path(project.env_config_path))
+    return ProjectEnvironment("local")
+
+
+def uv_settings(env: Mapping[str, str], env_root: Path) -> dict[str, str]:
+    """The environment variables that make MLflow's `uv` env manager keep its environments
+    under `env_root` and install from the configured index (pure; `env` is the process's
+    environment, read not changed).
+
+    `MLFLOW_ENV_ROOT` is `env_root/virtualenvs`, uv's download cache `env_root/uv-cache`
+    unless `UV_CACHE_DIR` is set. uv does not read pip's settings: `PIP_INDEX_URL`,
+    `PIP_EXTRA_INDEX_URL`, `PIP_FIND_LINKS` pass on as `UV_INDEX_URL`,
+    `UV_EXTRA_INDEX_URL`, `UV_FIND_LINKS` and `PIP_CERT` as `SSL_CERT_FILE`, unless the uv
+    (or SSL) variable is set itself. Python builds are never downloaded
+    (`UV_PYTHON_DOWNLOADS=never`) and files are copied, not linked, from the cache (the
+    cache and the environments may be on different file systems) unless set otherwise."""
+    settings = {
+        "MLFLOW_ENV_ROOT": str(env_root / "virtualenvs"),
+        "UV_CACHE_DIR": env.get("UV_CACHE_DIR") or str(env_root / "uv-cache"),
+        "UV_PYTHON_DOWNLOADS": env.get("UV_PYTHON_DOWNLOADS") or "never",
+        "UV_LINK_MODE": env.get("UV_LINK_MODE") or "copy",
+        "PIP_NO_INPUT": "1",
+    }
+    for uv, pip in (
+        ("UV_INDEX_URL", "PIP_INDEX_URL"),
+        ("UV_EXTRA_INDEX_URL", "PIP_EXTRA_INDEX_URL"),
+        ("UV_FIND_LINKS", "PIP_FIND_LINKS"),
+        ("SSL_CERT_FILE", "PIP_CERT"),
+    ):
+        value = env.get(uv) or env.get(pip)
+        if value:
+            settings[uv] = value
+    return settings
+
+
+@contextlib.contextmanager
+def _environ(settings: Mapping[str, str]) -> Iterator[None]:
+    """`settings` in `os.environ` while the block runs (MLflow and uv read them there, also
+    in the processes they start); the previous values afterwards."""
+    before = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def prepare_environment(directory: Path, python_env: Path, envs: Path) -> Path:
+    """Create (or find) the virtual environment of the project in `directory` declared by
+    `python_env`, where MLflow's `uv` env manager will look for it (`envs` is its
+    `MLFLOW_ENV_ROOT`), and return its folder.
+
+    MLflow itself creates an environment that is missing and reuses one that exists, but
+    two trainings at once would create the same folder together, and one killed while
+    creating leaves a broken folder that later ones would reuse: so the creation runs under
+    a file lock beside the folder and ends by writing `ENV_COMPLETE`; a folder without it is
+    removed and created again. Raises `StepError` (`EnvironmentFailed`) when uv is missing
+    or cannot create it (the message ends with uv's output)."""
+    import fcntl
+    import shutil
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.environment import _PythonEnv
+    from mlflow.utils.process import ShellCommandException
+    from mlflow.utils.virtualenv import _create_virtualenv, _get_virtualenv_name
+
+    if shutil.which("uv") is None:
+        raise StepError(
+            ENV_FAILED,
+            "the project declares a python_env, which trains in an environment made by uv, "
+            "and uv is not installed here: install lykeion[training], which brings it",
+        )
+    try:
+        declared = _PythonEnv.from_yaml(str(python_env))
+    except (OSError, TypeError, ValueError) as error:
+        raise StepError(ENV_FAILED, f"{python_env.name} is invalid: {error}") from error
+    envs.mkdir(parents=True, exist_ok=True)
+    env_dir = envs / _get_virtualenv_name(declared, directory)
+    with (envs / f"{env_dir.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if env_dir.exists() and not (env_dir / ENV_COMPLETE).exists():
+            shutil.rmtree(env_dir)  # cut short before: never reuse half an environment
+        if not env_dir.exists():
+            try:
+                _create_virtualenv(
+                    directory, declared, env_dir, env_manager="uv", capture_output=True
+                )
+            except (MlflowException, ShellCommandException) as error:
+                detail = str(error).strip()[-1500:]
+                raise StepError(
+                    ENV_FAILED,
+                    f"uv could not create the project's environment from {python_env.name} "
+                    f"(python {declared.python}): {detail}",
+                ) from error
+            (env_dir / ENV_COMPLETE).write_text(python_env.read_text())
+    return env_dir
 
 
 def experiment_for(client: MlflowClient, name: str, artifact_location: str | None) -> str:
@@ -133,6 +294,9 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     result.contract = resolved.wire()
     labels_spec, gate = resolved.labels, resolved.evaluation
 
+    # 1c. The project's environment: refused early when it cannot be made here.
+    environment = project_environment(source.directory)
+
     # 2. The point-in-time training set, from the same definitions serving will use.
     views = [FeatureView.from_body(m) for m in json.loads(args.manifests_json)]
     try:
@@ -222,11 +386,21 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
         pq.write_table(test_part, folder / "test.parquet")
 
         # 3. The project's own entry point, logging into this run. Its `python` must be the
-        # interpreter of this environment (env_manager=local), not whatever PATH finds first.
+        # interpreter of this environment (env_manager=local), not whatever PATH finds first;
+        # uv comes from there too. MLflow and uv read their settings from the environment.
         os.environ["PATH"] = (
             f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         )
         started = time.perf_counter()
+        settings: dict[str, str] = {}
+        if environment.python_env is not None:
+            env_root = Path(args.env_root) if args.env_root else Path(args.cache_dir) / "envs"
+            settings = uv_settings(os.environ, env_root)
+            with _environ(settings):
+                env_dir = prepare_environment(
+                    source.directory, environment.python_env, Path(settings["MLFLOW_ENV_ROOT"])
+                )
+            client.set_tag(run_id, "lykeion.project.environment", str(env_dir))
         parameters = {
             **resolved.parameters,
             "train": str(folder / "train.parquet"),
@@ -235,15 +409,16 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
             "features": ",".join(columns),
         }
         try:
-            mlflow.projects.run(
-                str(source.directory),
-                entry_point=spec.source.entry_point,
-                parameters=parameters,
-                experiment_id=experiment_id,
-                run_id=run_id,
-                env_manager="local",
-                synchronous=True,
-            )
+            with _environ(settings):
+                mlflow.projects.run(
+                    str(source.directory),
+                    entry_point=spec.source.entry_point,
+                    parameters=parameters,
+                    experiment_id=experiment_id,
+                    run_id=run_id,
+                    env_manager=environment.manager,
+                    synchronous=True,
+                )
         except ExecutionException as error:
             raise StepError("ProjectFailed", f"the MLflow project failed: {error}") from error
         result.project_seconds = time.perf_counter() - started
@@ -314,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", required=True, help="MLflow tracking (and registry) URI")
     parser.add_argument("--cache-dir", required=True, help="where git sources are fetched")
     parser.add_argument("--data-root", default=".", help="relative paths resolve from here")
+    parser.add_argument(
+        "--env-root",
+        help="where projects' python_env environments are kept (default: <cache-dir>/envs)",
+    )
     parser.add_argument(
         "--artifact-root",
         default="mlartifacts",

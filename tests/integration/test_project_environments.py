@@ -1,0 +1,228 @@
+"""MLflow project environments (`python -m lykeion.training.run`'s code, in process): a
+project that declares a python_env trains in its own environment, made by uv with a
+library this environment lacks, kept for the next training, which installs nothing; conda
+and docker_env projects are refused with a reason that says what to do instead."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lykeion.local.tracking_server import TrackingServer
+from lykeion.training import run
+from lykeion.training.run import ENV_COMPLETE, UNSUPPORTED_ENV, prepare_environment, uv_settings
+from tests.integration import test_gate
+from tests.integration.test_gate import FEATURES, Platform
+from tests.objects import model
+
+# The gate test's data: a rider feature view in an offline store, and binary labels.
+platform = test_gate.platform
+
+LIBRARY = "tabulate"
+"""A small pure-Python library on the package index that the dev environment lacks."""
+
+TRAIN_PY = """
+import argparse
+import sys
+
+import mlflow
+import pandas as pd
+import tabulate
+
+
+class Majority(mlflow.pyfunc.PythonModel):
+    def __init__(self, label):
+        self.label = label
+
+    def predict(self, context, model_input, params=None):
+        return [self.label] * len(model_input)
+
+
+parser = argparse.ArgumentParser()
+for name in ("train", "test", "target", "features"):
+    parser.add_argument(f"--{name}")
+args = parser.parse_args()
+train = pd.read_parquet(args.train)
+counts = train[args.target].value_counts()
+print(tabulate.tabulate(list(counts.items()), headers=["target", "rows"]))
+with mlflow.start_run():  # the platform's run (MLFLOW_RUN_ID)
+    mlflow.log_param("library_version", tabulate.__version__)
+    mlflow.log_param("python_prefix", sys.prefix)
+    mlflow.pyfunc.log_model(name="model", python_model=Majority(int(counts.idxmax())))
+"""
+
+MLPROJECT = """
+name: own-environment
+{environment}
+entry_points:
+  main:
+    parameters:
+      train: path
+      test: path
+      target: string
+      features: string
+    command: >-
+      python train.py --train {{train}} --test {{test}} --target {{target}}
+      --features {{features}}
+"""
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def _python_env() -> str:
+    """Pinned to this environment's versions (the platform unpickles the logged model here),
+    plus the library this environment lacks."""
+    pins = [f"{p}=={_version(p)}" for p in ("cloudpickle", "numpy", "pandas", "pyarrow")]
+    lines = [f"mlflow-skinny=={_version('mlflow')}", *pins, f"{LIBRARY}==0.10.0"]
+    return 'python: "3.11"\ndependencies:\n' + "".join(f"  - {line}\n" for line in lines)
+
+
+def _project(root: Path, name: str, environment: str, files: dict[str, str]) -> Path:
+    project = root / name
+    project.mkdir()
+    (project / "MLproject").write_text(MLPROJECT.format(environment=environment))
+    (project / "train.py").write_text(textwrap.dedent(TRAIN_PY))
+    for file, text in files.items():
+        (project / file).write_text(text)
+    return project
+
+
+@pytest.fixture
+def uv_on_path() -> Iterator[None]:
+    """uv comes with lykeion[training]: in this environment's bin (the training puts that
+    first on PATH), or on PATH already."""
+    here = Path(sys.executable).parent
+    if shutil.which("uv") is None and not (here / "uv").exists():
+        pytest.fail("uv is not installed: pip install -e .[dev] (lykeion[training] has it)")
+    yield
+
+
+def _train(
+    platform: Platform, tracking: TrackingServer, project: Path, version: str, env_root: Path
+) -> dict[str, Any]:
+    body = model("envs", version=version, features=[f"rider.{f}" for f in FEATURES])
+    body["metadata"]["namespace"] = "default"
+    spec = body["spec"]
+    spec["source"] = {"url": f"file://{project}"}
+    spec["training"]["labels"] = {
+        "file": {"path": "labels-binary.csv", "format": "csv"},
+        "timestampColumn": "label_time",
+        "target": "target",
+    }
+    spec["evaluation"] = {"metric": "accuracy", "threshold": 0.5}
+    root = platform.root
+    result = root / f"result-envs-{version}.json"
+    code = run.main(
+        [
+            "--model-json", json.dumps(body),
+            "--manifests-json", json.dumps([platform.manifest]),
+            "--offline", f"duckdb://{root / 'offline.duckdb'}",
+            "--tracking-uri", tracking.url,
+            "--cache-dir", str(root / "cache"),
+            "--env-root", str(env_root),
+            "--data-root", str(root),
+            "--result", str(result),
+        ]
+    )  # fmt: skip
+    outcome: dict[str, Any] = json.loads(result.read_text())
+    assert (code == 0) == outcome["succeeded"]
+    return outcome
+
+
+def test_a_python_env_project_trains_with_its_own_library_and_reuses_the_environment(
+    platform: Platform, tracking_server: TrackingServer, uv_on_path: None
+) -> None:
+    assert importlib.util.find_spec(LIBRARY) is None, f"{LIBRARY} must not be installed here"
+    env_root = platform.root / "envs"
+    project = _project(
+        platform.root,
+        "own-env",
+        "python_env: python_env.yaml",
+        {"python_env.yaml": _python_env()},
+    )
+    first = _train(platform, tracking_server, project, "1.0", env_root)
+    assert first["succeeded"], first["message"]
+    client = MlflowClient(tracking_server.url)
+    params = client.get_run(first["run_id"]).data.params
+    assert params["library_version"] == "0.10.0"
+    prefix = Path(params["python_prefix"])
+    assert prefix.parent == env_root / "virtualenvs"
+    tags = client.get_run(first["run_id"]).data.tags
+    assert tags["mlflow.project.env"] == "uv"
+    assert Path(tags["lykeion.project.environment"]) == prefix
+    marker = prefix / ENV_COMPLETE
+    before = (prefix.stat().st_ino, marker.stat().st_mtime_ns)
+    installed = next(prefix.glob(f"lib/python*/site-packages/{LIBRARY}*"))
+    installed_before = installed.stat().st_ino
+
+    # The same python_env again: the same environment, not created or installed again.
+    second = _train(platform, tracking_server, project, "1.1", env_root)
+    assert second["succeeded"], second["message"]
+    params = client.get_run(second["run_id"]).data.params
+    assert Path(params["python_prefix"]) == prefix
+    assert (prefix.stat().st_ino, marker.stat().st_mtime_ns) == before
+    assert installed.stat().st_ino == installed_before
+
+
+def test_an_environment_cut_short_is_created_again(
+    tmp_path: Path, uv_on_path: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    declared = project / "python_env.yaml"
+    declared.write_text(f'python: "3.11"\ndependencies:\n  - {LIBRARY}==0.10.0\n')
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    for key, value in uv_settings(os.environ, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    envs = tmp_path / "virtualenvs"
+
+    env_dir = prepare_environment(project, declared, envs)
+    installed = next(env_dir.glob(f"lib/python*/site-packages/{LIBRARY}/__init__.py"))
+    # A training killed while uv installed: the folder is there, the marker is not.
+    (env_dir / ENV_COMPLETE).unlink()
+    installed.unlink()
+    assert prepare_environment(project, declared, envs) == env_dir
+    assert installed.exists() and (env_dir / ENV_COMPLETE).exists()
+    # Complete: found as it is.
+    before = installed.stat().st_ino
+    assert prepare_environment(project, declared, envs) == env_dir
+    assert installed.stat().st_ino == before
+
+
+@pytest.mark.parametrize(
+    ("environment", "files", "says"),
+    [
+        ("conda_env: conda.yaml", {"conda.yaml": "dependencies: [python=3.11]\n"}, "conda"),
+        ("", {"conda.yaml": "dependencies: [python=3.11]\n"}, "conda"),
+        ("docker_env:\n  image: python:3.11", {}, "docker_env"),
+    ],
+)
+def test_conda_and_docker_projects_are_refused_saying_what_to_do(
+    platform: Platform,
+    tracking_server: TrackingServer,
+    environment: str,
+    files: dict[str, str],
+    says: str,
+    tmp_path: Path,
+) -> None:
+    project = _project(tmp_path, "refused", environment, files)
+    outcome = _train(platform, tracking_server, project, "3.0", tmp_path / "envs")
+    assert not outcome["succeeded"]
+    assert outcome["reason"] == UNSUPPORTED_ENV
+    assert f"{says}" in outcome["message"] and "not supported" in outcome["message"]
+    assert "python_env.yaml instead" in outcome["message"]
+    assert not (tmp_path / "envs").exists()  # refused before anything was installed

@@ -1,0 +1,92 @@
+"""Which environment an MLflow project trains in, and the settings uv gets (pure parts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lykeion.training.run import (
+    UNSUPPORTED_ENV,
+    ProjectEnvironment,
+    StepError,
+    project_environment,
+    uv_settings,
+)
+
+ENTRY = "entry_points:\n  main:\n    command: python train.py\n"
+
+
+def _project(tmp_path: Path, mlproject: str | None, **files: str) -> Path:
+    tmp_path.mkdir(exist_ok=True)
+    if mlproject is not None:
+        (tmp_path / "MLproject").write_text(mlproject + ENTRY)
+    for name, text in files.items():
+        (tmp_path / name.replace("_yaml", ".yaml")).write_text(text)
+    return tmp_path
+
+
+def test_a_project_without_an_environment_runs_locally(tmp_path: Path) -> None:
+    assert project_environment(_project(tmp_path, "name: p\n")) == ProjectEnvironment("local")
+
+
+def test_a_python_env_named_or_beside_the_project_gets_its_own(tmp_path: Path) -> None:
+    named = _project(tmp_path / "a", "python_env: env.yaml\n", env_yaml="python: '3.11'\n")
+    assert project_environment(named) == ProjectEnvironment("uv", named / "env.yaml")
+    beside = _project(tmp_path / "b", None, python_env_yaml="python: '3.11'\n")
+    assert project_environment(beside) == ProjectEnvironment("uv", beside / "python_env.yaml")
+
+
+@pytest.mark.parametrize(
+    ("mlproject", "files", "says"),
+    [
+        ("conda_env: conda.yaml\n", {"conda_yaml": "dependencies: []\n"}, "conda.yaml"),
+        (None, {"conda_yaml": "dependencies: []\n"}, "conda.yaml"),
+        ("docker_env:\n  image: repo/img:1\n", {}, "image repo/img:1"),
+    ],
+)
+def test_conda_and_docker_are_refused_with_what_to_do(
+    tmp_path: Path, mlproject: str | None, files: dict[str, str], says: str
+) -> None:
+    with pytest.raises(StepError) as raised:
+        project_environment(_project(tmp_path, mlproject, **files))
+    assert raised.value.reason == UNSUPPORTED_ENV
+    message = str(raised.value)
+    assert says in message and "not supported" in message and "python_env.yaml" in message
+
+
+def test_a_missing_python_env_file_is_a_project_error(tmp_path: Path) -> None:
+    with pytest.raises(StepError) as raised:
+        project_environment(_project(tmp_path, "python_env: nosuch.yaml\n"))
+    assert raised.value.reason == "ProjectFailed" and "nosuch.yaml" in str(raised.value)
+
+
+def test_uv_gets_pips_index_settings_unless_its_own_are_set(tmp_path: Path) -> None:
+    pip = {
+        "PIP_INDEX_URL": "https://pypi.internal/simple",
+        "PIP_EXTRA_INDEX_URL": "https://extra/simple",
+        "PIP_FIND_LINKS": "/opt/wheels",
+        "PIP_CERT": "/etc/ca.crt",
+    }
+    settings = uv_settings(pip, tmp_path)
+    assert settings["UV_INDEX_URL"] == "https://pypi.internal/simple"
+    assert settings["UV_EXTRA_INDEX_URL"] == "https://extra/simple"
+    assert settings["UV_FIND_LINKS"] == "/opt/wheels"
+    assert settings["SSL_CERT_FILE"] == "/etc/ca.crt"
+    own = uv_settings({**pip, "UV_INDEX_URL": "https://uv/simple"}, tmp_path)
+    assert own["UV_INDEX_URL"] == "https://uv/simple"
+    assert pip == {
+        "PIP_INDEX_URL": "https://pypi.internal/simple",
+        "PIP_EXTRA_INDEX_URL": "https://extra/simple",
+        "PIP_FIND_LINKS": "/opt/wheels",
+        "PIP_CERT": "/etc/ca.crt",
+    }  # read, not changed
+
+
+def test_environments_and_the_cache_live_under_the_root(tmp_path: Path) -> None:
+    settings = uv_settings({}, tmp_path)
+    assert settings["MLFLOW_ENV_ROOT"] == str(tmp_path / "virtualenvs")
+    assert settings["UV_CACHE_DIR"] == str(tmp_path / "uv-cache")
+    assert settings["UV_PYTHON_DOWNLOADS"] == "never"
+    assert "UV_INDEX_URL" not in settings  # uv's default index
+    assert uv_settings({"UV_CACHE_DIR": "/c"}, tmp_path)["UV_CACHE_DIR"] == "/c"
