@@ -252,20 +252,20 @@ def _kserve_ready(api: client.ApiClient, name: str) -> dict[str, Any]:
 
 
 def test_deleting_a_manifest_drops_its_tables_in_jobs_until_one_succeeds(
-    plane: ControlPlane, k8s_operator: Operator
+    k8s_plane: ControlPlane, k8s_operator: Operator
 ) -> None:
-    api = api_client(plane.kubeconfig)
+    api = api_client(k8s_plane.kubeconfig)
     cluster, batch = Cluster(api), client.BatchV1Api(api)
     body = copy.deepcopy(load(EXAMPLES / "features.yaml")[0])
     body["metadata"]["name"] = "dropped"
     body["spec"]["entity"]["name"] = "dropper"  # its own features: registered, it runs
     created = cluster.create(body, NS)
     uid = created["metadata"]["uid"]
-    _job(api, "dropped-g1-r1")
+    wait_job(api, "dropped-g1-r1")
 
     cluster.delete("FeatureManifest", NS, "dropped")
     # The pipeline run in flight is stopped first, then the drop runs in its own Job.
-    job = _job(api, "dropped-drop-a1")
+    job = wait_job(api, "dropped-drop-a1")
     assert (cluster.get("FeatureManifest", NS, "dropped") or {})["metadata"]["deletionTimestamp"]
     assert not batch.list_namespaced_job(NS, label_selector="lykeion.io/work=dropped-g1-r1").items
     container = job.spec.template.spec.containers[0]
@@ -281,7 +281,7 @@ def test_deleting_a_manifest_drops_its_tables_in_jobs_until_one_succeeds(
 
     # A failed drop: the condition and an event say why and what is left; a new attempt.
     left = {"succeeded": False, "message": "IOException: disk gone", "tables_left": ["t_g1"]}
-    _finish(api, "dropped-drop-a1", left, failed=True)
+    finish_job(api, "dropped-drop-a1", left, failed=True)
     cond = cluster.wait_condition(
         "FeatureManifest", NS, "dropped", "False", "DropFailed", type_="TablesDropped", timeout=60
     )
@@ -292,6 +292,6 @@ def test_deleting_a_manifest_drops_its_tables_in_jobs_until_one_succeeds(
     assert any("t_g1" in (e.message or "") for e in events.items)
     assert cluster.get("FeatureManifest", NS, "dropped") is not None  # still held
 
-    _job(api, "dropped-drop-a2")
-    _finish(api, "dropped-drop-a2", {"succeeded": True, "message": "dropped", "tables_left": []})
+    wait_job(api, "dropped-drop-a2")
+    finish_job(api, "dropped-drop-a2", {"succeeded": True, "message": "dropped", "tables_left": []})
     wait_for(lambda: cluster.get("FeatureManifest", NS, "dropped") is None, 60, "the deletion")
