@@ -9,7 +9,10 @@ Each API answers `BodyTooLarge` with 413 in its own error object.
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the operator imports the size limits without the serving extra
+    from starlette.requests import Request
 
 MODEL_SERVER_MAX_BYTES = 1024 * 1024
 """The model server's and router's default cap: the largest batch (1000 rows) of long keys

@@ -23,6 +23,8 @@ from its start.
 
 from __future__ import annotations
 
+import json
+
 import fcntl
 import itertools
 import os
@@ -33,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
 
 Key = tuple[Any, ...]
 
@@ -205,12 +206,12 @@ class LogReader:
         state.pending = lines.pop()
         for line in lines:
             try:
-                entry = orjson.loads(line)
+                entry = json.loads(line)
                 if entry["version"] != self.version:
                     continue
                 moment = micros(float(entry["time"]))
                 key = tuple(entry["keys"][name] for name in self.key_names)
                 prediction = entry["prediction"]
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError):
                 continue
             state.rows.append(Logged(moment, key, prediction))
