@@ -219,3 +219,54 @@ def test_the_entry_point_writes_the_report_and_exits_non_zero_on_failure(
     assert json.loads(result.read_text())["succeeded"] is True
     assert main([*args, "--offline", "nosuch://x"]) == 1
     assert json.loads(result.read_text())["tables_left"]
+
+
+def test_a_running_attempt_past_the_limit_is_cancelled_and_the_object_released() -> None:
+    # A store that never answers: the run neither fails nor ends, so the limit must end it.
+    step = next_drop_step([WorkStatus(State.RUNNING, "1 pod(s) active")], True, TABLES, _name)
+    assert (step.release, step.cancel, step.tables_left) == (True, "m-drop-a1", tuple(TABLES))
+    assert step.check is not None and step.check.reason == "DropTimedOut"
+    # Nothing submitted in the time given (every submission refused): released too.
+    assert next_drop_step([WorkStatus(State.MISSING)], True, TABLES, _name).release
+
+
+class _Refusing:
+    """An executor whose submissions the API server refuses as it does in a namespace
+    being deleted (NamespaceLifecycle admission), or with another error."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    async def status(self, namespace: str, name: str, uid: str | None = None) -> WorkStatus:
+        return WorkStatus(State.MISSING)
+
+    async def submit(self, work: Work) -> None:
+        raise RuntimeError(self.message)
+
+    async def cancel(self, namespace: str, name: str) -> None:
+        raise AssertionError("nothing to cancel")
+
+
+def test_a_namespace_being_deleted_releases_the_manifest_with_its_tables_named() -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    import kopf
+
+    from lykeion.handlers.materialization import drop_tables
+
+    refused = (
+        '(403) Forbidden: jobs.batch "m-drop-a1" is forbidden: unable to create new content '
+        "in namespace team because it is being terminated"
+    )
+    step = asyncio.run(
+        drop_tables(_body(), _Refusing(refused), _config(), datetime.now(UTC))  # type: ignore[arg-type]
+    )
+    assert step.release and step.check is not None
+    assert step.check.reason == "NamespaceTerminating" and "team" in step.check.message
+    assert [t.rsplit("_", 1)[0] for t in step.tables_left] == [f"team__m__g{g}" for g in (1, 2, 3)]
+    # Any other refusal holds the finalizer (kopf retries) and says what refused it.
+    with pytest.raises(kopf.TemporaryError, match="cannot submit drop run m-drop-a1: quota"):
+        asyncio.run(
+            drop_tables(_body(), _Refusing("quota"), _config(), datetime.now(UTC))  # type: ignore[arg-type]
+        )

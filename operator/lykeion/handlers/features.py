@@ -108,7 +108,8 @@ async def manifest_deleted(body: kopf.Body, runtime: Runtime) -> None:
         kopf.warn(
             body,
             reason="TablesLeftBehind",
-            message="the drop kept failing; drop these tables by hand: "
+            message=(step.check.message + "; " if step.check else "the drop kept failing; ")
+            + "drop these tables by hand: "
             + ", ".join(step.tables_left),
         )
 

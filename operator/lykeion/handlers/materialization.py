@@ -447,8 +447,10 @@ def next_drop_step(
         if last.stuck:
             message = f"drop run {name(number)} cannot go on: {last.message}"
             check = Check(TABLES_DROPPED, False, last.stuck, message)
-            if give_up:
-                return DropStep(True, tuple(tables), cancel=name(number), check=check)
+        if give_up:  # stuck, or running without end (a store that never answers)
+            message = f"drop run {name(number)} did not finish in time: {last.message}"
+            check = check or Check(TABLES_DROPPED, False, "DropTimedOut", message)
+            return DropStep(True, tuple(tables), cancel=name(number), check=check)
         return DropStep(
             False,
             check=check,
@@ -456,6 +458,8 @@ def next_drop_step(
             waiting=f"waiting for drop run {name(number)} ({last.message})",
         )
     if number == 1:  # nothing submitted yet
+        if give_up:  # no attempt could even be submitted in the time given
+            return DropStep(True, tuple(tables))
         return DropStep(
             False, submit=1, delay=drop_poll_delay(1), waiting=f"submitted drop run {name(1)}"
         )
@@ -519,5 +523,24 @@ async def drop_tables(
     if step.cancel is not None:
         await executor.cancel(namespace, step.cancel)
     if step.submit is not None:
-        await executor.submit(drop_work_for(body, step.submit, config))
+        try:
+            await executor.submit(drop_work_for(body, step.submit, config))
+        except Exception as error:
+            if TERMINATING in str(error):
+                # The namespace is being deleted: no run can start in it again, and holding
+                # the finalizer would keep the namespace Terminating for good.
+                message = (
+                    f"drop run {name(step.submit)} cannot start: namespace {namespace} is "
+                    "being deleted"
+                )
+                check = Check(TABLES_DROPPED, False, "NamespaceTerminating", message)
+                return DropStep(True, tuple(tables), check=check)
+            raise kopf.TemporaryError(
+                f"cannot submit drop run {name(step.submit)}: {error}", delay=DROP_RETRY
+            ) from error
     return step
+
+
+TERMINATING = "because it is being terminated"
+"""What the API server's NamespaceLifecycle admission says when refusing a new object in a
+namespace being deleted (kube-apiserver's 403 Forbidden message)."""

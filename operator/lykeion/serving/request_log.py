@@ -23,10 +23,9 @@ from its start.
 
 from __future__ import annotations
 
-import json
-
 import fcntl
 import itertools
+import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -34,7 +33,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
-
 
 Key = tuple[Any, ...]
 
