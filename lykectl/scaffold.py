@@ -1,7 +1,8 @@
 """`lykectl init DIR`: a new MLflow project that Lykeion trains as it is.
 
-The files: `MLproject` (the entry point Lykeion calls with the training set), a
-`python_env.yaml` pinning this environment's versions, the training contract
+The files: `MLproject` (the entry point Lykeion calls with the training set; no
+environment of its own: it trains with the training image's mlflow, scikit-learn, pandas
+and pyarrow, so a first training installs nothing), the training contract
 `lykeion.yaml` (labels, gate, default parameters; validated by the same models as the
 Model CRD), a `train.py` that reads the training set and logs an MLflow model, and a
 README of the three commands. The defaults fit the example features and labels
@@ -11,8 +12,6 @@ README of the three commands. The defaults fit the example features and labels
 from __future__ import annotations
 
 import json
-import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -130,8 +129,12 @@ file:///abs/path/to/{name}` trains the working tree as it is. `lykectl models ge
 --version 1.0 --wait` follows the training; `status.contract` shows the labels and gate
 used and where each came from.
 
-Files: `MLproject` (the entry point Lykeion calls), `python_env.yaml` (its environment),
-`lykeion.yaml` (the training contract), `train.py` (reads the training set, logs the model).
+Files: `MLproject` (the entry point Lykeion calls), `lykeion.yaml` (the training
+contract), `train.py` (reads the training set, logs the model). The project trains with
+the training image's libraries (mlflow, scikit-learn, pandas, pyarrow). To add one it
+lacks, write a `python_env.yaml` (`python: "3.11"`, `dependencies: [...]`) and add
+`python_env: python_env.yaml` to `MLproject`: Lykeion then builds that environment with uv
+from the platform's package index, once, and reuses it.
 """
 
 
@@ -149,24 +152,6 @@ def commands(family: str, name: str, features: str) -> str:
             f"lykectl models train {family} --segment default --version 1.0",
             f"lykectl models deploy {family} --segment default --version 1.0",
         ]
-    )
-
-
-def _python_env() -> str:
-    def pinned(package: str) -> str:
-        try:
-            return f"{package}=={metadata.version(package)}"
-        except metadata.PackageNotFoundError:
-            return package
-
-    packages = ["mlflow", "scikit-learn", "pandas", "pyarrow"]
-    return yaml.safe_dump(
-        {
-            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-            "build_dependencies": ["pip"],
-            "dependencies": [pinned(p) for p in packages],
-        },
-        sort_keys=False,
     )
 
 
@@ -191,8 +176,8 @@ def project_files(
             "python train.py --train {train} --test {test} --target {target}\n"
             "--features {features} --c {c}",
             {"c": "{type: float, default: 1.0}"},
+            python_env=None,
         ),
-        "python_env.yaml": _python_env(),
         CONTRACT_FILE: contract_text(contract),
         "train.py": TRAIN_PY,
         "README.md": README.format(
@@ -227,7 +212,7 @@ def init(
         DataOutput, typer.Option("--output", "-o", help="Output format.")
     ] = DataOutput.table,
 ) -> None:
-    """Create an MLflow project that Lykeion trains as it is: MLproject, python_env.yaml,
+    """Create an MLflow project that Lykeion trains as it is: MLproject,
     lykeion.yaml (the training contract), train.py and a README of the three commands."""
     try:
         contract = ProjectContract.model_validate(

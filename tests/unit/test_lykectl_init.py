@@ -27,11 +27,11 @@ def test_init_writes_a_project_lykeion_reads(tmp_path: Path) -> None:
     assert (contract.labels.target, contract.labels.file.format) == ("churned", "parquet")
     assert (contract.evaluation.metric, contract.evaluation.higher_is_better) == ("rmse", False)
     mlproject = yaml.safe_load((project / "MLproject").read_text())
-    assert mlproject["name"] == "churn" and mlproject["python_env"] == "python_env.yaml"
+    # No environment of its own: it trains with the training image's libraries as it is.
+    assert mlproject["name"] == "churn" and "python_env" not in mlproject
     parameters = mlproject["entry_points"]["main"]["parameters"]
     assert {"train", "test", "target", "features"} <= set(parameters)
-    env = yaml.safe_load((project / "python_env.yaml").read_text())
-    assert any(d.startswith("mlflow==") for d in env["dependencies"])
+    assert not (project / "python_env.yaml").exists()
     readme = (project / "README.md").read_text()
     assert "lykectl models create churn --segment default --version 1.0" in readme
     assert "lykectl models train churn --segment default --version 1.0" in readme

@@ -58,7 +58,9 @@ CONDA_UNSUPPORTED = (
     "the project declares a conda environment ({path}); conda environments are not "
     "supported (no conda is available to Lykeion's trainings): list the packages in a "
     'python_env.yaml instead (`python: "3.11"` and `dependencies: [...]`, MLproject '
-    "`python_env: python_env.yaml`), which Lykeion installs with uv"
+    "`python_env: python_env.yaml`), which Lykeion installs with uv; MLflow reads a "
+    "conda.yaml beside MLproject as the environment even when MLproject names none, so "
+    "delete it if the training image's libraries are enough"
 )
 DOCKER_UNSUPPORTED = (
     "the project declares docker_env (image {image}); docker_env is not supported: the "
