@@ -214,7 +214,7 @@ def test_rotation_is_configured_in_the_server_config() -> None:
 
     base = {"name": "x", "version": "1.0", "model_uri": "runs:/r/model", "online_store": "s"}
     config = ServerConfig.model_validate(base)
-    assert (config.request_log_max_bytes, config.request_log_files) == (64 * 1024 * 1024, 4)
+    assert (config.request_log_max_bytes, config.request_log_files) == (16 * 1024 * 1024, 4)
     for bad in ({"request_log_max_bytes": 0}, {"request_log_files": 0}):
         with pytest.raises(ValueError):
             ServerConfig.model_validate({**base, **bad})
