@@ -264,7 +264,8 @@ def parse_since(text: str) -> datetime | str:
     times without a zone and times whose UTC value is out of Python's range (year 1 with a
     positive offset, year 9999 with a negative one) are refused, never a 500."""
     try:
-        found = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        # RFC 3339 (section 5.6) allows "t" and "z" in lower case too.
+        found = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError:
         return "is not an RFC 3339 time"
     if found.tzinfo is None:
