@@ -130,7 +130,7 @@ def test_a_scaffolded_project_trains_and_deploys_as_it_is(
     )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in project.iterdir()) == [
-        "MLproject", "README.md", "lykeion.yaml", "python_env.yaml", "train.py",
+        "MLproject", "README.md", "lykeion.yaml", "train.py",
     ]  # fmt: skip
     cluster.create(_model("4.0", project), namespace)
     cluster.wait_condition("Model", namespace, "forward-default-4.0", "True", timeout=TIMEOUT)
