@@ -187,6 +187,32 @@ def test_a_server_config_the_server_would_refuse_is_refused_where_it_is_built() 
     assert "skew_sample_rate" in evaluated.message
 
 
+def test_the_gate_returns_each_verdict_with_the_configs_of_the_admitted_versions() -> None:
+    # 1.0 passes and gets its config; 1.1 has no Model; with a rate the server refuses,
+    # a version the gate admitted is refused by its config, its verdict in the same place.
+    deployment = objects.deployment(versions={"1.0": 90, "1.1": 10})
+    config = PlatformConfig(
+        data_dir=__import__("pathlib").Path("/data"), online_store="sqlite:///data/online.db",
+        offline_store="duckdb:///data/o.duckdb", data_root="/",
+    )  # fmt: skip
+    models = {"1.0": _model(), "1.1": None}
+    gated = rollout.gate(deployment, models, [_manifest()], config, NOW)
+    assert [(a.version, a.reason) for a in gated.admissions] == [
+        ("1.0", None),
+        ("1.1", "ModelVersionNotFound"),
+    ]
+    assert list(gated.configs) == ["1.0"]
+    assert gated.configs["1.0"] == rollout.server_config(
+        deployment, "1.0", _model(), [_manifest()], config
+    )
+    deployment["spec"]["skewSampleRate"] = 1.5
+    refused = rollout.gate(deployment, models, [_manifest()], config, NOW)
+    assert refused.configs == {}
+    first = refused.admissions[0]
+    assert (first.version, first.reason) == ("1.0", "ServerConfigInvalid")
+    assert "skew_sample_rate" in first.message
+
+
 def test_outcome_holds_the_rollout_and_says_why() -> None:
     spec = objects.deployment(versions={"1.0": 90, "1.1": 10})["spec"]
     admissions = [rollout.Admission("1.0"), rollout.Admission("1.1")]

@@ -90,24 +90,8 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
     ]
 
     # 2. The gate, then one server config per admitted version.
-    admissions = []
-    for version, model in models.items():
-        admission = rollout.admit_model(version, model)
-        if admission.admitted and model is not None:
-            admission = rollout.admit_features(version, model, manifests, now)
-        admissions.append(admission)
-    configs = {}
-    for i, a in enumerate(admissions):
-        if not a.admitted:
-            continue
-        try:
-            configs[a.version] = rollout.server_config(
-                body, a.version, models[a.version] or {}, manifests, runtime.config
-            )
-        except ValidationError as error:
-            admissions[i] = rollout.Admission(
-                a.version, "ServerConfigInvalid", rollout.config_problem(a.version, error)
-            )
+    gated = rollout.gate(body, models, manifests, runtime.config, now)
+    admissions, configs = gated.admissions, gated.configs
 
     # 3. Serve with the traffic the last observation allows; re-split once if it moved.
     seen = {

@@ -136,6 +136,44 @@ def admit_features(
     return Admission(version)
 
 
+@dataclass(frozen=True)
+class Gated:
+    """The gate's verdicts and the server configs of the versions it admitted."""
+
+    admissions: list[Admission]
+    """One per version, in the order the versions were given."""
+    configs: dict[str, dict[str, Any]]
+    """By admitted version: its `ServerConfig` as data (`server_config`)."""
+
+
+def gate(
+    deployment: Mapping[str, Any],
+    models: Mapping[str, Mapping[str, Any] | None],
+    manifests: Sequence[Mapping[str, Any]],
+    config: PlatformConfig,
+    now: datetime,
+) -> Gated:
+    """The readiness gate over `models` (by version; None: no Model for it), then one
+    server config per admitted version (pure). A version whose config the model server
+    would refuse is not admitted after all: `ServerConfigInvalid`, naming the fields
+    (`config_problem`)."""
+    admissions: list[Admission] = []
+    configs: dict[str, dict[str, Any]] = {}
+    for version, model in models.items():
+        admission = admit_model(version, model)
+        if admission.admitted and model is not None:
+            admission = admit_features(version, model, manifests, now)
+        if admission.admitted and model is not None:
+            try:
+                configs[version] = server_config(deployment, version, model, manifests, config)
+            except ValidationError as error:
+                admission = Admission(
+                    version, "ServerConfigInvalid", config_problem(version, error)
+                )
+        admissions.append(admission)
+    return Gated(admissions, configs)
+
+
 def renormalise(declared: Mapping[str, int], over: Iterable[str]) -> dict[str, int]:
     """The declared percents of the versions in `over`, scaled to whole percents summing to
     100 (largest remainder: each share is its exact quota `100 * w / total` rounded down,
