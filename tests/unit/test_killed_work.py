@@ -6,6 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
+from lykeion.api.model import TrainingRecord
 from lykeion.executors.base import State, WorkStatus
 from lykeion.executors.kubernetes import LOG_TAIL_CHARS, killed_reason
 from lykeion.executors.kubernetes_endpoints import crash
@@ -48,7 +52,9 @@ def test_a_failure_of_its_own_is_not_a_kill() -> None:
 
 
 def test_the_training_records_the_kill_over_its_own_report() -> None:
-    current = {"name": "forward-oom-t1", "requests": 1, "startedAt": "2026-01-01T00:00:00Z"}
+    current = TrainingRecord.model_validate(
+        {"name": "forward-oom-t1", "requests": 1, "startedAt": "2026-01-01T00:00:00Z"}
+    )
     own = {"succeeded": False, "reason": "ProjectFailed", "message": "the project failed"}
     killed = WorkStatus(State.FAILED, "pod p was OOMKilled ... log", own, reason="OOMKilled")
     fields = finish(current, killed, datetime(2026, 1, 1, tzinfo=UTC))
@@ -81,3 +87,18 @@ def test_a_server_in_crash_loop_back_off_crashes_and_one_that_starts_does_not() 
     clean = {"name": "server", "restartCount": 1, "state": {"running": {}},
              "lastState": {"terminated": {"reason": "Completed", "exitCode": 0}}}  # fmt: skip
     assert crash([_server(clean)]) is None
+
+
+def test_a_training_report_that_does_not_fit_the_status_is_refused_naming_the_field() -> None:
+    current = TrainingRecord(name="forward-t1", requests=1, started_at="2026-01-01T00:00:00Z")
+    report = {"succeeded": True, "run_id": "r1", "training_set_hash": "h", "training_set_rows": 9}
+    fields = finish(current, WorkStatus(State.SUCCEEDED, "", report), datetime.now(UTC))
+    assert fields["trainingSet"] == {"hash": "h", "rows": 9}
+    # A field the training did not report is cleared: an older training's value goes.
+    assert fields["registeredModel"] is None and fields["mlflowRunId"] == "r1"
+    with pytest.raises(ValidationError, match="metrics"):
+        finish(
+            current,
+            WorkStatus(State.SUCCEEDED, "", report | {"metrics": {"auc": "high"}}),
+            datetime.now(UTC),
+        )

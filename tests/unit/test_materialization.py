@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from lykeion.api.featuremanifest import FeatureManifestSpec
+import pytest
+from pydantic import ValidationError
+
+from lykeion.api.featuremanifest import FeatureManifestSpec, RunRecord
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import State, WorkStatus
 from lykeion.handlers.materialization import (
@@ -91,7 +93,7 @@ def test_failures_back_off_exponentially() -> None:
     assert next_range(_spec(), {"runs": two}, 1, NOW + timedelta(seconds=25)) is None  # 60 s now
 
 
-def _run() -> dict[str, Any]:
+def _run() -> RunRecord:
     planned = next_range(_spec(), {}, 1, NOW)
     assert planned is not None
     return run_record(run_name("rider-activity", 1, 1), 1, planned, NOW)
@@ -240,3 +242,19 @@ def test_an_unreachable_store_holds_a_deletion_for_a_bounded_time() -> None:
     assert not give_up_dropping(body, asked + DROP_GIVE_UP - timedelta(seconds=1))
     assert give_up_dropping(body, asked + DROP_GIVE_UP)
     assert not give_up_dropping({"metadata": {"name": "m"}}, asked + 10 * DROP_GIVE_UP)
+
+
+def test_a_finished_run_is_recorded_as_the_status_schema_says() -> None:
+    # The record keeps exactly the keys it started with plus what the run reported (no
+    # empty defaults such as dropGenerations), and a reported value the schema refuses is
+    # an error naming the field, not a status patch the API server would refuse.
+    run = _run()
+    outcome = WorkStatus(State.SUCCEEDED, "", {"succeeded": True, "rows_read": 4})
+    record = finish({"currentRun": run.wire_given()}, run, outcome, NOW)["runs"][-1]
+    assert set(record) == {
+        "name", "generation", "end", "result", "startedAt", "finishedAt", "message", "rowsRead"
+    }  # fmt: skip
+    assert RunRecord.model_validate(record).wire_given() == record
+    wrong = WorkStatus(State.SUCCEEDED, "", {"succeeded": True, "rows_read": "many"})
+    with pytest.raises(ValidationError, match="rows_read"):
+        finish({"currentRun": run.wire_given()}, run, wrong, NOW)

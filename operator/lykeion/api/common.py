@@ -64,6 +64,11 @@ class ApiModel(BaseModel):
         """The JSON the API server stores: camelCase keys, unset optionals left out."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
+    def wire_given(self) -> dict[str, Any]:
+        """`wire()` of the fields given when the model was built or parsed only: a record
+        read from a status and written back keeps its keys (no default is added)."""
+        return self.model_dump(by_alias=True, exclude_none=True, exclude_unset=True, mode="json")
+
 
 class Resources(ApiModel):
     """CPU and memory requested for the workload (Kubernetes quantities)."""

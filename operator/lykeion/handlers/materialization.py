@@ -47,7 +47,7 @@ from typing import Any
 import kopf
 from croniter import croniter
 
-from lykeion.api.featuremanifest import FeatureManifestSpec
+from lykeion.api.featuremanifest import FeatureManifestSpec, RunRecord
 from lykeion.conditions import Check, parse_time, rfc3339
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
@@ -127,19 +127,17 @@ def run_record(
     planned: NextRange,
     now: datetime,
     drop_generations: list[int] | None = None,
-) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "name": name,
-        "generation": generation,
-        "end": planned.end,
-        "result": "Running",
-        "startedAt": rfc3339(now),
+) -> RunRecord:
+    """The status record of a run starting now (pure); `start` and `dropGenerations` are
+    given only when the run has them, so its stored record holds no empty ones."""
+    record = RunRecord(
+        name=name, generation=generation, end=planned.end, result="Running", started_at=rfc3339(now)
+    )
+    given = {
+        **({"start": planned.start} if planned.start is not None else {}),
+        **({"drop_generations": drop_generations} if drop_generations else {}),
     }
-    if planned.start is not None:
-        record["start"] = planned.start
-    if drop_generations:
-        record["dropGenerations"] = drop_generations
-    return record
+    return record.model_copy(update=given) if given else record
 
 
 def stored_generations(status: dict[str, Any]) -> list[int]:
@@ -157,51 +155,55 @@ def generations_to_drop(status: dict[str, Any]) -> list[int]:
     return [g for g in stored_generations(status) if g != in_effect]
 
 
+REPORTED = (
+    "rows_read",
+    "rows_written",
+    "bad_rows",
+    "duplicate_rows",
+    "online_rows",
+    "late_rows",
+    "duration_seconds",
+)
+"""The `RunRecord` fields a pipeline run reports under the same names (its `RunResult`)."""
+
+
 def finish(
-    status: dict[str, Any], run: dict[str, Any], outcome: WorkStatus, now: datetime
+    status: dict[str, Any], run: RunRecord, outcome: WorkStatus, now: datetime
 ) -> dict[str, Any]:
-    """Status fields after `run` ended with `outcome` (pure)."""
+    """Status fields after `run` ended with `outcome` (pure). Raises
+    `pydantic.ValidationError` naming the field when the run reported a value of the wrong
+    type."""
     result = outcome.result or {}
     succeeded = outcome.state is State.SUCCEEDED and result.get("succeeded", True)
     # The range the run itself used wins: after a restart the record may have been rebuilt.
     used = parse_time(result.get("range_end"))
-    end = rfc3339(used) if used is not None else run["end"]
-    reported = (
-        ("rows_read", "rowsRead"),
-        ("rows_written", "rowsWritten"),
-        ("bad_rows", "badRows"),
-        ("duplicate_rows", "duplicateRows"),
-        ("online_rows", "onlineRows"),
-        ("late_rows", "lateRows"),
-        ("duration_seconds", "durationSeconds"),
-    )
-    done = {**finished_record(run, outcome, succeeded, now, reported), "end": end}
-    runs = [r for r in status.get("runs") or [] if r.get("name") != run["name"]]
-    fields: dict[str, Any] = {"currentRun": None, "runs": [*runs, done][-MAX_RUNS_KEPT:]}
+    end = rfc3339(used) if used is not None else run.end
+    done = finished_record(run.model_copy(update={"end": end}), outcome, succeeded, now, REPORTED)
+    runs = [r for r in status.get("runs") or [] if r.get("name") != run.name]
+    fields: dict[str, Any] = {
+        "currentRun": None,
+        "runs": [*runs, done.wire_given()][-MAX_RUNS_KEPT:],
+    }
     if succeeded:
-        fields |= {
-            "watermark": end,
-            "lastRunTime": rfc3339(now),
-            "rowsWritten": done.get("rowsWritten"),
-        }
+        fields |= {"watermark": end, "lastRunTime": rfc3339(now), "rowsWritten": done.rows_written}
         # A full run (a backfill) says what the source holds now; an incremental one adds.
-        before = None if run.get("start") is None else status.get("newestEventTime")
+        before = None if run.start is None else status.get("newestEventTime")
         newest = [m for m in (parse_time(before), parse_time(result.get("max_event_time"))) if m]
         fields["newestEventTime"] = rfc3339(max(newest)) if newest else None
-        if run.get("start") is None:
+        if run.start is None:
             # The switch: every reader follows materializedGeneration from now on.
             fields |= {
-                "materializedGeneration": run["generation"],
+                "materializedGeneration": run.generation,
                 "lateRows": 0,
                 "lateRowsBoundary": None,
             }
-        elif done.get("lateRows") is not None:
-            fields |= {"lateRows": done["lateRows"], "lateRowsBoundary": run.get("start")}
+        elif done.late_rows is not None:
+            fields |= {"lateRows": done.late_rows, "lateRowsBoundary": run.start}
         # The run dropped these before writing (a failed drop fails the run); its own
         # generation it wrote again, and the one in effect it never drops.
-        dropped = set(run.get("dropGenerations") or [])
+        dropped = set(run.drop_generations)
         merged = {**status, **fields}
-        keep = {run["generation"], merged.get("materializedGeneration")}
+        keep = {run.generation, merged.get("materializedGeneration")}
         fields["storedGenerations"] = [
             g for g in stored_generations(merged) if g not in dropped or g in keep
         ]
@@ -269,7 +271,7 @@ def _manifest_json(body: dict[str, Any]) -> str:
     return json.dumps(manifest, separators=(",", ":"))
 
 
-def work_for(body: dict[str, Any], run: dict[str, Any], config: PlatformConfig) -> Work:
+def work_for(body: dict[str, Any], run: RunRecord, config: PlatformConfig) -> Work:
     """The pipeline run as executor work (pure)."""
     meta = body["metadata"]
     command = [
@@ -279,16 +281,16 @@ def work_for(body: dict[str, Any], run: dict[str, Any], config: PlatformConfig) 
         "--online", config.online_store,
         "--engine", config.feature_engine,
         "--data-root", config.data_root,
-        "--generation", str(run["generation"]),
-        "--end", run["end"],
+        "--generation", str(run.generation),
+        "--end", run.end,
     ]  # fmt: skip
-    if run.get("start"):
-        command += ["--start", run["start"]]
-    if run.get("dropGenerations"):
-        command += ["--drop-generations", ",".join(str(g) for g in run["dropGenerations"])]
-    command += ["--", *with_job_name(config.beam_args, run["name"])]
+    if run.start:
+        command += ["--start", run.start]
+    if run.drop_generations:
+        command += ["--drop-generations", ",".join(str(g) for g in run.drop_generations)]
+    command += ["--", *with_job_name(config.beam_args, run.name)]
     return Work(
-        name=run["name"],
+        name=run.name,
         namespace=meta.get("namespace", "default"),
         image=config.image,
         command=tuple(command),
@@ -311,13 +313,13 @@ async def materialize(
     uid = body["metadata"].get("uid")
     fields: dict[str, Any] = {}
     stuck: Check | None = None
-    current = status.get("currentRun")
-    if current:
+    current = RunRecord.model_validate(status["currentRun"]) if status.get("currentRun") else None
+    if current is not None:
         followed = await follow(
             executor,
             namespace,
             uid,
-            current["name"],
+            current.name,
             lambda: work_for(body, current, config),
             MATERIALIZED,
             "run",
@@ -340,7 +342,7 @@ async def materialize(
             )
             # Deterministic name: submitting before the status records it is safe.
             await executor.submit(work_for(body, run, config))
-            fields = {"currentRun": run, "runCount": number}
+            fields = {"currentRun": run.wire_given(), "runCount": number}
             if backfill:
                 fields["storedGenerations"] = sorted({*stored_generations(status), generation})
     merged = {**status, **fields}

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
+from lykeion.api.featuremanifest import RunRecord
+from lykeion.api.model import TrainingRecord
 from lykeion.conditions import Check, rfc3339
 from lykeion.executors.base import Executor, State, Work, WorkStatus
 
@@ -54,27 +56,33 @@ async def follow(
     return Followed(outcome if outcome.state.finished else None, stuck)
 
 
+Record = TypeVar("Record", RunRecord, TrainingRecord)
+"""The status record of a named run: a FeatureManifest's pipeline run, a Model's training."""
+
+
 def finished_record(
-    run: dict[str, Any],
+    run: Record,
     outcome: WorkStatus,
     succeeded: bool,
     now: datetime,
-    reported: Sequence[tuple[str, str]],
-) -> dict[str, Any]:
+    reported: Sequence[str],
+) -> Record:
     """The status record of `run` once it ended (pure): its result, when, the end of its
-    message, and each `(result key, status field)` of `reported` the work reported."""
+    message, and each field of `reported` the work reported (the work's result keys are the
+    record's field names; absent or null ones are left as they were). Raises
+    `pydantic.ValidationError` naming the field when the work reported a value of the wrong
+    type."""
     result = outcome.result or {}
-    record = {
-        **run,
+    ended = {
         "result": "Succeeded" if succeeded else "Failed",
-        "finishedAt": rfc3339(now),
+        "finished_at": rfc3339(now),
         # Killed by its node (OOMKilled, `outcome.reason`): where it ran knows better than
         # the work's own report.
         "message": (
             (outcome.reason and outcome.message) or result.get("message") or outcome.message
         )[-MESSAGE_LIMIT:],
     }
-    for key, field in reported:
-        if result.get(key) is not None:
-            record[field] = result[key]
-    return record
+    ended |= {field: result[field] for field in reported if result.get(field) is not None}
+    # Validated again (not `model_copy`): what the work reported is checked against the
+    # status schema here, not by the API server refusing the patch.
+    return type(run).model_validate({**run.model_dump(exclude_unset=True), **ended})

@@ -14,6 +14,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from lykeion.api.model import ModelStatus, TrainingRecord
 from lykeion.conditions import Check, rfc3339
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
@@ -73,41 +74,72 @@ def work_for(
     )
 
 
-def finish(current: dict[str, Any], outcome: WorkStatus, now: datetime) -> dict[str, Any]:
-    """Status fields once the training `current` ended with `outcome` (pure)."""
-    result = outcome.result or {}
-    succeeded = outcome.state is State.SUCCEEDED and bool(result.get("succeeded"))
-    reported = (
-        ("duration_seconds", "durationSeconds"),
-        ("project_seconds", "projectSeconds"),
-        ("gate_passed", "gatePassed"),
-    )
-    record = {
-        **finished_record(current, outcome, succeeded, now, reported),
-        "reason": outcome.reason or result.get("reason") or ("" if succeeded else "TrainingFailed"),
-    }
-    fields: dict[str, Any] = {
-        "currentTraining": None,
-        "lastTraining": record,
-        "observedTrainingRequests": current["requests"],
-    }
-    if succeeded:
-        fields |= {
-            "mlflowRunId": result.get("run_id"),
-            "modelUri": result.get("model_uri"),
-            "artifactUri": result.get("artifact_uri"),
-            "registeredModel": result.get("registered_model"),
-            "registeredVersion": result.get("registered_version"),
+REPORTED = ("duration_seconds", "project_seconds", "gate_passed")
+"""The `TrainingRecord` fields a training reports under the same names (its `TrainingResult`)."""
+
+TRAINED_FIELDS = (
+    "mlflow_run_id",
+    "model_uri",
+    "artifact_uri",
+    "registered_model",
+    "registered_version",
+    "metrics",
+    "training_set",
+    "source_sha",
+    "features",
+    "contract",
+)
+"""The `ModelStatus` fields a successful training sets: each one, also to null (a merge
+patch then removes what an earlier training left)."""
+
+
+def trained_status(result: dict[str, Any]) -> ModelStatus:
+    """What a successful training reported (its `TrainingResult`, as the executor read it),
+    as the Model's status fields of `TRAINED_FIELDS` (pure). Raises `pydantic.ValidationError`
+    naming the field when a value does not fit the status schema."""
+    return ModelStatus.model_validate(
+        {
+            "mlflow_run_id": result.get("run_id"),
+            "model_uri": result.get("model_uri"),
+            "artifact_uri": result.get("artifact_uri"),
+            "registered_model": result.get("registered_model"),
+            "registered_version": result.get("registered_version"),
             "metrics": result.get("metrics") or {},
-            "trainingSet": {
+            "training_set": {
                 "hash": result.get("training_set_hash"),
                 "rows": result.get("training_set_rows"),
             },
-            "sourceSha": result.get("source_revision"),
+            "source_sha": result.get("source_revision"),
             "features": result.get("features") or [],
             "contract": result.get("contract"),
         }
+    )
+
+
+def finish(current: TrainingRecord, outcome: WorkStatus, now: datetime) -> dict[str, Any]:
+    """Status fields once the training `current` ended with `outcome` (pure). Raises
+    `pydantic.ValidationError` naming the field when the training reported a value that
+    does not fit the status schema."""
+    result = outcome.result or {}
+    succeeded = outcome.state is State.SUCCEEDED and bool(result.get("succeeded"))
+    done = finished_record(current, outcome, succeeded, now, REPORTED)
+    reason = outcome.reason or result.get("reason") or ("" if succeeded else "TrainingFailed")
+    record = done.model_copy(update={"reason": reason})
+    fields: dict[str, Any] = {
+        "currentTraining": None,
+        "lastTraining": record.wire_given(),
+        "observedTrainingRequests": current.requests,
+    }
+    if succeeded:
+        trained = trained_status(result)
+        fields |= {_alias(name): None for name in TRAINED_FIELDS}
+        fields |= trained.model_dump(by_alias=True, exclude_none=True, include=set(TRAINED_FIELDS))
     return fields
+
+
+def _alias(name: str) -> str:
+    """The status key (camelCase) of a `ModelStatus` field."""
+    return ModelStatus.model_fields[name].alias or name
 
 
 def checks(
@@ -171,14 +203,16 @@ async def train(
     namespace = body["metadata"].get("namespace", "default")
     fields: dict[str, Any] = {}
     stuck: Check | None = None
-    current = status.get("currentTraining")
-    if current:
+    recorded = status.get("currentTraining")
+    current = TrainingRecord.model_validate(recorded) if recorded else None
+    if current is not None:
+        name = current.name
         followed = await follow(
             executor,
             namespace,
             body["metadata"].get("uid"),
-            current["name"],
-            lambda: work_for(body, manifests, current["name"], config),
+            name,
+            lambda: work_for(body, manifests, name, config),
             TRAINED,
             "training",
         )
@@ -191,9 +225,8 @@ async def train(
             name = training_name(body["metadata"]["name"], requests)
             # Deterministic name: submitting before the status records it is safe.
             await executor.submit(work_for(body, manifests, name, config))
-            fields = {
-                "currentTraining": {"name": name, "requests": requests, "startedAt": rfc3339(now)}
-            }
+            started = TrainingRecord(name=name, requests=requests, started_at=rfc3339(now))
+            fields = {"currentTraining": started.wire_given()}
     merged = {**status, **fields}
     requests = int(spec.get("training", {}).get("requests", 0))
     # The gate the training applied (the spec's, else the project's), as it recorded it.
