@@ -12,12 +12,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import kopf
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 
 from lykeion import conditions
+from lykeion.api.common import ApiModel
 from lykeion.api.kinds import BY_KIND, Kind
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor
@@ -25,6 +27,44 @@ from lykeion.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES, rec
 from lykeion.registry import Key, Registry
 
 log = logging.getLogger("lykeion")
+
+MESSAGE_LIMIT = 2000
+"""Characters of a `SpecInvalid` message kept (a condition's message holds at most 4096)."""
+
+
+Spec = TypeVar("Spec", bound=ApiModel)
+
+
+@dataclass(frozen=True)
+class Resource(Generic[Spec]):
+    """One object as a reconcile reads it: the body the API server sent (metadata and
+    status as stored) and its spec, parsed once into the kind's model."""
+
+    body: dict[str, Any]
+    spec: Spec
+
+    @classmethod
+    def parse(cls, body: dict[str, Any], model: type[Spec]) -> Resource[Spec]:
+        """Parse `body["spec"]` with `model`; raises `pydantic.ValidationError` naming the
+        field when the spec does not fit it (`SpecInvalid`, `Runtime` says so in status)."""
+        return cls(body, model.model_validate(body.get("spec") or {}))
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"].get("namespace") or "default")
+
+    @property
+    def generation(self) -> int:
+        return int(self.body["metadata"].get("generation") or 0)
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """The stored status (empty when none was written yet); read-only by convention."""
+        return self.body.get("status") or {}
 
 
 @dataclass(frozen=True)
@@ -35,9 +75,10 @@ class StatusUpdate:
     checks: list[conditions.Check]
 
 
-StatusBuilder = Callable[[dict[str, Any], Registry], StatusUpdate]
+# A kind's pure status builder, over its object with the spec parsed into its model.
+StatusBuilder = Callable[[Resource[Any], Registry], StatusUpdate]
 # The I/O step of a kind (e.g. running a pipeline), after its pure status builder.
-Actor = Callable[[dict[str, Any], "Runtime", StatusUpdate], Awaitable[StatusUpdate]]
+Actor = Callable[[Resource[Any], "Runtime", StatusUpdate], Awaitable[StatusUpdate]]
 # What a kind does when an object is deleted, before kopf removes the finalizer; raising
 # kopf.TemporaryError holds the finalizer and retries.
 DeleteHook = Callable[[kopf.Body, "Runtime"], Awaitable[None]]
@@ -169,6 +210,20 @@ class Runtime:
             await asyncio.sleep(delay)
         log.error("reconcile of %s still failing after %d attempts", key, self.retry_limit)
 
+    async def _refuse(self, key: Key, body: dict[str, Any], error: ValidationError) -> None:
+        """Say in status that the spec does not fit the kind's model (the API server
+        accepted it, so its schema and the model disagree): `Ready=False`, `SpecInvalid`,
+        naming each field."""
+        fields = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc']) or '(spec)'}: {e['msg']}"
+            for e in error.errors()
+        )
+        check = conditions.Check("Ready", False, "SpecInvalid", fields[:MESSAGE_LIMIT])
+        status = new_status(body, StatusUpdate({}, [check]), conditions.now())
+        if _comparable(status) != _comparable(body.get("status") or {}):
+            await self.kube.patch_status(BY_KIND[key.kind], key.namespace, key.name, status)
+        record_status(key.kind, key.namespace, key.name, status)
+
     async def _reconcile(self, key: Key, body: dict[str, Any] | None) -> None:
         kind = BY_KIND[key.kind]
         started = time.perf_counter()
@@ -182,9 +237,14 @@ class Runtime:
                     record_status(kind.kind, key.namespace, key.name, None)
                     return
             body.setdefault("kind", kind.kind)
-            update = declaration.desired_status(body, self.registry)
+            try:
+                resource = Resource.parse(body, kind.spec)
+            except ValidationError as error:
+                await self._refuse(key, body, error)
+                raise kopf.PermanentError(f"{key.kind} {key.name}: {error}") from error
+            update = declaration.desired_status(resource, self.registry)
             if actor is not None:
-                update = await actor(body, self, update)
+                update = await actor(resource, self, update)
             status = new_status(body, update, conditions.now())
             current = body.get("status") or {}
             if _comparable(status) != _comparable(current):

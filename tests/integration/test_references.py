@@ -197,3 +197,17 @@ def test_status_is_not_writable_through_spec(cluster: Cluster, namespace: str) -
     assert (stored.get("status") or {}).get("modelCount") != 99
     with pytest.raises(ApiException):
         cluster.create(objects.family(), namespace)
+
+
+def test_a_spec_the_schema_accepts_but_the_model_refuses_is_said_in_status(
+    cluster: Cluster, namespace: str
+) -> None:
+    # The CRD cannot say "no feature twice, whatever its type pin"; the operator parses
+    # each spec once with its model, and says in status why it will not act on this one.
+    cluster.create(objects.family(), namespace)
+    cluster.create(objects.manifest(), namespace)
+    cluster.create(objects.model(features=["rider.age", "rider.age:int64"]), namespace)
+    cond = cluster.wait_condition("Model", namespace, "forward-default-1.0", "False", "SpecInvalid")
+    assert "inputFeatures must not repeat a feature" in cond["message"]
+    model = cluster.get("Model", namespace, "forward-default-1.0")
+    assert model is not None and "missing" not in model["status"]

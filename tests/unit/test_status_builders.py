@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from lykeion.api.kinds import kind_of
 from lykeion.handlers import deployments, families, features, models
 from lykeion.registry import Registry
+from lykeion.runtime import Resource
 from tests import objects
 
 
@@ -17,6 +19,11 @@ def _registry(*bodies: dict[str, Any]) -> Registry:
     return registry
 
 
+def _parsed(body: dict[str, Any]) -> Resource[Any]:
+    """`body` as the runtime hands it to a status builder: its spec parsed once."""
+    return Resource.parse(body, kind_of(body).spec)
+
+
 def _by_type(update: Any) -> dict[str, Any]:
     return {c.type: c for c in update.checks}
 
@@ -24,7 +31,7 @@ def _by_type(update: Any) -> dict[str, Any]:
 def test_model_ready_when_family_and_typed_features_exist() -> None:
     registry = _registry(objects.family(), objects.manifest())
     update = models.desired_status(
-        objects.model(features=["rider.age:int64", "rider.drop_offs_count"]), registry
+        _parsed(objects.model(features=["rider.age:int64", "rider.drop_offs_count"])), registry
     )
     checks = _by_type(update)
     assert checks["Ready"].ok and checks["FamilyResolved"].ok and checks["FeaturesResolved"].ok
@@ -34,7 +41,7 @@ def test_model_ready_when_family_and_typed_features_exist() -> None:
 def test_model_reports_family_first_and_lists_all_missing() -> None:
     registry = _registry(objects.manifest(features={"age": "int64"}))
     update = models.desired_status(
-        objects.model(features=["rider.age", "rider.x", "store.y"]), registry
+        _parsed(objects.model(features=["rider.age", "rider.x", "store.y"])), registry
     )
     checks = _by_type(update)
     assert checks["Ready"].reason == "FamilyNotFound"
@@ -46,14 +53,16 @@ def test_model_reports_family_first_and_lists_all_missing() -> None:
 
 def test_model_type_pin_mismatch() -> None:
     registry = _registry(objects.family(), objects.manifest(features={"age": "float64"}))
-    checks = _by_type(models.desired_status(objects.model(features=["rider.age:int64"]), registry))
+    checks = _by_type(
+        models.desired_status(_parsed(objects.model(features=["rider.age:int64"])), registry)
+    )
     assert checks["Ready"].reason == "FeatureTypeMismatch"
 
 
 def test_feature_manifest_registers_sorted_typed_features() -> None:
     body = objects.manifest(features={"zeta": "string", "age": "int64"})
     update = features.desired_status(
-        body, _registry(objects.manifest(features={"zeta": "string", "age": "int64"}))
+        _parsed(body), _registry(objects.manifest(features={"zeta": "string", "age": "int64"}))
     )
     assert update.fields == {
         "features": ["rider.age:int64", "rider.zeta:string"],
@@ -66,7 +75,7 @@ def test_deployment_names_missing_versions_including_shadow() -> None:
     registry = _registry(objects.model(version="1.0"))
     body = objects.deployment(versions={"1.0": 100})
     body["spec"]["shadow"] = "3.0"
-    checks = _by_type(deployments.desired_status(body, registry))
+    checks = _by_type(deployments.desired_status(_parsed(body), registry))
     assert checks["Ready"].reason == "ModelVersionNotFound"
     assert "version(s) 3.0" in checks["Ready"].message
 
@@ -78,7 +87,8 @@ def test_family_status_groups_versions_numerically() -> None:
         objects.deployment(versions={"1.9": 100}),
     )
     update = families.desired_status(
-        objects.family() | {"metadata": {"name": "forward", "namespace": "default"}}, registry
+        _parsed(objects.family() | {"metadata": {"name": "forward", "namespace": "default"}}),
+        registry,
     )
     assert update.fields["segments"] == [
         {"name": "default", "versions": ["1.9", "1.10"], "deployed": ["1.9"]}
@@ -90,6 +100,6 @@ def test_family_being_deleted_with_models_is_blocked() -> None:
     registry = _registry(objects.model())
     body = objects.family()
     body["metadata"] |= {"namespace": "default", "deletionTimestamp": "2026-01-01T00:00:00Z"}
-    ready = _by_type(families.desired_status(body, registry))["Ready"]
+    ready = _by_type(families.desired_status(_parsed(body), registry))["Ready"]
     assert (ready.ok, ready.reason) == (False, "DeletionBlocked")
     assert "forward-default-1.0" in ready.message

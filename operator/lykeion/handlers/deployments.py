@@ -17,7 +17,7 @@ import kopf
 from pydantic import ValidationError
 
 from lykeion import conditions
-from lykeion.api.deployment import RolloutSpec, RolloutStatus
+from lykeion.api.deployment import DeploymentSpec, RolloutSpec, RolloutStatus
 from lykeion.api.kinds import DEPLOYMENT, FEATURE_MANIFEST, MODEL
 from lykeion.api.model import Evaluation
 from lykeion.conditions import Check, ready
@@ -26,7 +26,7 @@ from lykeion.features.view import parse_duration
 from lykeion.handlers import rollout
 from lykeion.registry import Registry
 from lykeion.rollouts import analysis, plan, signals
-from lykeion.runtime import Clock, KindDeclaration, Runtime, StatusUpdate
+from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpdate
 
 log = logging.getLogger("lykeion")
 
@@ -35,10 +35,9 @@ RECHECK_SECONDS = 60.0
 """How often a Ready Deployment re-checks that its features are still fresh."""
 
 
-def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
-    ns = body["metadata"].get("namespace", "default")
-    spec = body["spec"]
-    family, segment = spec["family"], spec["segment"]
+def desired_status(deployment: Resource[DeploymentSpec], registry: Registry) -> StatusUpdate:
+    ns, spec = deployment.namespace, deployment.spec
+    family, segment = spec.family, spec.segment
     wanted = rollout.wanted_versions(spec)
     missing = [v for v in wanted if registry.model_for(ns, family, segment, v) is None]
     resolved = (
@@ -56,24 +55,27 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
     return StatusUpdate({}, [resolved, ready([resolved], "Resolved", "all versions resolved")])
 
 
-async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> StatusUpdate:
+async def act(
+    deployment: Resource[DeploymentSpec], runtime: Runtime, update: StatusUpdate
+) -> StatusUpdate:
     """Gate, serve, observe, judge a rollout: one pass, idempotent (serving the same endpoint
     changes nothing)."""
     if runtime.executor is None or runtime.config is None:
         return update
-    meta, spec = body["metadata"], body["spec"]
-    ns = meta.get("namespace", "default")
+    # `spec` as stored: the split served is it with `versions` replaced (`serving`).
+    body, spec, ns = deployment.body, deployment.body["spec"], deployment.namespace
+    family, segment = deployment.spec.family, deployment.spec.segment
     resolved = [c for c in update.checks if c.type != "Ready"]
     now = datetime.now(UTC)
 
     # 0. With a rollout, spec is the end state; the rollout says which split serves now.
-    rollout_spec, state = _rollout_state(body, conditions.rfc3339(now))
+    rollout_spec, state = _rollout_state(deployment, conditions.rfc3339(now))
     serving = {**spec, "versions": plan.versions(state)} if state is not None else spec
 
     # 1. What the gate needs: the Models (with status) and their features' manifests.
     models: dict[str, dict[str, Any] | None] = {}
     for version in rollout.wanted_versions(serving):
-        found = runtime.registry.model_for(ns, spec["family"], spec["segment"], version)
+        found = runtime.registry.model_for(ns, family, segment, version)
         models[version] = await runtime.kube.get(MODEL, ns, found[0]) if found else None
     features = sorted(
         {
@@ -191,25 +193,25 @@ def _stable(
 
 
 def _rollout_state(
-    body: dict[str, Any], now: str
+    deployment: Resource[DeploymentSpec], now: str
 ) -> tuple[RolloutSpec | None, RolloutStatus | None]:
-    """`spec.rollout` parsed, and the rollout's state before analysis (None without one)."""
-    spec, status = body["spec"], body.get("status") or {}
-    if not spec.get("rollout"):
+    """`spec.rollout`, and the rollout's state before analysis (None without one)."""
+    body, spec, status = deployment.body, deployment.spec, deployment.status
+    rollout_spec = spec.rollout
+    if rollout_spec is None:
         return None, None
     try:
-        rollout_spec = RolloutSpec.model_validate(spec["rollout"])
         previous = (
             RolloutStatus.model_validate(status["rollout"]) if status.get("rollout") else None
         )
     except ValidationError as error:
-        # The API server checked spec; a status from another version of Lykeion restarts.
-        log.warning("rollout of %s: %s", body["metadata"]["name"], error)
+        # A status from another version of Lykeion: the rollout restarts.
+        log.warning("rollout of %s: %s", deployment.name, error)
         return None, None
     in_effect = {t["version"]: int(t.get("traffic", 0)) for t in status.get("traffic", [])}
     annotation = (body["metadata"].get("annotations") or {}).get(plan.PROMOTE)
     state = plan.begin(
-        spec["versions"][0]["version"],
+        spec.versions[0].version,
         rollout_spec,
         previous,
         in_effect,

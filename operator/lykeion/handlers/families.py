@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import kopf
 
 from lykeion.api.kinds import MODEL_FAMILY
+from lykeion.api.modelfamily import ModelFamilySpec
 from lykeion.conditions import Check, ready
 from lykeion.registry import Key, Registry
-from lykeion.runtime import KindDeclaration, Runtime, StatusUpdate
+from lykeion.runtime import KindDeclaration, Resource, Runtime, StatusUpdate
 
 IN_USE = "InUse"
 
 
-def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
-    ns, alias = body["metadata"].get("namespace", "default"), body["metadata"]["name"]
+def desired_status(family: Resource[ModelFamilySpec], registry: Registry) -> StatusUpdate:
+    ns, alias = family.namespace, family.name
     models = registry.models_of_family(ns, alias)
     segments: dict[str, dict[str, set[str]]] = {}
     for name in models:
@@ -45,7 +44,7 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
         if models
         else "no Model uses this family",
     )
-    deleting = bool(body["metadata"].get("deletionTimestamp"))
+    deleting = bool(family.body["metadata"].get("deletionTimestamp"))
     if deleting and models:
         blocked = Check(
             "Ready",

@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 
 from lykeion import conditions
+from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.api.kinds import FEATURE_MANIFEST
 from lykeion.conditions import Check, ready
 from lykeion.handlers.materialization import (
@@ -18,16 +19,15 @@ from lykeion.handlers.materialization import (
     materialize,
 )
 from lykeion.registry import Registry
-from lykeion.runtime import Clock, KindDeclaration, Runtime, StatusUpdate
+from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpdate
 
 REGISTERED = "Registered"
 
 
-def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
-    ns, name = body["metadata"].get("namespace", "default"), body["metadata"]["name"]
-    spec = body["spec"]
-    entity = spec["entity"]["name"]
-    defines = {f"{entity}.{f['name']}": f["type"] for f in spec["features"]}
+def desired_status(manifest: Resource[FeatureManifestSpec], registry: Registry) -> StatusUpdate:
+    ns, name = manifest.namespace, manifest.name
+    entity = manifest.spec.entity.name
+    defines = manifest.spec.defines()
     conflicts = []
     for feature in sorted(defines):
         others = [other for other in registry.definitions(ns, feature) if other != name]
@@ -55,17 +55,19 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
     return StatusUpdate(fields, [registered, ready([registered], "Registered")])
 
 
-async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> StatusUpdate:
+async def act(
+    manifest: Resource[FeatureManifestSpec], runtime: Runtime, update: StatusUpdate
+) -> StatusUpdate:
     """Run the manifest's pipeline (backfill, then on schedule) once it is registered."""
     registered = next(c for c in update.checks if c.type == REGISTERED)
     if runtime.executor is None or runtime.config is None:
         return update
-    if body["metadata"].get("deletionTimestamp"):
+    if manifest.body["metadata"].get("deletionTimestamp"):
         # Deleting: no new run may write tables the finalizer is about to drop.
         return update
     if registered.ok:
         fields, materialized = await materialize(
-            body, runtime.executor, runtime.config, datetime.now(UTC)
+            manifest, runtime.executor, runtime.config, datetime.now(UTC)
         )
     else:
         fields = {}
@@ -73,9 +75,9 @@ async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> S
             MATERIALIZED, False, "NotRegistered", "runs wait until the features register"
         )
     checks = [registered, materialized]
-    merged = {**(body.get("status") or {}), **fields}
+    merged = {**manifest.status, **fields}
     # LateData is advice (served values stay valid up to the watermark): not part of Ready.
-    late = late_data_check(merged, body["metadata"]["name"])
+    late = late_data_check(merged, manifest.name)
     return StatusUpdate(
         {**update.fields, **fields},
         [*checks, late, ready(checks, "Materialized", materialized.message)],

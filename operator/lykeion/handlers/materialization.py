@@ -55,6 +55,7 @@ from lykeion.features.dataflow import with_job_name
 from lykeion.features.view import FeatureView, parse_duration
 from lykeion.handlers.named_runs import finished_record, follow
 from lykeion.names import derived_name
+from lykeion.runtime import Resource
 
 MATERIALIZED = "Materialized"
 LATE_DATA = "LateData"
@@ -304,12 +305,14 @@ def run_name(manifest: str, generation: int, number: int) -> str:
 
 
 async def materialize(
-    body: dict[str, Any], executor: Executor, config: PlatformConfig, now: datetime
-) -> tuple[dict[str, Any], Check]:
+    manifest: Resource[FeatureManifestSpec], executor: Executor, config: PlatformConfig,
+    now: datetime,
+) -> tuple[dict[str, Any], Check]:  # fmt: skip
     """Follow or start this manifest's run; status fields and the Materialized check."""
-    status = dict(body.get("status") or {})
+    body = manifest.body
+    status = dict(manifest.status)
     generation = int(body["metadata"].get("generation", 1))
-    namespace = body["metadata"].get("namespace", "default")
+    namespace = manifest.namespace
     uid = body["metadata"].get("uid")
     fields: dict[str, Any] = {}
     stuck: Check | None = None
@@ -328,13 +331,12 @@ async def materialize(
         if followed.finished is not None:
             fields = finish(status, current, followed.finished, now)
     else:
-        spec = FeatureManifestSpec.model_validate(body["spec"])
-        planned = next_range(spec, status, generation, now)
+        planned = next_range(manifest.spec, status, generation, now)
         if planned is not None:
             number = int(status.get("runCount") or 0) + 1
             backfill = planned.start is None
             run = run_record(
-                run_name(body["metadata"]["name"], generation, number),
+                run_name(manifest.name, generation, number),
                 generation,
                 planned,
                 now,

@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from lykeion.api.kinds import MODEL
+from lykeion.api.model import ModelSpec
 from lykeion.conditions import Check, ready
 from lykeion.features.reference import (
     FeatureReference,
@@ -17,7 +18,7 @@ from lykeion.features.reference import (
 )
 from lykeion.handlers.training import train
 from lykeion.registry import Registry
-from lykeion.runtime import Clock, KindDeclaration, Runtime, StatusUpdate
+from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpdate
 
 FAMILY_RESOLVED = "FamilyResolved"
 FEATURES_RESOLVED = "FeaturesResolved"
@@ -69,12 +70,11 @@ def check_features(ns: str, refs: list[str], registry: Registry) -> tuple[Check,
     ), []
 
 
-def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
-    ns = body["metadata"].get("namespace", "default")
-    spec = body["spec"]
-    family = check_family(ns, spec["family"], registry)
-    features, missing_features = check_features(ns, list(spec["inputFeatures"]), registry)
-    missing = ([f"family:{spec['family']}"] if not family.ok else []) + [
+def desired_status(model: Resource[ModelSpec], registry: Registry) -> StatusUpdate:
+    ns, spec = model.namespace, model.spec
+    family = check_family(ns, spec.family, registry)
+    features, missing_features = check_features(ns, list(spec.input_features), registry)
+    missing = ([f"family:{spec.family}"] if not family.ok else []) + [
         f"feature:{feature_name(f)}" for f in missing_features
     ]
     checks = [family, features]
@@ -83,26 +83,25 @@ def desired_status(body: dict[str, Any], registry: Registry) -> StatusUpdate:
     )
 
 
-async def act(body: dict[str, Any], runtime: Runtime, update: StatusUpdate) -> StatusUpdate:
+async def act(model: Resource[ModelSpec], runtime: Runtime, update: StatusUpdate) -> StatusUpdate:
     """Train when asked (and only once the references resolve); fold in the outcome."""
     if runtime.executor is None or runtime.config is None:
         return update
     resolved_checks = [c for c in update.checks if c.type != "Ready"]
     resolved = all(c.ok for c in resolved_checks)
-    ns = body["metadata"].get("namespace", "default")
-    manifests = runtime.registry.manifests_for(ns, list(body["spec"]["inputFeatures"]))
+    manifests = runtime.registry.manifests_for(model.namespace, list(model.spec.input_features))
     # The training set is read from each manifest's generation in effect: none yet means
     # nothing to read, so the training waits for the first backfill to complete.
     materialized = all((m.get("status") or {}).get("materializedGeneration") for m in manifests)
     fields, trained, evaluated = await train(
-        body,
+        model,
         manifests,
         resolved and materialized,
         runtime.executor,
         runtime.config,
         datetime.now(UTC),
     )
-    requests = int(body["spec"].get("training", {}).get("requests", 0))
+    requests = model.spec.training.requests
     # Ready means "what was asked is done": a Model nobody asked to train is Ready once
     # resolved; one asked to train is Ready when trained and through its gate.
     gate = [trained, evaluated] if requests > 0 else []

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from lykeion import conditions
+from lykeion.api.deployment import DeploymentSpec
 from lykeion.conditions import Check, parse_time
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Endpoint, EndpointStatus, VersionServer
@@ -53,7 +54,11 @@ class Admission:
         return self.reason is None
 
 
-def wanted_versions(spec: Mapping[str, Any]) -> list[str]:
+def wanted_versions(spec: DeploymentSpec | Mapping[str, Any]) -> list[str]:
+    """The versions to serve: `spec.versions` in order, then the shadow (pure). `spec` is
+    the Deployment's, or the split a rollout serves now (its `versions` replaced, as data)."""
+    if isinstance(spec, DeploymentSpec):
+        return [v.version for v in spec.versions] + ([spec.shadow] if spec.shadow else [])
     return [v["version"] for v in spec["versions"]] + (
         [spec["shadow"]] if spec.get("shadow") else []
     )

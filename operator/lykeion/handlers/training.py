@@ -14,12 +14,13 @@ import json
 from datetime import datetime
 from typing import Any
 
-from lykeion.api.model import ModelStatus, TrainingRecord
+from lykeion.api.model import ModelSpec, ModelStatus, TrainingRecord
 from lykeion.conditions import Check, rfc3339
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
 from lykeion.handlers.named_runs import finished_record, follow
 from lykeion.names import derived_name
+from lykeion.runtime import Resource
 
 TRAINED = "Trained"
 EVALUATED = "Evaluated"
@@ -30,9 +31,9 @@ def training_name(model: str, requests: int) -> str:
     return derived_name(model, f"t{requests}")
 
 
-def wanted(spec: dict[str, Any], status: dict[str, Any]) -> int | None:
+def wanted(spec: ModelSpec, status: dict[str, Any]) -> int | None:
     """The request number to train now, or None (pure)."""
-    requests = int(spec.get("training", {}).get("requests", 0))
+    requests = spec.training.requests
     observed = int(status.get("observedTrainingRequests") or 0)
     if status.get("currentTraining") or requests <= observed:
         return None
@@ -40,10 +41,12 @@ def wanted(spec: dict[str, Any], status: dict[str, Any]) -> int | None:
 
 
 def work_for(
-    body: dict[str, Any], manifests: list[dict[str, Any]], name: str, config: PlatformConfig
+    model: Resource[ModelSpec], manifests: list[dict[str, Any]], name: str, config: PlatformConfig
 ) -> Work:
-    meta = body["metadata"]
-    model = {
+    """The training `name` of `model` as executor work (pure): the Model's identity and
+    spec and its input features' manifests, as JSON arguments of `lykeion.training.run`."""
+    body, meta = model.body, model.body["metadata"]
+    argument = {
         "metadata": {
             "name": meta["name"],
             "namespace": meta.get("namespace", "default"),
@@ -51,10 +54,10 @@ def work_for(
         },
         "spec": body["spec"],
     }
-    resources = body["spec"].get("training", {}).get("resources", {})
+    resources = model.spec.training.resources
     command = (
         config.python, "-m", "lykeion.training.run",
-        "--model-json", json.dumps(model, separators=(",", ":")),
+        "--model-json", json.dumps(argument, separators=(",", ":")),
         "--manifests-json", json.dumps(manifests, separators=(",", ":")),
         "--offline", config.offline_store,
         "--tracking-uri", config.tracking_uri,
@@ -67,10 +70,10 @@ def work_for(
         namespace=meta.get("namespace", "default"),
         image=config.image,
         command=command,
-        cpu=resources.get("cpu", "500m"),
-        memory=resources.get("memory", "1Gi"),
+        cpu=resources.cpu,
+        memory=resources.memory,
         owner=body,
-        git_ssh_secret=body["spec"]["source"].get("sshSecret") or config.git_ssh_secret,
+        git_ssh_secret=model.spec.source.ssh_secret or config.git_ssh_secret,
     )
 
 
@@ -195,12 +198,14 @@ def checks(
 
 
 async def train(
-    body: dict[str, Any], manifests: list[dict[str, Any]], resolved: bool, executor: Executor,
-    config: PlatformConfig, now: datetime,
+    model: Resource[ModelSpec], manifests: list[dict[str, Any]], resolved: bool,
+    executor: Executor, config: PlatformConfig, now: datetime,
 ) -> tuple[dict[str, Any], Check, Check]:  # fmt: skip
-    status = dict(body.get("status") or {})
-    spec = body["spec"]
-    namespace = body["metadata"].get("namespace", "default")
+    """Follow the Model's training in flight, or start the one asked for once `resolved`;
+    the status fields it changes and the Trained and Evaluated checks."""
+    status = dict(model.status)
+    spec = model.spec
+    namespace = model.namespace
     fields: dict[str, Any] = {}
     stuck: Check | None = None
     recorded = status.get("currentTraining")
@@ -210,9 +215,9 @@ async def train(
         followed = await follow(
             executor,
             namespace,
-            body["metadata"].get("uid"),
+            model.body["metadata"].get("uid"),
             name,
-            lambda: work_for(body, manifests, name, config),
+            lambda: work_for(model, manifests, name, config),
             TRAINED,
             "training",
         )
@@ -222,15 +227,16 @@ async def train(
     elif resolved:
         requests = wanted(spec, status)
         if requests is not None:
-            name = training_name(body["metadata"]["name"], requests)
+            name = training_name(model.name, requests)
             # Deterministic name: submitting before the status records it is safe.
-            await executor.submit(work_for(body, manifests, name, config))
+            await executor.submit(work_for(model, manifests, name, config))
             started = TrainingRecord(name=name, requests=requests, started_at=rfc3339(now))
             fields = {"currentTraining": started.wire_given()}
     merged = {**status, **fields}
-    requests = int(spec.get("training", {}).get("requests", 0))
+    requests = spec.training.requests
     # The gate the training applied (the spec's, else the project's), as it recorded it.
-    gate = (merged.get("contract") or {}).get("evaluation") or spec.get("evaluation") or {}
+    declared = spec.evaluation.wire() if spec.evaluation is not None else {}
+    gate = (merged.get("contract") or {}).get("evaluation") or declared
     trained, evaluated = checks(merged, requests, gate)
     if stuck is not None and merged.get("currentTraining"):
         trained = stuck
