@@ -96,36 +96,38 @@ async def act(
     admissions, configs = gated.admissions, gated.configs
 
     # 3. Serve with the traffic the last observation allows; re-split once if it moved.
-    seen = {
-        t["version"]: bool(t.get("available"))
-        for t in (body.get("status") or {}).get("traffic", [])
-    }
+    seen = {t["version"]: bool(t.get("available")) for t in deployment.status.get("traffic", [])}
     stable = state.stable if state is not None else None
-    served, weights, rejected = await _serve(body, serving, configs, seen, runtime, stable)
+    served, weights, rejected = await _serve(deployment, serving, configs, seen, runtime, stable)
 
     # 4. A rollout in progress reads both versions' servers and may move the split.
     extra: list[Check] = []
     if state is not None and rollout_spec is not None:
         gate = _gate(models.get(state.canary or "")) if rollout_spec.labels else None
-        state, extra = await _analyse(body, rollout_spec, state, served, now, gate)
+        state, extra = await _analyse(deployment, rollout_spec, state, served, now, gate)
         moved = {**spec, "versions": plan.versions(state)}
         if moved["versions"] != serving["versions"]:
             serving = moved
             served, weights, rejected = await _serve(
-                body, serving, configs, served.available if served else seen, runtime, state.stable
+                deployment,
+                serving,
+                configs,
+                served.available if served else seen,
+                runtime,
+                state.stable,
             )
         extra.append(plan.rolled_back(state))
-    elif conditions.get((body.get("status") or {}).get("conditions", []), plan.ROLLED_BACK):
+    elif conditions.get(deployment.status.get("conditions", []), plan.ROLLED_BACK):
         extra.append(Check(plan.ROLLED_BACK, False, "NoRollout", "spec.rollout is not set"))
 
     desired = {v["version"]: int(v["traffic"]) for v in serving["versions"]}
-    stable = _stable(body, desired, state.stable if state is not None else None)
+    stable = _stable(deployment, desired, state.stable if state is not None else None)
     fields, checks = rollout.outcome(serving, admissions, served, weights, stable)
     if rejected is not None:
         checks = [rejected if c.type == rollout.AVAILABLE else c for c in checks]
         # What served before still does, also versions the refused spec no longer names.
-        fields["traffic"] = (body.get("status") or {}).get("traffic", [])
-    stored = (body.get("status") or {}).get("rollout")
+        fields["traffic"] = deployment.status.get("traffic", [])
+    stored = deployment.status.get("rollout")
     fields["rollout"] = plan.status_field(state, stored) if state is not None else None
     everything = [*resolved, *checks]
     endpoint = fields.get("endpoint")
@@ -136,7 +138,7 @@ async def act(
 
 
 async def _serve(
-    body: dict[str, Any],
+    deployment: Resource[DeploymentSpec],
     serving: dict[str, Any],
     configs: dict[str, dict[str, Any]],
     seen: dict[str, bool],
@@ -146,12 +148,11 @@ async def _serve(
     """Serve `serving`'s split as far as the versions are available (`seen`), then once more
     if the executor's answer moved it; (what it reported, weights in effect, rejection)."""
     assert runtime.executor is not None and runtime.config is not None
-    meta = body["metadata"]
     desired = {v["version"]: int(v["traffic"]) for v in serving["versions"]}
     weights = rollout.effective_weights(
         desired, {v: v in configs and seen.get(v, False) for v in desired}
     )
-    stable = _stable(body, desired, rollout_stable)
+    stable = _stable(deployment, desired, rollout_stable)
     backend = serving.get("backend", "lykeion")
 
     def endpoint(split: dict[str, int]) -> Endpoint:
@@ -159,7 +160,8 @@ async def _serve(
         # Over the admitted versions only: a split that sums to 100 across what is
         # rendered (Seldon refuses any other), 0 for a version declared at 0%.
         given = rollout.rendered_weights(backend, desired, configs, split)
-        return rollout.endpoint({**body, "spec": serving}, configs, given, runtime.config, stable)
+        body = {**deployment.body, "spec": serving}
+        return rollout.endpoint(body, configs, given, runtime.config, stable)
 
     served: EndpointStatus | None = None
     try:
@@ -171,22 +173,21 @@ async def _serve(
                 weights = moved
                 served = await runtime.executor.serve(endpoint(weights))
         else:
-            await runtime.executor.unserve(meta.get("namespace", "default"), meta["name"])
+            await runtime.executor.unserve(deployment.namespace, deployment.name)
     except ServingRejected as error:
         # Nothing was applied: the split in effect is still the one the status reports.
         before = {
-            t["version"]: int(t.get("traffic", 0))
-            for t in (body.get("status") or {}).get("traffic", [])
+            t["version"]: int(t.get("traffic", 0)) for t in deployment.status.get("traffic", [])
         }
         return served, before, Check(rollout.AVAILABLE, False, "ServingRejected", str(error))
     return served, weights, None
 
 
 def _stable(
-    body: dict[str, Any], desired: dict[str, int], rollout_stable: str | None
+    deployment: Resource[DeploymentSpec], desired: dict[str, int], rollout_stable: str | None
 ) -> str | None:
     """`rollout.stable_version` from the status: traffic in effect and the recorded stable."""
-    before = (body.get("status") or {}).get("traffic", [])
+    before = deployment.status.get("traffic", [])
     in_effect = {t["version"]: int(t.get("traffic", 0)) for t in before}
     recorded = next((t["version"] for t in before if t.get("stable")), None)
     return rollout.stable_version(desired, in_effect, rollout_stable, recorded)
@@ -223,7 +224,7 @@ def _rollout_state(
 
 
 async def _analyse(
-    body: dict[str, Any],
+    deployment: Resource[DeploymentSpec],
     rollout_spec: RolloutSpec,
     state: RolloutStatus,
     served: EndpointStatus | None,
@@ -279,12 +280,12 @@ async def _analyse(
         # Outcomes arrive up to `horizon` after a request: a step is not judged before.
         parse_duration(rollout_spec.labels.horizon).total_seconds() if rollout_spec.labels else 0,
     )
-    generation = int(body["metadata"].get("generation", 0))
+    generation = deployment.generation
     judged = plan.judge(
         state, verdict, rollout_spec, generation, now, canary.counters, stable.counters
     )
     if judged.phase != state.phase or judged.weight != state.weight:
-        log.info("rollout of %s: %s", body["metadata"]["name"], judged.decisions[-1].message)
+        log.info("rollout of %s: %s", deployment.name, judged.decisions[-1].message)
     return judged, checks
 
 
