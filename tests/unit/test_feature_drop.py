@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import State, Work, WorkStatus
 from lykeion.executors.kubernetes import OWNER_UID_LABEL, UNOWNED_TTL, build_job
@@ -25,6 +26,7 @@ from lykeion.handlers.materialization import (
     drop_work_for,
     next_drop_step,
 )
+from lykeion.runtime import Resource
 from tests import objects
 
 TABLES = ["t_g1", "t_g2"]
@@ -39,6 +41,11 @@ def _body() -> dict[str, Any]:
     body["metadata"] |= {"uid": "uid-1", "generation": 3, "namespace": "team"}
     body["status"] = {"storedGenerations": [1, 2]}
     return body
+
+
+def _parsed() -> Resource[FeatureManifestSpec]:
+    """`_body()` as the runtime reads it: its spec parsed once."""
+    return Resource.parse(_body(), FeatureManifestSpec)
 
 
 def _config() -> PlatformConfig:
@@ -133,7 +140,7 @@ def test_drop_run_names_are_labels_per_attempt() -> None:
 
 
 def test_drop_work_runs_the_drop_entry_point_unowned_with_the_uid() -> None:
-    work = drop_work_for(_body(), 2, _config())
+    work = drop_work_for(_parsed(), 2, _config())
     assert (work.name, work.namespace, work.image) == (
         "m-drop-a2",
         "team",
@@ -149,7 +156,7 @@ def test_drop_work_runs_the_drop_entry_point_unowned_with_the_uid() -> None:
 
 
 def test_an_unowned_job_carries_the_uid_and_a_ttl_owned_ones_do_not() -> None:
-    work = drop_work_for(_body(), 1, _config())
+    work = drop_work_for(_parsed(), 1, _config())
     job = build_job(work)
     assert job["metadata"]["labels"][OWNER_UID_LABEL] == "uid-1"
     assert job["spec"]["ttlSecondsAfterFinished"] == UNOWNED_TTL
@@ -260,7 +267,7 @@ def test_a_namespace_being_deleted_releases_the_manifest_with_its_tables_named()
         "in namespace team because it is being terminated"
     )
     step = asyncio.run(
-        drop_tables(_body(), _Refusing(refused), _config(), datetime.now(UTC))  # type: ignore[arg-type]
+        drop_tables(_parsed(), _Refusing(refused), _config(), datetime.now(UTC))  # type: ignore[arg-type]
     )
     assert step.release and step.check is not None
     assert step.check.reason == "NamespaceTerminating" and "team" in step.check.message
@@ -268,5 +275,5 @@ def test_a_namespace_being_deleted_releases_the_manifest_with_its_tables_named()
     # Any other refusal holds the finalizer (kopf retries) and says what refused it.
     with pytest.raises(kopf.TemporaryError, match="cannot submit drop run m-drop-a1: quota"):
         asyncio.run(
-            drop_tables(_body(), _Refusing("quota"), _config(), datetime.now(UTC))  # type: ignore[arg-type]
+            drop_tables(_parsed(), _Refusing("quota"), _config(), datetime.now(UTC))  # type: ignore[arg-type]
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ from lykeion.handlers.materialization import (
     run_record,
     work_for,
 )
+from lykeion.runtime import Resource
 from tests import objects
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -93,6 +95,10 @@ def test_failures_back_off_exponentially() -> None:
     assert next_range(_spec(), {"runs": two}, 1, NOW + timedelta(seconds=25)) is None  # 60 s now
 
 
+def _parsed(body: dict[str, Any]) -> Resource[FeatureManifestSpec]:
+    return Resource.parse(body, FeatureManifestSpec)
+
+
 def _run() -> RunRecord:
     planned = next_range(_spec(), {}, 1, NOW)
     assert planned is not None
@@ -158,8 +164,8 @@ def test_work_is_deterministic_and_names_are_bounded() -> None:
         "metadata": {"name": "rider-activity", "namespace": "ns", "generation": 1}
     }
     run = _run()
-    work = work_for(body, run, config)
-    assert work == work_for(body, run, config)
+    work = work_for(_parsed(body), run, config)
+    assert work == work_for(_parsed(body), run, config)
     assert work.name == "rider-activity-g1-r1"
     assert "--start" not in work.command
     assert work.command[work.command.index("--online") + 1] == "sqlite:///data/online.db"
@@ -193,7 +199,7 @@ def test_the_next_backfill_drops_replaced_and_abandoned_generations() -> None:
     body = objects.manifest() | {
         "metadata": {"name": "m", "namespace": "ns", "generation": 5, "uid": "u-1"}
     }
-    command = work_for(body, run, config).command
+    command = work_for(_parsed(body), run, config).command
     assert command[command.index("--drop-generations") + 1] == "2,4"
     assert command[command.index("--generation") + 1] == "5"
     assert '"uid":"u-1"' in command[command.index("--manifest-json") + 1]

@@ -98,10 +98,10 @@ async def manifest_deleted(body: kopf.Body, runtime: Runtime) -> None:
     and a Warning event; giving up shows as a `TablesLeftBehind` Warning event."""
     if runtime.executor is None or runtime.config is None:
         return
-    plain = dict(body)
-    step = await drop_tables(plain, runtime.executor, runtime.config, datetime.now(UTC))
+    manifest = Resource.parse(dict(body), FeatureManifestSpec)
+    step = await drop_tables(manifest, runtime.executor, runtime.config, datetime.now(UTC))
     if step.check is not None:
-        await _set_condition(runtime, plain, step.check)
+        await _set_condition(runtime, manifest.body, step.check)
     if step.warning is not None:
         kopf.warn(body, reason="DropFailed", message=step.warning)
     if not step.release:

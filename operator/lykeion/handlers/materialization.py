@@ -256,10 +256,11 @@ def late_data_check(status: dict[str, Any], name: str) -> Check:
     return Check(LATE_DATA, False, "NoLateRows", "no source rows behind the re-read boundary")
 
 
-def _manifest_json(body: dict[str, Any]) -> str:
-    """What a run needs of the manifest, as compact JSON: identity (with the UID) and spec."""
-    meta = body["metadata"]
-    manifest = {
+def _manifest_json(manifest: Resource[FeatureManifestSpec]) -> str:
+    """What a run needs of the manifest, as compact JSON: identity (with the UID) and spec
+    (as stored: the run parses it itself)."""
+    body, meta = manifest.body, manifest.body["metadata"]
+    argument = {
         "apiVersion": body.get("apiVersion"),
         "kind": "FeatureManifest",
         "metadata": {
@@ -269,15 +270,16 @@ def _manifest_json(body: dict[str, Any]) -> str:
         },
         "spec": body["spec"],
     }
-    return json.dumps(manifest, separators=(",", ":"))
+    return json.dumps(argument, separators=(",", ":"))
 
 
-def work_for(body: dict[str, Any], run: RunRecord, config: PlatformConfig) -> Work:
+def work_for(
+    manifest: Resource[FeatureManifestSpec], run: RunRecord, config: PlatformConfig
+) -> Work:
     """The pipeline run as executor work (pure)."""
-    meta = body["metadata"]
     command = [
         config.python, "-m", "lykeion.features.run",
-        "--manifest-json", _manifest_json(body),
+        "--manifest-json", _manifest_json(manifest),
         "--offline", config.offline_store,
         "--online", config.online_store,
         "--engine", config.feature_engine,
@@ -292,10 +294,10 @@ def work_for(body: dict[str, Any], run: RunRecord, config: PlatformConfig) -> Wo
     command += ["--", *with_job_name(config.beam_args, run.name)]
     return Work(
         name=run.name,
-        namespace=meta.get("namespace", "default"),
+        namespace=manifest.body["metadata"].get("namespace", "default"),
         image=config.image,
         command=tuple(command),
-        owner=body,
+        owner=manifest.body,
     )
 
 
@@ -323,7 +325,7 @@ async def materialize(
             namespace,
             uid,
             current.name,
-            lambda: work_for(body, current, config),
+            lambda: work_for(manifest, current, config),
             MATERIALIZED,
             "run",
         )
@@ -343,7 +345,7 @@ async def materialize(
                 generations_to_drop(status) if backfill else None,
             )
             # Deterministic name: submitting before the status records it is safe.
-            await executor.submit(work_for(body, run, config))
+            await executor.submit(work_for(manifest, run, config))
             fields = {"currentRun": run.wire_given(), "runCount": number}
             if backfill:
                 fields["storedGenerations"] = sorted({*stored_generations(status), generation})
@@ -384,16 +386,18 @@ def drop_poll_delay(attempt: int) -> float:
     return min(DROP_POLL_FIRST * 2.0 ** max(attempt - 1, 0), DROP_POLL_MAX)
 
 
-def drop_work_for(body: dict[str, Any], attempt: int, config: PlatformConfig) -> Work:
+def drop_work_for(
+    manifest: Resource[FeatureManifestSpec], attempt: int, config: PlatformConfig
+) -> Work:
     """Drop attempt `attempt` of a deleted manifest as executor work (pure): the tables of
     `generations_written`, from both stores, in the workloads image (Kubernetes) or a
     detached process (local). Not owned by the manifest (`Work.owned`): a foreground
     deletion would delete it as it starts; it carries the manifest's UID all the same."""
-    meta = body["metadata"]
+    body, meta = manifest.body, manifest.body["metadata"]
     generations = generations_written(body)
     command = [
         config.python, "-m", "lykeion.features.run",
-        "--manifest-json", _manifest_json(body),
+        "--manifest-json", _manifest_json(manifest),
         "--offline", config.offline_store,
         "--online", config.online_store,
         "--drop-generations", ",".join(str(g) for g in generations),
@@ -490,8 +494,9 @@ def next_drop_step(
 
 
 async def drop_tables(
-    body: dict[str, Any], executor: Executor, config: PlatformConfig, now: datetime
-) -> DropStep:
+    manifest: Resource[FeatureManifestSpec], executor: Executor, config: PlatformConfig,
+    now: datetime,
+) -> DropStep:  # fmt: skip
     """The finalizer's work for a deleted FeatureManifest (see the module docstring): stop
     the pipeline run in flight, then drop the tables of `generations_written` from both
     stores in a drop run (`drop_work_for`), followed attempt by attempt
@@ -499,9 +504,9 @@ async def drop_tables(
     object's UID, so a restarted operator follows the run in flight instead of starting
     another. Raises `kopf.TemporaryError` (delay `DROP_RETRY`) while the pipeline run is
     still stopping; the caller holds the finalizer while the step is not `release`."""
-    meta = body["metadata"]
+    body, meta = manifest.body, manifest.body["metadata"]
     namespace, uid = meta.get("namespace", "default"), meta.get("uid")
-    current = (body.get("status") or {}).get("currentRun")
+    current = manifest.status.get("currentRun")
     if current:
         outcome = await executor.status(namespace, current["name"], uid)
         if outcome.state in (State.PENDING, State.RUNNING):
@@ -528,7 +533,7 @@ async def drop_tables(
         await executor.cancel(namespace, step.cancel)
     if step.submit is not None:
         try:
-            await executor.submit(drop_work_for(body, step.submit, config))
+            await executor.submit(drop_work_for(manifest, step.submit, config))
         except Exception as error:
             if TERMINATING in str(error):
                 # The namespace is being deleted: no run can start in it again, and holding
