@@ -1,5 +1,6 @@
-"""One module per kind. Each has a pure `desired_status(body, registry)` and declares what
-the operator does for its kind in one `DECLARATION` (`runtime.KindDeclaration`).
+"""One module per kind. Each has a pure `desired_status(resource, registry)` (the object with
+its spec parsed into the kind's model, `runtime.Resource`) and declares what the operator
+does for its kind in one `DECLARATION` (`runtime.KindDeclaration`).
 
 `register(poll_seconds)`, once, from the operator's `main()`, registers every kind's kopf
 handlers and timers from those declarations (the poll interval is configuration).
