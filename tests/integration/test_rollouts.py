@@ -367,6 +367,46 @@ def _labelled_rollout(path: Path, min_labels: int) -> dict[str, Any]:
     }
 
 
+def _endpoint_stable_canary(cluster: Cluster, namespace: str) -> tuple[str, str, str]:
+    """The Deployment's endpoint, its stable version and the canary to try next (1.0, else
+    1.2 when 1.0 is stable)."""
+    endpoint = _status(cluster, namespace)["endpoint"]
+    stable = _rollout(cluster, namespace)["stable"]
+    return endpoint, stable, "1.0" if stable != "1.0" else "1.2"
+
+
+def _no_labels_yet(path: Path) -> Path:
+    """`path`, (re)written as a labels CSV with its header only."""
+    path.write_text("rider_id,label_time,ordered_again\n")
+    return path
+
+
+def _promoted_on_live_checks(
+    cluster: Cluster, namespace: str, canary: str, timeout: float
+) -> list[dict[str, Any]]:
+    """The canary's last three decisions, Start, Advance and Promote, once it is promoted
+    to stable (within `timeout` seconds, else AssertionError with the rollout's status);
+    asserts both steps were judged on labels: each decision names both live checks."""
+    try:
+        wait_for(
+            lambda: (
+                _rollout(cluster, namespace).get("phase") == "Promoted"
+                and _rollout(cluster, namespace).get("stable") == canary
+            ),
+            timeout,
+            f"{canary} promoted on its live metric",
+        )
+    except AssertionError as error:
+        raise AssertionError(f"{error}; {json.dumps(_rollout(cluster, namespace))}") from None
+    mine = [d for d in _rollout(cluster, namespace)["decisions"] if d["canary"] == canary]
+    assert [d["action"] for d in mine][-3:] == ["Start", "Advance", "Promote"]
+    for decision in mine[-2:]:
+        # Judged on the live metric, not for want of labels: both checks had values.
+        assert "liveMetric " in decision["message"], decision
+        assert "liveMetricDrop " in decision["message"], decision
+    return mine[-3:]
+
+
 def test_live_metric_rolls_back_a_worse_canary_and_passes_a_healthy_one(
     cluster: Cluster, serving: str, tmp_path: Path, control_plane: ControlPlane
 ) -> None:
@@ -374,11 +414,8 @@ def test_live_metric_rolls_back_a_worse_canary_and_passes_a_healthy_one(
     delayed outcome. Outcomes that contradict the canary roll it back naming `liveMetric`;
     outcomes that agree with both versions let it walk to 100% on passing live checks."""
     namespace = serving
-    endpoint = _status(cluster, namespace)["endpoint"]
-    stable = _rollout(cluster, namespace)["stable"]
-    canary = "1.0" if stable != "1.0" else "1.2"
-    labels = tmp_path / "outcomes.csv"
-    labels.write_text("rider_id,label_time,ordered_again\n")
+    endpoint, stable, canary = _endpoint_stable_canary(cluster, namespace)
+    labels = _no_labels_yet(tmp_path / "outcomes.csv")
 
     _declare(cluster, namespace, canary, **_labelled_rollout(labels, 5))
     with Outcomes(endpoint, labels, canary, invert=True) as outcomes:
@@ -398,27 +435,10 @@ def test_live_metric_rolls_back_a_worse_canary_and_passes_a_healthy_one(
     wait_for(lambda: _in_effect(cluster, namespace) == {stable: 100, canary: 0}, 60, "rolled back")
 
     # The same canary with outcomes that agree with it (a new generation retries it).
-    labels.write_text("rider_id,label_time,ordered_again\n")
+    _no_labels_yet(labels)
     _declare(cluster, namespace, canary, **_labelled_rollout(labels, 6))
     with Outcomes(endpoint, labels, canary, invert=False):
-        try:
-            wait_for(
-                lambda: (
-                    _rollout(cluster, namespace).get("phase") == "Promoted"
-                    and _rollout(cluster, namespace).get("stable") == canary
-                ),
-                180,
-                f"{canary} promoted on its live metric",
-            )
-        except AssertionError as error:
-            raise AssertionError(f"{error}; {json.dumps(_rollout(cluster, namespace))}") from None
-    state = _rollout(cluster, namespace)
-    mine = [d for d in state["decisions"] if d["canary"] == canary]
-    assert [d["action"] for d in mine][-3:] == ["Start", "Advance", "Promote"]
-    for decision in mine[-2:]:
-        # Judged on the live metric, not for want of labels: both checks had values.
-        assert "liveMetric " in decision["message"], decision
-        assert "liveMetricDrop " in decision["message"], decision
+        _promoted_on_live_checks(cluster, namespace, canary, 180)
     shown = subprocess.run(
         [LYKECTL, "--kubeconfig", str(control_plane.kubeconfig), "-n", namespace,
          "deployments", "status", NAME],
@@ -462,11 +482,8 @@ def test_labels_later_than_the_interval_hold_each_step_until_they_arrive(
     `status.rollout.checks` and the `RolledBack` condition), and advances only once labels
     judged it: never promoted unjudged."""
     namespace = serving
-    endpoint = _status(cluster, namespace)["endpoint"]
-    stable = _rollout(cluster, namespace)["stable"]
-    canary = "1.0" if stable != "1.0" else "1.2"
-    labels = tmp_path / "late.csv"
-    labels.write_text("rider_id,label_time,ordered_again\n")
+    endpoint, _, canary = _endpoint_stable_canary(cluster, namespace)
+    labels = _no_labels_yet(tmp_path / "late.csv")
     rollout = _labelled_rollout(labels, 5)
     rollout["interval"] = "3s"
     rollout["labels"]["horizon"] = "15s"
@@ -493,27 +510,10 @@ def test_labels_later_than_the_interval_hold_each_step_until_they_arrive(
     with LateOutcomes(endpoint, labels, canary, delay):
         held = wait_for(waiting, 120, "a step held waiting for labels")
         assert held["state"]["weight"] == ROLLOUT["steps"][0], held
-        try:
-            wait_for(
-                lambda: (
-                    _rollout(cluster, namespace).get("phase") == "Promoted"
-                    and _rollout(cluster, namespace).get("stable") == canary
-                ),
-                240,
-                f"{canary} promoted once its labels arrived",
-            )
-        except AssertionError as error:
-            raise AssertionError(f"{error}; {json.dumps(_rollout(cluster, namespace))}") from None
-    state = _rollout(cluster, namespace)
-    mine = [d for d in state["decisions"] if d["canary"] == canary]
-    assert [d["action"] for d in mine][-3:] == ["Start", "Advance", "Promote"]
+        mine = _promoted_on_live_checks(cluster, namespace, canary, 240)
     start, advance, promote = (
-        datetime.fromisoformat(d["time"].replace("Z", "+00:00")) for d in mine[-3:]
+        datetime.fromisoformat(d["time"].replace("Z", "+00:00")) for d in mine
     )
-    for decision in mine[-2:]:
-        # Judged on labels: both live checks had values.
-        assert "liveMetric " in decision["message"], decision
-        assert "liveMetricDrop " in decision["message"], decision
     # No label of a step can exist before `delay` after its window opened: each step was
     # held past its 3 s interval until they did.
     assert advance - start >= timedelta(seconds=delay), mine
