@@ -320,6 +320,28 @@ def finish_job(
     )
 
 
+def deployment_status(
+    cluster: Cluster, namespace: str, name: str = "forward-default"
+) -> dict[str, Any]:
+    """The `status` of Deployment `name` ({} while it has none or does not exist)."""
+    return (cluster.get("Deployment", namespace, name) or {}).get("status") or {}
+
+
+def rollout_status(
+    cluster: Cluster, namespace: str, name: str = "forward-default"
+) -> dict[str, Any]:
+    """`status.rollout` of Deployment `name` ({} while it has none)."""
+    return deployment_status(cluster, namespace, name).get("rollout") or {}
+
+
+def traffic_in_effect(
+    cluster: Cluster, namespace: str, name: str = "forward-default"
+) -> dict[str, int]:
+    """Version -> percent of `status.traffic` of Deployment `name` ({} while none)."""
+    status = deployment_status(cluster, namespace, name)
+    return {t["version"]: t["traffic"] for t in status.get("traffic", [])}
+
+
 def materialize_example(cluster: Cluster, examples: Path, namespace: str = "default") -> None:
     """Create the example's Family and FeatureManifest (`family.yaml`, `features.yaml` in
     `examples`), finish the manifest's first run (Job `rider-activity-g1-r1`, by
