@@ -4,15 +4,15 @@ for the live metric's rows, on a generated log.
     python benchmarks/request_log.py [--files 4] [--mib 64] [--tail 0.1]
         [--code operator] [--out benchmarks/results/request_log.json]
 
-The log: `--files` files of `--mib` MiB each, rotated as the server rotates them, with rows
-shaped as `app.ModelServer` writes them (one rider key, three features, a score; ~175
-bytes a row) spread evenly over one hour. Each case runs in a fresh interpreter that
-imports the reader from `--code` (another checkout's `operator` folder measures that
-code: a reader without `bounded` is asked as the unbounded one) and reports its peak
-resident memory (VmHWM) after one ask, less the interpreter's own peak before it read.
+The log: `--files` full files of `--mib` MiB, rotated as the server rotates them, with rows
+shaped as `app.ModelServer` writes them (one of 50,000 rider keys, three features, a score;
+~175 bytes a row) spread evenly over up to an hour. Each case runs in a fresh interpreter
+that imports the reader from `--code` (another checkout's `operator` folder measures that
+code; a reader without `bounded` is measured unbounded only) and reports its peak resident
+memory (VmHWM) after one ask, less the interpreter's own peak before it read.
 
   unbounded, all     every row kept, the whole log asked for
-  unbounded, tail    every row kept, the last `--tail` of the hour asked for
+  unbounded, tail    every row kept, the rows of the last `--tail` of the time asked for
   bounded, all       `bounded=True`, the whole log asked for (it keeps every row too)
   bounded, tail      `bounded=True`, the last `--tail` asked for (a rollout's step)
 """
