@@ -35,7 +35,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -260,4 +260,6 @@ class LogReader:
                 prediction = entry["prediction"]
             except (KeyError, TypeError, ValueError):
                 continue
-            state.rows.append(Logged(moment, state.keys.setdefault(key, key), prediction))
+            with suppress(TypeError):  # an unhashable key is kept as it is
+                key = state.keys.setdefault(key, key)
+            state.rows.append(Logged(moment, key, prediction))
