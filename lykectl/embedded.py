@@ -131,7 +131,8 @@ def terminate(process: Process, grace: float) -> None:
 
 
 def operator_env(workdir: Path, tracking_uri: str) -> dict[str, str]:
-    """The operator's environment: stores and runs live in the workdir."""
+    """The operator's environment: stores and runs live in the workdir, and its local runs
+    reach the embedded API server with the workdir's kubeconfig."""
     return {
         # Relative sources resolve from the directory `lykectl up` ran in.
         "LYKEION_DATA_DIR": str(workdir / DATA_DIR),
@@ -143,6 +144,9 @@ def operator_env(workdir: Path, tracking_uri: str) -> dict[str, str]:
         **os.environ,
         "LYKEION_STATE_DIR": str(workdir / RUNS_DIR),
         "LYKEION_MLFLOW_TRACKING_URI": tracking_uri,
+        # The operator takes its own from --kubeconfig; its local runs inherit this one
+        # (model servers send their access reviews to the embedded API server with it).
+        "KUBECONFIG": str(workdir / KUBECONFIG_FILE),
     }
 
 

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -317,6 +318,43 @@ def finish_job(
             }
         },
     )
+
+
+def deployment_status(
+    cluster: Cluster, namespace: str, name: str = "forward-default"
+) -> dict[str, Any]:
+    """The `status` of Deployment `name` ({} while it has none or does not exist)."""
+    return (cluster.get("Deployment", namespace, name) or {}).get("status") or {}
+
+
+def rollout_status(
+    cluster: Cluster, namespace: str, name: str = "forward-default"
+) -> dict[str, Any]:
+    """`status.rollout` of Deployment `name` ({} while it has none)."""
+    return deployment_status(cluster, namespace, name).get("rollout") or {}
+
+
+def traffic_in_effect(
+    cluster: Cluster, namespace: str, name: str = "forward-default"
+) -> dict[str, int]:
+    """Version -> percent of `status.traffic` of Deployment `name` ({} while none)."""
+    status = deployment_status(cluster, namespace, name)
+    return {t["version"]: t["traffic"] for t in status.get("traffic", [])}
+
+
+def materialize_example(cluster: Cluster, examples: Path, namespace: str = "default") -> None:
+    """Create the example's Family and FeatureManifest (`family.yaml`, `features.yaml` in
+    `examples`), finish the manifest's first run (Job `rider-activity-g1-r1`, by
+    `finish_job`) as a success whose newest event is now, and wait until the manifest is
+    Ready. Raises AssertionError when the Job or the condition takes over 60 s."""
+    cluster.create(load(examples / "family.yaml")[0], namespace)
+    cluster.create(load(examples / "features.yaml")[0], namespace)
+    job = wait_job(cluster.api, "rider-activity-g1-r1", namespace)
+    finish_job(cluster.api, job.metadata.name, {
+        "succeeded": True, "rows_read": 7, "rows_written": 6, "bad_rows": 0, "online_rows": 3,
+        "max_event_time": datetime.now(UTC).isoformat(), "message": "6 history rows",
+    }, namespace=namespace)  # fmt: skip
+    cluster.wait_condition("FeatureManifest", namespace, "rider-activity", "True", timeout=60)
 
 
 def load(path: Path) -> list[dict[str, Any]]:

@@ -43,6 +43,42 @@ def api_client(kubeconfig: Path | str | None = None) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+def kubeconfig_login(kubeconfig: Path | str | None) -> kopf.ConnectionInfo | None:
+    """kopf's credentials (`kopf.on.login`) from `kubeconfig` (None: `~/.kube/config`; a
+    list joined by `os.pathsep` is merged as kubectl merges it), read by the client
+    library's loader as `api_client` reads it: server, CA, TLS verification, client
+    certificate and key, bearer token. None when no file is given and `~/.kube/config` does
+    not exist. Raises `kopf.LoginError` naming the file when it cannot be read or lacks a
+    current context."""
+    if kubeconfig is None:
+        default = Path("~/.kube/config").expanduser()
+        if not default.exists():
+            return None
+        kubeconfig = default
+    configuration = client.Configuration()
+    try:
+        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    except (config.ConfigException, OSError) as error:
+        raise kopf.LoginError(f"kubeconfig {kubeconfig}: {error}") from error
+    # A token sits under `BearerToken` (client >= 36.0.1) or `authorization` (before).
+    header = configuration.get_api_key_with_prefix(
+        "BearerToken"
+    ) or configuration.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0] if parts else None)
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": owner["apiVersion"],

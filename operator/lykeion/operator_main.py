@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from lykeion import GROUP, VERSION, handlers
 from lykeion.api.kinds import KINDS
 from lykeion.config import PlatformConfig
 from lykeion.executors import make_executor
-from lykeion.kube import Kube, api_client
+from lykeion.kube import Kube, api_client, kubeconfig_login
 from lykeion.runtime import Runtime
 from lykeion.watch_health import WatchHealth, install, watched_plurals
 
@@ -29,9 +30,12 @@ FINALIZER = f"{GROUP}/finalizer"
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> Any:
-    """In a pod: the service account; elsewhere: $KUBECONFIG (set from --kubeconfig)."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the service account; elsewhere: the kubeconfig of `Options` (the same file
+    the operator's own client reads)."""
+    options: Options = memo.options
+    found: kopf.ConnectionInfo | None = kopf.login_with_service_account(memo=memo, **kwargs)
+    return found or kubeconfig_login(options.kubeconfig)
 
 
 @kopf.on.startup()
@@ -87,7 +91,8 @@ class Options:
     executor: str
     """`local` or `kubernetes` (`--executor`, `LYKEION_EXECUTOR`)."""
     kubeconfig: str | None
-    """None: in-cluster credentials, else `$KUBECONFIG`'s defaults."""
+    """`--kubeconfig`, else `$KUBECONFIG` (a list joined by `os.pathsep` is merged); None:
+    in-cluster credentials, else `~/.kube/config`."""
     health_port: int
     """Port of /healthz, /readyz and /metrics; 0 disables them."""
     health_host: str
@@ -145,7 +150,12 @@ async def stop_health(memo: kopf.Memo, **_: Any) -> None:
         await runner.cleanup()
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_options(
+    argv: list[str] | None, env: Mapping[str, str]
+) -> tuple[Options, argparse.Namespace]:
+    """The operator's configuration from its flags, then `env` (read, never written), and
+    the parsed flags (`--namespace`, `--verbose`). Exits (argparse's SystemExit 2) naming a
+    flag with a bad value."""
     parser = argparse.ArgumentParser(
         prog="lykeion-operator", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -155,30 +165,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--executor",
         choices=["local", "kubernetes"],
-        default=os.environ.get("LYKEION_EXECUTOR", "local"),
+        default=env.get("LYKEION_EXECUTOR", "local"),
     )
     parser.add_argument(
         "--health-port",
         type=int,
-        default=int(os.environ.get("LYKEION_HEALTH_PORT", "8080")),
+        default=int(env.get("LYKEION_HEALTH_PORT", "8080")),
         help="port of /healthz, /readyz and /metrics (0 disables)",
     )
-    parser.add_argument("--health-host", default=os.environ.get("LYKEION_HEALTH_HOST", "127.0.0.1"))
+    parser.add_argument("--health-host", default=env.get("LYKEION_HEALTH_HOST", "127.0.0.1"))
     parser.add_argument(
         "--namespace", action="append", help="watch only these namespaces (default: all)"
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    if args.kubeconfig:
-        # kopf's login (`login_with_kubeconfig`) and the local runs read $KUBECONFIG.
-        os.environ["KUBECONFIG"] = args.kubeconfig
     options = Options(
-        platform=PlatformConfig.from_env(),
+        platform=PlatformConfig.from_env(env),
         executor=args.executor,
-        kubeconfig=os.environ.get("KUBECONFIG"),
+        # kopf's login and the operator's client take it from here.
+        kubeconfig=args.kubeconfig or env.get("KUBECONFIG") or None,
         health_port=args.health_port,
         health_host=args.health_host,
     )
+    return options, args
+
+
+def main(argv: list[str] | None = None) -> None:
+    options, args = parse_options(argv, os.environ)
     handlers.register(options.platform.poll_seconds)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     if not args.verbose:

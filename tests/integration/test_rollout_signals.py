@@ -30,7 +30,15 @@ from lykeion.features.online.base import OnlineRow
 from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
 from lykeion.local.tracking_server import TrackingServer
-from tests.support import Cluster, Operator, load, wait_for
+from tests.support import (
+    Cluster,
+    Operator,
+    deployment_status,
+    load,
+    rollout_status,
+    traffic_in_effect,
+    wait_for,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "forward"
 NAME = "forward-default"
@@ -121,18 +129,6 @@ class Traffic:
         self._thread.join(timeout=15)
 
 
-def _status(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    return (cluster.get("Deployment", namespace, NAME) or {}).get("status") or {}
-
-
-def _rollout(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    return _status(cluster, namespace).get("rollout") or {}
-
-
-def _in_effect(cluster: Cluster, namespace: str) -> dict[str, int]:
-    return {t["version"]: t["traffic"] for t in _status(cluster, namespace).get("traffic", [])}
-
-
 def _declare(cluster: Cluster, namespace: str, version: str, **spec: Any) -> None:
     cluster.patch(
         "Deployment", namespace, NAME,
@@ -158,7 +154,7 @@ def _rolled_back(
             "Deployment", namespace, NAME, "True", reason, type_="RolledBack", timeout=60
         )
     except AssertionError as error:
-        raise AssertionError(f"{error}; {json.dumps(_rollout(cluster, namespace))}") from None
+        raise AssertionError(f"{error}; {json.dumps(rollout_status(cluster, namespace))}") from None
     seen = time.monotonic()
     first = next(t for t, v, _ in traffic.answers if t >= since and v == canary)
     return back, seen - first
@@ -168,7 +164,7 @@ def test_a_canary_serving_skewed_features_is_rolled_back_naming_them(
     cluster: Cluster, serving: str, operator: Operator
 ) -> None:
     namespace = serving
-    endpoint = _status(cluster, namespace)["endpoint"]
+    endpoint = deployment_status(cluster, namespace)["endpoint"]
     view = _view(cluster, namespace)
     store = _online(operator)
     try:
@@ -186,20 +182,22 @@ def test_a_canary_serving_skewed_features_is_rolled_back_naming_them(
         store.close()
 
     _declare(cluster, namespace, "2.0")
-    wait_for(lambda: _in_effect(cluster, namespace) == {"1.0": 50, "2.0": 50}, 120, "2.0 at 50%")
+    wait_for(
+        lambda: traffic_in_effect(cluster, namespace) == {"1.0": 50, "2.0": 50}, 120, "2.0 at 50%"
+    )
     since = time.monotonic()
     with Traffic(endpoint, CORRUPTED) as traffic:
         back, took = _rolled_back(cluster, namespace, "2.0", "FeatureSkew", traffic, since)
     print(f"skew: rollback {took:.2f}s after the canary's first skewed answer")
     assert took <= 2 * INTERVAL + 3, f"rolled back after {took:.1f}s"
     assert back["message"].startswith("2.0: skewRate 1 > 0.01 (rider.age: "), back["message"]
-    state = _rollout(cluster, namespace)
+    state = rollout_status(cluster, namespace)
     assert (state["phase"], state["stable"], state["canary"], state["weight"]) == (
         "RolledBack", "1.0", "2.0", 0,
     )  # fmt: skip
     skew = {c["name"]: c for c in state["checks"]}["skewRate"]
     assert (skew["result"], skew["value"]) == ("Fail", 1.0)
-    assert _in_effect(cluster, namespace) == {"1.0": 100, "2.0": 0}
+    assert traffic_in_effect(cluster, namespace) == {"1.0": 100, "2.0": 0}
 
     consistent = cluster.condition("Deployment", namespace, NAME, "FeaturesConsistent")
     assert consistent is not None and consistent["status"] == "False", consistent
@@ -217,7 +215,7 @@ def test_drift_passes_a_healthy_canary_and_rolls_back_a_shifted_one(
     cluster: Cluster, serving: str, operator: Operator, tracking_server: TrackingServer
 ) -> None:
     namespace = serving
-    endpoint = _status(cluster, namespace)["endpoint"]
+    endpoint = deployment_status(cluster, namespace)["endpoint"]
     view = _view(cluster, namespace)
     # The healthy canary serves the training set's own rows: riders `t<i>` written online
     # with row i's values (the example's riders are served after their 30-day windows
@@ -250,44 +248,54 @@ def test_drift_passes_a_healthy_canary_and_rolls_back_a_shifted_one(
     with Traffic(endpoint, [f"t{i}" for i in range(len(trained))], batch=10):
         try:
             wait_for(
-                lambda: _rollout(cluster, namespace).get("stable") == "2.0", 120, "2.0 promoted"
+                lambda: rollout_status(cluster, namespace).get("stable") == "2.0",
+                120,
+                "2.0 promoted",
             )
         except AssertionError as error:
-            raise AssertionError(f"{error}; {json.dumps(_status(cluster, namespace))}") from None
-    promoted = [d for d in _rollout(cluster, namespace)["decisions"] if d["action"] == "Promote"]
+            raise AssertionError(
+                f"{error}; {json.dumps(deployment_status(cluster, namespace))}"
+            ) from None
+    promoted = [
+        d for d in rollout_status(cluster, namespace)["decisions"] if d["action"] == "Promote"
+    ]
     # Judged on drift, not for want of data: the PSI of the training distribution passed.
     assert "driftPsi " in promoted[-1]["message"], promoted
     assert " <= 0.25 (rider." in promoted[-1]["message"], promoted
 
     _declare(cluster, namespace, "1.0", skewSampleRate=0)
-    wait_for(lambda: _in_effect(cluster, namespace) == {"2.0": 50, "1.0": 50}, 120, "1.0 at 50%")
+    wait_for(
+        lambda: traffic_in_effect(cluster, namespace) == {"2.0": 50, "1.0": 50}, 120, "1.0 at 50%"
+    )
     since = time.monotonic()
     with Traffic(endpoint, SHIFTED, batch=10) as traffic:
         back, took = _rolled_back(cluster, namespace, "1.0", "FeatureDrift", traffic, since)
     print(f"drift: rollback {took:.2f}s after the canary's first shifted answer")
     assert back["message"].startswith("1.0: driftPsi "), back["message"]
-    drift = {c["name"]: c for c in _rollout(cluster, namespace)["checks"]}["driftPsi"]
+    drift = {c["name"]: c for c in rollout_status(cluster, namespace)["checks"]}["driftPsi"]
     assert drift["result"] == "Fail" and drift["value"] > 1.0, drift
     assert drift["message"].startswith("rider."), drift
-    assert _in_effect(cluster, namespace) == {"2.0": 100, "1.0": 0}
+    assert traffic_in_effect(cluster, namespace) == {"2.0": 100, "1.0": 0}
 
 
 def test_a_slower_canary_is_rolled_back_on_its_p99(cluster: Cluster, serving: str) -> None:
     namespace = serving
-    endpoint = _status(cluster, namespace)["endpoint"]
-    stable = _rollout(cluster, namespace)["stable"]
+    endpoint = deployment_status(cluster, namespace)["endpoint"]
+    stable = rollout_status(cluster, namespace)["stable"]
     # Twice the stable p99 at most: a forest's p99 lies two buckets above (0.25s vs 0.05s).
     rollout = {**ROLLOUT, "checks": {**ROLLOUT["checks"], "maxLatencyRatio": 2}}
     _declare(cluster, namespace, "3.0", rollout=rollout)
-    wait_for(lambda: _in_effect(cluster, namespace) == {stable: 50, "3.0": 50}, 120, "3.0 at 50%")
+    wait_for(
+        lambda: traffic_in_effect(cluster, namespace) == {stable: 50, "3.0": 50}, 120, "3.0 at 50%"
+    )
     since = time.monotonic()
     with Traffic(endpoint, STEADY) as traffic:
         back, took = _rolled_back(cluster, namespace, "3.0", "LatencyTooHigh", traffic, since)
     print(f"latency: rollback {took:.2f}s after the canary's first slow answer: {back['message']}")
     assert back["message"].startswith("3.0: latencyRatio "), back["message"]
-    latency = {c["name"]: c for c in _rollout(cluster, namespace)["checks"]}["latencyRatio"]
+    latency = {c["name"]: c for c in rollout_status(cluster, namespace)["checks"]}["latencyRatio"]
     assert latency["result"] == "Fail" and latency["value"] > 2, latency
-    assert _in_effect(cluster, namespace) == {stable: 100, "3.0": 0}
+    assert traffic_in_effect(cluster, namespace) == {stable: 100, "3.0": 0}
 
 
 def _training_rows(

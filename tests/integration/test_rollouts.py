@@ -28,7 +28,15 @@ from typing import Any
 import pytest
 
 from lykeion.local.controlplane import ControlPlane
-from tests.support import Cluster, Operator, load, wait_for
+from tests.support import (
+    Cluster,
+    Operator,
+    deployment_status,
+    load,
+    rollout_status,
+    traffic_in_effect,
+    wait_for,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "forward"
 LYKECTL = str(Path(sys.executable).parent / "lykectl")
@@ -105,18 +113,6 @@ class Traffic:
         self._thread.join(timeout=15)
 
 
-def _status(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    return (cluster.get("Deployment", namespace, NAME) or {}).get("status") or {}
-
-
-def _rollout(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    return _status(cluster, namespace).get("rollout") or {}
-
-
-def _in_effect(cluster: Cluster, namespace: str) -> dict[str, int]:
-    return {t["version"]: t["traffic"] for t in _status(cluster, namespace).get("traffic", [])}
-
-
 @pytest.fixture(scope="module")
 def serving(cluster: Cluster, trained: str) -> Iterator[str]:
     """The Deployment with its rollout, serving 1.0 (a new Deployment has nothing to
@@ -126,7 +122,7 @@ def serving(cluster: Cluster, trained: str) -> Iterator[str]:
     deployment["spec"]["rollout"] = ROLLOUT
     cluster.create(deployment, namespace)
     cluster.wait_condition("Deployment", namespace, NAME, "True", timeout=120)
-    state = _rollout(cluster, namespace)
+    state = rollout_status(cluster, namespace)
     assert (state["phase"], state["stable"], state.get("canary")) == ("Promoted", "1.0", None)
     yield namespace
 
@@ -142,17 +138,17 @@ def test_paused_holds_then_the_canary_missing_features_is_rolled_back(
     cluster: Cluster, serving: str
 ) -> None:
     namespace = serving
-    endpoint = _status(cluster, namespace)["endpoint"]
+    endpoint = deployment_status(cluster, namespace)["endpoint"]
     _declare(cluster, namespace, "1.1", **ROLLOUT, paused=True)
     wait_for(
-        lambda: _in_effect(cluster, namespace) == {"1.0": 80, "1.1": 20},
+        lambda: traffic_in_effect(cluster, namespace) == {"1.0": 80, "1.1": 20},
         120,
         "the paused canary at its first step, available",
     )
     with Traffic(endpoint) as traffic:
         # Paused: bad answers for two and a half intervals change nothing.
         time.sleep(2.5 * INTERVAL)
-        state = _rollout(cluster, namespace)
+        state = rollout_status(cluster, namespace)
         assert (state["phase"], state["canary"], state["weight"]) == ("Paused", "1.1", 20)
         assert [d["action"] for d in state["decisions"]][-1] == "Start"
         assert any(v == "1.1" and s == 422 for _, v, s in traffic.answers)
@@ -171,7 +167,7 @@ def test_paused_holds_then_the_canary_missing_features_is_rolled_back(
     assert back["message"].startswith("1.1: missingFeatures ")
     assert "> 0.05" in back["message"] and "requests refused" in back["message"]
     assert "traffic back to 1.0" in back["message"]
-    state = _rollout(cluster, namespace)
+    state = rollout_status(cluster, namespace)
     assert (state["phase"], state["stable"], state["canary"], state["weight"]) == (
         "RolledBack", "1.0", "1.1", 0,
     )  # fmt: skip
@@ -179,19 +175,19 @@ def test_paused_holds_then_the_canary_missing_features_is_rolled_back(
     assert failing["result"] == "Fail" and failing["value"] >= 1.0
     assert state["decisions"][-1]["action"] == "RollBack"
     assert state["decisions"][-1]["reason"] == "MissingFeatures"
-    assert _in_effect(cluster, namespace) == {"1.0": 100, "1.1": 0}
+    assert traffic_in_effect(cluster, namespace) == {"1.0": 100, "1.1": 0}
     # The endpoint stays Ready: the stable version serves every request.
     assert (cluster.condition("Deployment", namespace, NAME) or {})["status"] == "True"
 
 
 def test_a_healthy_canary_walks_the_steps_to_100(cluster: Cluster, serving: str) -> None:
     namespace = serving
-    endpoint = _status(cluster, namespace)["endpoint"]
+    endpoint = deployment_status(cluster, namespace)["endpoint"]
     _declare(cluster, namespace, "1.2", **ROLLOUT)
     seen: list[tuple[str | None, int]] = []
 
     def promoted() -> bool:
-        state = _rollout(cluster, namespace)
+        state = rollout_status(cluster, namespace)
         step = (state.get("canary"), state.get("weight", 0))
         if not seen or seen[-1] != step:
             seen.append(step)
@@ -201,12 +197,14 @@ def test_a_healthy_canary_walks_the_steps_to_100(cluster: Cluster, serving: str)
         try:
             wait_for(promoted, 120 + 4 * INTERVAL, "1.2 promoted")
         except AssertionError as error:
-            raise AssertionError(f"{error}; {json.dumps(_status(cluster, namespace))}") from None
-    state = _rollout(cluster, namespace)
+            raise AssertionError(
+                f"{error}; {json.dumps(deployment_status(cluster, namespace))}"
+            ) from None
+    state = rollout_status(cluster, namespace)
     actions = [(d["action"], d["canary"], d["weight"]) for d in state["decisions"]]
     assert actions[-3:] == [("Start", "1.2", 20), ("Advance", "1.2", 50), ("Promote", "1.2", 0)]
     assert ("1.2", 50) in seen
-    wait_for(lambda: _in_effect(cluster, namespace) == {"1.2": 100}, 30, "1.2 alone")
+    wait_for(lambda: traffic_in_effect(cluster, namespace) == {"1.2": 100}, 30, "1.2 alone")
     # Both steps were taken on real answers of 1.2, none of them errors.
     answered = [s for _, v, s in traffic.answers if v == "1.2"]
     assert len(answered) >= 2 * 5 and set(answered) == {200}
@@ -225,11 +223,13 @@ def test_promote_at_once_and_status(
             capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
         )  # fmt: skip
 
-    stable = _rollout(cluster, namespace)["stable"]
+    stable = rollout_status(cluster, namespace)["stable"]
     canary = "1.0" if stable != "1.0" else "1.2"
     # A long interval: nothing but the promotion can finish this rollout in time.
     _declare(cluster, namespace, canary, **{**ROLLOUT, "interval": "1h"})
-    wait_for(lambda: _rollout(cluster, namespace).get("canary") == canary, 30, "the canary started")
+    wait_for(
+        lambda: rollout_status(cluster, namespace).get("canary") == canary, 30, "the canary started"
+    )
     shown = lykectl("deployments", "status", NAME)
     assert shown.returncode == 0, shown.stderr
     assert "Progressing" in shown.stdout and f"{stable} -> {canary}" in shown.stdout
@@ -243,14 +243,14 @@ def test_promote_at_once_and_status(
     assert done.returncode == 0, done.stderr
     wait_for(
         lambda: (
-            _rollout(cluster, namespace).get("phase") == "Promoted"
-            and _rollout(cluster, namespace).get("stable") == canary
+            rollout_status(cluster, namespace).get("phase") == "Promoted"
+            and rollout_status(cluster, namespace).get("stable") == canary
         ),
         30,
         f"{canary} promoted by hand",
     )
-    assert _rollout(cluster, namespace)["decisions"][-1]["reason"] == "PromotedByUser"
-    wait_for(lambda: _in_effect(cluster, namespace) == {canary: 100}, 90, f"{canary} alone")
+    assert rollout_status(cluster, namespace)["decisions"][-1]["reason"] == "PromotedByUser"
+    wait_for(lambda: traffic_in_effect(cluster, namespace) == {canary: 100}, 90, f"{canary} alone")
     # spec is untouched: the operator and lykectl wrote only status and an annotation.
     spec = (cluster.get("Deployment", namespace, NAME) or {})["spec"]
     assert spec["versions"] == [{"version": canary, "traffic": 100}]
@@ -262,21 +262,25 @@ def test_an_operator_restart_resumes_the_step_where_it_was(
     """The step, its start and the counters then live in status: a killed operator's
     successor judges the same window (model servers outlive the operator)."""
     namespace = serving
-    stable = _rollout(cluster, namespace)["stable"]
+    stable = rollout_status(cluster, namespace)["stable"]
     canary = "1.0" if stable != "1.0" else "1.2"
     interval = 8.0
-    endpoint = _status(cluster, namespace)["endpoint"]
+    endpoint = deployment_status(cluster, namespace)["endpoint"]
     _declare(cluster, namespace, canary, **{**ROLLOUT, "interval": f"{interval:.0f}s"})
     with Traffic(endpoint):
-        wait_for(lambda: _rollout(cluster, namespace).get("weight") == 50, 120, "the second step")
+        wait_for(
+            lambda: rollout_status(cluster, namespace).get("weight") == 50, 120, "the second step"
+        )
         operator.kill()
-        window = _rollout(cluster, namespace)
+        window = rollout_status(cluster, namespace)
         operator.start()
         ready = datetime.now(UTC)
         wait_for(
-            lambda: _rollout(cluster, namespace).get("phase") == "Promoted", 60, "the promotion"
+            lambda: rollout_status(cluster, namespace).get("phase") == "Promoted",
+            60,
+            "the promotion",
         )
-    state = _rollout(cluster, namespace)
+    state = rollout_status(cluster, namespace)
     mine = [d for d in state["decisions"] if d["canary"] == canary]
     assert [d["action"] for d in mine][-3:] == ["Start", "Advance", "Promote"]
     assert state["stable"] == canary and window["stepStartedAt"] == mine[-2]["time"]
@@ -367,6 +371,46 @@ def _labelled_rollout(path: Path, min_labels: int) -> dict[str, Any]:
     }
 
 
+def _endpoint_stable_canary(cluster: Cluster, namespace: str) -> tuple[str, str, str]:
+    """The Deployment's endpoint, its stable version and the canary to try next (1.0, else
+    1.2 when 1.0 is stable)."""
+    endpoint = deployment_status(cluster, namespace)["endpoint"]
+    stable = rollout_status(cluster, namespace)["stable"]
+    return endpoint, stable, "1.0" if stable != "1.0" else "1.2"
+
+
+def _no_labels_yet(path: Path) -> Path:
+    """`path`, (re)written as a labels CSV with its header only."""
+    path.write_text("rider_id,label_time,ordered_again\n")
+    return path
+
+
+def _promoted_on_live_checks(
+    cluster: Cluster, namespace: str, canary: str, timeout: float
+) -> list[dict[str, Any]]:
+    """The canary's last three decisions, Start, Advance and Promote, once it is promoted
+    to stable (within `timeout` seconds, else AssertionError with the rollout's status);
+    asserts both steps were judged on labels: each decision names both live checks."""
+    try:
+        wait_for(
+            lambda: (
+                rollout_status(cluster, namespace).get("phase") == "Promoted"
+                and rollout_status(cluster, namespace).get("stable") == canary
+            ),
+            timeout,
+            f"{canary} promoted on its live metric",
+        )
+    except AssertionError as error:
+        raise AssertionError(f"{error}; {json.dumps(rollout_status(cluster, namespace))}") from None
+    mine = [d for d in rollout_status(cluster, namespace)["decisions"] if d["canary"] == canary]
+    assert [d["action"] for d in mine][-3:] == ["Start", "Advance", "Promote"]
+    for decision in mine[-2:]:
+        # Judged on the live metric, not for want of labels: both checks had values.
+        assert "liveMetric " in decision["message"], decision
+        assert "liveMetricDrop " in decision["message"], decision
+    return mine[-3:]
+
+
 def test_live_metric_rolls_back_a_worse_canary_and_passes_a_healthy_one(
     cluster: Cluster, serving: str, tmp_path: Path, control_plane: ControlPlane
 ) -> None:
@@ -374,11 +418,8 @@ def test_live_metric_rolls_back_a_worse_canary_and_passes_a_healthy_one(
     delayed outcome. Outcomes that contradict the canary roll it back naming `liveMetric`;
     outcomes that agree with both versions let it walk to 100% on passing live checks."""
     namespace = serving
-    endpoint = _status(cluster, namespace)["endpoint"]
-    stable = _rollout(cluster, namespace)["stable"]
-    canary = "1.0" if stable != "1.0" else "1.2"
-    labels = tmp_path / "outcomes.csv"
-    labels.write_text("rider_id,label_time,ordered_again\n")
+    endpoint, stable, canary = _endpoint_stable_canary(cluster, namespace)
+    labels = _no_labels_yet(tmp_path / "outcomes.csv")
 
     _declare(cluster, namespace, canary, **_labelled_rollout(labels, 5))
     with Outcomes(endpoint, labels, canary, invert=True) as outcomes:
@@ -388,37 +429,22 @@ def test_live_metric_rolls_back_a_worse_canary_and_passes_a_healthy_one(
         )  # fmt: skip
     assert back["message"].startswith(f"{canary}: liveMetric "), back["message"]
     assert "< 0.6 (roc_auc canary: " in back["message"]
-    state = _rollout(cluster, namespace)
+    state = rollout_status(cluster, namespace)
     assert (state["phase"], state["stable"], state["weight"]) == ("RolledBack", stable, 0)
     live = {c["name"]: c for c in state["checks"]}
     assert live["liveMetric"]["result"] == "Fail" and live["liveMetric"]["value"] < 0.6
     assert live["liveMetric"]["atLeast"] is True
     print(f"live metric at rollback: {live['liveMetric']}; {live['liveMetricDrop']}")
     assert any(v == canary for _, v, _, _ in outcomes.rows)
-    wait_for(lambda: _in_effect(cluster, namespace) == {stable: 100, canary: 0}, 60, "rolled back")
+    wait_for(
+        lambda: traffic_in_effect(cluster, namespace) == {stable: 100, canary: 0}, 60, "rolled back"
+    )
 
     # The same canary with outcomes that agree with it (a new generation retries it).
-    labels.write_text("rider_id,label_time,ordered_again\n")
+    _no_labels_yet(labels)
     _declare(cluster, namespace, canary, **_labelled_rollout(labels, 6))
     with Outcomes(endpoint, labels, canary, invert=False):
-        try:
-            wait_for(
-                lambda: (
-                    _rollout(cluster, namespace).get("phase") == "Promoted"
-                    and _rollout(cluster, namespace).get("stable") == canary
-                ),
-                180,
-                f"{canary} promoted on its live metric",
-            )
-        except AssertionError as error:
-            raise AssertionError(f"{error}; {json.dumps(_rollout(cluster, namespace))}") from None
-    state = _rollout(cluster, namespace)
-    mine = [d for d in state["decisions"] if d["canary"] == canary]
-    assert [d["action"] for d in mine][-3:] == ["Start", "Advance", "Promote"]
-    for decision in mine[-2:]:
-        # Judged on the live metric, not for want of labels: both checks had values.
-        assert "liveMetric " in decision["message"], decision
-        assert "liveMetricDrop " in decision["message"], decision
+        _promoted_on_live_checks(cluster, namespace, canary, 180)
     shown = subprocess.run(
         [LYKECTL, "--kubeconfig", str(control_plane.kubeconfig), "-n", namespace,
          "deployments", "status", NAME],
@@ -462,11 +488,8 @@ def test_labels_later_than_the_interval_hold_each_step_until_they_arrive(
     `status.rollout.checks` and the `RolledBack` condition), and advances only once labels
     judged it: never promoted unjudged."""
     namespace = serving
-    endpoint = _status(cluster, namespace)["endpoint"]
-    stable = _rollout(cluster, namespace)["stable"]
-    canary = "1.0" if stable != "1.0" else "1.2"
-    labels = tmp_path / "late.csv"
-    labels.write_text("rider_id,label_time,ordered_again\n")
+    endpoint, _, canary = _endpoint_stable_canary(cluster, namespace)
+    labels = _no_labels_yet(tmp_path / "late.csv")
     rollout = _labelled_rollout(labels, 5)
     rollout["interval"] = "3s"
     rollout["labels"]["horizon"] = "15s"
@@ -493,27 +516,10 @@ def test_labels_later_than_the_interval_hold_each_step_until_they_arrive(
     with LateOutcomes(endpoint, labels, canary, delay):
         held = wait_for(waiting, 120, "a step held waiting for labels")
         assert held["state"]["weight"] == ROLLOUT["steps"][0], held
-        try:
-            wait_for(
-                lambda: (
-                    _rollout(cluster, namespace).get("phase") == "Promoted"
-                    and _rollout(cluster, namespace).get("stable") == canary
-                ),
-                240,
-                f"{canary} promoted once its labels arrived",
-            )
-        except AssertionError as error:
-            raise AssertionError(f"{error}; {json.dumps(_rollout(cluster, namespace))}") from None
-    state = _rollout(cluster, namespace)
-    mine = [d for d in state["decisions"] if d["canary"] == canary]
-    assert [d["action"] for d in mine][-3:] == ["Start", "Advance", "Promote"]
+        mine = _promoted_on_live_checks(cluster, namespace, canary, 240)
     start, advance, promote = (
-        datetime.fromisoformat(d["time"].replace("Z", "+00:00")) for d in mine[-3:]
+        datetime.fromisoformat(d["time"].replace("Z", "+00:00")) for d in mine
     )
-    for decision in mine[-2:]:
-        # Judged on labels: both live checks had values.
-        assert "liveMetric " in decision["message"], decision
-        assert "liveMetricDrop " in decision["message"], decision
     # No label of a step can exist before `delay` after its window opened: each step was
     # held past its 3 s interval until they did.
     assert advance - start >= timedelta(seconds=delay), mine

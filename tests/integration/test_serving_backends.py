@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,16 @@ from lykeion.executors import kubernetes_render as render
 from lykeion.handlers.training import training_name
 from lykeion.kube import api_client
 from lykeion.local.controlplane import ControlPlane
-from tests.support import Cluster, Operator, finish_job, load, training_result, wait_for, wait_job
+from tests.support import (
+    Cluster,
+    Operator,
+    finish_job,
+    load,
+    materialize_example,
+    training_result,
+    wait_for,
+    wait_job,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "forward"
@@ -50,13 +58,7 @@ def backends(k8s_plane: ControlPlane, k8s_operator: Operator) -> Cluster:
     (a Deployment is one family/segment, so the tests do not share one)."""
     api = api_client(k8s_plane.kubeconfig)
     cluster = Cluster(api)
-    cluster.create(load(EXAMPLES / "family.yaml")[0], NS)
-    cluster.create(load(EXAMPLES / "features.yaml")[0], NS)
-    finish_job(api, wait_job(api, "rider-activity-g1-r1").metadata.name, {
-        "succeeded": True, "rows_read": 7, "rows_written": 6, "bad_rows": 0, "online_rows": 3,
-        "max_event_time": datetime.now(UTC).isoformat(), "message": "6 history rows",
-    })  # fmt: skip
-    cluster.wait_condition("FeatureManifest", NS, "rider-activity", "True", timeout=60)
+    materialize_example(cluster, EXAMPLES, NS)
     return cluster
 
 

@@ -13,7 +13,6 @@ in `render.seldon_accepts` (the cluster tests run the controllers themselves).
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,16 @@ from lykeion.executors import kubernetes_render as render
 from lykeion.handlers.training import training_name
 from lykeion.kube import api_client
 from lykeion.local.controlplane import ControlPlane
-from tests.support import Cluster, Operator, finish_job, load, training_result, wait_for, wait_job
+from tests.support import (
+    Cluster,
+    Operator,
+    finish_job,
+    load,
+    materialize_example,
+    training_result,
+    wait_for,
+    wait_job,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "forward"
@@ -102,13 +110,7 @@ def test_splits_are_ones_the_backends_accept_and_honour(
     api = api_client(k8s_plane.kubeconfig)
     cluster = Cluster(api)
     custom = client.CustomObjectsApi(api)
-    cluster.create(load(EXAMPLES / "family.yaml")[0], NS)
-    cluster.create(load(EXAMPLES / "features.yaml")[0], NS)
-    finish_job(api, wait_job(api, "rider-activity-g1-r1").metadata.name, {
-        "succeeded": True, "rows_read": 7, "rows_written": 6, "bad_rows": 0, "online_rows": 3,
-        "max_event_time": datetime.now(UTC).isoformat(), "message": "6 history rows",
-    })  # fmt: skip
-    cluster.wait_condition("FeatureManifest", NS, "rider-activity", "True", timeout=60)
+    materialize_example(cluster, EXAMPLES, NS)
     _train(api, cluster, _model(cluster, "1.0"), "1.0", "gs://models/forward-default/1")
     canary_job = _model(cluster, "1.1")  # not trained yet: not admitted
 

@@ -1,6 +1,7 @@
 """The model server's request log (`serving/request_log.py`): rotated by size, read back
 incrementally. Held to a brute-force reading of every file still on disk, and to the
-exact count of bytes a poll reads."""
+exact count of bytes a poll reads; a bounded reader to the same answers while it keeps
+only the rows at or after the last `since` it was asked for."""
 
 from __future__ import annotations
 
@@ -98,6 +99,11 @@ def test_rotated_log_read_incrementally_equals_a_brute_force_read_of_what_is_kep
         path = folder / "requests.jsonl"
         log = RequestLog(path, max_bytes, files)
         reader = LogReader(path, files, "1.0", ["rider_id"])
+        # Bounded, asked the same windows (`since` going back and forth: read again) ...
+        bounded = LogReader(path, files, "1.0", ["rider_id"], bounded=True)
+        # ... and as a rollout asks, from a start that only moves on.
+        stepping = LogReader(path, files, "1.0", ["rider_id"], bounded=True)
+        start = _micros(0)
         appended: list[bytes] = []
         largest = 0
         for batch, poll, a, b in steps:
@@ -114,11 +120,22 @@ def test_rotated_log_read_incrementally_equals_a_brute_force_read_of_what_is_kep
             assert b"".join(appended).endswith(on_disk)
             if poll:
                 since, until = _micros(min(a, b)), _micros(max(a, b))
-                assert reader.rows(since, until) == _brute_force(path, files, since, until)
+                expected = _brute_force(path, files, since, until)
+                assert reader.rows(since, until) == expected
+                assert bounded.rows(since, until) == expected
+                # It holds exactly the rows a later ask from `since` on can want.
+                assert bounded.kept == len(_brute_force(path, files, since, _micros(100)))
+                start = max(start, since)
+                assert stepping.rows(start, until) == _brute_force(path, files, start, until)
+                assert stepping.kept == len(_brute_force(path, files, start, _micros(100)))
         everything = (_micros(0), _micros(100))
         assert reader.rows(*everything) == _brute_force(path, files, *everything)
-        # Each byte still on disk was read once, no matter how often it was polled.
+        assert bounded.rows(*everything) == _brute_force(path, files, *everything)
+        assert bounded.rows(None, None) == reader.rows(None, None)
+        # Each byte still on disk was read once, no matter how often it was polled; also by
+        # a bounded reader whose `since` never went back.
         assert reader.bytes_read <= len(b"".join(appended))
+        assert stepping.bytes_read <= len(b"".join(appended))
         # The live metric over a window is the brute-force one over the rows still kept.
         with (folder / "labels.csv").open("w", newline="") as sink:
             writer = csv.writer(sink)
@@ -220,3 +237,28 @@ def test_rotation_is_configured_in_the_server_config() -> None:
             ServerConfig.model_validate({**base, **bad})
     with pytest.raises(ValueError):
         RequestLog(Path("/nonexistent/x"), 0, 1)
+
+
+def test_a_file_read_in_chunks_smaller_than_a_line_gives_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lykeion.serving import request_log
+
+    path = tmp_path / "requests.jsonl"
+    rows = [(t, "1.0" if t % 3 else "2.0", KEYS[t % 3], 0.1 * (t % 10)) for t in range(40)]
+    path.write_bytes(_lines(rows))
+    whole = LogReader(path, 1, "1.0", ["rider_id"]).rows(None, None)
+    assert whole == _brute_force(path, 1, _micros(0), _micros(100)) and len(whole) == 26
+    # Chunks of 7 bytes: every line spans several; the torn last line waits for its end.
+    monkeypatch.setattr(request_log, "CHUNK_BYTES", 7)
+    chunked = LogReader(path, 1, "1.0", ["rider_id"], bounded=True)
+    assert chunked.rows(None, None) == whole
+    assert chunked.bytes_read == path.stat().st_size
+    torn = _lines([(50, "1.0", "k1", 0.5)])
+    with path.open("ab") as sink:
+        sink.write(torn[:30])
+    assert chunked.rows(_micros(20), None) == [r for r in whole if r.time >= _micros(20)]
+    with path.open("ab") as sink:
+        sink.write(torn[30:])
+    assert [r.time for r in chunked.rows(_micros(20), None)][-1] == _micros(50)
+    assert chunked.kept == len(_brute_force(path, 1, _micros(20), _micros(100)))

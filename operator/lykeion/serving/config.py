@@ -83,9 +83,11 @@ class ServerConfig(BaseModel):
     request_log_max_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     """The request log is rotated before an append would take it past this size
     (`serving/request_log.py`); the live metric sees only the rows still kept. The server
-    holds the kept rows of its version parsed in memory for `/analysis`: 4 full files of
-    64 MiB (1.5M rows) peaked at 540 MB and took 12 s to parse the first time on a loaded
-    2-core machine, so the default is a quarter of that; size it with the pod's memory."""
+    holds parsed in memory the kept rows of its version from the last `since` asked for on
+    (`/analysis`): of 4 full files of 64 MiB (1.56M rows), the last tenth peaked at 32 MiB,
+    all of them at 254 MiB, and a first read took 20 s on a loaded 2-core machine
+    (`benchmarks/request_log.py`), so the default is a quarter of that; size it with the
+    pod's memory."""
     request_log_files: int = Field(default=4, ge=1, le=1000)
     """Files of the request log kept, the current one included (`P`, `P.1`, ...): at most
     about `request_log_files * request_log_max_bytes` bytes on disk."""

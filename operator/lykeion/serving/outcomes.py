@@ -113,7 +113,7 @@ def read_log(
     `since <= time <= until` (microseconds; None: unbounded), in log order, read whole
     (`request_log.LogReader` reads a rotated log incrementally). A missing file is no rows;
     a line that is not a logged row (a torn last line of a crashed writer) is skipped."""
-    return LogReader(path, 1, version, key_names).rows(since, until)
+    return LogReader(path, 1, version, key_names, bounded=True).rows(since, until)
 
 
 def labels_of(table: pa.Table, key_names: Sequence[str], time: str, target: str) -> list[Label]:
@@ -214,7 +214,10 @@ class LiveLabels:
     reader: LogReader = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        reader = LogReader(self.log, self.log_files, self.version, list(self.key_types))
+        # Bounded: a rollout asks from its step's start; rows before it are not kept.
+        reader = LogReader(
+            self.log, self.log_files, self.version, list(self.key_types), bounded=True
+        )
         object.__setattr__(self, "reader", reader)
 
     def measure(

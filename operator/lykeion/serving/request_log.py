@@ -18,7 +18,13 @@ not: a deleted file's inode is reused by the next one). Each poll reads only the
 appended to a file since the last poll (its offset is remembered; a torn last line waits
 for its end) and forgets the files rotation deleted. A file shorter than its offset, or
 whose first bytes changed, was truncated or rewritten by someone else: it is read again
-from its start.
+from its start. A poll reads and parses at most `CHUNK_BYTES` of a file at a time.
+
+Memory: a reader holds the rows it keeps parsed. A `bounded` reader keeps only the rows
+that the next ask can want: those at or after the `since` it was last asked for (a rollout
+asks from its step's start, the same `since` until the next step); asked for older rows
+(an earlier `since`, or None), it reads every file again from its start, so that each
+answer is the one an unbounded reader gives.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,7 +43,7 @@ from typing import Any, BinaryIO
 Key = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Logged:
     """One logged request row."""
 
@@ -55,6 +61,9 @@ def micros(seconds: float) -> int:
 
 HEAD_BYTES = 64
 """First bytes of a file remembered to tell a rewrite in place from an append."""
+
+CHUNK_BYTES = 1 << 20
+"""Bytes of a file a poll reads (and parses) at a time: the raw text held at once."""
 
 
 def files_of(path: Path, files: int) -> list[Path]:
@@ -126,20 +135,34 @@ class _File:
     pending: bytes = b""
     """A last line without its newline yet."""
     rows: list[Logged] = field(default_factory=list)
+    keys: dict[Key, Key] = field(default_factory=dict)
+    """One copy of each key of `rows` (a key asked for again and again is held once)."""
 
 
 class LogReader:
     """The logged rows of `version` across the rotated files of `path`, read incrementally
     (module docstring). `bytes_read` counts the log bytes read so far (the up to
-    `HEAD_BYTES` bytes a poll compares per known file are not counted). Thread-safe."""
+    `HEAD_BYTES` bytes a poll compares per known file are not counted). `bounded`: keep
+    only the rows at or after the last `since` asked for (module docstring); the answers
+    are the same either way. Thread-safe."""
 
-    def __init__(self, path: Path, files: int, version: str, key_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        files: int,
+        version: str,
+        key_names: Sequence[str],
+        bounded: bool = False,
+    ) -> None:
         self.path = path
         self.files = files
         self.version = version
         self.key_names = list(key_names)
+        self.bounded = bounded
         self.bytes_read = 0
         self._known: dict[int, _File] = {}
+        self._floor: int | None = None
+        """Rows older than this (microseconds) are not kept; None: every row is."""
         self._lock = threading.Lock()
 
     def rows(self, since: int | None, until: int | None) -> list[Logged]:
@@ -148,6 +171,8 @@ class LogReader:
         a logged row (a torn line of a crashed writer) is skipped. Raises OSError other
         than a missing file."""
         with self._lock:
+            if self.bounded:
+                self._keep_from(since)
             found = self._poll()
         return [
             row
@@ -155,6 +180,25 @@ class LogReader:
             for row in state.rows
             if (since is None or row.time >= since) and (until is None or row.time <= until)
         ]
+
+    @property
+    def kept(self) -> int:
+        """Rows held in memory now (of the files the last poll found)."""
+        with self._lock:
+            return sum(len(state.rows) for state in self._known.values())
+
+    def _keep_from(self, since: int | None) -> None:
+        """Keep the rows at or after `since` (None: all) from now on: forget the older ones
+        kept, or, when older rows are asked for than are kept, read every file again."""
+        if since == self._floor:
+            return
+        if self._floor is not None and (since is None or since < self._floor):
+            self._known = {}  # what is asked for was not kept: from each file's start
+        elif since is not None:
+            for state in self._known.values():
+                state.rows = [row for row in state.rows if row.time >= since]
+                state.keys = {row.key: row.key for row in state.rows}
+        self._floor = since
 
     def _open(self) -> list[tuple[int, BinaryIO]]:
         """(rotation at which it became current, open file) per file kept, oldest first."""
@@ -187,9 +231,11 @@ class LogReader:
                     state = None  # truncated or rewritten in place
                 if state is None:
                     state = _File()
-                if size > state.offset:
-                    source.seek(state.offset)
-                    data = source.read(size - state.offset)
+                source.seek(state.offset)
+                while state.offset < size:
+                    data = source.read(min(CHUNK_BYTES, size - state.offset))
+                    if not data:
+                        break  # cut short since its size was read: the next poll sees it
                     self.bytes_read += len(data)
                     if state.offset < HEAD_BYTES:
                         state.head = (state.head + data)[:HEAD_BYTES]
@@ -208,8 +254,12 @@ class LogReader:
                 if entry["version"] != self.version:
                     continue
                 moment = micros(float(entry["time"]))
+                if self._floor is not None and moment < self._floor:
+                    continue  # never asked for again (bounded)
                 key = tuple(entry["keys"][name] for name in self.key_names)
                 prediction = entry["prediction"]
             except (KeyError, TypeError, ValueError):
                 continue
+            with suppress(TypeError):  # an unhashable key is kept as it is
+                key = state.keys.setdefault(key, key)
             state.rows.append(Logged(moment, key, prediction))
