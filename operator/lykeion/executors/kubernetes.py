@@ -19,6 +19,11 @@ RESULT_ENV = "LYKEION_RESULT_PATH"
 OWNER_UID_LABEL = "lykeion.io/owner-uid"
 """The owning object's UID on Jobs and pods: a Job of the same name with another UID
 belongs to a deleted predecessor."""
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+"""The Job's own UID, which the API server puts on the Job's pod template (so on each of its
+pods) and in its generated selector (Kubernetes 1.27 and later; 1.36 also sets the legacy
+`controller-uid`): a Job recreated under the same name (a new object, a retry) has another,
+so its predecessor's pods are never taken for its own."""
 TERMINATION_LOG = "/dev/termination-log"
 GIT_SSH_DIR = "/etc/lykeion/git-ssh"
 # The Secret's keys are those of Kubernetes' `kubernetes.io/ssh-auth` type, plus known_hosts;
@@ -355,39 +360,30 @@ class KubernetesExecutor:
             return WorkStatus(State.MISSING, "the Job of this name belongs to another object")
         status = job_state(job)
         if status.state.finished:
-            pods = await self._pods(namespace, name, job_owner_uid(job))
+            pods = await self._pods(job)
             result = _result(pods)
             status = WorkStatus(status.state, status.message, result)
             # The log is read only for a kill (a Job faked in a test has pods with no log).
             if status.state is State.FAILED and killed_reason(pods, "") is not None:
-                killed = killed_reason(pods, await self.logs(namespace, name, LOG_TAIL_LINES))
+                killed = killed_reason(pods, await self._logs(namespace, pods, LOG_TAIL_LINES))
                 if killed is not None:
                     status = WorkStatus(status.state, killed[1], result, reason=killed[0])
         else:
-            stuck = await self._stuck(namespace, name, job)
+            stuck = await self._stuck(namespace, job)
             if stuck is not None:
                 status = WorkStatus(status.state, stuck[1], stuck=stuck[0])
         return status
 
-    async def _stuck(
-        self, namespace: str, name: str, job: dict[str, Any]
-    ) -> tuple[str, str] | None:
+    async def _stuck(self, namespace: str, job: dict[str, Any]) -> tuple[str, str] | None:
         """`stuck_reason` over the Job's pods and the events about them and the Job."""
-        selector = f"lykeion.io/work={name}"
-        owner_uid = job_owner_uid(job)
-        if owner_uid:
-            selector += f",{OWNER_UID_LABEL}={owner_uid}"
-        found = await asyncio.to_thread(
-            self.core.list_namespaced_pod, namespace, label_selector=selector
-        )
-        pods: list[dict[str, Any]] = self.kube.api.sanitize_for_serialization(found.items)
+        pods = await self._pods(job)
         waiting = [
             str(p["metadata"]["name"])
             for p in pods
             if (p.get("status") or {}).get("phase") == "Pending"
         ]
         events: list[dict[str, Any]] = []
-        for involved in [name] if not pods else waiting:
+        for involved in [str(job["metadata"]["name"])] if not pods else waiting:
             listed = await asyncio.to_thread(
                 self.core.list_namespaced_event,
                 namespace,
@@ -396,14 +392,14 @@ class KubernetesExecutor:
             events += self.kube.api.sanitize_for_serialization(listed.items)
         return stuck_reason(job, pods, events)
 
-    async def _pods(self, namespace: str, name: str, owner_uid: str) -> list[dict[str, Any]]:
-        """The work's pods of this owner, newest first (a predecessor's pods of the same
-        name may still be going away), as API data."""
-        selector = f"lykeion.io/work={name}"
-        if owner_uid:
-            selector += f",{OWNER_UID_LABEL}={owner_uid}"
+    async def _pods(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """The pods of `job` itself (`JOB_UID_LABEL` = its UID), newest first, as API data:
+        never those of a Job of the same name before it, which may still be going away."""
+        meta = job["metadata"]
         found = await asyncio.to_thread(
-            self.core.list_namespaced_pod, namespace, label_selector=selector
+            self.core.list_namespaced_pod,
+            meta["namespace"],
+            label_selector=f"{JOB_UID_LABEL}={meta['uid']}",
         )
         pods: list[dict[str, Any]] = self.kube.api.sanitize_for_serialization(found.items)
         return sorted(
@@ -421,12 +417,18 @@ class KubernetesExecutor:
         return result
 
     async def logs(self, namespace: str, name: str, tail: int = 50) -> str:
-        pods = await asyncio.to_thread(
-            self.core.list_namespaced_pod, namespace, label_selector=f"lykeion.io/work={name}"
-        )
+        """The last `tail` lines of the log of each pod of the Job `name` as it is now (its
+        own pods, by its UID; a pod's log that cannot be read is a line saying so); "" when
+        there is no such Job."""
+        job = await self._get(namespace, name)
+        if job is None:
+            return ""
+        return await self._logs(namespace, await self._pods(job), tail)
+
+    async def _logs(self, namespace: str, pods: Sequence[Mapping[str, Any]], tail: int) -> str:
         chunks = []
-        for pod in pods.items:
-            pod_name = str(pod.metadata.name) if pod.metadata else ""
+        for pod in pods:
+            pod_name = str(pod["metadata"]["name"])
             try:
                 log = await asyncio.to_thread(
                     self.core.read_namespaced_pod_log,
