@@ -88,9 +88,12 @@ def _git_ssh(work: Work) -> tuple[dict[str, str], list[dict[str, Any]], list[dic
     return {"GIT_SSH_COMMAND": GIT_SSH_COMMAND}, [volume], [mount]
 
 
-def build_job(work: Work, data: DataVolume | None = None) -> dict[str, Any]:
+def build_job(
+    work: Work, data: DataVolume | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The Job manifest for `work` (pure: no I/O, input untouched), with `data` mounted
-    when given."""
+    when given and `env` (the platform's variables for every Job, e.g. the package index's)
+    in its container's environment under the work's own, which win."""
     check_label(work.name)  # a bad name fails here, not as a 422 at apply time
     ssh_env, volumes, mounts = _git_ssh(work)
     if data is not None:
@@ -129,7 +132,12 @@ def build_job(work: Work, data: DataVolume | None = None) -> dict[str, Any]:
                             "env": [
                                 {"name": k, "value": v}
                                 for k, v in sorted(
-                                    {**work.env, **ssh_env, RESULT_ENV: TERMINATION_LOG}.items()
+                                    {
+                                        **(env or {}),
+                                        **work.env,
+                                        **ssh_env,
+                                        RESULT_ENV: TERMINATION_LOG,
+                                    }.items()
                                 )
                             ],
                             "terminationMessagePath": TERMINATION_LOG,
@@ -326,9 +334,14 @@ def _result(pods: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
 
 
 class KubernetesExecutor:
-    def __init__(self, kube: Any, data: DataVolume | None = None) -> None:
+    def __init__(
+        self, kube: Any, data: DataVolume | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        """Jobs and model servers through `kube`, with `data` mounted in each when given
+        and `env` in every Job's environment (`build_job`)."""
         self.kube = kube
         self.data = data
+        self.env = dict(env or {})
         self.batch = client.BatchV1Api(kube.api)
         self.core = client.CoreV1Api(kube.api)
         self.endpoints = KubernetesEndpoints(kube, data)
@@ -349,7 +362,7 @@ class KubernetesExecutor:
         if existing is not None:
             return job_state(existing)
         owner = work.owner if work.owned else None
-        job = await self.kube.apply(build_job(work, self.data), owner=owner)
+        job = await self.kube.apply(build_job(work, self.data, self.env), owner=owner)
         return job_state(job)
 
     async def status(self, namespace: str, name: str, owner_uid: str | None = None) -> WorkStatus:

@@ -22,7 +22,8 @@ without one run in this process's environment (`env_manager="local"`). The envir
 are kept under `--env-root` (default `<cache-dir>/envs`, on the data volume in the
 cluster), one per distinct python_env, so a second training with the same one installs
 nothing. uv takes the package index from the environment: `UV_INDEX_URL`, else
-`PIP_INDEX_URL` (likewise the extra index, find-links and `PIP_CERT`), and never downloads
+`PIP_INDEX_URL` (likewise the extra index, find-links, trusted hosts and `PIP_CERT`; on
+Kubernetes the chart's `workload.packageIndex` sets pip's in every Job), and never downloads
 a Python build (the declared version must be the image's). conda and docker_env projects
 are refused with `UnsupportedProjectEnvironment`, saying why and what to declare instead;
 a python_env file MLflow could not use (YAML syntax, no `python`, a list that is not a list
@@ -183,9 +184,10 @@ def uv_settings(env: Mapping[str, str], env_root: Path) -> dict[str, str]:
 
     `MLFLOW_ENV_ROOT` is `env_root/virtualenvs`, uv's download cache `env_root/uv-cache`
     unless `UV_CACHE_DIR` is set. uv does not read pip's settings: `PIP_INDEX_URL`,
-    `PIP_EXTRA_INDEX_URL`, `PIP_FIND_LINKS` pass on as `UV_INDEX_URL`,
-    `UV_EXTRA_INDEX_URL`, `UV_FIND_LINKS` and `PIP_CERT` as `SSL_CERT_FILE`, unless the uv
-    (or SSL) variable is set itself. Python builds are never downloaded
+    `PIP_EXTRA_INDEX_URL`, `PIP_FIND_LINKS`, `PIP_TRUSTED_HOST` pass on as `UV_INDEX_URL`,
+    `UV_EXTRA_INDEX_URL`, `UV_FIND_LINKS`, `UV_INSECURE_HOST` (space-separated hosts, as
+    pip's) and `PIP_CERT` as `SSL_CERT_FILE`, unless the uv (or SSL) variable is set
+    itself. Python builds are never downloaded
     (`UV_PYTHON_DOWNLOADS=never`) and files are copied, not linked, from the cache (the
     cache and the environments may be on different file systems) unless set otherwise."""
     settings = {
@@ -199,6 +201,7 @@ def uv_settings(env: Mapping[str, str], env_root: Path) -> dict[str, str]:
         ("UV_INDEX_URL", "PIP_INDEX_URL"),
         ("UV_EXTRA_INDEX_URL", "PIP_EXTRA_INDEX_URL"),
         ("UV_FIND_LINKS", "PIP_FIND_LINKS"),
+        ("UV_INSECURE_HOST", "PIP_TRUSTED_HOST"),
         ("SSL_CERT_FILE", "PIP_CERT"),
     ):
         value = env.get(uv) or env.get(pip)
