@@ -256,7 +256,7 @@ def test_a_crash_reports_the_crashing_pods_previous_log_not_the_first_pods(
             _pod(api, namespace, broken, labels, kubelet.node, "server", crashing)
             kubelet.logs[(namespace, healthy, "server", True)] = "an earlier run's last line\n"
             kubelet.logs[(namespace, broken, "server", True)] = (
-                "loading model\nTraceback ...\nModelLoadError: no such model\n"
+                "starting\nloading model\nTraceback ...\nModelLoadError: no such model\n"
             )
 
             status = await executor.serve(endpoint)
@@ -264,7 +264,7 @@ def test_a_crash_reports_the_crashing_pods_previous_log_not_the_first_pods(
             message = status.messages["2.0"]
             assert message.startswith(f"pod {broken}: container server crashed 3 time(s)")
             assert message.endswith(
-                f"; the previous log of pod {broken} ends: Traceback ...\n"
+                f"; the previous log of pod {broken} ends: loading model\nTraceback ...\n"
                 "ModelLoadError: no such model"
             )
             assert healthy not in message and "earlier run" not in message

@@ -13,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from lykeion.executors.base import Endpoint, EndpointStatus, State, Work, WorkStatus
 from lykeion.executors.kubernetes_endpoints import KubernetesEndpoints
+from lykeion.kube import pod_log
 from lykeion.names import check_label
 
 RESULT_ENV = "LYKEION_RESULT_PATH"
@@ -444,12 +445,9 @@ class KubernetesExecutor:
             pod_name = str(pod["metadata"]["name"])
             try:
                 log = await asyncio.to_thread(
-                    self.core.read_namespaced_pod_log,
-                    pod_name,
-                    namespace,
-                    tail_lines=tail,
+                    pod_log, self.core, pod_name, namespace, tail_lines=tail
                 )
-                chunks.append(str(log or ""))  # None for a pod that never wrote
+                chunks.append(log)
             except ApiException as error:
                 chunks.append(f"(no log from {pod_name}: {error.reason})")
         return "\n".join(chunks)

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from lykeion.conditions import get as get_condition
 from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
+from lykeion.kube import pod_log
 
 if TYPE_CHECKING:
     from lykeion.executors.kubernetes import DataVolume
@@ -303,7 +304,8 @@ class KubernetesEndpoints:
             crashed.add(version)
             try:
                 log = await asyncio.to_thread(
-                    self.core.read_namespaced_pod_log,
+                    pod_log,
+                    self.core,
                     crashing.pod,
                     endpoint.namespace,
                     container=crashing.container,
@@ -312,7 +314,7 @@ class KubernetesEndpoints:
                 )
             except ApiException:
                 log = ""  # no node to ask, or the pod is gone: the reason alone then
-            tail = str(log or "").strip()[-600:]
+            tail = log.strip()[-600:]
             messages[version] = crashing.message + (
                 f"; the previous log of pod {crashing.pod} ends: {tail}" if tail else ""
             )
