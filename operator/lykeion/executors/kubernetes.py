@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from lykeion.executors.base import Endpoint, EndpointStatus, State, Work, WorkStatus
-from lykeion.executors.kubernetes_endpoints import KubernetesEndpoints
+from lykeion.executors.kubernetes_endpoints import KubernetesEndpoints, newest_first
 from lykeion.kube import pod_log
 from lykeion.names import check_label
 
@@ -415,10 +415,7 @@ class KubernetesExecutor:
             meta["namespace"],
             label_selector=f"{JOB_UID_LABEL}={meta['uid']}",
         )
-        pods: list[dict[str, Any]] = self.kube.api.sanitize_for_serialization(found.items)
-        return sorted(
-            pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""), reverse=True
-        )
+        return newest_first(self.kube.api.sanitize_for_serialization(found.items))
 
     async def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
