@@ -15,6 +15,61 @@ from typing import Any
 
 from lykeion.features.dataflow import dataflow_args
 
+INDEX_SCHEMES = ("http://", "https://", "file://")
+
+
+@dataclass(frozen=True)
+class PackageIndex:
+    """The Python package index that trainings install a project's python_env from, as pip
+    settings (`lykeion.training.run.uv_settings` passes them on to uv). Chart:
+    `workload.packageIndex`; empty fields: pip's and uv's defaults (the public index)."""
+
+    url: str = ""
+    """The index that replaces the default one (`PIP_INDEX_URL`), e.g.
+    `https://pypi.internal/simple`."""
+    extra_urls: tuple[str, ...] = ()
+    """Indexes searched as well (`PIP_EXTRA_INDEX_URL`)."""
+    trusted_hosts: tuple[str, ...] = ()
+    """Hosts (`host` or `host:port`) reached without a verified certificate, or over plain
+    HTTP (`PIP_TRUSTED_HOST`; uv's `UV_INSECURE_HOST`)."""
+    cert: str = ""
+    """A CA bundle file in the Job's container to verify the index with (`PIP_CERT`; uv's
+    `SSL_CERT_FILE`): a path in the workloads image or on the data volume."""
+
+    def env(self) -> dict[str, str]:
+        """pip's variables for the fields that are set (pure): lists space-separated, as
+        pip and uv read them."""
+        env = {
+            "PIP_INDEX_URL": self.url,
+            "PIP_EXTRA_INDEX_URL": " ".join(self.extra_urls),
+            "PIP_TRUSTED_HOST": " ".join(self.trusted_hosts),
+            "PIP_CERT": self.cert,
+        }
+        return {key: value for key, value in env.items() if value}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PackageIndex:
+        """Read from `LYKEION_PACKAGE_INDEX_URL`, `LYKEION_PACKAGE_EXTRA_INDEX_URLS`,
+        `LYKEION_PACKAGE_TRUSTED_HOSTS` (both space-separated) and
+        `LYKEION_PACKAGE_INDEX_CERT`. Raises ValueError naming the variable for an index
+        URL that is not http, https or file."""
+        url = env.get("LYKEION_PACKAGE_INDEX_URL", "").strip()
+        extra = tuple(env.get("LYKEION_PACKAGE_EXTRA_INDEX_URLS", "").split())
+        for variable, value in [("LYKEION_PACKAGE_INDEX_URL", url)] + [
+            ("LYKEION_PACKAGE_EXTRA_INDEX_URLS", u) for u in extra
+        ]:
+            if value and not value.startswith(INDEX_SCHEMES):
+                raise ValueError(
+                    f"{variable}: {value!r} is not an index URL (http://, https:// or "
+                    "file://), e.g. https://pypi.internal/simple"
+                )
+        return cls(
+            url=url,
+            extra_urls=extra,
+            trusted_hosts=tuple(env.get("LYKEION_PACKAGE_TRUSTED_HOSTS", "").split()),
+            cert=env.get("LYKEION_PACKAGE_INDEX_CERT", "").strip(),
+        )
+
 
 @dataclass(frozen=True)
 class PlatformConfig:
@@ -61,6 +116,10 @@ class PlatformConfig:
     mounted (stores reached over the network). Chart: `stores.volume`."""
     state_dir: Path = Path.home() / ".lykeion" / "runs"
     """Where the local executor keeps its runs' records (`LYKEION_STATE_DIR`)."""
+    package_index: PackageIndex = PackageIndex()
+    """Where trainings install a project's python_env from: the `kubernetes` executor puts
+    its pip variables in every Job's environment (`PackageIndex.env`); local runs have the
+    operator's own environment. Chart: `workload.packageIndex`."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformConfig:
@@ -103,6 +162,7 @@ class PlatformConfig:
             git_ssh_secret=env.get("LYKEION_GIT_SSH_SECRET") or None,
             data_volume=parse_data_volume(env.get("LYKEION_DATA_VOLUME", "")),
             state_dir=Path(env.get("LYKEION_STATE_DIR", str(Path.home() / ".lykeion" / "runs"))),
+            package_index=PackageIndex.from_env(env),
         )
 
 

@@ -79,6 +79,19 @@ def kubeconfig_login(kubeconfig: Path | str | None) -> kopf.ConnectionInfo | Non
     )
 
 
+def pod_log(core: client.CoreV1Api, name: str, namespace: str, **options: Any) -> str:
+    """The log of pod `name` as text (UTF-8; bytes that are not are replaced); `options` as
+    `read_namespaced_pod_log` takes them (`container`, `previous`, `tail_lines`). Read
+    raw: the client's own result for this call is the repr of the bytes (`"b'...\\n'"`,
+    kubernetes 36), not the text. Blocking; raises ApiException as the client does (e.g.
+    400 for a pod on no node, 404 for no previous container)."""
+    response = core.read_namespaced_pod_log(name, namespace, _preload_content=False, **options)
+    try:
+        return bytes(response.data).decode("utf-8", errors="replace")
+    finally:
+        response.release_conn()
+
+
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": owner["apiVersion"],

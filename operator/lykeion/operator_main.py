@@ -65,6 +65,7 @@ async def configure(
         config.state_dir,
         data_volume=config.data_volume,
         data_dir=config.data_dir,
+        job_env=config.package_index.env(),
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = Runtime(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from lykeion.handlers.training import training_name
@@ -20,6 +21,15 @@ from tests.support import TRAINED_FEATURES, Cluster, Operator, finish_job, load,
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "forward"
 NS = "default"
+
+
+@pytest.fixture(scope="module")
+def k8s_operator_env() -> dict[str, str]:
+    """A private package index, as the chart's ConfigMap gives `workload.packageIndex`."""
+    return {
+        "LYKEION_PACKAGE_INDEX_URL": "https://pypi.internal/simple",
+        "LYKEION_PACKAGE_TRUSTED_HOSTS": "pypi.internal",
+    }
 
 
 def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
@@ -62,6 +72,12 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
     container = job.spec.template.spec.containers[0]
     assert container.command[:3] == ["python", "-m", "lykeion.training.run"]
     assert container.resources.requests == {"cpu": "1", "memory": "2Gi"}
+    # The training installs a project's python_env from the platform's index.
+    env = {e.name: e.value for e in container.env}
+    assert (env["PIP_INDEX_URL"], env["PIP_TRUSTED_HOST"]) == (
+        "https://pypi.internal/simple",
+        "pypi.internal",
+    )
     finish_job(
         api,
         job.metadata.name,

@@ -1,7 +1,8 @@
 """MLflow project environments (`python -m lykeion.training.run`'s code, in process): a
 project that declares a python_env trains in its own environment, made by uv with a
 library this environment lacks, kept for the next training, which installs nothing; conda
-and docker_env projects are refused with a reason that says what to do instead."""
+and docker_env projects are refused with a reason that says what to do instead, and a
+malformed python_env.yaml with one that names the file and the problem."""
 
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ from mlflow.tracking import MlflowClient
 
 from lykeion.local.tracking_server import TrackingServer
 from lykeion.training import run
-from lykeion.training.run import ENV_COMPLETE, UNSUPPORTED_ENV, prepare_environment, uv_settings
+from lykeion.training.run import (
+    ENV_COMPLETE,
+    INVALID_ENV,
+    UNSUPPORTED_ENV,
+    prepare_environment,
+    uv_settings,
+)
 from tests.integration import test_gate
 from tests.integration.test_gate import FEATURES, Platform
 from tests.objects import model
@@ -226,3 +233,27 @@ def test_conda_and_docker_projects_are_refused_saying_what_to_do(
     assert f"{says}" in outcome["message"] and "not supported" in outcome["message"]
     assert "python_env.yaml instead" in outcome["message"]
     assert not (tmp_path / "envs").exists()  # refused before anything was installed
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('python: "3.11"\ndependencies: [tabulate\n', "YAML syntax error"),
+        (f"dependencies: [{LIBRARY}]\n", "`python` is missing"),
+        ('python: "3.11"\nbuild_dependencies: pip\n', "`build_dependencies` must be a list"),
+    ],
+)
+def test_a_malformed_python_env_is_refused_before_the_training_set_and_the_run(
+    platform: Platform, tracking_server: TrackingServer, text: str, says: str, tmp_path: Path
+) -> None:
+    project = _project(
+        tmp_path, "malformed", "python_env: python_env.yaml", {"python_env.yaml": text}
+    )
+    outcome = _train(platform, tracking_server, project, "4.0", tmp_path / "envs")
+    assert not outcome["succeeded"]
+    assert outcome["reason"] == INVALID_ENV
+    assert outcome["message"].startswith("the project's python_env.yaml is not a valid python_env")
+    assert says in outcome["message"]
+    # Refused before the training set was built and before an MLflow run or environment.
+    assert outcome["training_set_rows"] is None and outcome["run_id"] is None
+    assert not (tmp_path / "envs").exists()

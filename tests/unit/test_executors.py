@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from lykeion.config import PackageIndex, PlatformConfig
 from lykeion.executors.base import State, Work
 from lykeion.executors.kubernetes import OWNER_UID_LABEL, build_job, job_owner_uid, job_state
 from lykeion.executors.local import LocalExecutor
 from lykeion.names import child_name
+from lykeion.training.run import uv_settings
 
 
 def test_child_names_are_deterministic_and_bounded() -> None:
@@ -180,3 +182,66 @@ def test_jobs_carry_their_owners_uid() -> None:
     assert job["metadata"]["labels"][OWNER_UID_LABEL] == "uid-1"
     assert job_owner_uid(job) == "uid-1"
     assert job_owner_uid(build_job(Work("x", "ns", "i", ("true",)))) == ""
+
+
+INDEX_ENV = {
+    "LYKEION_PACKAGE_INDEX_URL": "https://pypi.internal/simple",
+    "LYKEION_PACKAGE_EXTRA_INDEX_URLS": "https://extra.internal/simple http://plain:8080/simple",
+    "LYKEION_PACKAGE_TRUSTED_HOSTS": "plain:8080 pypi.internal",
+    "LYKEION_PACKAGE_INDEX_CERT": "/var/lib/lykeion/ca/internal.pem",
+}
+PIP_ENV = {
+    "PIP_INDEX_URL": "https://pypi.internal/simple",
+    "PIP_EXTRA_INDEX_URL": "https://extra.internal/simple http://plain:8080/simple",
+    "PIP_TRUSTED_HOST": "plain:8080 pypi.internal",
+    "PIP_CERT": "/var/lib/lykeion/ca/internal.pem",
+}
+
+
+def test_the_package_index_is_read_from_the_operators_variables_as_pips() -> None:
+    config = PlatformConfig.from_env(INDEX_ENV)
+    assert config.package_index == PackageIndex(
+        "https://pypi.internal/simple",
+        ("https://extra.internal/simple", "http://plain:8080/simple"),
+        ("plain:8080", "pypi.internal"),
+        "/var/lib/lykeion/ca/internal.pem",
+    )
+    assert config.package_index.env() == PIP_ENV
+    assert PlatformConfig.from_env({}).package_index.env() == {}
+    only = PackageIndex.from_env({"LYKEION_PACKAGE_INDEX_URL": "https://i/simple"})
+    assert only.env() == {"PIP_INDEX_URL": "https://i/simple"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LYKEION_PACKAGE_INDEX_URL", "pypi.internal/simple"),
+        ("LYKEION_PACKAGE_EXTRA_INDEX_URLS", "https://ok/simple ftp://no/simple"),
+    ],
+)
+def test_an_index_that_is_not_a_url_is_refused_naming_the_variable(
+    variable: str, value: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{variable}: .* is not an index URL"):
+        PackageIndex.from_env({variable: value})
+
+
+def test_every_job_gets_the_platforms_variables_under_the_works_own() -> None:
+    work = Work("w", "ns", "img", ("train",), {"PIP_CERT": "/own.pem", "X": "1"})
+    job = build_job(work, env=PackageIndex.from_env(INDEX_ENV).env())
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env == {
+        **PIP_ENV,
+        "PIP_CERT": "/own.pem",
+        "X": "1",
+        "LYKEION_RESULT_PATH": "/dev/termination-log",
+    }
+    assert "PIP_INDEX_URL" not in str(build_job(work))
+
+
+def test_uv_gets_the_jobs_pip_settings_trusted_hosts_included(tmp_path: Path) -> None:
+    settings = uv_settings(PIP_ENV, tmp_path)
+    assert settings["UV_INDEX_URL"] == PIP_ENV["PIP_INDEX_URL"]
+    assert settings["UV_EXTRA_INDEX_URL"] == PIP_ENV["PIP_EXTRA_INDEX_URL"]
+    assert settings["UV_INSECURE_HOST"] == "plain:8080 pypi.internal"
+    assert settings["SSL_CERT_FILE"] == PIP_ENV["PIP_CERT"]

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from lykeion.api.model import TrainingRecord
 from lykeion.executors.base import State, WorkStatus
 from lykeion.executors.kubernetes import LOG_TAIL_CHARS, killed_reason
-from lykeion.executors.kubernetes_endpoints import crash
+from lykeion.executors.kubernetes_endpoints import crash, newest_first
 from lykeion.handlers.training import checks, finish
 
 
@@ -67,8 +67,13 @@ def test_the_training_records_the_kill_over_its_own_report() -> None:
     assert checks(fields, 1, {})[0].reason == "ProjectFailed"
 
 
-def _server(container: dict[str, Any]) -> dict[str, Any]:
-    return {"metadata": {"name": "srv-2-0-abc"}, "status": {"containerStatuses": [container]}}
+def _server(
+    container: dict[str, Any], name: str = "srv-2-0-abc", created: str = "2026-01-01T00:00:00Z"
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "creationTimestamp": created},
+        "status": {"containerStatuses": [container]},
+    }
 
 
 def test_a_server_in_crash_loop_back_off_crashes_and_one_that_starts_does_not() -> None:
@@ -78,8 +83,10 @@ def test_a_server_in_crash_loop_back_off_crashes_and_one_that_starts_does_not() 
         "state": {"waiting": {"reason": "CrashLoopBackOff"}},
         "lastState": {"terminated": {"reason": "Error", "exitCode": 2}},
     }
-    message = crash([_server(looping)]) or ""
-    assert "crashed 3 time(s)" in message and "exit code 2" in message
+    found = crash([_server(looping)])
+    assert found is not None and (found.pod, found.container) == ("srv-2-0-abc", "server")
+    assert found.message.startswith("pod srv-2-0-abc: container server crashed 3 time(s)")
+    assert "exit code 2" in found.message
     starting = {"name": "server", "restartCount": 0, "state": {"running": {}}}
     assert crash([_server(starting)]) is None
     assert crash([]) is None
@@ -102,3 +109,26 @@ def test_a_training_report_that_does_not_fit_the_status_is_refused_naming_the_fi
             WorkStatus(State.SUCCEEDED, "", report | {"metrics": {"auc": "high"}}),
             datetime.now(UTC),
         )
+
+
+def test_the_crash_is_the_crashing_pods_not_the_first_pods() -> None:
+    """Two replicas, or a rolling update: the pod listed first runs, another crashes."""
+    running = {"name": "server", "restartCount": 0, "state": {"running": {}}}
+    looping = {
+        "name": "sidecar",
+        "restartCount": 2,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"reason": "Error", "exitCode": 1, "message": "no model"}},
+    }
+    pods = [_server(running, "srv-2-0-aaa"), _server(looping, "srv-2-0-bbb")]
+    found = crash(pods)
+    assert found is not None and (found.pod, found.container) == ("srv-2-0-bbb", "sidecar")
+    assert found.message.startswith("pod srv-2-0-bbb:") and found.message.endswith(": no model")
+
+
+def test_pods_newest_first() -> None:
+    old = _server({}, "old", "2026-01-01T00:00:00Z")
+    new = _server({}, "new", "2026-01-01T00:05:00Z")
+    pods = [old, new]
+    assert [p["metadata"]["name"] for p in newest_first(pods)] == ["new", "old"]
+    assert pods == [old, new]  # input untouched

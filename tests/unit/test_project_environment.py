@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from lykeion.api.model import TrainingRecord
+from lykeion.executors.base import State, WorkStatus
+from lykeion.handlers.training import checks, finish
 from lykeion.training.run import (
+    INVALID_ENV,
     UNSUPPORTED_ENV,
     ProjectEnvironment,
     StepError,
@@ -59,6 +64,70 @@ def test_a_missing_python_env_file_is_a_project_error(tmp_path: Path) -> None:
     with pytest.raises(StepError) as raised:
         project_environment(_project(tmp_path, "python_env: nosuch.yaml\n"))
     assert raised.value.reason == "ProjectFailed" and "nosuch.yaml" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("python: '3.11'\ndependencies: [pandas\n", "YAML syntax error at line 3"),
+        ("", "it is empty"),
+        ("- python: '3.11'\n", "a YAML list, not a mapping"),
+        ("dependencies: [tabulate]\n", "`python` is missing"),
+        ("python: 3.10\n", "not 3.1 (quote it"),
+        ("python: ''\n", "`python` must be a version string"),
+        ("python: '3.11'\nbuild_dependencies: pip\n", "`build_dependencies` must be a list"),
+        ("python: '3.11'\ndependencies: {pandas: 2}\n", "`dependencies` must be a list"),
+        ("python: '3.11'\ndependencies: [pandas, {pip: [x]}]\n", "`dependencies[1]`"),
+        ("python: '3.11'\ndependencies: [pandas, null]\n", "`dependencies[1]`"),
+        ("python: '3.11'\npip: [pandas]\n", "unknown key(s) pip"),
+    ],
+)
+def test_a_malformed_python_env_is_refused_naming_the_file_and_the_problem(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    project = _project(tmp_path, "python_env: envs/train.yaml\n")
+    (project / "envs").mkdir()
+    (project / "envs" / "train.yaml").write_text(text)
+    with pytest.raises(StepError) as raised:
+        project_environment(project)
+    assert raised.value.reason == INVALID_ENV
+    message = str(raised.value)
+    assert message.startswith("the project's envs/train.yaml is not a valid python_env: ")
+    assert says in message, message
+
+
+def test_a_malformed_python_env_beside_the_project_is_refused_too(tmp_path: Path) -> None:
+    with pytest.raises(StepError) as raised:
+        project_environment(_project(tmp_path, None, python_env_yaml="python: [3, 11]\n"))
+    assert raised.value.reason == INVALID_ENV
+    assert "python_env.yaml" in str(raised.value) and "[3, 11]" in str(raised.value)
+
+
+def test_a_complete_python_env_is_accepted(tmp_path: Path) -> None:
+    text = (
+        'python: "3.11.4"\nbuild_dependencies: [pip, "setuptools>=70"]\n'
+        "dependencies:\n  - pandas==2.2.3\n  - -r requirements.txt\n"
+    )
+    project = _project(tmp_path, None, python_env_yaml=text)
+    assert project_environment(project) == ProjectEnvironment("uv", project / "python_env.yaml")
+    # Lists may be left out or empty, as MLflow reads them.
+    empty = _project(tmp_path / "e", None, python_env_yaml="python: '3.11'\ndependencies:\n")
+    assert project_environment(empty).manager == "uv"
+
+
+def test_the_invalid_environment_is_the_trained_conditions_reason(tmp_path: Path) -> None:
+    project = _project(tmp_path, None, python_env_yaml="dependencies: [tabulate]\n")
+    with pytest.raises(StepError) as raised:
+        project_environment(project)
+    # What `lykeion.training.run` reports for it, as the Model's training handler reads it.
+    reported = {"succeeded": False, "reason": raised.value.reason, "message": str(raised.value)}
+    current = TrainingRecord(name="envs-t1", requests=1, started_at="2026-01-01T00:00:00Z")
+    fields = finish(
+        current, WorkStatus(State.FAILED, "BackoffLimitExceeded", reported), datetime.now(UTC)
+    )
+    trained, _ = checks(fields, 1, {})
+    assert (trained.ok, trained.reason) == (False, INVALID_ENV)
+    assert "python_env.yaml" in trained.message and "`python` is missing" in trained.message
 
 
 def test_uv_gets_pips_index_settings_unless_its_own_are_set(tmp_path: Path) -> None:

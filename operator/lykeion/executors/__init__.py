@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,13 @@ def make_executor(
     state_dir: Path | None = None,
     data_volume: dict[str, Any] | None = None,
     data_dir: Path | None = None,
+    job_env: Mapping[str, str] | None = None,
 ) -> Executor:
     """`local` (processes whose records live in `state_dir`, default `~/.lykeion/runs`)
     or `kubernetes`, which mounts `data_volume` (a volume source) at `data_dir` in every
-    Job and model server when both are given; raises ValueError for another name."""
+    Job and model server when both are given, and puts `job_env` (the platform's variables,
+    e.g. the package index's) in every Job's environment; raises ValueError for another
+    name."""
     if name == "local":
         from lykeion.executors.local import LocalExecutor
 
@@ -30,7 +34,7 @@ def make_executor(
             if data_volume is not None and data_dir is not None
             else None
         )
-        return KubernetesExecutor(kube, data)
+        return KubernetesExecutor(kube, data, job_env)
     raise ValueError(f"unknown executor {name!r}; one of local, kubernetes")
 
 

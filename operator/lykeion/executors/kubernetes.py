@@ -12,13 +12,19 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from lykeion.executors.base import Endpoint, EndpointStatus, State, Work, WorkStatus
-from lykeion.executors.kubernetes_endpoints import KubernetesEndpoints
+from lykeion.executors.kubernetes_endpoints import KubernetesEndpoints, newest_first
+from lykeion.kube import pod_log
 from lykeion.names import check_label
 
 RESULT_ENV = "LYKEION_RESULT_PATH"
 OWNER_UID_LABEL = "lykeion.io/owner-uid"
 """The owning object's UID on Jobs and pods: a Job of the same name with another UID
 belongs to a deleted predecessor."""
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+"""The Job's own UID, which the API server puts on the Job's pod template (so on each of its
+pods) and in its generated selector (Kubernetes 1.27 and later; 1.36 also sets the legacy
+`controller-uid`): a Job recreated under the same name (a new object, a retry) has another,
+so its predecessor's pods are never taken for its own."""
 TERMINATION_LOG = "/dev/termination-log"
 GIT_SSH_DIR = "/etc/lykeion/git-ssh"
 # The Secret's keys are those of Kubernetes' `kubernetes.io/ssh-auth` type, plus known_hosts;
@@ -83,9 +89,12 @@ def _git_ssh(work: Work) -> tuple[dict[str, str], list[dict[str, Any]], list[dic
     return {"GIT_SSH_COMMAND": GIT_SSH_COMMAND}, [volume], [mount]
 
 
-def build_job(work: Work, data: DataVolume | None = None) -> dict[str, Any]:
+def build_job(
+    work: Work, data: DataVolume | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The Job manifest for `work` (pure: no I/O, input untouched), with `data` mounted
-    when given."""
+    when given and `env` (the platform's variables for every Job, e.g. the package index's)
+    in its container's environment under the work's own, which win."""
     check_label(work.name)  # a bad name fails here, not as a 422 at apply time
     ssh_env, volumes, mounts = _git_ssh(work)
     if data is not None:
@@ -124,7 +133,12 @@ def build_job(work: Work, data: DataVolume | None = None) -> dict[str, Any]:
                             "env": [
                                 {"name": k, "value": v}
                                 for k, v in sorted(
-                                    {**work.env, **ssh_env, RESULT_ENV: TERMINATION_LOG}.items()
+                                    {
+                                        **(env or {}),
+                                        **work.env,
+                                        **ssh_env,
+                                        RESULT_ENV: TERMINATION_LOG,
+                                    }.items()
                                 )
                             ],
                             "terminationMessagePath": TERMINATION_LOG,
@@ -321,9 +335,14 @@ def _result(pods: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
 
 
 class KubernetesExecutor:
-    def __init__(self, kube: Any, data: DataVolume | None = None) -> None:
+    def __init__(
+        self, kube: Any, data: DataVolume | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        """Jobs and model servers through `kube`, with `data` mounted in each when given
+        and `env` in every Job's environment (`build_job`)."""
         self.kube = kube
         self.data = data
+        self.env = dict(env or {})
         self.batch = client.BatchV1Api(kube.api)
         self.core = client.CoreV1Api(kube.api)
         self.endpoints = KubernetesEndpoints(kube, data)
@@ -344,7 +363,7 @@ class KubernetesExecutor:
         if existing is not None:
             return job_state(existing)
         owner = work.owner if work.owned else None
-        job = await self.kube.apply(build_job(work, self.data), owner=owner)
+        job = await self.kube.apply(build_job(work, self.data, self.env), owner=owner)
         return job_state(job)
 
     async def status(self, namespace: str, name: str, owner_uid: str | None = None) -> WorkStatus:
@@ -355,39 +374,30 @@ class KubernetesExecutor:
             return WorkStatus(State.MISSING, "the Job of this name belongs to another object")
         status = job_state(job)
         if status.state.finished:
-            pods = await self._pods(namespace, name, job_owner_uid(job))
+            pods = await self._pods(job)
             result = _result(pods)
             status = WorkStatus(status.state, status.message, result)
             # The log is read only for a kill (a Job faked in a test has pods with no log).
             if status.state is State.FAILED and killed_reason(pods, "") is not None:
-                killed = killed_reason(pods, await self.logs(namespace, name, LOG_TAIL_LINES))
+                killed = killed_reason(pods, await self._logs(namespace, pods, LOG_TAIL_LINES))
                 if killed is not None:
                     status = WorkStatus(status.state, killed[1], result, reason=killed[0])
         else:
-            stuck = await self._stuck(namespace, name, job)
+            stuck = await self._stuck(namespace, job)
             if stuck is not None:
                 status = WorkStatus(status.state, stuck[1], stuck=stuck[0])
         return status
 
-    async def _stuck(
-        self, namespace: str, name: str, job: dict[str, Any]
-    ) -> tuple[str, str] | None:
+    async def _stuck(self, namespace: str, job: dict[str, Any]) -> tuple[str, str] | None:
         """`stuck_reason` over the Job's pods and the events about them and the Job."""
-        selector = f"lykeion.io/work={name}"
-        owner_uid = job_owner_uid(job)
-        if owner_uid:
-            selector += f",{OWNER_UID_LABEL}={owner_uid}"
-        found = await asyncio.to_thread(
-            self.core.list_namespaced_pod, namespace, label_selector=selector
-        )
-        pods: list[dict[str, Any]] = self.kube.api.sanitize_for_serialization(found.items)
+        pods = await self._pods(job)
         waiting = [
             str(p["metadata"]["name"])
             for p in pods
             if (p.get("status") or {}).get("phase") == "Pending"
         ]
         events: list[dict[str, Any]] = []
-        for involved in [name] if not pods else waiting:
+        for involved in [str(job["metadata"]["name"])] if not pods else waiting:
             listed = await asyncio.to_thread(
                 self.core.list_namespaced_event,
                 namespace,
@@ -396,19 +406,16 @@ class KubernetesExecutor:
             events += self.kube.api.sanitize_for_serialization(listed.items)
         return stuck_reason(job, pods, events)
 
-    async def _pods(self, namespace: str, name: str, owner_uid: str) -> list[dict[str, Any]]:
-        """The work's pods of this owner, newest first (a predecessor's pods of the same
-        name may still be going away), as API data."""
-        selector = f"lykeion.io/work={name}"
-        if owner_uid:
-            selector += f",{OWNER_UID_LABEL}={owner_uid}"
+    async def _pods(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """The pods of `job` itself (`JOB_UID_LABEL` = its UID), newest first, as API data:
+        never those of a Job of the same name before it, which may still be going away."""
+        meta = job["metadata"]
         found = await asyncio.to_thread(
-            self.core.list_namespaced_pod, namespace, label_selector=selector
+            self.core.list_namespaced_pod,
+            meta["namespace"],
+            label_selector=f"{JOB_UID_LABEL}={meta['uid']}",
         )
-        pods: list[dict[str, Any]] = self.kube.api.sanitize_for_serialization(found.items)
-        return sorted(
-            pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""), reverse=True
-        )
+        return newest_first(self.kube.api.sanitize_for_serialization(found.items))
 
     async def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -421,20 +428,23 @@ class KubernetesExecutor:
         return result
 
     async def logs(self, namespace: str, name: str, tail: int = 50) -> str:
-        pods = await asyncio.to_thread(
-            self.core.list_namespaced_pod, namespace, label_selector=f"lykeion.io/work={name}"
-        )
+        """The last `tail` lines of the log of each pod of the Job `name` as it is now (its
+        own pods, by its UID; a pod's log that cannot be read is a line saying so); "" when
+        there is no such Job."""
+        job = await self._get(namespace, name)
+        if job is None:
+            return ""
+        return await self._logs(namespace, await self._pods(job), tail)
+
+    async def _logs(self, namespace: str, pods: Sequence[Mapping[str, Any]], tail: int) -> str:
         chunks = []
-        for pod in pods.items:
-            pod_name = str(pod.metadata.name) if pod.metadata else ""
+        for pod in pods:
+            pod_name = str(pod["metadata"]["name"])
             try:
                 log = await asyncio.to_thread(
-                    self.core.read_namespaced_pod_log,
-                    pod_name,
-                    namespace,
-                    tail_lines=tail,
+                    pod_log, self.core, pod_name, namespace, tail_lines=tail
                 )
-                chunks.append(str(log or ""))  # None for a pod that never wrote
+                chunks.append(log)
             except ApiException as error:
                 chunks.append(f"(no log from {pod_name}: {error.reason})")
         return "\n".join(chunks)

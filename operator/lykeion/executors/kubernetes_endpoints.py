@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from lykeion.conditions import get as get_condition
 from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
+from lykeion.kube import pod_log
 
 if TYPE_CHECKING:
     from lykeion.executors.kubernetes import DataVolume
@@ -49,10 +50,22 @@ def observe_lykeion(endpoint: Endpoint, applied: Mapping[str, dict[str, Any]]) -
     return EndpointStatus(url, available, messages, replicas, servers=servers)
 
 
-def crash(pods: Sequence[Mapping[str, Any]]) -> str | None:
-    """Why a version's server pods crash rather than start, or None while they start or
-    run (pure, on API objects as data): a container waiting in `CrashLoopBackOff`, or
-    restarted after exiting non-zero (its last termination's reason and exit code)."""
+@dataclass(frozen=True)
+class Crash:
+    """A model server container that crashes rather than starts."""
+
+    pod: str
+    container: str
+    message: str
+    """Which pod and container, how many restarts, the last exit's reason and code, and
+    the end of its termination message."""
+
+
+def crash(pods: Sequence[Mapping[str, Any]]) -> Crash | None:
+    """The first of `pods` (in their order) whose server crashes rather than starts, or None
+    while they start or run (pure, on API objects as data): a container waiting in
+    `CrashLoopBackOff`, or restarted after exiting non-zero (its last termination's
+    reason and exit code). The other pods may be healthy replicas or a rolling update's."""
     for pod in pods:
         name = str((pod.get("metadata") or {}).get("name") or "")
         for container in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -61,13 +74,24 @@ def crash(pods: Sequence[Mapping[str, Any]]) -> str | None:
             restarts = int(container.get("restartCount") or 0)
             looping = waiting.get("reason") == "CrashLoopBackOff"
             if looping or (restarts > 0 and int(last.get("exitCode") or 0) != 0):
-                return (
+                message = (
                     f"pod {name}: container {container.get('name')} crashed "
                     f"{restarts} time(s), last {last.get('reason') or 'exit'} with exit code "
                     f"{last.get('exitCode')}"
                     + (f": {str(last['message']).strip()[-500:]}" if last.get("message") else "")
                 )
+                return Crash(name, str(container.get("name") or ""), message)
     return None
+
+
+def newest_first(pods: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`pods` by creation time, newest first (pure): a rolling update's new pods before
+    the ones they replace."""
+    return sorted(
+        pods,
+        key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""),
+        reverse=True,
+    )
 
 
 def seldon_deployment_name(endpoint: Endpoint, version: str) -> str:
@@ -262,7 +286,8 @@ class KubernetesEndpoints:
 
     async def _with_crashes(self, endpoint: Endpoint, observed: EndpointStatus) -> EndpointStatus:
         """`observed` with the versions whose pods crash marked (`crashed`), and why: the
-        end of the crashed server's previous log (it says why it cannot serve)."""
+        end of the previous log of the crashing pod's container (it says why it cannot
+        serve), named in the message. The log is left out when it cannot be read."""
         crashed, messages = set(), dict(observed.messages)
         for version, up in observed.available.items():
             if up:
@@ -272,24 +297,27 @@ class KubernetesEndpoints:
             found = await asyncio.to_thread(
                 self.core.list_namespaced_pod, endpoint.namespace, label_selector=selector
             )
-            pods: list[dict[str, Any]] = self.kube.api.sanitize_for_serialization(found.items)
-            why = crash(pods)
-            if why is None:
+            pods = newest_first(self.kube.api.sanitize_for_serialization(found.items))
+            crashing = crash(pods)
+            if crashing is None:
                 continue
             crashed.add(version)
             try:
                 log = await asyncio.to_thread(
-                    self.core.read_namespaced_pod_log,
-                    pods[0]["metadata"]["name"],
+                    pod_log,
+                    self.core,
+                    crashing.pod,
                     endpoint.namespace,
-                    container="server",
+                    container=crashing.container,
                     previous=True,
                     tail_lines=3,
                 )
             except ApiException:
-                log = ""
-            tail = str(log or "").strip()[-600:]
-            messages[version] = why + (f"; its log ends: {tail}" if tail else "")
+                log = ""  # no node to ask, or the pod is gone: the reason alone then
+            tail = log.strip()[-600:]
+            messages[version] = crashing.message + (
+                f"; the previous log of pod {crashing.pod} ends: {tail}" if tail else ""
+            )
         if not crashed:
             return observed
         return replace(observed, crashed=frozenset(crashed), messages=messages)

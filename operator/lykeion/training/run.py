@@ -22,9 +22,13 @@ without one run in this process's environment (`env_manager="local"`). The envir
 are kept under `--env-root` (default `<cache-dir>/envs`, on the data volume in the
 cluster), one per distinct python_env, so a second training with the same one installs
 nothing. uv takes the package index from the environment: `UV_INDEX_URL`, else
-`PIP_INDEX_URL` (likewise the extra index, find-links and `PIP_CERT`), and never downloads
+`PIP_INDEX_URL` (likewise the extra index, find-links, trusted hosts and `PIP_CERT`; on
+Kubernetes the chart's `workload.packageIndex` sets pip's in every Job), and never downloads
 a Python build (the declared version must be the image's). conda and docker_env projects
-are refused with `UnsupportedProjectEnvironment`, saying why and what to declare instead.
+are refused with `UnsupportedProjectEnvironment`, saying why and what to declare instead;
+a python_env file MLflow could not use (YAML syntax, no `python`, a list that is not a list
+of strings) with `InvalidProjectEnvironment`, naming the file and the field, before the
+training set is built.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ if TYPE_CHECKING:
 TEST_FRACTION = 0.2
 CANDIDATE = "candidate"
 UNSUPPORTED_ENV = "UnsupportedProjectEnvironment"
+INVALID_ENV = "InvalidProjectEnvironment"
+PYTHON_ENV_KEYS = ("python", "build_dependencies", "dependencies")
+"""The keys of a python_env file (MLflow's `_PythonEnv`): the Python version, the packages
+installed first (pip, setuptools, wheel), and the project's own requirements."""
 ENV_FAILED = "EnvironmentFailed"
 ENV_COMPLETE = ".lykeion-complete"
 """Written in a project environment once it was fully created: one without it was cut
@@ -83,8 +91,9 @@ def project_environment(directory: Path) -> ProjectEnvironment:
     """The environment the MLflow project in `directory` declares, read as MLflow reads it
     (MLproject's `python_env`/`conda_env`/`docker_env`, else a `python_env.yaml`, else a
     `conda.yaml` beside it). Raises `StepError` with `UnsupportedProjectEnvironment` for
-    conda and docker_env (the message says what to declare instead) and `ProjectFailed`
-    for an MLproject file MLflow cannot read."""
+    conda and docker_env (the message says what to declare instead), with
+    `InvalidProjectEnvironment` for a python_env file that `check_python_env` refuses, and
+    `ProjectFailed` for an MLproject file MLflow cannot read."""
     from mlflow.exceptions import MlflowException
     from mlflow.projects import _project_spec, env_type
 
@@ -99,8 +108,73 @@ def project_environment(directory: Path) -> ProjectEnvironment:
         where = Path(project.env_config_path).name
         raise StepError(UNSUPPORTED_ENV, CONDA_UNSUPPORTED.format(path=where))
     if project.env_type == env_type.PYTHON and project.env_config_path:
-        return ProjectEnvironment("uv", Path(project.env_config_path))
+        path = Path(project.env_config_path)
+        shown = path.relative_to(directory) if path.is_relative_to(directory) else path
+        check_python_env(path, shown.as_posix())
+        return ProjectEnvironment("uv", path)
     return ProjectEnvironment("local")
+
+
+def _invalid(shown: str, problem: str) -> StepError:
+    return StepError(
+        INVALID_ENV,
+        f"the project's {shown} is not a valid python_env: {problem} (a python_env has "
+        '`python: "3.11"`, optional `build_dependencies:` and `dependencies:`, each a list '
+        "of requirement strings)",
+    )
+
+
+def check_python_env(path: Path, shown: str) -> None:
+    """Refuse a python_env file that MLflow's `uv` env manager could not use, as MLflow
+    reads one (`mlflow.utils.environment._PythonEnv`): a YAML mapping with only the keys
+    `PYTHON_ENV_KEYS`; `python` a version string (required here: the environment is made
+    for that version, and uv never downloads one); `build_dependencies` and `dependencies`
+    absent or lists of non-empty requirement strings. `shown` is how the message names the
+    file (its path in the project).
+
+    Raises `StepError` with `InvalidProjectEnvironment`, whose message names the file, the
+    field (and the item's index in a list) and the problem."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise _invalid(shown, f"cannot read it: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        what = getattr(error, "problem", None) or str(error)
+        raise _invalid(shown, f"YAML syntax error{at}: {what}") from error
+    if loaded is None:
+        raise _invalid(shown, "it is empty")
+    if not isinstance(loaded, dict):
+        raise _invalid(shown, f"it is a YAML {type(loaded).__name__}, not a mapping")
+    unknown = sorted(str(key) for key in loaded if key not in PYTHON_ENV_KEYS)
+    if unknown:
+        raise _invalid(shown, f"unknown key(s) {', '.join(unknown)}")
+    python = loaded.get("python")
+    if python is None:
+        raise _invalid(shown, "`python` is missing: declare the version it runs")
+    if not isinstance(python, str) or not python.strip():
+        hint = " (quote it: YAML reads 3.10 as the number 3.1)" if isinstance(python, float) else ""
+        raise _invalid(
+            shown, f'`python` must be a version string such as "3.11", not {python!r}{hint}'
+        )
+    for key in ("build_dependencies", "dependencies"):
+        listed = loaded.get(key)
+        if listed is None:
+            continue
+        if not isinstance(listed, list):
+            raise _invalid(
+                shown, f"`{key}` must be a list of requirements, not a {type(listed).__name__}"
+            )
+        for index, item in enumerate(listed):
+            if not isinstance(item, str) or not item.strip():
+                raise _invalid(
+                    shown,
+                    f'`{key}[{index}]` must be a requirement string (e.g. "pandas==2.2.3"), '
+                    f"not {item!r}",
+                )
 
 
 def uv_settings(env: Mapping[str, str], env_root: Path) -> dict[str, str]:
@@ -110,9 +184,10 @@ def uv_settings(env: Mapping[str, str], env_root: Path) -> dict[str, str]:
 
     `MLFLOW_ENV_ROOT` is `env_root/virtualenvs`, uv's download cache `env_root/uv-cache`
     unless `UV_CACHE_DIR` is set. uv does not read pip's settings: `PIP_INDEX_URL`,
-    `PIP_EXTRA_INDEX_URL`, `PIP_FIND_LINKS` pass on as `UV_INDEX_URL`,
-    `UV_EXTRA_INDEX_URL`, `UV_FIND_LINKS` and `PIP_CERT` as `SSL_CERT_FILE`, unless the uv
-    (or SSL) variable is set itself. Python builds are never downloaded
+    `PIP_EXTRA_INDEX_URL`, `PIP_FIND_LINKS`, `PIP_TRUSTED_HOST` pass on as `UV_INDEX_URL`,
+    `UV_EXTRA_INDEX_URL`, `UV_FIND_LINKS`, `UV_INSECURE_HOST` (space-separated hosts, as
+    pip's) and `PIP_CERT` as `SSL_CERT_FILE`, unless the uv (or SSL) variable is set
+    itself. Python builds are never downloaded
     (`UV_PYTHON_DOWNLOADS=never`) and files are copied, not linked, from the cache (the
     cache and the environments may be on different file systems) unless set otherwise."""
     settings = {
@@ -126,6 +201,7 @@ def uv_settings(env: Mapping[str, str], env_root: Path) -> dict[str, str]:
         ("UV_INDEX_URL", "PIP_INDEX_URL"),
         ("UV_EXTRA_INDEX_URL", "PIP_EXTRA_INDEX_URL"),
         ("UV_FIND_LINKS", "PIP_FIND_LINKS"),
+        ("UV_INSECURE_HOST", "PIP_TRUSTED_HOST"),
         ("SSL_CERT_FILE", "PIP_CERT"),
     ):
         value = env.get(uv) or env.get(pip)
