@@ -334,6 +334,25 @@ def served_object(cluster: NodeCluster, resource: str, name: str) -> dict[str, A
     return dict(json.loads(done.stdout))
 
 
+def wait_isvc_ready(
+    cluster: NodeCluster, timeout: float, kserve: ServingController
+) -> dict[str, Any]:
+    """The example's InferenceService once KServe's own conditions are all True (its
+    components' and its Ready), or fail after `timeout` seconds with what the cluster says."""
+    deadline = time.monotonic() + timeout
+    conditions: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        isvc = served_object(cluster, "inferenceservice", DEPLOYMENT)
+        status = isvc.get("status") or {}
+        conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+        if conditions and all(v == "True" for v in conditions.values()):
+            return isvc
+        time.sleep(2)
+    raise AssertionError(
+        f"InferenceService {DEPLOYMENT}: {conditions}\n{diagnose(cluster, kserve)}"
+    )
+
+
 def status_managers(obj: dict[str, Any]) -> set[str]:
     """The field managers that wrote `obj`'s status subresource."""
     return {

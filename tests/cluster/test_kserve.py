@@ -37,7 +37,6 @@ from tests.cluster.serving import (
     KEYS,
     NS,
     caller_token,
-    diagnose,
     flat,
     record_timing,
     serve_ready,
@@ -53,19 +52,6 @@ NAME = DEPLOYMENT
 
 def _isvc(cluster: NodeCluster, name: str) -> dict[str, Any]:
     return served_object(cluster, "inferenceservice", name)
-
-
-def _isvc_ready(cluster: NodeCluster, name: str, timeout: float, kserve: ServingController) -> None:
-    """KServe's own Ready (its components' conditions all True), bounded."""
-    deadline = time.monotonic() + timeout
-    conditions: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        status = _isvc(cluster, name).get("status") or {}
-        conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
-        if conditions and all(v == "True" for v in conditions.values()):
-            return
-        time.sleep(2)
-    raise AssertionError(f"InferenceService {name}: {conditions}\n{diagnose(cluster, kserve)}")
 
 
 def test_kserve_webhook_refuses_what_its_validator_refuses(
@@ -99,7 +85,7 @@ def test_the_example_through_kserve_predicts_as_the_lykeion_backend(
 
     # Lykeion's Ready came sooner than KServe's: measured here, the InferenceService's own
     # conditions turned True only once MLServer had loaded the model.
-    _isvc_ready(installed, NAME, 300, kserve)
+    serving.wait_isvc_ready(installed, 300, kserve)
     record_timing(installed, "kserve: Deployment apply to KServe Ready", time.monotonic() - begin)
     isvc = _isvc(installed, NAME)
     # KServe's mutating webhook defaulted what Lykeion rendered (RawDeployment, from the
@@ -202,7 +188,7 @@ def test_a_kserve_canary_is_refused_in_raw_mode_then_promoted_from_unavailable_r
                                    lambda b: ready(b, "Ready").get("status") == "True",
                                    300, kserve)  # fmt: skip
     serving.admitted(body)
-    _isvc_ready(installed, NAME, 300, kserve)
+    serving.wait_isvc_ready(installed, 300, kserve)
     isvc = _named(installed, api, old, "1.0")
     assert predictions(isvc) == pytest.approx(reference, rel=1e-6)
 
@@ -247,7 +233,7 @@ def test_a_kserve_canary_is_refused_in_raw_mode_then_promoted_from_unavailable_r
         300, kserve,
     )  # fmt: skip
     serving.admitted(body)
-    _isvc_ready(installed, NAME, 300, kserve)
+    serving.wait_isvc_ready(installed, 300, kserve)
     assert predictions(_named(installed, api, new, "1.1")) == pytest.approx(reference, rel=1e-6)
 
     # Roll back.
@@ -258,7 +244,7 @@ def test_a_kserve_canary_is_refused_in_raw_mode_then_promoted_from_unavailable_r
         300, kserve,
     )  # fmt: skip
     serving.admitted(body)
-    _isvc_ready(installed, NAME, 300, kserve)
+    serving.wait_isvc_ready(installed, 300, kserve)
     isvc = _named(installed, api, old, "rolled back")
     _reconciled(installed, isvc)
     assert predictions(isvc) == pytest.approx(reference, rel=1e-6)
