@@ -223,6 +223,8 @@ def test_a_kserve_canary_is_refused_in_raw_mode_then_promoted_from_unavailable_r
         assert kserve_ready["status"] != "True" or int(status.get("observedGeneration") or 0) < int(
             isvc["metadata"]["generation"]
         ), status
+        # Lykeion's conditions say what KServe's status says (observe_kserve's words).
+        assert f"1.1: InferenceService {NAME}: " in ready(body, "Available")["message"], body
         assert serving.traffic_of(body) == {new: 0}
         assert ready(body, "TrafficInEffect")["reason"] == "NoVersionServing"
         assert predictions(isvc) == pytest.approx(reference, rel=1e-6)
