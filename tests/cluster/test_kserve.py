@@ -210,19 +210,25 @@ def test_a_kserve_canary_is_refused_in_raw_mode_then_promoted_from_unavailable_r
     # the Deployments to 1.1 and reports them not ready; the old pods serve meanwhile.
     with serving.unschedulable(installed):
         generation = serving.declare(installed, "kserve", [(new, 100)])
+        # Once KServe has reported on the new spec: until then Lykeion says only that.
         body = serving.wait_deployment(
-            api, installed, generation, "reported 1.1 starting",
-            lambda b: ready(b, "Available").get("reason") == "VersionsStarting", 120, kserve,
+            api, installed, generation, "reported 1.1 starting from KServe's status",
+            lambda b: ready(b, "Available").get("reason") == "VersionsStarting"
+            and "has not reported on generation" not in ready(b, "Available")["message"],
+            120, kserve,
         )  # fmt: skip
         serving.admitted(body)
         isvc = _named(installed, api, new, "1.1 starting")
         _reconciled(installed, isvc)
-        # KServe's own status says it: its Ready is not True for this spec.
+        # KServe v0.15.2 (raw) may well say Ready here: its Deployments stay Available on
+        # 1.0's pods. Lykeion then reads the rollout of those Deployments itself.
         status = _isvc(installed, NAME)["status"]
         kserve_ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-        assert kserve_ready["status"] != "True" or int(status.get("observedGeneration") or 0) < int(
-            isvc["metadata"]["generation"]
-        ), status
+        message = ready(body, "Available")["message"]
+        print(f"\nKServe's Ready while 1.1 is unschedulable: {kserve_ready}; Lykeion: {message}")
+        if kserve_ready["status"] == "True":
+            assert "KServe reports Ready, but Deployment" in message, message
+            assert f"is still rolling out {new}" in message, message
         # Lykeion's conditions say what KServe's status says (observe_kserve's words).
         assert f"1.1: InferenceService {NAME}: " in ready(body, "Available")["message"], body
         assert serving.traffic_of(body) == {new: 0}
