@@ -26,6 +26,20 @@ server), and to the server pod's IP directly. Reported: p50/p99 (ms) and request
 request carries a ServiceAccount token the servers review (access on, the chart's default;
 reviews are cached by the servers). Everything shares the machine's cores: the load
 generator, the cluster and the servers.
+
+    python benchmarks/cluster.py --controllers [--requests 400]
+        [--out benchmarks/results/controllers.json]
+
+What Seldon Core's and KServe's data planes add, against the Lykeion server directly,
+through their own controllers and admission webhooks (`lykeion.serving_controllers`):
+p50/p99 and requests/s through Seldon's Service (v1 protocol) and through KServe's
+RawDeployment transformer Service (V2), and to a pod running the Lykeion server as
+Lykeion rendered it, with each protocol and with /predict, in the same run
+(tests/cluster/overhead.py says how). It runs as a pytest session of the cluster tests'
+own fixtures (tests/cluster/conftest.py, serving.py): the controllers with their webhooks,
+CRDs and configuration, the chart installed with KServe's storage scheme for MLflow's
+artifacts, and the example trained in the cluster are set up there, and `lykectl up
+--cluster` sets up none of the controllers, so they are not set up a second way here.
 """
 
 from __future__ import annotations
@@ -242,14 +256,35 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def controllers_run(requests: int, out: Path) -> int:
+    """tests/cluster/overhead.py through pytest (its own one-node cluster session, with
+    Seldon's and KServe's controllers), `requests` per path, its JSON written to `out`;
+    pytest's exit code."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "cluster", "-s",
+         "-q", str(ROOT / "tests" / "cluster" / "overhead.py")],
+        cwd=ROOT, check=False,
+        env={**os.environ, "LYKEION_OVERHEAD_REQUESTS": str(requests),
+             "LYKEION_OVERHEAD_OUT": str(out)},
+    )  # fmt: skip
+    return done.returncode
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=500, help="per latency target")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per stage")
     parser.add_argument("--no-embedded", action="store_true", help="cluster mode only")
     parser.add_argument("--no-cluster", action="store_true", help="the embedded platform only")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cluster.json")
+    parser.add_argument(
+        "--controllers", action="store_true", help="Seldon's and KServe's overhead only"
+    )
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.controllers:
+        out = args.out or ROOT / "benchmarks/results/controllers.json"
+        sys.exit(controllers_run(args.requests, out))
+    args.out = args.out or ROOT / "benchmarks/results/cluster.json"
     # Relative sources and labels resolve from here in the embedded platform, as for
     # `lykectl up` run in a checkout.
     os.chdir(ROOT)

@@ -146,5 +146,6 @@ from tests.cluster.serving import (  # noqa: E402,F401
     lykeion_api,
     reference_predictions,
     seldon,
+    trained_canary,
     trained_example,
 )

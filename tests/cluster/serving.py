@@ -7,12 +7,13 @@ Imported by conftest.py (session fixtures `kserve`, `seldon`, `trained_example`,
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -277,14 +278,18 @@ DEPLOYMENT = "forward-default"
 """The example's Deployment (one per family and segment: its name is theirs)."""
 
 
-def serve_with(cluster: NodeCluster, backend: str) -> int:
-    """The example's Deployment (version 1.0, all traffic) moved onto `backend`; returns
-    the generation to wait for. Moving retires the earlier backend's objects (the
-    operator deletes what it rendered for it); the reference predictions were taken
-    before, once per session."""
+def declare(
+    cluster: NodeCluster, backend: str, versions: list[tuple[str, int]], shadow: str | None = None
+) -> int:
+    """The example's Deployment declared with `versions` ((version, percent) in order) and
+    `shadow` on `backend` (server-side apply by one field manager: what a step leaves out,
+    e.g. the shadow, goes); returns the generation to wait for."""
     body = copy.deepcopy(load(EXAMPLE / "deployment.yaml")[0])
     body["metadata"] = {"name": DEPLOYMENT, "namespace": NS}
     body["spec"]["backend"] = backend
+    body["spec"]["versions"] = [{"version": v, "traffic": t} for v, t in versions]
+    if shadow is not None:
+        body["spec"]["shadow"] = shadow
     # Two cores for the whole node, shared with the lykeion backend's and the other
     # serving system's pods: a tenth of one per server.
     body["spec"]["resources"] = {"cpu": "100m", "memory": "1Gi"}
@@ -294,6 +299,14 @@ def serve_with(cluster: NodeCluster, backend: str) -> int:
         "-o", "jsonpath={.metadata.generation}",
     )  # fmt: skip
     return int(got.stdout)
+
+
+def serve_with(cluster: NodeCluster, backend: str) -> int:
+    """The example's Deployment (version 1.0, all traffic) moved onto `backend` (`declare`);
+    returns the generation to wait for. Moving retires the earlier backend's objects (the
+    operator deletes what it rendered for it); the reference predictions were taken
+    before, once per session."""
+    return declare(cluster, backend, [("1.0", 100)])
 
 
 def serve_ready(
@@ -321,6 +334,25 @@ def served_object(cluster: NodeCluster, resource: str, name: str) -> dict[str, A
     return dict(json.loads(done.stdout))
 
 
+def wait_isvc_ready(
+    cluster: NodeCluster, timeout: float, kserve: ServingController
+) -> dict[str, Any]:
+    """The example's InferenceService once KServe's own conditions are all True (its
+    components' and its Ready), or fail after `timeout` seconds with what the cluster says."""
+    deadline = time.monotonic() + timeout
+    conditions: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        isvc = served_object(cluster, "inferenceservice", DEPLOYMENT)
+        status = isvc.get("status") or {}
+        conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+        if conditions and all(v == "True" for v in conditions.values()):
+            return isvc
+        time.sleep(2)
+    raise AssertionError(
+        f"InferenceService {DEPLOYMENT}: {conditions}\n{diagnose(cluster, kserve)}"
+    )
+
+
 def status_managers(obj: dict[str, Any]) -> set[str]:
     """The field managers that wrote `obj`'s status subresource."""
     return {
@@ -345,3 +377,163 @@ def timed_client(
     record_timing(cluster, what, time.monotonic() - begin)
     result: dict[str, Any] = answers[protocol]
     return result
+
+
+# -- a canary's lifecycle through a serving system's controller ---------------------------
+
+CANARY = "1.1"
+
+
+@pytest.fixture(scope="session")
+def trained_canary(installed: NodeCluster, lykeion_api: Cluster, trained_example: str) -> str:
+    """Model 1.1 trained and evaluated in the cluster: the example's Model 1.0 again (same
+    pinned source, parameters and data), so either version's predictions equal the
+    reference and a step's predictions hold whichever version the Service reaches; which
+    version a serving system runs is read from its object and pods. Its name."""
+    name = f"{DEPLOYMENT}-{CANARY}"
+    begin = time.monotonic()
+    if lykeion_api.get("Model", NS, name) is None:
+        first = lykeion_api.get("Model", NS, trained_example)
+        assert first is not None
+        spec = {**copy.deepcopy(first["spec"]), "version": CANARY}
+        lykeion_api.create(
+            {"apiVersion": first["apiVersion"], "kind": "Model",
+             "metadata": {"name": name, "namespace": NS}, "spec": spec},
+            NS,
+        )  # fmt: skip
+    wait_condition(lykeion_api, installed, "Model", name, "Evaluated", 600)
+    record_timing(installed, f"Model {CANARY} training (when not already done)",
+                  time.monotonic() - begin)  # fmt: skip
+    return name
+
+
+HOLD_TAINT = "lykeion.io/test-hold=canary:NoSchedule"
+"""Keeps new pods off the node (running ones stay): a version's server that cannot start."""
+
+
+@contextlib.contextmanager
+def unschedulable(cluster: NodeCluster) -> Iterator[None]:
+    """While inside, no new pod is scheduled onto the session's one node (a `NoSchedule`
+    taint; pods already running go on serving); removed on the way out, whatever happens,
+    and the scheduler then places the pending pods."""
+    cluster.run_kubectl("taint", "nodes", cluster.node_name, HOLD_TAINT)
+    try:
+        yield
+    finally:
+        cluster.run_kubectl("taint", "nodes", cluster.node_name, f"{HOLD_TAINT}-", check=False)
+
+
+def condition_of(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    """Condition `type_` of a Lykeion object's status ({} when absent)."""
+    found = (body.get("status") or {}).get("conditions") or []
+    return next((dict(c) for c in found if c["type"] == type_), {})
+
+
+def traffic_of(body: dict[str, Any]) -> dict[str, int]:
+    """The Deployment's traffic in effect (`status.traffic`): version -> percent."""
+    return {t["version"]: int(t["traffic"]) for t in (body.get("status") or {}).get("traffic", [])}
+
+
+def wait_deployment(
+    api: Cluster, cluster: NodeCluster, generation: int, what: str,
+    done: Callable[[dict[str, Any]], bool], timeout: float, *controllers: ServingController,
+) -> dict[str, Any]:  # fmt: skip
+    """The example's Deployment once its status is of `generation` (every condition's
+    observedGeneration) and `done(body)` holds; fails after `timeout` seconds saying
+    `what` was awaited, with the status and what the cluster says."""
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = api.get("Deployment", NS, DEPLOYMENT) or {}
+        conditions = (body.get("status") or {}).get("conditions") or []
+        current = conditions and all(
+            int(c.get("observedGeneration") or 0) >= generation for c in conditions
+        )
+        if current and done(body):
+            return body
+        time.sleep(1)
+    raise AssertionError(
+        f"Deployment {DEPLOYMENT} (generation {generation}) never {what}:\n"
+        f"{json.dumps(body.get('status'), indent=1)}\n{diagnose(cluster, *controllers)}"
+    )
+
+
+def admitted(body: dict[str, Any]) -> None:
+    """Nothing Lykeion rendered for the Deployment's current spec was refused: no
+    `ServingRejected` (the reason a webhook's or a schema's refusal, or a split Lykeion
+    itself refuses to render, is reported with)."""
+    for condition in (body.get("status") or {}).get("conditions") or []:
+        assert condition.get("reason") != "ServingRejected", condition
+
+
+def _post(url: str, token: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(),
+        {"content-type": "application/json", "authorization": f"Bearer {token}"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def seldon_body(keys: list[str]) -> dict[str, Any]:
+    """A Seldon v1 protocol request of `keys` (one row per key, as SeldonClient sends)."""
+    return {"data": {"names": ["rider_id"], "ndarray": [[k] for k in keys]}}
+
+
+def v2_body(keys: list[str]) -> dict[str, Any]:
+    """A V2 (Open Inference Protocol) request of `keys` (one BYTES input)."""
+    return {"inputs": [{"name": "rider_id", "shape": [len(keys)], "datatype": "BYTES",
+                        "data": keys}]}  # fmt: skip
+
+
+SELDON_PATH = f"/seldon/{NS}/{DEPLOYMENT}/api/v1.0/predictions"
+"""Seldon's gateway path of the Deployment (SeldonClient's `istio` gateway's)."""
+V2_PATH = f"/v2/models/{DEPLOYMENT}/infer"
+
+
+def seldon_predict(url: str, token: str) -> tuple[str, list[float]]:
+    """KEYS through a Seldon Service at `url` (its v1 protocol): the version that answered
+    (`meta.tags`) and the predictions, flat."""
+    answer = _post(url + SELDON_PATH, token, seldon_body(KEYS))
+    return str(answer["meta"]["tags"]["lykeion.version"]), flat(answer["data"]["ndarray"])
+
+
+def v2_predict(url: str, token: str) -> list[float]:
+    """KEYS through a V2 endpoint at `url` (KServe's transformer Service): the predictions,
+    flat."""
+    answer = _post(url + V2_PATH, token, v2_body(KEYS))
+    (output,) = answer["outputs"]
+    return flat(output["data"])
+
+
+def gone_with_children(
+    cluster: NodeCluster, resource: str, selector: str, timeout: float,
+    *controllers: ServingController,
+) -> None:  # fmt: skip
+    """Delete the example's Deployment and wait until the serving system's object
+    (`resource`, named like it) and the Deployments, ReplicaSets and Services its
+    controller made (`selector`) are gone, and their pods terminating or gone: owner
+    references alone remove them (nothing here deletes them)."""
+    cluster.run_kubectl("delete", "deployments.lykeion.io", "-n", NS, DEPLOYMENT,
+                        "--wait=true", "--timeout=120s")  # fmt: skip
+    deadline = time.monotonic() + timeout
+    left: list[str] = []
+    while time.monotonic() < deadline:
+        objects = cluster.run_kubectl(
+            "get", f"{resource},deployments,replicasets,services", "-n", NS,
+            "-l", selector, "-o", "name",
+        ).stdout.split()  # fmt: skip
+        own = cluster.run_kubectl(
+            "get", resource, "-n", NS, "--field-selector", f"metadata.name={DEPLOYMENT}",
+            "-o", "name",
+        ).stdout.split()  # fmt: skip
+        pods = json.loads(cluster.run_kubectl(
+            "get", "pods", "-n", NS, "-l", selector, "-o", "json").stdout)["items"]  # fmt: skip
+        running = [
+            p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")
+        ]
+        left = [*objects, *own, *running]
+        if not left:
+            return
+        time.sleep(1)
+    raise AssertionError(f"left after deletion: {left}\n{diagnose(cluster, *controllers)}")

@@ -264,6 +264,33 @@ def _kserve_ready(api: client.ApiClient, name: str) -> dict[str, Any]:
                     # KServe's Ready counts for the generation it observed, this one.
                     "observedGeneration": obj["metadata"]["generation"]}},
     )  # fmt: skip
+    # RawDeployment: the Deployments KServe makes, rolled out (no controller manager here
+    # to do it): Lykeion reads them, as KServe's Ready does not say they are.
+    apps = client.AppsV1Api(api)
+    transformer = {"name": "kserve-container", "image": "x",
+                   "env": obj["spec"]["transformer"]["containers"][0]["env"]}  # fmt: skip
+    predictor = {
+        "name": "storage-initializer",
+        "image": "x",
+        "args": [obj["spec"]["predictor"]["model"]["storageUri"], "/mnt/models"],
+    }
+    pods = {
+        "transformer": {"containers": [transformer]},
+        "predictor": {"initContainers": [predictor],
+                      "containers": [{"name": "kserve-container", "image": "x"}]},
+    }  # fmt: skip
+    for component, pod in pods.items():
+        labels = {"app": f"isvc.{name}-{component}"}
+        made = apps.create_namespaced_deployment(NS, {
+            "metadata": {"name": f"{name}-{component}", "labels": labels},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": pod}},
+        })  # fmt: skip
+        apps.patch_namespaced_deployment_status(
+            f"{name}-{component}", NS,
+            {"status": {"observedGeneration": made.metadata.generation, "replicas": 1,
+                        "updatedReplicas": 1, "availableReplicas": 1, "readyReplicas": 1}},
+        )  # fmt: skip
     return obj
 
 

@@ -216,3 +216,13 @@ def test_servers_that_review_callers_run_as_the_serving_account_with_its_token()
     # The router has no need of a token.
     router = render.render(reviewing)[-2]["spec"]["template"]["spec"]
     assert router["automountServiceAccountToken"] is False
+
+
+def test_seldon_backend_puts_the_largest_share_first_whatever_the_declared_order() -> None:
+    # Seldon's status.address is the first predictor's Service, the only way in without
+    # Istio: a version declared first at 0% (a rollback) must not be the one it names.
+    (sdep,) = render.render(_endpoint("seldon", {"1.1": 0, "1.0": 100}, shadow="2.0"))
+    predictors = sdep["spec"]["predictors"]
+    assert [(p["name"], p["traffic"], p.get("shadow")) for p in predictors] == [
+        ("v1-0", 100, None), ("v1-1", 0, None), ("v2-0", 0, True),
+    ]  # fmt: skip

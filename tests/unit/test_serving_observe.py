@@ -3,6 +3,7 @@ backend renders (the kinds the kubernetes executor retires when `spec.backend` c
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -16,10 +17,12 @@ from lykeion.executors.base import Endpoint, VersionServer
 from lykeion.executors.kubernetes_endpoints import (
     RENDERED_KINDS,
     kserve_current,
+    kserve_rollout,
     observe_kserve,
     observe_seldon,
     seldon_deployment_name,
 )
+from lykeion.serving.config import CONFIG_ENV
 
 NAME = "forward-default"
 # Versions whose predictor names are prefixes of each other's (v1-0, v1-0-1, v1-0-10).
@@ -149,6 +152,67 @@ def test_kserve_availability_needs_a_current_ready(
     seen = observe_kserve(endpoint, isvc)
     # 1.1 is the canary KServe names; 1.0 lives on as the revision rolled out last.
     assert seen.available == {"1.1": current and ready == "True", "1.0": True}
+
+
+def _kserve_deployment(
+    component: str, version: str, replicas: int, updated: int, available: int,
+    generation: int = 2, observed: int = 2,
+) -> dict[str, Any]:  # fmt: skip
+    """One of KServe's RawDeployment Deployments as the API server reports it: `replicas`
+    pods in all, `updated` of them on the template holding `version`."""
+    if component == "transformer":
+        config = json.dumps({"name": NAME, "version": version}, separators=(",", ":"))
+        pod = {"containers": [{"name": "kserve-container",
+                               "env": [{"name": CONFIG_ENV, "value": config}]}]}  # fmt: skip
+    else:
+        pod = {"initContainers": [{"name": "storage-initializer",
+                                   "args": [f"gs://m/{version}", "/mnt/models"]}],
+               "containers": [{"name": "kserve-container"}]}  # fmt: skip
+    return {
+        "metadata": {"name": f"{NAME}-{component}", "generation": generation},
+        "spec": {"replicas": 1, "template": {"spec": pod}},
+        "status": {"observedGeneration": observed, "replicas": replicas,
+                   "updatedReplicas": updated, "availableReplicas": available},
+    }  # fmt: skip
+
+
+def _deployments(**transformer: Any) -> dict[str, dict[str, Any] | None]:
+    done = {"replicas": 1, "updated": 1, "available": 1}
+    return {
+        f"{NAME}-predictor": _kserve_deployment("predictor", "1.1", **done),
+        f"{NAME}-transformer": _kserve_deployment(
+            "transformer", transformer.pop("version", "1.1"), **{**done, **transformer}
+        ),
+    }
+
+
+def test_kserve_ready_while_its_deployments_still_roll_out_is_not_available() -> None:
+    # KServe v0.15.2 (RawDeployment) copies the Deployments' Available into its Ready, and
+    # a Deployment rolling onto 1.1 stays Available on 1.0's pod: 1.1 is not serving yet.
+    endpoint = _endpoint("kserve", {"1.1": 100})
+    assert kserve_rollout(_deployments(), "1.1", "gs://m/1.1") is None
+    rolling = kserve_rollout(_deployments(replicas=2, updated=1, available=1), "1.1", "gs://m/1.1")
+    assert rolling == (
+        f"Deployment {NAME}-transformer is still rolling out 1.1: 1 of 1 replica(s) updated, "
+        "1 of 2 pod(s) available"
+    )
+    pending = kserve_rollout(_deployments(replicas=2, updated=1, available=1), "1.1", None)
+    assert pending == rolling
+    seen = observe_kserve(endpoint, _isvc(2, 2), rolling)
+    assert seen.available == {"1.1": False}
+    assert seen.messages["1.1"] == f"InferenceService {NAME}: KServe reports Ready, but {rolling}"
+    # Not yet rolled into the Deployments at all, or not made: not serving either.
+    stale = kserve_rollout(_deployments(version="1.0"), "1.1", "gs://m/1.1")
+    assert stale == f"KServe has not rolled 1.1 into Deployment {NAME}-transformer yet"
+    other_uri = kserve_rollout(_deployments(), "1.1", "gs://m/other")
+    assert other_uri == f"KServe has not rolled 1.1 into Deployment {NAME}-predictor yet"
+    missing = kserve_rollout({f"{NAME}-predictor": None}, "1.1", "gs://m/1.1")
+    assert missing == f"KServe has not made Deployment {NAME}-predictor yet"
+    behind = _deployments()
+    transformer = behind[f"{NAME}-transformer"]
+    assert transformer is not None
+    transformer["status"]["observedGeneration"] = 1
+    assert kserve_rollout(behind, "1.1", "gs://m/1.1") is not None
 
 
 @pytest.mark.parametrize("backend", ["lykeion", "seldon", "kserve"])

@@ -22,6 +22,7 @@ from lykeion.conditions import get as get_condition
 from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
 from lykeion.kube import pod_log
+from lykeion.serving.config import CONFIG_ENV
 
 if TYPE_CHECKING:
     from lykeion.executors.kubernetes import DataVolume
@@ -150,11 +151,65 @@ def kserve_current(isvc: Mapping[str, Any]) -> bool:
     return observed is not None and int(observed) >= generation
 
 
-def observe_kserve(endpoint: Endpoint, isvc: Mapping[str, Any]) -> EndpointStatus:
+def kserve_rollout(
+    deployments: Mapping[str, Mapping[str, Any] | None], version: str, storage_uri: str | None
+) -> str | None:
+    """Why KServe's Deployments (`<name>-predictor`, `<name>-transformer` -> the object as
+    data, None when absent) do not yet run `version` on every replica, or None when they
+    do (pure): each made, holding `version` (the transformer's server configuration, the
+    predictor's storage URI), its rollout complete as `kubectl rollout status` judges it
+    (observed generation current, every replica updated and available, no old replica).
+
+    In RawDeployment mode KServe v0.15.2 copies only the Deployments' `Available`
+    condition into its `Ready` (`PropagateRawStatus`), and a Deployment rolling onto a new
+    template stays Available on its old ReplicaSet: so KServe reports a new version Ready
+    while its pods cannot even be scheduled, and the previous version answers."""
+    for name, deployment in deployments.items():
+        if deployment is None:
+            return f"KServe has not made Deployment {name} yet"
+        pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+        if name.endswith("-transformer"):
+            held = {
+                json.loads(e["value"]).get("version")
+                for c in pod.get("containers") or []
+                for e in c.get("env") or []
+                if e.get("name") == CONFIG_ENV and e.get("value")
+            }
+            rolled = version in held
+        else:
+            rolled = not storage_uri or storage_uri in json.dumps(pod.get("initContainers") or [])
+        if not rolled:
+            return f"KServe has not rolled {version} into Deployment {name} yet"
+        meta, status = deployment.get("metadata") or {}, deployment.get("status") or {}
+        replicas = int((deployment.get("spec") or {}).get("replicas") or 0)
+        updated = int(status.get("updatedReplicas") or 0)
+        pods, available = (
+            int(status.get("replicas") or 0),
+            int(status.get("availableReplicas") or 0),
+        )
+        done = (
+            int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+            and updated >= replicas
+            and pods <= updated
+            and available >= updated
+        )
+        if not done:
+            return (
+                f"Deployment {name} is still rolling out {version}: {updated} of {replicas} "
+                f"replica(s) updated, {available} of {pods} pod(s) available"
+            )
+    return None
+
+
+def observe_kserve(
+    endpoint: Endpoint, isvc: Mapping[str, Any], rollout: str | None = None
+) -> EndpointStatus:
     """Availability of the version the InferenceService names (the canary, or the one at
     100%) from KServe's `Ready` condition, counted only when the status is of the current
-    generation (`kserve_current`); the stable version's from the revision KServe rolled
-    out last (`status.components.predictor.latestRolledoutRevision`)."""
+    generation (`kserve_current`) and, in RawDeployment mode, its Deployments have rolled
+    it out (`rollout`: why not, from `kserve_rollout`; None: they have); the stable
+    version's from the revision KServe rolled out last
+    (`status.components.predictor.latestRolledoutRevision`)."""
     status = isvc.get("status") or {}
     conditions = status.get("conditions") or []
     ready = get_condition(conditions, "Ready") or {}
@@ -166,7 +221,7 @@ def observe_kserve(endpoint: Endpoint, isvc: Mapping[str, Any]) -> EndpointStatu
     available, messages = {}, {}
     for version in (s.version for s in endpoint.servers):
         if version == named:
-            ok = current and ready.get("status") == "True"
+            ok = current and ready.get("status") == "True" and rollout is None
         elif endpoint.weights.get(version, 0) > 0:
             # The stable version lives on as the revision KServe rolled out last, which a
             # new spec does not replace until its canary takes 100%: not a generation's.
@@ -182,6 +237,8 @@ def observe_kserve(endpoint: Endpoint, isvc: Mapping[str, Any]) -> EndpointStatu
                     f"KServe has not reported on generation {generation} yet (its status is "
                     f"of generation {status.get('observedGeneration', 'none')})"
                 )
+            elif version == named and rollout is not None and ready.get("status") == "True":
+                why = f"KServe reports Ready, but {rollout}"
             else:
                 why = ready.get("message") or "not Ready"
             messages[version] = f"InferenceService {endpoint.name}: {why}"
@@ -271,7 +328,29 @@ class KubernetesEndpoints:
             return await self._with_crashes(endpoint, observe_lykeion(endpoint, applied))
         if endpoint.backend == "seldon":
             return observe_seldon(endpoint, applied[f"SeldonDeployment/{endpoint.name}"])
-        return observe_kserve(endpoint, applied[f"InferenceService/{endpoint.name}"])
+        isvc = applied[f"InferenceService/{endpoint.name}"]
+        rollout = None
+        if endpoint.kserve_mode != render.SERVERLESS:
+            rollout = await self._kserve_rollout(endpoint, isvc)
+        return observe_kserve(endpoint, isvc, rollout)
+
+    async def _kserve_rollout(self, endpoint: Endpoint, isvc: Mapping[str, Any]) -> str | None:
+        """`kserve_rollout` of the Deployments KServe made for `endpoint` (RawDeployment)."""
+        named = ((isvc.get("metadata") or {}).get("labels") or {}).get("lykeion.io/version")
+        predictor = ((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}
+        deployments: dict[str, dict[str, Any] | None] = {}
+        for component in render.KSERVE_COMPONENTS:
+            name = f"{endpoint.name}-{component}"
+            try:
+                found = await asyncio.to_thread(
+                    self.apps.read_namespaced_deployment, name, endpoint.namespace
+                )
+                deployments[name] = self.kube.api.sanitize_for_serialization(found)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                deployments[name] = None
+        return kserve_rollout(deployments, str(named), predictor.get("storageUri"))
 
     async def _withdraw(self, endpoint: Endpoint) -> None:
         """Delete the endpoint's SeldonDeployment or InferenceService, if there is one."""

@@ -273,12 +273,19 @@ def seldon_accepts(sdep: dict[str, Any]) -> str | None:
 
 def render_seldon(endpoint: Endpoint) -> list[dict[str, Any]]:
     """One SeldonDeployment, a predictor per admitted version with its share as `traffic`
-    (the shadow's 0), which Seldon's webhook admits (`seldon_accepts`); `[]` when no
-    predictor has a share."""
+    (the shadow's 0), the largest share first, which Seldon's webhook admits
+    (`seldon_accepts`); `[]` when no predictor has a share."""
     if not any(endpoint.weights.get(s.version, 0) for s in endpoint.servers):
         return []
     predictors = []
-    for server in endpoint.servers:
+    # The largest share first, the shadow last (a stable sort: otherwise as declared).
+    # Seldon's status.address names the first predictor's Service, and without Istio or
+    # Ambassador that Service is the only way in: a version at 0% must never be first.
+    first = sorted(
+        endpoint.servers,
+        key=lambda s: (s.version == endpoint.shadow, -endpoint.weights.get(s.version, 0)),
+    )
+    for server in first:
         shadow = server.version == endpoint.shadow
         container = server_container(endpoint, server, "model", SELDON_PORT)
         pod: dict[str, Any] = {"automountServiceAccountToken": False, "containers": [container]}
