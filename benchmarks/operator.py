@@ -332,14 +332,15 @@ def _materialized(api: client.ApiClient, namespace: str) -> str:
     return f"{found['status']}/{found.get('reason')}" if found else "not reported"
 
 
-def _wait_seen(api: client.ApiClient, namespace: str, timeout: float = 120) -> None:
-    """Wait until the operator has written the FeatureManifest's status (it has seen the
-    family and features, as the local live scenario's operator has by its readiness)."""
+def _wait_seen(api: client.ApiClient, namespace: str, timeout: float = 180) -> None:
+    """Wait until the operator has reported the FeatureManifest's first run over (its
+    pipeline Job failed: `rides.csv` is not under the data root), so that the Job's pod
+    does not share the node's two cores with the measurement; after `timeout` seconds,
+    go on anyway."""
+    going = {"not reported", "False/Backfilling", "False/Pending", "False/NotRegistered"}
     deadline = time.monotonic() + timeout
-    while _materialized(api, namespace) == "not reported":
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the operator did not report the features within {timeout}s")
-        time.sleep(0.5)
+    while _materialized(api, namespace) in going and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 def cluster_scenarios(n: int) -> dict[str, dict[str, Any]]:
