@@ -137,7 +137,7 @@ def _plane(root: Path, name: str) -> ControlPlane:
     return plane
 
 
-def scenario_resume(root: Path, n: int) -> dict[str, float]:
+def scenario_resume(root: Path, n: int) -> dict[str, Any]:
     plane = _plane(root, "resume")
     try:
         api = api_client(plane.kubeconfig)
@@ -154,13 +154,17 @@ def scenario_resume(root: Path, n: int) -> dict[str, float]:
         elapsed = time.perf_counter() - started
         assert operator.process is not None
         rss = _peak_rss_mb(operator.process.pid)
+        features = _materialized(api, "default")
         operator.stop()
-        return {"seconds": elapsed, "reconciles_per_s": n / elapsed, "peak_rss_mb": rss}
+        return {
+            "seconds": elapsed, "reconciles_per_s": n / elapsed, "peak_rss_mb": rss,
+            "features": features,
+        }  # fmt: skip
     finally:
         plane.stop()
 
 
-def scenario_live(root: Path, n: int) -> dict[str, float]:
+def scenario_live(root: Path, n: int) -> dict[str, Any]:
     plane = _plane(root, "live")
     try:
         api = api_client(plane.kubeconfig)
@@ -176,12 +180,14 @@ def scenario_live(root: Path, n: int) -> dict[str, float]:
         elapsed = time.perf_counter() - started
         assert operator.process is not None
         rss = _peak_rss_mb(operator.process.pid)
+        features = _materialized(api, "default")
         operator.stop()
         return {
             "seconds": elapsed,
             "create_seconds": created,
             "reconciles_per_s": n / elapsed,
             "peak_rss_mb": rss,
+            "features": features,
         }
     finally:
         plane.stop()
