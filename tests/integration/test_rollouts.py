@@ -76,11 +76,15 @@ def trained(cluster: Cluster, operator: Operator) -> str:
 
 
 class Traffic:
-    """Single-key requests to the endpoint from a thread, as callers would send them."""
+    """Single-key requests to the endpoint from a thread, as callers would send them (with
+    `headers` added to each, e.g. a bearer token)."""
 
-    def __init__(self, endpoint: str, pause: float = 0.04) -> None:
+    def __init__(
+        self, endpoint: str, pause: float = 0.04, headers: dict[str, str] | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.pause = pause
+        self.headers = {"content-type": "application/json", **(headers or {})}
         self.answers: list[tuple[float, str, int]] = []
         """(time, version, status) per request."""
         self._stop = threading.Event()
@@ -91,9 +95,7 @@ class Traffic:
         while not self._stop.is_set():
             n += 1
             body = json.dumps({"keys": [{"rider_id": f"r{n % 300 + 1}"}]}).encode()
-            request = urllib.request.Request(
-                f"{self.endpoint}/predict", body, {"content-type": "application/json"}
-            )
+            request = urllib.request.Request(f"{self.endpoint}/predict", body, self.headers)
             try:
                 with urllib.request.urlopen(request, timeout=10) as answer:
                     status, version = answer.status, answer.headers.get("x-lykeion-version", "")

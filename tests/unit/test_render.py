@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,24 @@ def test_lykeion_backend_renders_a_server_per_version_and_a_router() -> None:
     assert json.loads(container["env"][0]["value"])["version"] == "1.0"
     assert container["securityContext"]["runAsNonRoot"] is True
     assert objects[0]["spec"]["replicas"] == 2
+
+
+def test_a_new_split_rolls_the_lykeion_router_and_the_same_split_does_not() -> None:
+    """The kubelet refreshes a mounted ConfigMap only on its pod sync (a minute apart): the
+    router's pod template carries a digest of its routes, so a new split reaches it with a
+    new pod, and re-applying the same split changes nothing."""
+
+    def router_template(weights: dict[str, int]) -> dict[str, Any]:
+        objects = render.render(_endpoint("lykeion", weights))
+        (router,) = [o for o in objects if o["metadata"]["name"] == "forward-default-router"]
+        template: dict[str, Any] = router["spec"]["template"]["metadata"]
+        return template
+
+    canary = router_template({"1.0": 80, "1.1": 20})
+    assert canary == router_template({"1.0": 80, "1.1": 20})
+    rolled_back = router_template({"1.0": 100, "1.1": 0})
+    assert rolled_back["annotations"] != canary["annotations"]
+    assert set(rolled_back["annotations"]) == {render.ROUTES_DIGEST}
 
 
 def test_seldon_backend_splits_traffic_across_predictors_with_a_shadow() -> None:

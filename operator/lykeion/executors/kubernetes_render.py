@@ -24,6 +24,7 @@ Every server gets its `ServerConfig` through the `LYKEION_SERVER_CONFIG` variabl
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -37,6 +38,8 @@ chart creates it and lets it create TokenReviews and SubjectAccessReviews, nothi
 PORT = 8080
 SELDON_PORT = 9000
 ROUTES_PATH = "/etc/lykeion/routes/routes.json"
+ROUTES_DIGEST = "lykeion.io/routes-sha256"
+"""Annotation of the router's pod template: a digest of its routes.json."""
 
 
 KSERVE_SCHEMES = ("gs://", "s3://", "hdfs://", "webhdfs://", "http://", "https://", "pvc://",
@@ -183,11 +186,12 @@ def render_lykeion(endpoint: Endpoint) -> list[dict[str, Any]]:
     router_name = child_name(endpoint.name, "router")
     labels = {"lykeion.io/component": "router"}
     routes_name = child_name(endpoint.name, "routes")
+    routes_json = json.dumps(routes(endpoint), indent=2, sort_keys=True)
     config_map: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(endpoint, routes_name, **labels),
-        "data": {"routes.json": json.dumps(routes(endpoint), indent=2, sort_keys=True)},
+        "data": {"routes.json": routes_json},
     }
     router = {
         "name": "router",
@@ -216,6 +220,12 @@ def render_lykeion(endpoint: Endpoint) -> list[dict[str, Any]]:
     router_deployment["spec"]["template"]["spec"]["volumes"] = [
         {"name": "routes", "configMap": {"name": routes_name}}
     ]
+    # The kubelet rewrites a mounted ConfigMap only when it syncs the pod (a minute apart
+    # by default), so a new split, a rollback too, would reach the router that late. A new
+    # split rolls the router instead: its new pod reads the routes at start, the old one
+    # serves until the new one is Ready.
+    digest = hashlib.sha256(routes_json.encode()).hexdigest()
+    router_deployment["spec"]["template"]["metadata"]["annotations"] = {ROUTES_DIGEST: digest}
     service = _service(endpoint, endpoint.name, labels)
     return [*objects, config_map, router_deployment, service]
 
