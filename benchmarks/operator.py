@@ -1,7 +1,7 @@
 """Operator throughput and memory at N Models, against the bare API server as the peer.
 
     python benchmarks/operator.py [--models 500] [--out benchmarks/results/operator.json]
-    python benchmarks/operator.py --cluster [--models 500]    # Linux, root
+    python benchmarks/operator.py --cluster [--models 500] [--operator-cpu 1]   # Linux, root
 
 Scenarios, each on a fresh real etcd + kube-apiserver:
   resume    N Models (plus their family and features) exist, the operator starts: time
@@ -349,10 +349,27 @@ def _wait_seen(api: client.ApiClient, namespace: str, timeout: float = 120) -> N
         time.sleep(0.5)
 
 
-def cluster_scenarios(n: int) -> dict[str, dict[str, Any]]:
+def _request_operator_cpu(api: client.ApiClient, cpu: str) -> None:
+    """Set the operator container's CPU request (a Kubernetes quantity, e.g. "1") and wait
+    for its new pod to be Ready. The request is the pod's CPU weight (cgroup shares): the
+    chart's 100m weighs a tenth of a process outside the pods when the cores are busy."""
+    patch = {"spec": {"template": {"spec": {"containers": [
+        {"name": OPERATOR_CONTAINER, "resources": {"requests": {"cpu": cpu}}}
+    ]}}}}  # fmt: skip
+    _scale_operator(api, 0)
+    _wait_operator(api, running=False)
+    client.AppsV1Api(api).patch_namespaced_deployment(
+        cluster_mode.RELEASE, cluster_mode.NAMESPACE, patch
+    )
+    _scale_operator(api, 1)
+    _wait_operator(api, running=True)
+
+
+def cluster_scenarios(n: int, operator_cpu: str | None = None) -> dict[str, dict[str, Any]]:
     """live, peer and resume (module docstring) in one run of `lykectl up --cluster` in a
-    throwaway directory, torn down (`lykectl down`) at the end. Raises CliError when the
-    cluster cannot start, TimeoutError when a step does not finish in time."""
+    throwaway directory, torn down (`lykectl down`) at the end; `operator_cpu`, when given,
+    replaces the chart's CPU request of the operator container first. Raises CliError when
+    the cluster cannot start, TimeoutError when a step does not finish in time."""
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="lykeion-bench-operator-cluster-") as tmp:
         workdir = Path(tmp)
@@ -363,6 +380,8 @@ def cluster_scenarios(n: int) -> dict[str, dict[str, Any]]:
             api = api_client(state.kubeconfig)
             ns = cluster_mode.WORKLOAD_NAMESPACE  # holds the chart's workload ServiceAccount
             _wait_operator(api, running=True)
+            if operator_cpu:
+                _request_operator_cpu(api, operator_cpu)
 
             _seed(api, ns)
             _wait_seen(api, ns)
@@ -413,12 +432,16 @@ def main() -> int:
     parser.add_argument(
         "--cluster", action="store_true", help="the operator in its pod (Linux, root)"
     )
+    parser.add_argument(
+        "--operator-cpu",
+        help="with --cluster: the operator container's CPU request (default: the chart's 100m)",
+    )
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/operator.json "
                         "(operator-cluster.json with --cluster)")  # fmt: skip
     args = parser.parse_args()
     results: dict[str, dict[str, Any]]
     if args.cluster:
-        results = cluster_scenarios(args.models)
+        results = cluster_scenarios(args.models, args.operator_cpu)
     else:
         with tempfile.TemporaryDirectory(prefix="lykeion-bench-") as tmp:
             root = Path(tmp)
@@ -450,7 +473,12 @@ def main() -> int:
         "operator-cluster.json" if args.cluster else "operator.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"models": args.models, "cluster": args.cluster, "results": results}
+    record = {
+        "models": args.models,
+        "cluster": args.cluster,
+        "operator_cpu": args.operator_cpu,
+        "results": results,
+    }
     out.write_text(json.dumps(record, indent=2))
     print(f"\nwritten to {out}")
     return 0
