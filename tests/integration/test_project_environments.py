@@ -239,7 +239,7 @@ def test_conda_and_docker_projects_are_refused_saying_what_to_do(
     ("text", "says"),
     [
         ('python: "3.11"\ndependencies: [tabulate\n', "YAML syntax error"),
-        (f"dependencies: [{LIBRARY}]\n", "`python` is missing"),
+        (f"python: 3.10\ndependencies: [{LIBRARY}]\n", "not 3.1 (quote it"),
         ('python: "3.11"\nbuild_dependencies: pip\n', "`build_dependencies` must be a list"),
     ],
 )

@@ -245,3 +245,19 @@ def test_uv_gets_the_jobs_pip_settings_trusted_hosts_included(tmp_path: Path) ->
     assert settings["UV_EXTRA_INDEX_URL"] == PIP_ENV["PIP_EXTRA_INDEX_URL"]
     assert settings["UV_INSECURE_HOST"] == "plain:8080 pypi.internal"
     assert settings["SSL_CERT_FILE"] == PIP_ENV["PIP_CERT"]
+
+
+def test_a_jobs_pods_are_selected_by_the_selector_the_api_server_generated() -> None:
+    from lykeion.executors.kubernetes import JOB_UID_LABEL, job_pod_selector
+
+    meta = {"name": "train-a1", "namespace": "ns", "uid": "u-2"}
+    # Kubernetes 1.27 and later generate both labels; 1.25 and 1.26 only the legacy one.
+    current = {"batch.kubernetes.io/controller-uid": "u-2", "controller-uid": "u-2"}
+    legacy = {"controller-uid": "u-2"}
+    for labels in (current, legacy):
+        job = {"metadata": meta, "spec": {"selector": {"matchLabels": labels}}}
+        assert job_pod_selector(job) == ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    # No generated selector (a manual one without the UID, or no spec): the UID label.
+    manual = {"metadata": meta, "spec": {"selector": {"matchLabels": {"app": "x"}}}}
+    assert job_pod_selector(manual) == f"{JOB_UID_LABEL}=u-2"
+    assert job_pod_selector({"metadata": meta}) == f"{JOB_UID_LABEL}=u-2"

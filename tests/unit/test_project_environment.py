@@ -72,7 +72,7 @@ def test_a_missing_python_env_file_is_a_project_error(tmp_path: Path) -> None:
         ("python: '3.11'\ndependencies: [pandas\n", "YAML syntax error at line 3"),
         ("", "it is empty"),
         ("- python: '3.11'\n", "a YAML list, not a mapping"),
-        ("dependencies: [tabulate]\n", "`python` is missing"),
+        ("python: 3.11\ndependencies: [tabulate\n", "YAML syntax error at line 3"),
         ("python: 3.10\n", "not 3.1 (quote it"),
         ("python: ''\n", "`python` must be a version string"),
         ("python: '3.11'\nbuild_dependencies: pip\n", "`build_dependencies` must be a list"),
@@ -113,10 +113,13 @@ def test_a_complete_python_env_is_accepted(tmp_path: Path) -> None:
     # Lists may be left out or empty, as MLflow reads them.
     empty = _project(tmp_path / "e", None, python_env_yaml="python: '3.11'\ndependencies:\n")
     assert project_environment(empty).manager == "uv"
+    # `python` may be left out too: MLflow then takes the running interpreter's version.
+    bare = _project(tmp_path / "b", None, python_env_yaml="dependencies: [tabulate]\n")
+    assert project_environment(bare).manager == "uv"
 
 
 def test_the_invalid_environment_is_the_trained_conditions_reason(tmp_path: Path) -> None:
-    project = _project(tmp_path, None, python_env_yaml="dependencies: [tabulate]\n")
+    project = _project(tmp_path, None, python_env_yaml="python: 3.10\n")
     with pytest.raises(StepError) as raised:
         project_environment(project)
     # What `lykeion.training.run` reports for it, as the Model's training handler reads it.
@@ -127,7 +130,7 @@ def test_the_invalid_environment_is_the_trained_conditions_reason(tmp_path: Path
     )
     trained, _ = checks(fields, 1, {})
     assert (trained.ok, trained.reason) == (False, INVALID_ENV)
-    assert "python_env.yaml" in trained.message and "`python` is missing" in trained.message
+    assert "python_env.yaml" in trained.message and "not 3.1 (quote it" in trained.message
 
 
 def test_uv_gets_pips_index_settings_unless_its_own_are_set(tmp_path: Path) -> None:

@@ -334,6 +334,19 @@ def _result(pods: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
+def job_pod_selector(job: dict[str, Any]) -> str:
+    """The label selector of `job`'s own pods (API data, camelCase keys): the selector the
+    API server generated into the Job's `spec.selector.matchLabels`, which carries the Job's
+    UID (`JOB_UID_LABEL` from Kubernetes 1.27, the legacy `controller-uid` before), so it
+    holds on every version the chart supports; `JOB_UID_LABEL=<uid>` when the Job has no
+    generated selector (`manualSelector`, or data without a spec)."""
+    labels = ((job.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    uid = str(job["metadata"]["uid"])
+    if uid not in {str(value) for value in labels.values()}:
+        labels = {JOB_UID_LABEL: uid}
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
 class KubernetesExecutor:
     def __init__(
         self, kube: Any, data: DataVolume | None = None, env: Mapping[str, str] | None = None
@@ -407,13 +420,13 @@ class KubernetesExecutor:
         return stuck_reason(job, pods, events)
 
     async def _pods(self, job: dict[str, Any]) -> list[dict[str, Any]]:
-        """The pods of `job` itself (`JOB_UID_LABEL` = its UID), newest first, as API data:
-        never those of a Job of the same name before it, which may still be going away."""
+        """The pods of `job` itself, newest first, as API data: never those of a Job of the
+        same name before it, which may still be going away. Selected by `job_pod_selector`."""
         meta = job["metadata"]
         found = await asyncio.to_thread(
             self.core.list_namespaced_pod,
             meta["namespace"],
-            label_selector=f"{JOB_UID_LABEL}={meta['uid']}",
+            label_selector=job_pod_selector(job),
         )
         return newest_first(self.kube.api.sanitize_for_serialization(found.items))
 

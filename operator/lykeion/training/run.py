@@ -127,8 +127,8 @@ def _invalid(shown: str, problem: str) -> StepError:
 def check_python_env(path: Path, shown: str) -> None:
     """Refuse a python_env file that MLflow's `uv` env manager could not use, as MLflow
     reads one (`mlflow.utils.environment._PythonEnv`): a YAML mapping with only the keys
-    `PYTHON_ENV_KEYS`; `python` a version string (required here: the environment is made
-    for that version, and uv never downloads one); `build_dependencies` and `dependencies`
+    `PYTHON_ENV_KEYS`; `python`, when given, a version string (absent: MLflow takes the
+    running interpreter's, the image's); `build_dependencies` and `dependencies`
     absent or lists of non-empty requirement strings. `shown` is how the message names the
     file (its path in the project).
 
@@ -153,9 +153,8 @@ def check_python_env(path: Path, shown: str) -> None:
     if unknown:
         raise _invalid(shown, f"unknown key(s) {', '.join(unknown)}")
     python = loaded.get("python")
-    if python is None:
-        raise _invalid(shown, "`python` is missing: declare the version it runs")
-    if not isinstance(python, str) or not python.strip():
+    # No `python`: MLflow uses the running interpreter's version, the image's.
+    if python is not None and (not isinstance(python, str) or not python.strip()):
         hint = " (quote it: YAML reads 3.10 as the number 3.1)" if isinstance(python, float) else ""
         raise _invalid(
             shown, f'`python` must be a version string such as "3.11", not {python!r}{hint}'
