@@ -180,8 +180,12 @@ def parse_options(
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        platform = PlatformConfig.from_env(env)
+    except ValueError as error:  # a setting that cannot be read: exit 2 naming it
+        parser.error(str(error))
     options = Options(
-        platform=PlatformConfig.from_env(env),
+        platform=platform,
         executor=args.executor,
         # kopf's login and the operator's client take it from here.
         kubeconfig=args.kubeconfig or env.get("KUBECONFIG") or None,

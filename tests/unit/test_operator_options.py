@@ -83,3 +83,12 @@ def test_the_embedded_operator_hands_its_kubeconfig_to_its_local_runs(
     monkeypatch.setenv("KUBECONFIG", "/callers/own")
     env = operator_env(tmp_path, "http://127.0.0.1:5000")
     assert env["KUBECONFIG"] == str(tmp_path / KUBECONFIG_FILE)
+
+
+def test_a_setting_that_cannot_be_read_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_options([], {"LYKEION_PACKAGE_INDEX_URL": "not a url"})
+    assert exited.value.code == 2
+    assert "LYKEION_PACKAGE_INDEX_URL" in capsys.readouterr().err

@@ -262,3 +262,19 @@ def test_a_file_read_in_chunks_smaller_than_a_line_gives_the_same_rows(
         sink.write(torn[30:])
     assert [r.time for r in chunked.rows(_micros(20), None)][-1] == _micros(50)
     assert chunked.kept == len(_brute_force(path, 1, _micros(20), _micros(100)))
+
+
+def test_a_bounded_reader_keeps_rows_whose_key_cannot_be_hashed(tmp_path: Path) -> None:
+    """A key logged as a list (JSON arrays) is kept as the unbounded reader keeps it, also
+    when a later `since` drops the older rows."""
+    log = tmp_path / "requests.log"
+    rows = [
+        {"version": "1.0", "time": t, "keys": {"k": [1, 2]}, "prediction": 1.0}
+        for t in (1.0, 2.0, 3.0)
+    ]
+    log.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    counts = {}
+    for bounded in (False, True):
+        reader = LogReader(log, 1, "1.0", ["k"], bounded=bounded)
+        counts[bounded] = [len(reader.rows(since, None)) for since in (None, 2_000_000, 2_500_000)]
+    assert counts[True] == counts[False] == [3, 2, 1]

@@ -199,7 +199,9 @@ def _rollout_state(
     """`spec.rollout`, and the rollout's state before analysis (None without one)."""
     body, spec, status = deployment.body, deployment.spec, deployment.status
     rollout_spec = spec.rollout
-    if rollout_spec is None:
+    # `rollout: {}` declares no rollout, as the timer's filter (`_rolling`) and `lykectl
+    # deployments status` read it: only a non-empty one is analysed.
+    if rollout_spec is None or not (body.get("spec") or {}).get("rollout"):
         return None, None
     try:
         previous = (

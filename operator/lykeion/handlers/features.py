@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from lykeion import conditions
 from lykeion.api.featuremanifest import FeatureManifestSpec
@@ -98,7 +99,14 @@ async def manifest_deleted(body: kopf.Body, runtime: Runtime) -> None:
     and a Warning event; giving up shows as a `TablesLeftBehind` Warning event."""
     if runtime.executor is None or runtime.config is None:
         return
-    manifest = Resource.parse(dict(body), FeatureManifestSpec)
+    try:
+        manifest = Resource.parse(dict(body), FeatureManifestSpec)
+    except ValidationError:
+        # A spec the model refuses (stored before the model changed) must not hold the
+        # finalizer for good: the drop reads the manifest's metadata and status, and hands
+        # the spec as stored to the drop run.
+        stored: dict[str, Any] = dict(body.get("spec") or {})
+        manifest = Resource(dict(body), FeatureManifestSpec.model_construct(**stored))
     step = await drop_tables(manifest, runtime.executor, runtime.config, datetime.now(UTC))
     if step.check is not None:
         await _set_condition(runtime, manifest.body, step.check)

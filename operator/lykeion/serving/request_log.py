@@ -197,7 +197,10 @@ class LogReader:
         elif since is not None:
             for state in self._known.values():
                 state.rows = [row for row in state.rows if row.time >= since]
-                state.keys = {row.key: row.key for row in state.rows}
+                state.keys = {}
+                for row in state.rows:
+                    with suppress(TypeError):  # an unhashable key is not shared
+                        state.keys.setdefault(row.key, row.key)
         self._floor = since
 
     def _open(self) -> list[tuple[int, BinaryIO]]:
