@@ -66,6 +66,7 @@ async def configure(
         data_volume=config.data_volume,
         data_dir=config.data_dir,
         job_env=config.package_index.env(),
+        kubeconfig=options.kubeconfig,
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = Runtime(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from lykeion.executors.kubernetes_endpoints import KSERVE_SOURCE_URI
 from lykeion.handlers.training import training_name
 from lykeion.kube import api_client
 from lykeion.local.controlplane import ControlPlane
@@ -269,22 +270,20 @@ def _kserve_ready(api: client.ApiClient, name: str) -> dict[str, Any]:
     apps = client.AppsV1Api(api)
     transformer = {"name": "kserve-container", "image": "x",
                    "env": obj["spec"]["transformer"]["containers"][0]["env"]}  # fmt: skip
-    predictor = {
-        "name": "storage-initializer",
-        "image": "x",
-        "args": [obj["spec"]["predictor"]["model"]["storageUri"], "/mnt/models"],
-    }
+    # KServe records the predictor's storage URI in its pod template's annotation.
+    source = {KSERVE_SOURCE_URI: obj["spec"]["predictor"]["model"]["storageUri"]}
     pods = {
-        "transformer": {"containers": [transformer]},
-        "predictor": {"initContainers": [predictor],
-                      "containers": [{"name": "kserve-container", "image": "x"}]},
-    }  # fmt: skip
-    for component, pod in pods.items():
+        "transformer": ({}, {"containers": [transformer]}),
+        "predictor": (source, {"containers": [{"name": "kserve-container", "image": "x"}]}),
+    }
+    for component, (template_annotations, pod) in pods.items():
         labels = {"app": f"isvc.{name}-{component}"}
         made = apps.create_namespaced_deployment(NS, {
             "metadata": {"name": f"{name}-{component}", "labels": labels},
             "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": pod}},
+                     "template": {"metadata": {"labels": labels,
+                                               "annotations": template_annotations},
+                                  "spec": pod}},
         })  # fmt: skip
         apps.patch_namespaced_deployment_status(
             f"{name}-{component}", NS,

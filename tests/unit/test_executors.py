@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from lykeion.config import PackageIndex, PlatformConfig
-from lykeion.executors.base import State, Work
+from lykeion.executors import make_executor
+from lykeion.executors.base import Endpoint, State, VersionServer, Work
 from lykeion.executors.kubernetes import OWNER_UID_LABEL, build_job, job_owner_uid, job_state
 from lykeion.executors.local import LocalExecutor
 from lykeion.names import child_name
@@ -261,3 +262,34 @@ def test_a_jobs_pods_are_selected_by_the_selector_the_api_server_generated() -> 
     manual = {"metadata": meta, "spec": {"selector": {"matchLabels": {"app": "x"}}}}
     assert job_pod_selector(manual) == f"{JOB_UID_LABEL}=u-2"
     assert job_pod_selector({"metadata": meta}) == f"{JOB_UID_LABEL}=u-2"
+
+
+def test_local_model_servers_get_the_operators_kubeconfig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `lykeion-operator --kubeconfig kc --executor local` leaves its own environment alone:
+    # the model servers' access reviews get `kc` (made absolute: they run in their own
+    # folders) from the executor, over any KUBECONFIG of the operator's environment.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KUBECONFIG", "/elsewhere/config")
+    python = tmp_path / "python"
+    python.write_text('#!/bin/sh\necho "$KUBECONFIG" > seen-kubeconfig\n')
+    python.chmod(0o755)
+    endpoint = Endpoint(
+        "forward", "ns", "lykeion", (VersionServer("1.0", "v1-0", {"version": "1.0"}),),
+        {"1.0": 100}, python=str(python),
+    )  # fmt: skip
+
+    async def scenario() -> None:
+        executor = make_executor("local", None, tmp_path / "runs", kubeconfig="kc")
+        await executor.serve(endpoint)
+        seen = tmp_path / "runs" / "ns" / "_endpoints" / "forward" / "v1-0" / "seen-kubeconfig"
+        for _ in range(100):
+            if seen.exists() and seen.read_text():
+                break
+            await asyncio.sleep(0.05)
+        told = seen.read_text()
+        await executor.unserve("ns", "forward")
+        assert told == f"{tmp_path / 'kc'}\n"
+
+    asyncio.run(scenario())

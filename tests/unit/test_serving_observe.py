@@ -15,6 +15,7 @@ from lykeion.api.deployment import ROLLOUT_BACKEND, DeploymentSpec
 from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, VersionServer
 from lykeion.executors.kubernetes_endpoints import (
+    KSERVE_SOURCE_URI,
     RENDERED_KINDS,
     kserve_current,
     kserve_rollout,
@@ -156,21 +157,26 @@ def test_kserve_availability_needs_a_current_ready(
 
 def _kserve_deployment(
     component: str, version: str, replicas: int, updated: int, available: int,
-    generation: int = 2, observed: int = 2,
+    generation: int = 2, observed: int = 2, uri: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One of KServe's RawDeployment Deployments as the API server reports it: `replicas`
-    pods in all, `updated` of them on the template holding `version`."""
+    pods in all, `updated` of them on the template holding `version` (the predictor's: its
+    storage URI `uri`, by default `gs://m/<version>`)."""
+    annotations: dict[str, str] = {}
     if component == "transformer":
         config = json.dumps({"name": NAME, "version": version}, separators=(",", ":"))
         pod = {"containers": [{"name": "kserve-container",
                                "env": [{"name": CONFIG_ENV, "value": config}]}]}  # fmt: skip
     else:
-        pod = {"initContainers": [{"name": "storage-initializer",
-                                   "args": [f"gs://m/{version}", "/mnt/models"]}],
-               "containers": [{"name": "kserve-container"}]}  # fmt: skip
+        # As KServe v0.15.2 renders it: the storage URI only in the annotation; its pod
+        # webhook adds the storage initializer, PVC mount or modelcar to the pods alone.
+        pod = {"containers": [{"name": "kserve-container"}]}
+        annotations = {KSERVE_SOURCE_URI: uri if uri is not None else f"gs://m/{version}"}
     return {
-        "metadata": {"name": f"{NAME}-{component}", "generation": generation},
-        "spec": {"replicas": 1, "template": {"spec": pod}},
+        "metadata": {"name": f"{NAME}-{component}", "generation": generation,
+                     "annotations": annotations},
+        "spec": {"replicas": 1,
+                 "template": {"metadata": {"annotations": annotations}, "spec": pod}},
         "status": {"observedGeneration": observed, "replicas": replicas,
                    "updatedReplicas": updated, "availableReplicas": available},
     }  # fmt: skip
@@ -213,6 +219,42 @@ def test_kserve_ready_while_its_deployments_still_roll_out_is_not_available() ->
     assert transformer is not None
     transformer["status"]["observedGeneration"] = 1
     assert kserve_rollout(behind, "1.1", "gs://m/1.1") is not None
+
+
+def _predictor(uri: str) -> dict[str, dict[str, Any] | None]:
+    done = {"replicas": 1, "updated": 1, "available": 1}
+    return {f"{NAME}-predictor": _kserve_deployment("predictor", "1.1", **done, uri=uri)}
+
+
+@pytest.mark.parametrize("scheme", render.KSERVE_SCHEMES)
+def test_kserve_rollout_finds_each_schemes_uri_where_kserve_renders_it(scheme: str) -> None:
+    # KServe v0.15.2 records every scheme's URI only in the pod template's annotation:
+    # `pvc://` (a volume mount) and `oci://` (a modelcar) get no storage initializer.
+    uri = f"{scheme}models/forward/1.1"
+    assert kserve_rollout(_predictor(uri), "1.1", uri) is None
+    assert kserve_rollout(_predictor(uri + "0"), "1.1", uri) is not None
+
+
+@given(
+    scheme=st.sampled_from(render.KSERVE_SCHEMES),
+    path=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
+    suffix=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=5),
+)
+def test_kserve_rollout_matches_the_storage_uri_exactly(
+    scheme: str, path: str, suffix: str
+) -> None:
+    # Non-ASCII URIs included; a URI that is a prefix of the one held (gs://m/1.1 while
+    # the Deployment holds gs://m/1.10), or one the held URI is a prefix of, is not it.
+    uri = scheme + path
+    rolled_out = f"KServe has not rolled 1.1 into Deployment {NAME}-predictor yet"
+    assert kserve_rollout(_predictor(uri), "1.1", uri) is None
+    assert kserve_rollout(_predictor(uri + suffix), "1.1", uri) == rolled_out
+    assert kserve_rollout(_predictor(uri), "1.1", uri + suffix) == rolled_out
+
+
+def test_kserve_rollout_does_not_take_a_version_prefix_for_the_version() -> None:
+    assert kserve_rollout(_predictor("gs://m/1.10"), "1.1", "gs://m/1.1") is not None
+    assert kserve_rollout(_predictor("gs://m/é/1.1"), "1.1", "gs://m/é/1.1") is None
 
 
 @pytest.mark.parametrize("backend", ["lykeion", "seldon", "kserve"])

@@ -16,16 +16,18 @@ def make_executor(
     data_volume: dict[str, Any] | None = None,
     data_dir: Path | None = None,
     job_env: Mapping[str, str] | None = None,
+    kubeconfig: str | None = None,
 ) -> Executor:
     """`local` (processes whose records live in `state_dir`, default `~/.lykeion/runs`)
     or `kubernetes`, which mounts `data_volume` (a volume source) at `data_dir` in every
     Job and model server when both are given, and puts `job_env` (the platform's variables,
-    e.g. the package index's) in every Job's environment; raises ValueError for another
-    name."""
+    e.g. the package index's) in every Job's environment; `local` gives its model servers
+    `kubeconfig` (the operator's own) as `KUBECONFIG` for their access reviews; raises
+    ValueError for another name."""
     if name == "local":
         from lykeion.executors.local import LocalExecutor
 
-        return LocalExecutor(state_dir or Path.home() / ".lykeion" / "runs")
+        return LocalExecutor(state_dir or Path.home() / ".lykeion" / "runs", kubeconfig)
     if name == "kubernetes":
         from lykeion.executors.kubernetes import DataVolume, KubernetesExecutor
 

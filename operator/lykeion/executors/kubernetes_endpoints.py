@@ -151,13 +151,24 @@ def kserve_current(isvc: Mapping[str, Any]) -> bool:
     return observed is not None and int(observed) >= generation
 
 
+KSERVE_SOURCE_URI = "internal.serving.kserve.io/storage-initializer-sourceuri"
+"""Annotation KServe v0.15.2 puts on the predictor Deployment and its pod template, set to
+the predictor's `storageUri` as given, whatever its scheme
+(`StorageInitializerSourceUriInternalAnnotationKey`, set by the predictor's
+`addStorageInitializerAnnotations`; `createRawDefaultDeployment` copies the component's
+metadata onto the template). Its pod webhook reads it from each pod to add the storage
+initializer (args `[uri, /mnt/models]`), the `pvc://` volume mount or the `oci://` modelcar:
+those live on the pods, never on the Deployment."""
+
+
 def kserve_rollout(
     deployments: Mapping[str, Mapping[str, Any] | None], version: str, storage_uri: str | None
 ) -> str | None:
     """Why KServe's Deployments (`<name>-predictor`, `<name>-transformer` -> the object as
     data, None when absent) do not yet run `version` on every replica, or None when they
     do (pure): each made, holding `version` (the transformer's server configuration, the
-    predictor's storage URI), its rollout complete as `kubectl rollout status` judges it
+    predictor's storage URI, exactly as its pod template's `KSERVE_SOURCE_URI` annotation
+    holds it), its rollout complete as `kubectl rollout status` judges it
     (observed generation current, every replica updated and available, no old replica).
 
     In RawDeployment mode KServe v0.15.2 copies only the Deployments' `Available`
@@ -177,7 +188,9 @@ def kserve_rollout(
             }
             rolled = version in held
         else:
-            rolled = not storage_uri or storage_uri in json.dumps(pod.get("initContainers") or [])
+            template = (deployment.get("spec") or {}).get("template") or {}
+            annotations = (template.get("metadata") or {}).get("annotations") or {}
+            rolled = not storage_uri or annotations.get(KSERVE_SOURCE_URI) == storage_uri
         if not rolled:
             return f"KServe has not rolled {version} into Deployment {name} yet"
         meta, status = deployment.get("metadata") or {}, deployment.get("status") or {}

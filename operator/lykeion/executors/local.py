@@ -23,9 +23,11 @@ from lykeion.local.processes import signal_group
 
 
 class LocalExecutor:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, kubeconfig: str | None = None) -> None:
+        """Runs recorded under `root`; `kubeconfig` goes to the model servers
+        (`LocalEndpoints`)."""
         self.root = root
-        self.endpoints = LocalEndpoints(root)
+        self.endpoints = LocalEndpoints(root, kubeconfig)
 
     async def serve(self, endpoint: Endpoint) -> EndpointStatus:
         return await self.endpoints.serve(endpoint)

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from lykeion.executors.base import Endpoint, EndpointStatus
@@ -72,7 +73,9 @@ class Process:
             return ""
         return " | ".join(line for line in text.splitlines()[-lines:] if line.strip())
 
-    def start(self, command: list[str]) -> None:
+    def start(self, command: list[str], env: Mapping[str, str] | None = None) -> None:
+        """Start `command` detached in the folder, with the operator's environment and
+        `env` over it."""
         self.folder.mkdir(parents=True, exist_ok=True)
         for stale in ("pid", "exit_code", "endpoint.json"):
             (self.folder / stale).unlink(missing_ok=True)
@@ -83,6 +86,7 @@ class Process:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
         (self.folder / "pid").write_text(str(process.pid))
 
@@ -109,8 +113,13 @@ def _write_if_changed(path: Path, text: str) -> bool:
 
 
 class LocalEndpoints:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, kubeconfig: str | None = None) -> None:
+        """Endpoints under `root`. `kubeconfig` (the operator's `--kubeconfig`, a path or
+        a list joined by `os.pathsep`) goes to every model server as `KUBECONFIG`, made
+        absolute: the credentials of its access reviews (`access: kubernetes`)."""
         self.root = root
+        absolute = [str(Path(p).absolute()) for p in (kubeconfig or "").split(os.pathsep) if p]
+        self.server_env = {"KUBECONFIG": os.pathsep.join(absolute)} if absolute else {}
 
     def folder(self, namespace: str, name: str) -> Path:
         return self.root / namespace / "_endpoints" / name
@@ -136,9 +145,9 @@ class LocalEndpoints:
             changed = _write_if_changed(process.folder / "config.json", config)
             if changed or not (process.running() or process.folder.joinpath("exit_code").exists()):
                 process.stop()
-                process.start(_server_command(endpoint.python))
+                process.start(_server_command(endpoint.python), self.server_env)
             elif process.crashed_long_ago():
-                process.start(_server_command(endpoint.python))
+                process.start(_server_command(endpoint.python), self.server_env)
             url = process.url() if process.running() else None
             reason = probe(f"{url}/ready") if url else None
             if url is None and (process.folder / "exit_code").exists():
