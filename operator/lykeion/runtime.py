@@ -126,6 +126,17 @@ def new_status(body: dict[str, Any], update: StatusUpdate, timestamp: str) -> di
     return {**current, **update.fields, "conditions": merged, "observedGeneration": generation}
 
 
+def spec_problems(error: ValidationError) -> str:
+    """Each problem of a spec that does not fit its kind's model as `spec.<field>: <what is
+    wrong>` joined by "; " (pure); a problem of the whole spec (a model validator's) reads
+    `spec: <what is wrong>`, without pydantic's "Value error, " prefix."""
+    return "; ".join(
+        f"{'.'.join(['spec', *(str(p) for p in e['loc'])])}: "
+        f"{e['msg'].removeprefix('Value error, ')}"
+        for e in error.errors()
+    )
+
+
 def _comparable(status: dict[str, Any]) -> dict[str, Any]:
     # A field set to None is removed by the merge patch: absent and None are the same state.
     status = {k: v for k, v in status.items() if v is not None}
@@ -214,10 +225,7 @@ class Runtime:
         """Say in status that the spec does not fit the kind's model (the API server
         accepted it, so its schema and the model disagree): `Ready=False`, `SpecInvalid`,
         naming each field."""
-        fields = "; ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc']) or '(spec)'}: {e['msg']}"
-            for e in error.errors()
-        )
+        fields = spec_problems(error)
         check = conditions.Check("Ready", False, "SpecInvalid", fields[:MESSAGE_LIMIT])
         status = new_status(body, StatusUpdate({}, [check]), conditions.now())
         if _comparable(status) != _comparable(body.get("status") or {}):

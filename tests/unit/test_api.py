@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from lykeion.api import DEPLOYMENT, FEATURE_MANIFEST, MODEL, MODEL_FAMILY, validate_object
 from lykeion.api.model import ModelSpec
+from lykeion.runtime import spec_problems
 from tests import objects
 
 
@@ -89,3 +90,16 @@ def test_deployment_traffic_must_sum_to_100() -> None:
     with pytest.raises(ValidationError, match=r"traffic of spec\.versions must sum to 100"):
         DEPLOYMENT.parse_spec(objects.deployment(versions={"1.0": 50, "2.0": 40})["spec"])
     assert DEPLOYMENT.parse_spec(objects.deployment(versions={"1.0": 90, "2.0": 10})["spec"])
+
+
+def test_a_refused_spec_names_each_field_and_a_whole_spec_problem_reads_spec() -> None:
+    body = objects.deployment(versions={"1.0": 50, "2.0": 40})
+    with pytest.raises(ValidationError) as whole:
+        DEPLOYMENT.parse_spec(body["spec"])
+    problems = spec_problems(whole.value)
+    assert problems.startswith("spec: traffic of spec.versions must sum to 100")
+    assert "Value error" not in problems and "(spec)" not in problems
+    manifest = objects.manifest()
+    with pytest.raises(ValidationError) as field:
+        FEATURE_MANIFEST.parse_spec(manifest["spec"] | {"owner": ""})
+    assert spec_problems(field.value) == "spec.owner: String should have at least 1 character"

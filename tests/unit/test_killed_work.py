@@ -6,9 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-from pydantic import ValidationError
-
 from lykeion.api.model import TrainingRecord
 from lykeion.executors.base import State, WorkStatus
 from lykeion.executors.kubernetes import LOG_TAIL_CHARS, killed_reason
@@ -96,19 +93,35 @@ def test_a_server_in_crash_loop_back_off_crashes_and_one_that_starts_does_not() 
     assert crash([_server(clean)]) is None
 
 
-def test_a_training_report_that_does_not_fit_the_status_is_refused_naming_the_field() -> None:
+def test_a_training_report_that_does_not_fit_the_status_fails_it_naming_the_field() -> None:
     current = TrainingRecord(name="forward-t1", requests=1, started_at="2026-01-01T00:00:00Z")
     report = {"succeeded": True, "run_id": "r1", "training_set_hash": "h", "training_set_rows": 9}
     fields = finish(current, WorkStatus(State.SUCCEEDED, "", report), datetime.now(UTC))
     assert fields["trainingSet"] == {"hash": "h", "rows": 9}
     # A field the training did not report is cleared: an older training's value goes.
     assert fields["registeredModel"] is None and fields["mlflowRunId"] == "r1"
-    with pytest.raises(ValidationError, match="metrics"):
-        finish(
-            current,
-            WorkStatus(State.SUCCEEDED, "", report | {"metrics": {"auc": "high"}}),
-            datetime.now(UTC),
-        )
+    # A value the status refuses fails the training (the same path as a failed one): the
+    # current training is cleared, nothing of its report kept, the message names the field.
+    wrong = WorkStatus(State.SUCCEEDED, "", report | {"metrics": {"auc": "high"}})
+    fields = finish(current, wrong, datetime.now(UTC))
+    assert fields["currentTraining"] is None and "mlflowRunId" not in fields
+    last = fields["lastTraining"]
+    assert (last["result"], last["reason"]) == ("Failed", "ResultInvalid")
+    assert last["message"].startswith("the training reported a value the status does not")
+    assert "metrics.auc: Input should be a valid number" in last["message"]
+    assert "'high'" in last["message"] and "Traceback" not in last["message"]
+    trained, evaluated = checks(fields, 1, {})
+    assert (trained.ok, trained.reason, trained.message) == (
+        False,
+        "ResultInvalid",
+        last["message"],
+    )
+    assert evaluated.reason == "NotTrained"
+    # A value of the training record's own fails it the same way.
+    long = WorkStatus(State.SUCCEEDED, "", report | {"duration_seconds": "long"})
+    fields = finish(current, long, datetime.now(UTC))
+    assert fields["lastTraining"]["reason"] == "ResultInvalid"
+    assert "duration_seconds: Input should be a valid number" in fields["lastTraining"]["message"]
 
 
 def test_the_crash_is_the_crashing_pods_not_the_first_pods() -> None:

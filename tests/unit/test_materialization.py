@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-from pydantic import ValidationError
-
 from lykeion.api.featuremanifest import FeatureManifestSpec, RunRecord
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import State, WorkStatus
@@ -252,8 +249,8 @@ def test_an_unreachable_store_holds_a_deletion_for_a_bounded_time() -> None:
 
 def test_a_finished_run_is_recorded_as_the_status_schema_says() -> None:
     # The record keeps exactly the keys it started with plus what the run reported (no
-    # empty defaults such as dropGenerations), and a reported value the schema refuses is
-    # an error naming the field, not a status patch the API server would refuse.
+    # empty defaults such as dropGenerations), and a reported value the schema refuses
+    # fails the run, naming the field, not a status patch the API server would refuse.
     run = _run()
     outcome = WorkStatus(State.SUCCEEDED, "", {"succeeded": True, "rows_read": 4})
     record = finish({"currentRun": run.wire_given()}, run, outcome, NOW)["runs"][-1]
@@ -262,5 +259,15 @@ def test_a_finished_run_is_recorded_as_the_status_schema_says() -> None:
     }  # fmt: skip
     assert RunRecord.model_validate(record).wire_given() == record
     wrong = WorkStatus(State.SUCCEEDED, "", {"succeeded": True, "rows_read": "many"})
-    with pytest.raises(ValidationError, match="rows_read"):
-        finish({"currentRun": run.wire_given()}, run, wrong, NOW)
+    before = {"currentRun": run.wire_given()}
+    fields = finish(before, run, wrong, NOW)
+    failed = fields["runs"][-1]
+    assert fields["currentRun"] is None and "materializedGeneration" not in fields
+    assert (failed["result"], "rowsRead" in failed) == ("Failed", False)
+    assert failed["message"].startswith("ResultInvalid: the run reported a value the status")
+    assert "rows_read: Input should be a valid integer" in failed["message"]
+    assert "'many'" in failed["message"] and "Traceback" not in failed["message"]
+    # The same path a failed run takes: Materialized is False, its message the run's.
+    check = materialized_check({**before, **fields}, run.generation)
+    assert (check.ok, check.reason) == (False, "PipelineFailed")
+    assert check.message == f"run {run.name} failed: {failed['message']}"

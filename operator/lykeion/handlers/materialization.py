@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import kopf
 from croniter import croniter
+from pydantic import ValidationError
 
 from lykeion.api.featuremanifest import FeatureManifestSpec, RunRecord
 from lykeion.conditions import Check, parse_time, rfc3339
@@ -53,7 +54,7 @@ from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
 from lykeion.features.dataflow import with_job_name
 from lykeion.features.view import FeatureView, parse_duration
-from lykeion.handlers.named_runs import finished_record, follow
+from lykeion.handlers.named_runs import finished_record, follow, invalid_result
 from lykeion.names import derived_name
 from lykeion.runtime import Resource
 
@@ -171,15 +172,23 @@ REPORTED = (
 def finish(
     status: dict[str, Any], run: RunRecord, outcome: WorkStatus, now: datetime
 ) -> dict[str, Any]:
-    """Status fields after `run` ended with `outcome` (pure). Raises
-    `pydantic.ValidationError` naming the field when the run reported a value of the wrong
-    type."""
+    """Status fields after `run` ended with `outcome` (pure). A run that reported a value
+    of the wrong type is recorded as failed, its message starting `ResultInvalid` and
+    naming the field."""
     result = outcome.result or {}
     succeeded = outcome.state is State.SUCCEEDED and result.get("succeeded", True)
     # The range the run itself used wins: after a restart the record may have been rebuilt.
     used = parse_time(result.get("range_end"))
     end = rfc3339(used) if used is not None else run.end
-    done = finished_record(run.model_copy(update={"end": end}), outcome, succeeded, now, REPORTED)
+    try:
+        done = finished_record(
+            run.model_copy(update={"end": end}), outcome, succeeded, now, REPORTED
+        )
+    except ValidationError as error:
+        # A run record has no reason of its own: its message carries it.
+        invalid = invalid_result("run", error)
+        failed = replace(invalid, message=f"{invalid.reason}: {invalid.message}")
+        return finish(status, run, failed, now)
     runs = [r for r in status.get("runs") or [] if r.get("name") != run.name]
     fields: dict[str, Any] = {
         "currentRun": None,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
+from pydantic import ValidationError
+
 from lykeion.api.featuremanifest import RunRecord
 from lykeion.api.model import TrainingRecord
 from lykeion.conditions import Check, rfc3339
@@ -20,6 +22,12 @@ from lykeion.executors.base import Executor, State, Work, WorkStatus
 
 MESSAGE_LIMIT = 2000
 """Characters of a finished run's message kept in status (its end: where errors are)."""
+
+RESULT_INVALID = "ResultInvalid"
+"""The reason of a run recorded as failed because it reported a value the status refuses."""
+
+_INPUT_LIMIT = 80
+"""Characters of a refused value quoted in the message."""
 
 
 @dataclass(frozen=True)
@@ -86,3 +94,18 @@ def finished_record(
     # Validated again (not `model_copy`): what the work reported is checked against the
     # status schema here, not by the API server refusing the patch.
     return type(run).model_validate({**run.model_dump(exclude_unset=True), **ended})
+
+
+def invalid_result(noun: str, error: ValidationError) -> WorkStatus:
+    """The outcome to record instead when a finished run (a `noun`: "training") reported a
+    value that does not fit the status (`error` from `finished_record` or the caller's own
+    validation): a failure with reason `RESULT_INVALID` and a message naming each field,
+    what is wrong and the value given (cut to a few characters), never a stack trace
+    (pure)."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'result'}: {e['msg']} "
+        f"(got {repr(e.get('input'))[:_INPUT_LIMIT]})"
+        for e in error.errors(include_url=False)
+    )
+    message = f"the {noun} reported a value the status does not accept: {problems}"
+    return WorkStatus(State.FAILED, message, None, reason=RESULT_INVALID)

@@ -14,11 +14,13 @@ import json
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from lykeion.api.model import ModelSpec, ModelStatus, TrainingRecord
 from lykeion.conditions import Check, rfc3339
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
-from lykeion.handlers.named_runs import finished_record, follow
+from lykeion.handlers.named_runs import finished_record, follow, invalid_result
 from lykeion.names import derived_name
 from lykeion.runtime import Resource
 
@@ -120,12 +122,16 @@ def trained_status(result: dict[str, Any]) -> ModelStatus:
 
 
 def finish(current: TrainingRecord, outcome: WorkStatus, now: datetime) -> dict[str, Any]:
-    """Status fields once the training `current` ended with `outcome` (pure). Raises
-    `pydantic.ValidationError` naming the field when the training reported a value that
-    does not fit the status schema."""
+    """Status fields once the training `current` ended with `outcome` (pure). A training
+    that reported a value that does not fit the status schema is recorded as failed
+    (reason `ResultInvalid`, the message naming the field)."""
     result = outcome.result or {}
     succeeded = outcome.state is State.SUCCEEDED and bool(result.get("succeeded"))
-    done = finished_record(current, outcome, succeeded, now, REPORTED)
+    try:
+        done = finished_record(current, outcome, succeeded, now, REPORTED)
+        trained = trained_status(result) if succeeded else None
+    except ValidationError as error:
+        return finish(current, invalid_result("training", error), now)
     reason = outcome.reason or result.get("reason") or ("" if succeeded else "TrainingFailed")
     record = done.model_copy(update={"reason": reason})
     fields: dict[str, Any] = {
@@ -133,8 +139,7 @@ def finish(current: TrainingRecord, outcome: WorkStatus, now: datetime) -> dict[
         "lastTraining": record.wire_given(),
         "observedTrainingRequests": current.requests,
     }
-    if succeeded:
-        trained = trained_status(result)
+    if trained is not None:
         fields |= {_alias(name): None for name in TRAINED_FIELDS}
         fields |= trained.model_dump(by_alias=True, exclude_none=True, include=set(TRAINED_FIELDS))
     return fields
