@@ -95,7 +95,8 @@ TRAINED_FIELDS = (
     "contract",
 )
 """The `ModelStatus` fields a successful training sets: each one, also to null (a merge
-patch then removes what an earlier training left)."""
+patch then removes a field an earlier training left; inside an object it sets, such as
+`metrics` or `contract`, keys of the earlier training that this one does not write stay)."""
 
 
 def trained_status(result: dict[str, Any]) -> ModelStatus:
