@@ -351,8 +351,8 @@ def _wait_seen(api: client.ApiClient, namespace: str, timeout: float = 120) -> N
 
 def _request_operator_cpu(api: client.ApiClient, cpu: str) -> None:
     """Set the operator container's CPU request (a Kubernetes quantity, e.g. "1") and wait
-    for its new pod to be Ready. The request is the pod's CPU weight (cgroup shares): the
-    chart's 100m weighs a tenth of a process outside the pods when the cores are busy."""
+    for its new pod to be Ready. The request is the pod's CPU weight (cgroup shares, 102
+    for the chart's 100m) against the other pods when the cores are busy."""
     patch = {"spec": {"template": {"spec": {"containers": [
         {"name": OPERATOR_CONTAINER, "resources": {"requests": {"cpu": cpu}}}
     ]}}}}  # fmt: skip
