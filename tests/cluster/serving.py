@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from lykeion.cluster import BuiltImage, NodeCluster
 from lykeion.kube import api_client
@@ -282,8 +283,9 @@ def declare(
     cluster: NodeCluster, backend: str, versions: list[tuple[str, int]], shadow: str | None = None
 ) -> int:
     """The example's Deployment declared with `versions` ((version, percent) in order) and
-    `shadow` on `backend` (server-side apply by one field manager: what a step leaves out,
-    e.g. the shadow, goes); returns the generation to wait for."""
+    `shadow` on `backend` (server-side apply by one field manager, kubectl's, the same as
+    test_example.py's: what a step leaves out, e.g. the shadow, goes); returns the
+    generation to wait for."""
     body = copy.deepcopy(load(EXAMPLE / "deployment.yaml")[0])
     body["metadata"] = {"name": DEPLOYMENT, "namespace": NS}
     body["spec"]["backend"] = backend
@@ -293,7 +295,12 @@ def declare(
     # Two cores for the whole node, shared with the lykeion backend's and the other
     # serving system's pods: a tenth of one per server.
     body["spec"]["resources"] = {"cpu": "100m", "memory": "1Gi"}
-    cluster.apply([body])
+    # The field manager of `kubectl apply --server-side` (kubectl's default), as
+    # test_example.py applies the example: one owner, so a version a step leaves out is
+    # removed, not kept without its `traffic` by a second owner of the list entry.
+    cluster.run_kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump(body)
+    )
     got = cluster.run_kubectl(
         "get", "deployments.lykeion.io", "-n", NS, DEPLOYMENT,
         "-o", "jsonpath={.metadata.generation}",
