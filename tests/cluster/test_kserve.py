@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from lykeion.cluster import NodeCluster
+from lykeion.executors.kubernetes_endpoints import KSERVE_SOURCE_URI
 from lykeion.serving_controllers import ServingController
 from tests.cluster import serving
 from tests.cluster.serving import (
@@ -153,17 +154,19 @@ def _named(
 
 def _reconciled(installed: NodeCluster, isvc: dict[str, Any], timeout: float = 60) -> None:
     """KServe's controller rolled the InferenceService's storage URI into its predictor's
-    Deployment (for the storage initializer to fetch), bounded."""
+    Deployment (the pod template's `KSERVE_SOURCE_URI`, from which KServe's pod webhook
+    injects the storage initializer into each pod), bounded."""
     uri = isvc["spec"]["predictor"]["model"]["storageUri"]
-    deadline, init = time.monotonic() + timeout, []
+    deadline, given = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         deployment = json.loads(installed.run_kubectl(
             "get", "deployment", "-n", NS, f"{NAME}-predictor", "-o", "json").stdout)  # fmt: skip
-        init = deployment["spec"]["template"]["spec"].get("initContainers") or []
-        if uri in json.dumps(init):
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+        given = annotations.get(KSERVE_SOURCE_URI)
+        if given == uri:
             return
         time.sleep(1)
-    raise AssertionError(f"KServe's predictor Deployment does not fetch {uri}: {init}")
+    raise AssertionError(f"KServe's predictor Deployment does not fetch {uri}: {given}")
 
 
 def test_a_kserve_canary_is_refused_in_raw_mode_then_promoted_from_unavailable_rolled_back_deleted(
