@@ -222,21 +222,26 @@ def test_logs_and_the_oom_tail_are_of_the_jobs_own_pods_not_a_predecessors(
         asyncio.run(scenario())
 
 
+def _version_2_0(namespace: str, replicas: int = 1) -> Endpoint:
+    """The `forward` endpoint serving version 2.0 alone on the lykeion backend."""
+    return Endpoint(
+        name="forward",
+        namespace=namespace,
+        backend="lykeion",
+        servers=(VersionServer("2.0", "forward-2-0", {"version": "2.0"}),),
+        weights={"2.0": 100},
+        replicas=replicas,
+        image="lykeion/serving:0.1.0",
+    )
+
+
 def test_a_crash_reports_the_crashing_pods_previous_log_not_the_first_pods(
     api: client.ApiClient, namespace: str, tmp_path: Path
 ) -> None:
     """Two pods of one version: the one listed first serves (a healthy replica, or a
     rolling update's other pod), the other crashes at start."""
     executor = KubernetesExecutor(Kube(api))
-    endpoint = Endpoint(
-        name="forward",
-        namespace=namespace,
-        backend="lykeion",
-        servers=(VersionServer("2.0", "forward-2-0", {"version": "2.0"}),),
-        weights={"2.0": 100},
-        replicas=2,
-        image="lykeion/serving:0.1.0",
-    )
+    endpoint = _version_2_0(namespace, replicas=2)
     crashing = {
         "restartCount": 3,
         "state": {"waiting": {"reason": "CrashLoopBackOff"}},
@@ -278,14 +283,7 @@ def test_a_crash_without_a_readable_log_is_still_reported(
 ) -> None:
     """No node to ask for the log (the pod names none): the crash and its pod alone."""
     executor = KubernetesExecutor(Kube(api))
-    endpoint = Endpoint(
-        name="forward",
-        namespace=namespace,
-        backend="lykeion",
-        servers=(VersionServer("2.0", "forward-2-0", {"version": "2.0"}),),
-        weights={"2.0": 100},
-        image="lykeion/serving:0.1.0",
-    )
+    endpoint = _version_2_0(namespace)
 
     async def scenario() -> None:
         await executor.serve(endpoint)
