@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from lykeion.api.model import ModelSpec
 
 if TYPE_CHECKING:
+    from mlflow.entities import DatasetInput
     from mlflow.tracking import MlflowClient
 
 TEST_FRACTION = 0.2
@@ -299,6 +300,32 @@ def experiment_for(client: MlflowClient, name: str, artifact_location: str | Non
         return str(experiment.experiment_id)
 
 
+def log_dataset_input(
+    client: MlflowClient, run_id: str, dataset_input: DatasetInput, attempts: int = 3
+) -> None:
+    """Log `dataset_input` to run `run_id`, sharing the experiment's dataset record.
+
+    MLflow keeps one dataset row per (experiment, name, digest) and its SQL store looks the
+    row up before inserting it, without a lock: when two trainings of one family/segment
+    log the same training set at the same moment, the second insert breaks the unique
+    constraint and the server answers BAD_REQUEST (`IntegrityError` on SQLite,
+    `UniqueViolation` on PostgreSQL). The failed request changed nothing, and the row now
+    exists, so logging again attaches it. Retried up to `attempts` times in all; raises
+    `MlflowException` for any other error or when the conflict persists.
+    """
+    import mlflow.exceptions
+
+    for attempt in range(1, attempts + 1):
+        try:
+            client.log_inputs(run_id, [dataset_input])
+            return
+        except mlflow.exceptions.MlflowException as error:
+            text = str(error).lower()
+            conflict = "unique" in text or "duplicate" in text
+            if not conflict or attempt == attempts:
+                raise
+
+
 @dataclass
 class TrainingResult:
     succeeded: bool = False
@@ -440,7 +467,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
             digest=training_set.content_hash[:36],
         )
         context = [InputTag("mlflow.data.context", "training")]
-        client.log_inputs(run_id, [DatasetInput(data._to_mlflow_entity(), context)])
+        log_dataset_input(client, run_id, DatasetInput(data._to_mlflow_entity(), context))
         client.log_param(run_id, "lykeion.training_set.sha256", training_set.content_hash)
         client.log_param(run_id, "lykeion.training_set.rows", str(training_set.rows))
         # What the model server measures drift against (`serving/drift.py`).
