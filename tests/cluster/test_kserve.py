@@ -10,8 +10,9 @@ it: 1.0; a 90/10 canary, which Lykeion refuses before rendering (`ServingRejecte
 KServe v0.15.2 ignores `canaryTrafficPercent`, and the canary's Deployment would replace
 the stable one's), leaving the InferenceService untouched; promotion of 1.1 to 100% while
 its servers cannot start (their pods unschedulable: a taint on the node), then can;
-rollback; deletion. At each step the InferenceService names one version (label, the
-transformer's configuration, the predictor's storage URI) with no `canaryTrafficPercent`,
+rollback with 1.1 kept at 0% (idle, not down); deletion. At each step the
+InferenceService names one version (label, the transformer's configuration, the
+predictor's storage URI) with no `canaryTrafficPercent`,
 KServe's webhooks admitted it, its controller rolled it into its Deployments and its own
 status drives the Deployment's conditions, and the predictions through the transformer's
 Service equal the reference.
@@ -246,14 +247,17 @@ def test_a_kserve_canary_is_refused_in_raw_mode_then_promoted_from_unavailable_r
     serving.wait_isvc_ready(installed, 300, kserve)
     assert predictions(_named(installed, api, new, "1.1")) == pytest.approx(reference, rel=1e-6)
 
-    # Roll back.
-    generation = serving.declare(installed, "kserve", [(old, 100)])
+    # Roll back, 1.1 kept in the spec at 0%: KServe's service names 1.0 alone, and 1.1,
+    # which has no server by KServe's design, is idle rather than a version that is down.
+    generation = serving.declare(installed, "kserve", [(old, 100), (new, 0)])
     body = serving.wait_deployment(
         api, installed, generation, "rolled back to 1.0",
-        lambda b: ready(b, "Ready").get("status") == "True" and serving.traffic_of(b) == {old: 100},
+        lambda b: ready(b, "Ready").get("status") == "True"
+        and serving.traffic_of(b) == {old: 100, new: 0},
         300, kserve,
     )  # fmt: skip
     serving.admitted(body)
+    assert "1.1 declared at 0%" in ready(body, "Available")["message"], body
     serving.wait_isvc_ready(installed, 300, kserve)
     isvc = _named(installed, api, old, "rolled back")
     _reconciled(installed, isvc)

@@ -235,6 +235,35 @@ def test_outcome_holds_the_rollout_and_says_why() -> None:
     assert all(c.ok for c in checks)
 
 
+@pytest.mark.parametrize(
+    ("versions", "idle"),
+    [
+        ({"1.0": 100, "1.1": 0}, True),  # declared at 0%: idle by the backend's design
+        ({"1.0": 90, "1.1": 10}, False),  # declared with a share: down until it serves
+    ],
+)
+def test_a_version_the_backend_does_not_run_at_0_percent_is_idle_not_down(
+    versions: dict[str, int], idle: bool
+) -> None:
+    spec = objects.deployment(versions=versions)["spec"]
+    admissions = [rollout.Admission("1.0"), rollout.Admission("1.1")]
+    served = EndpointStatus(
+        "u", {"1.0": True, "1.1": False}, {"1.1": "InferenceService x: does not serve 1.1"},
+        unserved=frozenset({"1.1"}),
+    )  # fmt: skip
+    fields, checks = rollout.outcome(spec, admissions, served, {"1.0": 100, "1.1": 0})
+    available = {c.type: c for c in checks}["Available"]
+    assert available.ok is idle
+    if idle:
+        assert "1.1 declared at 0%" in available.message
+    else:
+        assert available.reason == "VersionsStarting" and "1.1: " in available.message
+    assert {t["version"]: t["available"] for t in fields["traffic"]} == {
+        "1.0": True,
+        "1.1": False,
+    }
+
+
 @pytest.mark.parametrize("rate", [-0.1, 1.5])
 def test_a_skew_sample_rate_outside_0_to_1_is_refused_naming_the_field(rate: float) -> None:
     from pydantic import ValidationError

@@ -155,6 +155,20 @@ def test_kserve_availability_needs_a_current_ready(
     assert seen.available == {"1.1": current and ready == "True", "1.0": True}
 
 
+def test_kserve_runs_no_server_for_a_version_without_a_share() -> None:
+    # Rolled back: 1.0 named at 100%, 1.1 still declared at 0% and not in the service.
+    endpoint = _endpoint("kserve", {"1.1": 0, "1.0": 100})
+    isvc = _isvc(2, 2)
+    isvc["metadata"]["labels"]["lykeion.io/version"] = "1.0"
+    seen = observe_kserve(endpoint, isvc)
+    assert seen.available == {"1.0": True, "1.1": False}
+    assert seen.unserved == frozenset({"1.1"})
+    assert "does not serve 1.1 (no share)" in seen.messages["1.1"]
+    # The version it names is never unserved, even while its share is still 0.
+    starting = _endpoint("kserve", {"1.1": 0})
+    assert observe_kserve(starting, _isvc(2, 2)).unserved == frozenset()
+
+
 def _kserve_deployment(
     component: str, version: str, replicas: int, updated: int, available: int,
     generation: int = 2, observed: int = 2, uri: str | None = None,

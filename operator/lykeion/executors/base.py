@@ -122,6 +122,10 @@ class EndpointStatus:
     servers: dict[str, str] = field(default_factory=dict)
     """Version -> base URL of its own model server (`/metrics`, `/analysis`), where the
     operator can reach it; a rollout's analysis reads them (no entry: no data)."""
+    unserved: frozenset[str] = frozenset()
+    """Versions the backend runs no server for by its design when they have no share
+    (KServe: an InferenceService names one version, so a version declared at 0% is not in
+    it). Not available, and not down either: nothing is meant to start for them."""
 
 
 class Executor(Protocol):

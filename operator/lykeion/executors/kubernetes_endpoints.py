@@ -255,7 +255,14 @@ def observe_kserve(
             else:
                 why = ready.get("message") or "not Ready"
             messages[version] = f"InferenceService {endpoint.name}: {why}"
-    return EndpointStatus(status.get("url"), available, messages, sum(available.values()))
+    unserved = frozenset(
+        s.version
+        for s in endpoint.servers
+        if s.version != named and endpoint.weights.get(s.version, 0) <= 0
+    )
+    return EndpointStatus(
+        status.get("url"), available, messages, sum(available.values()), unserved=unserved
+    )
 
 
 def withdrawn(endpoint: Endpoint) -> EndpointStatus:

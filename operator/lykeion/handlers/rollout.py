@@ -408,7 +408,19 @@ def outcome(
     available = served.available if served else {}
     messages = served.messages if served else {}
     live = [v["version"] for v in spec["versions"]]
-    down = [v for v in wanted_versions(spec) if by_version[v].admitted and not available.get(v)]
+    desired = {v["version"]: int(v["traffic"]) for v in spec["versions"]}
+    # A version declared at 0% that the backend does not run by design (KServe) is idle,
+    # not down: nothing is meant to start for it.
+    idle_by_design = {
+        v
+        for v in (served.unserved if served else frozenset())
+        if desired.get(v, 0) == 0 and v != spec.get("shadow")
+    }
+    down = [
+        v
+        for v in wanted_versions(spec)
+        if by_version[v].admitted and not available.get(v) and v not in idle_by_design
+    ]
     crashed = served.crashed if served else frozenset()
     availability = (
         Check(
@@ -419,9 +431,19 @@ def outcome(
             "; ".join(f"{v}: {messages.get(v, 'not available')}" for v in down),
         )
         if down
-        else Check(AVAILABLE, True, "VersionsAvailable", "every admitted version is serving")
+        else Check(
+            AVAILABLE,
+            True,
+            "VersionsAvailable",
+            "every admitted version is serving"
+            + (
+                f" ({', '.join(sorted(idle_by_design))} declared at 0%: the backend runs no "
+                "server for it until it has a share)"
+                if idle_by_design
+                else ""
+            ),
+        )
     )
-    desired = {v["version"]: int(v["traffic"]) for v in spec["versions"]}
     if all(weights.get(v, 0) == 0 for v in live):
         # Never the 0% versions instead: name what the declared shares are waiting on.
         waiting = "; ".join(
