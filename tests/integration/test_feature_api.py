@@ -19,15 +19,15 @@ import uvicorn
 import yaml
 from starlette.applications import Starlette
 
-from lykeion.features.api import FeatureRegistry, create_app
-from lykeion.features.api.loader import ClusterLoader
-from lykeion.features.catalog import Catalog
-from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.feature_api import FeatureRegistry, create_app
+from lykeion.feature_api.catalog import Catalog
+from lykeion.feature_api.loader import ClusterLoader
 from lykeion.features.view import FeatureView
 from lykeion.local.controlplane import ControlPlane
 from lykeion.local.ports import free_port
 from lykeion.local.processes import running
+from lykeion.stores.online.base import OnlineRow
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.integration.fuzzing import fuzz_graphql
 from tests.objects import deployment, manifest, model
 from tests.support import Cluster, wait_for
@@ -73,10 +73,10 @@ def serve(app: Starlette) -> Iterator[str]:
 
 @contextmanager
 def command_line(args: list[str], log_path: Path) -> Iterator[str]:
-    """`python -m lykeion.features.api ...` as a child process; yields its base URL."""
+    """`python -m lykeion.feature_api ...` as a child process; yields its base URL."""
     port = free_port()
     with running(
-        [sys.executable, "-m", "lykeion.features.api", *args, "--port", str(port)],
+        [sys.executable, "-m", "lykeion.feature_api", *args, "--port", str(port)],
         log_path,
         f"http://127.0.0.1:{port}/healthz",
         "the feature API",
@@ -145,7 +145,7 @@ def test_command_line_serves_manifest_files(tmp_path: Path) -> None:
     args = ["--online", f"sqlite://{tmp_path / 'online.db'}", "--manifest", str(objects)]
 
     help_text = subprocess.run(
-        [sys.executable, "-m", "lykeion.features.api", "--help"],
+        [sys.executable, "-m", "lykeion.feature_api", "--help"],
         capture_output=True,
         text=True,
         check=True,

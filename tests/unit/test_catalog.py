@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
-from lykeion.features.api import FeatureRegistry, create_app
-from lykeion.features.catalog import Catalog, fts_query
-from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.feature_api import FeatureRegistry, create_app
+from lykeion.feature_api.catalog import Catalog, fts_query
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.objects import deployment, manifest, model
 
 with warnings.catch_warnings():

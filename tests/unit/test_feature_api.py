@@ -14,10 +14,10 @@ import pytest
 from graphql import get_introspection_query
 from starlette.exceptions import StarletteDeprecationWarning
 
-from lykeion.features.api import FeatureRegistry, Limits, create_app
-from lykeion.features.online.base import OnlineRow, OnlineStore, StoreUnavailable
-from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.feature_api import FeatureRegistry, Limits, create_app
 from lykeion.features.view import FeatureView
+from lykeion.stores.online.base import OnlineRow, OnlineStore, StoreUnavailable
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.objects import manifest
 
 with warnings.catch_warnings():

@@ -17,12 +17,12 @@ from graphql import GraphQLError, execute
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lykeion.features.api import FeatureRegistry, Limits
-from lykeion.features.api.reads import RequestContext
-from lykeion.features.api.scalars import Float64, float64_json, json_value
-from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.feature_api import FeatureRegistry, Limits
+from lykeion.feature_api.reads import RequestContext
+from lykeion.feature_api.scalars import Float64, float64_json, json_value
 from lykeion.features.view import FeatureView
+from lykeion.stores.online.base import OnlineRow
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.unit.test_feature_api import client_for, gql, view_of
 
 FLOATS = {"score": "float64", "ratios": "list<float64>"}

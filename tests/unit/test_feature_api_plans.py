@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from graphql import execute
 
-from lykeion.features.api import FeatureRegistry, Limits
-from lykeion.features.api.reads import RequestContext
-from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.feature_api import FeatureRegistry, Limits
+from lykeion.feature_api.reads import RequestContext
 from lykeion.features.view import FeatureView
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.unit.test_feature_api import TYPED, client_for, gql, row, typed_rows, view_of
 
 ALL = " ".join(TYPED)

@@ -19,9 +19,10 @@ from starlette.routing import BaseRoute, Route
 
 from lykeion import access as lykeion_access
 from lykeion.access import AccessReviewer, Caller, bearer_token
-from lykeion.features.api.catalog_routes import catalog_routes
-from lykeion.features.api.documents import InvalidDocument, PersistedQueries
-from lykeion.features.api.errors import (
+from lykeion.feature_api.catalog import Catalog
+from lykeion.feature_api.catalog_routes import catalog_routes
+from lykeion.feature_api.documents import InvalidDocument, PersistedQueries
+from lykeion.feature_api.errors import (
     BadUserInput,
     FeatureApiError,
     PayloadTooLarge,
@@ -30,11 +31,10 @@ from lykeion.features.api.errors import (
     Unauthenticated,
     status_of,
 )
-from lykeion.features.api.reads import RequestContext
-from lykeion.features.api.registry import FeatureRegistry
-from lykeion.features.catalog import Catalog
-from lykeion.features.online.base import OnlineStore, StoreUnavailable
+from lykeion.feature_api.reads import RequestContext
+from lykeion.feature_api.registry import FeatureRegistry
 from lykeion.request_body import BodyTooLarge, read_body
+from lykeion.stores.online.base import OnlineStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

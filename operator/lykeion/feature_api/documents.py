@@ -24,9 +24,9 @@ from graphql import (
     validate,
 )
 
-from lykeion.features.api.errors import BadUserInput, PersistedQueryNotFound
-from lykeion.features.api.limits import Limits, depth_limit_rule
-from lykeion.features.api.plans import Plan
+from lykeion.feature_api.errors import BadUserInput, PersistedQueryNotFound
+from lykeion.feature_api.limits import Limits, depth_limit_rule
+from lykeion.feature_api.plans import Plan
 
 
 class InvalidDocument(Exception):

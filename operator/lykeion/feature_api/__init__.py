@@ -2,11 +2,11 @@
 
 `create_app(store, registry, catalog)` is the ASGI app; `FeatureRegistry.update(views)`
 swaps the schema while it serves; `loader.ClusterLoader` keeps it in step with the
-cluster's FeatureManifests; `python -m lykeion.features.api --help` runs it.
+cluster's FeatureManifests; `python -m lykeion.feature_api --help` runs it.
 """
 
-from lykeion.features.api.app import create_app
-from lykeion.features.api.limits import Limits
-from lykeion.features.api.registry import FeatureRegistry
+from lykeion.feature_api.app import create_app
+from lykeion.feature_api.limits import Limits
+from lykeion.feature_api.registry import FeatureRegistry
 
 __all__ = ["FeatureRegistry", "Limits", "create_app"]

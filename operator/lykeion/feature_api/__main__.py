@@ -1,6 +1,6 @@
 """Serve the Feature API (GraphQL) and the Catalog API over HTTP.
 
-  python -m lykeion.features.api --online sqlite:///var/lib/lykeion/online.db \\
+  python -m lykeion.feature_api --online sqlite:///var/lib/lykeion/online.db \\
       --kubeconfig ~/.kube/config --host 127.0.0.1 --port 8081
 
 Feature definitions come from the cluster's FeatureManifests (re-listed every
@@ -23,19 +23,19 @@ import uvicorn
 import yaml
 
 from lykeion.access import ACCESS_MODES, reviewer
-from lykeion.features.api.app import create_app
-from lykeion.features.api.limits import Limits
-from lykeion.features.api.loader import ClusterLoader, views_of
-from lykeion.features.api.registry import FeatureRegistry
-from lykeion.features.catalog import Catalog
-from lykeion.features.online.base import OnlineStore
+from lykeion.feature_api.app import create_app
+from lykeion.feature_api.catalog import Catalog
+from lykeion.feature_api.limits import Limits
+from lykeion.feature_api.loader import ClusterLoader, views_of
+from lykeion.feature_api.registry import FeatureRegistry
+from lykeion.stores.online.base import OnlineStore
 
 
 def open_online_store(url: str) -> OnlineStore:
     """`sqlite:///abs/path.db` (or `sqlite://relative.db`): what follows `sqlite://` is the path."""
     scheme, sep, rest = url.partition("://")
     if scheme == "sqlite" and sep and rest:
-        from lykeion.features.online.sqlite import SqliteOnlineStore
+        from lykeion.stores.online.sqlite import SqliteOnlineStore
 
         return SqliteOnlineStore(Path(rest))
     raise SystemExit(f"--online {url!r}: supported is sqlite:///path/to/online.db")
@@ -59,7 +59,7 @@ def load_files(paths: Sequence[Path]) -> dict[str, list[dict[str, Any]]]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     defaults = Limits()
     parser = argparse.ArgumentParser(
-        prog="python -m lykeion.features.api",
+        prog="python -m lykeion.feature_api",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from lykeion import GROUP, VERSION
 from lykeion.api.kinds import DEPLOYMENT, FEATURE_MANIFEST, MODEL, Kind
-from lykeion.features.api.registry import FeatureRegistry
-from lykeion.features.catalog import Catalog
+from lykeion.feature_api.catalog import Catalog
+from lykeion.feature_api.registry import FeatureRegistry
 from lykeion.features.view import FeatureView
 
 log = logging.getLogger(__name__)
