@@ -20,7 +20,7 @@ from kubernetes import client
 from starlette.exceptions import StarletteDeprecationWarning
 
 from lykeion.access import AccessReviewer, ApiServer
-from lykeion.feature_api import FeatureRegistry, create_app
+from lykeion.feature_api import ServedViews, create_app
 from lykeion.feature_api.catalog import Catalog
 from lykeion.features.view import FeatureView
 from lykeion.local.controlplane import ControlPlane
@@ -134,7 +134,7 @@ def feature_api(
 ) -> Iterator[TestClient]:
     catalog = Catalog()
     catalog.rebuild(bodies, [], [])
-    app = create_app(store, FeatureRegistry(views), catalog, reviewer(control_plane))
+    app = create_app(store, ServedViews(views), catalog, reviewer(control_plane))
     with TestClient(app) as http:
         yield http
 
@@ -259,7 +259,7 @@ def test_answers_are_cached_within_the_ttl(
     control_plane: ControlPlane, tenants: Tenants, store: Any, views: list[FeatureView]
 ) -> None:
     access = reviewer(control_plane)
-    app = create_app(store, FeatureRegistry(views), None, access)
+    app = create_app(store, ServedViews(views), None, access)
     with TestClient(app) as http:
         for _ in range(5):
             assert query(http, RIDER, tenants.reader)[0] == 200

@@ -27,7 +27,7 @@ from lykeion.feature_api.app import create_app
 from lykeion.feature_api.catalog import Catalog
 from lykeion.feature_api.limits import Limits
 from lykeion.feature_api.loader import ClusterLoader, views_of
-from lykeion.feature_api.registry import FeatureRegistry
+from lykeion.feature_api.served_views import ServedViews
 from lykeion.stores.online.base import OnlineStore
 
 
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         document_cache_size=args.document_cache_size,
     )
     store = open_online_store(args.online)
-    registry = FeatureRegistry(limits=limits)
+    served_views = ServedViews(limits=limits)
     catalog = None if args.no_catalog else Catalog()
     loader: ClusterLoader | None = None
     if args.manifest:
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             kind: [b for b in bodies if args.namespace in (None, b["metadata"]["namespace"])]
             for kind, bodies in load_files(args.manifest).items()
         }
-        registry.update(views_of(objects["FeatureManifest"]))
+        served_views.update(views_of(objects["FeatureManifest"]))
         if catalog is not None:
             catalog.rebuild(objects["FeatureManifest"], objects["Model"], objects["Deployment"])
     else:
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         loader = ClusterLoader(
             api_client(args.kubeconfig),
-            registry,
+            served_views,
             catalog,
             namespace=args.namespace,
             interval=args.refresh_seconds,
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     access = reviewer(
         args.access, args.access_kubeconfig or args.kubeconfig, os.environ, args.access_ttl
     )
-    app = create_app(store, registry, catalog, access)
+    app = create_app(store, served_views, catalog, access)
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log
     )

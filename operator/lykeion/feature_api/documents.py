@@ -2,7 +2,7 @@
 
 Parsing and validating a query costs about fifteen times what executing it does, and
 clients send the same few queries over and over: both are done once per query text and
-schema. A schema change starts a new cache (see `registry.py`).
+schema. A schema change starts a new cache (see `served_views.py`).
 """
 
 from __future__ import annotations

@@ -35,7 +35,10 @@ def _order(views: Sequence[FeatureView]) -> tuple[FeatureView, ...]:
     return tuple(sorted(views, key=lambda v: (v.namespace, v.name)))
 
 
-class FeatureRegistry:
+class ServedViews:
+    """The FeatureViews the Feature API serves and the `Snapshot` built from them (entities,
+    GraphQL schema, document cache); `update` swaps it whole while requests run."""
+
     def __init__(self, views: Sequence[FeatureView] | None = None, limits: Limits | None = None):
         self.limits = limits or Limits()
         self._lock = threading.Lock()
