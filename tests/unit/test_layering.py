@@ -42,7 +42,7 @@ ORDER = [
     "serving",
     "training",
     "executors",
-    "config", "registry", "rollouts", "runtime",
+    "config", "object_index", "rollouts", "runtime",
     "handlers",
     "operator_main",
 ]  # fmt: skip

@@ -551,7 +551,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
         result.metric, result.metric_value = gate.metric, value
         result.gate_passed = evaluate.passes(value, gate.threshold, gate.higher_is_better)
 
-    # 5. The registry: one registered model per family/segment, one version per training.
+    # 5. MLflow's model registry: one registered model per family/segment, one version per training.
     registered = family_segment
     try:
         version = mlflow.register_model(
