@@ -161,7 +161,7 @@ def _http(plane: ControlPlane, token: str, folder: Path, requests: int, workers:
 
     def feature_api(name: str, access: str) -> Any:
         port = free_port()
-        command = [sys.executable, "-m", "lykeion.features.api", "--online", f"sqlite://{online}",
+        command = [sys.executable, "-m", "lykeion.feature_api", "--online", f"sqlite://{online}",
                    "--manifest", str(folder / "features.yaml"), "--access", access,
                    "--access-kubeconfig", str(plane.kubeconfig), "--port", str(port)]  # fmt: skip
         return load.running(

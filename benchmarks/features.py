@@ -54,11 +54,11 @@ from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import Range
 from lykeion.features.hashing import table_hash
 from lykeion.features.materialize import materialize_duckdb
-from lykeion.features.offline.base import LabelSpec, ResolvedFeature
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureDef, FeatureView
 from lykeion.local.ports import free_port
+from lykeion.stores.offline.base import LabelSpec, ResolvedFeature
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = 10
@@ -468,7 +468,7 @@ def online_http(
     manifest = folder / "manifest.yaml"
     manifest.write_text(yaml.safe_dump(MANIFEST))
     port = free_port()
-    command = [sys.executable, "-m", "lykeion.features.api", "--online"]
+    command = [sys.executable, "-m", "lykeion.feature_api", "--online"]
     command += [f"sqlite:///{folder / 'online.db'}", "--manifest", str(manifest)]
     command += ["--no-catalog", "--host", "127.0.0.1", "--port", str(port)]
     query = f"query($ids: [ID!]!) {{ customers(ids: $ids) {{ {' '.join(NAMES)} }} }}"

@@ -4,7 +4,7 @@
 
 Starts what tests/integration/test_model_server.py and test_feature_api.py start (a real
 MLflow model and SQLite online store behind `python -m lykeion.serving`; manifests of a
-string-keyed and an int64-keyed entity behind `python -m lykeion.features.api`) and runs
+string-keyed and an int64-keyed entity behind `python -m lykeion.feature_api`) and runs
 tests/integration/fuzzing.py with --examples per Schemathesis part (the binary-extension
 and GraphQL-variable parts, cheaper per request, get five times as many). Derandomized
 like CI, so a run is repeatable; a larger --examples reaches further. Prints the number of

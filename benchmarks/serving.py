@@ -59,12 +59,12 @@ import orjson
 import pandas as pd
 import yaml
 
-from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
 from lykeion.local.ports import free_port
 from lykeion.local.tools import script_output
 from lykeion.serving.config import ServerConfig
+from lykeion.stores.online.base import OnlineRow
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "rider-retention"

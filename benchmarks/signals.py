@@ -48,11 +48,11 @@ from mlflow.tracking import MlflowClient
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import Range
 from lykeion.features.materialize import materialize_duckdb
-from lykeion.features.offline.base import LabelSpec, ResolvedFeature
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
 from lykeion.serving.config import ServerConfig
+from lykeion.stores.offline.base import LabelSpec, ResolvedFeature
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from lykeion.training.statistics import log_statistics, training_statistics
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -182,7 +182,7 @@ def _start_feature_api(
         [
             sys.executable,
             "-m",
-            "lykeion.features.api",
+            "lykeion.feature_api",
             "--online",
             config.online_store,
             "--kubeconfig",

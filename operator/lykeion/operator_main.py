@@ -1,4 +1,4 @@
-"""The Lykeion operator: kopf configured explicitly, the registry, health and metrics.
+"""The Lykeion operator: kopf configured explicitly, the object index, health and metrics.
 
 lykeion-operator [--kubeconfig PATH] [--executor local|kubernetes] [--health-port 8080]
 """
@@ -79,10 +79,10 @@ async def configure(
     # dependency as missing only because its watch event has not arrived yet.
     for kind in KINDS:
         for item in await kube.list_all(kind):
-            runtime.registry.observe(item)
+            runtime.index.observe(item)
     memo.runtime = runtime
     memo.ready = True
-    logger.info("registry primed: %s", runtime.registry.counts())
+    logger.info("object index primed: %s", runtime.index.counts())
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,9 @@ async def serve_health(memo: kopf.Memo, **_: Any) -> None:
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
-        # Ready once the registry is primed and while every kopf watch is connected.
+        # Ready once the object index is primed and while every kopf watch is connected.
         if not getattr(memo, "ready", False):
-            return web.Response(text="starting: registry not primed", status=503)
+            return web.Response(text="starting: object index not primed", status=503)
         health: WatchHealth | None = getattr(memo, "watch_health", None)
         if health is None:
             return web.Response(text="ready")

@@ -1,7 +1,7 @@
 """The operator's shared state and its one way to reconcile an object.
 
 Every reconcile of an object — from its own kopf handler, or because something it depends
-on changed — runs under that object's lock, reads the registry at that moment, and ends in
+on changed — runs under that object's lock, reads the object index at that moment, and ends in
 at most one status patch. So the last writer always saw the newest state.
 """
 
@@ -24,7 +24,7 @@ from lykeion.api.kinds import BY_KIND, Kind
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor
 from lykeion.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES, record_status
-from lykeion.registry import Key, Registry
+from lykeion.object_index import Key, ObjectIndex
 
 log = logging.getLogger("lykeion")
 
@@ -76,7 +76,7 @@ class StatusUpdate:
 
 
 # A kind's pure status builder, over its object with the spec parsed into its model.
-StatusBuilder = Callable[[Resource[Any], Registry], StatusUpdate]
+StatusBuilder = Callable[[Resource[Any], ObjectIndex], StatusUpdate]
 # The I/O step of a kind (e.g. running a pipeline), after its pure status builder.
 Actor = Callable[[Resource[Any], "Runtime", StatusUpdate], Awaitable[StatusUpdate]]
 # What a kind does when an object is deleted, before kopf removes the finalizer; raising
@@ -154,7 +154,7 @@ class Runtime:
     kube: Any  # lykeion.kube.Kube; Any keeps this module importable without the API client
     declarations: Mapping[str, KindDeclaration]
     """By kind name (`Model`, ...)."""
-    registry: Registry = field(default_factory=Registry)
+    index: ObjectIndex = field(default_factory=ObjectIndex)
     executor: Executor | None = None
     """Where batch work runs; handlers use it without knowing which one it is."""
     config: PlatformConfig | None = None
@@ -180,16 +180,14 @@ class Runtime:
         task.add_done_callback(self._tasks.discard)
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
-        """Feed a watch event to the registry and requeue whatever depends on the change."""
+        """Feed a watch event to the object index and requeue whatever depends on the change."""
         meta = body["metadata"]
         if event_type == "DELETED":
             record_status(body["kind"], meta.get("namespace", "default"), meta["name"], None)
-            keys = self.registry.forget(
-                body["kind"], meta.get("namespace", "default"), meta["name"]
-            )
+            keys = self.index.forget(body["kind"], meta.get("namespace", "default"), meta["name"])
             self._locks.pop(Key(body["kind"], meta.get("namespace", "default"), meta["name"]), None)
         else:
-            keys = self.registry.observe(body)
+            keys = self.index.observe(body)
         for key in keys:
             self.enqueue(key)
 
@@ -250,7 +248,7 @@ class Runtime:
             except ValidationError as error:
                 await self._refuse(key, body, error)
                 raise kopf.PermanentError(f"{key.kind} {key.name}: {error}") from error
-            update = declaration.desired_status(resource, self.registry)
+            update = declaration.desired_status(resource, self.index)
             if actor is not None:
                 update = await actor(resource, self, update)
             status = new_status(body, update, conditions.now())

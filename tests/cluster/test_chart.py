@@ -40,7 +40,7 @@ def test_the_operator_runs_in_its_pod_and_is_ready(installed: NodeCluster) -> No
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["securityContext"]["runAsUser"] == 1000
     logs = installed.run_kubectl("logs", "-n", NAMESPACE, pod["metadata"]["name"]).stdout
-    assert "registry primed" in logs
+    assert "object index primed" in logs
     # /readyz from inside the cluster network (the pod's IP), as the kubelet probes it
     probe = installed.run_kubectl(
         "get",

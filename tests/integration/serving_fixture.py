@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
 from lykeion.local.processes import start as start_process
 from lykeion.local.processes import stop as stop_process
+from lykeion.stores.online.base import OnlineRow
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests import objects
 
 NAMESPACE = "serving"

@@ -20,10 +20,8 @@ from kubernetes import client
 from starlette.exceptions import StarletteDeprecationWarning
 
 from lykeion.access import AccessReviewer, ApiServer
-from lykeion.features.api import FeatureRegistry, create_app
-from lykeion.features.catalog import Catalog
-from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.feature_api import ServedViews, create_app
+from lykeion.feature_api.catalog import Catalog
 from lykeion.features.view import FeatureView
 from lykeion.local.controlplane import ControlPlane
 from lykeion.serving.app import ModelServer
@@ -31,6 +29,8 @@ from lykeion.serving.app import create_app as create_model_app
 from lykeion.serving.config import ServerConfig, TrainedFeature
 from lykeion.serving.enrich import Enricher
 from lykeion.serving.model import Prediction
+from lykeion.stores.online.base import OnlineRow
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.integration.test_feature_api import command_line
 from tests.objects import manifest
 from tests.support import Cluster
@@ -134,7 +134,7 @@ def feature_api(
 ) -> Iterator[TestClient]:
     catalog = Catalog()
     catalog.rebuild(bodies, [], [])
-    app = create_app(store, FeatureRegistry(views), catalog, reviewer(control_plane))
+    app = create_app(store, ServedViews(views), catalog, reviewer(control_plane))
     with TestClient(app) as http:
         yield http
 
@@ -259,7 +259,7 @@ def test_answers_are_cached_within_the_ttl(
     control_plane: ControlPlane, tenants: Tenants, store: Any, views: list[FeatureView]
 ) -> None:
     access = reviewer(control_plane)
-    app = create_app(store, FeatureRegistry(views), None, access)
+    app = create_app(store, ServedViews(views), None, access)
     with TestClient(app) as http:
         for _ in range(5):
             assert query(http, RIDER, tenants.reader)[0] == 200
@@ -289,7 +289,7 @@ def test_reviews_run_with_a_kubeconfig_of_client_certificates_too(tmp_path: Path
 def test_lykectl_sends_its_kubeconfig_token_to_a_feature_api_process(
     control_plane: ControlPlane, tenants: Tenants, bodies: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    """`python -m lykeion.features.api --access kubernetes` as `lykectl up` runs it, and
+    """`python -m lykeion.feature_api --access kubernetes` as `lykectl up` runs it, and
     `lykectl features read` with the admin's kubeconfig, a stranger's, and none."""
     store = SqliteOnlineStore(tmp_path / "online.db")
     written = datetime.now(UTC) - timedelta(minutes=1)

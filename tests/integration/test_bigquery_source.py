@@ -18,11 +18,11 @@ from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import ERROR, ROWS, Range, history_sql
 from lykeion.features.lateness import bigquery_project, count_late_rows
 from lykeion.features.materialize import query_history, query_run, split_errors
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.pipeline import bigquery_online_sql
 from lykeion.features.view import FeatureView
 from lykeion.features.windows import STEP
 from lykeion.local.controlplane import REPO_ROOT
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
 from tests.integration.bigquery_fixture import PROJECT, bigquery_emulator  # noqa: F401
 
 EXAMPLE = REPO_ROOT / "examples" / "forward"

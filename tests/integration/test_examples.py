@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 
 from lykeion.api import validate_object
-from lykeion.features.offline.base import LabelSpec
-from lykeion.features.stores import open_offline
 from lykeion.features.view import FeatureView
 from lykeion.local.controlplane import ControlPlane
+from lykeion.stores import open_offline
+from lykeion.stores.offline.base import LabelSpec
 from lykeion.training import dataset
 from tests.support import Cluster, Operator, load
 

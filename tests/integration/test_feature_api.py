@@ -19,15 +19,15 @@ import uvicorn
 import yaml
 from starlette.applications import Starlette
 
-from lykeion.features.api import FeatureRegistry, create_app
-from lykeion.features.api.loader import ClusterLoader
-from lykeion.features.catalog import Catalog
-from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.feature_api import ServedViews, create_app
+from lykeion.feature_api.catalog import Catalog
+from lykeion.feature_api.loader import ClusterLoader
 from lykeion.features.view import FeatureView
 from lykeion.local.controlplane import ControlPlane
 from lykeion.local.ports import free_port
 from lykeion.local.processes import running
+from lykeion.stores.online.base import OnlineRow
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.integration.fuzzing import fuzz_graphql
 from tests.objects import deployment, manifest, model
 from tests.support import Cluster, wait_for
@@ -73,10 +73,10 @@ def serve(app: Starlette) -> Iterator[str]:
 
 @contextmanager
 def command_line(args: list[str], log_path: Path) -> Iterator[str]:
-    """`python -m lykeion.features.api ...` as a child process; yields its base URL."""
+    """`python -m lykeion.feature_api ...` as a child process; yields its base URL."""
     port = free_port()
     with running(
-        [sys.executable, "-m", "lykeion.features.api", *args, "--port", str(port)],
+        [sys.executable, "-m", "lykeion.feature_api", *args, "--port", str(port)],
         log_path,
         f"http://127.0.0.1:{port}/healthz",
         "the feature API",
@@ -90,12 +90,12 @@ def test_uvicorn_serves_graphql_over_http(tmp_path: Path) -> None:
     view = FeatureView.from_body(rider_manifest())
     write_riders(tmp_path / "online.db", view)
     store = RecordingStore(SqliteOnlineStore(tmp_path / "online.db"))
-    registry = FeatureRegistry([view])
+    served_views = ServedViews([view])
     query = "query($ids: [ID!]!) { riders(ids: $ids) { rider_id age seen } }"
     sha = hashlib.sha256(query.encode()).hexdigest()
     persisted = {"persistedQuery": {"version": 1, "sha256Hash": sha}}
 
-    with serve(create_app(store, registry)) as url, httpx.Client(base_url=url) as http:
+    with serve(create_app(store, served_views)) as url, httpx.Client(base_url=url) as http:
         assert http.get("/healthz").status_code == 200
         assert http.get("/readyz").json() == {"status": "ready", "entities": ["rider"]}
 
@@ -133,7 +133,7 @@ def test_uvicorn_serves_graphql_over_http(tmp_path: Path) -> None:
         store.down = False
         again = http.post("/graphql", json={"query": query, "variables": {"ids": ["r1"]}})
         assert again.status_code == 200
-    assert registry.documents.misses == 1  # every request above ran the one validated document
+    assert served_views.documents.misses == 1  # every request above ran the one validated document
     store.close()
 
 
@@ -145,7 +145,7 @@ def test_command_line_serves_manifest_files(tmp_path: Path) -> None:
     args = ["--online", f"sqlite://{tmp_path / 'online.db'}", "--manifest", str(objects)]
 
     help_text = subprocess.run(
-        [sys.executable, "-m", "lykeion.features.api", "--help"],
+        [sys.executable, "-m", "lykeion.feature_api", "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -163,11 +163,11 @@ def test_command_line_serves_manifest_files(tmp_path: Path) -> None:
 
 
 def test_loader_follows_the_cluster(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
-    registry = FeatureRegistry()
+    served_views = ServedViews()
     catalog = Catalog()
-    loader = ClusterLoader(cluster.api, registry, catalog, namespace=namespace, page_size=1)
+    loader = ClusterLoader(cluster.api, served_views, catalog, namespace=namespace, page_size=1)
     assert loader.refresh() is False
-    assert registry.loaded and registry.snapshot.entities.by_name == {}
+    assert served_views.loaded and served_views.snapshot.entities.by_name == {}
 
     cluster.create(rider_manifest(namespace), namespace)
     driver = manifest("driver-trips", "driver", {"trips": "int64"})
@@ -175,7 +175,7 @@ def test_loader_follows_the_cluster(cluster: Cluster, namespace: str, tmp_path: 
     cluster.create(model("forward", "default", "1.0", ["rider.age", "driver.trips"]), namespace)
     cluster.create(deployment("forward", "default"), namespace)
     assert loader.refresh() is True
-    assert sorted(registry.snapshot.entities.by_name) == ["driver", "rider"]
+    assert sorted(served_views.snapshot.entities.by_name) == ["driver", "rider"]
     assert loader.refresh() is False  # nothing changed: schema and document cache kept
     (trips,) = catalog.feature("driver.trips")
     assert [d["name"] for d in trips["models"][0]["deployments"]] == ["forward-default"]
@@ -183,10 +183,10 @@ def test_loader_follows_the_cluster(cluster: Cluster, namespace: str, tmp_path: 
     # The operator's finalizer (it runs timers on manifests) makes deletion take a moment.
     cluster.delete("FeatureManifest", namespace, "driver-trips")
     wait_for(
-        lambda: loader.refresh() or list(registry.snapshot.entities.by_name) == ["rider"],
+        lambda: loader.refresh() or list(served_views.snapshot.entities.by_name) == ["rider"],
         what="the deleted manifest to leave the schema",
     )
-    assert list(registry.snapshot.entities.by_name) == ["rider"]
+    assert list(served_views.snapshot.entities.by_name) == ["rider"]
     assert catalog.feature("driver.trips") == []
 
 

@@ -28,12 +28,12 @@ from lykeion.features.materialize import (
     query_run,
     split_errors,
 )
-from lykeion.features.offline.base import LabelSpec, OfflineStore, ResolvedFeature
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
-from lykeion.features.online.base import OnlineRow, OnlineStore
-from lykeion.features.online.codec import to_micros
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
+from lykeion.stores.offline.base import LabelSpec, OfflineStore, ResolvedFeature
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
+from lykeion.stores.online.base import OnlineRow, OnlineStore
+from lykeion.stores.online.codec import to_micros
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.integration.bigquery_fixture import PROJECT, bigquery_emulator  # noqa: F401
 from tests.integration.bigtable_fixture import bigtable_emulator  # noqa: F401
 from tests.reference import Column, Feature, Window, same, value_at
@@ -266,7 +266,7 @@ def test_bigquery_training_set_equals_the_reference(
     tmp_path: Path,
     bigquery_emulator: Any,  # noqa: F811
 ) -> None:
-    from lykeion.features.offline.bigquery import BigQueryOfflineStore
+    from lykeion.stores.offline.bigquery import BigQueryOfflineStore
 
     @EMULATED
     @given(histories())
@@ -288,7 +288,7 @@ def test_bigtable_reads_equal_the_reference(
     tmp_path: Path,
     bigtable_emulator: str,  # noqa: F811
 ) -> None:
-    from lykeion.features.online.bigtable import BigtableOnlineStore
+    from lykeion.stores.online.bigtable import BigtableOnlineStore
 
     store = BigtableOnlineStore("lykeion-test", "semantics")
 

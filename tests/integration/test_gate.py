@@ -22,10 +22,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lykectl.scaffold import mlproject
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
-from lykeion.features.offline.tables import history_schema
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
 from lykeion.serving.model import LoadedModel
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
+from lykeion.stores.offline.tables import history_schema
 from lykeion.training import run
 from tests.objects import manifest, model
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from lykeion import API_VERSION
 from lykeion.conditions import parse_time
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.support import Cluster, Operator, wait_for
 
 TIMEOUT = 240.0

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.support import Cluster, Operator, load, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

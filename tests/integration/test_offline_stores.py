@@ -14,11 +14,11 @@ import pyarrow as pa
 import pytest
 from google.cloud import bigquery
 
-from lykeion.features.offline.base import LabelSpec, OfflineStore, ResolvedFeature
-from lykeion.features.offline.bigquery import BigQueryOfflineStore
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
-from lykeion.features.offline.tables import history_schema
 from lykeion.features.view import EVENT_TIME, KEY, FeatureDef, FeatureView
+from lykeion.stores.offline.base import LabelSpec, OfflineStore, ResolvedFeature
+from lykeion.stores.offline.bigquery import BigQueryOfflineStore
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
+from lykeion.stores.offline.tables import history_schema
 from tests.integration.bigquery_fixture import PROJECT, bigquery_emulator  # noqa: F401
 
 TS = pa.timestamp("us", tz="UTC")

@@ -19,11 +19,11 @@ from google.cloud import bigquery
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lykeion.features.offline.base import LabelSpec, OfflineStore, ResolvedFeature
-from lykeion.features.offline.bigquery import BigQueryOfflineStore
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
-from lykeion.features.offline.tables import history_schema
 from lykeion.features.view import EVENT_TIME, KEY, FeatureDef, FeatureView
+from lykeion.stores.offline.base import LabelSpec, OfflineStore, ResolvedFeature
+from lykeion.stores.offline.bigquery import BigQueryOfflineStore
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
+from lykeion.stores.offline.tables import history_schema
 from tests.integration.bigquery_fixture import PROJECT, bigquery_emulator  # noqa: F401
 
 TYPES = ["int64", "float64", "string", "bool", "timestamp"]

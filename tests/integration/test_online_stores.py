@@ -15,11 +15,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from lykeion.features.online.base import OnlineRow, OnlineStore, StoreUnavailable
-from lykeion.features.online.bigtable import BigtableOnlineStore, table_id
-from lykeion.features.online.codec import arrow_schema
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import EVENT_TIME, KEY, AggregationDef, FeatureDef, FeatureView
+from lykeion.stores.online.base import OnlineRow, OnlineStore, StoreUnavailable
+from lykeion.stores.online.bigtable import BigtableOnlineStore, table_id
+from lykeion.stores.online.codec import arrow_schema
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.integration.bigtable_fixture import (
     EMULATOR_HOST,
     Emulator,

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 
 ROOT = Path(__file__).resolve().parents[2]
 FLINK_INSTALL = ROOT / "scripts" / "install-flink-job-server.sh"

@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
 from lykeion.local.tracking_server import TrackingServer
+from lykeion.stores.online.base import OnlineRow
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.support import (
     Cluster,
     Operator,

@@ -26,11 +26,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import Range
 from lykeion.features.materialize import materialize_duckdb
-from lykeion.features.offline.base import LabelSpec, ResolvedFeature
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
-from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
+from lykeion.stores.offline.base import LabelSpec, ResolvedFeature
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
+from lykeion.stores.online.base import OnlineRow
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from lykeion.training.statistics import log_statistics, training_statistics
 from tests.integration.serving_fixture import (
     KEY,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
-from lykeion.features.api import FeatureRegistry, create_app
-from lykeion.features.catalog import Catalog, fts_query
-from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.feature_api import ServedViews, create_app
+from lykeion.feature_api.catalog import Catalog, fts_query
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.objects import deployment, manifest, model
 
 with warnings.catch_warnings():
@@ -211,7 +211,7 @@ def test_rebuild_replaces_everything(catalog: Catalog) -> None:
 
 def test_catalog_routes(catalog: Catalog, tmp_path: Path) -> None:
     store = SqliteOnlineStore(tmp_path / "online.db")
-    client = TestClient(create_app(store, FeatureRegistry([]), catalog))
+    client = TestClient(create_app(store, ServedViews([]), catalog))
     found = client.get("/catalog/search", params={"q": "tag:finance", "limit": 1})
     assert found.status_code == 200
     assert found.json()["results"][0]["ref"] == "store.revenue"

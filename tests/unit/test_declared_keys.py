@@ -18,9 +18,9 @@ from lykeion.api.featuremanifest import FeatureManifestSpec, FileSource
 from lykeion.evaluation.labels import read_labels
 from lykeion.features.compile import Range
 from lykeion.features.materialize import query_history, split_errors
-from lykeion.features.offline.base import LabelSpec, ResolvedFeature
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
+from lykeion.stores.offline.base import LabelSpec, ResolvedFeature
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
 from lykeion.training import dataset
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -14,10 +14,10 @@ import pytest
 from graphql import get_introspection_query
 from starlette.exceptions import StarletteDeprecationWarning
 
-from lykeion.features.api import FeatureRegistry, Limits, create_app
-from lykeion.features.online.base import OnlineRow, OnlineStore, StoreUnavailable
-from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.feature_api import Limits, ServedViews, create_app
 from lykeion.features.view import FeatureView
+from lykeion.stores.online.base import OnlineRow, OnlineStore, StoreUnavailable
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.objects import manifest
 
 with warnings.catch_warnings():
@@ -109,7 +109,7 @@ def rider() -> FeatureView:
 def client_for(
     store: RecordingStore, views: Sequence[FeatureView] | None, limits: Limits | None = None
 ) -> TestClient:
-    return TestClient(create_app(store, FeatureRegistry(views, limits)))
+    return TestClient(create_app(store, ServedViews(views, limits)))
 
 
 def gql(client: TestClient, query: str, **variables: Any) -> tuple[int, dict[str, Any]]:
@@ -378,30 +378,30 @@ def test_generic_query_names_the_unknown_entity_or_feature(
 def test_validated_documents_are_cached_by_query_text(
     store: RecordingStore, rider: FeatureView
 ) -> None:
-    registry = FeatureRegistry([rider])
-    client = TestClient(create_app(store, registry))
+    served_views = ServedViews([rider])
+    client = TestClient(create_app(store, served_views))
     query = "query One($id: ID!) { rider(id: $id) { age } }"
     for key in ("r1", "r2", "r3"):
         assert gql(client, query, id=key)[0] == 200
-    assert (registry.documents.misses, registry.documents.hits) == (1, 2)
+    assert (served_views.documents.misses, served_views.documents.hits) == (1, 2)
     assert gql(client, '{ rider(id: "r1") { height } }')[0] == 400
     assert gql(client, '{ rider(id: "r1") { height } }')[0] == 400
-    assert registry.documents.misses == 3
-    assert len(registry.documents) == 1  # invalid documents are not kept
+    assert served_views.documents.misses == 3
+    assert len(served_views.documents) == 1  # invalid documents are not kept
 
 
 def test_document_cache_can_be_turned_off(store: RecordingStore, rider: FeatureView) -> None:
-    registry = FeatureRegistry([rider], Limits(document_cache_size=0))
-    client = TestClient(create_app(store, registry))
+    served_views = ServedViews([rider], Limits(document_cache_size=0))
+    client = TestClient(create_app(store, served_views))
     for _ in range(2):
         assert gql(client, '{ rider(id: "r1") { age } }')[0] == 200
-    assert (registry.documents.misses, registry.documents.hits) == (2, 0)
+    assert (served_views.documents.misses, served_views.documents.hits) == (2, 0)
 
 
 def test_automatic_persisted_queries(store: RecordingStore, rider: FeatureView) -> None:
     store.write(rider, [row("r1", age=5)])
-    registry = FeatureRegistry([rider])
-    client = TestClient(create_app(store, registry))
+    served_views = ServedViews([rider])
+    client = TestClient(create_app(store, served_views))
     query = "query($id: ID!) { rider(id: $id) { age } }"
     sha = hashlib.sha256(query.encode()).hexdigest()
     persisted = {"persistedQuery": {"version": 1, "sha256Hash": sha}}
@@ -431,7 +431,7 @@ def test_automatic_persisted_queries(store: RecordingStore, rider: FeatureView) 
         params={"extensions": json.dumps(persisted), "variables": json.dumps({"id": "r1"})},
     )
     assert by_get.json() == {"data": {"rider": {"age": "5"}}}
-    assert registry.documents.misses == 1
+    assert served_views.documents.misses == 1
 
     wrong = {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}
     mismatch = client.post("/graphql", json={"query": query, "extensions": wrong})
@@ -577,20 +577,20 @@ def test_store_down_is_503_and_recovers_without_restart(
 
 
 def test_readiness_waits_for_feature_definitions(store: RecordingStore, rider: FeatureView) -> None:
-    registry = FeatureRegistry()
-    client = TestClient(create_app(store, registry))
+    served_views = ServedViews()
+    client = TestClient(create_app(store, served_views))
     answer = client.get("/readyz")
     assert answer.status_code == 503
     assert "not loaded" in answer.json()["reason"]
-    registry.update([rider])
+    served_views.update([rider])
     assert client.get("/readyz").json() == {"status": "ready", "entities": ["rider"]}
 
 
 def test_schema_update_adds_an_entity_and_starts_a_new_document_cache(
     store: RecordingStore, rider: FeatureView
 ) -> None:
-    registry = FeatureRegistry([rider])
-    client = TestClient(create_app(store, registry))
+    served_views = ServedViews([rider])
+    client = TestClient(create_app(store, served_views))
     driver = view_of("driver-trips", "driver", {"trips": "int64"})
     store.write(driver, [row("d1", trips=3)])
     query = '{ driver(id: "d1") { trips } }'
@@ -599,16 +599,16 @@ def test_schema_update_adds_an_entity_and_starts_a_new_document_cache(
     assert status == 400
     assert "Cannot query field 'driver'" in body["errors"][0]["message"]
     assert gql(client, '{ rider(id: "r1") { age } }')[0] == 200
-    assert len(registry.documents) == 1
+    assert len(served_views.documents) == 1
 
-    assert registry.update([rider, driver]) is True
-    assert len(registry.documents) == 0
+    assert served_views.update([rider, driver]) is True
+    assert len(served_views.documents) == 0
     assert gql(client, query) == (200, {"data": {"driver": {"trips": "3"}}})
 
-    assert registry.update([driver, rider]) is False  # same views: schema and cache kept
-    assert len(registry.documents) == 1
+    assert served_views.update([driver, rider]) is False  # same views: schema and cache kept
+    assert len(served_views.documents) == 1
 
-    registry.update([driver])
+    served_views.update([driver])
     assert gql(client, '{ rider(id: "r1") { age } }')[0] == 400
 
 
@@ -616,7 +616,7 @@ def test_readiness_follows_the_store_file(tmp_path: Path, rider: FeatureView) ->
     path = tmp_path / "online.db"
     store = SqliteOnlineStore(path)
     store.write(rider, [row("r1", age=1)])
-    client = TestClient(create_app(store, FeatureRegistry([rider])))
+    client = TestClient(create_app(store, ServedViews([rider])))
     assert client.get("/readyz").status_code == 200
 
     path.rename(tmp_path / "elsewhere.db")  # the data went away under a running server

@@ -17,12 +17,12 @@ from graphql import GraphQLError, execute
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lykeion.features.api import FeatureRegistry, Limits
-from lykeion.features.api.reads import RequestContext
-from lykeion.features.api.scalars import Float64, float64_json, json_value
-from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.feature_api import Limits, ServedViews
+from lykeion.feature_api.reads import RequestContext
+from lykeion.feature_api.scalars import Float64, float64_json, json_value
 from lykeion.features.view import FeatureView
+from lykeion.stores.online.base import OnlineRow
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.unit.test_feature_api import client_for, gql, view_of
 
 FLOATS = {"score": "float64", "ratios": "list<float64>"}
@@ -123,8 +123,8 @@ QUERIES = {
 @pytest.mark.parametrize("path", list(QUERIES))
 def test_typed_fields_serve_nan_and_infinities(path: str) -> None:
     store, view = served()
-    registry = FeatureRegistry([view], Limits(max_keys=20))
-    prepared = registry.snapshot.documents.get(QUERIES[path])
+    served_views = ServedViews([view], Limits(max_keys=20))
+    prepared = served_views.snapshot.documents.get(QUERIES[path])
     assert (prepared.plan is not None) == (path == "plan")
     status, body = gql(client_for(store, [view]), QUERIES[path])  # type: ignore[arg-type]
     assert status == 200, body
@@ -137,14 +137,14 @@ def test_typed_fields_serve_nan_and_infinities(path: str) -> None:
 
 def test_plan_and_graphql_core_answer_the_same() -> None:
     store, view = served()
-    registry = FeatureRegistry([view], Limits(max_keys=20))
-    prepared = registry.snapshot.documents.get(QUERIES["plan"])
+    served_views = ServedViews([view], Limits(max_keys=20))
+    prepared = served_views.snapshot.documents.get(QUERIES["plan"])
     assert prepared.plan is not None
     planned = asyncio.run(prepared.plan.run(RequestContext(store, 20), None, None))  # type: ignore[arg-type]
 
     async def executed() -> Any:
         outcome = execute(
-            registry.snapshot.schema,
+            served_views.snapshot.schema,
             prepared.document,
             context_value=RequestContext(store, 20),  # type: ignore[arg-type]
         )

@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 from graphql import execute
 
-from lykeion.features.api import FeatureRegistry, Limits
-from lykeion.features.api.reads import RequestContext
-from lykeion.features.online.sqlite import SqliteOnlineStore
+from lykeion.feature_api import Limits, ServedViews
+from lykeion.feature_api.reads import RequestContext
 from lykeion.features.view import FeatureView
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.unit.test_feature_api import TYPED, client_for, gql, row, typed_rows, view_of
 
 ALL = " ".join(TYPED)
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> tuple[SqliteOnlineStore, FeatureRegistry]:
+def served(tmp_path: Path) -> tuple[SqliteOnlineStore, ServedViews]:
     rider = view_of(features=TYPED)
     trips = view_of("rider-trips", features={"trips": "int64"})
     account = view_of(
@@ -29,21 +29,21 @@ def served(tmp_path: Path) -> tuple[SqliteOnlineStore, FeatureRegistry]:
     store.write(rider, [*typed_rows(), row("r3", age=7, city="Bern", counts=[])])
     store.write(trips, [row("r1", trips=12), row("r4", trips=3)])
     store.write(account, [row(10, balance=1.5), row(-(2**63), balance=-2.0)])
-    return store, FeatureRegistry([rider, trips, account], Limits(max_keys=20))
+    return store, ServedViews([rider, trips, account], Limits(max_keys=20))
 
 
 def both(
-    served: tuple[SqliteOnlineStore, FeatureRegistry],
+    served: tuple[SqliteOnlineStore, ServedViews],
     query: str,
     variables: dict[str, Any] | None = None,
     operation_name: str | None = None,
 ) -> tuple[dict[str, Any] | None, Any]:
     """(the plan's data, graphql-core's data) for one request on fresh contexts."""
-    store, registry = served
-    snapshot = registry.snapshot
+    store, served_views = served
+    snapshot = served_views.snapshot
     prepared = snapshot.documents.get(query)
     assert prepared.plan is not None, f"no plan for {query}"
-    max_keys = registry.limits.max_keys
+    max_keys = served_views.limits.max_keys
     planned = asyncio.run(
         prepared.plan.run(RequestContext(store, max_keys), variables, operation_name)
     )
@@ -87,7 +87,7 @@ def both(
     ],
 )
 def test_plans_answer_what_graphql_core_answers(
-    served: tuple[SqliteOnlineStore, FeatureRegistry],
+    served: tuple[SqliteOnlineStore, ServedViews],
     query: str,
     variables: dict[str, Any] | None,
 ) -> None:
@@ -115,15 +115,15 @@ def test_plans_answer_what_graphql_core_answers(
     ],
 )
 def test_plans_give_up_where_graphql_core_must_word_the_answer(
-    served: tuple[SqliteOnlineStore, FeatureRegistry],
+    served: tuple[SqliteOnlineStore, ServedViews],
     query: str,
     variables: dict[str, Any] | None,
     operation_name: str | None,
 ) -> None:
-    store, registry = served
-    prepared = registry.snapshot.documents.get(query)
+    store, served_views = served
+    prepared = served_views.snapshot.documents.get(query)
     assert prepared.plan is not None
-    context = RequestContext(store, registry.limits.max_keys)
+    context = RequestContext(store, served_views.limits.max_keys)
     assert asyncio.run(prepared.plan.run(context, variables, operation_name)) is None
 
 
@@ -143,10 +143,10 @@ def test_plans_give_up_where_graphql_core_must_word_the_answer(
     ],
 )
 def test_other_documents_run_through_graphql_core(
-    served: tuple[SqliteOnlineStore, FeatureRegistry], query: str
+    served: tuple[SqliteOnlineStore, ServedViews], query: str
 ) -> None:
-    _, registry = served
-    assert registry.snapshot.documents.get(query).plan is None
+    _, served_views = served
+    assert served_views.snapshot.documents.get(query).plan is None
 
 
 def test_http_answers_are_the_same_whichever_path_runs(tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_http_answers_are_the_same_whichever_path_runs(tmp_path: Path) -> None:
 
 
 def test_a_plan_reads_each_manifest_once_with_only_the_selected_features(
-    served: tuple[SqliteOnlineStore, FeatureRegistry],
+    served: tuple[SqliteOnlineStore, ServedViews],
 ) -> None:
     store, _ = served
     reads: list[tuple[str, list[str | int], list[str]]] = []

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from graphql import FragmentDefinitionNode, GraphQLError, OperationDefinitionNode, parse
 
-from lykeion.features.api.entities import group_views, plural, type_name
-from lykeion.features.api.limits import Depth, measure_depth
-from lykeion.features.api.scalars import Int64, datetime_text, json_value
+from lykeion.feature_api.entities import group_views, plural, type_name
+from lykeion.feature_api.limits import Depth, measure_depth
+from lykeion.feature_api.scalars import Int64, datetime_text, json_value
 from lykeion.features.view import FeatureView
 from tests.objects import manifest
 

@@ -16,12 +16,12 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lykeion.features.offline.tables import arrow_type
-from lykeion.features.online.base import OnlineRow
 from lykeion.features.view import FeatureDef, FeatureView
 from lykeion.serving.config import TrainedFeature
 from lykeion.serving.enrich import Enricher
 from lykeion.serving.frames import model_frame, typed_table
+from lykeion.stores.offline.tables import arrow_type
+from lykeion.stores.online.base import OnlineRow
 from tests.unit.test_feature_api_floats import KeptRows
 
 TYPES = [

@@ -13,10 +13,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from lykeion.features.offline.base import LabelSpec, ResolvedFeature
-from lykeion.features.offline.duckdb import DuckDBOfflineStore, training_sql
-from lykeion.features.offline.tables import history_schema, plan_training_set
 from lykeion.features.view import EVENT_TIME, KEY, FeatureDef, FeatureView
+from lykeion.stores.offline.base import LabelSpec, ResolvedFeature
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore, training_sql
+from lykeion.stores.offline.tables import history_schema, plan_training_set
 
 TS = pa.timestamp("us", tz="UTC")
 SPEC = LabelSpec(join_key="rider_id", timestamp_column="ts", target="label")

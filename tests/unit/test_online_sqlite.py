@@ -16,10 +16,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lykeion.features.online.base import OnlineRow, StoreUnavailable
-from lykeion.features.online.codec import arrow_schema
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import EVENT_TIME, KEY, FeatureDef, FeatureView
+from lykeion.stores.online.base import OnlineRow, StoreUnavailable
+from lykeion.stores.online.codec import arrow_schema
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 

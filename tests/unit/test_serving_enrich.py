@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.sqlite import SqliteOnlineStore
 from lykeion.features.view import FeatureView
 from lykeion.serving.config import TrainedFeature
 from lykeion.serving.enrich import BadRequest, Enricher, FeatureMismatch
+from lykeion.stores.online.base import OnlineRow
+from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests import objects
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

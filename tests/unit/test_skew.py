@@ -13,13 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from lykeion.features.offline.base import ResolvedFeature
-from lykeion.features.offline.duckdb import DuckDBOfflineStore
 from lykeion.features.view import FeatureView
 from lykeion.serving.config import TrainedFeature
 from lykeion.serving.enrich import Enriched, Enricher
 from lykeion.serving.recompute import InProcess, RecomputeFailed, Recomputer
 from lykeion.serving.skew import Sample, SkewChecker, same
+from lykeion.stores.offline.base import ResolvedFeature
+from lykeion.stores.offline.duckdb import DuckDBOfflineStore
 from tests import objects
 
 VALUES = {

@@ -6,17 +6,17 @@ from typing import Any
 
 from lykeion.api.kinds import kind_of
 from lykeion.handlers import deployments, families, features, models
-from lykeion.registry import Registry
+from lykeion.object_index import ObjectIndex
 from lykeion.runtime import Resource
 from tests import objects
 
 
-def _registry(*bodies: dict[str, Any]) -> Registry:
-    registry = Registry()
+def _index(*bodies: dict[str, Any]) -> ObjectIndex:
+    index = ObjectIndex()
     for body in bodies:
         body["metadata"].setdefault("namespace", "default")
-        registry.observe(body)
-    return registry
+        index.observe(body)
+    return index
 
 
 def _parsed(body: dict[str, Any]) -> Resource[Any]:
@@ -29,9 +29,9 @@ def _by_type(update: Any) -> dict[str, Any]:
 
 
 def test_model_ready_when_family_and_typed_features_exist() -> None:
-    registry = _registry(objects.family(), objects.manifest())
+    index = _index(objects.family(), objects.manifest())
     update = models.desired_status(
-        _parsed(objects.model(features=["rider.age:int64", "rider.drop_offs_count"])), registry
+        _parsed(objects.model(features=["rider.age:int64", "rider.drop_offs_count"])), index
     )
     checks = _by_type(update)
     assert checks["Ready"].ok and checks["FamilyResolved"].ok and checks["FeaturesResolved"].ok
@@ -39,9 +39,9 @@ def test_model_ready_when_family_and_typed_features_exist() -> None:
 
 
 def test_model_reports_family_first_and_lists_all_missing() -> None:
-    registry = _registry(objects.manifest(features={"age": "int64"}))
+    index = _index(objects.manifest(features={"age": "int64"}))
     update = models.desired_status(
-        _parsed(objects.model(features=["rider.age", "rider.x", "store.y"])), registry
+        _parsed(objects.model(features=["rider.age", "rider.x", "store.y"])), index
     )
     checks = _by_type(update)
     assert checks["Ready"].reason == "FamilyNotFound"
@@ -52,9 +52,9 @@ def test_model_reports_family_first_and_lists_all_missing() -> None:
 
 
 def test_model_type_pin_mismatch() -> None:
-    registry = _registry(objects.family(), objects.manifest(features={"age": "float64"}))
+    index = _index(objects.family(), objects.manifest(features={"age": "float64"}))
     checks = _by_type(
-        models.desired_status(_parsed(objects.model(features=["rider.age:int64"])), registry)
+        models.desired_status(_parsed(objects.model(features=["rider.age:int64"])), index)
     )
     assert checks["Ready"].reason == "FeatureTypeMismatch"
 
@@ -62,7 +62,7 @@ def test_model_type_pin_mismatch() -> None:
 def test_feature_manifest_registers_sorted_typed_features() -> None:
     body = objects.manifest(features={"zeta": "string", "age": "int64"})
     update = features.desired_status(
-        _parsed(body), _registry(objects.manifest(features={"zeta": "string", "age": "int64"}))
+        _parsed(body), _index(objects.manifest(features={"zeta": "string", "age": "int64"}))
     )
     assert update.fields == {
         "features": ["rider.age:int64", "rider.zeta:string"],
@@ -72,23 +72,23 @@ def test_feature_manifest_registers_sorted_typed_features() -> None:
 
 
 def test_deployment_names_missing_versions_including_shadow() -> None:
-    registry = _registry(objects.model(version="1.0"))
+    index = _index(objects.model(version="1.0"))
     body = objects.deployment(versions={"1.0": 100})
     body["spec"]["shadow"] = "3.0"
-    checks = _by_type(deployments.desired_status(_parsed(body), registry))
+    checks = _by_type(deployments.desired_status(_parsed(body), index))
     assert checks["Ready"].reason == "ModelVersionNotFound"
     assert "version(s) 3.0" in checks["Ready"].message
 
 
 def test_family_status_groups_versions_numerically() -> None:
-    registry = _registry(
+    index = _index(
         objects.model(version="1.10"),
         objects.model(version="1.9"),
         objects.deployment(versions={"1.9": 100}),
     )
     update = families.desired_status(
         _parsed(objects.family() | {"metadata": {"name": "forward", "namespace": "default"}}),
-        registry,
+        index,
     )
     assert update.fields["segments"] == [
         {"name": "default", "versions": ["1.9", "1.10"], "deployed": ["1.9"]}
@@ -97,9 +97,9 @@ def test_family_status_groups_versions_numerically() -> None:
 
 
 def test_family_being_deleted_with_models_is_blocked() -> None:
-    registry = _registry(objects.model())
+    index = _index(objects.model())
     body = objects.family()
     body["metadata"] |= {"namespace": "default", "deletionTimestamp": "2026-01-01T00:00:00Z"}
-    ready = _by_type(families.desired_status(_parsed(body), registry))["Ready"]
+    ready = _by_type(families.desired_status(_parsed(body), index))["Ready"]
     assert (ready.ok, ready.reason) == (False, "DeletionBlocked")
     assert "forward-default-1.0" in ready.message

@@ -31,8 +31,8 @@ from lykeion.features.compile import ERROR, Dialect, Range, history_sql
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
-    from lykeion.features.offline.base import OfflineStore
     from lykeion.features.view import FeatureView
+    from lykeion.stores.offline.base import OfflineStore
 
 _VALID_MARK = "lykeion_row"
 

@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import ERROR, ROWS, Range, history_sql
-from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.codec import from_micros
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
 from lykeion.features.windows import STEP, online_sql
+from lykeion.stores.online.base import OnlineRow
+from lykeion.stores.online.codec import from_micros
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-    from lykeion.features.offline.base import OfflineStore
-    from lykeion.features.online.base import OnlineStore
+    from lykeion.stores.offline.base import OfflineStore
+    from lykeion.stores.online.base import OnlineStore
 
 MAX_ERROR_EXAMPLES = 5
 

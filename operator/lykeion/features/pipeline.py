@@ -25,12 +25,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import ERROR, ROWS, Range, history_sql
 from lykeion.features.materialize import RunResult, iso_or_none, online_row, query_run
-from lykeion.features.offline.tables import history_schema
-from lykeion.features.online.base import OnlineRow
-from lykeion.features.online.codec import from_micros, to_micros
-from lykeion.features.stores import open_offline, open_online
 from lykeion.features.view import EVENT_TIME, KEY, FeatureView
 from lykeion.features.windows import online_sql
+from lykeion.stores import open_offline, open_online
+from lykeion.stores.offline.tables import history_schema
+from lykeion.stores.online.base import OnlineRow
+from lykeion.stores.online.codec import from_micros, to_micros
 
 NAMESPACE = "lykeion"
 BATCH = 5000

@@ -2,7 +2,7 @@
 
 A Model names its inputs by reference (`spec.inputFeatures`); a training records the type
 each input was trained as. Everything that turns that text into data goes through here —
-the Model check, the registry, the training set, the readiness gate, the catalog and the
+the Model check, the object index, the training set, the readiness gate, the catalog and the
 model server — so the training/serving skew guarantee ("an input is served with the type
 it was trained as") is one function, `type_mismatch`.
 """

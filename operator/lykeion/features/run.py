@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 from lykeion.features.compile import Range
 from lykeion.features.lateness import bigquery_project, count_late_rows
 from lykeion.features.materialize import RunResult, materialize_duckdb
-from lykeion.features.stores import open_offline, open_online
 from lykeion.features.view import FeatureView
+from lykeion.stores import open_offline, open_online
 
 if TYPE_CHECKING:
     from lykeion.api.featuremanifest import FeatureManifestSpec

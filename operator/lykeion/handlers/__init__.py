@@ -1,5 +1,6 @@
-"""One module per kind. Each has a pure `desired_status(resource, registry)` (the object with
-its spec parsed into the kind's model, `runtime.Resource`) and declares what the operator
+"""One module per kind. Each has a pure `desired_status(resource, index)` (the object with
+its spec parsed into the kind's model, `runtime.Resource`, and the operator's
+`object_index.ObjectIndex`) and declares what the operator
 does for its kind in one `DECLARATION` (`runtime.KindDeclaration`).
 
 `register(poll_seconds)`, once, from the operator's `main()`, registers every kind's kopf
@@ -15,7 +16,7 @@ import kopf
 
 from lykeion import GROUP, VERSION
 from lykeion.handlers import deployments, families, features, models
-from lykeion.registry import Key
+from lykeion.object_index import Key
 from lykeion.runtime import Clock, DeleteHook, KindDeclaration, Runtime
 
 DECLARATIONS: tuple[KindDeclaration, ...] = (

@@ -24,7 +24,7 @@ from lykeion.conditions import Check, ready
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
 from lykeion.features.view import parse_duration
 from lykeion.handlers import rollout
-from lykeion.registry import Registry
+from lykeion.object_index import ObjectIndex
 from lykeion.rollouts import analysis, plan, signals
 from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpdate
 
@@ -35,11 +35,11 @@ RECHECK_SECONDS = 60.0
 """How often a Ready Deployment re-checks that its features are still fresh."""
 
 
-def desired_status(deployment: Resource[DeploymentSpec], registry: Registry) -> StatusUpdate:
+def desired_status(deployment: Resource[DeploymentSpec], index: ObjectIndex) -> StatusUpdate:
     ns, spec = deployment.namespace, deployment.spec
     family, segment = spec.family, spec.segment
     wanted = rollout.wanted_versions(spec)
-    missing = [v for v in wanted if registry.model_for(ns, family, segment, v) is None]
+    missing = [v for v in wanted if index.model_for(ns, family, segment, v) is None]
     resolved = (
         Check(
             MODELS_RESOLVED,
@@ -75,7 +75,7 @@ async def act(
     # 1. What the gate needs: the Models (with status) and their features' manifests.
     models: dict[str, dict[str, Any] | None] = {}
     for version in rollout.wanted_versions(serving):
-        found = runtime.registry.model_for(ns, family, segment, version)
+        found = runtime.index.model_for(ns, family, segment, version)
         models[version] = await runtime.kube.get(MODEL, ns, found[0]) if found else None
     features = sorted(
         {
@@ -87,7 +87,7 @@ async def act(
     )
     manifests = [
         m
-        for ref in runtime.registry.manifests_for(ns, features)
+        for ref in runtime.index.manifests_for(ns, features)
         if (m := await runtime.kube.get(FEATURE_MANIFEST, ns, ref["metadata"]["name"]))
     ]
 

@@ -7,22 +7,22 @@ import kopf
 from lykeion.api.kinds import MODEL_FAMILY
 from lykeion.api.modelfamily import ModelFamilySpec
 from lykeion.conditions import Check, ready
-from lykeion.registry import Key, Registry
+from lykeion.object_index import Key, ObjectIndex
 from lykeion.runtime import KindDeclaration, Resource, Runtime, StatusUpdate
 
 IN_USE = "InUse"
 
 
-def desired_status(family: Resource[ModelFamilySpec], registry: Registry) -> StatusUpdate:
+def desired_status(family: Resource[ModelFamilySpec], index: ObjectIndex) -> StatusUpdate:
     ns, alias = family.namespace, family.name
-    models = registry.models_of_family(ns, alias)
+    models = index.models_of_family(ns, alias)
     segments: dict[str, dict[str, set[str]]] = {}
     for name in models:
-        model = registry.models[(ns, name)]
+        model = index.models[(ns, name)]
         segments.setdefault(model.segment, {"versions": set(), "deployed": set()})
         segments[model.segment]["versions"].add(model.version)
-    for name in registry.deployments_of(ns, alias):
-        deployment = registry.deployments[(ns, name)]
+    for name in index.deployments_of(ns, alias):
+        deployment = index.deployments[(ns, name)]
         entry = segments.setdefault(deployment.segment, {"versions": set(), "deployed": set()})
         entry["deployed"] |= set(deployment.versions)
     fields = {
@@ -64,7 +64,7 @@ async def family_deleted(body: kopf.Body, runtime: Runtime) -> None:
     """The finalizer stays until no Model references the family; status says which ones."""
     ns, name = body["metadata"].get("namespace") or "default", body["metadata"]["name"]
     await runtime.reconcile_now(Key(MODEL_FAMILY.kind, ns, name), dict(body))
-    models = runtime.registry.models_of_family(ns, name)
+    models = runtime.index.models_of_family(ns, name)
     if models:
         raise kopf.TemporaryError(
             f"ModelFamily {name} is used by {', '.join(models[:10])}", delay=5

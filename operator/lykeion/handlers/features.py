@@ -19,19 +19,19 @@ from lykeion.handlers.materialization import (
     late_data_check,
     materialize,
 )
-from lykeion.registry import Registry
+from lykeion.object_index import ObjectIndex
 from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpdate
 
 REGISTERED = "Registered"
 
 
-def desired_status(manifest: Resource[FeatureManifestSpec], registry: Registry) -> StatusUpdate:
+def desired_status(manifest: Resource[FeatureManifestSpec], index: ObjectIndex) -> StatusUpdate:
     ns, name = manifest.namespace, manifest.name
     entity = manifest.spec.entity.name
     defines = manifest.spec.defines()
     conflicts = []
     for feature in sorted(defines):
-        others = [other for other in registry.definitions(ns, feature) if other != name]
+        others = [other for other in index.definitions(ns, feature) if other != name]
         if others:
             conflicts.append(f"{feature} (also in {', '.join(others)})")
     registered = (

@@ -17,15 +17,15 @@ from lykeion.features.reference import (
     type_mismatch,
 )
 from lykeion.handlers.training import train
-from lykeion.registry import Registry
+from lykeion.object_index import ObjectIndex
 from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpdate
 
 FAMILY_RESOLVED = "FamilyResolved"
 FEATURES_RESOLVED = "FeaturesResolved"
 
 
-def check_family(ns: str, family: str, registry: Registry) -> Check:
-    if registry.family_exists(ns, family):
+def check_family(ns: str, family: str, index: ObjectIndex) -> Check:
+    if index.family_exists(ns, family):
         return Check(FAMILY_RESOLVED, True, "FamilyFound", f"ModelFamily {family} exists")
     return Check(
         FAMILY_RESOLVED,
@@ -35,14 +35,14 @@ def check_family(ns: str, family: str, registry: Registry) -> Check:
     )
 
 
-def check_features(ns: str, refs: list[str], registry: Registry) -> tuple[Check, list[str]]:
+def check_features(ns: str, refs: list[str], index: ObjectIndex) -> tuple[Check, list[str]]:
     """One condition for all input features, and the list of what is missing."""
     undefined: list[str] = []
     mismatched: list[TypeMismatch] = []
     conflicting: dict[str, list[str]] = {}
     for text in refs:
         ref = FeatureReference.parse(text)
-        definitions = registry.definitions(ns, ref.name)
+        definitions = index.definitions(ns, ref.name)
         if not definitions:
             undefined.append(ref.name)
         elif len(definitions) > 1:
@@ -70,10 +70,10 @@ def check_features(ns: str, refs: list[str], registry: Registry) -> tuple[Check,
     ), []
 
 
-def desired_status(model: Resource[ModelSpec], registry: Registry) -> StatusUpdate:
+def desired_status(model: Resource[ModelSpec], index: ObjectIndex) -> StatusUpdate:
     ns, spec = model.namespace, model.spec
-    family = check_family(ns, spec.family, registry)
-    features, missing_features = check_features(ns, list(spec.input_features), registry)
+    family = check_family(ns, spec.family, index)
+    features, missing_features = check_features(ns, list(spec.input_features), index)
     missing = ([f"family:{spec.family}"] if not family.ok else []) + [
         f"feature:{feature_name(f)}" for f in missing_features
     ]
@@ -89,7 +89,7 @@ async def act(model: Resource[ModelSpec], runtime: Runtime, update: StatusUpdate
         return update
     resolved_checks = [c for c in update.checks if c.type != "Ready"]
     resolved = all(c.ok for c in resolved_checks)
-    manifests = runtime.registry.manifests_for(model.namespace, list(model.spec.input_features))
+    manifests = runtime.index.manifests_for(model.namespace, list(model.spec.input_features))
     # The training set is read from each manifest's generation in effect: none yet means
     # nothing to read, so the training waits for the first backfill to complete.
     materialized = all((m.get("status") or {}).get("materializedGeneration") for m in manifests)

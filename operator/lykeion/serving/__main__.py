@@ -18,7 +18,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from lykeion.access import reviewer
-from lykeion.features.stores import open_online
 from lykeion.features.view import FeatureView
 from lykeion.serving import drift
 from lykeion.serving.app import Metrics, ModelServer, create_app
@@ -29,6 +28,7 @@ from lykeion.serving.model import LoadedModel, ModelLoadError
 from lykeion.serving.recompute import Recomputer
 from lykeion.serving.remote import RemotePredictor
 from lykeion.serving.skew import SkewChecker
+from lykeion.stores import open_online
 
 log = logging.getLogger("lykeion.serving")
 

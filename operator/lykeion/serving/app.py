@@ -33,7 +33,6 @@ from lykeion.access import (
     Right,
     Unauthenticated,
 )
-from lykeion.features.online.base import OnlineStore, StoreUnavailable
 from lykeion.request_body import BodyTooLarge, read_body
 from lykeion.serving import protocols
 from lykeion.serving.config import ServerConfig
@@ -44,6 +43,7 @@ from lykeion.serving.outcomes import LiveLabels
 from lykeion.serving.remote import PredictorUnavailable
 from lykeion.serving.request_log import RequestLog
 from lykeion.serving.skew import SkewChecker
+from lykeion.stores.online.base import OnlineStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

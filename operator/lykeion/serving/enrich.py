@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lykeion.features.keys import InvalidKey, parse_key
-from lykeion.features.online.base import OnlineStore
 from lykeion.features.reference import resolve, type_mismatch
 from lykeion.features.view import FeatureView
 from lykeion.serving.config import TrainedFeature
+from lykeion.stores.online.base import OnlineStore
 
 
 class BadRequest(ValueError):

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lykeion.features.online.codec import arrow_type
+from lykeion.stores.online.codec import arrow_type
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -93,7 +93,7 @@ def resolve(
 def recompute_table(store: Any, refs: Sequence[ResolvedFeature], labels: pa.Table) -> pa.Table:
     """The features at each label's time, by the store's training-set path: one column per
     ref (named `entity.feature`), one row per label."""
-    from lykeion.features.offline.base import LabelSpec
+    from lykeion.stores.offline.base import LabelSpec
 
     with_target = labels.append_column(TARGET, pa.array([0] * labels.num_rows, pa.int64()))
     spec = LabelSpec(refs[0].view.join_key, TIME, TARGET)
@@ -103,7 +103,7 @@ def recompute_table(store: Any, refs: Sequence[ResolvedFeature], labels: pa.Tabl
 
 def child_main() -> int:
     """The child's loop (see the module docstring)."""
-    from lykeion.features.stores import open_offline
+    from lykeion.stores import open_offline
 
     with contextlib.suppress(OSError):
         os.nice(NICE)

@@ -286,7 +286,7 @@ class SkewChecker:
     def _labels(self, samples: Sequence[Sample]) -> pa.Table:
         """The samples' keys (one column per join key, typed as declared) and request
         times, one row per sampled row."""
-        from lykeion.features.offline.tables import key_type
+        from lykeion.stores.offline.tables import key_type
 
         views = {i.view.join_key: i.view for i in self.inputs}
         keys = [k for s in samples for k in s.keys]

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lykeion.evaluation.labels import DatasetError as DatasetError  # this module's errors too
-from lykeion.features.offline.base import LabelSpec, OfflineStore, TrainingSet
 from lykeion.features.reference import ResolvedFeature, resolve
 from lykeion.features.view import FeatureView
+from lykeion.stores.offline.base import LabelSpec, OfflineStore, TrainingSet
 
 
 def feature_refs(

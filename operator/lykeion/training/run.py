@@ -366,11 +366,11 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     from mlflow.tracking import MlflowClient
 
     from lykeion.evaluation.labels import read as read_labels
-    from lykeion.features.offline.base import LabelSpec
-    from lykeion.features.stores import open_offline
     from lykeion.features.view import FeatureView
     from lykeion.names import registry_name
     from lykeion.serving.model import LoadedModel, ModelLoadError
+    from lykeion.stores import open_offline
+    from lykeion.stores.offline.base import LabelSpec
     from lykeion.training import contract, dataset, evaluate
     from lykeion.training.source import SourceError, resolve
     from lykeion.training.statistics import log_statistics, training_statistics
@@ -551,7 +551,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
         result.metric, result.metric_value = gate.metric, value
         result.gate_passed = evaluate.passes(value, gate.threshold, gate.higher_is_better)
 
-    # 5. The registry: one registered model per family/segment, one version per training.
+    # 5. MLflow's model registry: one registered model per family/segment, one version per training.
     registered = family_segment
     try:
         version = mlflow.register_model(

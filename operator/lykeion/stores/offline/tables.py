@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lykeion.features.hashing import table_hash
-from lykeion.features.offline.base import LabelSpec, ResolvedFeature, TrainingSet
 from lykeion.features.view import ARROW_TYPES, EVENT_TIME, KEY, FeatureDef, FeatureView, is_list
 from lykeion.features.view import element_type as element_of
+from lykeion.stores.offline.base import LabelSpec, ResolvedFeature, TrainingSet
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 

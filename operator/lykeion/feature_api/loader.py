@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from lykeion import GROUP, VERSION
 from lykeion.api.kinds import DEPLOYMENT, FEATURE_MANIFEST, MODEL, Kind
-from lykeion.features.api.registry import FeatureRegistry
-from lykeion.features.catalog import Catalog
+from lykeion.feature_api.catalog import Catalog
+from lykeion.feature_api.served_views import ServedViews
 from lykeion.features.view import FeatureView
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class ClusterLoader:
     def __init__(
         self,
         api: client.ApiClient,
-        registry: FeatureRegistry,
+        served_views: ServedViews,
         catalog: Catalog | None = None,
         namespace: str | None = None,
         interval: float = 10.0,
@@ -56,7 +56,7 @@ class ClusterLoader:
         request_timeout: float = 10.0,
     ) -> None:
         self.custom = client.CustomObjectsApi(api)
-        self.registry = registry
+        self.served_views = served_views
         self.catalog = catalog
         self.namespace = namespace
         self.interval = interval
@@ -96,7 +96,7 @@ class ClusterLoader:
     def refresh(self) -> bool:
         """One listing; returns whether the schema changed."""
         manifests = self.list(FEATURE_MANIFEST)
-        changed = self.registry.update(views_of(manifests))
+        changed = self.served_views.update(views_of(manifests))
         if changed:
             log.info("feature API schema now serves %d FeatureManifest(s)", len(manifests))
         if self.catalog is not None:

@@ -19,7 +19,7 @@ from lykeion.access import (
     Unauthenticated,
     bearer_token,
 )
-from lykeion.features.catalog import Catalog
+from lykeion.feature_api.catalog import Catalog
 
 FEATURE_REF = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 MAX_RESULTS = 100

@@ -35,10 +35,10 @@ from graphql import (
     get_directive_values,
 )
 
-from lykeion.features.api.entities import GENERIC_FIELD, Entities, Entity
-from lykeion.features.api.errors import UnknownEntity, UnknownFeature
-from lykeion.features.api.reads import RequestContext, read_entities
-from lykeion.features.api.scalars import JSON, graphql_type, json_value
+from lykeion.feature_api.entities import GENERIC_FIELD, Entities, Entity
+from lykeion.feature_api.errors import UnknownEntity, UnknownFeature
+from lykeion.feature_api.reads import RequestContext, read_entities
+from lykeion.feature_api.scalars import JSON, graphql_type, json_value
 
 
 class Info(Protocol):

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     # pyarrow only where tables flow: the Feature API reads without it.
     import pyarrow as pa
 
-    from lykeion.features.online.base import Step
+    from lykeion.stores.online.base import Step
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)

@@ -19,9 +19,10 @@ from starlette.routing import BaseRoute, Route
 
 from lykeion import access as lykeion_access
 from lykeion.access import AccessReviewer, Caller, bearer_token
-from lykeion.features.api.catalog_routes import catalog_routes
-from lykeion.features.api.documents import InvalidDocument, PersistedQueries
-from lykeion.features.api.errors import (
+from lykeion.feature_api.catalog import Catalog
+from lykeion.feature_api.catalog_routes import catalog_routes
+from lykeion.feature_api.documents import InvalidDocument, PersistedQueries
+from lykeion.feature_api.errors import (
     BadUserInput,
     FeatureApiError,
     PayloadTooLarge,
@@ -30,11 +31,10 @@ from lykeion.features.api.errors import (
     Unauthenticated,
     status_of,
 )
-from lykeion.features.api.reads import RequestContext
-from lykeion.features.api.registry import FeatureRegistry
-from lykeion.features.catalog import Catalog
-from lykeion.features.online.base import OnlineStore, StoreUnavailable
+from lykeion.feature_api.reads import RequestContext
+from lykeion.feature_api.served_views import ServedViews
 from lykeion.request_body import BodyTooLarge, read_body
+from lykeion.stores.online.base import OnlineStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +144,11 @@ CHALLENGE = {"www-authenticate": 'Bearer realm="lykeion"'}
 
 class GraphQLEndpoint:
     def __init__(
-        self, store: OnlineStore, registry: FeatureRegistry, access: AccessReviewer | None = None
+        self, store: OnlineStore, served_views: ServedViews, access: AccessReviewer | None = None
     ) -> None:
         self.store = store
-        self.registry = registry
-        self.limits = registry.limits
+        self.served_views = served_views
+        self.limits = served_views.limits
         self.persisted = PersistedQueries(self.limits.persisted_queries)
         self.access = access
 
@@ -170,7 +170,7 @@ class GraphQLEndpoint:
             return errors_response(_document_errors(error), 400)
 
     async def run(self, request: GraphQLRequest, caller: Caller | None = None) -> Response:
-        snapshot = self.registry.snapshot
+        snapshot = self.served_views.snapshot
         query = request.query
         if request.persisted_hash is not None:
             query = self.persisted.resolve(query, request.persisted_hash)
@@ -208,23 +208,23 @@ class GraphQLEndpoint:
 
 def create_app(
     store: OnlineStore,
-    registry: FeatureRegistry,
+    served_views: ServedViews,
     catalog: Catalog | None = None,
     access: AccessReviewer | None = None,
 ) -> Starlette:
-    """The ASGI app; `registry.update(views)` changes the schema while it serves.
+    """The ASGI app; `served_views.update(views)` changes the schema while it serves.
 
     With `access`, GraphQL and the catalog need a bearer token the cluster accepts (401
     otherwise); features are read only from FeatureManifests the caller may
     `get featuremanifests/data` of (403 naming the manifest), and the catalog shows only
     manifests the caller may `get`. Health and readiness stay open."""
-    endpoint = GraphQLEndpoint(store, registry, access)
+    endpoint = GraphQLEndpoint(store, served_views, access)
 
     async def healthz(_: Request) -> Response:
         return json_response({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        if not registry.loaded:
+        if not served_views.loaded:
             return json_response(
                 {"status": "not ready", "reason": "feature definitions not loaded yet"}, 503
             )
@@ -234,7 +234,7 @@ def create_app(
             return json_response(
                 {"status": "not ready", "reason": f"online store unavailable: {error}"}, 503
             )
-        entities = sorted(registry.snapshot.entities.by_name)
+        entities = sorted(served_views.snapshot.entities.by_name)
         return json_response({"status": "ready", "entities": entities})
 
     routes: list[BaseRoute] = [
@@ -245,7 +245,7 @@ def create_app(
     if catalog is not None:
         routes += catalog_routes(catalog, access)
     app = Starlette(routes=routes)
-    app.state.registry = registry
+    app.state.served_views = served_views
     app.state.store = store
     app.state.graphql = endpoint
     app.state.catalog = catalog

@@ -37,10 +37,10 @@ from graphql import (
     VariableNode,
 )
 
-from lykeion.features.api.entities import Entities, Entity
-from lykeion.features.api.errors import FeatureApiError
-from lykeion.features.api.reads import RequestContext, read_entities
-from lykeion.features.api.scalars import graphql_type
+from lykeion.feature_api.entities import Entities, Entity
+from lykeion.feature_api.errors import FeatureApiError
+from lykeion.feature_api.reads import RequestContext, read_entities
+from lykeion.feature_api.scalars import graphql_type
 
 Serialize = Callable[[Any], Any]
 

@@ -32,8 +32,15 @@ import duckdb
 import pyarrow as pa
 
 from lykeion.features.compile import sql_type as compiled_type
-from lykeion.features.offline.base import LabelSpec, ResolvedFeature, TrainingSet
-from lykeion.features.offline.tables import (
+from lykeion.features.view import EVENT_TIME, KEY, FeatureView
+from lykeion.features.windows import (
+    BUCKETS_FROM,
+    QUERY,
+    longest_window,
+    window_values_join_sql,
+)
+from lykeion.stores.offline.base import LabelSpec, ResolvedFeature, TrainingSet
+from lykeion.stores.offline.tables import (
     POSITION,
     ROW,
     TrainingPlan,
@@ -44,13 +51,6 @@ from lykeion.features.offline.tables import (
     micros,
     plan_training_set,
     with_positions,
-)
-from lykeion.features.view import EVENT_TIME, KEY, FeatureView
-from lykeion.features.windows import (
-    BUCKETS_FROM,
-    QUERY,
-    longest_window,
-    window_values_join_sql,
 )
 
 _INCOMING = "__lykeion_incoming"

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from lykeion.features.api.errors import BadUserInput
+from lykeion.feature_api.errors import BadUserInput
 from lykeion.features.keys import InvalidKey, parse_key
 from lykeion.features.view import FeatureDef, FeatureView
 

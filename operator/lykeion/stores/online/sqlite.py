@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lykeion.features.online.base import OnlineRow, StoreUnavailable
-from lykeion.features.online.codec import (
+from lykeion.features.view import EVENT_TIME, KEY, FeatureView, is_list
+from lykeion.stores.online.base import OnlineRow, StoreUnavailable
+from lykeion.stores.online.codec import (
     MICROSECOND,
     checked_features,
     checked_table,
@@ -36,7 +37,6 @@ from lykeion.features.online.codec import (
     to_json,
     to_micros,
 )
-from lykeion.features.view import EVENT_TIME, KEY, FeatureView, is_list
 
 if TYPE_CHECKING:
     # pyarrow only for columnar writes: the Feature API reads without it.

@@ -10,11 +10,11 @@ from functools import partial
 
 from graphql import GraphQLSchema, assert_valid_schema
 
-from lykeion.features.api.documents import DocumentCache
-from lykeion.features.api.entities import Entities, group_views
-from lykeion.features.api.limits import Limits
-from lykeion.features.api.plans import compile_plan
-from lykeion.features.api.schema import build_schema
+from lykeion.feature_api.documents import DocumentCache
+from lykeion.feature_api.entities import Entities, group_views
+from lykeion.feature_api.limits import Limits
+from lykeion.feature_api.plans import compile_plan
+from lykeion.feature_api.schema import build_schema
 from lykeion.features.view import FeatureView
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,10 @@ def _order(views: Sequence[FeatureView]) -> tuple[FeatureView, ...]:
     return tuple(sorted(views, key=lambda v: (v.namespace, v.name)))
 
 
-class FeatureRegistry:
+class ServedViews:
+    """The FeatureViews the Feature API serves and the `Snapshot` built from them (entities,
+    GraphQL schema, document cache); `update` swaps it whole while requests run."""
+
     def __init__(self, views: Sequence[FeatureView] | None = None, limits: Limits | None = None):
         self.limits = limits or Limits()
         self._lock = threading.Lock()

@@ -2,7 +2,7 @@
 
 Parsing and validating a query costs about fifteen times what executing it does, and
 clients send the same few queries over and over: both are done once per query text and
-schema. A schema change starts a new cache (see `registry.py`).
+schema. A schema change starts a new cache (see `served_views.py`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from graphql import (
     validate,
 )
 
-from lykeion.features.api.errors import BadUserInput, PersistedQueryNotFound
-from lykeion.features.api.limits import Limits, depth_limit_rule
-from lykeion.features.api.plans import Plan
+from lykeion.feature_api.errors import BadUserInput, PersistedQueryNotFound
+from lykeion.feature_api.limits import Limits, depth_limit_rule
+from lykeion.feature_api.plans import Plan
 
 
 class InvalidDocument(Exception):

@@ -1,4 +1,6 @@
-"""Stores named by URI, so that a pipeline worker can open the same store as the operator.
+"""The feature stores: online (`online/`: latest values per entity, for serving) and
+offline (`offline/`: the full history, for training sets), each named by URI so that a
+pipeline worker opens the same store as the operator.
 
 sqlite:///abs/path/online.db        bigtable://project/instance
 duckdb:///abs/path/offline.duckdb   bigquery://project/dataset
@@ -6,20 +8,24 @@ duckdb:///abs/path/offline.duckdb   bigquery://project/dataset
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from lykeion.features.offline.base import OfflineStore
-from lykeion.features.online.base import OnlineStore
+if TYPE_CHECKING:
+    from lykeion.stores.offline.base import OfflineStore
+    from lykeion.stores.online.base import OnlineStore
 
 
 def open_online(uri: str) -> OnlineStore:
+    """The online store `uri` names (`sqlite:///path` or `bigtable://project/instance`);
+    ValueError for any other scheme."""
     parsed = urlparse(uri)
     if parsed.scheme == "sqlite":
-        from lykeion.features.online.sqlite import SqliteOnlineStore
+        from lykeion.stores.online.sqlite import SqliteOnlineStore
 
         return SqliteOnlineStore(parsed.path)
     if parsed.scheme == "bigtable":
-        from lykeion.features.online.bigtable import BigtableOnlineStore
+        from lykeion.stores.online.bigtable import BigtableOnlineStore
 
         return BigtableOnlineStore(parsed.netloc, parsed.path.strip("/"))
     raise ValueError(
@@ -28,13 +34,15 @@ def open_online(uri: str) -> OnlineStore:
 
 
 def open_offline(uri: str) -> OfflineStore:
+    """The offline store `uri` names (`duckdb:///path` or `bigquery://project/dataset`);
+    ValueError for any other scheme."""
     parsed = urlparse(uri)
     if parsed.scheme == "duckdb":
-        from lykeion.features.offline.duckdb import DuckDBOfflineStore
+        from lykeion.stores.offline.duckdb import DuckDBOfflineStore
 
         return DuckDBOfflineStore(parsed.path)
     if parsed.scheme == "bigquery":
-        from lykeion.features.offline.bigquery import BigQueryOfflineStore
+        from lykeion.stores.offline.bigquery import BigQueryOfflineStore
 
         return BigQueryOfflineStore(parsed.netloc, parsed.path.strip("/"))
     raise ValueError(

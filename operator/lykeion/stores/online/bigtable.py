@@ -48,8 +48,9 @@ from google.cloud.bigtable.data.row_filters import (
 from google.cloud.bigtable_admin_v2.types import ColumnFamily, GcRule, ModifyColumnFamiliesRequest
 from google.cloud.bigtable_admin_v2.types import Table as TableSchema
 
-from lykeion.features.online.base import OnlineRow, StoreUnavailable
-from lykeion.features.online.codec import (
+from lykeion.features.view import EVENT_TIME, KEY, FeatureView
+from lykeion.stores.online.base import OnlineRow, StoreUnavailable
+from lykeion.stores.online.codec import (
     MICROSECOND,
     checked_features,
     checked_table,
@@ -60,7 +61,6 @@ from lykeion.features.online.codec import (
     step_values,
     to_micros,
 )
-from lykeion.features.view import EVENT_TIME, KEY, FeatureView
 
 if TYPE_CHECKING:
     import pyarrow as pa

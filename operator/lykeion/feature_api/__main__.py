@@ -1,6 +1,6 @@
 """Serve the Feature API (GraphQL) and the Catalog API over HTTP.
 
-  python -m lykeion.features.api --online sqlite:///var/lib/lykeion/online.db \\
+  python -m lykeion.feature_api --online sqlite:///var/lib/lykeion/online.db \\
       --kubeconfig ~/.kube/config --host 127.0.0.1 --port 8081
 
 Feature definitions come from the cluster's FeatureManifests (re-listed every
@@ -23,19 +23,19 @@ import uvicorn
 import yaml
 
 from lykeion.access import ACCESS_MODES, reviewer
-from lykeion.features.api.app import create_app
-from lykeion.features.api.limits import Limits
-from lykeion.features.api.loader import ClusterLoader, views_of
-from lykeion.features.api.registry import FeatureRegistry
-from lykeion.features.catalog import Catalog
-from lykeion.features.online.base import OnlineStore
+from lykeion.feature_api.app import create_app
+from lykeion.feature_api.catalog import Catalog
+from lykeion.feature_api.limits import Limits
+from lykeion.feature_api.loader import ClusterLoader, views_of
+from lykeion.feature_api.served_views import ServedViews
+from lykeion.stores.online.base import OnlineStore
 
 
 def open_online_store(url: str) -> OnlineStore:
     """`sqlite:///abs/path.db` (or `sqlite://relative.db`): what follows `sqlite://` is the path."""
     scheme, sep, rest = url.partition("://")
     if scheme == "sqlite" and sep and rest:
-        from lykeion.features.online.sqlite import SqliteOnlineStore
+        from lykeion.stores.online.sqlite import SqliteOnlineStore
 
         return SqliteOnlineStore(Path(rest))
     raise SystemExit(f"--online {url!r}: supported is sqlite:///path/to/online.db")
@@ -59,7 +59,7 @@ def load_files(paths: Sequence[Path]) -> dict[str, list[dict[str, Any]]]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     defaults = Limits()
     parser = argparse.ArgumentParser(
-        prog="python -m lykeion.features.api",
+        prog="python -m lykeion.feature_api",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         document_cache_size=args.document_cache_size,
     )
     store = open_online_store(args.online)
-    registry = FeatureRegistry(limits=limits)
+    served_views = ServedViews(limits=limits)
     catalog = None if args.no_catalog else Catalog()
     loader: ClusterLoader | None = None
     if args.manifest:
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             kind: [b for b in bodies if args.namespace in (None, b["metadata"]["namespace"])]
             for kind, bodies in load_files(args.manifest).items()
         }
-        registry.update(views_of(objects["FeatureManifest"]))
+        served_views.update(views_of(objects["FeatureManifest"]))
         if catalog is not None:
             catalog.rebuild(objects["FeatureManifest"], objects["Model"], objects["Deployment"])
     else:
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         loader = ClusterLoader(
             api_client(args.kubeconfig),
-            registry,
+            served_views,
             catalog,
             namespace=args.namespace,
             interval=args.refresh_seconds,
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     access = reviewer(
         args.access, args.access_kubeconfig or args.kubeconfig, os.environ, args.access_ttl
     )
-    app = create_app(store, registry, catalog, access)
+    app = create_app(store, served_views, catalog, access)
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log
     )

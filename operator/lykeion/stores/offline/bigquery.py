@@ -44,8 +44,10 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from lykeion.features.compile import sql_type as compiled_type
-from lykeion.features.offline.base import LabelSpec, ResolvedFeature, TrainingSet
-from lykeion.features.offline.tables import (
+from lykeion.features.view import EVENT_TIME, KEY, FeatureView, element_type, is_list
+from lykeion.features.windows import QUERY, window_values_sql
+from lykeion.stores.offline.base import LabelSpec, ResolvedFeature, TrainingSet
+from lykeion.stores.offline.tables import (
     POSITION,
     ROW,
     TIMESTAMP,
@@ -58,8 +60,6 @@ from lykeion.features.offline.tables import (
     plan_training_set,
     with_positions,
 )
-from lykeion.features.view import EVENT_TIME, KEY, FeatureView, element_type, is_list
-from lykeion.features.windows import QUERY, window_values_sql
 
 # Dry runs report legacy type names.
 _LEGACY = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}

@@ -43,7 +43,11 @@ class DeploymentInfo:
 
 
 @dataclass
-class Registry:
+class ObjectIndex:
+    """The operator's index of the Lykeion objects it watches, by (namespace, name) per kind,
+    and the queries its status builders ask of it (who defines a feature, which Model a
+    Deployment names, ...)."""
+
     families: dict[tuple[str, str], FamilyInfo] = field(default_factory=dict)
     manifests: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     manifest_specs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)

@@ -14,10 +14,10 @@ from anyio import to_thread
 
 from lykeion import access
 from lykeion.access import READ_FEATURES, AccessReviewer, Caller, Forbidden, Right
-from lykeion.features.api.entities import Entity
-from lykeion.features.api.errors import AccessDenied, ReviewUnavailable, StoreDown, TooManyKeys
-from lykeion.features.online.base import OnlineStore, StoreUnavailable
+from lykeion.feature_api.entities import Entity
+from lykeion.feature_api.errors import AccessDenied, ReviewUnavailable, StoreDown, TooManyKeys
 from lykeion.features.view import FeatureView
+from lykeion.stores.online.base import OnlineStore, StoreUnavailable
 
 
 @dataclass
