@@ -190,6 +190,33 @@ def test_loader_follows_the_cluster(cluster: Cluster, namespace: str, tmp_path: 
     assert catalog.feature("driver.trips") == []
 
 
+def test_a_feature_the_schema_serves_is_already_in_the_catalog(
+    cluster: Cluster, namespace: str
+) -> None:
+    # At every moment between the loader's steps (each listing), what the schema serves
+    # (and /readyz reports) is in the catalog: a client that sees the entity can search it.
+    served_views, catalog = ServedViews(), Catalog()
+    seen: list[tuple[list[str], list[str]]] = []
+
+    class Watched(ClusterLoader):
+        def list(self, kind: Any) -> list[dict[str, Any]]:
+            entities = sorted(served_views.snapshot.entities.by_name)
+            refs = sorted(hit["ref"] for hit in catalog.search("rider"))
+            seen.append((entities, refs))
+            return super().list(kind)
+
+    loader = Watched(cluster.api, served_views, catalog, namespace=namespace)
+    loader.refresh()
+    cluster.create(rider_manifest(namespace), namespace)
+    assert loader.refresh() is True
+    loader.refresh()
+    expected = sorted(f"rider.{name}" for name in RIDER)
+    assert seen[-1] == (["rider"], expected)
+    for entities, refs in seen:
+        if entities:
+            assert refs == expected, seen
+
+
 def test_command_line_against_the_cluster(
     control_plane: ControlPlane, cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:

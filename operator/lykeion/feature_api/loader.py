@@ -94,11 +94,12 @@ class ClusterLoader:
         raise RuntimeError(f"listing {kind.plural} did not end after {MAX_PAGES} pages")
 
     def refresh(self) -> bool:
-        """One listing; returns whether the schema changed."""
+        """One listing; returns whether the schema changed.
+
+        The catalog is rebuilt before the schema is published: a feature the schema (and
+        `/readyz`) serves is already in the catalog, never the other way round for a moment
+        while the Models and Deployments are still being listed."""
         manifests = self.list(FEATURE_MANIFEST)
-        changed = self.served_views.update(views_of(manifests))
-        if changed:
-            log.info("feature API schema now serves %d FeatureManifest(s)", len(manifests))
         if self.catalog is not None:
             models, deployments = self.list(MODEL), self.list(DEPLOYMENT)
             # resourceVersion moves on every change, status included (freshness, readiness).
@@ -113,6 +114,9 @@ class ClusterLoader:
                 for problem in self.catalog.problems:
                     log.warning("catalog: %s", problem)
                 log.info("catalog rebuilt: %d feature(s)", count)
+        changed = self.served_views.update(views_of(manifests))
+        if changed:
+            log.info("feature API schema now serves %d FeatureManifest(s)", len(manifests))
         return changed
 
     def run(self) -> None:
