@@ -149,21 +149,23 @@ def test_server_config_pins_the_registry_version_and_trained_inputs() -> None:
     )  # fmt: skip
     other = objects.manifest("other", "driver", {"rating": "float64"})
     server = rollout.server_config(deployment, "1.0", model, [_manifest(), other], config)
-    assert server["model_uri"] == "models:/forward-default/3"
-    assert server["features"] == FEATURES
-    assert [m["metadata"]["name"] for m in server["manifests"]] == ["rider-activity"]
+    assert isinstance(server, ServerConfig)
+    assert server.model_uri == "models:/forward-default/3"
+    assert server.wire()["features"] == FEATURES
+    assert [m["metadata"]["name"] for m in server.manifests] == ["rider-activity"]
     # The server reads the tables of the object's generation in effect, as the status says.
-    served = FeatureView.from_body(server["manifests"][0])
+    served = FeatureView.from_body(server.manifests[0])
     assert served.table == FeatureView.from_body(_manifest()).table
     assert served.generation == 2
-    assert server["defaults"] == {"rider.age": "30"}
-    assert server["online_store"] == "sqlite:///data/online.db"
-    # Without spec.skewSampleRate the server keeps its own default; with it, the rate.
-    assert "skew_sample_rate" not in server
+    assert server.defaults == {"rider.age": "30"}
+    assert server.online_store == "sqlite:///data/online.db"
+    # Without spec.skewSampleRate the server keeps its own default (not written); with it,
+    # the rate.
+    assert "skew_sample_rate" not in server.wire()
     deployment["spec"]["skewSampleRate"] = 0
     server = rollout.server_config(deployment, "1.0", model, [_manifest()], config)
-    assert server["skew_sample_rate"] == 0.0
-    assert ServerConfig.model_validate(server).skew_sample_rate == 0.0
+    assert server.wire()["skew_sample_rate"] == 0.0
+    assert ServerConfig.model_validate(server.wire()).skew_sample_rate == 0.0
 
 
 def test_a_server_config_the_server_would_refuse_is_refused_where_it_is_built() -> None:

@@ -42,7 +42,10 @@ def _kserve(weights: dict[str, int], stable: str | None) -> tuple[str, int | Non
     """The version KServe is told is the canary, and its percent."""
     endpoint = Endpoint(
         name="forward-default", namespace="ns", backend="kserve",
-        servers=tuple(VersionServer(v, v, {"storage_uri": f"gs://m/{v}"}) for v in weights),
+        servers=tuple(
+            VersionServer(v, v, objects.server_config(v, storage_uri=f"gs://m/{v}"))
+            for v in weights
+        ),
         weights=weights, stable=stable, kserve_mode="Serverless",
     )  # fmt: skip
     canary, percent = render.kserve_canary(endpoint)

@@ -27,6 +27,7 @@ from lykeion.handlers import rollout
 from lykeion.registry import Registry
 from lykeion.rollouts import analysis, plan, signals
 from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpdate
+from lykeion.serving.config import ServerConfig
 
 log = logging.getLogger("lykeion")
 
@@ -140,7 +141,7 @@ async def act(
 async def _serve(
     deployment: Resource[DeploymentSpec],
     serving: dict[str, Any],
-    configs: dict[str, dict[str, Any]],
+    configs: dict[str, ServerConfig],
     seen: dict[str, bool],
     runtime: Runtime,
     rollout_stable: str | None = None,

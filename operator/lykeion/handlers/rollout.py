@@ -147,8 +147,8 @@ class Gated:
 
     admissions: list[Admission]
     """One per version, in the order the versions were given."""
-    configs: dict[str, dict[str, Any]]
-    """By admitted version: its `ServerConfig` as data (`server_config`)."""
+    configs: dict[str, ServerConfig]
+    """By admitted version: its server's configuration (`server_config`)."""
 
 
 def gate(
@@ -163,7 +163,7 @@ def gate(
     would refuse is not admitted after all: `ServerConfigInvalid`, naming the fields
     (`config_problem`)."""
     admissions: list[Admission] = []
-    configs: dict[str, dict[str, Any]] = {}
+    configs: dict[str, ServerConfig] = {}
     for version, model in models.items():
         admission = admit_model(version, model)
         if admission.admitted and model is not None:
@@ -275,12 +275,12 @@ def server_config(
     model: Mapping[str, Any],
     manifests: Sequence[Mapping[str, Any]],
     config: PlatformConfig,
-) -> dict[str, Any]:
-    """The `ServerConfig` (as data) of one version's model server, checked against the
-    server's own model (`lykeion.serving.config.ServerConfig`) here, where it is built, so
-    a server is never rendered with a configuration it would refuse at start. Raises
-    `pydantic.ValidationError` naming the field (the handler turns it into the version's
-    `ServerConfigInvalid` admission)."""
+) -> ServerConfig:
+    """The `ServerConfig` of one version's model server, built with the server's own model
+    (`lykeion.serving.config.ServerConfig`) and so checked here, where it is built: a
+    server is never rendered with a configuration it would refuse at start. The fields
+    given are the ones its `wire()` writes. Raises `pydantic.ValidationError` naming the
+    field (the handler turns it into the version's `ServerConfigInvalid` admission)."""
     status = model["status"]
     uri = (
         f"models:/{status['registeredModel']}/{status['registeredVersion']}"
@@ -326,8 +326,7 @@ def server_config(
         **({} if rate is None else {"skew_sample_rate": float(rate)}),
         **labels.server_fields(deployment, version, config),  # spec.rollout.labels
     }
-    ServerConfig.model_validate(data)
-    return data
+    return ServerConfig.model_validate(data)
 
 
 def config_problem(version: str, error: ValidationError) -> str:
@@ -345,7 +344,7 @@ def config_problem(version: str, error: ValidationError) -> str:
 
 def endpoint(
     deployment: Mapping[str, Any],
-    configs: Mapping[str, dict[str, Any]],
+    configs: Mapping[str, ServerConfig],
     weights: Mapping[str, int],
     config: PlatformConfig,
     stable: str | None = None,
