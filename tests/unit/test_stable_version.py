@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lykeion.api.deployment import DeploymentSpec
+from lykeion.api.deployment import DeploymentSpec, DeploymentStatus
 from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, EndpointStatus, VersionServer
 from lykeion.handlers import rollout
@@ -30,7 +30,7 @@ def _pass(body: dict[str, Any], available: dict[str, bool]) -> tuple[str | None,
     spec = body["spec"]
     desired = {v["version"]: int(v["traffic"]) for v in spec["versions"]}
     weights = rollout.effective_weights(desired, available)
-    stable = _stable(Resource.parse(body, DeploymentSpec), desired, None)
+    stable = _stable(Resource.parse(body, DeploymentSpec, DeploymentStatus), desired, None)
     admissions = [rollout.Admission(v) for v in desired]
     served = EndpointStatus("u", dict(available))
     fields, _ = rollout.outcome(spec, admissions, served, weights, stable)

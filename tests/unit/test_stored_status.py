@@ -4,10 +4,20 @@ the status written back still starts from the stored one."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from typing import Any
+
 import pytest
 
+from lykeion.api.deployment import DeploymentSpec, DeploymentStatus, RolloutStatus
 from lykeion.api.featuremanifest import FeatureManifestStatus, RunRecord
+from lykeion.api.kinds import MODEL_FAMILY
 from lykeion.api.model import ModelStatus
+from lykeion.handlers import deployments, families
+from lykeion.registry import Key
+from lykeion.runtime import Resource, Runtime
+from tests import objects
 
 RUN = {"name": "m-g1-r1", "generation": 1, "end": "2026-01-01T00:00:00Z", "startedAt": "t"}
 
@@ -81,3 +91,73 @@ def test_patched_reads_a_status_after_its_own_changes() -> None:
     assert after.run_count == 1
     with pytest.raises(ValueError, match="runCount"):
         status.patched({"runCount": "many"})
+
+
+def _rolling_body(stored_rollout: Any) -> dict[str, Any]:
+    body = objects.deployment(versions={"1.1": 100})
+    body["metadata"] |= {"namespace": "ns", "generation": 2}
+    body["spec"]["rollout"] = {"steps": [10, 100]}
+    body["status"] = {
+        "traffic": [{"version": "1.0", "traffic": 100, "available": True}],
+        "rollout": stored_rollout,
+    }
+    return body
+
+
+def test_an_unreadable_rollout_state_restarts_the_rollout_as_before() -> None:
+    # As when the rollout's state was parsed in the handler: a state from another version
+    # of Lykeion is no rollout this pass (the field is cleared), and a new one starts next.
+    good = RolloutStatus(phase="Promoted", stable="1.0").wire()
+    parsed = Resource.parse(_rolling_body(good), DeploymentSpec, DeploymentStatus)
+    rollout_spec, state = deployments._rollout_state(parsed, "2026-01-01T00:00:00Z")
+    assert rollout_spec is not None and state is not None
+    assert (state.stable, state.canary, state.weight) == ("1.0", "1.1", 10)
+    bad = good | {"phase": "Walking"}
+    parsed = Resource.parse(_rolling_body(bad), DeploymentSpec, DeploymentStatus)
+    assert (
+        parsed.status.rollout is None
+        and "status.rollout.phase" in parsed.status_problems["rollout"]
+    )
+    assert [t.version for t in parsed.status.traffic] == ["1.0"]
+    assert deployments._rollout_state(parsed, "2026-01-01T00:00:00Z") == (None, None)
+
+
+class _Kube:
+    """The API server as the runtime uses it here: status patches, recorded."""
+
+    def __init__(self) -> None:
+        self.patches: list[dict[str, Any]] = []
+
+    async def patch_status(self, kind: Any, namespace: str, name: str, status: Any) -> bool:
+        self.patches.append(status)
+        return True
+
+
+def test_a_reconcile_reads_past_an_unreadable_status_keeps_it_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = objects.family()
+    body["metadata"] |= {"namespace": "default", "generation": 1}
+    body["status"] = {
+        "phase": "Registered",  # written by someone else: not this model's
+        "segments": [{"name": "default", "versions": ["1.0"]}, {"versions": ["2.0"]}],
+        "modelCount": 1,
+    }
+    kube = _Kube()
+    runtime = Runtime(kube=kube, declarations={MODEL_FAMILY.kind: families.DECLARATION})
+    key = Key(MODEL_FAMILY.kind, "default", "forward")
+    with caplog.at_level(logging.WARNING, logger="lykeion"):
+        asyncio.run(runtime.reconcile_now(key, body))
+        # The same problems again (the clocks reconcile every few seconds): no new warning.
+        body["status"] = {**body["status"], "conditions": kube.patches[-1]["conditions"]}
+        asyncio.run(runtime.reconcile_now(key, body))
+    (written, *_) = kube.patches
+    # What the model refused stays as stored; what the reconcile writes is written.
+    assert written["phase"] == "Registered"
+    assert (written["modelCount"], written["segments"]) == (0, [])
+    assert [c["reason"] for c in written["conditions"]] == ["Registered", "NoModels"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "ModelFamily default/forward: stored status read without" in warnings[0]
+    assert "status.phase: Extra inputs are not permitted" in warnings[0]
+    assert "status.segments.1.name: Field required" in warnings[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import kopf
 
 from lykeion.api.kinds import MODEL_FAMILY
-from lykeion.api.modelfamily import ModelFamilySpec
+from lykeion.api.modelfamily import ModelFamilySpec, ModelFamilyStatus
 from lykeion.conditions import Check, ready
 from lykeion.registry import Key, Registry
 from lykeion.runtime import KindDeclaration, Resource, Runtime, StatusUpdate
@@ -13,7 +13,9 @@ from lykeion.runtime import KindDeclaration, Resource, Runtime, StatusUpdate
 IN_USE = "InUse"
 
 
-def desired_status(family: Resource[ModelFamilySpec], registry: Registry) -> StatusUpdate:
+def desired_status(
+    family: Resource[ModelFamilySpec, ModelFamilyStatus], registry: Registry
+) -> StatusUpdate:
     ns, alias = family.namespace, family.name
     models = registry.models_of_family(ns, alias)
     segments: dict[str, dict[str, set[str]]] = {}
