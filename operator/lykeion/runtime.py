@@ -78,6 +78,28 @@ class Resource(Generic[Spec, Observed]):
 
 
 @dataclass(frozen=True)
+class Stored(Generic[Observed]):
+    """Another object a reconcile reads (a Deployment's Models and FeatureManifests): the
+    body the API server sent and its status parsed once into its kind's status model
+    (`Status.from_stored`; what the model refuses is read as absent, and said by that
+    object's own reconcile). Its spec is read as stored: a spec its model now refuses
+    still serves what its status says."""
+
+    body: Mapping[str, Any]
+    status: Observed
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any], status_model: type[Observed]) -> Stored[Observed]:
+        """`body` with its status parsed by `status_model` (never raises)."""
+        status, _ = status_model.from_stored(body.get("status"))
+        return cls(body, status)
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+
+@dataclass(frozen=True)
 class StatusUpdate:
     """What a kind's pure `desired_status` returns: plain fields and condition checks."""
 

@@ -18,15 +18,16 @@ from pydantic import ValidationError
 
 from lykeion import conditions
 from lykeion.api.deployment import DeploymentSpec, DeploymentStatus, RolloutSpec, RolloutStatus
+from lykeion.api.featuremanifest import FeatureManifestStatus
 from lykeion.api.kinds import DEPLOYMENT, FEATURE_MANIFEST, MODEL
-from lykeion.api.model import Evaluation
+from lykeion.api.model import Evaluation, ModelStatus
 from lykeion.conditions import Check, ready
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
 from lykeion.features.view import parse_duration
 from lykeion.handlers import rollout
 from lykeion.registry import Registry
 from lykeion.rollouts import analysis, plan, signals
-from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpdate
+from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpdate, Stored
 from lykeion.serving.config import ServerConfig
 
 log = logging.getLogger("lykeion")
@@ -75,20 +76,14 @@ async def act(deployment: Deployment, runtime: Runtime, update: StatusUpdate) ->
     serving = {**spec, "versions": plan.versions(state)} if state is not None else spec
 
     # 1. What the gate needs: the Models (with status) and their features' manifests.
-    models: dict[str, dict[str, Any] | None] = {}
+    models: dict[str, Stored[ModelStatus] | None] = {}
     for version in rollout.wanted_versions(serving):
         found = runtime.registry.model_for(ns, family, segment, version)
-        models[version] = await runtime.kube.get(MODEL, ns, found[0]) if found else None
-    features = sorted(
-        {
-            f["ref"]
-            for m in models.values()
-            if m
-            for f in (m.get("status") or {}).get("features", [])
-        }
-    )
+        model = await runtime.kube.get(MODEL, ns, found[0]) if found else None
+        models[version] = Stored.read(model, ModelStatus) if model is not None else None
+    features = sorted({f["ref"] for m in models.values() if m for f in m.status.features})
     manifests = [
-        m
+        Stored.read(m, FeatureManifestStatus)
         for ref in runtime.registry.manifests_for(ns, features)
         if (m := await runtime.kube.get(FEATURE_MANIFEST, ns, ref["metadata"]["name"]))
     ]
@@ -293,18 +288,20 @@ async def _analyse(
     return judged, checks
 
 
-def _gate(model: dict[str, Any] | None) -> analysis.Gate | None:
+def _gate(model: Stored[ModelStatus] | None) -> analysis.Gate | None:
     """The canary Model's evaluation gate as its last training resolved it (else its spec);
     None when it has none yet."""
-    if not model:
+    if model is None:
         return None
-    status = model.get("status") or {}
-    found = ((status.get("contract") or {}).get("evaluation")) or model["spec"].get("evaluation")
-    if not found:
-        return None
-    try:
-        gate = Evaluation.model_validate(found)
-    except ValidationError:
+    contract = model.status.contract
+    gate = contract.evaluation if contract is not None else None
+    declared = model.body["spec"].get("evaluation")
+    if gate is None and declared:
+        try:
+            gate = Evaluation.model_validate(declared)
+        except ValidationError:
+            return None
+    if gate is None:
         return None
     return analysis.Gate(gate.metric, gate.threshold, gate.higher_is_better)
 
