@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lykeion import API_VERSION
+from lykeion.serving.config import ServerConfig
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -89,3 +90,17 @@ def deployment(
             "versions": [{"version": v, "traffic": t} for v, t in versions.items()],
         },
     }
+
+
+def server_config(
+    version: str = "1.0", name: str = "forward-default", **fields: Any
+) -> ServerConfig:
+    """A model server's configuration for `version` of Deployment `name`, with the fields a
+    server needs and `fields` (the model's field names) over them."""
+    return ServerConfig(
+        name=name,
+        version=version,
+        model_uri=f"models:/{name}/{version}",
+        online_store="sqlite:///data/online.db",
+        **fields,
+    )

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from lykeion import conditions
-from lykeion.api.common import ApiModel
+from lykeion.api.common import ApiModel, Status
 from lykeion.api.kinds import BY_KIND, Kind
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor
@@ -33,21 +33,36 @@ MESSAGE_LIMIT = 2000
 
 
 Spec = TypeVar("Spec", bound=ApiModel)
+Observed = TypeVar("Observed", bound=Status)
 
 
 @dataclass(frozen=True)
-class Resource(Generic[Spec]):
-    """One object as a reconcile reads it: the body the API server sent (metadata and
-    status as stored) and its spec, parsed once into the kind's model."""
+class Resource(Generic[Spec, Observed]):
+    """One object as a reconcile reads it: the body the API server sent (metadata, and
+    spec and status as stored), its spec parsed once into the kind's spec model and its
+    status into the kind's status model. The status a reconcile writes starts from the
+    stored one (`new_status`), so a part of it that `status` left out is kept unless the
+    reconcile writes that field itself."""
 
     body: dict[str, Any]
     spec: Spec
+    status: Observed
+    """The stored status, parsed (`Status.from_stored`): empty when none was written yet;
+    what the model refuses is left out (`status_problems`)."""
+    status_problems: Mapping[str, str] = field(default_factory=dict)
+    """What `status` left out of the stored status, by status field (`Status.from_stored`)."""
 
     @classmethod
-    def parse(cls, body: dict[str, Any], model: type[Spec]) -> Resource[Spec]:
-        """Parse `body["spec"]` with `model`; raises `pydantic.ValidationError` naming the
-        field when the spec does not fit it (`SpecInvalid`, `Runtime` says so in status)."""
-        return cls(body, model.model_validate(body.get("spec") or {}))
+    def parse(
+        cls, body: dict[str, Any], model: type[Spec], status_model: type[Observed]
+    ) -> Resource[Spec, Observed]:
+        """Parse `body["spec"]` with `model`, raising `pydantic.ValidationError` naming the
+        field when the spec does not fit it (`SpecInvalid`, `Runtime` says so in status);
+        and `body["status"]` with `status_model`, which never raises
+        (`Status.from_stored`)."""
+        spec = model.model_validate(body.get("spec") or {})
+        status, problems = status_model.from_stored(body.get("status"))
+        return cls(body, spec, status, problems)
 
     @property
     def name(self) -> str:
@@ -61,10 +76,27 @@ class Resource(Generic[Spec]):
     def generation(self) -> int:
         return int(self.body["metadata"].get("generation") or 0)
 
+
+@dataclass(frozen=True)
+class Stored(Generic[Observed]):
+    """Another object a reconcile reads (a Deployment's Models and FeatureManifests): the
+    body the API server sent and its status parsed once into its kind's status model
+    (`Status.from_stored`; what the model refuses is read as absent, and said by that
+    object's own reconcile). Its spec is read as stored: a spec its model now refuses
+    still serves what its status says."""
+
+    body: Mapping[str, Any]
+    status: Observed
+
+    @classmethod
+    def read(cls, body: Mapping[str, Any], status_model: type[Observed]) -> Stored[Observed]:
+        """`body` with its status parsed by `status_model` (never raises)."""
+        status, _ = status_model.from_stored(body.get("status"))
+        return cls(body, status)
+
     @property
-    def status(self) -> dict[str, Any]:
-        """The stored status (empty when none was written yet); read-only by convention."""
-        return self.body.get("status") or {}
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
 
 
 @dataclass(frozen=True)
@@ -75,10 +107,10 @@ class StatusUpdate:
     checks: list[conditions.Check]
 
 
-# A kind's pure status builder, over its object with the spec parsed into its model.
-StatusBuilder = Callable[[Resource[Any], ObjectIndex], StatusUpdate]
+# A kind's pure status builder, over its object with spec and status parsed into its models.
+StatusBuilder = Callable[[Resource[Any, Any], ObjectIndex], StatusUpdate]
 # The I/O step of a kind (e.g. running a pipeline), after its pure status builder.
-Actor = Callable[[Resource[Any], "Runtime", StatusUpdate], Awaitable[StatusUpdate]]
+Actor = Callable[[Resource[Any, Any], "Runtime", StatusUpdate], Awaitable[StatusUpdate]]
 # What a kind does when an object is deleted, before kopf removes the finalizer; raising
 # kopf.TemporaryError holds the finalizer and retries.
 DeleteHook = Callable[[kopf.Body, "Runtime"], Awaitable[None]]
@@ -162,6 +194,7 @@ class Runtime:
     _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     _pending: set[Key] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _status_problems: dict[Key, dict[str, str]] = field(default_factory=dict)
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -185,7 +218,9 @@ class Runtime:
         if event_type == "DELETED":
             record_status(body["kind"], meta.get("namespace", "default"), meta["name"], None)
             keys = self.index.forget(body["kind"], meta.get("namespace", "default"), meta["name"])
-            self._locks.pop(Key(body["kind"], meta.get("namespace", "default"), meta["name"]), None)
+            gone = Key(body["kind"], meta.get("namespace", "default"), meta["name"])
+            self._locks.pop(gone, None)
+            self._status_problems.pop(gone, None)
         else:
             keys = self.index.observe(body)
         for key in keys:
@@ -200,6 +235,22 @@ class Runtime:
 
     def _lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
+
+    def _warn_status_problems(self, key: Key, problems: Mapping[str, str]) -> None:
+        """Log what the reconcile of `key` read as absent from its stored status, once
+        until it changes (a part left out stays stored until its field is written again,
+        and the clocks reconcile every few seconds)."""
+        told = self._status_problems.get(key)
+        if problems == told or (not problems and told is None):
+            return
+        if problems:
+            log.warning(
+                "%s %s/%s: stored status read without what its model refuses: %s",
+                key.kind, key.namespace, key.name, "; ".join(problems.values()),
+            )  # fmt: skip
+            self._status_problems[key] = dict(problems)
+        else:
+            self._status_problems.pop(key, None)
 
     async def _reconcile_later(self, key: Key) -> None:
         for attempt in range(self.retry_limit):
@@ -244,10 +295,11 @@ class Runtime:
                     return
             body.setdefault("kind", kind.kind)
             try:
-                resource = Resource.parse(body, kind.spec)
+                resource = Resource.parse(body, kind.spec, kind.status)
             except ValidationError as error:
                 await self._refuse(key, body, error)
                 raise kopf.PermanentError(f"{key.kind} {key.name}: {error}") from error
+            self._warn_status_problems(key, resource.status_problems)
             update = declaration.desired_status(resource, self.index)
             if actor is not None:
                 update = await actor(resource, self, update)

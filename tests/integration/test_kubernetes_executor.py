@@ -228,7 +228,9 @@ def _version_2_0(namespace: str, replicas: int = 1) -> Endpoint:
         name="forward",
         namespace=namespace,
         backend="lykeion",
-        servers=(VersionServer("2.0", "forward-2-0", {"version": "2.0"}),),
+        servers=(
+            VersionServer("2.0", "forward-2-0", objects.server_config("2.0", name="forward")),
+        ),
         weights={"2.0": 100},
         replicas=replicas,
         image="lykeion/serving:0.1.0",

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lykeion.executors.base import Endpoint, EndpointStatus, VersionServer
 from lykeion.executors.local_endpoints import LocalEndpoints, Process, alive
+from lykeion.serving.config import ServerConfig
 from tests.integration.fuzzing import fuzz_v2
 from tests.integration.serving_fixture import (
     KEY,
@@ -855,7 +856,9 @@ def test_local_endpoints_serve_idempotently_restart_on_change_and_unserve(
     tmp_path: Path,
 ) -> None:
     endpoints = LocalEndpoints(tmp_path / "state")
-    version = VersionServer("1.0", f"{NAME}-1-0", served_model.config())
+    version = VersionServer(
+        "1.0", f"{NAME}-1-0", ServerConfig.model_validate(served_model.config())
+    )
     endpoint = Endpoint(
         name=NAME, namespace=NAMESPACE, backend="lykeion", servers=(version,),
         weights={"1.0": 100}, python=sys.executable,
@@ -879,7 +882,11 @@ def test_local_endpoints_serve_idempotently_restart_on_change_and_unserve(
         assert all(alive(pid) for pid in (*server_pids, *router_pids))
 
         # A changed server config restarts that server, and only that one.
-        changed = VersionServer("1.0", version.name, served_model.config(output="probability"))
+        changed = VersionServer(
+            "1.0",
+            version.name,
+            ServerConfig.model_validate(served_model.config(output="probability")),
+        )
         endpoint = dataclasses.replace(endpoint, servers=(changed,))
         restarted = _serve_until_available(endpoints, endpoint)
         new_server_pids = _pids(server_folder)

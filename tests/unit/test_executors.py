@@ -14,6 +14,7 @@ from lykeion.executors.kubernetes import OWNER_UID_LABEL, build_job, job_owner_u
 from lykeion.executors.local import LocalExecutor
 from lykeion.names import child_name
 from lykeion.training.run import uv_settings
+from tests.objects import server_config
 
 
 def test_child_names_are_deterministic_and_bounded() -> None:
@@ -276,7 +277,8 @@ def test_local_model_servers_get_the_operators_kubeconfig(
     python.write_text('#!/bin/sh\necho "$KUBECONFIG" > seen-kubeconfig\n')
     python.chmod(0o755)
     endpoint = Endpoint(
-        "forward", "ns", "lykeion", (VersionServer("1.0", "v1-0", {"version": "1.0"}),),
+        "forward", "ns", "lykeion",
+        (VersionServer("1.0", "v1-0", server_config("1.0", name="forward")),),
         {"1.0": 100}, python=str(python),
     )  # fmt: skip
 

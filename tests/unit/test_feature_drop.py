@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from lykeion.api.featuremanifest import FeatureManifestSpec
+from lykeion.api.featuremanifest import FeatureManifestSpec, FeatureManifestStatus
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import State, Work, WorkStatus
 from lykeion.executors.kubernetes import OWNER_UID_LABEL, UNOWNED_TTL, build_job
@@ -43,9 +43,9 @@ def _body() -> dict[str, Any]:
     return body
 
 
-def _parsed() -> Resource[FeatureManifestSpec]:
-    """`_body()` as the runtime reads it: its spec parsed once."""
-    return Resource.parse(_body(), FeatureManifestSpec)
+def _parsed() -> Resource[FeatureManifestSpec, FeatureManifestStatus]:
+    """`_body()` as the runtime reads it: its spec and status parsed once."""
+    return Resource.parse(_body(), FeatureManifestSpec, FeatureManifestStatus)
 
 
 def _config() -> PlatformConfig:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from lykeion.api.model import TrainingRecord
+from lykeion.api.model import ModelStatus, TrainingRecord
 from lykeion.executors.base import State, WorkStatus
 from lykeion.executors.kubernetes import LOG_TAIL_CHARS, killed_reason
 from lykeion.executors.kubernetes_endpoints import crash, newest_first
@@ -55,13 +55,13 @@ def test_the_training_records_the_kill_over_its_own_report() -> None:
     own = {"succeeded": False, "reason": "ProjectFailed", "message": "the project failed"}
     killed = WorkStatus(State.FAILED, "pod p was OOMKilled ... log", own, reason="OOMKilled")
     fields = finish(current, killed, datetime(2026, 1, 1, tzinfo=UTC))
-    trained, _ = checks(fields, 1, {})
+    trained, _ = checks(ModelStatus().patched(fields), 1, None)
     assert (trained.reason, trained.message) == ("OOMKilled", "pod p was OOMKilled ... log")
     # Without a kill the training's own report stands.
     fields = finish(
         current, WorkStatus(State.FAILED, "BackoffLimitExceeded", own), datetime.now(UTC)
     )
-    assert checks(fields, 1, {})[0].reason == "ProjectFailed"
+    assert checks(ModelStatus().patched(fields), 1, None)[0].reason == "ProjectFailed"
 
 
 def _server(
@@ -110,7 +110,7 @@ def test_a_training_report_that_does_not_fit_the_status_fails_it_naming_the_fiel
     assert last["message"].startswith("the training reported a value the status does not")
     assert "metrics.auc: Input should be a valid number" in last["message"]
     assert "'high'" in last["message"] and "Traceback" not in last["message"]
-    trained, evaluated = checks(fields, 1, {})
+    trained, evaluated = checks(ModelStatus().patched(fields), 1, None)
     assert (trained.ok, trained.reason, trained.message) == (
         False,
         "ResultInvalid",

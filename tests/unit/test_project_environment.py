@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lykeion.api.model import TrainingRecord
+from lykeion.api.model import ModelStatus, TrainingRecord
 from lykeion.executors.base import State, WorkStatus
 from lykeion.handlers.training import checks, finish
 from lykeion.training.run import (
@@ -128,7 +128,7 @@ def test_the_invalid_environment_is_the_trained_conditions_reason(tmp_path: Path
     fields = finish(
         current, WorkStatus(State.FAILED, "BackoffLimitExceeded", reported), datetime.now(UTC)
     )
-    trained, _ = checks(fields, 1, {})
+    trained, _ = checks(ModelStatus().patched(fields), 1, None)
     assert (trained.ok, trained.reason) == (False, INVALID_ENV)
     assert "python_env.yaml" in trained.message and "not 3.1 (quote it" in trained.message
 

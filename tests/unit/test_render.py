@@ -12,6 +12,7 @@ import pytest
 
 from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, VersionServer
+from tests.objects import server_config
 
 
 def _endpoint(
@@ -32,7 +33,7 @@ def _endpoint(
             VersionServer(
                 v,
                 f"forward-default-{v.replace('.', '-')}",
-                {"version": v, "storage_uri": storage.format(v)},
+                server_config(v, storage_uri=storage.format(v)),
             )
             for v in versions
         ),
@@ -227,7 +228,9 @@ def test_servers_that_review_callers_run_as_the_serving_account_with_its_token()
     assert plain["automountServiceAccountToken"] is False and "serviceAccountName" not in plain
     server = endpoint.servers[0]
     reviewing = dataclasses.replace(endpoint, servers=(
-        VersionServer(server.version, server.name, {**server.config, "access": "kubernetes"}),
+        VersionServer(
+            server.version, server.name, server.config.model_copy(update={"access": "kubernetes"})
+        ),
     ))  # fmt: skip
     pod = render.render(reviewing)[0]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == render.SERVING_ACCOUNT == "lykeion-serving"
@@ -245,3 +248,29 @@ def test_seldon_backend_puts_the_largest_share_first_whatever_the_declared_order
     assert [(p["name"], p["traffic"], p.get("shadow")) for p in predictors] == [
         ("v1-0", 100, None), ("v1-1", 0, None), ("v2-0", 0, True),
     ]  # fmt: skip
+
+
+def test_a_server_reads_the_fields_given_in_the_order_the_operator_always_wrote_them() -> None:
+    # The compact JSON is part of the pod template: another order, or a default written
+    # out, would restart every model server on an operator upgrade.
+    config = server_config(
+        "1.0", namespace="ns", access="off", storage_uri=None, tracking_uri="http://t",
+        features=[{"ref": "rider.age", "column": "rider__age", "type": "int64"}],
+        manifests=[{"metadata": {"name": "m"}, "spec": {"b": 1, "a": 2}}],
+        offline_store="duckdb:///o", defaults={"rider.age": None}, skew_sample_rate=0,
+        request_log="/r.jsonl",
+        labels={"source": {"file": {"path": "l.csv"}}, "horizon_seconds": 60, "data_root": "/"},
+    )  # fmt: skip
+    endpoint = replace(_endpoint("lykeion", {"1.0": 100}), servers=(
+        VersionServer("1.0", "forward-default-1-0", config),
+    ))  # fmt: skip
+    env = render.render(endpoint)[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[0]["value"] == (
+        '{"name":"forward-default","namespace":"ns","access":"off","version":"1.0",'
+        '"model_uri":"models:/forward-default/1.0","storage_uri":null,"tracking_uri":"http://t",'
+        '"features":[{"ref":"rider.age","column":"rider__age","type":"int64"}],'
+        '"manifests":[{"metadata":{"name":"m"},"spec":{"b":1,"a":2}}],'
+        '"online_store":"sqlite:///data/online.db","offline_store":"duckdb:///o",'
+        '"defaults":{"rider.age":null},"skew_sample_rate":0.0,"request_log":"/r.jsonl",'
+        '"labels":{"source":{"file":{"path":"l.csv"}},"horizon_seconds":60.0,"data_root":"/"}}'
+    )

@@ -9,10 +9,13 @@ import pytest
 from pydantic import ValidationError
 
 from lykeion import conditions
+from lykeion.api.featuremanifest import FeatureManifestStatus
+from lykeion.api.model import ModelStatus
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import EndpointStatus
 from lykeion.features.view import FeatureView
 from lykeion.handlers import rollout
+from lykeion.runtime import Stored
 from lykeion.serving.config import ServerConfig
 from tests import objects
 
@@ -23,12 +26,15 @@ FEATURES = [
 ]
 
 
-def _model(evaluated: bool = True, **status: Any) -> dict[str, Any]:
+def _model(evaluated: bool = True, **status: Any) -> Stored[ModelStatus]:
+    """A Model as the gate reads it (its status parsed; strictly: a test's status is whole)."""
     body = objects.model()
     body["status"] = {
         "conditions": [
             {"type": "Evaluated", "status": "True" if evaluated else "False",
-             "message": "" if evaluated else "eval_roc_auc 0.41 is below 0.6"}
+             "reason": "GatePassed" if evaluated else "GateFailed",
+             "message": "" if evaluated else "eval_roc_auc 0.41 is below 0.6",
+             "lastTransitionTime": "2026-05-01T00:00:00Z", "observedGeneration": 1}
         ],
         "modelUri": "runs:/abc/model",
         "registeredModel": "forward-default",
@@ -36,7 +42,7 @@ def _model(evaluated: bool = True, **status: Any) -> dict[str, Any]:
         "features": FEATURES,
         **status,
     }  # fmt: skip
-    return body
+    return Stored(body, ModelStatus.model_validate(body["status"]))
 
 
 def _manifest(
@@ -56,13 +62,18 @@ def _manifest(
     return body
 
 
+def _read(manifest: dict[str, Any]) -> Stored[FeatureManifestStatus]:
+    """A FeatureManifest as the gate reads it (its status parsed, strictly)."""
+    return Stored(manifest, FeatureManifestStatus.model_validate(manifest.get("status") or {}))
+
+
 def test_gate_admits_an_evaluated_model_with_fresh_features() -> None:
     assert rollout.admit_model("1.0", _model()).admitted
-    assert rollout.admit_features("1.0", _model(), [_manifest()], NOW).admitted
+    assert rollout.admit_features("1.0", _model(), [_read(_manifest())], NOW).admitted
     # While generation 3 is backfilled, generation 2 stays in effect and is served.
     backfilling = _manifest()
     backfilling["metadata"]["generation"] = 3
-    assert rollout.admit_features("1.0", _model(), [backfilling], NOW).admitted
+    assert rollout.admit_features("1.0", _model(), [_read(backfilling)], NOW).admitted
 
 
 @pytest.mark.parametrize(
@@ -91,11 +102,11 @@ def test_gate_admits_an_evaluated_model_with_fresh_features() -> None:
     ],
 )
 def test_gate_names_what_holds_a_version(
-    model: dict[str, Any] | None, manifests: list[dict[str, Any]], reason: str, words: str
+    model: Stored[ModelStatus] | None, manifests: list[dict[str, Any]], reason: str, words: str
 ) -> None:
     verdict = rollout.admit_model("1.0", model)
     if verdict.admitted and model is not None:
-        verdict = rollout.admit_features("1.0", model, manifests, NOW)
+        verdict = rollout.admit_features("1.0", model, [_read(m) for m in manifests], NOW)
     assert verdict.reason == reason
     assert words in verdict.message
 
@@ -103,7 +114,7 @@ def test_gate_names_what_holds_a_version(
 def test_gate_refuses_a_feature_whose_type_changed_since_training() -> None:
     changed = _manifest()
     changed["spec"]["features"][0]["type"] = "float64"
-    verdict = rollout.admit_features("1.0", _model(), [changed], NOW)
+    verdict = rollout.admit_features("1.0", _model(), [_read(changed)], NOW)
     assert verdict.reason == "FeatureTypeChanged"
     assert "rider.age was trained as int64" in verdict.message
 
@@ -142,28 +153,31 @@ def test_server_config_pins_the_registry_version_and_trained_inputs() -> None:
     deployment = objects.deployment()
     deployment["metadata"]["namespace"] = "ns"
     model = _model()
-    model["spec"]["serving"] = {"defaults": [{"feature": "rider.age", "value": "30"}]}
+    model.body["spec"]["serving"] = {"defaults": [{"feature": "rider.age", "value": "30"}]}
     config = PlatformConfig(
         data_dir=__import__("pathlib").Path("/data"), online_store="sqlite:///data/online.db",
         offline_store="duckdb:///data/o.duckdb", data_root="/", tracking_uri="http://mlflow",
     )  # fmt: skip
     other = objects.manifest("other", "driver", {"rating": "float64"})
-    server = rollout.server_config(deployment, "1.0", model, [_manifest(), other], config)
-    assert server["model_uri"] == "models:/forward-default/3"
-    assert server["features"] == FEATURES
-    assert [m["metadata"]["name"] for m in server["manifests"]] == ["rider-activity"]
+    manifests = [_read(_manifest()), _read(other)]
+    server = rollout.server_config(deployment, "1.0", model, manifests, config)
+    assert isinstance(server, ServerConfig)
+    assert server.model_uri == "models:/forward-default/3"
+    assert server.wire()["features"] == FEATURES
+    assert [m["metadata"]["name"] for m in server.manifests] == ["rider-activity"]
     # The server reads the tables of the object's generation in effect, as the status says.
-    served = FeatureView.from_body(server["manifests"][0])
+    served = FeatureView.from_body(server.manifests[0])
     assert served.table == FeatureView.from_body(_manifest()).table
     assert served.generation == 2
-    assert server["defaults"] == {"rider.age": "30"}
-    assert server["online_store"] == "sqlite:///data/online.db"
-    # Without spec.skewSampleRate the server keeps its own default; with it, the rate.
-    assert "skew_sample_rate" not in server
+    assert server.defaults == {"rider.age": "30"}
+    assert server.online_store == "sqlite:///data/online.db"
+    # Without spec.skewSampleRate the server keeps its own default (not written); with it,
+    # the rate.
+    assert "skew_sample_rate" not in server.wire()
     deployment["spec"]["skewSampleRate"] = 0
-    server = rollout.server_config(deployment, "1.0", model, [_manifest()], config)
-    assert server["skew_sample_rate"] == 0.0
-    assert ServerConfig.model_validate(server).skew_sample_rate == 0.0
+    server = rollout.server_config(deployment, "1.0", model, [_read(_manifest())], config)
+    assert server.wire()["skew_sample_rate"] == 0.0
+    assert ServerConfig.model_validate(server.wire()).skew_sample_rate == 0.0
 
 
 def test_a_server_config_the_server_would_refuse_is_refused_where_it_is_built() -> None:
@@ -175,7 +189,7 @@ def test_a_server_config_the_server_would_refuse_is_refused_where_it_is_built() 
         offline_store="duckdb:///data/o.duckdb", data_root="/",
     )  # fmt: skip
     with pytest.raises(ValidationError) as refused:
-        rollout.server_config(deployment, "1.0", _model(), [_manifest()], config)
+        rollout.server_config(deployment, "1.0", _model(), [_read(_manifest())], config)
     message = rollout.config_problem("1.0", refused.value)
     assert "skew_sample_rate" in message and message.startswith("the model server of 1.0")
     spec = objects.deployment(versions={"1.0": 100})["spec"]
@@ -196,17 +210,17 @@ def test_the_gate_returns_each_verdict_with_the_configs_of_the_admitted_versions
         offline_store="duckdb:///data/o.duckdb", data_root="/",
     )  # fmt: skip
     models = {"1.0": _model(), "1.1": None}
-    gated = rollout.gate(deployment, models, [_manifest()], config, NOW)
+    gated = rollout.gate(deployment, models, [_read(_manifest())], config, NOW)
     assert [(a.version, a.reason) for a in gated.admissions] == [
         ("1.0", None),
         ("1.1", "ModelVersionNotFound"),
     ]
     assert list(gated.configs) == ["1.0"]
     assert gated.configs["1.0"] == rollout.server_config(
-        deployment, "1.0", _model(), [_manifest()], config
+        deployment, "1.0", _model(), [_read(_manifest())], config
     )
     deployment["spec"]["skewSampleRate"] = 1.5
-    refused = rollout.gate(deployment, models, [_manifest()], config, NOW)
+    refused = rollout.gate(deployment, models, [_read(_manifest())], config, NOW)
     assert refused.configs == {}
     first = refused.admissions[0]
     assert (first.version, first.reason) == ("1.0", "ServerConfigInvalid")

@@ -24,6 +24,7 @@ from lykeion.executors.kubernetes_endpoints import (
     seldon_deployment_name,
 )
 from lykeion.serving.config import CONFIG_ENV
+from tests.objects import server_config
 
 NAME = "forward-default"
 # Versions whose predictor names are prefixes of each other's (v1-0, v1-0-1, v1-0-10).
@@ -33,7 +34,7 @@ VERSIONS = ["1.0", "1.0.1", "1.0.10", "1.1", "10.0"]
 def _endpoint(backend: str, weights: dict[str, int], replicas: int = 1) -> Endpoint:
     return Endpoint(
         name=NAME, namespace="ns", backend=backend,
-        servers=tuple(VersionServer(v, v, {"version": v, "storage_uri": f"gs://m/{v}"})
+        servers=tuple(VersionServer(v, v, server_config(v, storage_uri=f"gs://m/{v}"))
                       for v in weights),
         weights=weights, stable=next(iter(weights)), replicas=replicas,
         kserve_mode="Serverless", image="lykeion/serving:0.1.0",

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, VersionServer
 from lykeion.handlers import rollout
+from tests.objects import server_config
 
 VERSIONS = ["1.0", "1.1", "1.2", "2.0", "2.1"]
 
@@ -98,7 +99,7 @@ def _endpoint(backend: str, weights: dict[str, int], shadow: str | None) -> Endp
         namespace="ns",
         backend=backend,
         servers=tuple(
-            VersionServer(v, f"forward-default-{v}", {"version": v, "storage_uri": f"s3://m/{v}"})
+            VersionServer(v, f"forward-default-{v}", server_config(v, storage_uri=f"s3://m/{v}"))
             for v in versions
         ),
         weights=weights,

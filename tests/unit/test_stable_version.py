@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lykeion.api.deployment import DeploymentSpec
+from lykeion.api.deployment import DeploymentSpec, DeploymentStatus
 from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, EndpointStatus, VersionServer
 from lykeion.handlers import rollout
@@ -30,7 +30,7 @@ def _pass(body: dict[str, Any], available: dict[str, bool]) -> tuple[str | None,
     spec = body["spec"]
     desired = {v["version"]: int(v["traffic"]) for v in spec["versions"]}
     weights = rollout.effective_weights(desired, available)
-    stable = _stable(Resource.parse(body, DeploymentSpec), desired, None)
+    stable = _stable(Resource.parse(body, DeploymentSpec, DeploymentStatus), desired, None)
     admissions = [rollout.Admission(v) for v in desired]
     served = EndpointStatus("u", dict(available))
     fields, _ = rollout.outcome(spec, admissions, served, weights, stable)
@@ -42,7 +42,10 @@ def _kserve(weights: dict[str, int], stable: str | None) -> tuple[str, int | Non
     """The version KServe is told is the canary, and its percent."""
     endpoint = Endpoint(
         name="forward-default", namespace="ns", backend="kserve",
-        servers=tuple(VersionServer(v, v, {"storage_uri": f"gs://m/{v}"}) for v in weights),
+        servers=tuple(
+            VersionServer(v, v, objects.server_config(v, storage_uri=f"gs://m/{v}"))
+            for v in weights
+        ),
         weights=weights, stable=stable, kserve_mode="Serverless",
     )  # fmt: skip
     canary, percent = render.kserve_canary(endpoint)

@@ -19,9 +19,10 @@ def _index(*bodies: dict[str, Any]) -> ObjectIndex:
     return index
 
 
-def _parsed(body: dict[str, Any]) -> Resource[Any]:
-    """`body` as the runtime hands it to a status builder: its spec parsed once."""
-    return Resource.parse(body, kind_of(body).spec)
+def _parsed(body: dict[str, Any]) -> Resource[Any, Any]:
+    """`body` as the runtime hands it to a status builder: its spec and status parsed once."""
+    kind = kind_of(body)
+    return Resource.parse(body, kind.spec, kind.status)
 
 
 def _by_type(update: Any) -> dict[str, Any]:

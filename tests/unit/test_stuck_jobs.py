@@ -10,6 +10,7 @@ from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, VersionServer, Work
 from lykeion.executors.kubernetes import DataVolume, build_job, stuck_reason
 from lykeion.executors.kubernetes_endpoints import with_data_volume
+from tests.objects import server_config
 
 JOB = {"metadata": {"name": "rider-activity-g1-r1", "namespace": "team-b"}}
 NO_ACCOUNT = (
@@ -135,7 +136,7 @@ def test_model_servers_mount_the_data_volume_routers_do_not() -> None:
         name="forward-default",
         namespace="team-a",
         backend="lykeion",
-        servers=(VersionServer("1.0", "forward-default-1-0", {"name": "forward-default"}),),
+        servers=(VersionServer("1.0", "forward-default-1-0", server_config("1.0")),),
         weights={"1.0": 100},
         image="serving:1",
     )
@@ -158,9 +159,10 @@ def test_model_servers_mount_the_data_volume_routers_do_not() -> None:
 def test_seldon_and_kserve_model_servers_mount_the_data_volume_and_review_as_the_server() -> None:
     # Seldon's predictor pods and KServe's transformer run the Lykeion server: it reads the
     # online store on the data volume and reviews callers with the serving account.
-    servers = (VersionServer("1.0", "forward-default-1-0",
-                             {"name": "forward-default", "access": "kubernetes",
-                              "storage_uri": "mlflow-artifacts:/1/m/artifacts"}),)  # fmt: skip
+    config = server_config(
+        "1.0", access="kubernetes", storage_uri="mlflow-artifacts:/1/m/artifacts"
+    )
+    servers = (VersionServer("1.0", "forward-default-1-0", config),)
     for backend in ("seldon", "kserve"):
         # KServe fetches mlflow-artifacts: through the ClusterStorageContainer it is told of.
         endpoint = Endpoint(name="forward-default", namespace="team-a", backend=backend,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -106,3 +107,43 @@ class Status(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     """Conditions keyed by type; `Ready` aggregates the others."""
+
+    @classmethod
+    def from_stored(cls, stored: object) -> tuple[Self, dict[str, str]]:
+        """The status as stored (the object's `status`, None when none was written yet),
+        parsed, and what of it was left out (pure; never raises).
+
+        A field the model refuses (a value written by another version of the operator, or
+        by someone else) is read as absent, whole: a list is never read in part, so an
+        ordered one (a Model's trained inputs) never silently loses an item. The problems
+        are keyed by the status field, each a "; "-joined list of `status.<path>: <what is
+        wrong>`; a stored status that is not an object is read as empty, keyed ""."""
+        if stored is None:
+            return cls(), {}
+        if not isinstance(stored, Mapping):
+            return cls(), {"": f"status: not an object ({type(stored).__name__})"}
+        data: dict[str, Any] = {str(k): v for k, v in stored.items()}
+        problems: dict[str, list[str]] = {}
+        while True:
+            try:
+                return cls.model_validate(data), {k: "; ".join(v) for k, v in problems.items()}
+            except ValidationError as error:
+                refused: set[str | None] = set()
+                for found in error.errors(include_url=False):
+                    loc = found["loc"]
+                    key = str(loc[0]) if loc and str(loc[0]) in data else None
+                    path = ".".join(["status", *(str(p) for p in loc)])
+                    problems.setdefault(key or "", []).append(f"{path}: {found['msg']}")
+                    refused.add(key)
+            if None in refused:  # a problem of no one field: nothing is kept
+                return cls(), {k: "; ".join(v) for k, v in problems.items()}
+            for key in refused:
+                data.pop(str(key))
+
+    def patched(self, fields: Mapping[str, Any]) -> Self:
+        """This status with `fields` (status keys, as the reconcile writes them; None
+        removes a field) set over its top-level fields, as a builder reads its own status
+        after its changes (pure). Raises `pydantic.ValidationError` naming the field when
+        a value does not fit."""
+        merged = {**self.wire_given(), **fields}
+        return self.model_validate({k: v for k, v in merged.items() if v is not None})

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lykeion.serving.config import ServerConfig
+
 
 class State(enum.StrEnum):
     PENDING = "Pending"
@@ -75,8 +77,8 @@ class VersionServer:
     version: str
     name: str
     """Deterministic child name: `<deployment>-<version>` (dots as dashes)."""
-    config: dict[str, Any]
-    """The server's `ServerConfig` as JSON-compatible data."""
+    config: ServerConfig
+    """The server's configuration; its `wire()` is what the server reads."""
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def server_container(
         "image": endpoint.image,
         "command": ["python", "-m", "lykeion.serving", "--host", "0.0.0.0", "--port", str(port)],
         "env": [
-            {"name": CONFIG_ENV, "value": json.dumps(server.config, separators=(",", ":"))},
+            {"name": CONFIG_ENV, "value": json.dumps(server.config.wire(), separators=(",", ":"))},
         ],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "readinessProbe": probe,
@@ -169,7 +169,7 @@ def routes(endpoint: Endpoint) -> dict[str, Any]:
 def _reviewing(pod: dict[str, Any], server: VersionServer) -> None:
     """A server that reviews callers (`access: kubernetes`) needs the pod's own token: the
     one account that may ask for reviews (modifies `pod`, a pod spec)."""
-    if server.config.get("access") == "kubernetes":
+    if server.config.access == "kubernetes":
         pod["serviceAccountName"] = SERVING_ACCOUNT
         pod["automountServiceAccountToken"] = True
 
@@ -407,7 +407,7 @@ def render_kserve(endpoint: Endpoint) -> list[dict[str, Any]]:
             kserve_canary(endpoint)  # refused as such, not silently withdrawn
         return []
     newest, percent = kserve_canary(endpoint)
-    storage = newest.config.get("storage_uri")
+    storage = newest.config.storage_uri
     transformer: dict[str, Any] = {
         "minReplicas": endpoint.replicas,
         "automountServiceAccountToken": False,
@@ -440,7 +440,7 @@ def render_kserve(endpoint: Endpoint) -> list[dict[str, Any]]:
 
 
 def _storage_problem(server: VersionServer, extra_schemes: tuple[str, ...] = ()) -> str | None:
-    storage = server.config.get("storage_uri")
+    storage = server.config.storage_uri
     if not storage:
         return (
             f"version {server.version} records no artifact location (status.artifactUri): "

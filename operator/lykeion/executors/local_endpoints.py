@@ -141,7 +141,7 @@ class LocalEndpoints:
         urls: dict[str, str] = {}
         for server in endpoint.servers:
             process = Process(base / server.name)
-            config = json.dumps(server.config, indent=2, sort_keys=True)
+            config = json.dumps(server.config.wire(), indent=2, sort_keys=True)
             changed = _write_if_changed(process.folder / "config.json", config)
             if changed or not (process.running() or process.folder.joinpath("exit_code").exists()):
                 process.stop()

@@ -17,16 +17,18 @@ import kopf
 from pydantic import ValidationError
 
 from lykeion import conditions
-from lykeion.api.deployment import DeploymentSpec, RolloutSpec, RolloutStatus
+from lykeion.api.deployment import DeploymentSpec, DeploymentStatus, RolloutSpec, RolloutStatus
+from lykeion.api.featuremanifest import FeatureManifestStatus
 from lykeion.api.kinds import DEPLOYMENT, FEATURE_MANIFEST, MODEL
-from lykeion.api.model import Evaluation
+from lykeion.api.model import Evaluation, ModelStatus
 from lykeion.conditions import Check, ready
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
 from lykeion.features.view import parse_duration
 from lykeion.handlers import rollout
 from lykeion.object_index import ObjectIndex
 from lykeion.rollouts import analysis, plan, signals
-from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpdate
+from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpdate, Stored
+from lykeion.serving.config import ServerConfig
 
 log = logging.getLogger("lykeion")
 
@@ -34,8 +36,11 @@ MODELS_RESOLVED = "ModelsResolved"
 RECHECK_SECONDS = 60.0
 """How often a Ready Deployment re-checks that its features are still fresh."""
 
+Deployment = Resource[DeploymentSpec, DeploymentStatus]
+"""A Deployment as a reconcile reads it: spec and status parsed."""
 
-def desired_status(deployment: Resource[DeploymentSpec], index: ObjectIndex) -> StatusUpdate:
+
+def desired_status(deployment: Deployment, index: ObjectIndex) -> StatusUpdate:
     ns, spec = deployment.namespace, deployment.spec
     family, segment = spec.family, spec.segment
     wanted = rollout.wanted_versions(spec)
@@ -55,9 +60,7 @@ def desired_status(deployment: Resource[DeploymentSpec], index: ObjectIndex) -> 
     return StatusUpdate({}, [resolved, ready([resolved], "Resolved", "all versions resolved")])
 
 
-async def act(
-    deployment: Resource[DeploymentSpec], runtime: Runtime, update: StatusUpdate
-) -> StatusUpdate:
+async def act(deployment: Deployment, runtime: Runtime, update: StatusUpdate) -> StatusUpdate:
     """Gate, serve, observe, judge a rollout: one pass, idempotent (serving the same endpoint
     changes nothing)."""
     if runtime.executor is None or runtime.config is None:
@@ -73,20 +76,14 @@ async def act(
     serving = {**spec, "versions": plan.versions(state)} if state is not None else spec
 
     # 1. What the gate needs: the Models (with status) and their features' manifests.
-    models: dict[str, dict[str, Any] | None] = {}
+    models: dict[str, Stored[ModelStatus] | None] = {}
     for version in rollout.wanted_versions(serving):
         found = runtime.index.model_for(ns, family, segment, version)
-        models[version] = await runtime.kube.get(MODEL, ns, found[0]) if found else None
-    features = sorted(
-        {
-            f["ref"]
-            for m in models.values()
-            if m
-            for f in (m.get("status") or {}).get("features", [])
-        }
-    )
+        model = await runtime.kube.get(MODEL, ns, found[0]) if found else None
+        models[version] = Stored.read(model, ModelStatus) if model is not None else None
+    features = sorted({f["ref"] for m in models.values() if m for f in m.status.features})
     manifests = [
-        m
+        Stored.read(m, FeatureManifestStatus)
         for ref in runtime.index.manifests_for(ns, features)
         if (m := await runtime.kube.get(FEATURE_MANIFEST, ns, ref["metadata"]["name"]))
     ]
@@ -96,7 +93,7 @@ async def act(
     admissions, configs = gated.admissions, gated.configs
 
     # 3. Serve with the traffic the last observation allows; re-split once if it moved.
-    seen = {t["version"]: bool(t.get("available")) for t in deployment.status.get("traffic", [])}
+    seen = {t.version: t.available for t in deployment.status.traffic}
     stable = state.stable if state is not None else None
     served, weights, rejected = await _serve(deployment, serving, configs, seen, runtime, stable)
 
@@ -117,7 +114,7 @@ async def act(
                 state.stable,
             )
         extra.append(plan.rolled_back(state))
-    elif conditions.get(deployment.status.get("conditions", []), plan.ROLLED_BACK):
+    elif any(c.type == plan.ROLLED_BACK for c in deployment.status.conditions):
         extra.append(Check(plan.ROLLED_BACK, False, "NoRollout", "spec.rollout is not set"))
 
     desired = {v["version"]: int(v["traffic"]) for v in serving["versions"]}
@@ -126,9 +123,13 @@ async def act(
     if rejected is not None:
         checks = [rejected if c.type == rollout.AVAILABLE else c for c in checks]
         # What served before still does, also versions the refused spec no longer names.
-        fields["traffic"] = deployment.status.get("traffic", [])
-    stored = deployment.status.get("rollout")
-    fields["rollout"] = plan.status_field(state, stored) if state is not None else None
+        fields["traffic"] = [t.wire_given() for t in deployment.status.traffic]
+    stored = deployment.status.rollout
+    fields["rollout"] = (
+        plan.status_field(state, stored.wire_given() if stored is not None else None)
+        if state is not None
+        else None
+    )
     everything = [*resolved, *checks]
     endpoint = fields.get("endpoint")
     # RolledBack and FeaturesConsistent inform; the endpoint serves either way (not in Ready).
@@ -138,9 +139,9 @@ async def act(
 
 
 async def _serve(
-    deployment: Resource[DeploymentSpec],
+    deployment: Deployment,
     serving: dict[str, Any],
-    configs: dict[str, dict[str, Any]],
+    configs: dict[str, ServerConfig],
     seen: dict[str, bool],
     runtime: Runtime,
     rollout_stable: str | None = None,
@@ -176,25 +177,23 @@ async def _serve(
             await runtime.executor.unserve(deployment.namespace, deployment.name)
     except ServingRejected as error:
         # Nothing was applied: the split in effect is still the one the status reports.
-        before = {
-            t["version"]: int(t.get("traffic", 0)) for t in deployment.status.get("traffic", [])
-        }
+        before = {t.version: t.traffic for t in deployment.status.traffic}
         return served, before, Check(rollout.AVAILABLE, False, "ServingRejected", str(error))
     return served, weights, None
 
 
 def _stable(
-    deployment: Resource[DeploymentSpec], desired: dict[str, int], rollout_stable: str | None
+    deployment: Deployment, desired: dict[str, int], rollout_stable: str | None
 ) -> str | None:
     """`rollout.stable_version` from the status: traffic in effect and the recorded stable."""
-    before = deployment.status.get("traffic", [])
-    in_effect = {t["version"]: int(t.get("traffic", 0)) for t in before}
-    recorded = next((t["version"] for t in before if t.get("stable")), None)
+    before = deployment.status.traffic
+    in_effect = {t.version: t.traffic for t in before}
+    recorded = next((t.version for t in before if t.stable), None)
     return rollout.stable_version(desired, in_effect, rollout_stable, recorded)
 
 
 def _rollout_state(
-    deployment: Resource[DeploymentSpec], now: str
+    deployment: Deployment, now: str
 ) -> tuple[RolloutSpec | None, RolloutStatus | None]:
     """`spec.rollout`, and the rollout's state before analysis (None without one)."""
     body, spec, status = deployment.body, deployment.spec, deployment.status
@@ -203,15 +202,13 @@ def _rollout_state(
     # deployments status` read it: only a non-empty one is analysed.
     if rollout_spec is None or not (body.get("spec") or {}).get("rollout"):
         return None, None
-    try:
-        previous = (
-            RolloutStatus.model_validate(status["rollout"]) if status.get("rollout") else None
-        )
-    except ValidationError as error:
+    refused = deployment.status_problems.get("rollout")
+    if refused is not None:
         # A status from another version of Lykeion: the rollout restarts.
-        log.warning("rollout of %s: %s", deployment.name, error)
+        log.warning("rollout of %s: %s", deployment.name, refused)
         return None, None
-    in_effect = {t["version"]: int(t.get("traffic", 0)) for t in status.get("traffic", [])}
+    previous = status.rollout
+    in_effect = {t.version: t.traffic for t in status.traffic}
     annotation = (body["metadata"].get("annotations") or {}).get(plan.PROMOTE)
     state = plan.begin(
         spec.versions[0].version,
@@ -226,7 +223,7 @@ def _rollout_state(
 
 
 async def _analyse(
-    deployment: Resource[DeploymentSpec],
+    deployment: Deployment,
     rollout_spec: RolloutSpec,
     state: RolloutStatus,
     served: EndpointStatus | None,
@@ -291,18 +288,20 @@ async def _analyse(
     return judged, checks
 
 
-def _gate(model: dict[str, Any] | None) -> analysis.Gate | None:
+def _gate(model: Stored[ModelStatus] | None) -> analysis.Gate | None:
     """The canary Model's evaluation gate as its last training resolved it (else its spec);
     None when it has none yet."""
-    if not model:
+    if model is None:
         return None
-    status = model.get("status") or {}
-    found = ((status.get("contract") or {}).get("evaluation")) or model["spec"].get("evaluation")
-    if not found:
-        return None
-    try:
-        gate = Evaluation.model_validate(found)
-    except ValidationError:
+    contract = model.status.contract
+    gate = contract.evaluation if contract is not None else None
+    declared = model.body["spec"].get("evaluation")
+    if gate is None and declared:
+        try:
+            gate = Evaluation.model_validate(declared)
+        except ValidationError:
+            return None
+    if gate is None:
         return None
     return analysis.Gate(gate.metric, gate.threshold, gate.higher_is_better)
 

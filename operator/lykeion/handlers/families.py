@@ -5,7 +5,7 @@ from __future__ import annotations
 import kopf
 
 from lykeion.api.kinds import MODEL_FAMILY
-from lykeion.api.modelfamily import ModelFamilySpec
+from lykeion.api.modelfamily import ModelFamilySpec, ModelFamilyStatus
 from lykeion.conditions import Check, ready
 from lykeion.object_index import Key, ObjectIndex
 from lykeion.runtime import KindDeclaration, Resource, Runtime, StatusUpdate
@@ -13,7 +13,9 @@ from lykeion.runtime import KindDeclaration, Resource, Runtime, StatusUpdate
 IN_USE = "InUse"
 
 
-def desired_status(family: Resource[ModelFamilySpec], index: ObjectIndex) -> StatusUpdate:
+def desired_status(
+    family: Resource[ModelFamilySpec, ModelFamilyStatus], index: ObjectIndex
+) -> StatusUpdate:
     ns, alias = family.namespace, family.name
     models = index.models_of_family(ns, alias)
     segments: dict[str, dict[str, set[str]]] = {}

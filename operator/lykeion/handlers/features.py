@@ -10,11 +10,12 @@ import kopf
 from pydantic import ValidationError
 
 from lykeion import conditions
-from lykeion.api.featuremanifest import FeatureManifestSpec
+from lykeion.api.featuremanifest import FeatureManifestSpec, FeatureManifestStatus
 from lykeion.api.kinds import FEATURE_MANIFEST
 from lykeion.conditions import Check, ready
 from lykeion.handlers.materialization import (
     MATERIALIZED,
+    FeatureManifest,
     drop_tables,
     late_data_check,
     materialize,
@@ -25,7 +26,7 @@ from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpd
 REGISTERED = "Registered"
 
 
-def desired_status(manifest: Resource[FeatureManifestSpec], index: ObjectIndex) -> StatusUpdate:
+def desired_status(manifest: FeatureManifest, index: ObjectIndex) -> StatusUpdate:
     ns, name = manifest.namespace, manifest.name
     entity = manifest.spec.entity.name
     defines = manifest.spec.defines()
@@ -56,9 +57,7 @@ def desired_status(manifest: Resource[FeatureManifestSpec], index: ObjectIndex) 
     return StatusUpdate(fields, [registered, ready([registered], "Registered")])
 
 
-async def act(
-    manifest: Resource[FeatureManifestSpec], runtime: Runtime, update: StatusUpdate
-) -> StatusUpdate:
+async def act(manifest: FeatureManifest, runtime: Runtime, update: StatusUpdate) -> StatusUpdate:
     """Run the manifest's pipeline (backfill, then on schedule) once it is registered."""
     registered = next(c for c in update.checks if c.type == REGISTERED)
     if runtime.executor is None or runtime.config is None:
@@ -76,9 +75,8 @@ async def act(
             MATERIALIZED, False, "NotRegistered", "runs wait until the features register"
         )
     checks = [registered, materialized]
-    merged = {**manifest.status, **fields}
     # LateData is advice (served values stay valid up to the watermark): not part of Ready.
-    late = late_data_check(merged, manifest.name)
+    late = late_data_check(manifest.status.patched(fields), manifest.name)
     return StatusUpdate(
         {**update.fields, **fields},
         [*checks, late, ready(checks, "Materialized", materialized.message)],
@@ -99,14 +97,17 @@ async def manifest_deleted(body: kopf.Body, runtime: Runtime) -> None:
     and a Warning event; giving up shows as a `TablesLeftBehind` Warning event."""
     if runtime.executor is None or runtime.config is None:
         return
+    manifest: FeatureManifest
     try:
-        manifest = Resource.parse(dict(body), FeatureManifestSpec)
+        manifest = Resource.parse(dict(body), FeatureManifestSpec, FeatureManifestStatus)
     except ValidationError:
         # A spec the model refuses (stored before the model changed) must not hold the
         # finalizer for good: the drop reads the manifest's metadata and status, and hands
         # the spec as stored to the drop run.
         stored: dict[str, Any] = dict(body.get("spec") or {})
-        manifest = Resource(dict(body), FeatureManifestSpec.model_construct(**stored))
+        status, problems = FeatureManifestStatus.from_stored(body.get("status"))
+        spec = FeatureManifestSpec.model_construct(**stored)
+        manifest = Resource(dict(body), spec, status, problems)
     step = await drop_tables(manifest, runtime.executor, runtime.config, datetime.now(UTC))
     if step.check is not None:
         await _set_condition(runtime, manifest.body, step.check)

@@ -39,7 +39,7 @@ and the `LateData` condition asks for a backfill.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,7 +48,7 @@ import kopf
 from croniter import croniter
 from pydantic import ValidationError
 
-from lykeion.api.featuremanifest import FeatureManifestSpec, RunRecord
+from lykeion.api.featuremanifest import FeatureManifestSpec, FeatureManifestStatus, RunRecord
 from lykeion.conditions import Check, parse_time, rfc3339
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
@@ -78,6 +78,9 @@ DROP_MEMORY = "512Mi"
 TABLES_DROPPED = "TablesDropped"
 """Condition of a deleted manifest whose drop run failed or cannot start (False only)."""
 
+FeatureManifest = Resource[FeatureManifestSpec, FeatureManifestStatus]
+"""A FeatureManifest as a reconcile reads it: spec and status parsed."""
+
 
 @dataclass(frozen=True)
 class NextRange:
@@ -86,33 +89,34 @@ class NextRange:
     reason: str
 
 
-def consecutive_failures(runs: list[dict[str, Any]], generation: int) -> int:
+def consecutive_failures(runs: Sequence[RunRecord], generation: int) -> int:
+    """How many of the last `runs` in a row are failed runs of `generation`."""
     count = 0
     for run in reversed(runs):
-        if run.get("generation") != generation or run.get("result") != "Failed":
+        if run.generation != generation or run.result != "Failed":
             break
         count += 1
     return count
 
 
 def next_range(
-    spec: FeatureManifestSpec, status: dict[str, Any], generation: int, now: datetime
+    spec: FeatureManifestSpec, status: FeatureManifestStatus, generation: int, now: datetime
 ) -> NextRange | None:
     """The range of the run to start now, or None (pure)."""
-    if status.get("currentRun"):
+    if status.current_run is not None:
         return None
-    runs = status.get("runs") or []
+    runs = status.runs
     failures = consecutive_failures(runs, generation)
     if failures:
         backoff = min(BACKOFF_START * 2 ** (failures - 1), BACKOFF_MAX)
-        finished = parse_time(runs[-1].get("finishedAt"))
+        finished = parse_time(runs[-1].finished_at)
         if finished is not None and now < finished + backoff:
             return None
-    if status.get("materializedGeneration") != generation:
+    if status.materialized_generation != generation:
         # New or changed definitions: recompute the whole history.
         return NextRange(None, rfc3339(now), "backfill")
-    watermark = parse_time(status.get("watermark"))
-    last = parse_time(status.get("lastRunTime"))
+    watermark = parse_time(status.watermark)
+    last = parse_time(status.last_run_time)
     if spec.schedule and watermark is not None and last is not None:
         due = croniter(spec.schedule, last).get_next(datetime)
         if due <= now:
@@ -142,18 +146,18 @@ def run_record(
     return record.model_copy(update=given) if given else record
 
 
-def stored_generations(status: dict[str, Any]) -> list[int]:
+def stored_generations(status: FeatureManifestStatus) -> list[int]:
     """Generations whose tables may exist: the one in effect and any started since."""
-    stored = {int(g) for g in status.get("storedGenerations") or []}
-    if status.get("materializedGeneration"):
-        stored.add(int(status["materializedGeneration"]))
+    stored = set(status.stored_generations)
+    if status.materialized_generation:
+        stored.add(status.materialized_generation)
     return sorted(stored)
 
 
-def generations_to_drop(status: dict[str, Any]) -> list[int]:
+def generations_to_drop(status: FeatureManifestStatus) -> list[int]:
     """What a backfill starting now drops first (pure): every stored generation but the
     one readers read, its own included (a retried backfill starts from empty tables)."""
-    in_effect = status.get("materializedGeneration")
+    in_effect = status.materialized_generation
     return [g for g in stored_generations(status) if g != in_effect]
 
 
@@ -170,11 +174,11 @@ REPORTED = (
 
 
 def finish(
-    status: dict[str, Any], run: RunRecord, outcome: WorkStatus, now: datetime
+    status: FeatureManifestStatus, run: RunRecord, outcome: WorkStatus, now: datetime
 ) -> dict[str, Any]:
-    """Status fields after `run` ended with `outcome` (pure). A run that reported a value
-    of the wrong type is recorded as failed, its message starting `ResultInvalid` and
-    naming the field."""
+    """Status fields (the keys and values written) after `run` ended with `outcome`
+    (pure). A run that reported a value of the wrong type is recorded as failed, its
+    message starting `ResultInvalid` and naming the field."""
     result = outcome.result or {}
     succeeded = outcome.state is State.SUCCEEDED and result.get("succeeded", True)
     # The range the run itself used wins: after a restart the record may have been rebuilt.
@@ -189,7 +193,7 @@ def finish(
         invalid = invalid_result("run", error)
         failed = replace(invalid, message=f"{invalid.reason}: {invalid.message}")
         return finish(status, run, failed, now)
-    runs = [r for r in status.get("runs") or [] if r.get("name") != run.name]
+    runs = [r.wire_given() for r in status.runs if r.name != run.name]
     fields: dict[str, Any] = {
         "currentRun": None,
         "runs": [*runs, done.wire_given()][-MAX_RUNS_KEPT:],
@@ -197,7 +201,7 @@ def finish(
     if succeeded:
         fields |= {"watermark": end, "lastRunTime": rfc3339(now), "rowsWritten": done.rows_written}
         # A full run (a backfill) says what the source holds now; an incremental one adds.
-        before = None if run.start is None else status.get("newestEventTime")
+        before = None if run.start is None else status.newest_event_time
         newest = [m for m in (parse_time(before), parse_time(result.get("max_event_time"))) if m]
         fields["newestEventTime"] = rfc3339(max(newest)) if newest else None
         if run.start is None:
@@ -212,49 +216,48 @@ def finish(
         # The run dropped these before writing (a failed drop fails the run); its own
         # generation it wrote again, and the one in effect it never drops.
         dropped = set(run.drop_generations)
-        merged = {**status, **fields}
-        keep = {run.generation, merged.get("materializedGeneration")}
+        merged = status.patched(fields)
+        keep = {run.generation, merged.materialized_generation}
         fields["storedGenerations"] = [
             g for g in stored_generations(merged) if g not in dropped or g in keep
         ]
     return fields
 
 
-def materialized_check(status: dict[str, Any], generation: int) -> Check:
+def materialized_check(status: FeatureManifestStatus, generation: int) -> Check:
     """The Materialized condition from the status fields (pure)."""
-    current = status.get("currentRun")
-    runs = status.get("runs") or []
-    last = runs[-1] if runs else None
-    if status.get("materializedGeneration") == generation and status.get("watermark"):
-        message = f"stores complete up to {status['watermark']}"
-        if last and last.get("result") == "Failed":
+    current = status.current_run
+    last = status.runs[-1] if status.runs else None
+    if status.materialized_generation == generation and status.watermark:
+        message = f"stores complete up to {status.watermark}"
+        if last and last.result == "Failed":
             return Check(
                 MATERIALIZED,
                 True,
                 "IncrementalRunFailed",
-                f"{message}; last run failed: {last.get('message', '')}",
+                f"{message}; last run failed: {last.message or ''}",
             )
         return Check(MATERIALIZED, True, "Materialized", message)
-    if last and last.get("result") == "Failed" and last.get("generation") == generation:
+    if last and last.result == "Failed" and last.generation == generation:
         return Check(
             MATERIALIZED,
             False,
             "PipelineFailed",
-            f"run {last['name']} failed: {last.get('message', '')}",
+            f"run {last.name} failed: {last.message or ''}",
         )
     if current:
         return Check(
-            MATERIALIZED, False, "Backfilling", f"run {current['name']} is computing the history"
+            MATERIALIZED, False, "Backfilling", f"run {current.name} is computing the history"
         )
     return Check(MATERIALIZED, False, "Pending", "no run has completed for this generation yet")
 
 
-def late_data_check(status: dict[str, Any], name: str) -> Check:
+def late_data_check(status: FeatureManifestStatus, name: str) -> Check:
     """The LateData condition (pure): True while source rows at or behind the last re-read
     boundary are missing from the stores, which only a backfill can bring in."""
-    late = int(status.get("lateRows") or 0)
+    late = status.late_rows or 0
     if late:
-        boundary = status.get("lateRowsBoundary") or "the re-read boundary"
+        boundary = status.late_rows_boundary or "the re-read boundary"
         return Check(
             LATE_DATA,
             True,
@@ -265,7 +268,7 @@ def late_data_check(status: dict[str, Any], name: str) -> Check:
     return Check(LATE_DATA, False, "NoLateRows", "no source rows behind the re-read boundary")
 
 
-def _manifest_json(manifest: Resource[FeatureManifestSpec]) -> str:
+def _manifest_json(manifest: FeatureManifest) -> str:
     """What a run needs of the manifest, as compact JSON: identity (with the UID) and spec
     (as stored: the run parses it itself)."""
     body, meta = manifest.body, manifest.body["metadata"]
@@ -282,9 +285,7 @@ def _manifest_json(manifest: Resource[FeatureManifestSpec]) -> str:
     return json.dumps(argument, separators=(",", ":"))
 
 
-def work_for(
-    manifest: Resource[FeatureManifestSpec], run: RunRecord, config: PlatformConfig
-) -> Work:
+def work_for(manifest: FeatureManifest, run: RunRecord, config: PlatformConfig) -> Work:
     """The pipeline run as executor work (pure)."""
     command = [
         config.python, "-m", "lykeion.features.run",
@@ -316,18 +317,17 @@ def run_name(manifest: str, generation: int, number: int) -> str:
 
 
 async def materialize(
-    manifest: Resource[FeatureManifestSpec], executor: Executor, config: PlatformConfig,
-    now: datetime,
-) -> tuple[dict[str, Any], Check]:  # fmt: skip
+    manifest: FeatureManifest, executor: Executor, config: PlatformConfig, now: datetime
+) -> tuple[dict[str, Any], Check]:
     """Follow or start this manifest's run; status fields and the Materialized check."""
     body = manifest.body
-    status = dict(manifest.status)
+    status = manifest.status
     generation = int(body["metadata"].get("generation", 1))
     namespace = manifest.namespace
     uid = body["metadata"].get("uid")
     fields: dict[str, Any] = {}
     stuck: Check | None = None
-    current = RunRecord.model_validate(status["currentRun"]) if status.get("currentRun") else None
+    current = status.current_run
     if current is not None:
         followed = await follow(
             executor,
@@ -344,7 +344,7 @@ async def materialize(
     else:
         planned = next_range(manifest.spec, status, generation, now)
         if planned is not None:
-            number = int(status.get("runCount") or 0) + 1
+            number = status.run_count + 1
             backfill = planned.start is None
             run = run_record(
                 run_name(manifest.name, generation, number),
@@ -358,21 +358,18 @@ async def materialize(
             fields = {"currentRun": run.wire_given(), "runCount": number}
             if backfill:
                 fields["storedGenerations"] = sorted({*stored_generations(status), generation})
-    merged = {**status, **fields}
-    check = materialized_check(merged, generation)
+    check = materialized_check(status.patched(fields), generation)
     return fields, stuck if stuck is not None and not check.ok else check
 
 
-def generations_written(body: dict[str, Any]) -> list[int]:
+def generations_written(status: FeatureManifestStatus, generation: int) -> list[int]:
     """Every generation of the manifest whose tables may exist (pure): the stored ones, the
-    one in effect, a run's in flight, and the object's own generation (a backfill may
-    have been submitted just before its status was written)."""
-    status = body.get("status") or {}
+    one in effect, a run's in flight, and the object's own `generation` (a backfill may
+    have been submitted just before its status was written; 0, unknown, reads as 1)."""
     found = set(stored_generations(status))
-    current = status.get("currentRun") or {}
-    if current.get("generation"):
-        found.add(int(current["generation"]))
-    found.add(int(body["metadata"].get("generation") or 1))
+    if status.current_run is not None and status.current_run.generation:
+        found.add(status.current_run.generation)
+    found.add(generation or 1)
     return sorted(found)
 
 
@@ -395,15 +392,13 @@ def drop_poll_delay(attempt: int) -> float:
     return min(DROP_POLL_FIRST * 2.0 ** max(attempt - 1, 0), DROP_POLL_MAX)
 
 
-def drop_work_for(
-    manifest: Resource[FeatureManifestSpec], attempt: int, config: PlatformConfig
-) -> Work:
+def drop_work_for(manifest: FeatureManifest, attempt: int, config: PlatformConfig) -> Work:
     """Drop attempt `attempt` of a deleted manifest as executor work (pure): the tables of
     `generations_written`, from both stores, in the workloads image (Kubernetes) or a
     detached process (local). Not owned by the manifest (`Work.owned`): a foreground
     deletion would delete it as it starts; it carries the manifest's UID all the same."""
     body, meta = manifest.body, manifest.body["metadata"]
-    generations = generations_written(body)
+    generations = generations_written(manifest.status, manifest.generation)
     command = [
         config.python, "-m", "lykeion.features.run",
         "--manifest-json", _manifest_json(manifest),
@@ -503,9 +498,8 @@ def next_drop_step(
 
 
 async def drop_tables(
-    manifest: Resource[FeatureManifestSpec], executor: Executor, config: PlatformConfig,
-    now: datetime,
-) -> DropStep:  # fmt: skip
+    manifest: FeatureManifest, executor: Executor, config: PlatformConfig, now: datetime
+) -> DropStep:
     """The finalizer's work for a deleted FeatureManifest (see the module docstring): stop
     the pipeline run in flight, then drop the tables of `generations_written` from both
     stores in a drop run (`drop_work_for`), followed attempt by attempt
@@ -515,13 +509,13 @@ async def drop_tables(
     still stopping; the caller holds the finalizer while the step is not `release`."""
     body, meta = manifest.body, manifest.body["metadata"]
     namespace, uid = meta.get("namespace", "default"), meta.get("uid")
-    current = manifest.status.get("currentRun")
-    if current:
-        outcome = await executor.status(namespace, current["name"], uid)
+    current = manifest.status.current_run
+    if current is not None:
+        outcome = await executor.status(namespace, current.name, uid)
         if outcome.state in (State.PENDING, State.RUNNING):
-            await executor.cancel(namespace, current["name"])
+            await executor.cancel(namespace, current.name)
             raise kopf.TemporaryError(
-                f"waiting for run {current['name']} to stop before dropping tables",
+                f"waiting for run {current.name} to stop before dropping tables",
                 delay=DROP_RETRY,
             )
 
@@ -536,7 +530,8 @@ async def drop_tables(
     exhausted = attempts[-1].state is State.FAILED
     if exhausted:  # every attempt failed: read as the next one not submitted
         attempts.append(WorkStatus(State.MISSING))
-    tables = [FeatureView.from_body(body, g).table for g in generations_written(body)]
+    written = generations_written(manifest.status, manifest.generation)
+    tables = [FeatureView.from_body(body, g).table for g in written]
     step = next_drop_step(attempts, exhausted or give_up_dropping(body, now), tables, name)
     if step.cancel is not None:
         await executor.cancel(namespace, step.cancel)

@@ -8,7 +8,6 @@ from typing import Any
 import kopf
 
 from lykeion.api.kinds import MODEL
-from lykeion.api.model import ModelSpec
 from lykeion.conditions import Check, ready
 from lykeion.features.reference import (
     FeatureReference,
@@ -16,9 +15,9 @@ from lykeion.features.reference import (
     feature_name,
     type_mismatch,
 )
-from lykeion.handlers.training import train
+from lykeion.handlers.training import Model, train
 from lykeion.object_index import ObjectIndex
-from lykeion.runtime import Clock, KindDeclaration, Resource, Runtime, StatusUpdate
+from lykeion.runtime import Clock, KindDeclaration, Runtime, StatusUpdate
 
 FAMILY_RESOLVED = "FamilyResolved"
 FEATURES_RESOLVED = "FeaturesResolved"
@@ -70,7 +69,7 @@ def check_features(ns: str, refs: list[str], index: ObjectIndex) -> tuple[Check,
     ), []
 
 
-def desired_status(model: Resource[ModelSpec], index: ObjectIndex) -> StatusUpdate:
+def desired_status(model: Model, index: ObjectIndex) -> StatusUpdate:
     ns, spec = model.namespace, model.spec
     family = check_family(ns, spec.family, index)
     features, missing_features = check_features(ns, list(spec.input_features), index)
@@ -83,7 +82,7 @@ def desired_status(model: Resource[ModelSpec], index: ObjectIndex) -> StatusUpda
     )
 
 
-async def act(model: Resource[ModelSpec], runtime: Runtime, update: StatusUpdate) -> StatusUpdate:
+async def act(model: Model, runtime: Runtime, update: StatusUpdate) -> StatusUpdate:
     """Train when asked (and only once the references resolve); fold in the outcome."""
     if runtime.executor is None or runtime.config is None:
         return update

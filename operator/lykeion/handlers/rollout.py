@@ -20,6 +20,8 @@ from pydantic import ValidationError
 
 from lykeion import conditions
 from lykeion.api.deployment import DeploymentSpec
+from lykeion.api.featuremanifest import FeatureManifestStatus
+from lykeion.api.model import ModelStatus
 from lykeion.conditions import Check, parse_time
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Endpoint, EndpointStatus, VersionServer
@@ -33,6 +35,7 @@ from lykeion.features.reference import (
 from lykeion.features.view import FeatureView, parse_duration
 from lykeion.names import child_name
 from lykeion.rollouts import labels
+from lykeion.runtime import Stored
 from lykeion.serving.config import ServerConfig
 
 MODELS_EVALUATED = "ModelsEvaluated"
@@ -64,39 +67,43 @@ def wanted_versions(spec: DeploymentSpec | Mapping[str, Any]) -> list[str]:
     )
 
 
-def _views(manifests: Sequence[Mapping[str, Any]]) -> list[FeatureView]:
+def _views(manifests: Sequence[Stored[FeatureManifestStatus]]) -> list[FeatureView]:
     """The views of the manifests whose spec is valid (an invalid one serves nothing)."""
     views = []
     for manifest in manifests:
         try:
-            views.append(FeatureView.from_body(dict(manifest)))
+            views.append(FeatureView.from_body(dict(manifest.body)))
         except ValidationError:
             continue
     return views
 
 
-def admit_model(version: str, model: Mapping[str, Any] | None) -> Admission:
+def admit_model(version: str, model: Stored[ModelStatus] | None) -> Admission:
+    """The gate's verdict on the Model of `version` (None: there is none): Evaluated, and
+    its status records the trained model and its inputs (pure)."""
     if model is None:
         return Admission(version, "ModelVersionNotFound", f"no Model for version {version}")
-    status = model.get("status") or {}
-    name = model["metadata"]["name"]
-    if not conditions.is_true(status.get("conditions", []), "Evaluated"):
-        evaluated = conditions.get(status.get("conditions", []), "Evaluated") or {}
-        why = evaluated.get("message") or "not trained yet"
+    status, name = model.status, model.name
+    evaluated = next((c for c in status.conditions if c.type == "Evaluated"), None)
+    if evaluated is None or evaluated.status != "True":
+        why = (evaluated.message if evaluated is not None else "") or "not trained yet"
         return Admission(version, "ModelNotEvaluated", f"Model {name} is not Evaluated: {why}")
-    if not status.get("modelUri") or not status.get("features"):
+    if not status.model_uri or not status.features:
         return Admission(version, "ModelNotTrained", f"Model {name} records no trained model")
     return Admission(version)
 
 
 def admit_features(
-    version: str, model: Mapping[str, Any], manifests: Sequence[Mapping[str, Any]], now: datetime
+    version: str,
+    model: Stored[ModelStatus],
+    manifests: Sequence[Stored[FeatureManifestStatus]],
+    now: datetime,
 ) -> Admission:
     """Every trained input: defined, of the trained type, materialized, and fresh."""
     problems: list[tuple[str, str]] = []
     views = _views(manifests)
-    by_name = {m["metadata"]["name"]: m for m in manifests}
-    for feature in model["status"]["features"]:
+    by_name = {m.name: m for m in manifests}
+    for feature in model.status.features:
         ref, trained_type = feature["ref"], feature["type"]
         try:
             (resolved,) = resolve([ref], views)
@@ -107,22 +114,21 @@ def admit_features(
                 problems.append(("FeatureConflict", str(error)))
             continue
         manifest = by_name[resolved.view.name]
-        spec, status = manifest["spec"], manifest.get("status") or {}
-        name = manifest["metadata"]["name"]
+        spec, status, name = manifest.body["spec"], manifest.status, manifest.name
         mismatch = type_mismatch(ref, trained_type, resolved.type, name, trained=True)
         if mismatch is not None:
             problems.append(("FeatureTypeChanged", str(mismatch)))
             continue
         # A generation in effect is complete (its backfill succeeded), also while the next
         # one is being built: servers keep reading it until the switch, never a gap.
-        watermark = parse_time(status.get("watermark"))
-        if watermark is None or not status.get("materializedGeneration"):
+        watermark = parse_time(status.watermark)
+        if watermark is None or not status.materialized_generation:
             problems.append(
                 ("FeaturesNotMaterialized", f"{ref}: FeatureManifest {name} is not materialized")
             )
             continue
         ttl = parse_duration(spec.get("ttl", "1d"))
-        newest = parse_time(status.get("newestEventTime"))
+        newest = parse_time(status.newest_event_time)
         if newest is None:
             problems.append(
                 ("FeaturesStale", f"{ref}: FeatureManifest {name} has materialized no event")
@@ -147,14 +153,14 @@ class Gated:
 
     admissions: list[Admission]
     """One per version, in the order the versions were given."""
-    configs: dict[str, dict[str, Any]]
-    """By admitted version: its `ServerConfig` as data (`server_config`)."""
+    configs: dict[str, ServerConfig]
+    """By admitted version: its server's configuration (`server_config`)."""
 
 
 def gate(
     deployment: Mapping[str, Any],
-    models: Mapping[str, Mapping[str, Any] | None],
-    manifests: Sequence[Mapping[str, Any]],
+    models: Mapping[str, Stored[ModelStatus] | None],
+    manifests: Sequence[Stored[FeatureManifestStatus]],
     config: PlatformConfig,
     now: datetime,
 ) -> Gated:
@@ -163,7 +169,7 @@ def gate(
     would refuse is not admitted after all: `ServerConfigInvalid`, naming the fields
     (`config_problem`)."""
     admissions: list[Admission] = []
-    configs: dict[str, dict[str, Any]] = {}
+    configs: dict[str, ServerConfig] = {}
     for version, model in models.items():
         admission = admit_model(version, model)
         if admission.admitted and model is not None:
@@ -272,26 +278,26 @@ def _older(version: str) -> tuple[int, ...]:
 def server_config(
     deployment: Mapping[str, Any],
     version: str,
-    model: Mapping[str, Any],
-    manifests: Sequence[Mapping[str, Any]],
+    model: Stored[ModelStatus],
+    manifests: Sequence[Stored[FeatureManifestStatus]],
     config: PlatformConfig,
-) -> dict[str, Any]:
-    """The `ServerConfig` (as data) of one version's model server, checked against the
-    server's own model (`lykeion.serving.config.ServerConfig`) here, where it is built, so
-    a server is never rendered with a configuration it would refuse at start. Raises
-    `pydantic.ValidationError` naming the field (the handler turns it into the version's
-    `ServerConfigInvalid` admission)."""
-    status = model["status"]
+) -> ServerConfig:
+    """The `ServerConfig` of one version's model server, built with the server's own model
+    (`lykeion.serving.config.ServerConfig`) and so checked here, where it is built: a
+    server is never rendered with a configuration it would refuse at start. The fields
+    given are the ones its `wire()` writes. Raises `pydantic.ValidationError` naming the
+    field (the handler turns it into the version's `ServerConfigInvalid` admission)."""
+    status = model.status
     uri = (
-        f"models:/{status['registeredModel']}/{status['registeredVersion']}"
-        if status.get("registeredModel") and status.get("registeredVersion")
-        else status["modelUri"]
+        f"models:/{status.registered_model}/{status.registered_version}"
+        if status.registered_model and status.registered_version
+        else status.model_uri
     )
-    refs = [FeatureReference.parse(f["ref"]) for f in status["features"]]
+    refs = [FeatureReference.parse(f["ref"]) for f in status.features]
     views = _views(manifests)
     defined = {view.name for ref in refs for view in defining(ref, views)}
-    used = [m for m in manifests if m["metadata"]["name"] in defined]
-    defaults = (model["spec"].get("serving") or {}).get("defaults") or []
+    used = [m for m in manifests if m.name in defined]
+    defaults = (model.body["spec"].get("serving") or {}).get("defaults") or []
     rate = deployment["spec"].get("skewSampleRate")
     data = {
         "name": deployment["metadata"]["name"],
@@ -299,24 +305,22 @@ def server_config(
         "access": config.access,
         "version": version,
         "model_uri": uri,
-        "storage_uri": status.get("artifactUri"),
+        "storage_uri": status.artifact_uri,
         "tracking_uri": config.tracking_uri or None,
         "features": [
-            {"ref": f["ref"], "column": f["column"], "type": f["type"]} for f in status["features"]
+            {"ref": f["ref"], "column": f["column"], "type": f["type"]} for f in status.features
         ],
         "manifests": [
             {
                 "metadata": {
-                    "name": m["metadata"]["name"],
-                    "namespace": m["metadata"].get("namespace", "default"),
-                    "uid": m["metadata"].get("uid", ""),
+                    "name": m.name,
+                    "namespace": m.body["metadata"].get("namespace", "default"),
+                    "uid": m.body["metadata"].get("uid", ""),
                 },
-                "spec": m["spec"],
+                "spec": m.body["spec"],
                 # The generation in effect names the tables the server reads; a switch
                 # changes this config, so the server is re-rendered onto the new tables.
-                "status": {
-                    "materializedGeneration": (m.get("status") or {}).get("materializedGeneration")
-                },
+                "status": {"materializedGeneration": m.status.materialized_generation},
             }
             for m in used
         ],
@@ -326,8 +330,7 @@ def server_config(
         **({} if rate is None else {"skew_sample_rate": float(rate)}),
         **labels.server_fields(deployment, version, config),  # spec.rollout.labels
     }
-    ServerConfig.model_validate(data)
-    return data
+    return ServerConfig.model_validate(data)
 
 
 def config_problem(version: str, error: ValidationError) -> str:
@@ -345,7 +348,7 @@ def config_problem(version: str, error: ValidationError) -> str:
 
 def endpoint(
     deployment: Mapping[str, Any],
-    configs: Mapping[str, dict[str, Any]],
+    configs: Mapping[str, ServerConfig],
     weights: Mapping[str, int],
     config: PlatformConfig,
     stable: str | None = None,

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lykeion.api.model import ModelSpec, ModelStatus, TrainingRecord
+from lykeion.api.model import Evaluation, ModelSpec, ModelStatus, TrainingRecord
 from lykeion.conditions import Check, rfc3339
 from lykeion.config import PlatformConfig
 from lykeion.executors.base import Executor, State, Work, WorkStatus
@@ -27,23 +27,26 @@ from lykeion.runtime import Resource
 TRAINED = "Trained"
 EVALUATED = "Evaluated"
 
+Model = Resource[ModelSpec, ModelStatus]
+"""A Model as a reconcile reads it: spec and status parsed."""
+
 
 def training_name(model: str, requests: int) -> str:
     """The training run (and Job) of request `requests` of Model `model`."""
     return derived_name(model, f"t{requests}")
 
 
-def wanted(spec: ModelSpec, status: dict[str, Any]) -> int | None:
+def wanted(spec: ModelSpec, status: ModelStatus) -> int | None:
     """The request number to train now, or None (pure)."""
     requests = spec.training.requests
-    observed = int(status.get("observedTrainingRequests") or 0)
-    if status.get("currentTraining") or requests <= observed:
+    observed = status.observed_training_requests or 0
+    if status.current_training is not None or requests <= observed:
         return None
     return requests
 
 
 def work_for(
-    model: Resource[ModelSpec], manifests: list[dict[str, Any]], name: str, config: PlatformConfig
+    model: Model, manifests: list[dict[str, Any]], name: str, config: PlatformConfig
 ) -> Work:
     """The training `name` of `model` as executor work (pure): the Model's identity and
     spec and its input features' manifests, as JSON arguments of `lykeion.training.run`."""
@@ -152,13 +155,14 @@ def _alias(name: str) -> str:
 
 
 def checks(
-    status: dict[str, Any], requests: int, evaluation: dict[str, Any]
+    status: ModelStatus, requests: int, evaluation: Evaluation | None
 ) -> tuple[Check, Check]:
-    """The Trained and Evaluated conditions from the status fields (pure)."""
-    current = status.get("currentTraining")
-    last = status.get("lastTraining")
-    if current:
-        trained = Check(TRAINED, False, "Training", f"training {current['name']} is running")
+    """The Trained and Evaluated conditions from the status fields and the gate the last
+    training applied (`evaluation`; None: none known) (pure)."""
+    current = status.current_training
+    last = status.last_training
+    if current is not None:
+        trained = Check(TRAINED, False, "Training", f"training {current.name} is running")
         return trained, Check(EVALUATED, False, "NotTrained", "waiting for the training to finish")
     if last is None:
         if requests == 0:
@@ -178,44 +182,41 @@ def checks(
             ),
             Check(EVALUATED, False, "NotTrained", "not trained yet"),
         )
-    if last["result"] == "Failed":
+    if last.result == "Failed":
         return (
             Check(
                 TRAINED,
                 False,
-                last.get("reason") or "TrainingFailed",
-                last.get("message") or "training failed",
+                last.reason or "TrainingFailed",
+                last.message or "training failed",
             ),
             Check(EVALUATED, False, "NotTrained", "the last training failed"),
         )
-    trained = Check(
-        TRAINED, True, "Trained", f"{status.get('modelUri')} from run {status.get('mlflowRunId')}"
-    )
-    metric = evaluation.get("metric", "")
-    value = (status.get("metrics") or {}).get(f"eval_{metric}")
-    threshold = evaluation.get("threshold")
-    higher = evaluation.get("higherIsBetter", True)
-    comparison = (">=" if higher else "<=") if last.get("gatePassed") else ("<" if higher else ">")
+    trained = Check(TRAINED, True, "Trained", f"{status.model_uri} from run {status.mlflow_run_id}")
+    metric = evaluation.metric if evaluation is not None else ""
+    value = status.metrics.get(f"eval_{metric}")
+    threshold = evaluation.threshold if evaluation is not None else None
+    higher = evaluation.higher_is_better if evaluation is not None else True
+    comparison = (">=" if higher else "<=") if last.gate_passed else ("<" if higher else ">")
     shown = f"{value:.4f}" if isinstance(value, float) else str(value)
     message = f"{metric}={shown} {comparison} {threshold} on the held-out latest labels"
-    if last.get("gatePassed"):
+    if last.gate_passed:
         return trained, Check(EVALUATED, True, "GatePassed", message)
     return trained, Check(EVALUATED, False, "GateFailed", message)
 
 
 async def train(
-    model: Resource[ModelSpec], manifests: list[dict[str, Any]], resolved: bool,
+    model: Model, manifests: list[dict[str, Any]], resolved: bool,
     executor: Executor, config: PlatformConfig, now: datetime,
 ) -> tuple[dict[str, Any], Check, Check]:  # fmt: skip
     """Follow the Model's training in flight, or start the one asked for once `resolved`;
     the status fields it changes and the Trained and Evaluated checks."""
-    status = dict(model.status)
+    status = model.status
     spec = model.spec
     namespace = model.namespace
     fields: dict[str, Any] = {}
     stuck: Check | None = None
-    recorded = status.get("currentTraining")
-    current = TrainingRecord.model_validate(recorded) if recorded else None
+    current = status.current_training
     if current is not None:
         name = current.name
         followed = await follow(
@@ -238,12 +239,11 @@ async def train(
             await executor.submit(work_for(model, manifests, name, config))
             started = TrainingRecord(name=name, requests=requests, started_at=rfc3339(now))
             fields = {"currentTraining": started.wire_given()}
-    merged = {**status, **fields}
+    merged = status.patched(fields)
     requests = spec.training.requests
     # The gate the training applied (the spec's, else the project's), as it recorded it.
-    declared = spec.evaluation.wire() if spec.evaluation is not None else {}
-    gate = (merged.get("contract") or {}).get("evaluation") or declared
+    gate = merged.contract.evaluation if merged.contract is not None else spec.evaluation
     trained, evaluated = checks(merged, requests, gate)
-    if stuck is not None and merged.get("currentTraining"):
+    if stuck is not None and merged.current_training is not None:
         trained = stuck
     return fields, trained, evaluated

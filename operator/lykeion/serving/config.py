@@ -40,12 +40,23 @@ class LabelsConfig(BaseModel):
 
 
 class ServerConfig(BaseModel):
-    """Rendered by the operator for each served version; read by `python -m lykeion.serving`."""
+    """Rendered by the operator for each served version; read by `python -m lykeion.serving`.
+    The operator builds it (`handlers.rollout.server_config`, checked here as it is built)
+    and writes `wire()` where a server reads it (an environment variable, a file)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    # The fields in the order the operator writes them (`wire`): the compact JSON is part of
+    # each server's pod template, so another order would restart every model server.
+
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """Endpoint name: the Deployment's name, and the model name of the V2 protocol."""
+    namespace: str = "default"
+    """The Deployment's namespace: where callers need the right to predict."""
+    access: Literal["off", "kubernetes"] = "off"
+    """kubernetes: predictions and model metadata need a bearer token the cluster accepts
+    and `create` on `deployments/predict` (group lykeion.io) of this Deployment;
+    health, readiness and metrics stay open (`lykeion.access`)."""
     version: str
     """The Model version served (e.g. `1.0`)."""
     model_uri: str
@@ -63,23 +74,24 @@ class ServerConfig(BaseModel):
     the server the join keys, types and TTLs of the online store."""
     online_store: str
     """Online store URI (`sqlite:///...`, `bigtable://project/instance`)."""
+    offline_store: str | None = None
+    """Offline store URI (`duckdb:///...`, `bigquery://project/dataset`) the skew check
+    recomputes sampled requests' features from; None: no skew check."""
     defaults: dict[str, str | None] = Field(default_factory=dict)
     """`entity.feature` -> value used when the store has none (text parsed by the feature's
     type; null: send a missing value to the model). Undeclared missing features: 422."""
+    skew_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    """Share of requests whose features the skew check recomputes offline (0: none)."""
+    request_log: str | None = None
+    """JSON Lines file receiving each request's keys, features and predictions."""
+    labels: LabelsConfig | None = None
+    """Delayed outcomes: `GET /analysis?metric=...` joins them to `request_log` (needs it)."""
     output: str = "score"
     """Name of the prediction output (V2 output, Seldon name)."""
     max_body_bytes: int = Field(MODEL_SERVER_MAX_BYTES, gt=0)
     """Larger request bodies (declared by Content-Length or streamed, binary tensor
     extension included) are refused with 413 in the protocol's error object before they
     are parsed (`lykeion.request_body`)."""
-    namespace: str = "default"
-    """The Deployment's namespace: where callers need the right to predict."""
-    access: Literal["off", "kubernetes"] = "off"
-    """kubernetes: predictions and model metadata need a bearer token the cluster accepts
-    and `create` on `deployments/predict` (group lykeion.io) of this Deployment;
-    health, readiness and metrics stay open (`lykeion.access`)."""
-    request_log: str | None = None
-    """JSON Lines file receiving each request's keys, features and predictions."""
     request_log_max_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     """The request log is rotated before an append would take it past this size
     (`serving/request_log.py`); the live metric sees only the rows still kept. The server
@@ -91,13 +103,6 @@ class ServerConfig(BaseModel):
     request_log_files: int = Field(default=4, ge=1, le=1000)
     """Files of the request log kept, the current one included (`P`, `P.1`, ...): at most
     about `request_log_files * request_log_max_bytes` bytes on disk."""
-    labels: LabelsConfig | None = None
-    """Delayed outcomes: `GET /analysis?metric=...` joins them to `request_log` (needs it)."""
-    offline_store: str | None = None
-    """Offline store URI (`duckdb:///...`, `bigquery://project/dataset`) the skew check
-    recomputes sampled requests' features from; None: no skew check."""
-    skew_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
-    """Share of requests whose features the skew check recomputes offline (0: none)."""
     skew_queue: int = Field(default=256, ge=1)
     """Sampled requests waiting for the check at most; more are dropped (counted)."""
     skew_batch_seconds: float = Field(default=2.0, ge=0.0)
@@ -106,3 +111,9 @@ class ServerConfig(BaseModel):
     """Served values per feature the drift PSI is computed over (the latest ones)."""
     drift_min_served: int = Field(default=100, ge=1)
     """Values a window needs before its PSI is reported (else null)."""
+
+    def wire(self) -> dict[str, Any]:
+        """The configuration as the operator writes it, for `json.dumps`: the fields given
+        when it was built only, in the order above (a default the server applies itself is
+        not written, so a new default changes no rendered server)."""
+        return self.model_dump(exclude_unset=True)
