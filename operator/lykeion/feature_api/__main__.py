@@ -32,13 +32,23 @@ from lykeion.stores.online.base import OnlineStore
 
 
 def open_online_store(url: str) -> OnlineStore:
-    """`sqlite:///abs/path.db` (or `sqlite://relative.db`): what follows `sqlite://` is the path."""
+    """`sqlite:///abs/path.db` (or `sqlite://relative.db`: what follows `sqlite://` is the
+    path), or `bigtable://project/instance` (what the chart passes with
+    `stores.online.type: bigtable`). Raises `SystemExit` naming both for anything else."""
     scheme, sep, rest = url.partition("://")
     if scheme == "sqlite" and sep and rest:
         from lykeion.stores.online.sqlite import SqliteOnlineStore
 
         return SqliteOnlineStore(Path(rest))
-    raise SystemExit(f"--online {url!r}: supported is sqlite:///path/to/online.db")
+    project, _, instance = rest.strip("/").partition("/")
+    if scheme == "bigtable" and sep and project and instance:
+        from lykeion.stores.online.bigtable import BigtableOnlineStore
+
+        return BigtableOnlineStore(project, instance)
+    raise SystemExit(
+        f"--online {url!r}: supported are sqlite:///path/to/online.db and "
+        "bigtable://project/instance"
+    )
 
 
 def load_files(paths: Sequence[Path]) -> dict[str, list[dict[str, Any]]]:
@@ -63,7 +73,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--online", required=True, help="online store URL, sqlite:///path.db")
+    parser.add_argument(
+        "--online",
+        required=True,
+        help="online store URL: sqlite:///path.db or bigtable://project/instance",
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--kubeconfig", type=Path, help="default: in-cluster, then ~/.kube/config")
     source.add_argument(
