@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 import yaml
+from kubernetes.client.exceptions import ApiException
 from starlette.applications import Starlette
 
 from lykeion.feature_api import ServedViews, create_app
@@ -215,6 +216,26 @@ def test_a_feature_the_schema_serves_is_already_in_the_catalog(
     for entities, refs in seen:
         if entities:
             assert refs == expected, seen
+
+
+def test_the_schema_is_published_when_the_catalog_cannot_be_listed(
+    cluster: Cluster, namespace: str
+) -> None:
+    # Models cannot be listed (e.g. a ServiceAccount without that permission): GraphQL
+    # still serves the manifests; the catalog keeps what it had.
+    served_views, catalog = ServedViews(), Catalog()
+
+    class NoModels(ClusterLoader):
+        def list(self, kind: Any) -> list[dict[str, Any]]:
+            if kind.kind == "Model":
+                raise ApiException(status=403, reason="Forbidden")
+            return super().list(kind)
+
+    loader = NoModels(cluster.api, served_views, catalog, namespace=namespace)
+    cluster.create(rider_manifest(namespace), namespace)
+    assert loader.refresh() is True
+    assert served_views.loaded and list(served_views.snapshot.entities.by_name) == ["rider"]
+    assert catalog.search("rider") == []
 
 
 def test_command_line_against_the_cluster(

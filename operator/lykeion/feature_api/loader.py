@@ -98,26 +98,36 @@ class ClusterLoader:
 
         The catalog is rebuilt before the schema is published: a feature the schema (and
         `/readyz`) serves is already in the catalog, never the other way round for a moment
-        while the Models and Deployments are still being listed."""
+        while the Models and Deployments are still being listed. When the catalog's part
+        fails (Models or Deployments cannot be listed), the last catalog is kept, the
+        failure logged, and the schema is published all the same: GraphQL does not wait on
+        the catalog. Raises what listing the FeatureManifests raises."""
         manifests = self.list(FEATURE_MANIFEST)
         if self.catalog is not None:
-            models, deployments = self.list(MODEL), self.list(DEPLOYMENT)
-            # resourceVersion moves on every change, status included (freshness, readiness).
-            versions = tuple(
-                f"{body['kind']}/{body['metadata'].get('uid')}/"
-                f"{body['metadata'].get('resourceVersion')}"
-                for body in (*manifests, *models, *deployments)
-            )
-            if versions != self._catalog_versions:
-                count = self.catalog.rebuild(manifests, models, deployments)
-                self._catalog_versions = versions
-                for problem in self.catalog.problems:
-                    log.warning("catalog: %s", problem)
-                log.info("catalog rebuilt: %d feature(s)", count)
+            try:
+                self._rebuild_catalog(self.catalog, manifests)
+            except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+                log.warning("listing Models and Deployments failed, keeping the last catalog: %s",
+                            error)  # fmt: skip
         changed = self.served_views.update(views_of(manifests))
         if changed:
             log.info("feature API schema now serves %d FeatureManifest(s)", len(manifests))
         return changed
+
+    def _rebuild_catalog(self, catalog: Catalog, manifests: list[dict[str, Any]]) -> None:
+        models, deployments = self.list(MODEL), self.list(DEPLOYMENT)
+        # resourceVersion moves on every change, status included (freshness, readiness).
+        versions = tuple(
+            f"{body['kind']}/{body['metadata'].get('uid')}/"
+            f"{body['metadata'].get('resourceVersion')}"
+            for body in (*manifests, *models, *deployments)
+        )
+        if versions != self._catalog_versions:
+            count = catalog.rebuild(manifests, models, deployments)
+            self._catalog_versions = versions
+            for problem in catalog.problems:
+                log.warning("catalog: %s", problem)
+            log.info("catalog rebuilt: %d feature(s)", count)
 
     def run(self) -> None:
         while not self._stop.is_set():
