@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 from collections.abc import Callable
 from typing import Any
 
@@ -117,6 +118,40 @@ def _address_service(sdep: dict[str, Any]) -> str:
     return url.split("//")[-1].split(".")[0]
 
 
+def _predict_once_served(
+    installed: NodeCluster, sdep: dict[str, Any], service: str, what: str, token: str,
+    timeout: float = 60,
+) -> tuple[str, list[float]]:  # fmt: skip
+    """`serving.seldon_predict` through Seldon's address Service `service`, waiting up to
+    `timeout` seconds while the Service refuses connections (no ready endpoint in
+    kube-proxy yet: a CI run once saw it right after a promotion moved Seldon's address to
+    another predictor's Service). A wait is printed with the Service's EndpointSlices as
+    they were at the first refusal."""
+    begin, first_refusal = time.monotonic(), ""
+    while True:
+        try:
+            answer = serving.seldon_predict(serving.status_service_url(installed, sdep), token)
+        except urllib.error.URLError as error:
+            if not isinstance(error.reason, ConnectionRefusedError):
+                raise
+            if time.monotonic() - begin > timeout:
+                raise AssertionError(
+                    f"{what}: {service} refused for {timeout}s\n{first_refusal}"
+                ) from error
+            if not first_refusal:
+                first_refusal = installed.run_kubectl(
+                    "get", "endpointslices", "-n", NS, "-l",
+                    f"kubernetes.io/service-name={service}", "-o", "yaml",
+                ).stdout  # fmt: skip
+            time.sleep(1)
+            continue
+        if first_refusal:
+            waited = time.monotonic() - begin
+            print(f"\n{what}: {service} refused connections for {waited:.1f}s; "
+                  f"its EndpointSlices then:\n{first_refusal}")  # fmt: skip
+        return answer
+
+
 def _step(
     installed: NodeCluster, api: Cluster, seldon: ServingController, generation: int,
     what: str, done: Callable[[dict[str, Any]], bool], predictors: dict[str, tuple[int, bool]],
@@ -148,9 +183,7 @@ def _step(
     while _address_service(sdep) != service and time.monotonic() < deadline:
         time.sleep(1)  # Seldon's status may lag its spec by a reconcile
         sdep = _sdep(installed, NAME)
-    version, predictions = serving.seldon_predict(
-        serving.status_service_url(installed, sdep), token
-    )
+    version, predictions = _predict_once_served(installed, sdep, service, what, token)
     assert version == first, (what, version, sdep["status"].get("address"))
     assert predictions == pytest.approx(reference, rel=1e-6), what
     return body, sdep

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import urllib3
@@ -114,7 +115,7 @@ class ClusterLoader:
             log.info("feature API schema now serves %d FeatureManifest(s)", len(manifests))
         return changed
 
-    def _rebuild_catalog(self, catalog: Catalog, manifests: list[dict[str, Any]]) -> None:
+    def _rebuild_catalog(self, catalog: Catalog, manifests: Sequence[dict[str, Any]]) -> None:
         models, deployments = self.list(MODEL), self.list(DEPLOYMENT)
         # resourceVersion moves on every change, status included (freshness, readiness).
         versions = tuple(

@@ -417,7 +417,7 @@ def outcome(
     idle_by_design = {
         v
         for v in (served.unserved if served else frozenset())
-        if desired.get(v, 0) == 0 and v != spec.get("shadow")
+        if desired.get(v, 0) == 0 and v != spec.get("shadow") and by_version[v].admitted
     }
     down = [
         v
