@@ -39,7 +39,7 @@ and the `LateData` condition asks for a backfill.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -316,6 +316,25 @@ def run_name(manifest: str, generation: int, number: int) -> str:
     return derived_name(manifest, f"g{generation}", f"r{number}")
 
 
+RUN_RECORD_UNREADABLE = "RunRecordUnreadable"
+"""Materialized=False reason: a `currentRun` is stored that the status model refuses."""
+
+
+def unreadable_run(manifest: FeatureManifest) -> str | None:
+    """The name of the run a stored `status.currentRun` records when the status model
+    refuses the record (written by another version of the operator), "" when it names
+    none readable, None when there is no such record (pure). While it is stored a run may
+    be in flight: no new run is planned, and deletion stops that run by this name first."""
+    stored = manifest.body.get("status")
+    if manifest.status.current_run is not None or not isinstance(stored, Mapping):
+        return None
+    record = stored.get("currentRun")
+    if record is None:
+        return None
+    name = record.get("name") if isinstance(record, Mapping) else None
+    return name if isinstance(name, str) else ""
+
+
 async def materialize(
     manifest: FeatureManifest, executor: Executor, config: PlatformConfig, now: datetime
 ) -> tuple[dict[str, Any], Check]:
@@ -328,6 +347,17 @@ async def materialize(
     fields: dict[str, Any] = {}
     stuck: Check | None = None
     current = status.current_run
+    held = unreadable_run(manifest)
+    if held is not None:
+        problem = manifest.status_problems.get("currentRun") or manifest.status_problems.get(
+            "", "status.currentRun: refused"
+        )
+        message = (
+            f"{problem}; no run is planned while this record is stored (its run "
+            f"{held or '(unnamed)'} may still be in flight): run the operator version that "
+            "wrote it, or remove status.currentRun once that run has ended"
+        )
+        return {}, Check(MATERIALIZED, False, RUN_RECORD_UNREADABLE, message)
     if current is not None:
         followed = await follow(
             executor,
@@ -510,12 +540,13 @@ async def drop_tables(
     body, meta = manifest.body, manifest.body["metadata"]
     namespace, uid = meta.get("namespace", "default"), meta.get("uid")
     current = manifest.status.current_run
-    if current is not None:
-        outcome = await executor.status(namespace, current.name, uid)
+    in_flight = current.name if current is not None else unreadable_run(manifest)
+    if in_flight:
+        outcome = await executor.status(namespace, in_flight, uid)
         if outcome.state in (State.PENDING, State.RUNNING):
-            await executor.cancel(namespace, current.name)
+            await executor.cancel(namespace, in_flight)
             raise kopf.TemporaryError(
-                f"waiting for run {current.name} to stop before dropping tables",
+                f"waiting for run {in_flight} to stop before dropping tables",
                 delay=DROP_RETRY,
             )
 
