@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import kopf
 import pytest
 
 from lykeion.api.featuremanifest import FeatureManifestSpec, FeatureManifestStatus
-from lykeion.config import PlatformConfig
 from lykeion.executors.base import State, Work, WorkStatus
 from lykeion.handlers.materialization import (
     RUN_RECORD_UNREADABLE,
@@ -23,6 +21,7 @@ from lykeion.handlers.materialization import (
 )
 from lykeion.runtime import Resource
 from tests import objects
+from tests.unit.test_feature_drop import _config
 
 NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
 
@@ -44,17 +43,6 @@ class Recording:
 
     async def cancel(self, namespace: str, name: str) -> None:
         self.cancelled.append(name)
-
-
-def _config() -> PlatformConfig:
-    return PlatformConfig(
-        data_dir=Path("/data"),
-        online_store="sqlite:///data/online.db",
-        offline_store="duckdb:///data/offline.duckdb",
-        data_root="/data",
-        python="python",
-        image="registry.example.com/lykeion/workloads:1",
-    )
 
 
 def _manifest(current_run: Any) -> Resource[FeatureManifestSpec, FeatureManifestStatus]:
