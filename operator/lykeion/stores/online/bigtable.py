@@ -4,7 +4,7 @@ Row key `str(key)`; family `f` keeps one version; one column per feature holding
 value at the event time as JSON (see codec.py; NaN and ±Inf as JSON's NaN/Infinity
 tokens), `_event_time` holding the event time in microseconds, and `_steps` the
 aggregations' later values (`codec.encode_steps`; absent when none). A read at `t`
-picks the last step at or before `t` (see `OnlineRow`).
+picks each aggregation's last change at or before `t` (see `OnlineRow`).
 Cells carry the event time (truncated to milliseconds, Bigtable's granularity) as their
 timestamp, so even two writers racing past the late-data check (a read, then a write)
 leave the newest values on top, to the millisecond.
@@ -295,7 +295,7 @@ class BigtableOnlineStore:
                 for name, value in checked_values(view, row.values).items()
             }
             values[EVENT_TIME_COLUMN] = str(to_micros(row.event_time)).encode()
-            steps = encode_steps(view, row.steps)
+            steps = encode_steps(view, row.steps, row.values)
             if steps is not None:
                 values[STEPS_COLUMN] = steps.encode()
             cells = _Cells(values)

@@ -9,6 +9,7 @@ Columnar writes (Arrow tables) are held to the same types by `checked_table`.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -128,32 +129,98 @@ def checked_steps(view: FeatureView, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def encode_steps(view: FeatureView, steps: Sequence[Step]) -> str | None:
-    """Steps as the JSON text both stores keep: `[[micros, {feature: value}], ...]`
-    (values as `to_json` gives them; NaN and ±Inf as JSON's NaN/Infinity tokens)."""
+def _same(a: Any, b: Any) -> bool:
+    """JSON-compatible values equal bit for bit: NaN equals NaN, -0.0 is not 0.0, and a
+    float is never equal to an int or a bool."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a.hex() == b.hex() if a == a or b == b else True
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    return bool(a == b)
+
+
+def encode_steps(
+    view: FeatureView, steps: Sequence[Step], values: dict[str, Any] | None = None
+) -> str | None:
+    """Steps as the JSON text both stores keep, per aggregation: its changes in time
+    order, `{feature: [[micros, value], ...], ...}` (values as `to_json` gives them; NaN
+    and ±Inf as JSON's NaN/Infinity tokens). A step that leaves an aggregation's value as
+    it was (bit for bit) adds nothing to that aggregation's list; `values`, the row's
+    values at its event time, drops the first step's unchanged ones the same way. None
+    when no aggregation changes. Raises ValueError for a name that is not an aggregation
+    of `view`, TypeError for a value of the wrong type.
+
+    A feature's list holds only its own changes, so that a read looks up one list per
+    aggregation and the row stays small: a step is the moment an event leaves one
+    window, and it changes only the aggregations over that window."""
     if not steps:
         return None
-    encoded = [[to_micros(moment), checked_steps(view, values)] for moment, values in steps]
-    return json.dumps(encoded, separators=(",", ":"))
+    previous: dict[str, Any] = {}
+    if values is not None:
+        previous = {
+            name: to_json(type_, values.get(name))
+            for name, type_ in view.aggregation_types.items()
+            if name in values
+        }
+    changes: dict[str, list[list[Any]]] = {}
+    for moment, step in steps:
+        at = to_micros(moment)
+        for name, value in checked_steps(view, step).items():
+            if name in previous and _same(previous[name], value):
+                continue
+            previous[name] = value
+            changes.setdefault(name, []).append([at, value])
+    if not changes:
+        return None
+    return json.dumps(changes, separators=(",", ":"))
 
 
 def step_values(
     view: FeatureView, raw: str | bytes | None, at: int, names: Sequence[str]
 ) -> dict[str, Any] | None:
-    """The aggregations of `names` at `at` (micros) from encoded steps; None when no
-    step has begun by then (the values at the event time hold)."""
+    """The aggregations among `names` whose value at `at` (micros) comes from encoded
+    steps, to their value then; None when none has changed by then (the values at the
+    event time hold). Reads both encodings: per aggregation (`encode_steps`) and the
+    earlier list of whole steps, `[[micros, {feature: value}], ...]`."""
     if raw is None:
         return None
-    steps = json.loads(raw)
-    index = bisect.bisect_right([step[0] for step in steps], at) - 1
-    if index < 0:
+    aggregations = view.aggregation_types
+    wanted = [name for name in names if name in aggregations]
+    if not wanted:
         return None
-    values = steps[index][1]
-    return {
-        name: from_json(view.feature(name).type, values.get(name))
-        for name in names
-        if view.feature(name).aggregation is not None
-    }
+    steps = json.loads(raw)
+    if isinstance(steps, list):
+        index = bisect.bisect_right([step[0] for step in steps], at) - 1
+        if index < 0:
+            return None
+        values = steps[index][1]
+        return {name: from_json(aggregations[name], values.get(name)) for name in wanted}
+    out = {}
+    for name in wanted:
+        changes = steps.get(name)
+        if not changes:
+            continue
+        # Newest first: a read is most often after the last change (a value long after
+        # the entity's last event), and a list holds a few changes per window.
+        for moment, value in reversed(changes):
+            if moment <= at:
+                out[name] = value if value is None else _decoder(aggregations[name])(value)
+                break
+    return out or None
+
+
+@functools.cache
+def _decoder(type_: str) -> Callable[[Any], Any]:
+    """`from_json` for one manifest type, for a value that is not None."""
+    if type_ in ("int64", "string"):
+        return _unchanged
+    return functools.partial(from_json, type_)
+
+
+def _unchanged(value: Any) -> Any:
+    return value
 
 
 # -- Arrow tables ------------------------------------------------------------------------

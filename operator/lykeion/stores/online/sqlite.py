@@ -1,9 +1,10 @@
 """The embedded online store: one SQLite table per view, one row per entity key.
 
 Columns: the key, `event_time` (microseconds), one per feature holding its value at the
-event time, and `_steps`: the aggregations' later values as JSON
-`[[micros, {feature: value}], ...]` (null when none; see `OnlineRow`). A read at `t`
-picks the last step at or before `t` by bisection.
+event time, and `_steps`: the aggregations' later values as JSON, per aggregation its
+changes `{feature: [[micros, value], ...]}` (`codec.encode_steps`; null when none; see
+`OnlineRow`). A read at `t` picks each aggregation's last change at or before `t` by
+bisection.
 
 SQLite stores a bound NaN as NULL, so a float64 NaN is stored as the text 'NaN' (a REAL
 column keeps text it cannot read as a number) and read back as NaN; ±Inf are REALs.
@@ -277,7 +278,7 @@ class SqliteOnlineStore:
                         types, checked_values(view, row.values).values(), strict=True
                     )
                 ),
-                encode_steps(view, row.steps),
+                encode_steps(view, row.steps, row.values),
             )
             for row in rows
         ]
