@@ -15,10 +15,20 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
+# The list of the extras' dependencies, read from pyproject.toml in a stage of its own: the
+# dependency stage below copies only this list, so a change elsewhere in pyproject.toml
+# (a version, a tool's settings) leaves its install in the layer cache.
+FROM ${PYTHON_IMAGE} AS dependency-list
+ARG EXTRAS=operator
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + [d for e in sys.argv[1].split(',') for d in p['optional-dependencies'][e]]))" \
+      "${EXTRAS}" > dependencies.txt
+
 # The dependencies of the extras are a stage of their own: scripts/build-images.sh tags
 # it, so that its layers stay cached while the builds of earlier code are pruned.
 FROM ${PYTHON_IMAGE} AS dependencies
-ARG EXTRAS=operator
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # Same path in both stages: a venv's scripts point at its absolute location.
@@ -29,14 +39,12 @@ WORKDIR /src
 # the extras go in a layer of their own, so that a change of code alone reinstalls only
 # the project (seconds, not minutes).
 COPY requirements/ requirements/
-COPY pyproject.toml ./
-RUN python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + [d for e in sys.argv[1].split(',') for d in p['optional-dependencies'][e]]))" \
-      "${EXTRAS}" > dependencies.txt \
- && pip install -c requirements/constraints.txt -r dependencies.txt
+COPY --from=dependency-list /src/dependencies.txt ./
+RUN pip install -c requirements/constraints.txt -r dependencies.txt
 
 FROM dependencies AS builder
 ARG EXTRAS=operator
+COPY pyproject.toml ./
 COPY operator/ operator/
 COPY lykectl/ lykectl/
 RUN pip install --no-deps -c requirements/constraints.txt ".[${EXTRAS}]"

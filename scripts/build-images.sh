@@ -24,6 +24,12 @@ digest="$(tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
   -cf - Dockerfile .dockerignore pyproject.toml requirements operator lykectl \
   scripts/build-images.sh | sha256sum | cut -c1-12)"
 
+# The project's dependencies and those of the extras (comma-separated), one per line.
+dependency_list() {
+  python3 -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']
+print('\n'.join(p['dependencies'] + [d for e in sys.argv[1].split(',') for d in p['optional-dependencies'][e]]))" "$1"
+}
+
 mkdir -p "$CACHE/images"
 # One build at a time (buildah's storage and the archives are shared).
 exec 9>"$CACHE/images/.lock"
@@ -45,8 +51,9 @@ for target in "${TARGETS[@]}"; do
     # image's for RUN steps (it may carry a proxy's CA).
     # The dependency stage first, tagged by what it is built from: it stays in the
     # layer cache when the builds of earlier code are pruned below.
-    dependencies="localhost/lykeion-dependencies-$name:$(cat Dockerfile requirements/* pyproject.toml \
-      <(echo "$base_name $extras") | sha256sum | cut -c1-12)"
+    # (by the extras' dependency list, as the Dockerfile's dependency stage sees it).
+    dependencies="localhost/lykeion-dependencies-$name:$(cat Dockerfile requirements/* \
+      <(dependency_list "$extras") <(echo "$base_name") | sha256sum | cut -c1-12)"
     bud=(bah bud --network host --layers
       -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro
       --build-arg "PYTHON_IMAGE=$base_name" --build-arg "EXTRAS=$extras" -f Dockerfile)
