@@ -16,6 +16,7 @@ from lykeion.api.kinds import MODEL_FAMILY
 from lykeion.api.model import ModelStatus
 from lykeion.handlers import deployments, families
 from lykeion.object_index import Key
+from lykeion.rollouts import plan
 from lykeion.runtime import Resource, Runtime
 from tests import objects
 
@@ -104,22 +105,33 @@ def _rolling_body(stored_rollout: Any) -> dict[str, Any]:
     return body
 
 
-def test_an_unreadable_rollout_state_restarts_the_rollout_as_before() -> None:
-    # As when the rollout's state was parsed in the handler: a state from another version
-    # of Lykeion is no rollout this pass (the field is cleared), and a new one starts next.
+def test_an_unreadable_rollout_state_restarts_the_rollout_in_the_same_pass() -> None:
+    # A state from another version of Lykeion restarts the rollout from the traffic in
+    # effect: the declared version gets the first step, never spec's 100% at once (a pass
+    # without a rollout would serve it, and the next would find it stable).
     good = RolloutStatus(phase="Promoted", stable="1.0").wire()
     parsed = Resource.parse(_rolling_body(good), DeploymentSpec, DeploymentStatus)
     rollout_spec, state = deployments._rollout_state(parsed, "2026-01-01T00:00:00Z")
     assert rollout_spec is not None and state is not None
     assert (state.stable, state.canary, state.weight) == ("1.0", "1.1", 10)
-    bad = good | {"phase": "Walking"}
-    parsed = Resource.parse(_rolling_body(bad), DeploymentSpec, DeploymentStatus)
-    assert (
-        parsed.status.rollout is None
-        and "status.rollout.phase" in parsed.status_problems["rollout"]
-    )
-    assert [t.version for t in parsed.status.traffic] == ["1.0"]
-    assert deployments._rollout_state(parsed, "2026-01-01T00:00:00Z") == (None, None)
+    for bad in (good | {"phase": "Walking"}, {"stable": 7}, ["not", "a", "state"]):
+        parsed = Resource.parse(_rolling_body(bad), DeploymentSpec, DeploymentStatus)
+        assert (
+            parsed.status.rollout is None and "status.rollout" in parsed.status_problems["rollout"]
+        )
+        assert [t.version for t in parsed.status.traffic] == ["1.0"]
+        rollout_spec, state = deployments._rollout_state(parsed, "2026-01-01T00:00:00Z")
+        assert rollout_spec is not None and state is not None
+        assert (state.phase, state.stable, state.canary, state.weight) == (
+            "Progressing",
+            "1.0",
+            "1.1",
+            10,
+        )
+        assert plan.versions(state) == [
+            {"version": "1.0", "traffic": 90},
+            {"version": "1.1", "traffic": 10},
+        ]
 
 
 class _Kube:

@@ -202,12 +202,15 @@ def _rollout_state(
     # deployments status` read it: only a non-empty one is analysed.
     if rollout_spec is None or not (body.get("spec") or {}).get("rollout"):
         return None, None
+    previous = status.rollout
     refused = deployment.status_problems.get("rollout")
     if refused is not None:
-        # A status from another version of Lykeion: the rollout restarts.
-        log.warning("rollout of %s: %s", deployment.name, refused)
-        return None, None
-    previous = status.rollout
+        # A state from another version of Lykeion: the rollout restarts in this pass, from
+        # the traffic in effect (its first step for a declared version that does not serve
+        # yet), never from spec's end state: a pass without a rollout would serve that
+        # at once, and the next would find it stable, promoted without analysis.
+        log.warning("rollout of %s restarts: %s", deployment.name, refused)
+        previous = None
     in_effect = {t.version: t.traffic for t in status.traffic}
     annotation = (body["metadata"].get("annotations") or {}).get(plan.PROMOTE)
     state = plan.begin(
