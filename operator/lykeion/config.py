@@ -114,7 +114,7 @@ class PlatformConfig:
     """Model servers' access control (`lykeion.access`): `kubernetes` or `off`."""
     git_ssh_secret: str | None = None
     """Secret (in each Model's namespace) with the SSH key and known_hosts for git sources,
-    unless a Model names its own (`spec.source.sshSecret`); chart: `training.gitSshSecret`."""
+    unless a Model names its own (`spec.source.sshSecret`); chart: `workload.gitSshSecret`."""
     data_volume: dict[str, Any] | None = None
     """A Kubernetes volume source (e.g. `{"hostPath": {"path": ...}}` or
     `{"persistentVolumeClaim": {"claimName": ...}}`) that the `kubernetes` executor mounts
@@ -129,9 +129,9 @@ class PlatformConfig:
     operator's own environment. Chart: `workload.packageIndex`."""
     ca_bundle: CaBundle | None = None
     """The CA bundle (a ConfigMap or Secret in each workload namespace) that the
-    `kubernetes` executor mounts into every Job and model server, pointing `SSL_CERT_FILE`,
-    `REQUESTS_CA_BUNDLE`, `PIP_CERT`, `GIT_SSL_CAINFO` and `MLFLOW_TRACKING_SERVER_CERT_PATH`
-    at it; None: the images' own trust store. Chart: `workload.caBundle`. Not together with
+    `kubernetes` executor mounts into every Job and model server, pointing
+    `executors.ca_bundle.CA_VARIABLES` (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, `PIP_CERT`,
+    ...) at it; None: the images' own trust store. Chart: `workload.caBundle`. Not together with
     `package_index.cert`: the bundle is the index's CA then too, so both set is refused
     (ValueError) rather than one of them silently ignored."""
 

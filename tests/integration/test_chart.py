@@ -194,7 +194,7 @@ def test_the_ca_bundle_reaches_every_job_and_model_server_the_operator_creates(
         env = {e.name: e.value for e in container.env}
         assert {k: v for k, v in env.items() if v == "/etc/lykeion/ca/ca.crt"} == dict.fromkeys(
             ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "GIT_SSL_CAINFO",
-             "MLFLOW_TRACKING_SERVER_CERT_PATH"], "/etc/lykeion/ca/ca.crt"
+             "MLFLOW_TRACKING_SERVER_CERT_PATH", "AWS_CA_BUNDLE"], "/etc/lykeion/ca/ca.crt"
         )  # fmt: skip
     router = client.AppsV1Api(api).read_namespaced_deployment("forward-router", namespace)
     assert "ca-bundle" not in {v.name for v in router.spec.template.spec.volumes}

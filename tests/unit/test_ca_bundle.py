@@ -25,6 +25,7 @@ TRUST_ENV = {
     "PIP_CERT": CA_PATH,
     "GIT_SSL_CAINFO": CA_PATH,
     "MLFLOW_TRACKING_SERVER_CERT_PATH": CA_PATH,
+    "AWS_CA_BUNDLE": CA_PATH,
 }
 MOUNT = {"name": "ca-bundle", "mountPath": "/etc/lykeion/ca", "readOnly": True}
 ITEMS = [{"key": "bundle.pem", "path": "ca.crt"}]

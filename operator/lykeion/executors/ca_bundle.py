@@ -22,6 +22,8 @@ CA_VARIABLES = (
     "GIT_SSL_CAINFO",
     # MLflow's own setting for its tracking and registry server (`verify` of its requests).
     "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    # boto3 (MLflow's S3 artifact store, e.g. MinIO behind the private CA).
+    "AWS_CA_BUNDLE",
 )
 """The variables set to `CA_PATH`. Each replaces its reader's default trust store, so the
 bundle must hold the public roots as well when the workloads reach public hosts."""
