@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lykeion.executors.ca_bundle import CA_FILE, CaBundle
 from lykeion.features.dataflow import dataflow_args
 
 INDEX_SCHEMES = ("http://", "https://", "file://")
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+"""A ConfigMap's or Secret's name: a DNS subdomain (at most 253 characters)."""
+_DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+"""A key of a ConfigMap's or Secret's data (at most 253 characters)."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,8 @@ class PackageIndex:
     HTTP (`PIP_TRUSTED_HOST`; uv's `UV_INSECURE_HOST`)."""
     cert: str = ""
     """A CA bundle file in the Job's container to verify the index with (`PIP_CERT`; uv's
-    `SSL_CERT_FILE`): a path in the workloads image or on the data volume."""
+    `SSL_CERT_FILE`): a path in the workloads image or on the data volume. Not together
+    with `PlatformConfig.ca_bundle`, which sets `PIP_CERT` itself."""
 
     def env(self) -> dict[str, str]:
         """pip's variables for the fields that are set (pure): lists space-separated, as
@@ -107,7 +114,7 @@ class PlatformConfig:
     """Model servers' access control (`lykeion.access`): `kubernetes` or `off`."""
     git_ssh_secret: str | None = None
     """Secret (in each Model's namespace) with the SSH key and known_hosts for git sources,
-    unless a Model names its own (`spec.source.sshSecret`); chart: `training.gitSshSecret`."""
+    unless a Model names its own (`spec.source.sshSecret`); chart: `workload.gitSshSecret`."""
     data_volume: dict[str, Any] | None = None
     """A Kubernetes volume source (e.g. `{"hostPath": {"path": ...}}` or
     `{"persistentVolumeClaim": {"claimName": ...}}`) that the `kubernetes` executor mounts
@@ -120,6 +127,22 @@ class PlatformConfig:
     """Where trainings install a project's python_env from: the `kubernetes` executor puts
     its pip variables in every Job's environment (`PackageIndex.env`); local runs have the
     operator's own environment. Chart: `workload.packageIndex`."""
+    ca_bundle: CaBundle | None = None
+    """The CA bundle (a ConfigMap or Secret in each workload namespace) that the
+    `kubernetes` executor mounts into every Job and model server, pointing
+    `executors.ca_bundle.CA_VARIABLES` (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, `PIP_CERT`,
+    ...) at it; None: the images' own trust store. Chart: `workload.caBundle`. Not together with
+    `package_index.cert`: the bundle is the index's CA then too, so both set is refused
+    (ValueError) rather than one of them silently ignored."""
+
+    def __post_init__(self) -> None:
+        if self.ca_bundle is not None and self.package_index.cert:
+            raise ValueError(
+                f"LYKEION_PACKAGE_INDEX_CERT ({self.package_index.cert!r}) and the CA bundle "
+                f"({self.ca_bundle.kind} {self.ca_bundle.name}) are both set: the bundle is "
+                "the package index's CA too (PIP_CERT); add the index's CA to the bundle and "
+                "unset workload.packageIndex.cert (or unset workload.caBundle)"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PlatformConfig:
@@ -163,6 +186,7 @@ class PlatformConfig:
             data_volume=parse_data_volume(env.get("LYKEION_DATA_VOLUME", "")),
             state_dir=Path(env.get("LYKEION_STATE_DIR", str(Path.home() / ".lykeion" / "runs"))),
             package_index=PackageIndex.from_env(env),
+            ca_bundle=parse_ca_bundle(env),
         )
 
 
@@ -181,3 +205,44 @@ def parse_data_volume(text: str) -> dict[str, Any] | None:
             'e.g. {"persistentVolumeClaim": {"claimName": "lykeion-data"}}'
         )
     return loaded
+
+
+def parse_ca_bundle(env: Mapping[str, str]) -> CaBundle | None:
+    """The CA bundle named by `LYKEION_CA_BUNDLE_CONFIGMAP` or `LYKEION_CA_BUNDLE_SECRET`
+    (the object's name) and `LYKEION_CA_BUNDLE_KEY` (its data key, default `ca.crt`); None
+    when neither names an object. Raises ValueError naming the variable when both name one,
+    when the name is not a DNS subdomain, when the key is empty or not a data key, or when a
+    key is given without an object."""
+    config_map = env.get("LYKEION_CA_BUNDLE_CONFIGMAP", "").strip()
+    secret = env.get("LYKEION_CA_BUNDLE_SECRET", "").strip()
+    key = env.get("LYKEION_CA_BUNDLE_KEY")
+    if config_map and secret:
+        raise ValueError(
+            f"LYKEION_CA_BUNDLE_CONFIGMAP ({config_map!r}) and LYKEION_CA_BUNDLE_SECRET "
+            f"({secret!r}) both name the CA bundle: set one (chart: workload.caBundle.configMap "
+            "or workload.caBundle.secret)"
+        )
+    if not config_map and not secret:
+        if key is not None and key.strip():
+            raise ValueError(
+                f"LYKEION_CA_BUNDLE_KEY is {key!r}, but neither LYKEION_CA_BUNDLE_CONFIGMAP "
+                "nor LYKEION_CA_BUNDLE_SECRET names the object that holds it"
+            )
+        return None
+    variable, name = (
+        ("LYKEION_CA_BUNDLE_CONFIGMAP", config_map)
+        if config_map
+        else ("LYKEION_CA_BUNDLE_SECRET", secret)
+    )
+    if len(name) > 253 or not _OBJECT_NAME.match(name):
+        raise ValueError(
+            f"{variable}: {name!r} is not a ConfigMap or Secret name (lowercase letters, "
+            "digits, '-' and '.', at most 253 characters), e.g. internal-ca"
+        )
+    key = CA_FILE if key is None else key.strip()
+    if not key or len(key) > 253 or not _DATA_KEY.match(key):
+        raise ValueError(
+            f"LYKEION_CA_BUNDLE_KEY: {key!r} is not a key of {name}'s data (letters, digits, "
+            "'-', '_' and '.'), e.g. ca.crt"
+        )
+    return CaBundle("configMap" if config_map else "secret", name, key)

@@ -67,6 +67,7 @@ async def configure(
         data_dir=config.data_dir,
         job_env=config.package_index.env(),
         kubeconfig=options.kubeconfig,
+        ca_bundle=config.ca_bundle,
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = Runtime(

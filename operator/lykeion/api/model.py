@@ -41,7 +41,7 @@ class ModelSource(ApiModel):
     ssh_secret: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
     """Secret (same namespace) holding `ssh-privatekey` and `known_hosts` for an SSH git
     URL; the training Job mounts it (the `kubernetes` executor). Unset: the chart's
-    `training.gitSshSecret`, else the environment's own SSH configuration (local runs)."""
+    `workload.gitSshSecret`, else the environment's own SSH configuration (local runs)."""
 
 
 class LabelsSource(ApiModel):

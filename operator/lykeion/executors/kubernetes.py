@@ -12,6 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from lykeion.executors.base import Endpoint, EndpointStatus, State, Work, WorkStatus
+from lykeion.executors.ca_bundle import CaBundle
 from lykeion.executors.kubernetes_endpoints import KubernetesEndpoints, newest_first
 from lykeion.kube import pod_log
 from lykeion.names import check_label
@@ -90,15 +91,21 @@ def _git_ssh(work: Work) -> tuple[dict[str, str], list[dict[str, Any]], list[dic
 
 
 def build_job(
-    work: Work, data: DataVolume | None = None, env: Mapping[str, str] | None = None
+    work: Work,
+    data: DataVolume | None = None,
+    env: Mapping[str, str] | None = None,
+    ca: CaBundle | None = None,
 ) -> dict[str, Any]:
     """The Job manifest for `work` (pure: no I/O, input untouched), with `data` mounted
-    when given and `env` (the platform's variables for every Job, e.g. the package index's)
+    when given, `ca` mounted read-only when given with its variables (`CaBundle.env`, over
+    `env`'s), and `env` (the platform's variables for every Job, e.g. the package index's)
     in its container's environment under the work's own, which win."""
     check_label(work.name)  # a bad name fails here, not as a 422 at apply time
     ssh_env, volumes, mounts = _git_ssh(work)
     if data is not None:
         volumes, mounts = [*volumes, data.volume()], [*mounts, data.mount()]
+    if ca is not None:
+        volumes, mounts = [*volumes, ca.volume()], [*mounts, ca.mount()]
     labels = {"app.kubernetes.io/managed-by": "lykeion", "lykeion.io/work": work.name}
     if work.owner_uid:
         labels[OWNER_UID_LABEL] = work.owner_uid
@@ -135,6 +142,7 @@ def build_job(
                                 for k, v in sorted(
                                     {
                                         **(env or {}),
+                                        **(ca.env() if ca is not None else {}),
                                         **work.env,
                                         **ssh_env,
                                         RESULT_ENV: TERMINATION_LOG,
@@ -266,7 +274,8 @@ def stuck_reason(
             return (
                 "VolumeNotMounted",
                 f"pod {pod_name} cannot mount a volume: {_newest(mounts).get('message')}; "
-                "create what it names (the data volume's claim or path, a git SSH Secret)",
+                "create what it names (the data volume's claim or path, a git SSH Secret, the "
+                "CA bundle's ConfigMap or Secret or its key)",
             )
     return None
 
@@ -349,16 +358,21 @@ def job_pod_selector(job: dict[str, Any]) -> str:
 
 class KubernetesExecutor:
     def __init__(
-        self, kube: Any, data: DataVolume | None = None, env: Mapping[str, str] | None = None
+        self,
+        kube: Any,
+        data: DataVolume | None = None,
+        env: Mapping[str, str] | None = None,
+        ca: CaBundle | None = None,
     ) -> None:
-        """Jobs and model servers through `kube`, with `data` mounted in each when given
-        and `env` in every Job's environment (`build_job`)."""
+        """Jobs and model servers through `kube`, with `data` and `ca` mounted in each when
+        given and `env` in every Job's environment (`build_job`)."""
         self.kube = kube
         self.data = data
         self.env = dict(env or {})
+        self.ca = ca
         self.batch = client.BatchV1Api(kube.api)
         self.core = client.CoreV1Api(kube.api)
-        self.endpoints = KubernetesEndpoints(kube, data)
+        self.endpoints = KubernetesEndpoints(kube, data, ca)
 
     async def serve(self, endpoint: Endpoint) -> EndpointStatus:
         return await self.endpoints.serve(endpoint)
@@ -376,7 +390,7 @@ class KubernetesExecutor:
         if existing is not None:
             return job_state(existing)
         owner = work.owner if work.owned else None
-        job = await self.kube.apply(build_job(work, self.data, self.env), owner=owner)
+        job = await self.kube.apply(build_job(work, self.data, self.env, self.ca), owner=owner)
         return job_state(job)
 
     async def status(self, namespace: str, name: str, owner_uid: str | None = None) -> WorkStatus:

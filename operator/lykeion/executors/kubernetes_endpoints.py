@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from lykeion.conditions import get as get_condition
 from lykeion.executors import kubernetes_render as render
 from lykeion.executors.base import Endpoint, EndpointStatus, ServingRejected
+from lykeion.executors.ca_bundle import CaBundle
 from lykeion.kube import pod_log
 from lykeion.serving.config import CONFIG_ENV
 
@@ -292,11 +293,14 @@ def _server_pods(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def with_data_volume(manifests: list[dict[str, Any]], data: DataVolume) -> list[dict[str, Any]]:
-    """`manifests` with `data` mounted into every model server container of the
-    Deployments, SeldonDeployments and InferenceServices among them (pure: copies; routers
-    need no data). The server reads the embedded online store and the model's files from
-    the shared data directory."""
+def _into_servers(
+    manifests: list[dict[str, Any]],
+    volume: dict[str, Any],
+    mount: dict[str, Any],
+    env: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """`manifests` with `volume` in the pods of their model server containers, `mount` and
+    `env` (after the container's own variables) in those containers (pure: copies)."""
     out = []
     for manifest in manifests:
         manifest = json.loads(json.dumps(manifest))
@@ -304,17 +308,44 @@ def with_data_volume(manifests: list[dict[str, Any]], data: DataVolume) -> list[
         for pod in _server_pods(manifest):
             servers = [c for c in pod["containers"] if c.get("name") == name]
             for container in servers:
-                container["volumeMounts"] = [*container.get("volumeMounts", []), data.mount()]
+                container["volumeMounts"] = [*container.get("volumeMounts", []), mount]
+                if env:
+                    added = [{"name": k, "value": v} for k, v in sorted(env.items())]
+                    container["env"] = [*container.get("env", []), *added]
             if servers:
-                pod["volumes"] = [*pod.get("volumes", []), data.volume()]
+                pod["volumes"] = [*pod.get("volumes", []), volume]
         out.append(manifest)
     return out
 
 
+def with_data_volume(manifests: list[dict[str, Any]], data: DataVolume) -> list[dict[str, Any]]:
+    """`manifests` with `data` mounted into every model server container of the
+    Deployments, SeldonDeployments and InferenceServices among them (pure: copies; routers
+    need no data). The server reads the embedded online store and the model's files from
+    the shared data directory."""
+    return _into_servers(manifests, data.volume(), data.mount())
+
+
+def with_ca_bundle(manifests: list[dict[str, Any]], ca: CaBundle) -> list[dict[str, Any]]:
+    """`manifests` with `ca` mounted read-only into every model server container of the
+    Deployments, SeldonDeployments and InferenceServices among them, and its variables
+    (`CaBundle.env`) in their environment (pure: copies). The server loads its model
+    through MLflow's client, which may reach a tracking server or artifact store behind a
+    private CA. Routers have none: they only forward to the version Services over plain
+    HTTP inside the cluster. KServe's predictor runs KServe's own runtime and storage
+    initializer, which are configured in KServe."""
+    return _into_servers(manifests, ca.volume(), ca.mount(), ca.env())
+
+
 class KubernetesEndpoints:
-    def __init__(self, kube: Any, data: DataVolume | None = None) -> None:
+    def __init__(
+        self, kube: Any, data: DataVolume | None = None, ca: CaBundle | None = None
+    ) -> None:
+        """Model servers through `kube`, with `data` and `ca` mounted in each when given
+        (`with_data_volume`, `with_ca_bundle`)."""
         self.kube = kube
         self.data = data
+        self.ca = ca
         self.apps = client.AppsV1Api(kube.api)
         self.core = client.CoreV1Api(kube.api)
         self.custom = client.CustomObjectsApi(kube.api)
@@ -333,6 +364,8 @@ class KubernetesEndpoints:
             return withdrawn(endpoint)
         if self.data is not None:
             manifests = with_data_volume(manifests, self.data)
+        if self.ca is not None:
+            manifests = with_ca_bundle(manifests, self.ca)
         applied: dict[str, dict[str, Any]] = {}
         for manifest in manifests:
             try:
