@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import functools
 import json
+import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -134,9 +135,11 @@ def _same(a: Any, b: Any) -> bool:
     float is never equal to an int or a bool."""
     if type(a) is not type(b):
         return False
-    if isinstance(a, float):
-        return a.hex() == b.hex() if a == a or b == b else True
-    if isinstance(a, list):
+    if type(a) is float:
+        if a != a:
+            return bool(b != b)
+        return bool(a == b) and (a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b))
+    if type(a) is list:
         return len(a) == len(b) and all(map(_same, a, b))
     return bool(a == b)
 
