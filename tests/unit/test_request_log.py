@@ -278,3 +278,53 @@ def test_a_bounded_reader_keeps_rows_whose_key_cannot_be_hashed(tmp_path: Path) 
         reader = LogReader(log, 1, "1.0", ["k"], bounded=bounded)
         counts[bounded] = [len(reader.rows(since, None)) for since in (None, 2_000_000, 2_500_000)]
     assert counts[True] == counts[False] == [3, 2, 1]
+
+
+def _write_from_a_process(path: str, writer: int, batches: int, max_bytes: int) -> None:
+    """A replica of a version on the shared volume: its own RequestLog on the same path."""
+    log = RequestLog(Path(path), max_bytes, 50)
+    for i in range(batches):
+        log.append(_lines([(i, f"w{writer}", f"k{i % 3 + 1}", float(i))] * (1 + i % 3)))
+    log.close()
+
+
+def test_writers_in_processes_share_one_log_losing_and_splitting_nothing(tmp_path: Path) -> None:
+    # Each writer keeps its file open between appends; a rotation by one moves the file
+    # the others hold, and each then appends to the new current file, never the renamed one.
+    import multiprocessing
+
+    path = tmp_path / "requests.jsonl"
+    batches, writers, max_bytes = 150, 3, 4000
+    context = multiprocessing.get_context("fork")
+    started = [
+        context.Process(target=_write_from_a_process, args=(str(path), w, batches, max_bytes))
+        for w in range(writers)
+    ]
+    for process in started:
+        process.start()
+    for process in started:
+        process.join(60)
+        assert process.exitcode == 0
+    kept = [f for f in files_of(path, 50) if f.exists()]
+    assert len(kept) > 3, "the writers rotated the log"
+    lines = b"".join(f.read_bytes() for f in kept).splitlines()
+    rows = [json.loads(line) for line in lines]  # every line whole
+    assert len(rows) == writers * sum(1 + i % 3 for i in range(batches))
+    for w in range(writers):
+        # Each writer's rows in the order it appended them.
+        mine = [int(r["prediction"]) for r in rows if r["version"] == f"w{w}"]
+        assert mine == sorted(mine)
+    assert all(f.stat().st_size <= max_bytes for f in kept)
+
+
+def test_an_append_after_the_file_was_removed_creates_it_again(tmp_path: Path) -> None:
+    path = tmp_path / "requests.jsonl"
+    log = RequestLog(path, 1 << 20, 2)
+    first, second = _lines([(1, "1.0", "k1", 0.9)]), _lines([(2, "1.0", "k2", 0.1)])
+    log.append(first)
+    path.unlink()
+    log.append(second)
+    assert path.read_bytes() == second
+    log.close()
+    log.append(first)  # opens again after close
+    assert path.read_bytes() == second + first

@@ -95,7 +95,12 @@ def _rotations(fd: int) -> int:
 
 class RequestLog:
     """Appends batches of lines to `path`, rotating it by size (module docstring).
-    Thread-safe; across processes, through the lock file."""
+    Thread-safe; across processes, through the lock file.
+
+    The lock file and the current file stay open between appends (an append is then a
+    lock, two stats, a write and an unlock): under the lock, the open file is the current
+    one only while `path` names the same inode, else (another writer rotated it, or `path`
+    was removed) `path` is opened again. `close` releases both descriptors."""
 
     def __init__(self, path: Path, max_bytes: int, files: int) -> None:
         if max_bytes <= 0 or files < 1:
@@ -105,26 +110,64 @@ class RequestLog:
         self.files = files
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
 
     def append(self, lines: bytes) -> None:
         """Append `lines` (whole lines, each ending in a newline) to the current file,
         rotating first when they would take it past `max_bytes`. Raises OSError."""
-        with self._lock, _locked(self.path, exclusive=True) as lock:
+        with self._lock:
+            if self._lock_fd is None:
+                self._lock_fd = os.open(lock_of(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+            lock = self._lock_fd
+            fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                size = self.path.stat().st_size
-            except FileNotFoundError:
-                size = 0
-            if size > 0 and size + len(lines) > self.max_bytes:
-                order = files_of(self.path, self.files)  # oldest first; the last is `P`
-                order[0].unlink(missing_ok=True)
-                for older, newer in itertools.pairwise(order):
-                    if newer.exists():
-                        newer.rename(older)
-                count = str(_rotations(lock) + 1).encode()
-                os.ftruncate(lock, 0)
-                os.pwrite(lock, count, 0)
-            with open(self.path, "ab") as sink:
-                sink.write(lines)
+                size = self._current_size()
+                if size > 0 and size + len(lines) > self.max_bytes:
+                    order = files_of(self.path, self.files)  # oldest first; the last is `P`
+                    order[0].unlink(missing_ok=True)
+                    for older, newer in itertools.pairwise(order):
+                        if newer.exists():
+                            newer.rename(older)
+                    count = str(_rotations(lock) + 1).encode()
+                    os.ftruncate(lock, 0)
+                    os.pwrite(lock, count, 0)
+                    self._current_size()
+                assert self._fd is not None
+                view = memoryview(lines)
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _current_size(self) -> int:
+        """The size of the file `path` names, opened (created) as `_fd` if the open one is
+        another file or none. Under the lock."""
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            named = None
+        if self._fd is not None:
+            held = os.fstat(self._fd)
+            if named is not None and (held.st_ino, held.st_dev) == (named.st_ino, named.st_dev):
+                return named.st_size
+            os.close(self._fd)
+            self._fd = None
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return os.fstat(self._fd).st_size
+
+    def close(self) -> None:
+        """Close the open descriptors (an append after this opens them again)."""
+        with self._lock:
+            for fd in (self._fd, self._lock_fd):
+                if fd is not None:
+                    with suppress(OSError):
+                        os.close(fd)
+            self._fd = self._lock_fd = None
+
+    def __del__(self) -> None:
+        with suppress(Exception):
+            self.close()
 
 
 @dataclass
