@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from lykeion.api.model import LabelsSource
 from lykeion.serving.outcomes import LiveLabels, join, labels_of, metric_of
-from lykeion.serving.request_log import Logged, LogReader, RequestLog, files_of
+from lykeion.serving.request_log import Logged, LogReader, RequestLog, files_of, lock_of
 
 BASE = datetime(2026, 11, 30, 12, tzinfo=UTC)
 KEYS = ["k1", "k2", "k3"]
@@ -328,3 +329,48 @@ def test_an_append_after_the_file_was_removed_creates_it_again(tmp_path: Path) -
     log.close()
     log.append(first)  # opens again after close
     assert path.read_bytes() == second + first
+
+
+def test_a_writer_whose_lock_file_was_removed_counts_rotations_in_the_new_one(
+    tmp_path: Path,
+) -> None:
+    # Readers name files by the rotation count in `P.lock`; a writer that keeps counting in
+    # a removed lock file (and locking it) is invisible to readers and to other writers.
+    path = tmp_path / "requests.jsonl"
+    log = RequestLog(path, 100, 3)
+    batch = _lines([(1, "1.0", "k1", 0.9)] * 2)
+    log.append(batch)
+    lock_of(path).unlink()
+    log.append(batch)  # rotates
+    assert lock_of(path).exists() and lock_of(path).read_text() == "1"
+
+
+def _append_after_fork(log: RequestLog, writer: str, batches: int) -> None:
+    for i in range(batches):
+        log.append(_lines([(i, writer, "k1", float(i))]))
+
+
+def test_a_fork_after_an_append_still_serialises_the_two_processes(tmp_path: Path) -> None:
+    # After a fork both processes hold the same open lock file: `flock` on it then excludes
+    # neither, and their rotations race (renames of files the other just moved).
+    path = tmp_path / "requests.jsonl"
+    log = RequestLog(path, 400, 5000)
+    log.append(_lines([(0, "parent", "k1", 0.0)]))
+    batches = 800
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _append_after_fork(log, "child", batches)
+        except OSError:
+            os._exit(1)
+        os._exit(0)
+    failure = None
+    try:
+        _append_after_fork(log, "parent", batches)
+    except OSError as exc:
+        failure = exc
+    _, status = os.waitpid(pid, 0)
+    assert failure is None and os.waitstatus_to_exitcode(status) == 0
+    kept = [f for f in files_of(path, 5000) if f.exists()]
+    lines = b"".join(f.read_bytes() for f in kept).splitlines()
+    assert len(lines) == 2 * batches + 1

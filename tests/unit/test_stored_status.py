@@ -173,3 +173,31 @@ def test_a_reconcile_reads_past_an_unreadable_status_keeps_it_and_warns_once(
     assert "ModelFamily default/forward: stored status read without" in warnings[0]
     assert "status.phase: Extra inputs are not permitted" in warnings[0]
     assert "status.segments.1.name: Field required" in warnings[0]
+
+
+def test_an_unreadable_rollout_state_never_promotes_a_canary_that_had_the_most_traffic() -> None:
+    # Mid-walk (10.0 at the 50% step, 9.0 recorded stable in status.traffic) the stored
+    # rollout state is unreadable: the restart must not take the canary for the stable
+    # version and promote it at once, unanalysed.
+    body = objects.deployment(versions={"10.0": 100})
+    body["metadata"] |= {"namespace": "ns", "generation": 2}
+    body["spec"]["rollout"] = {"steps": [10, 50, 100]}
+    body["status"] = {
+        "traffic": [
+            {"version": "9.0", "traffic": 50, "available": True, "stable": True},
+            {"version": "10.0", "traffic": 50, "available": True},
+        ],
+        "rollout": {"stable": 7},
+    }
+    parsed = Resource.parse(body, DeploymentSpec, DeploymentStatus)
+    _, state = deployments._rollout_state(parsed, "2026-01-01T00:00:00Z")
+    assert state is not None and state.stable == "9.0" and state.canary == "10.0"
+
+
+def test_an_unreadable_rollout_state_and_traffic_never_serve_the_declared_version_at_once() -> None:
+    body = _rolling_body({"stable": 7})
+    body["status"]["traffic"] = [{"version": "1.0", "weight": 100}]  # another shape
+    parsed = Resource.parse(body, DeploymentSpec, DeploymentStatus)
+    _, state = deployments._rollout_state(parsed, "2026-01-01T00:00:00Z")
+    assert state is not None
+    assert plan.versions(state) != [{"version": "1.1", "traffic": 100}]
