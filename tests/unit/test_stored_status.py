@@ -195,9 +195,12 @@ def test_an_unreadable_rollout_state_never_promotes_a_canary_that_had_the_most_t
 
 
 def test_an_unreadable_rollout_state_and_traffic_never_serve_the_declared_version_at_once() -> None:
+    # Nothing tells which version serves: the pass changes nothing and says what to do.
     body = _rolling_body({"stable": 7})
     body["status"]["traffic"] = [{"version": "1.0", "weight": 100}]  # another shape
     parsed = Resource.parse(body, DeploymentSpec, DeploymentStatus)
-    _, state = deployments._rollout_state(parsed, "2026-01-01T00:00:00Z")
-    assert state is not None
-    assert plan.versions(state) != [{"version": "1.1", "traffic": 100}]
+    with pytest.raises(deployments.RolloutStateUnreadable) as raised:
+        deployments._rollout_state(parsed, "2026-01-01T00:00:00Z")
+    message = str(raised.value)
+    assert "--subresource=status" in message and '"traffic":null' in message
+    assert "status.traffic" in message and "status.rollout" in message

@@ -72,7 +72,12 @@ async def act(deployment: Deployment, runtime: Runtime, update: StatusUpdate) ->
     now = datetime.now(UTC)
 
     # 0. With a rollout, spec is the end state; the rollout says which split serves now.
-    rollout_spec, state = _rollout_state(deployment, conditions.rfc3339(now))
+    try:
+        rollout_spec, state = _rollout_state(deployment, conditions.rfc3339(now))
+    except RolloutStateUnreadable as unreadable:
+        log.warning("rollout of %s held: %s", deployment.name, unreadable)
+        held = Check(rollout.TRAFFIC, False, "StatusUnreadable", str(unreadable))
+        return StatusUpdate({}, [*resolved, held, ready([*resolved, held])])
     serving = {**spec, "versions": plan.versions(state)} if state is not None else spec
 
     # 1. What the gate needs: the Models (with status) and their features' manifests.
@@ -206,12 +211,27 @@ def _rollout_state(
     refused = deployment.status_problems.get("rollout")
     if refused is not None:
         # A state from another version of Lykeion: the rollout restarts in this pass, from
-        # the traffic in effect (its first step for a declared version that does not serve
-        # yet), never from spec's end state: a pass without a rollout would serve that
-        # at once, and the next would find it stable, promoted without analysis.
+        # the traffic in effect and the stable version it records (its first step for a
+        # declared version that is not the stable one), never from spec's end state: a
+        # pass without a rollout would serve that at once, and the next would find it
+        # stable, promoted without analysis.
+        unreadable_traffic = deployment.status_problems.get("traffic")
+        if unreadable_traffic is not None:
+            raise RolloutStateUnreadable(
+                f"status.rollout and status.traffic are in a form this operator cannot read "
+                f"(written by another version of Lykeion?), so it cannot tell which version "
+                f"serves now and changes nothing. To go on, clear both: kubectl patch "
+                f"deployments.lykeion.io {deployment.name} -n {deployment.namespace} "
+                f"--subresource=status --type=merge "
+                f"""-p '{{"status":{{"rollout":null,"traffic":null}}}}'; the rollout then """
+                f"starts from the version spec declares (declare the one serving now first "
+                f"if the new one must be analysed). rollout: {refused}; traffic: "
+                f"{unreadable_traffic}"
+            )
         log.warning("rollout of %s restarts: %s", deployment.name, refused)
         previous = None
     in_effect = {t.version: t.traffic for t in status.traffic}
+    recorded = next((t.version for t in status.traffic if t.stable), None)
     annotation = (body["metadata"].get("annotations") or {}).get(plan.PROMOTE)
     state = plan.begin(
         spec.versions[0].version,
@@ -221,8 +241,14 @@ def _rollout_state(
         int(body["metadata"].get("generation", 0)),
         now,
         annotation,
+        recorded,
     )
     return rollout_spec, state
+
+
+class RolloutStateUnreadable(Exception):
+    """The stored rollout state and the traffic in effect are both unreadable: nothing
+    tells which version serves, so a pass changes nothing (the message says what to do)."""
 
 
 async def _analyse(

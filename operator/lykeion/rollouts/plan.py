@@ -89,12 +89,18 @@ def begin(
     generation: int,
     now: str,
     promote_annotation: str | None = None,
+    recorded_stable: str | None = None,
 ) -> RolloutStatus:
     """The rollout's state for this reconcile, before any analysis: `target` is the version
-    spec declares, `in_effect` the traffic in effect now (`status.traffic`), `now` RFC 3339."""
+    spec declares, `in_effect` the traffic in effect now (`status.traffic`), `now` RFC 3339.
+    Without a `previous` state, the stable version is `recorded_stable` (the one
+    `status.traffic` marks stable) while it serves, else the one serving the most."""
     if previous is None:
         serving = [v for v, w in sorted(in_effect.items(), key=lambda kv: (-kv[1], kv[0])) if w > 0]
-        stable = serving[0] if serving else target
+        if recorded_stable is not None and in_effect.get(recorded_stable, 0) > 0:
+            stable = recorded_stable
+        else:
+            stable = serving[0] if serving else target
         state = RolloutStatus(phase="Promoted", stable=stable, generation=generation)
         if stable == target:
             return state

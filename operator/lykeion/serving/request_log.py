@@ -98,9 +98,10 @@ class RequestLog:
     Thread-safe; across processes, through the lock file.
 
     The lock file and the current file stay open between appends (an append is then a
-    lock, two stats, a write and an unlock): under the lock, the open file is the current
-    one only while `path` names the same inode, else (another writer rotated it, or `path`
-    was removed) `path` is opened again. `close` releases both descriptors."""
+    lock, four stats, a write and an unlock): under the lock, each open file is used only
+    while its path names the same inode, else (another writer rotated the log, or a file
+    was removed) the path is opened again; a forked process opens both again. `close`
+    releases both descriptors."""
 
     def __init__(self, path: Path, max_bytes: int, files: int) -> None:
         if max_bytes <= 0 or files < 1:
@@ -112,15 +113,16 @@ class RequestLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
         self._fd: int | None = None
+        self._pid = os.getpid()
+        # As strings: a path built per append (`lock_of`) costs more than the stats.
+        self._file = os.fspath(path)
+        self._lock_path = os.fspath(lock_of(path))
 
     def append(self, lines: bytes) -> None:
         """Append `lines` (whole lines, each ending in a newline) to the current file,
         rotating first when they would take it past `max_bytes`. Raises OSError."""
         with self._lock:
-            if self._lock_fd is None:
-                self._lock_fd = os.open(lock_of(self.path), os.O_RDWR | os.O_CREAT, 0o644)
-            lock = self._lock_fd
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            lock = self._lock_file()
             try:
                 size = self._current_size()
                 if size > 0 and size + len(lines) > self.max_bytes:
@@ -140,11 +142,38 @@ class RequestLog:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def _lock_file(self) -> int:
+        """The lock file's descriptor, held under an exclusive `flock`: opened again when
+        this process is a fork of the one that opened it (an inherited descriptor shares
+        its lock with the parent, so it would exclude neither), or when `P.lock` names
+        another file than the one locked (removed and created again by someone)."""
+        if self._lock_fd is not None and self._pid != os.getpid():
+            # Closing the inherited copy releases nothing the parent holds.
+            for fd in (self._fd, self._lock_fd):
+                if fd is not None:
+                    with suppress(OSError):
+                        os.close(fd)
+            self._fd = self._lock_fd = None
+        while True:
+            if self._lock_fd is None:
+                self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                self._pid = os.getpid()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            held = os.fstat(self._lock_fd)
+            try:
+                named = os.stat(self._lock_path)
+            except FileNotFoundError:
+                named = None
+            if named is not None and (held.st_ino, held.st_dev) == (named.st_ino, named.st_dev):
+                return self._lock_fd
+            os.close(self._lock_fd)  # releases the lock on the file no one else sees
+            self._lock_fd = None
+
     def _current_size(self) -> int:
         """The size of the file `path` names, opened (created) as `_fd` if the open one is
         another file or none. Under the lock."""
         try:
-            named = os.stat(self.path)
+            named = os.stat(self._file)
         except FileNotFoundError:
             named = None
         if self._fd is not None:
@@ -153,7 +182,7 @@ class RequestLog:
                 return named.st_size
             os.close(self._fd)
             self._fd = None
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self._file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         return os.fstat(self._fd).st_size
 
     def close(self) -> None:
