@@ -52,8 +52,10 @@ for target in "${TARGETS[@]}"; do
     # The dependency stage first, tagged by what it is built from: it stays in the
     # layer cache when the builds of earlier code are pruned below.
     # (by the extras' dependency list, as the Dockerfile's dependency stage sees it).
+    # (A failure of the list stops the script: an assignment, not a process substitution.)
+    listed="$(dependency_list "$extras")"
     dependencies="localhost/lykeion-dependencies-$name:$(cat Dockerfile requirements/* \
-      <(dependency_list "$extras") <(echo "$base_name") | sha256sum | cut -c1-12)"
+      <(echo "$listed") <(echo "$base_name") | sha256sum | cut -c1-12)"
     bud=(bah bud --network host --layers
       -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro
       --build-arg "PYTHON_IMAGE=$base_name" --build-arg "EXTRAS=$extras" -f Dockerfile)

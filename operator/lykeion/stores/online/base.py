@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
 
 Step = tuple[datetime, dict[str, Any]]
-"""(from when, aggregation name -> value): an aggregation's values from that time on."""
+"""(from when, aggregation name -> value): the aggregations' values from that time on. The
+materializer's steps give every aggregation; the stores read one a step leaves out as
+keeping its value from before (`codec.encode_steps`)."""
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,9 @@ def encode_steps(
     order, `{feature: [[micros, value], ...], ...}` (values as `to_json` gives them; NaN
     and ±Inf as JSON's NaN/Infinity tokens). A step that leaves an aggregation's value as
     it was (bit for bit) adds nothing to that aggregation's list; `values`, the row's
-    values at its event time, drops the first step's unchanged ones the same way. None
+    values at its event time, drops the first step's unchanged ones the same way. An
+    aggregation a step leaves out keeps its value from before (the materializer's steps
+    give every aggregation; the earlier whole-step encoding read one left out as null). None
     when no aggregation changes. Raises ValueError for a name that is not an aggregation
     of `view`, TypeError for a value of the wrong type.
 

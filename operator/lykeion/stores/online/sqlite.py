@@ -3,8 +3,7 @@
 Columns: the key, `event_time` (microseconds), one per feature holding its value at the
 event time, and `_steps`: the aggregations' later values as JSON, per aggregation its
 changes `{feature: [[micros, value], ...]}` (`codec.encode_steps`; null when none; see
-`OnlineRow`). A read at `t` picks each aggregation's last change at or before `t` by
-bisection.
+`OnlineRow`). A read at `t` picks each aggregation's last change at or before `t`.
 
 SQLite stores a bound NaN as NULL, so a float64 NaN is stored as the text 'NaN' (a REAL
 column keeps text it cannot read as a number) and read back as NaN; ±Inf are REALs.
