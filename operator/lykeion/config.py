@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lykeion.api.model import DNS_SUBDOMAIN
 from lykeion.executors.ca_bundle import CA_FILE, CaBundle
 from lykeion.features.dataflow import dataflow_args
 
 INDEX_SCHEMES = ("http://", "https://", "file://")
-_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_OBJECT_NAME = re.compile(DNS_SUBDOMAIN)
 """A ConfigMap's or Secret's name: a DNS subdomain (at most 253 characters)."""
 _DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 """A key of a ConfigMap's or Secret's data (at most 253 characters)."""

@@ -148,23 +148,13 @@ class RequestLog:
         its lock with the parent, so it would exclude neither), or when `P.lock` names
         another file than the one locked (removed and created again by someone)."""
         if self._lock_fd is not None and self._pid != os.getpid():
-            # Closing the inherited copy releases nothing the parent holds.
-            for fd in (self._fd, self._lock_fd):
-                if fd is not None:
-                    with suppress(OSError):
-                        os.close(fd)
-            self._fd = self._lock_fd = None
+            self._drop()  # closing the inherited copy releases nothing the parent holds
         while True:
             if self._lock_fd is None:
                 self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
                 self._pid = os.getpid()
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            held = os.fstat(self._lock_fd)
-            try:
-                named = os.stat(self._lock_path)
-            except FileNotFoundError:
-                named = None
-            if named is not None and (held.st_ino, held.st_dev) == (named.st_ino, named.st_dev):
+            if _still_named(self._lock_fd, self._lock_path) is not None:
                 return self._lock_fd
             os.close(self._lock_fd)  # releases the lock on the file no one else sees
             self._lock_fd = None
@@ -172,13 +162,9 @@ class RequestLog:
     def _current_size(self) -> int:
         """The size of the file `path` names, opened (created) as `_fd` if the open one is
         another file or none. Under the lock."""
-        try:
-            named = os.stat(self._file)
-        except FileNotFoundError:
-            named = None
         if self._fd is not None:
-            held = os.fstat(self._fd)
-            if named is not None and (held.st_ino, held.st_dev) == (named.st_ino, named.st_dev):
+            named = _still_named(self._fd, self._file)
+            if named is not None:
                 return named.st_size
             os.close(self._fd)
             self._fd = None
@@ -188,15 +174,30 @@ class RequestLog:
     def close(self) -> None:
         """Close the open descriptors (an append after this opens them again)."""
         with self._lock:
-            for fd in (self._fd, self._lock_fd):
-                if fd is not None:
-                    with suppress(OSError):
-                        os.close(fd)
-            self._fd = self._lock_fd = None
+            self._drop()
+
+    def _drop(self) -> None:
+        """Close both descriptors, if open, and forget them."""
+        for fd in (self._fd, self._lock_fd):
+            if fd is not None:
+                with suppress(OSError):
+                    os.close(fd)
+        self._fd = self._lock_fd = None
 
     def __del__(self) -> None:
         with suppress(Exception):
             self.close()
+
+
+def _still_named(fd: int, path: str) -> os.stat_result | None:
+    """`path`'s stat while it names the file open as `fd`; None once `path` was removed or
+    names another file (renamed by a rotation, replaced)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return None
+    held = os.fstat(fd)
+    return named if (held.st_ino, held.st_dev) == (named.st_ino, named.st_dev) else None
 
 
 @dataclass
