@@ -223,3 +223,35 @@ def test_a_bad_ca_bundle_is_refused_at_install_time(values: list[str], expected:
     )  # fmt: skip
     assert done.returncode != 0
     assert expected in done.stderr, done.stderr
+
+
+def test_pull_secrets_reach_every_jobs_pod_through_the_workload_service_account() -> None:
+    chart = str(ROOT / "charts" / "lykeion")
+    rendered = subprocess.run(
+        [_helm(), "template", "lykeion", chart, "-n", "lykeion-system",
+         "--set", "imagePullSecrets[0].name=regcred",
+         "--set", "workload.extraNamespaces={team-a}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    accounts = [
+        d
+        for d in docs
+        if d["kind"] == "ServiceAccount"
+        and d["metadata"]["labels"].get("app.kubernetes.io/component") == "workload"
+    ]
+    assert {a["metadata"]["namespace"] for a in accounts} >= {"team-a"}
+    for account in accounts:
+        assert account["imagePullSecrets"] == [{"name": "regcred"}]
+        assert account["automountServiceAccountToken"] is False
+    # None given: none rendered.
+    plain = subprocess.run(
+        [_helm(), "template", "lykeion", chart], capture_output=True, text=True, check=True
+    ).stdout
+    assert all("imagePullSecrets" not in d for d in yaml.safe_load_all(plain) if d)
+    # A secret without a name is refused at install time.
+    bad = subprocess.run(
+        [_helm(), "template", "lykeion", chart, "--set", "imagePullSecrets[0].nam=regcred"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "imagePullSecrets" in bad.stderr, bad.stderr

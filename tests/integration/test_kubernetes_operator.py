@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from lykeion.executors.kubernetes_endpoints import KSERVE_SOURCE_URI
-from lykeion.handlers.training import training_name
+from lykeion.handlers.training import project_job_name, training_name
 from lykeion.kube import api_client
 from lykeion.local.controlplane import ControlPlane
 from tests.support import TRAINED_FEATURES, Cluster, Operator, finish_job, load, wait_for, wait_job
@@ -169,6 +169,74 @@ def test_jobs_drive_manifest_and_model_status_and_every_backend_serves(
     apps.patch_namespaced_deployment_status(f"{name}-1-1", NS, {"status": available})
     cluster.wait_condition("Deployment", NS, name, "True", timeout=60)
     assert _routes(api, name) == {"1.0": 90, "1.1": 10}
+
+
+def test_a_docker_env_training_runs_its_entry_point_in_the_projects_image_in_a_second_job(
+    k8s_plane: ControlPlane, k8s_operator: Operator
+) -> None:
+    """After the first test: the example's FeatureManifest is Materialized."""
+    api = api_client(k8s_plane.kubeconfig)
+    cluster = Cluster(api)
+    assert cluster.condition("FeatureManifest", NS, "rider-activity", "Materialized")
+    model = copy.deepcopy(load(EXAMPLES / "model.yaml")[0])
+    model["metadata"]["name"] = "forward-default-3.0"
+    model["spec"]["version"] = "3.0"
+    model["spec"]["training"]["requests"] = 1
+    created = cluster.create(model, NS)
+    first = wait_job(api, training_name("forward-default-3.0", 1))
+    command = first.spec.template.spec.containers[0].command
+    assert "--docker-env" in command and not first.spec.template.spec.init_containers
+    stage = command[command.index("--stage-dir") + 1]
+    project = {
+        "image": "registry.example.com/team-a/trainer:2",
+        "command": f"python train.py --train {stage}/r9/train.parquet",
+        "directory": "/var/lib/lykeion/sources/abc/mlproject",
+        "env": {"MLFLOW_RUN_ID": "r9", "MLFLOW_EXPERIMENT_ID": "4", "MODE": "fast"},
+    }
+    prepared = {"succeeded": True, "run_id": "r9", "experiment_id": "4", "project": project,
+                "message": "prepared run r9"}  # fmt: skip
+    finish_job(api, first.metadata.name, prepared)
+
+    # The second Job: the entry point in the project's image, then the Lykeion image.
+    second = wait_job(api, project_job_name("forward-default-3.0", 1))
+    assert second.metadata.owner_references[0].uid == created["metadata"]["uid"]
+    pod = second.spec.template.spec
+    (init,) = pod.init_containers
+    (main,) = pod.containers
+    assert (init.image, init.command) == (project["image"], ["sh", "-c", project["command"]])
+    assert init.working_dir == project["directory"]
+    env = {e.name: e.value for e in init.env}
+    assert env["MLFLOW_RUN_ID"] == "r9" and env["MODE"] == "fast"
+    # The tracking server the main container evaluates and registers with.
+    assert env["MLFLOW_TRACKING_URI"] == main.command[main.command.index("--tracking-uri") + 1]
+    main_env = {e.name: e.value for e in main.env}
+    assert env["PIP_INDEX_URL"] == "https://pypi.internal/simple"  # the platform's variables
+    assert init.security_context.read_only_root_filesystem is True
+    assert main.command[-4:] == ["--phase", "finish", "--run-id", "r9"]
+    assert "LYKEION_RESULT_PATH" in main_env and "LYKEION_RESULT_PATH" not in env
+    wait_for(
+        lambda: "runs in its image registry.example.com/team-a/trainer:2"
+        in ((cluster.condition("Model", NS, "forward-default-3.0", "Trained") or {}).get(
+            "message") or ""),
+        timeout=60,
+    )  # fmt: skip
+    current = (cluster.get("Model", NS, "forward-default-3.0") or {})["status"]["currentTraining"]
+    assert current["project"]["job"] == second.metadata.name
+
+    result = {
+        "succeeded": True, "run_id": "r9", "model_uri": "models:/forward-default/9",
+        "registered_model": "forward-default", "registered_version": "9",
+        "metrics": {"eval_roc_auc": 0.8}, "gate_passed": True, "training_set_hash": "cd" * 32,
+        "training_set_rows": 900, "source_revision": "sha256:01", "features": TRAINED_FEATURES,
+        "message": "ok",
+    }  # fmt: skip
+    finish_job(api, second.metadata.name, result)
+    cluster.wait_condition("Model", NS, "forward-default-3.0", "True", timeout=60)
+    status = (cluster.get("Model", NS, "forward-default-3.0") or {})["status"]
+    assert (status["modelUri"], status["mlflowRunId"]) == ("models:/forward-default/9", "r9")
+    assert status["lastTraining"]["project"]["image"] == project["image"]
+    assert "currentTraining" not in status or status["currentTraining"] is None
+    cluster.delete("Model", NS, "forward-default-3.0")
 
 
 def _routes(api: client.ApiClient, name: str) -> dict[str, int]:

@@ -1,8 +1,11 @@
 """MLflow project environments (`python -m lykeion.training.run`'s code, in process): a
 project that declares a python_env trains in its own environment, made by uv with a
-library this environment lacks, kept for the next training, which installs nothing; conda
-and docker_env projects are refused with a reason that says what to do instead, and a
-malformed python_env.yaml with one that names the file and the problem."""
+library this environment lacks, kept for the next training, which installs nothing; a
+docker_env project trains in two phases with its entry point between them, run here as
+the init container in its image would run it (`tests/cluster/test_faults.py` runs it in
+the image); conda projects, docker_env ones without a container runtime and docker_env
+volumes are refused with a reason that says what to do instead, and a malformed
+python_env.yaml or docker_env environment with one that names the file and the problem."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -119,7 +123,12 @@ def uv_on_path() -> Iterator[None]:
 
 
 def _train(
-    platform: Platform, tracking: TrackingServer, project: Path, version: str, env_root: Path
+    platform: Platform,
+    tracking: TrackingServer,
+    project: Path,
+    version: str,
+    env_root: Path,
+    *extra: str,
 ) -> dict[str, Any]:
     body = model("envs", version=version, features=[f"rider.{f}" for f in FEATURES])
     body["metadata"]["namespace"] = "default"
@@ -143,6 +152,7 @@ def _train(
             "--env-root", str(env_root),
             "--data-root", str(root),
             "--result", str(result),
+            *extra,
         ]
     )  # fmt: skip
     outcome: dict[str, Any] = json.loads(result.read_text())
@@ -210,12 +220,51 @@ def test_an_environment_cut_short_is_created_again(
     assert installed.stat().st_ino == before
 
 
+DOCKER_ENV = """docker_env:
+  image: registry.example/team/trainer:1
+  environment: [["PROJECT_MODE", "from-mlproject"], "COPIED_VARIABLE", "NOT_SET_ANYWHERE"]"""
+
+DOCKER_TRAIN_PY = (
+    TRAIN_PY.replace("import tabulate\n", "import os\n")
+    .replace(
+        'print(tabulate.tabulate(list(counts.items()), headers=["target", "rows"]))',
+        "print(dict(counts))",
+    )
+    .replace(
+        'mlflow.log_param("library_version", tabulate.__version__)',
+        'mlflow.log_param("mode", os.environ["PROJECT_MODE"] + "/" + os.environ["COPIED_"'
+        ' + "VARIABLE"])',
+    )
+)
+
+
 @pytest.mark.parametrize(
-    ("environment", "files", "says"),
+    ("environment", "files", "says", "extra"),
     [
-        ("conda_env: conda.yaml", {"conda.yaml": "dependencies: [python=3.11]\n"}, "conda"),
-        ("", {"conda.yaml": "dependencies: [python=3.11]\n"}, "conda"),
-        ("docker_env:\n  image: python:3.11", {}, "docker_env"),
+        (
+            "conda_env: conda.yaml",
+            {"conda.yaml": "dependencies: [python=3.11]\n"},
+            "conda environments are not supported",
+            (),
+        ),
+        (
+            "",
+            {"conda.yaml": "dependencies: [python=3.11]\n"},
+            "conda environments are not supported",
+            (),
+        ),
+        (
+            "docker_env:\n  image: python:3.11",
+            {},
+            "docker_env runs only where trainings are Kubernetes Jobs",
+            (),
+        ),
+        (
+            "docker_env:\n  image: python:3.11\n  volumes: ['/srv/data:/data']",
+            {},
+            "docker_env declares volumes (['/srv/data:/data']): host paths mean nothing",
+            ("--docker-env",),
+        ),
     ],
 )
 def test_conda_and_docker_projects_are_refused_saying_what_to_do(
@@ -224,15 +273,120 @@ def test_conda_and_docker_projects_are_refused_saying_what_to_do(
     environment: str,
     files: dict[str, str],
     says: str,
+    extra: tuple[str, ...],
     tmp_path: Path,
 ) -> None:
     project = _project(tmp_path, "refused", environment, files)
-    outcome = _train(platform, tracking_server, project, "3.0", tmp_path / "envs")
+    outcome = _train(platform, tracking_server, project, "3.0", tmp_path / "envs", *extra)
     assert not outcome["succeeded"]
     assert outcome["reason"] == UNSUPPORTED_ENV
-    assert f"{says}" in outcome["message"] and "not supported" in outcome["message"]
-    assert "python_env.yaml instead" in outcome["message"]
+    assert says in outcome["message"], outcome["message"]
+    assert "instead" in outcome["message"] or "remove them" in outcome["message"]
     assert not (tmp_path / "envs").exists()  # refused before anything was installed
+    assert outcome["run_id"] is None  # and before the MLflow run
+
+
+def test_a_docker_env_project_trains_in_two_phases_with_its_entry_point_between(
+    platform: Platform,
+    tracking_server: TrackingServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project = _project(tmp_path, "in-image", DOCKER_ENV, {})
+    (project / "train.py").write_text(textwrap.dedent(DOCKER_TRAIN_PY))
+    stage = tmp_path / "trainings"
+    monkeypatch.setenv("COPIED_VARIABLE", "from-the-training")
+    staging = ("--docker-env", "--stage-dir", str(stage))
+    prepared = _train(platform, tracking_server, project, "5.0", tmp_path / "envs", *staging)
+    assert prepared["succeeded"], prepared["message"]
+    step = prepared["project"]
+    run_id = prepared["run_id"]
+    assert step["image"] == "registry.example/team/trainer:1"
+    assert prepared["model_uri"] is None and prepared["gate_passed"] is None
+    assert f"in the project's image {step['image']}" in prepared["message"]
+    # As MLflow's docker backend sets them: the run, the experiment, the declared variables
+    # (one copied from the training's environment; one set nowhere is left out).
+    assert step["env"] == {
+        "MLFLOW_RUN_ID": run_id,
+        "MLFLOW_EXPERIMENT_ID": prepared["experiment_id"],
+        "PROJECT_MODE": "from-mlproject",
+        "COPIED_VARIABLE": "from-the-training",
+    }
+    folder = stage / run_id
+    assert f"--train {folder / 'train.parquet'}" in step["command"]
+    assert {p.name for p in folder.iterdir()} == {
+        "state.json", "training_set.parquet", "train.parquet", "test.parquet"
+    }  # fmt: skip
+    client = MlflowClient(tracking_server.url)
+    assert client.get_run(run_id).info.status == "RUNNING"
+    assert "mode" not in client.get_run(run_id).data.params  # the entry point has not run
+
+    # The finish phase before the entry point ran: the run has no model to evaluate.
+    finish = ("--phase", "finish", "--run-id", run_id)
+    early = _train(platform, tracking_server, project, "5.0", tmp_path / "envs", *staging, *finish)
+    assert not early["succeeded"] and early["reason"] == "EvaluationFailed", early
+
+    # The init container: the command in the project's directory, with its variables only
+    # (the image's own environment: here this one's Python, as the image's would be).
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "MLFLOW_TRACKING_URI": tracking_server.url,
+        **step["env"],
+    }
+    subprocess.run(["sh", "-c", step["command"]], cwd=step["directory"], env=env, check=True)
+
+    done = _train(platform, tracking_server, project, "5.0", tmp_path / "envs", *staging, *finish)
+    assert done["succeeded"], done["message"]
+    assert done["run_id"] == run_id and done["gate_passed"] is True
+    assert done["model_uri"].startswith("models:/") and done["registered_version"]
+    # The prepare phase's report carries on: training set and source.
+    for key in ("training_set_hash", "training_set_rows", "source_revision", "features"):
+        assert done[key] == prepared[key], key
+    run = client.get_run(run_id)
+    assert run.data.params["mode"] == "from-mlproject/from-the-training"
+    assert run.info.status == "FINISHED"
+    assert "eval_accuracy" in run.data.metrics
+    assert not folder.exists()  # the stage folder goes once registered
+
+    # Finishing again (a Job retried after the folder went): a clear failure, no stack.
+    again = _train(platform, tracking_server, project, "5.0", tmp_path / "envs", *staging, *finish)
+    assert not again["succeeded"] and again["reason"] == "TrainingFailed"
+    assert "prepared state" in again["message"] and "train again" in again["message"]
+
+
+@pytest.mark.parametrize(
+    ("environment", "reason", "says"),
+    [
+        # MLflow's own check of the MLproject file.
+        (
+            "docker_env:\n  image: x:1\n  environment: MODE",
+            "ProjectFailed",
+            "the MLflow project is invalid: Project configuration (MLproject file) was "
+            "invalid: environment must be a list",
+        ),
+        # What MLflow lets through and `docker run -e` could not take.
+        (
+            "docker_env:\n  image: x:1\n  environment: [[MODE]]",
+            INVALID_ENV,
+            "docker_env.environment[0] is ['MODE']: each item is a variable name or a "
+            "[name, value] pair",
+        ),
+    ],
+)
+def test_a_malformed_docker_env_environment_is_refused_naming_the_item(
+    platform: Platform,
+    tracking_server: TrackingServer,
+    environment: str,
+    reason: str,
+    says: str,
+    tmp_path: Path,
+) -> None:
+    project = _project(tmp_path, "bad-docker", environment, {})
+    outcome = _train(platform, tracking_server, project, "6.0", tmp_path / "envs", "--docker-env")
+    assert not outcome["succeeded"] and outcome["reason"] == reason
+    assert says in outcome["message"], outcome["message"]
+    assert outcome["run_id"] is None
 
 
 @pytest.mark.parametrize(

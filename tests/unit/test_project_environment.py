@@ -57,7 +57,21 @@ def test_conda_and_docker_are_refused_with_what_to_do(
         project_environment(_project(tmp_path, mlproject, **files))
     assert raised.value.reason == UNSUPPORTED_ENV
     message = str(raised.value)
-    assert says in message and "not supported" in message and "python_env.yaml" in message
+    assert says in message and "python_env.yaml" in message
+    assert "not supported" in message or "runs only where trainings are Kubernetes Jobs" in message
+
+
+def test_a_docker_env_where_images_run_is_its_image_and_variables(tmp_path: Path) -> None:
+    mlproject = (
+        "docker_env:\n  image: repo/img:1\n"
+        '  environment: [["MODE", "fast"], ["RETRIES", 3], "TOKEN"]\n'
+    )
+    found = project_environment(_project(tmp_path, mlproject), containers=True)
+    assert found == ProjectEnvironment(
+        "docker",
+        image="repo/img:1",
+        environment=(("MODE", "fast"), ("RETRIES", "3"), ("TOKEN", None)),
+    )
 
 
 def test_a_missing_python_env_file_is_a_project_error(tmp_path: Path) -> None:

@@ -171,6 +171,22 @@ class TrainingSetRecord(ApiModel):
     rows: int
 
 
+class ProjectRun(ApiModel):
+    """A docker_env project's entry point, run in the image the project names: the
+    training's second Job (`job`), once the first prepared the MLflow run `runId` and its
+    training set. Its init container runs `command` in `image`, in `directory` (the
+    pinned checkout on the data volume) with `env`; its main container (the Lykeion image)
+    evaluates and registers."""
+
+    job: str = Field(max_length=63)
+    image: str = Field(min_length=1, max_length=1024)
+    command: str = Field(min_length=1, max_length=16384)
+    directory: str = Field(min_length=1, max_length=4096)
+    run_id: str = Field(min_length=1, max_length=256)
+    env: dict[str, str] = Field(default_factory=dict)
+    """The docker_env's variables and `MLFLOW_RUN_ID`/`MLFLOW_EXPERIMENT_ID`."""
+
+
 class TrainingRecord(ApiModel):
     """One training of this Model: its run name and how it ended."""
 
@@ -188,6 +204,8 @@ class TrainingRecord(ApiModel):
     project_seconds: float | None = None
     """Time spent in the MLflow project itself (the rest is platform overhead)."""
     gate_passed: bool | None = None
+    project: ProjectRun | None = None
+    """Set while a docker_env project's entry point runs in its own image (a second Job)."""
 
 
 Origin = Literal["spec", "project"]

@@ -22,6 +22,20 @@ class State(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class InitStep:
+    """A container that runs to completion before the work's own, in an image of its own
+    (a docker_env training's MLflow project entry point, in the image the project names).
+    It gets the work's volumes, the platform's variables and `env` (its own win); its
+    failure fails the work (`ProjectFailed` on Kubernetes, with the end of its log)."""
+
+    image: str
+    command: tuple[str, ...]
+    working_dir: str = ""
+    """"" : the image's own."""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Work:
     """One unit of batch work (a pipeline run, a training). `name` is deterministic."""
 
@@ -45,6 +59,8 @@ class Work:
     """Secret with `ssh-privatekey` and `known_hosts` for SSH git sources: the `kubernetes`
     executor mounts it and points GIT_SSH_COMMAND at it; local runs use the environment's
     own SSH configuration and agent instead."""
+    init: InitStep | None = None
+    """Runs before `command`, in its own image; only executors with `runs_images` take it."""
 
     @property
     def owner_uid(self) -> str:
@@ -135,6 +151,10 @@ class Executor(Protocol):
     UID starts nothing new; work of that name left by another owner UID (a deleted object
     of the same name) is stopped and replaced, never adopted. Serves `Endpoint`s the same
     way: serving the same endpoint twice changes nothing."""
+
+    runs_images: bool
+    """Whether work can run a step in an image of its own (`Work.init`): the `kubernetes`
+    executor can, the local one (processes on the operator's host) cannot."""
 
     async def submit(self, work: Work) -> WorkStatus: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -99,7 +100,10 @@ def build_job(
     """The Job manifest for `work` (pure: no I/O, input untouched), with `data` mounted
     when given, `ca` mounted read-only when given with its variables (`CaBundle.env`, over
     `env`'s), and `env` (the platform's variables for every Job, e.g. the package index's)
-    in its container's environment under the work's own, which win."""
+    in its container's environment under the work's own, which win. `work.init` becomes
+    the init container `INIT_CONTAINER`: its image, command and working directory, the same
+    volumes, resources and security context, the platform's variables and `HOME=/tmp` under
+    its own."""
     check_label(work.name)  # a bad name fails here, not as a 422 at apply time
     ssh_env, volumes, mounts = _git_ssh(work)
     if data is not None:
@@ -111,6 +115,43 @@ def build_job(
         labels[OWNER_UID_LABEL] = work.owner_uid
     # Owned Jobs go with their owner; an unowned one removes itself once finished.
     ttl = {} if work.owned else {"ttlSecondsAfterFinished": UNOWNED_TTL}
+    platform = {**(env or {}), **(ca.env() if ca is not None else {})}
+    container = {
+        "name": "work",
+        "image": work.image,
+        "command": list(work.command),
+        # Work reports its result (result.json locally) here instead.
+        "env": _env({**platform, **work.env, **ssh_env, RESULT_ENV: TERMINATION_LOG}),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": {
+            "requests": {"cpu": work.cpu, "memory": work.memory},
+            "limits": {"memory": work.memory},
+        },
+        # Read-only image; HOME and scratch files on /tmp (the image's HOME), an emptyDir
+        # that goes with the pod.
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *mounts],
+    }
+    init = {}
+    if work.init is not None:
+        step = work.init
+        init_container = {
+            **copy.deepcopy(container),
+            "name": INIT_CONTAINER,
+            "image": step.image,
+            "command": list(step.command),
+            # Another image's HOME may be read-only: /tmp unless the step says otherwise.
+            "env": _env({**platform, "HOME": "/tmp", **step.env}),
+            # Its log's end is its termination message when it fails (what status reads).
+            "terminationMessagePath": TERMINATION_LOG,
+            **({"workingDir": step.working_dir} if step.working_dir else {}),
+        }
+        init = {"initContainers": [init_container]}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -131,45 +172,46 @@ def build_job(
                         **({"fsGroup": RUN_AS} if volumes else {}),
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
-                    "containers": [
-                        {
-                            "name": "work",
-                            "image": work.image,
-                            "command": list(work.command),
-                            # Work reports its result (result.json locally) here instead.
-                            "env": [
-                                {"name": k, "value": v}
-                                for k, v in sorted(
-                                    {
-                                        **(env or {}),
-                                        **(ca.env() if ca is not None else {}),
-                                        **work.env,
-                                        **ssh_env,
-                                        RESULT_ENV: TERMINATION_LOG,
-                                    }.items()
-                                )
-                            ],
-                            "terminationMessagePath": TERMINATION_LOG,
-                            "terminationMessagePolicy": "FallbackToLogsOnError",
-                            "resources": {
-                                "requests": {"cpu": work.cpu, "memory": work.memory},
-                                "limits": {"memory": work.memory},
-                            },
-                            # Read-only image; HOME and scratch files on /tmp (the image's
-                            # HOME), an emptyDir that goes with the pod.
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *mounts],
-                        }
-                    ],
+                    **init,
+                    "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {}}, *volumes],
                 },
             },
         },
     }
+
+
+INIT_CONTAINER = "project"
+"""The name of a Job's init container (`Work.init`): a training's entry point in its image."""
+
+
+def _env(values: Mapping[str, str]) -> list[dict[str, str]]:
+    """A container's `env`, sorted by name (the same manifest for the same values)."""
+    return [{"name": k, "value": v} for k, v in sorted(values.items())]
+
+
+def init_failure(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """Why a Job's init container (`INIT_CONTAINER`, a training's MLflow project entry
+    point in its own image) failed, as (`ProjectFailed`, message naming the image and exit
+    code and ending with the end of its log, its termination message), or None when none
+    of `pods` has a failed one (pure; pods as API data, newest first). An OOMKilled init
+    container is `killed_reason`'s."""
+    for pod in pods:
+        pod_name = str((pod.get("metadata") or {}).get("name") or "")
+        for container in (pod.get("status") or {}).get("initContainerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if not terminated or terminated.get("exitCode") in (0, None):
+                continue
+            if terminated.get("reason") == "OOMKilled":
+                return None
+            tail = str(terminated.get("message") or "").strip()[-LOG_TAIL_CHARS:]
+            message = (
+                f"the MLflow project's entry point failed in image {container.get('image')} "
+                f"(pod {pod_name}, exit code {terminated.get('exitCode')}); fix the project "
+                "or its image, then train again (lykectl models train)"
+            )
+            return "ProjectFailed", message + (f". Last log lines:\n{tail}" if tail else "")
+    return None
 
 
 def job_owner_uid(job: dict[str, Any]) -> str:
@@ -305,10 +347,15 @@ def killed_reason(pods: Sequence[Mapping[str, Any]], logs: str) -> tuple[str, st
         spec = pod.get("spec") or {}
         limits = {
             str(c.get("name")): ((c.get("resources") or {}).get("limits") or {}).get("memory")
-            for c in spec.get("containers") or []
+            for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
         }
         pod_name = str((pod.get("metadata") or {}).get("name") or "")
-        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        status = pod.get("status") or {}
+        containers = [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]
+        for container in containers:
             for terminated in _terminations(container):
                 if terminated.get("reason") != "OOMKilled":
                     continue
@@ -357,6 +404,9 @@ def job_pod_selector(job: dict[str, Any]) -> str:
 
 
 class KubernetesExecutor:
+    runs_images = True
+    """`Work.init` is an init container of the Job's pod."""
+
     def __init__(
         self,
         kube: Any,
@@ -404,6 +454,9 @@ class KubernetesExecutor:
             pods = await self._pods(job)
             result = _result(pods)
             status = WorkStatus(status.state, status.message, result)
+            failed_init = init_failure(pods) if status.state is State.FAILED else None
+            if failed_init is not None:
+                status = WorkStatus(status.state, failed_init[1], result, reason=failed_init[0])
             # The log is read only for a kill (a Job faked in a test has pods with no log).
             if status.state is State.FAILED and killed_reason(pods, "") is not None:
                 killed = killed_reason(pods, await self._logs(namespace, pods, LOG_TAIL_LINES))

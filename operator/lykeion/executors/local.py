@@ -23,6 +23,9 @@ from lykeion.local.processes import signal_group
 
 
 class LocalExecutor:
+    runs_images = False
+    """Work runs as processes here: no container runtime to start another image from."""
+
     def __init__(self, root: Path, kubeconfig: str | None = None) -> None:
         """Runs recorded under `root`; `kubeconfig` goes to the model servers
         (`LocalEndpoints`)."""
@@ -39,6 +42,11 @@ class LocalExecutor:
         return self.root / namespace / name
 
     async def submit(self, work: Work) -> WorkStatus:
+        """Start `work` as a process (idempotent: see `Executor`). Raises ValueError for
+        work with an `init` step in another image: handlers ask for one only where
+        `runs_images` holds."""
+        if work.init is not None:
+            raise ValueError(f"{work.name}: the local executor cannot run image {work.init.image}")
         folder = self.folder(work.namespace, work.name)
         if folder.exists() and _owner_uid(folder) != work.owner_uid:
             # A predecessor's run of the same name: stop it and move it aside, never adopt.

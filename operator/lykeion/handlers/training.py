@@ -5,21 +5,27 @@ above `status.observedTrainingRequests`; never twice for the same request: the r
 named `<model>-t<requests>` (`names.derived_name`: a Model name with dots, or a long one,
 gets a hash of the exact name) and the executor finds it by that name and the Model's UID
 after an operator restart; a recreated Model never adopts its predecessor's training.
+A docker_env project on an executor that runs images trains in two Jobs: the first
+(`<model>-t<requests>`) prepares the run and the training set and reports the image and
+command of the entry point; the record keeps them (`currentTraining.project`) and the
+second (`<model>-t<requests>-project`) runs the entry point in that image as its init
+container, then evaluates and registers. Both are found again by name after a restart.
 Planning and outcomes are pure; `train` does the I/O.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from lykeion.api.model import Evaluation, ModelSpec, ModelStatus, TrainingRecord
+from lykeion.api.model import Evaluation, ModelSpec, ModelStatus, ProjectRun, TrainingRecord
 from lykeion.conditions import Check, rfc3339
 from lykeion.config import PlatformConfig
-from lykeion.executors.base import Executor, State, Work, WorkStatus
+from lykeion.executors.base import Executor, InitStep, State, Work, WorkStatus
 from lykeion.handlers.named_runs import finished_record, follow, invalid_result
 from lykeion.names import derived_name
 from lykeion.runtime import Resource
@@ -36,6 +42,11 @@ def training_name(model: str, requests: int) -> str:
     return derived_name(model, f"t{requests}")
 
 
+def project_job_name(model: str, requests: int) -> str:
+    """The second Job of a docker_env training: its entry point in the project's image."""
+    return derived_name(model, f"t{requests}", "project")
+
+
 def wanted(spec: ModelSpec, status: ModelStatus) -> int | None:
     """The request number to train now, or None (pure)."""
     requests = spec.training.requests
@@ -46,10 +57,16 @@ def wanted(spec: ModelSpec, status: ModelStatus) -> int | None:
 
 
 def work_for(
-    model: Model, manifests: list[dict[str, Any]], name: str, config: PlatformConfig
+    model: Model,
+    manifests: list[dict[str, Any]],
+    name: str,
+    config: PlatformConfig,
+    images: bool = False,
 ) -> Work:
     """The training `name` of `model` as executor work (pure): the Model's identity and
-    spec and its input features' manifests, as JSON arguments of `lykeion.training.run`."""
+    spec and its input features' manifests, as JSON arguments of `lykeion.training.run`;
+    `images`: the executor runs images (`Executor.runs_images`), so a docker_env project
+    stops after its training set (`--docker-env`) for `project_work` to go on."""
     body, meta = model.body, model.body["metadata"]
     argument = {
         "metadata": {
@@ -60,7 +77,7 @@ def work_for(
         "spec": body["spec"],
     }
     resources = model.spec.training.resources
-    command = (
+    command: tuple[str, ...] = (
         config.python, "-m", "lykeion.training.run",
         "--model-json", json.dumps(argument, separators=(",", ":")),
         "--manifests-json", json.dumps(manifests, separators=(",", ":")),
@@ -69,7 +86,10 @@ def work_for(
         "--cache-dir", str(config.data_dir / "sources"),
         "--artifact-root", str(config.data_dir / "mlartifacts"),
         "--data-root", config.data_root,
+        "--stage-dir", str(config.data_dir / "trainings"),
     )  # fmt: skip
+    if images:
+        command += ("--docker-env",)
     return Work(
         name=name,
         namespace=meta.get("namespace", "default"),
@@ -80,6 +100,50 @@ def work_for(
         owner=body,
         git_ssh_secret=model.spec.source.ssh_secret or config.git_ssh_secret,
     )
+
+
+def project_work(
+    model: Model, manifests: list[dict[str, Any]], project: ProjectRun, config: PlatformConfig
+) -> Work:
+    """The second Job of a docker_env training (pure): the init container runs the entry
+    point `project.command` in `project.image` in the pinned checkout, with the tracking
+    URI and `project.env` (the run's id among them); the main container, the Lykeion image,
+    is `lykeion.training.run --phase finish --run-id <run>`."""
+    first = work_for(model, manifests, project.job, config)
+    step = InitStep(
+        image=project.image,
+        command=("sh", "-c", project.command),
+        working_dir=project.directory,
+        env={"MLFLOW_TRACKING_URI": config.tracking_uri, **project.env},
+    )
+    command = (*first.command, "--phase", "finish", "--run-id", project.run_id)
+    return dataclasses.replace(first, command=command, init=step)
+
+
+def prepared_project(
+    current: TrainingRecord, outcome: WorkStatus, model: str
+) -> TrainingRecord | None:
+    """The record with its second Job once the first one of a docker_env training
+    succeeded and reported its entry point (`TrainingResult.project`), else None: the
+    training ended (pure). Raises `pydantic.ValidationError` naming the field when the
+    report does not fit the status."""
+    result = outcome.result or {}
+    project = result.get("project")
+    if current.project is not None or outcome.state is not State.SUCCEEDED or not project:
+        return None
+    if not result.get("succeeded"):
+        return None
+    run = ProjectRun.model_validate(
+        {
+            "job": project_job_name(model, current.requests),
+            "image": project.get("image"),
+            "command": project.get("command"),
+            "directory": project.get("directory"),
+            "run_id": result.get("run_id"),
+            "env": project.get("env") or {},
+        }
+    )
+    return current.model_copy(update={"project": run})
 
 
 REPORTED = ("duration_seconds", "project_seconds", "gate_passed")
@@ -162,7 +226,13 @@ def checks(
     current = status.current_training
     last = status.last_training
     if current is not None:
-        trained = Check(TRAINED, False, "Training", f"training {current.name} is running")
+        message = f"training {current.name} is running"
+        if current.project is not None:
+            message = (
+                f"training {current.name}: the project's entry point runs in its image "
+                f"{current.project.image} (Job {current.project.job})"
+            )
+        trained = Check(TRAINED, False, "Training", message)
         return trained, Check(EVALUATED, False, "NotTrained", "waiting for the training to finish")
     if last is None:
         if requests == 0:
@@ -217,26 +287,44 @@ async def train(
     fields: dict[str, Any] = {}
     stuck: Check | None = None
     current = status.current_training
+    images = executor.runs_images
     if current is not None:
-        name = current.name
+        project = current.project
+        name = project.job if project is not None else current.name
+
+        def again() -> Work:
+            if project is not None:
+                return project_work(model, manifests, project, config)
+            return work_for(model, manifests, name, config, images)
+
         followed = await follow(
             executor,
             namespace,
             model.body["metadata"].get("uid"),
             name,
-            lambda: work_for(model, manifests, name, config),
+            again,
             TRAINED,
             "training",
         )
         stuck = followed.stuck
         if followed.finished is not None:
-            fields = finish(current, followed.finished, now)
+            try:
+                prepared = prepared_project(current, followed.finished, model.name)
+            except ValidationError as error:
+                prepared = None
+                fields = finish(current, invalid_result("training", error), now)
+            if prepared is not None and prepared.project is not None:
+                # Deterministic name: submitting before the status records it is safe.
+                await executor.submit(project_work(model, manifests, prepared.project, config))
+                fields = {"currentTraining": prepared.wire_given()}
+            elif not fields:
+                fields = finish(current, followed.finished, now)
     elif resolved:
         requests = wanted(spec, status)
         if requests is not None:
             name = training_name(model.name, requests)
             # Deterministic name: submitting before the status records it is safe.
-            await executor.submit(work_for(model, manifests, name, config))
+            await executor.submit(work_for(model, manifests, name, config, images))
             started = TrainingRecord(name=name, requests=requests, started_at=rfc3339(now))
             fields = {"currentTraining": started.wire_given()}
     merged = status.patched(fields)

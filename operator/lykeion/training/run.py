@@ -24,11 +24,18 @@ cluster), one per distinct python_env, so a second training with the same one in
 nothing. uv takes the package index from the environment: `UV_INDEX_URL`, else
 `PIP_INDEX_URL` (likewise the extra index, find-links, trusted hosts and `PIP_CERT`; on
 Kubernetes the chart's `workload.packageIndex` sets pip's in every Job), and never downloads
-a Python build (the declared version must be the image's). conda and docker_env projects
-are refused with `UnsupportedProjectEnvironment`, saying why and what to declare instead;
-a python_env file MLflow could not use (YAML syntax, no `python`, a list that is not a list
-of strings) with `InvalidProjectEnvironment`, naming the file and the field, before the
-training set is built.
+a Python build (the declared version must be the image's). A docker_env project runs its
+entry point in the image it names when the executor runs containers (`--docker-env`, the
+`kubernetes` executor): this process then stops after the training set (the run is open,
+the train/test split and the state are under `--stage-dir/<run id>`) and
+reports the image, the entry point's command and its environment (`TrainingResult.project`);
+the operator runs the command in that image as the init container of a second Job, whose
+main container is this module again (`--phase finish --run-id ID`): the evaluation and the
+registration, in the Lykeion image. conda projects, and docker_env ones where no container
+runtime is (the local executor), are refused with `UnsupportedProjectEnvironment`, saying
+why and what to declare instead; a python_env file MLflow could not use (YAML syntax, no
+`python`, a list that is not a list of strings) with `InvalidProjectEnvironment`, naming
+the file and the field, before the training set is built.
 """
 
 from __future__ import annotations
@@ -72,29 +79,46 @@ CONDA_UNSUPPORTED = (
     "delete it if the training image's libraries are enough"
 )
 DOCKER_UNSUPPORTED = (
-    "the project declares docker_env (image {image}); docker_env is not supported: the "
-    "training already runs in a container (the workloads image, or a process beside the "
-    "operator) with no container runtime to start another from; list the packages in a "
-    "python_env.yaml instead, or build them into the workloads image (chart workload.image)"
+    "the project declares docker_env (image {image}); docker_env runs only where trainings "
+    "are Kubernetes Jobs (the kubernetes executor: the entry point runs in that image in the "
+    "training's second Job), and this platform runs trainings as local processes, with no "
+    "container runtime to start the image from; list the packages in a python_env.yaml "
+    "instead, or train on a cluster"
 )
+DOCKER_VOLUMES = (
+    "the project's docker_env declares volumes ({volumes}): host paths mean nothing to a "
+    "training that runs as a Kubernetes Job; remove them (the platform's data volume is "
+    "mounted at its own path in the entry point's container, and the project's directory "
+    "is its working directory)"
+)
+STATE_FILE = "state.json"
+"""In a docker_env training's stage folder: what the finish phase needs of the prepare
+phase (the result so far, the gate, the label columns)."""
 
 
 @dataclass(frozen=True)
 class ProjectEnvironment:
     """How a project's entry point runs: `manager` is MLflow's env manager, `local` (this
-    process's environment) or `uv` (its own, from `python_env`, the python_env.yaml)."""
+    process's environment), `uv` (its own, from `python_env`, the python_env.yaml) or
+    `docker` (in `image`, the docker_env's, with `environment`: each variable's value, or
+    None for one copied from this process's environment as `docker run -e NAME` does)."""
 
     manager: str
     python_env: Path | None = None
+    image: str = ""
+    environment: tuple[tuple[str, str | None], ...] = ()
 
 
-def project_environment(directory: Path) -> ProjectEnvironment:
+def project_environment(directory: Path, containers: bool = False) -> ProjectEnvironment:
     """The environment the MLflow project in `directory` declares, read as MLflow reads it
     (MLproject's `python_env`/`conda_env`/`docker_env`, else a `python_env.yaml`, else a
-    `conda.yaml` beside it). Raises `StepError` with `UnsupportedProjectEnvironment` for
-    conda and docker_env (the message says what to declare instead), with
-    `InvalidProjectEnvironment` for a python_env file that `check_python_env` refuses, and
-    `ProjectFailed` for an MLproject file MLflow cannot read."""
+    `conda.yaml` beside it). `containers`: whether the executor can run the entry point in
+    an image of its own (docker_env). Raises `StepError` with `UnsupportedProjectEnvironment`
+    for conda, for docker_env without `containers` and for docker_env `volumes` (the message
+    says what to declare instead), with `InvalidProjectEnvironment` for a python_env file
+    that `check_python_env` refuses or a docker_env `environment` that is not MLflow's list
+    of names and `[name, value]` pairs, and `ProjectFailed` for an MLproject file MLflow
+    cannot read."""
     from mlflow.exceptions import MlflowException
     from mlflow.projects import _project_spec, env_type
 
@@ -104,7 +128,16 @@ def project_environment(directory: Path) -> ProjectEnvironment:
         raise StepError("ProjectFailed", f"the MLflow project is invalid: {error}") from error
     if project.docker_env:
         image = project.docker_env.get("image")
-        raise StepError(UNSUPPORTED_ENV, DOCKER_UNSUPPORTED.format(image=image))
+        if not containers:
+            raise StepError(UNSUPPORTED_ENV, DOCKER_UNSUPPORTED.format(image=image))
+        if project.docker_env.get("volumes"):
+            volumes = project.docker_env["volumes"]
+            raise StepError(UNSUPPORTED_ENV, DOCKER_VOLUMES.format(volumes=volumes))
+        return ProjectEnvironment(
+            "docker",
+            image=str(image),
+            environment=docker_environment(project.docker_env.get("environment")),
+        )
     if project.env_type == env_type.CONDA:
         where = Path(project.env_config_path).name
         raise StepError(UNSUPPORTED_ENV, CONDA_UNSUPPORTED.format(path=where))
@@ -114,6 +147,40 @@ def project_environment(directory: Path) -> ProjectEnvironment:
         check_python_env(path, shown.as_posix())
         return ProjectEnvironment("uv", path)
     return ProjectEnvironment("local")
+
+
+def docker_environment(declared: Any) -> tuple[tuple[str, str | None], ...]:
+    """A docker_env's `environment` (MLflow's form: a list whose items are a variable name,
+    copied from the environment that runs the project, or a `[name, value]` pair) as
+    (name, value or None) pairs, in order. Raises `StepError` with
+    `InvalidProjectEnvironment` naming the item's index for anything else."""
+    if declared is None:
+        return ()
+    if not isinstance(declared, list):
+        raise StepError(
+            INVALID_ENV,
+            f"the MLproject's docker_env.environment must be a list, not {declared!r} "
+            '(items: a variable name, or a [name, value] pair such as ["MODE", "fast"])',
+        )
+    pairs: list[tuple[str, str | None]] = []
+    for index, item in enumerate(declared):
+        if isinstance(item, str) and item:
+            pairs.append((item, None))
+        elif (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and item[0]
+            and isinstance(item[1], str | int | float | bool)
+        ):
+            pairs.append((item[0], str(item[1])))
+        else:
+            raise StepError(
+                INVALID_ENV,
+                f"the MLproject's docker_env.environment[{index}] is {item!r}: each item is a "
+                'variable name or a [name, value] pair such as ["MODE", "fast"]',
+            )
+    return tuple(pairs)
 
 
 def _invalid(shown: str, problem: str) -> StepError:
@@ -350,6 +417,9 @@ class TrainingResult:
     features: list[dict[str, str]] = field(default_factory=list)
     duration_seconds: float | None = None
     project_seconds: float | None = None
+    project: dict[str, Any] | None = None
+    """Set by the prepare phase of a docker_env training (`project_step`): the entry point
+    still has to run in its image; the operator runs it, then `--phase finish`."""
 
 
 class StepError(Exception):
@@ -358,24 +428,113 @@ class StepError(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Gate:
+    """The evaluation gate a training applies: `metric` on the held-out labels against
+    `threshold` (`higher_is_better`: pass when at or above it, else at or below)."""
+
+    metric: str
+    threshold: float
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the steps after the project's entry point need of the steps before it: the run,
+    where the split and the training set are, the label columns and the gate. Written as
+    `STATE_FILE` for a docker_env training's finish phase."""
+
+    run_id: str
+    experiment_id: str
+    registered: str
+    """The registered model's name (`names.registry_name`)."""
+    folder: Path
+    """Holds `training_set.parquet`, `train.parquet` and `test.parquet`."""
+    target: str
+    gate: Gate
+
+
 def train(args: argparse.Namespace, result: TrainingResult) -> None:
+    """Every step in this process (`--phase all`), or up to the training set for a
+    docker_env project when `--docker-env` is given (a project without docker_env then
+    trains to the end all the same). Fills `result`; raises `StepError`."""
+    import mlflow
+    from mlflow.exceptions import ExecutionException
+
+    body = json.loads(args.model_json)
+    spec = ModelSpec.model_validate(body["spec"])
+    with contextlib.ExitStack() as stack:
+        prepared, directory, environment, parameters = prepare(args, result, body, stack)
+        if environment.manager == "docker":
+            result.project = project_step(
+                directory, spec.source.entry_point, parameters, environment, prepared
+            )
+            return
+
+        # 3. The project's own entry point, logging into this run. Its `python` must be the
+        # interpreter of this environment (env_manager=local), not whatever PATH finds first;
+        # uv comes from there too. MLflow and uv read their settings from the environment.
+        os.environ["PATH"] = (
+            f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        )
+        started = time.perf_counter()
+        settings: dict[str, str] = {}
+        if environment.python_env is not None:
+            env_root = Path(args.env_root) if args.env_root else Path(args.cache_dir) / "envs"
+            settings = uv_settings(os.environ, env_root)
+            with _environ(settings):
+                env_dir = prepare_environment(
+                    directory, environment.python_env, Path(settings["MLFLOW_ENV_ROOT"])
+                )
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(args.tracking_uri).set_tag(
+                prepared.run_id, "lykeion.project.environment", str(env_dir)
+            )
+        try:
+            with _environ(settings):
+                mlflow.projects.run(
+                    str(directory),
+                    entry_point=spec.source.entry_point,
+                    parameters=parameters,
+                    experiment_id=prepared.experiment_id,
+                    run_id=prepared.run_id,
+                    env_manager=environment.manager,
+                    synchronous=True,
+                )
+        except ExecutionException as error:
+            raise StepError("ProjectFailed", f"the MLflow project failed: {error}") from error
+        result.project_seconds = time.perf_counter() - started
+        evaluate_and_register(args, result, body, prepared)
+
+
+def prepare(
+    args: argparse.Namespace,
+    result: TrainingResult,
+    body: dict[str, Any],
+    stack: contextlib.ExitStack,
+) -> tuple[Prepared, Path, ProjectEnvironment, dict[str, str]]:
+    """Steps 1-2: the source at its revision, the contract, the project's environment,
+    the point-in-time training set, the MLflow run with the training set logged and the
+    time-ordered split written. Returns what the later steps need, the project's directory,
+    its environment and the entry point's parameters. The files go to a temporary folder
+    that `stack` removes, or for a docker_env project (with `--docker-env`) to
+    `--stage-dir/<run id>`, which outlives this process, with `STATE_FILE`. Raises
+    `StepError`."""
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.entities import DatasetInput, InputTag
-    from mlflow.exceptions import ExecutionException
     from mlflow.tracking import MlflowClient
 
     from lykeion.evaluation.labels import read as read_labels
     from lykeion.features.view import FeatureView
     from lykeion.names import registry_name
-    from lykeion.serving.model import LoadedModel, ModelLoadError
     from lykeion.stores import open_offline
     from lykeion.stores.offline.base import LabelSpec
-    from lykeion.training import contract, dataset, evaluate
+    from lykeion.training import contract, dataset
     from lykeion.training.source import SourceError, resolve
     from lykeion.training.statistics import log_statistics, training_statistics
 
-    body = json.loads(args.model_json)
     spec = ModelSpec.model_validate(body["spec"])
     name = body["metadata"]["name"]
     namespace = body["metadata"].get("namespace", "default")
@@ -399,7 +558,7 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     labels_spec, gate = resolved.labels, resolved.evaluation
 
     # 1c. The project's environment: refused early when it cannot be made here.
-    environment = project_environment(source.directory)
+    environment = project_environment(source.directory, containers=args.docker_env)
 
     # 2. The point-in-time training set, from the same definitions serving will use.
     views = [FeatureView.from_body(m) for m in json.loads(args.manifests_json)]
@@ -452,107 +611,196 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
     run_id = run.info.run_id
     result.run_id, result.experiment_id = run_id, experiment_id
 
-    with tempfile.TemporaryDirectory(prefix="lykeion-train-") as tmp:
-        folder = Path(tmp)
-        import pyarrow.parquet as pq
+    if environment.manager == "docker":
+        folder = stage_folder(args, run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lykeion-train-")))
+    import pyarrow.parquet as pq
 
-        pq.write_table(training_set.table, folder / "training_set.parquet")
-        client.log_artifact(run_id, str(folder / "training_set.parquet"), "training_set")
-        frame = training_set.table.to_pandas()
-        # The digest is our content hash, so MLflow shows the same identity the status does.
-        data = from_pandas(
-            frame,
-            name="training_set",
-            targets=labels_spec.target,
-            digest=training_set.content_hash[:36],
-        )
-        context = [InputTag("mlflow.data.context", "training")]
-        log_dataset_input(client, run_id, DatasetInput(data._to_mlflow_entity(), context))
-        client.log_param(run_id, "lykeion.training_set.sha256", training_set.content_hash)
-        client.log_param(run_id, "lykeion.training_set.rows", str(training_set.rows))
-        # What the model server measures drift against (`serving/drift.py`).
-        log_statistics(
-            client,
-            run_id,
-            training_statistics(
-                training_set.table, {f["ref"]: (f["column"], f["type"]) for f in result.features}
-            ),
-        )
+    pq.write_table(training_set.table, folder / "training_set.parquet")
+    client.log_artifact(run_id, str(folder / "training_set.parquet"), "training_set")
+    frame = training_set.table.to_pandas()
+    # The digest is our content hash, so MLflow shows the same identity the status does.
+    data = from_pandas(
+        frame,
+        name="training_set",
+        targets=labels_spec.target,
+        digest=training_set.content_hash[:36],
+    )
+    context = [InputTag("mlflow.data.context", "training")]
+    log_dataset_input(client, run_id, DatasetInput(data._to_mlflow_entity(), context))
+    client.log_param(run_id, "lykeion.training_set.sha256", training_set.content_hash)
+    client.log_param(run_id, "lykeion.training_set.rows", str(training_set.rows))
+    # What the model server measures drift against (`serving/drift.py`).
+    log_statistics(
+        client,
+        run_id,
+        training_statistics(
+            training_set.table, {f["ref"]: (f["column"], f["type"]) for f in result.features}
+        ),
+    )
 
-        train_part, test_part = dataset.split_by_time(
-            training_set.table, labels_spec.timestamp_column, TEST_FRACTION
-        )
-        if train_part.num_rows == 0 or test_part.num_rows == 0:
-            raise StepError(
-                "TrainingSetFailed", f"{training_set.rows} label rows are too few to split"
-            )
-        pq.write_table(train_part, folder / "train.parquet")
-        pq.write_table(test_part, folder / "test.parquet")
-
-        # 3. The project's own entry point, logging into this run. Its `python` must be the
-        # interpreter of this environment (env_manager=local), not whatever PATH finds first;
-        # uv comes from there too. MLflow and uv read their settings from the environment.
-        os.environ["PATH"] = (
-            f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        )
-        started = time.perf_counter()
-        settings: dict[str, str] = {}
-        if environment.python_env is not None:
-            env_root = Path(args.env_root) if args.env_root else Path(args.cache_dir) / "envs"
-            settings = uv_settings(os.environ, env_root)
-            with _environ(settings):
-                env_dir = prepare_environment(
-                    source.directory, environment.python_env, Path(settings["MLFLOW_ENV_ROOT"])
-                )
-            client.set_tag(run_id, "lykeion.project.environment", str(env_dir))
-        parameters = {
-            **resolved.parameters,
-            "train": str(folder / "train.parquet"),
-            "test": str(folder / "test.parquet"),
-            "target": labels_spec.target,
-            "features": ",".join(columns),
+    train_part, test_part = dataset.split_by_time(
+        training_set.table, labels_spec.timestamp_column, TEST_FRACTION
+    )
+    if train_part.num_rows == 0 or test_part.num_rows == 0:
+        raise StepError("TrainingSetFailed", f"{training_set.rows} label rows are too few to split")
+    pq.write_table(train_part, folder / "train.parquet")
+    pq.write_table(test_part, folder / "test.parquet")
+    prepared = Prepared(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        registered=family_segment,
+        folder=folder,
+        target=labels_spec.target,
+        gate=Gate(gate.metric, gate.threshold, gate.higher_is_better),
+    )
+    if environment.manager == "docker":
+        state = {
+            "result": asdict(result),
+            "target": prepared.target,
+            "gate": asdict(prepared.gate),
+            "registered": prepared.registered,
         }
-        try:
-            with _environ(settings):
-                mlflow.projects.run(
-                    str(source.directory),
-                    entry_point=spec.source.entry_point,
-                    parameters=parameters,
-                    experiment_id=experiment_id,
-                    run_id=run_id,
-                    env_manager=environment.manager,
-                    synchronous=True,
-                )
-        except ExecutionException as error:
-            raise StepError("ProjectFailed", f"the MLflow project failed: {error}") from error
-        result.project_seconds = time.perf_counter() - started
+        (folder / STATE_FILE).write_text(json.dumps(state))
+    parameters = {
+        **resolved.parameters,
+        "train": str(folder / "train.parquet"),
+        "test": str(folder / "test.parquet"),
+        "target": labels_spec.target,
+        "features": ",".join(columns),
+    }
+    return prepared, source.directory, environment, parameters
 
-        # 4. Evaluation by the platform, on the held-out (latest) labels: the model is
-        # called as the model server calls it, with the columns in their declared types.
-        model_uri = f"runs:/{run_id}/model"
-        try:
-            value = evaluate.evaluate_model(
-                LoadedModel(model_uri),
-                test_part,
-                labels_spec.target,
-                gate.metric,
-                training_set.table.column(labels_spec.target),
-            )
-        except (
-            OSError,
-            ValueError,
-            KeyError,
-            TypeError,
-            ModelLoadError,
-            mlflow.exceptions.MlflowException,
-        ) as error:
-            raise StepError("EvaluationFailed", f"cannot evaluate {model_uri}: {error}") from error
-        client.log_metric(run_id, f"eval_{gate.metric}", value)
-        result.metric, result.metric_value = gate.metric, value
-        result.gate_passed = evaluate.passes(value, gate.threshold, gate.higher_is_better)
+
+def stage_folder(args: argparse.Namespace, run_id: str) -> Path:
+    """Where a docker_env training keeps its split and state between its two Jobs:
+    `--stage-dir/<run id>` (default `<cache-dir>/../trainings`, on the data volume)."""
+    root = Path(args.stage_dir) if args.stage_dir else Path(args.cache_dir).parent / "trainings"
+    return root / run_id
+
+
+def project_step(
+    directory: Path,
+    entry_point: str,
+    parameters: Mapping[str, str],
+    environment: ProjectEnvironment,
+    prepared: Prepared,
+) -> dict[str, Any]:
+    """What runs the entry point of a docker_env project in its image (the `project` of
+    the result, wire form): `image`; `command`, the entry point's shell command with the
+    parameters in, as MLflow composes it (`EntryPoint.compute_command`; MLflow's own
+    docker backend runs the same command in the image); `directory`, its working directory
+    (the pinned checkout, on the data volume); `env`, the docker_env's variables (those it
+    names without a value copied from this process's environment; absent here: left out)
+    and MLflow's `MLFLOW_RUN_ID` and `MLFLOW_EXPERIMENT_ID`, as MLflow's docker backend
+    sets them. Raises `StepError` (`ProjectFailed`) when the entry point or a parameter is
+    not the project's."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.projects import _project_spec
+
+    try:
+        project = _project_spec.load_project(str(directory))
+        command = project.get_entry_point(entry_point).compute_command(
+            dict(parameters), str(prepared.folder)
+        )
+    except MlflowException as error:
+        raise StepError("ProjectFailed", f"the MLflow project failed: {error}") from error
+    env: dict[str, str] = {}
+    for name, value in environment.environment:
+        if value is not None:
+            env[name] = value
+        elif name in os.environ:
+            env[name] = os.environ[name]
+    env |= {"MLFLOW_RUN_ID": prepared.run_id, "MLFLOW_EXPERIMENT_ID": prepared.experiment_id}
+    return {
+        "image": environment.image,
+        "command": command,
+        "directory": str(directory),
+        "env": env,
+    }
+
+
+def finish(args: argparse.Namespace, result: TrainingResult) -> None:
+    """`--phase finish` of a docker_env training: once the entry point ran in its image
+    (the init container before this one), the evaluation and the registration, from the
+    state the prepare phase left under `--stage-dir/<--run-id>`; the folder is removed once
+    registered. Fills `result` (the prepare phase's fields too); raises `StepError`
+    (`TrainingFailed` when the state is missing: the prepare phase's folder was removed)."""
+    body = json.loads(args.model_json)
+    folder = stage_folder(args, args.run_id)
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise StepError(
+            "TrainingFailed",
+            f"the training's prepared state {folder / STATE_FILE} cannot be read ({error}): "
+            "train again (lykectl models train)",
+        ) from error
+    for key, value in state["result"].items():
+        if hasattr(result, key) and key not in ("succeeded", "reason", "message"):
+            setattr(result, key, value)
+    prepared = Prepared(
+        run_id=args.run_id,
+        experiment_id=str(result.experiment_id),
+        registered=state["registered"],
+        folder=folder,
+        target=state["target"],
+        gate=Gate(**state["gate"]),
+    )
+    evaluate_and_register(args, result, body, prepared)
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def evaluate_and_register(
+    args: argparse.Namespace, result: TrainingResult, body: dict[str, Any], prepared: Prepared
+) -> None:
+    """Steps 4-5: the gate's metric on the held-out labels, the registration (alias
+    `candidate` when the gate passes) and the run ended. Raises `StepError`."""
+    import mlflow
+    import pyarrow.parquet as pq
+    from mlflow.tracking import MlflowClient
+
+    from lykeion.serving.model import LoadedModel, ModelLoadError
+    from lykeion.training import evaluate
+
+    spec = ModelSpec.model_validate(body["spec"])
+    name = body["metadata"]["name"]
+    mlflow.set_tracking_uri(args.tracking_uri)
+    client = MlflowClient(args.tracking_uri)
+    run_id, gate = prepared.run_id, prepared.gate
+
+    # 4. Evaluation by the platform, on the held-out (latest) labels: the model is
+    # called as the model server calls it, with the columns in their declared types.
+    model_uri = f"runs:/{run_id}/model"
+    try:
+        test_part = pq.read_table(prepared.folder / "test.parquet")
+        targets = pq.read_table(prepared.folder / "training_set.parquet", columns=[prepared.target])
+        value = evaluate.evaluate_model(
+            LoadedModel(model_uri),
+            test_part,
+            prepared.target,
+            gate.metric,
+            targets.column(prepared.target),
+        )
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        ModelLoadError,
+        mlflow.exceptions.MlflowException,
+    ) as error:
+        raise StepError("EvaluationFailed", f"cannot evaluate {model_uri}: {error}") from error
+    client.log_metric(run_id, f"eval_{gate.metric}", value)
+    result.metric, result.metric_value = gate.metric, value
+    result.gate_passed = evaluate.passes(value, gate.threshold, gate.higher_is_better)
 
     # 5. MLflow's model registry: one registered model per family/segment, one version per training.
-    registered = family_segment
+    registered = prepared.registered
     try:
         version = mlflow.register_model(
             model_uri, registered, tags={"lykeion.version": spec.version}
@@ -560,8 +808,8 @@ def train(args: argparse.Namespace, result: TrainingResult) -> None:
         for key, text in (
             ("lykeion.model", name),
             ("lykeion.features", json.dumps(result.features)),
-            ("lykeion.training_set.sha256", training_set.content_hash),
-            ("lykeion.source.revision", source.revision),
+            ("lykeion.training_set.sha256", str(result.training_set_hash)),
+            ("lykeion.source.revision", str(result.source_revision)),
             ("lykeion.gate", "passed" if result.gate_passed else "failed"),
         ):
             client.set_model_version_tag(registered, version.version, key, text)
@@ -598,6 +846,25 @@ def main(argv: list[str] | None = None) -> int:
         help="where projects' python_env environments are kept (default: <cache-dir>/envs)",
     )
     parser.add_argument(
+        "--docker-env",
+        action="store_true",
+        help="the executor runs containers: a docker_env project stops after the training "
+        "set and reports the image and command of its entry point (see --phase)",
+    )
+    parser.add_argument(
+        "--phase",
+        choices=("all", "finish"),
+        default="all",
+        help="all: every step (a docker_env project with --docker-env stops before its entry "
+        "point); finish: evaluate and register the run --run-id once its entry point ran",
+    )
+    parser.add_argument("--run-id", help="with --phase finish: the prepared run")
+    parser.add_argument(
+        "--stage-dir",
+        help="where docker_env trainings keep their split and state between the phases "
+        "(default: <cache-dir>/../trainings)",
+    )
+    parser.add_argument(
         "--artifact-root",
         default="mlartifacts",
         help="artifact location when tracking is not a server",
@@ -609,15 +876,27 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("LYKEION_RESULT_PATH", "result.json")),
     )
     args = parser.parse_args(argv)
+    if args.phase == "finish" and not args.run_id:
+        parser.error("--phase finish needs --run-id")
     started = time.perf_counter()
     result = TrainingResult()
     try:
-        train(args, result)
+        if args.phase == "finish":
+            finish(args, result)
+        else:
+            train(args, result)
         result.succeeded = True
         gate = "passed" if result.gate_passed else "failed"
-        result.message = (
-            f"{result.metric}={result.metric_value:.4f}, gate {gate}; registered {result.model_uri}"
-        )
+        if result.project is not None:
+            result.message = (
+                f"prepared run {result.run_id}: its entry point runs next, in the project's "
+                f"image {result.project['image']}"
+            )
+        else:
+            result.message = (
+                f"{result.metric}={result.metric_value:.4f}, gate {gate}; "
+                f"registered {result.model_uri}"
+            )
     except StepError as error:
         result.reason, result.message = error.reason, str(error)
     except Exception as error:  # noqa: BLE001 - reported as the training's outcome
