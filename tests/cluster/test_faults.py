@@ -8,7 +8,10 @@
 - a model server that crashes at start (its model's files are gone from the store): the
   previous version keeps all traffic (`TrafficInEffect=False`, `RolloutHeld`) and the
   crash is said (`Available=False`, `VersionsCrashed`);
-- `replicas: 2`: two ready server pods behind the version's Service.
+- `replicas: 2`: two ready server pods behind the version's Service;
+- a docker_env project: its entry point runs in the image it names (the serving image, which
+  lacks Beam and scikit-learn) as the init container of the training's second Job, and the
+  Lykeion image evaluates and registers.
 
 Small objects, so the file takes a few minutes: the example's features (materialized once
 per session), the example's project at half a core, and a project that allocates until the
@@ -22,6 +25,7 @@ import copy
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -33,7 +37,7 @@ from urllib.parse import urlparse
 import pytest
 
 from lykectl.scaffold import mlproject
-from lykeion.cluster import NodeCluster
+from lykeion.cluster import BuiltImage, NodeCluster
 from lykeion.kube import api_client
 from tests.cluster.conftest import DATA_MOUNT, NAMESPACE, RELEASE, ROOT, WORKLOAD_NAMESPACE
 from tests.cluster.serving import caller_token, service_url
@@ -58,6 +62,50 @@ sys.exit("still alive after 4 GiB: the memory limit did not hold")
 }
 
 
+IN_IMAGE_MLPROJECT = """name: in-image
+docker_env:
+  image: {image}
+  environment: [["PROJECT_MODE", "in-image"]]
+entry_points:
+  main:
+    parameters:
+      train: path
+      test: path
+      target: string
+      features: string
+    command: "python train.py --train {{train}} --target {{target}}"
+"""
+IN_IMAGE_TRAIN = """import argparse
+import importlib.util
+import os
+
+import mlflow
+import pandas as pd
+
+
+class Rate(mlflow.pyfunc.PythonModel):
+    def __init__(self, rate):
+        self.rate = rate
+
+    def predict(self, context, model_input, params=None):
+        return [self.rate] * len(model_input)
+
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--train")
+parser.add_argument("--target")
+args = parser.parse_args()
+train = pd.read_parquet(args.train)
+with mlflow.start_run():  # the platform's run (MLFLOW_RUN_ID)
+    mlflow.log_params({
+        "beam_here": importlib.util.find_spec("apache_beam") is not None,
+        "sklearn_here": importlib.util.find_spec("sklearn") is not None,
+        "mode": os.environ["PROJECT_MODE"],
+    })
+    mlflow.pyfunc.log_model(name="model", python_model=Rate(float(train[args.target].mean())))
+"""
+
+
 @pytest.fixture(scope="module")
 def lykeion(installed: NodeCluster) -> Iterator[Cluster]:
     yield Cluster(api_client(str(installed.kubeconfig)))
@@ -66,13 +114,15 @@ def lykeion(installed: NodeCluster) -> Iterator[Cluster]:
     # collector removes the rest, waited for here.
     delete = ("delete", "-n", NS, "--ignore-not-found", "--wait=true", "--timeout=120s")
     installed.run_kubectl(*delete, "deployments.lykeion.io", DEPLOYMENT, check=False)
-    models = [f"forward-{SEGMENT}-1.0", f"forward-{SEGMENT}-2.0", "forward-oom-1.0"]
+    models = [f"forward-{SEGMENT}-1.0", f"forward-{SEGMENT}-2.0", "forward-oom-1.0",
+              "forward-image-1.0"]  # fmt: skip
     installed.run_kubectl(*delete, "models.lykeion.io", *models, check=False)
 
     def pods_gone() -> bool:
         got = installed.run_kubectl("get", "pods", "-n", NS, "-o", "json", check=False)
         names = [p["metadata"]["name"] for p in json.loads(got.stdout or "{}").get("items", [])]
-        return not [n for n in names if n.startswith((f"forward-{SEGMENT}-", "forward-oom-"))]
+        prefixes = (f"forward-{SEGMENT}-", "forward-oom-", "forward-image-")
+        return not [n for n in names if n.startswith(prefixes)]
 
     wait_for(pods_gone, 180, "the fault tests' pods gone")
 
@@ -130,15 +180,20 @@ def features(installed: NodeCluster, lykeion: Cluster) -> None:
 
 
 @pytest.fixture(scope="module")
-def source(data_dir: Path) -> Iterator[str]:
-    """A git repository on the data volume holding the example's project (`mlproject`) and
-    the allocating one (`allocate`); yields its URL in the pods without the `#dir@SHA`."""
+def source(data_dir: Path, cluster_images: dict[str, BuiltImage]) -> Iterator[str]:
+    """A git repository on the data volume holding the example's project (`mlproject`), the
+    allocating one (`allocate`) and one whose docker_env names the serving image
+    (`in-image`); yields its URL in the pods without the `#dir@SHA`."""
     repository = data_dir / "fault-sources"
     shutil.rmtree(repository, ignore_errors=True)
     shutil.copytree(EXAMPLE / "mlproject", repository / "mlproject")
     (repository / "allocate").mkdir()
     for name, text in OOM_PROJECT.items():
         (repository / "allocate" / name).write_text(text)
+    (repository / "in-image").mkdir()
+    image = cluster_images["serving"].image
+    (repository / "in-image" / "MLproject").write_text(IN_IMAGE_MLPROJECT.format(image=image))
+    (repository / "in-image" / "train.py").write_text(IN_IMAGE_TRAIN)
     env = {**os.environ, "GIT_AUTHOR_NAME": "ds", "GIT_AUTHOR_EMAIL": "ds@example.com",
            "GIT_COMMITTER_NAME": "ds", "GIT_COMMITTER_EMAIL": "ds@example.com"}  # fmt: skip
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "faults"]):
@@ -357,3 +412,55 @@ def test_two_replicas_are_two_ready_pods_behind_the_service(
     gone = installed.run_kubectl("get", "service,deployment", "-n", NS, f"{DEPLOYMENT}-2-0",
                                  check=False)  # fmt: skip
     assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stdout
+
+
+def test_a_docker_env_project_runs_its_entry_point_in_its_own_image(
+    installed: NodeCluster,
+    lykeion: Cluster,
+    features: None,
+    source: str,
+    data_dir: Path,
+    cluster_images: dict[str, BuiltImage],
+) -> None:
+    model = _model("1.0", source.format("in-image"), segment="image")
+    del model["spec"]["source"]["parameters"]  # the project takes none of them
+    created = lykeion.create(model, NS)
+    name = created["metadata"]["name"]
+    _true(lykeion, installed, "Model", name, "Trained", 600)
+    status = (lykeion.get("Model", NS, name) or {})["status"]
+    project = status["lastTraining"]["project"]
+    image = cluster_images["serving"].image
+    assert project["image"] == image
+    # Two Jobs, both succeeded: the Lykeion image's, then the one with the project's image
+    # as its init container.
+    jobs = {j["metadata"]["name"]: j for j in _jobs(installed, created)}
+    assert set(jobs) == {status["lastTraining"]["name"], project["job"]}, sorted(jobs)
+    assert all((j.get("status") or {}).get("succeeded") == 1 for j in jobs.values())
+    second = jobs[project["job"]]["spec"]["template"]["spec"]
+    assert [c["image"] for c in second["initContainers"]] == [image]
+    workloads = cluster_images["workloads"].image
+    assert [c["image"] for c in second["containers"]] == [workloads]
+    selector = f"job-name={project['job']}"
+    got = installed.run_kubectl("get", "pods", "-n", NS, "-l", selector, "-o", "json")
+    (pod,) = json.loads(got.stdout)["items"]
+    (init,) = pod["status"]["initContainerStatuses"]
+    assert init["state"]["terminated"]["exitCode"] == 0
+    # What the entry point saw: the serving image (no Beam, no scikit-learn, which the
+    # workloads image has) and the docker_env's variable; logged to the run it was given.
+    with sqlite3.connect(data_dir / "mlflow.db") as db:
+        params = dict(
+            db.execute(
+                "SELECT key, value FROM params WHERE run_uuid = ?", (status["mlflowRunId"],)
+            ).fetchall()
+        )
+        (run_status,) = db.execute(
+            "SELECT status FROM runs WHERE run_uuid = ?", (status["mlflowRunId"],)
+        ).fetchone()
+    assert (params["beam_here"], params["sklearn_here"]) == ("False", "False"), params
+    assert params["mode"] == "in-image"
+    assert run_status == "FINISHED"
+    assert status["registeredModel"] and status["modelUri"].startswith("models:/")
+    # The stage folder between the Jobs is gone once registered.
+    assert not (data_dir / "trainings" / status["mlflowRunId"]).exists()
+    evaluated = lykeion.condition("Model", NS, name, "Evaluated") or {}
+    assert evaluated.get("reason") in ("GatePassed", "GateFailed"), evaluated

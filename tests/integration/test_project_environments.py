@@ -304,14 +304,15 @@ def test_a_docker_env_project_trains_in_two_phases_with_its_entry_point_between(
     assert step["image"] == "registry.example/team/trainer:1"
     assert prepared["model_uri"] is None and prepared["gate_passed"] is None
     assert f"in the project's image {step['image']}" in prepared["message"]
-    # As MLflow's docker backend sets them: the run, the experiment, the declared variables
-    # (one copied from the training's environment; one set nowhere is left out).
+    # As MLflow's docker backend sets them: the run, the experiment, the declared pairs. A
+    # name without a value is the container's own (the platform's variables): never a value
+    # of this environment in the report, which the Model's status keeps.
     assert step["env"] == {
         "MLFLOW_RUN_ID": run_id,
         "MLFLOW_EXPERIMENT_ID": prepared["experiment_id"],
         "PROJECT_MODE": "from-mlproject",
-        "COPIED_VARIABLE": "from-the-training",
     }
+    assert "from-the-training" not in json.dumps(prepared)
     folder = stage / run_id
     assert f"--train {folder / 'train.parquet'}" in step["command"]
     assert {p.name for p in folder.iterdir()} == {
@@ -326,11 +327,13 @@ def test_a_docker_env_project_trains_in_two_phases_with_its_entry_point_between(
     early = _train(platform, tracking_server, project, "5.0", tmp_path / "envs", *staging, *finish)
     assert not early["succeeded"] and early["reason"] == "EvaluationFailed", early
 
-    # The init container: the command in the project's directory, with its variables only
-    # (the image's own environment: here this one's Python, as the image's would be).
+    # The init container: the command in the project's directory, with the platform's
+    # variables (COPIED_VARIABLE among them) and its own (the image's own environment: here
+    # this one's Python, as the image's would be).
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "HOME": str(tmp_path),
+        "COPIED_VARIABLE": "from-the-training",
         "MLFLOW_TRACKING_URI": tracking_server.url,
         **step["env"],
     }

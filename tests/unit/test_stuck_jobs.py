@@ -82,6 +82,21 @@ def test_a_container_waiting_on_what_waiting_cannot_heal(waiting: str, reason: s
     assert "rider-activity-g1-r1-x7 (reg/x:1): m1;" in message
 
 
+def test_a_docker_env_image_that_cannot_be_pulled_names_the_mlproject() -> None:
+    waiting = {"reason": "ImagePullBackOff", "message": "Back-off pulling image team/t:9"}
+    pod = _pod(
+        "Pending",
+        initContainerStatuses=[
+            {"name": "project", "image": "team/t:9", "state": {"waiting": waiting}}
+        ],
+        containerStatuses=[{"name": "work", "state": {"waiting": {"reason": "PodInitializing"}}}],
+    )
+    reason, message = stuck_reason(JOB, [pod], []) or ("", "")
+    assert reason == "ImagePullFailed"
+    assert "(team/t:9): Back-off pulling image team/t:9;" in message
+    assert "docker_env.image" in message and "imagePullSecrets" in message
+
+
 def test_a_pulling_container_is_not_stuck() -> None:
     pod = _pod(
         "Pending", containerStatuses=[{"state": {"waiting": {"reason": "ContainerCreating"}}}]

@@ -62,6 +62,12 @@ _WAITING = {
 }  # fmt: skip
 
 
+_PROJECT_IMAGE_HINT = (
+    "check the image the project's MLproject names (docker_env.image) and the registry's "
+    "credentials (chart: imagePullSecrets, given to the workload ServiceAccount)"
+)
+
+
 @dataclass(frozen=True)
 class DataVolume:
     """The volume every Job and model server mounts at `mount_path` (the platform's data
@@ -268,7 +274,8 @@ def stuck_reason(
     objects as data). Read: the Job controller's `FailedCreate` events while no pod exists
     (a missing ServiceAccount, a quota, an admission policy), `PodScheduled=False` with
     reason `Unschedulable`, a container waiting on an image pull or on a missing Secret or
-    ConfigMap, and `FailedMount` events of a pending pod."""
+    ConfigMap (an init container's too: a docker_env project's image that cannot be pulled
+    says so), and `FailedMount` events of a pending pod."""
     name = str((job.get("metadata") or {}).get("name") or "")
     namespace = str((job.get("metadata") or {}).get("namespace") or "")
     if not pods:
@@ -288,10 +295,16 @@ def stuck_reason(
         if status.get("phase") in ("Succeeded", "Failed", "Running"):
             continue
         pod_name = str((pod.get("metadata") or {}).get("name") or "")
-        for container in status.get("containerStatuses") or []:
+        containers = [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]
+        for container in containers:
             waiting = (container.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in _WAITING:
                 reason, hint = _WAITING[str(waiting["reason"])]
+                if container.get("name") == INIT_CONTAINER and reason == "ImagePullFailed":
+                    hint = _PROJECT_IMAGE_HINT
                 detail = waiting.get("message") or waiting["reason"]
                 return reason, f"pod {pod_name} ({container.get('image')}): {detail}; {hint}"
         for condition in status.get("conditions") or []:

@@ -101,7 +101,8 @@ class ProjectEnvironment:
     """How a project's entry point runs: `manager` is MLflow's env manager, `local` (this
     process's environment), `uv` (its own, from `python_env`, the python_env.yaml) or
     `docker` (in `image`, the docker_env's, with `environment`: each variable's value, or
-    None for one copied from this process's environment as `docker run -e NAME` does)."""
+    None for one the container takes from its own environment, the platform's variables,
+    as `docker run -e NAME` takes it from the host's)."""
 
     manager: str
     python_env: Path | None = None
@@ -692,11 +693,14 @@ def project_step(
     the result, wire form): `image`; `command`, the entry point's shell command with the
     parameters in, as MLflow composes it (`EntryPoint.compute_command`; MLflow's own
     docker backend runs the same command in the image); `directory`, its working directory
-    (the pinned checkout, on the data volume); `env`, the docker_env's variables (those it
-    names without a value copied from this process's environment; absent here: left out)
-    and MLflow's `MLFLOW_RUN_ID` and `MLFLOW_EXPERIMENT_ID`, as MLflow's docker backend
-    sets them. Raises `StepError` (`ProjectFailed`) when the entry point or a parameter is
-    not the project's."""
+    (the pinned checkout, on the data volume); `env`, the docker_env's `[name, value]`
+    variables and MLflow's `MLFLOW_RUN_ID` and `MLFLOW_EXPERIMENT_ID`, as MLflow's docker
+    backend sets them. A variable the docker_env names without a value (MLflow: copied from
+    the environment that starts the container) is not copied here: the entry point's
+    container gets the platform's variables itself, as this one did, so nothing of this
+    environment (which may hold credentials) goes into the Model's status. Raises
+    `StepError` (`ProjectFailed`) when the entry point or a parameter is not the
+    project's."""
     from mlflow.exceptions import MlflowException
     from mlflow.projects import _project_spec
 
@@ -707,12 +711,7 @@ def project_step(
         )
     except MlflowException as error:
         raise StepError("ProjectFailed", f"the MLflow project failed: {error}") from error
-    env: dict[str, str] = {}
-    for name, value in environment.environment:
-        if value is not None:
-            env[name] = value
-        elif name in os.environ:
-            env[name] = os.environ[name]
+    env = {name: value for name, value in environment.environment if value is not None}
     env |= {"MLFLOW_RUN_ID": prepared.run_id, "MLFLOW_EXPERIMENT_ID": prepared.experiment_id}
     return {
         "image": environment.image,
