@@ -10,7 +10,7 @@
   crash is said (`Available=False`, `VersionsCrashed`);
 - `replicas: 2`: two ready server pods behind the version's Service;
 - a docker_env project: its entry point runs in the image it names (the serving image, which
-  lacks Beam and scikit-learn) as the init container of the training's second Job, and the
+  lacks Beam) as the init container of the training's second Job, and the
   Lykeion image evaluates and registers.
 
 Small objects, so the file takes a few minutes: the example's features (materialized once
@@ -99,7 +99,6 @@ train = pd.read_parquet(args.train)
 with mlflow.start_run():  # the platform's run (MLFLOW_RUN_ID)
     mlflow.log_params({
         "beam_here": importlib.util.find_spec("apache_beam") is not None,
-        "sklearn_here": importlib.util.find_spec("sklearn") is not None,
         "mode": os.environ["PROJECT_MODE"],
     })
     mlflow.pyfunc.log_model(name="model", python_model=Rate(float(train[args.target].mean())))
@@ -445,8 +444,8 @@ def test_a_docker_env_project_runs_its_entry_point_in_its_own_image(
     (pod,) = json.loads(got.stdout)["items"]
     (init,) = pod["status"]["initContainerStatuses"]
     assert init["state"]["terminated"]["exitCode"] == 0
-    # What the entry point saw: the serving image (no Beam, no scikit-learn, which the
-    # workloads image has) and the docker_env's variable; logged to the run it was given.
+    # What the entry point saw: the serving image (no Beam, which the workloads image has)
+    # and the docker_env's variable; logged to the run it was given.
     with sqlite3.connect(data_dir / "mlflow.db") as db:
         params = dict(
             db.execute(
@@ -456,7 +455,7 @@ def test_a_docker_env_project_runs_its_entry_point_in_its_own_image(
         (run_status,) = db.execute(
             "SELECT status FROM runs WHERE run_uuid = ?", (status["mlflowRunId"],)
         ).fetchone()
-    assert (params["beam_here"], params["sklearn_here"]) == ("False", "False"), params
+    assert params["beam_here"] == "False", params
     assert params["mode"] == "in-image"
     assert run_status == "FINISHED"
     assert status["registeredModel"] and status["modelUri"].startswith("models:/")
