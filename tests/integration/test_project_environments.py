@@ -322,11 +322,7 @@ def test_a_docker_env_project_trains_in_two_phases_with_its_entry_point_between(
     assert client.get_run(run_id).info.status == "RUNNING"
     assert "mode" not in client.get_run(run_id).data.params  # the entry point has not run
 
-    # The finish phase before the entry point ran: the run has no model to evaluate.
     finish = ("--phase", "finish", "--run-id", run_id)
-    early = _train(platform, tracking_server, project, "5.0", tmp_path / "envs", *staging, *finish)
-    assert not early["succeeded"] and early["reason"] == "EvaluationFailed", early
-
     # The init container: the command in the project's directory, with the platform's
     # variables (COPIED_VARIABLE among them) and its own (the image's own environment: here
     # this one's Python, as the image's would be).
@@ -414,3 +410,32 @@ def test_a_malformed_python_env_is_refused_before_the_training_set_and_the_run(
     # Refused before the training set was built and before an MLflow run or environment.
     assert outcome["training_set_rows"] is None and outcome["run_id"] is None
     assert not (tmp_path / "envs").exists()
+
+
+def test_a_docker_env_training_that_fails_leaves_no_stage_folder(
+    platform: Platform, tracking_server: TrackingServer, tmp_path: Path
+) -> None:
+    """The stage folder outlives the first Job only for the second: a prepare phase that
+    fails after the folder was made (an entry point parameter the spec does not give), and a
+    finish phase that fails (no model logged: the entry point never logged one), remove it;
+    nothing else would (the second Job's failure ends the training)."""
+    stage = tmp_path / "trainings"
+    staging = ("--docker-env", "--stage-dir", str(stage))
+    needs = _project(tmp_path, "needs-alpha", DOCKER_ENV, {})
+    mlproject = (needs / "MLproject").read_text()
+    declared = mlproject.replace("      train: path", "      alpha: float\n      train: path")
+    (needs / "MLproject").write_text(declared)
+    refused = _train(platform, tracking_server, needs, "7.0", tmp_path / "envs", *staging)
+    assert not refused["succeeded"] and refused["reason"] == "ProjectFailed", refused
+    assert "alpha" in refused["message"] and refused["run_id"]
+    assert not (stage / refused["run_id"]).exists()
+
+    project = _project(tmp_path, "never-logs", DOCKER_ENV, {})
+    prepared = _train(platform, tracking_server, project, "7.0", tmp_path / "envs", *staging)
+    assert prepared["succeeded"], prepared["message"]
+    folder = stage / prepared["run_id"]
+    assert (folder / "state.json").exists()
+    finish = ("--phase", "finish", "--run-id", prepared["run_id"])
+    failed = _train(platform, tracking_server, project, "7.0", tmp_path / "envs", *staging, *finish)
+    assert not failed["succeeded"] and failed["reason"] == "EvaluationFailed", failed
+    assert not folder.exists()

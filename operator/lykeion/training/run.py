@@ -44,11 +44,12 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -306,7 +307,6 @@ def prepare_environment(directory: Path, python_env: Path, envs: Path) -> Path:
     removed and created again. Raises `StepError` (`EnvironmentFailed`) when uv is missing
     or cannot create it (the message ends with uv's output)."""
     import fcntl
-    import shutil
 
     from mlflow.exceptions import MlflowException
     from mlflow.utils.environment import _PythonEnv
@@ -615,6 +615,9 @@ def prepare(
     if environment.manager == "docker":
         folder = stage_folder(args, run_id)
         folder.mkdir(parents=True, exist_ok=True)
+        # Kept for the second Job only when this phase succeeds: after a failure here (or
+        # in `project_step`) no second Job runs, and nothing else would remove it.
+        stack.push(_remove_on_failure(folder))
     else:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lykeion-train-")))
     import pyarrow.parquet as pq
@@ -724,9 +727,10 @@ def project_step(
 def finish(args: argparse.Namespace, result: TrainingResult) -> None:
     """`--phase finish` of a docker_env training: once the entry point ran in its image
     (the init container before this one), the evaluation and the registration, from the
-    state the prepare phase left under `--stage-dir/<--run-id>`; the folder is removed once
-    registered. Fills `result` (the prepare phase's fields too); raises `StepError`
-    (`TrainingFailed` when the state is missing: the prepare phase's folder was removed)."""
+    state the prepare phase left under `--stage-dir/<--run-id>`; the folder is removed
+    afterwards, registered or not (the Job is not retried: the training ends). Fills
+    `result` (the prepare phase's fields too); raises `StepError` (`TrainingFailed` when
+    the state is missing: the prepare phase's folder was removed)."""
     body = json.loads(args.model_json)
     folder = stage_folder(args, args.run_id)
     try:
@@ -748,10 +752,24 @@ def finish(args: argparse.Namespace, result: TrainingResult) -> None:
         target=state["target"],
         gate=Gate(**state["gate"]),
     )
-    evaluate_and_register(args, result, body, prepared)
-    import shutil
+    try:
+        evaluate_and_register(args, result, body, prepared)
+    finally:
+        # Once per training: the Job is not retried (backoffLimit 0), so a failed finish
+        # ends the training and nothing would read the folder again.
+        shutil.rmtree(folder, ignore_errors=True)
 
-    shutil.rmtree(folder, ignore_errors=True)
+
+def _remove_on_failure(folder: Path) -> Callable[..., bool]:
+    """An `ExitStack.push` callback that removes `folder` when the block raised (and lets
+    the exception go on)."""
+
+    def exit_(exc_type: type[BaseException] | None, *_: object) -> bool:
+        if exc_type is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        return False
+
+    return exit_
 
 
 def evaluate_and_register(
