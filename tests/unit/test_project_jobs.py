@@ -4,6 +4,7 @@ what a failed entry point says, and the training record between the two Jobs."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from lykeion.handlers.training import (
     work_for,
 )
 from lykeion.runtime import Resource
+from lykeion.training.run import TrainingResult, report
 from tests.objects import model
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -220,3 +222,50 @@ def test_the_conditions_say_where_the_training_stands() -> None:
     assert fields["currentTraining"] is None
     assert fields["lastTraining"]["reason"] == "ProjectFailed"
     assert fields["lastTraining"]["project"]["image"] == PROJECT["image"]
+
+
+def test_a_prepared_report_fits_a_termination_message_with_two_dozen_features() -> None:
+    """Kubernetes keeps the last 4 KiB of a termination message: a longer report is no JSON
+    and the training reads as failed. The prepare phase's command names every column once
+    more, so it leaves out what the operator does not read of it (the finish phase reports
+    the features and the contract)."""
+    refs = [f"customer.purchases_in_the_last_{n}_days" for n in range(24)]
+    features = [{"ref": r, "column": r.replace(".", "__"), "type": "float64"} for r in refs]
+    stage = "/var/lib/lykeion/trainings/0123456789abcdef0123456789abcdef"
+    command = (
+        f"python train.py --train {stage}/train.parquet --test {stage}/test.parquet "
+        f"--target churned --features {','.join(f['column'] for f in features)}"
+    )
+    contract = {
+        "labels": {"file": {"path": "labels/churn.csv", "format": "csv"},
+                   "timestampColumn": "label_time", "target": "churned"},
+        "evaluation": {"metric": "roc_auc", "threshold": 0.7, "higherIsBetter": True},
+        "parameters": {}, "origins": {"labels": "spec", "evaluation": "spec",
+                                      "parameters": {}, "overridden": []},
+    }  # fmt: skip
+    common = {
+        "succeeded": True,
+        "run_id": "0123456789abcdef0123456789abcdef",
+        "experiment_id": "12",
+        "training_set_hash": "ab" * 32,
+        "training_set_rows": 120000,
+        "source_revision": "git:" + "c" * 40,
+        "contract": contract,
+        "features": features,
+        "duration_seconds": 41.5,
+    }
+    project = {**PROJECT, "command": command}
+    prepared = TrainingResult(
+        **common, project=project, message="prepared run: its entry point runs next"
+    )
+    plain = TrainingResult(**common, message="roc_auc=0.8100, gate passed; registered x")
+    assert len(json.dumps(asdict(prepared), separators=(",", ":"))) > 4096  # the whole
+    text = report(prepared)
+    assert len(text.encode()) <= 4096
+    outcome = WorkStatus(State.SUCCEEDED, "Job complete", json.loads(text))
+    record = prepared_project(_current(), outcome, "forward-default-1.0")
+    assert record is not None and record.project is not None
+    assert record.project.command == command and record.project.run_id == common["run_id"]
+    # A training that ends in one Job reports its features, which the status keeps.
+    assert json.loads(report(plain))["features"] == features
+    assert len(report(plain).encode()) <= 4096

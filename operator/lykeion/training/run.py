@@ -844,6 +844,23 @@ def evaluate_and_register(
     result.metrics = {k: float(v) for k, v in client.get_run(run_id).data.metrics.items()}
 
 
+PREPARED_ONLY = ("features", "contract")
+"""What a docker_env prepare phase's report leaves out: the operator reads only its outcome,
+run and `project` from it, and the finish phase reports these again (from `STATE_FILE`)."""
+
+
+def report(result: TrainingResult) -> str:
+    """What the training reports (its termination message on Kubernetes, which keeps at
+    most 4 KiB, the end of a longer one): `result` as compact JSON, without
+    `PREPARED_ONLY` when it is a docker_env prepare phase's (`project` set), whose entry
+    point command already names every feature column (pure)."""
+    wire = asdict(result)
+    if result.project is not None:
+        for key in PREPARED_ONLY:
+            wire.pop(key)
+    return json.dumps(wire, separators=(",", ":"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lykeion.training.run",
@@ -920,8 +937,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         result.reason, result.message = "TrainingFailed", f"{type(error).__name__}: {error}"
     result.duration_seconds = time.perf_counter() - started
-    # Compact: a Kubernetes termination message holds at most 4 KiB.
-    args.result.write_text(json.dumps(asdict(result), separators=(",", ":")))
+    args.result.write_text(report(result))
     print(result.message)
     return 0 if result.succeeded else 1
 
