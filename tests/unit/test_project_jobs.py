@@ -243,7 +243,7 @@ def test_a_prepared_report_fits_a_termination_message_with_two_dozen_features() 
         "parameters": {}, "origins": {"labels": "spec", "evaluation": "spec",
                                       "parameters": {}, "overridden": []},
     }  # fmt: skip
-    common = {
+    common: dict[str, Any] = {
         "succeeded": True,
         "run_id": "0123456789abcdef0123456789abcdef",
         "experiment_id": "12",
