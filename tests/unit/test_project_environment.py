@@ -176,3 +176,30 @@ def test_environments_and_the_cache_live_under_the_root(tmp_path: Path) -> None:
     assert settings["UV_PYTHON_DOWNLOADS"] == "never"
     assert "UV_INDEX_URL" not in settings  # uv's default index
     assert uv_settings({"UV_CACHE_DIR": "/c"}, tmp_path)["UV_CACHE_DIR"] == "/c"
+
+
+@pytest.mark.parametrize(
+    ("docker_env", "says"),
+    [
+        (
+            '  image: repo/img:1\n  environment: [["MODE=fast", "1"]]\n',
+            "docker_env.environment[0] names the variable 'MODE=fast'",
+        ),
+        (
+            '  image: repo/img:1\n  environment: ["MODE", "1ST"]\n',
+            "docker_env.environment[1] names the variable '1ST'",
+        ),
+        ("  image: ' repo/img:1'\n", "docker_env.image ' repo/img:1' has spaces around it"),
+    ],
+)
+def test_a_docker_env_the_api_server_would_refuse_is_refused_first(
+    tmp_path: Path, docker_env: str, says: str
+) -> None:
+    """What the second Job's init container would carry: the API server refuses the Job
+    for a variable name with `=` (before 1.34 for any name that is not letters, digits and
+    `_-.`, not starting with a digit) and its pod for an image with spaces around it (1.36:
+    "must not have leading or trailing whitespace"); the training would wait forever."""
+    with pytest.raises(StepError) as raised:
+        project_environment(_project(tmp_path, "docker_env:\n" + docker_env), containers=True)
+    assert raised.value.reason == INVALID_ENV
+    assert says in str(raised.value), str(raised.value)

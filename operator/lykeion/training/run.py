@@ -44,6 +44,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -92,6 +93,9 @@ DOCKER_VOLUMES = (
     "mounted at its own path in the entry point's container, and the project's directory "
     "is its working directory)"
 )
+ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+"""A variable name every Kubernetes version the chart supports takes in a container's `env`
+(from 1.34 the API server takes more, but never `=`)."""
 STATE_FILE = "state.json"
 """In a docker_env training's stage folder: what the finish phase needs of the prepare
 phase (the result so far, the gate, the label columns)."""
@@ -118,9 +122,10 @@ def project_environment(directory: Path, containers: bool = False) -> ProjectEnv
     an image of its own (docker_env). Raises `StepError` with `UnsupportedProjectEnvironment`
     for conda, for docker_env without `containers` and for docker_env `volumes` (the message
     says what to declare instead), with `InvalidProjectEnvironment` for a python_env file
-    that `check_python_env` refuses or a docker_env `environment` that is not MLflow's list
-    of names and `[name, value]` pairs, and `ProjectFailed` for an MLproject file MLflow
-    cannot read."""
+    that `check_python_env` refuses, a docker_env `environment` that is not MLflow's list
+    of names and `[name, value]` pairs or names a variable a container cannot have
+    (`ENV_NAME`) and a docker_env `image` with spaces around it (the API server would refuse
+    the second Job), and `ProjectFailed` for an MLproject file MLflow cannot read."""
     from mlflow.exceptions import MlflowException
     from mlflow.projects import _project_spec, env_type
 
@@ -135,6 +140,12 @@ def project_environment(directory: Path, containers: bool = False) -> ProjectEnv
         if project.docker_env.get("volumes"):
             volumes = project.docker_env["volumes"]
             raise StepError(UNSUPPORTED_ENV, DOCKER_VOLUMES.format(volumes=volumes))
+        if str(image) != str(image).strip():
+            raise StepError(
+                INVALID_ENV,
+                f"the MLproject's docker_env.image {str(image)!r} has spaces around it: a "
+                "container's image is refused with them",
+            )
         return ProjectEnvironment(
             "docker",
             image=str(image),
@@ -155,7 +166,8 @@ def docker_environment(declared: Any) -> tuple[tuple[str, str | None], ...]:
     """A docker_env's `environment` (MLflow's form: a list whose items are a variable name,
     copied from the environment that runs the project, or a `[name, value]` pair) as
     (name, value or None) pairs, in order. Raises `StepError` with
-    `InvalidProjectEnvironment` naming the item's index for anything else."""
+    `InvalidProjectEnvironment` naming the item's index for anything else, and for a name
+    that `ENV_NAME` does not match."""
     if declared is None:
         return ()
     if not isinstance(declared, list):
@@ -167,7 +179,7 @@ def docker_environment(declared: Any) -> tuple[tuple[str, str | None], ...]:
     pairs: list[tuple[str, str | None]] = []
     for index, item in enumerate(declared):
         if isinstance(item, str) and item:
-            pairs.append((item, None))
+            pair: tuple[str, str | None] = (item, None)
         elif (
             isinstance(item, list)
             and len(item) == 2
@@ -175,13 +187,22 @@ def docker_environment(declared: Any) -> tuple[tuple[str, str | None], ...]:
             and item[0]
             and isinstance(item[1], str | int | float | bool)
         ):
-            pairs.append((item[0], str(item[1])))
+            pair = (item[0], str(item[1]))
         else:
             raise StepError(
                 INVALID_ENV,
                 f"the MLproject's docker_env.environment[{index}] is {item!r}: each item is a "
                 'variable name or a [name, value] pair such as ["MODE", "fast"]',
             )
+        if not ENV_NAME.fullmatch(pair[0]):
+            # The API server would refuse the second Job (422), after the training set.
+            raise StepError(
+                INVALID_ENV,
+                f"the MLproject's docker_env.environment[{index}] names the variable "
+                f"{pair[0]!r}: a container's variable name is letters, digits, '_', '-' and "
+                "'.', not starting with a digit (write a value as [name, value])",
+            )
+        pairs.append(pair)
     return tuple(pairs)
 
 
