@@ -236,7 +236,70 @@ def test_a_docker_env_training_runs_its_entry_point_in_the_projects_image_in_a_s
     assert (status["modelUri"], status["mlflowRunId"]) == ("models:/forward-default/9", "r9")
     assert status["lastTraining"]["project"]["image"] == project["image"]
     assert "currentTraining" not in status or status["currentTraining"] is None
+
+    # Retrained with an image the node cannot pull: the second Job is stuck and says so; a
+    # newer request (the MLproject fixed, `lykectl models train`) replaces it.
+    cluster.patch("Model", NS, "forward-default-3.0", {"spec": {"training": {"requests": 2}}})
+    first = wait_job(api, training_name("forward-default-3.0", 2))
+    finish_job(api, first.metadata.name, {**prepared, "project": {**project, "image": "no/such:1"}})
+    stuck_job = wait_job(api, project_job_name("forward-default-3.0", 2))
+    _pulling_forever(api, stuck_job)
+    stuck = cluster.wait_condition(
+        "Model", NS, "forward-default-3.0", "False", "ImagePullFailed", type_="Trained", timeout=60
+    )
+    assert "docker_env.image" in stuck["message"] and "no/such:1" in stuck["message"]
+    cluster.patch("Model", NS, "forward-default-3.0", {"spec": {"training": {"requests": 3}}})
+    wait_job(api, training_name("forward-default-3.0", 3))
+    status = (cluster.get("Model", NS, "forward-default-3.0") or {})["status"]
+    assert status["lastTraining"]["reason"] == "Superseded"
+    assert "replaced by training request 3 while stuck" in status["lastTraining"]["message"]
+    assert status["observedTrainingRequests"] == 2
+    assert status["modelUri"] == "models:/forward-default/9"  # the last trained version stays
+
+    def stuck_job_gone() -> bool:
+        try:
+            job = client.BatchV1Api(api).read_namespaced_job(stuck_job.metadata.name, NS)
+        except client.ApiException as error:
+            return error.status == 404
+        return job.metadata.deletion_timestamp is not None
+
+    wait_for(stuck_job_gone, 60, "the stuck Job deleted")
     cluster.delete("Model", NS, "forward-default-3.0")
+
+
+def _pulling_forever(api: client.ApiClient, job: Any) -> None:
+    """Play the kubelet for `job`: its pod waits on an image pull of its init container."""
+    core = client.CoreV1Api(api)
+    init = job.spec.template.spec.init_containers[0]
+    main = job.spec.template.spec.containers[0]
+    pod = core.create_namespaced_pod(
+        NS,
+        {
+            "metadata": {
+                "name": f"{job.metadata.name}-pod",
+                "labels": dict(job.spec.template.metadata.labels),
+            },
+            "spec": {
+                "restartPolicy": "Never",
+                "initContainers": [{"name": init.name, "image": init.image}],
+                "containers": [{"name": main.name, "image": main.image}],
+            },
+        },
+    )
+    waiting = {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{init.image}"'}
+    core.patch_namespaced_pod_status(
+        pod.metadata.name,
+        NS,
+        {
+            "status": {
+                "phase": "Pending",
+                "initContainerStatuses": [
+                    {"name": init.name, "image": init.image, "imageID": "", "ready": False,
+                     "restartCount": 0, "state": {"waiting": waiting}}
+                ],
+            }
+        },
+    )  # fmt: skip
 
 
 def _routes(api: client.ApiClient, name: str) -> dict[str, int]:

@@ -10,6 +10,9 @@ A docker_env project on an executor that runs images trains in two Jobs: the fir
 command of the entry point; the record keeps them (`currentTraining.project`) and the
 second (`<model>-t<requests>-project`) runs the entry point in that image as its init
 container, then evaluates and registers. Both are found again by name after a restart.
+A training stuck on something only a human can fix (an image that cannot be pulled, a pod
+that cannot be scheduled) is cancelled when a newer request comes (`Superseded`), so that
+fixing the cause and training again (`lykectl models train`) replaces it.
 Planning and outcomes are pure; `train` does the I/O.
 """
 
@@ -144,6 +147,17 @@ def prepared_project(
         }
     )
     return current.model_copy(update={"project": run})
+
+
+SUPERSEDED = "Superseded"
+"""The reason of a stuck training that a newer training request replaced."""
+
+
+def superseded(stuck: Check, requests: int) -> WorkStatus:
+    """The outcome recorded for a stuck training that request `requests` replaces (pure):
+    failed, reason `SUPERSEDED`, the message saying why it was stuck."""
+    message = f"replaced by training request {requests} while stuck: {stuck.message}"
+    return WorkStatus(State.FAILED, message, None, reason=SUPERSEDED)
 
 
 REPORTED = ("duration_seconds", "project_seconds", "gate_passed")
@@ -319,14 +333,23 @@ async def train(
                 fields = {"currentTraining": prepared.wire_given()}
             elif not fields:
                 fields = finish(current, followed.finished, now)
-    elif resolved:
-        requests = wanted(spec, status)
+        elif followed.stuck is not None and spec.training.requests > current.requests:
+            # Stuck (an image that cannot be pulled, a pod that cannot be scheduled) and a
+            # newer request came: the new request replaces it, so that fixing the cause
+            # (an MLproject's docker_env image, the resources) and training again works.
+            await executor.cancel(namespace, name)
+            fields = finish(current, superseded(followed.stuck, spec.training.requests), now)
+            stuck = None
+    # Also right after a training ended in this pass: a request that came while it ran
+    # starts now, not at some later event (an idle Model has no timer).
+    if resolved and status.patched(fields).current_training is None:
+        requests = wanted(spec, status.patched(fields))
         if requests is not None:
             name = training_name(model.name, requests)
             # Deterministic name: submitting before the status records it is safe.
             await executor.submit(work_for(model, manifests, name, config, images))
             started = TrainingRecord(name=name, requests=requests, started_at=rfc3339(now))
-            fields = {"currentTraining": started.wire_given()}
+            fields = {**fields, "currentTraining": started.wire_given()}
     merged = status.patched(fields)
     requests = spec.training.requests
     # The gate the training applied (the spec's, else the project's), as it recorded it.
