@@ -14,6 +14,7 @@ import json
 import math
 import struct
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -125,10 +126,21 @@ def checked_steps(view: FeatureView, values: dict[str, Any]) -> dict[str, Any]:
         if type_ is None:
             raise ValueError(f"{view.name}: {name!r} is not an aggregation, it has no steps")
         try:
-            out[name] = to_json(type_, value)
+            out[name] = _to_json_of(type_)(value)
         except TypeError as exc:
             raise TypeError(f"{view.entity}.{name}: {exc}") from None
     return out
+
+
+@functools.cache
+def _to_json_of(type_: str) -> Callable[[Any], Any]:
+    """`to_json` for one manifest type; a value of the type's own Python class (what the
+    materializer gives) is returned as it is, without the general checks."""
+    exact = {"float64": float, "int64": int, "string": str}.get(type_)
+    general = functools.partial(to_json, type_)
+    if exact is None:
+        return general
+    return lambda value: value if type(value) is exact else general(value)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -162,6 +174,7 @@ _TIMES = tuple(struct.Struct(f"<{n}q") for n in range(65))
 """The times of `n` records, for the usual few (`_times` makes the longer ones)."""
 
 
+@functools.cache
 def _type_code(type_: str) -> str:
     """One character per manifest type: its scalar's code, upper case for a list."""
     code = _CODES[element_type(type_)]
@@ -223,7 +236,7 @@ def encode_steps(
     types = view.aggregation_types
     base: dict[str, Any] = {}
     if values is not None:
-        base = {name: to_json(types[name], values[name]) for name in types if name in values}
+        base = {name: _to_json_of(types[name])(values[name]) for name in types if name in values}
     # Per step: its time, the aggregations that differ from the row's values then, and
     # the names whose value differs from the step before.
     records: list[tuple[int, dict[str, Any], set[str]]] = []
@@ -274,16 +287,12 @@ def _packed(
     records: list[tuple[int, dict[str, Any], set[str]]],
 ) -> bytes:
     """The binary layout of `encode_steps`; struct.error for an int64 beyond 64 bits."""
-    header: list[list[str]] = []
+    head = _head(tuple((_codes(types, names), tuple(names)) for names in groups))
     counts: list[int] = []
-    parts: list[bytes] = []
+    parts: list[bytes | bytearray] = []
     offsets: dict[bytes, int] = {}
     area = bytearray()
-    for names in groups:
-        codes = "".join(_type_code(types[name]) for name in names)
-        header.append([codes, *names])
-        layout = _record_struct(codes)
-        fixed = all(code in _FIXED for code in codes)
+    for (codes, names), layout, fixed in zip(head.groups, head.records, head.fixed, strict=True):
         times: list[int] = []
         body = bytearray()
         for at, state, changed in records:
@@ -311,12 +320,40 @@ def _packed(
             times.append(at)
             body += layout.pack(*flags, *slots)
         counts.append(len(times))
-        parts += (_times(len(times)).pack(*times), bytes(body))
-    text = json.dumps(header, separators=(",", ":")).encode()
-    if len(text) > 0xFFFF:
+        parts += (_times(len(times)).pack(*times), body)
+    return head.prefix + head.counts.pack(*counts) + b"".join(parts) + area
+
+
+def _codes(types: dict[str, str], names: list[str]) -> str:
+    return "".join(_type_code(types[name]) for name in names)
+
+
+@dataclass(frozen=True)
+class _Head:
+    """What `_packed` writes alike for every row of the same groups: the prefix (format,
+    header length, header), the counts' struct, and per group its record struct and
+    whether all its values are of fixed size."""
+
+    groups: tuple[tuple[str, tuple[str, ...]], ...]
+    prefix: bytes
+    counts: struct.Struct
+    records: tuple[struct.Struct, ...]
+    fixed: tuple[bool, ...]
+
+
+@functools.lru_cache(maxsize=1024)
+def _head(groups: tuple[tuple[str, tuple[str, ...]], ...]) -> _Head:
+    text = json.dumps([[codes, *names] for codes, names in groups], separators=(",", ":"))
+    header = text.encode()
+    if len(header) > 0xFFFF:
         raise struct.error("the steps' header is longer than 64 KiB")
-    prefix = _PREFIX.pack(STEPS_FORMAT, len(text)) + text
-    return prefix + struct.pack(f"<{len(counts)}I", *counts) + b"".join(parts) + area
+    return _Head(
+        groups,
+        _PREFIX.pack(STEPS_FORMAT, len(header)) + header,
+        struct.Struct(f"<{len(groups)}I"),
+        tuple(_record_struct(codes) for codes, _ in groups),
+        tuple(all(code in _FIXED for code in codes) for codes, _ in groups),
+    )
 
 
 class _Kept:
