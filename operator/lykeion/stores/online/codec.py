@@ -388,29 +388,53 @@ def _changes_json(
 
 
 class _Layout:
-    """A header of the binary encoding, parsed: the struct of the groups' record counts,
-    each group's record struct, and per aggregation (group, flag position, value
-    position, type code, manifest type, whether `from_json` converts its value)."""
+    """A header of the binary encoding, parsed: where the groups start, the struct of
+    their record counts, per group its record struct and the bytes of one record and
+    its time, and per aggregation (group, flag position, value position, type code,
+    whether the value is read as it is unpacked) and its manifest type."""
 
-    __slots__ = ("counts", "records", "slots")
+    __slots__ = ("agrees", "counts", "groups", "slots", "start", "types")
 
     def __init__(self, header: bytes) -> None:
         groups = json.loads(header)
         self.counts = struct.Struct(f"<{len(groups)}I")
-        self.records = tuple(_record_struct(codes) for codes, *_ in groups)
-        self.slots: dict[str, tuple[int, int, int, str, str, bool]] = {}
+        self.start = _PREFIX.size + len(header) + self.counts.size
+        records = [_record_struct(codes) for codes, *_ in groups]
+        self.groups = tuple((record, record.size + 8) for record in records)
+        self.slots: dict[str, tuple[int, int, int, str, bool]] = {}
+        self.types: dict[str, str] = {}
         for group, (codes, *names) in enumerate(groups):
             position = len(codes)
             for flag, (name, code) in enumerate(zip(names, codes, strict=True)):
-                converts = code == "t" or code.isupper()
-                self.slots[name] = (group, flag, position, code, _code_type(code), converts)
+                self.slots[name] = (group, flag, position, code, code in "fib")
+                self.types[name] = _code_type(code)
                 position += 1 if code in _FIXED else 2
+        self.agrees: dict[str, str] | None = None
+        """The aggregation types of the view last found to hold every aggregation here
+        with its type (one view reads one table: its rows share a layout)."""
+
+    def agree(self, aggregations: dict[str, str]) -> bool:
+        """Whether every aggregation here is one of `aggregations` with the same type."""
+        if self.agrees is aggregations:
+            return True
+        if any(aggregations.get(name) != type_ for name, type_ in self.types.items()):
+            return False
+        self.agrees = aggregations
+        return True
 
 
-@functools.lru_cache(maxsize=1024)
+_LAYOUTS: dict[bytes, _Layout] = {}
+_MAX_LAYOUTS = 1024
+
+
 def _layout(header: bytes) -> _Layout:
     """The rows of a view share a few headers: each is parsed once."""
-    return _Layout(header)
+    layout = _LAYOUTS.get(header)
+    if layout is None:
+        if len(_LAYOUTS) >= _MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[header] = _Layout(header)
+    return layout
 
 
 def step_values(
@@ -433,41 +457,49 @@ def _record_values(
     view: FeatureView, raw: bytes, at: int, names: Sequence[str]
 ) -> dict[str, Any] | None:
     """`step_values` of the binary encoding: per group, its last record at or before `at`."""
-    size = _PREFIX.unpack_from(raw)[1]
-    layout = _layout(raw[_PREFIX.size : _PREFIX.size + size])
-    start = _PREFIX.size + size + layout.counts.size
+    layout = _layout(raw[_PREFIX.size : _PREFIX.size + _PREFIX.unpack_from(raw)[1]])
+    start = layout.start
     current: list[tuple[Any, ...] | None] = []
+    found = False
     counts = layout.counts.unpack_from(raw, start - layout.counts.size)
-    for count, record in zip(counts, layout.records, strict=True):
-        # The last record first: a read is most often after it, long after the last event.
-        if at >= _TIME.unpack_from(raw, start + 8 * count - 8)[0]:
-            index = count - 1
+    for count, (record, stride) in zip(counts, layout.groups, strict=True):
+        index = bisect.bisect_right(_times(count).unpack_from(raw, start), at) - 1
+        if index < 0:
+            current.append(None)
         else:
-            index = bisect.bisect_right(_times(count).unpack_from(raw, start), at) - 1
-        current.append(
-            record.unpack_from(raw, start + 8 * count + record.size * index) if index >= 0 else None
-        )
-        start += (8 + record.size) * count
+            current.append(record.unpack_from(raw, start + 8 * count + record.size * index))
+            found = True
+        start += stride * count
+    if not found:
+        return None
     aggregations = view.aggregation_types
+    agree = layout.agree(aggregations)
     out: dict[str, Any] = {}
     for name in names:
         slot = layout.slots.get(name)
         if slot is None:
             continue
-        group, flag, position, code, stored, converts = slot
+        group, flag, position, code, plain = slot
         values = current[group]
-        type_ = aggregations.get(name)
-        if values is None or values[flag] == _KEEP or type_ is None:
-            continue  # the row's value holds, or it is no longer an aggregation
-        if values[flag] == _NULL:
-            out[name] = None
+        if values is None:
             continue
+        state = values[flag]
+        if state:
+            if state == _NULL and (agree or name in aggregations):
+                out[name] = None
+            continue  # or the row's value holds
         value = values[position]
+        if plain and agree:
+            out[name] = value
+            continue
+        type_ = aggregations.get(name)
+        if type_ is None:
+            continue  # no longer an aggregation of the view
         if code not in _FIXED:
             begin = start + value  # `start` is the text area's now
             value = raw[begin : begin + values[position + 1]]
             value = value.decode() if code == "s" else json.loads(value)
-        if converts or type_ != stored:
+        if code != "s" or not agree:
             # (A view whose type changed since reads the value as the JSON text did.)
             value = from_json(type_, value)
         out[name] = value
