@@ -201,6 +201,30 @@ def test_reads_are_chunked_and_keep_order_past_the_chunk_size(store: SqliteOnlin
     assert got[-1] is None
 
 
+def test_chunked_reads_take_each_rows_own_steps(store: SqliteOnlineStore) -> None:
+    """Past the chunk size, with steps only on some rows, and with and without an
+    aggregation asked for (a read of row-level features only leaves the steps unread)."""
+    week = AggregationDef("count", timedelta(days=7))
+    view = make_view(FeatureDef("trips", "int64"), FeatureDef("n_7d", "int64", week))
+    hour = timedelta(hours=1)
+    rows = [
+        OnlineRow(str(k), NOW, {"trips": k, "n_7d": 2}, ((NOW + (k % 3 + 1) * hour, {"n_7d": k}),))
+        if k % 2
+        else OnlineRow(str(k), NOW, {"trips": k, "n_7d": 2})
+        for k in range(1200)
+    ]
+    store.write(view, rows)
+    keys = [str(k) for k in range(1199, -1, -1)]
+
+    got = store.read(view, keys, ["trips", "n_7d"], now=NOW + 2 * hour)
+
+    def n_7d(k: int) -> int:
+        return k if k % 2 and k % 3 <= 1 else 2
+
+    assert got == [{"trips": int(k), "n_7d": n_7d(int(k))} for k in keys]
+    assert store.read(view, keys, ["trips"], now=NOW + hour) == [{"trips": int(k)} for k in keys]
+
+
 def test_bulk_write_counts_inserted_and_replaced_rows(store: SqliteOnlineStore) -> None:
     view = make_view()
     first = [OnlineRow(f"k{i}", NOW, {"trips": i, "city": "x"}) for i in range(1000)]

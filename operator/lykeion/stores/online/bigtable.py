@@ -389,7 +389,11 @@ class BigtableOnlineStore:
             return []
         at = to_micros(now or datetime.now(UTC))
         cutoff = at - view.ttl // MICROSECOND
-        qualifiers = [EVENT_TIME_COLUMN, STEPS_COLUMN, *(name.encode() for name in names)]
+        # Only aggregations step: a read of row-level features leaves the steps unread.
+        stepping = any(view.feature(name).aggregation is not None for name in names)
+        qualifiers = [EVENT_TIME_COLUMN, *(name.encode() for name in names)]
+        if stepping:
+            qualifiers.append(STEPS_COLUMN)
         table = self._table(view)
         try:
             with _errors(f"read {table.table_id}", table_may_be_missing=True):

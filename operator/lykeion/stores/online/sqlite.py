@@ -326,6 +326,8 @@ class SqliteOnlineStore:
         at = to_micros(now or datetime.now(UTC))
         cutoff = at - view.ttl // MICROSECOND
         expiring = [view.feature(name).aggregation is None for name in names]
+        # Only aggregations step: a read of row-level features leaves the steps unread.
+        stepped = STEPS if not all(expiring) else "NULL"
         columns = "".join(f", {_quote(name)}" for name in names)
         found: dict[str | int, dict[str, Any]] = {}
         with self._conn() as conn:
@@ -335,7 +337,7 @@ class SqliteOnlineStore:
                 chunk = unique[start : start + READ_CHUNK]
                 marks = ", ".join("?" for _ in chunk)
                 cursor = conn.execute(
-                    f"SELECT {KEY}, {EVENT_TIME}, {STEPS}{columns} FROM {_quote(view.table)} "
+                    f"SELECT {KEY}, {EVENT_TIME}, {stepped}{columns} FROM {_quote(view.table)} "
                     f"WHERE {KEY} IN ({marks})",
                     chunk,
                 )
