@@ -169,7 +169,6 @@ _FIXED = {"f": "d", "i": "q", "b": "?", "t": "q"}
 """struct codes of a fixed-size value in a record, by type code; text (a string or a
 list) takes two: "II", the offset and length of its bytes in the text area."""
 _PREFIX = struct.Struct("<BH")
-_TIME = struct.Struct("<q")
 _TIMES = tuple(struct.Struct(f"<{n}q") for n in range(65))
 """The times of `n` records, for the usual few (`_times` makes the longer ones)."""
 
@@ -218,7 +217,7 @@ def encode_steps(
                    aggregation (f float64, i int64, b bool, t timestamp, s string; upper
                    case: a list of it) and the names
         I          per group its number of records m
-        per group  m times (q microseconds, non-decreasing), then m records: a flag byte
+        per group  m times (q microseconds, increasing), then m records: a flag byte
                    per aggregation (0 value, 1 null, 2 the row's value holds), then per
                    aggregation its value (zeros unless flag 0): d float64 (every NaN as
                    the quiet NaN), q int64 or timestamp microseconds, ? bool, or I offset
