@@ -3,7 +3,9 @@
 Timestamps travel as integer microseconds since the epoch (UTC) so that no precision or
 zone is lost; lists carry their elements the same way. Values of the wrong type are
 rejected rather than coerced, so a pipeline bug cannot silently turn `5` into `"5"`.
-Columnar writes (Arrow tables) are held to the same types by `checked_table`.
+Columnar writes (Arrow tables) are held to the same types by `checked_table`. The
+aggregations' later values (steps) are kept in a binary layout of fixed-size records, read
+with one bisection and one `struct` unpack per window (`encode_steps`, `step_values`).
 """
 
 from __future__ import annotations
