@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,11 +15,12 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from google.cloud.bigtable.data import RowMutationEntry, SetCell
 
 from lykeion.features.view import EVENT_TIME, KEY, AggregationDef, FeatureDef, FeatureView
 from lykeion.stores.online.base import OnlineRow, OnlineStore, StoreUnavailable
-from lykeion.stores.online.bigtable import BigtableOnlineStore, table_id
-from lykeion.stores.online.codec import arrow_schema
+from lykeion.stores.online.bigtable import FAMILY, STEPS_COLUMN, BigtableOnlineStore, table_id
+from lykeion.stores.online.codec import arrow_schema, to_micros
 from lykeion.stores.online.sqlite import SqliteOnlineStore
 from tests.integration.bigtable_fixture import (
     EMULATOR_HOST,
@@ -26,6 +28,7 @@ from tests.integration.bigtable_fixture import (
     bigtable_emulator,  # noqa: F401
     emulator_binary,
 )
+from tests.previous_steps import per_aggregation_json, whole_steps_json
 
 PROJECT = "lykeion-test"
 INSTANCE = "online"
@@ -289,6 +292,64 @@ def test_nan_round_trips_in_values_lists_steps_and_tables(store: OnlineStore) ->
     assert store.write_table(view, table) == 1
     (entry,) = store.read(view, ["b"], ["fare"], now=NOW)
     assert entry is not None and math.isnan(entry["fare"])
+
+
+def _store_steps(store: OnlineStore, view: FeatureView, key: str, text: str) -> None:
+    """Put `text` in a row's steps as an earlier version wrote it: SQLite's TEXT, Bigtable's
+    UTF-8 cell at the row's timestamp."""
+    if isinstance(store, SqliteOnlineStore):
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(f'UPDATE "{view.table}" SET _steps = ? WHERE entity_key = ?', (text, key))
+        return
+    assert isinstance(store, BigtableOnlineStore)
+    stamp = to_micros(NOW) - to_micros(NOW) % 1000
+    cell = SetCell(FAMILY, STEPS_COLUMN, text.encode(), timestamp_micros=stamp)
+    store._table(view).bulk_mutate_rows([RowMutationEntry(key.encode(), [cell])])
+
+
+def test_steps_written_by_earlier_versions_read_as_before(store: OnlineStore) -> None:
+    """The binary steps, the previous version's JSON and the first version's whole steps
+    read alike at every edge, bit for bit."""
+    week = AggregationDef("count", timedelta(days=7))
+    view = make_view(
+        (
+            FeatureDef("city", "string"),
+            FeatureDef("rides_7d", "int64", week),
+            FeatureDef("spent_7d", "float64", AggregationDef("sum", timedelta(days=7))),
+            FeatureDef("cities_30d", "list<string>", AggregationDef("last", timedelta(days=30))),
+        ),
+        ttl=timedelta(days=1000),
+    )
+    day = timedelta(days=1)
+    values = {"city": "x", "rides_7d": 2, "spent_7d": 3.5, "cities_30d": ["a"]}
+    steps = (
+        (NOW + day, {"rides_7d": 1, "spent_7d": -0.0, "cities_30d": ["a"]}),
+        (NOW + 2 * day, {"rides_7d": 0, "spent_7d": None, "cities_30d": ["a"]}),
+        (NOW + 30 * day, {"rides_7d": 0, "spent_7d": None, "cities_30d": None}),
+    )
+    store.write(view, [OnlineRow("a", NOW, values, steps)])
+    names = ["city", "rides_7d", "spent_7d", "cities_30d"]
+    times = [NOW, NOW + day - timedelta(microseconds=1), NOW + day, NOW + 1.5 * day]
+    times += [NOW + 2 * day, NOW + 30 * day, NOW + 400 * day]
+    want = [
+        [2, 3.5, ["a"]],
+        [2, 3.5, ["a"]],
+        [1, -0.0, ["a"]],
+        [1, -0.0, ["a"]],
+        [0, None, ["a"]],
+        [0, None, None],
+        [0, None, None],
+    ]
+
+    def reads() -> list[str]:
+        return [repr(store.read(view, ["a"], names, now=t)) for t in times]
+
+    expected = [repr([{"city": "x", **dict(zip(names[1:], w, strict=True))}]) for w in want]
+    assert reads() == expected
+    for earlier in (per_aggregation_json(view, steps, values), whole_steps_json(view, steps)):
+        assert earlier is not None
+        _store_steps(store, view, "a", earlier)
+        assert reads() == expected
 
 
 def test_int64_keys_accept_their_string_form(store: OnlineStore) -> None:

@@ -16,10 +16,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lykeion.features.view import EVENT_TIME, KEY, FeatureDef, FeatureView
+from lykeion.features.view import EVENT_TIME, KEY, AggregationDef, FeatureDef, FeatureView
 from lykeion.stores.online.base import OnlineRow, StoreUnavailable
 from lykeion.stores.online.codec import arrow_schema
 from lykeion.stores.online.sqlite import SqliteOnlineStore
+from tests.previous_steps import per_aggregation_json
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -72,7 +73,7 @@ def test_layout_is_one_table_per_view_keyed_by_entity(store: SqliteOnlineStore, 
         ("vip", "INTEGER", 0),
         ("seen", "INTEGER", 0),
         ("cities", "TEXT", 0),
-        ("_steps", "TEXT", 0),
+        ("_steps", "BLOB", 0),
     ]
     micros = int((NOW - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
     assert raw(path, f'SELECT * FROM "{table}"') == [(7, micros, 1, micros, '["a","b"]', None)]
@@ -159,6 +160,36 @@ def test_a_gained_feature_becomes_a_column(store: SqliteOnlineStore, path: Path)
         other.close()
 
 
+def test_a_table_of_an_earlier_version_reads_its_json_steps_and_takes_binary_ones(
+    store: SqliteOnlineStore, path: Path
+) -> None:
+    """Tables created before the binary steps declare `_steps` TEXT and hold JSON text:
+    those rows read as before, and rows written now (a BLOB in the TEXT column) read too."""
+    week = AggregationDef("count", timedelta(days=7))
+    view = make_view(FeatureDef("city", "string"), FeatureDef("rides_7d", "int64", week))
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            f'CREATE TABLE "{view.table}" (entity_key TEXT PRIMARY KEY NOT NULL, '
+            'event_time INTEGER NOT NULL, "city" TEXT, "rides_7d" INTEGER, _steps TEXT) '
+            "WITHOUT ROWID"
+        )
+    steps = ((NOW + timedelta(days=1), {"rides_7d": 1}), (NOW + timedelta(days=2), {"rides_7d": 0}))
+    rows = [OnlineRow(key, NOW, {"city": "x", "rides_7d": 2}, steps) for key in ("old", "new")]
+    store.write(view, rows)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            f'UPDATE "{view.table}" SET _steps = ? WHERE entity_key = ?',
+            (per_aggregation_json(view, steps, rows[0].values), "old"),
+        )
+    kinds = raw(path, f'SELECT entity_key, typeof(_steps) FROM "{view.table}" ORDER BY 1')
+    assert kinds == [("new", "blob"), ("old", "text")]
+
+    for days, rides in ((0, 2), (1, 1), (1.5, 1), (2, 0), (400, 0)):
+        at = NOW + timedelta(days=days)
+        want = {"city": "x" if days <= 1 else None, "rides_7d": rides}  # TTL 1d
+        assert store.read(view, ["old", "new"], ["city", "rides_7d"], now=at) == [want, want]
+
+
 def test_reads_are_chunked_and_keep_order_past_the_chunk_size(store: SqliteOnlineStore) -> None:
     view = make_view(FeatureDef("trips", "int64"), key_type="int64")
     store.write(view, [OnlineRow(k, NOW, {"trips": k * 10}) for k in range(1200)])
@@ -168,6 +199,30 @@ def test_reads_are_chunked_and_keep_order_past_the_chunk_size(store: SqliteOnlin
 
     assert got[:-1] == [{"trips": k * 10} for k in keys[:-1]]
     assert got[-1] is None
+
+
+def test_chunked_reads_take_each_rows_own_steps(store: SqliteOnlineStore) -> None:
+    """Past the chunk size, with steps only on some rows, and with and without an
+    aggregation asked for (a read of row-level features only leaves the steps unread)."""
+    week = AggregationDef("count", timedelta(days=7))
+    view = make_view(FeatureDef("trips", "int64"), FeatureDef("n_7d", "int64", week))
+    hour = timedelta(hours=1)
+    rows = [
+        OnlineRow(str(k), NOW, {"trips": k, "n_7d": 2}, ((NOW + (k % 3 + 1) * hour, {"n_7d": k}),))
+        if k % 2
+        else OnlineRow(str(k), NOW, {"trips": k, "n_7d": 2})
+        for k in range(1200)
+    ]
+    store.write(view, rows)
+    keys = [str(k) for k in range(1199, -1, -1)]
+
+    got = store.read(view, keys, ["trips", "n_7d"], now=NOW + 2 * hour)
+
+    def n_7d(k: int) -> int:
+        return k if k % 2 and k % 3 <= 1 else 2
+
+    assert got == [{"trips": int(k), "n_7d": n_7d(int(k))} for k in keys]
+    assert store.read(view, keys, ["trips"], now=NOW + hour) == [{"trips": int(k)} for k in keys]
 
 
 def test_bulk_write_counts_inserted_and_replaced_rows(store: SqliteOnlineStore) -> None:

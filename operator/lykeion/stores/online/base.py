@@ -35,7 +35,9 @@ class OnlineRow:
     datetime, or a list of those) at `event_time`; None for a null value."""
     steps: tuple[Step, ...] = ()
     """Later values of the aggregations if no event comes: each time an event leaves a
-    window, strictly after `event_time` and increasing (see `windows.online_sql`)."""
+    window, strictly after `event_time` and increasing (see `windows.online_sql`); a
+    write of steps out of time order raises ValueError (of steps at one time, the last
+    holds)."""
 
 
 class StoreUnavailable(RuntimeError):

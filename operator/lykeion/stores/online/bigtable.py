@@ -3,8 +3,9 @@
 Row key `str(key)`; family `f` keeps one version; one column per feature holding the
 value at the event time as JSON (see codec.py; NaN and ±Inf as JSON's NaN/Infinity
 tokens), `_event_time` holding the event time in microseconds, and `_steps` the
-aggregations' later values (`codec.encode_steps`; absent when none). A read at `t`
-picks each aggregation's last change at or before `t` (see `OnlineRow`).
+aggregations' later values (`codec.encode_steps`, binary; absent when none; rows of
+earlier versions hold JSON text there, which reads as before). A read at `t` takes each
+window's last record at or before `t` (see `OnlineRow`).
 Cells carry the event time (truncated to milliseconds, Bigtable's granularity) as their
 timestamp, so even two writers racing past the late-data check (a read, then a write)
 leave the newest values on top, to the millisecond.
@@ -297,7 +298,7 @@ class BigtableOnlineStore:
             values[EVENT_TIME_COLUMN] = str(to_micros(row.event_time)).encode()
             steps = encode_steps(view, row.steps, row.values)
             if steps is not None:
-                values[STEPS_COLUMN] = steps.encode()
+                values[STEPS_COLUMN] = steps
             cells = _Cells(values)
             previous = latest.get(key)
             if previous is None or previous.replaced_by(cells):
@@ -388,7 +389,11 @@ class BigtableOnlineStore:
             return []
         at = to_micros(now or datetime.now(UTC))
         cutoff = at - view.ttl // MICROSECOND
-        qualifiers = [EVENT_TIME_COLUMN, STEPS_COLUMN, *(name.encode() for name in names)]
+        # Only aggregations step: a read of row-level features leaves the steps unread.
+        stepping = any(view.feature(name).aggregation is not None for name in names)
+        qualifiers = [EVENT_TIME_COLUMN, *(name.encode() for name in names)]
+        if stepping:
+            qualifiers.append(STEPS_COLUMN)
         table = self._table(view)
         try:
             with _errors(f"read {table.table_id}", table_may_be_missing=True):
@@ -403,17 +408,18 @@ class BigtableOnlineStore:
                 out.append(None)
                 continue
             expired = event_time < cutoff
+            later = step_values(view, cells.values.get(STEPS_COLUMN), at, names) or {}
             entry: dict[str, Any] = {}
             for name, type_ in zip(names, types, strict=True):
+                if name in later:
+                    entry[name] = later[name]
+                    continue
                 raw = cells.values.get(name.encode())
                 if expired and view.feature(name).aggregation is None:
                     entry[name] = None
                     continue
                 # A feature added to the view after this row was written has no cell.
                 entry[name] = from_json(type_, json.loads(raw)) if raw is not None else None
-            later = step_values(view, cells.values.get(STEPS_COLUMN), at, names)
-            if later:
-                entry.update(later)
             out.append(entry)
         return out
 

@@ -1,9 +1,11 @@
 """The embedded online store: one SQLite table per view, one row per entity key.
 
 Columns: the key, `event_time` (microseconds), one per feature holding its value at the
-event time, and `_steps`: the aggregations' later values as JSON, per aggregation its
-changes `{feature: [[micros, value], ...]}` (`codec.encode_steps`; null when none; see
-`OnlineRow`). A read at `t` picks each aggregation's last change at or before `t`.
+event time, and `_steps`: the aggregations' later values (`codec.encode_steps`: a BLOB of
+records per window, null when none; see `OnlineRow`). A read at `t` takes each window's
+last record at or before `t`. Rows written by earlier versions hold JSON text there,
+which reads as before (`codec.step_values`); the column of tables created by them is
+declared TEXT, which keeps a BLOB as it is.
 
 SQLite stores a bound NaN as NULL, so a float64 NaN is stored as the text 'NaN' (a REAL
 column keeps text it cannot read as a number) and read back as NaN; ±Inf are REALs.
@@ -244,10 +246,10 @@ class SqliteOnlineStore:
         features = "".join(f", {_quote(f.name)} {_column_type(f.type)}" for f in view.features)
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {table} ({KEY} {key_type} PRIMARY KEY NOT NULL, "
-            f"{EVENT_TIME} INTEGER NOT NULL{features}, {STEPS} TEXT){rowid}"
+            f"{EVENT_TIME} INTEGER NOT NULL{features}, {STEPS} BLOB){rowid}"
         )
         existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        wanted = [(f.name, _column_type(f.type)) for f in view.features] + [(STEPS, "TEXT")]
+        wanted = [(f.name, _column_type(f.type)) for f in view.features] + [(STEPS, "BLOB")]
         for name, type_ in wanted:
             if name not in existing:
                 try:
@@ -324,6 +326,8 @@ class SqliteOnlineStore:
         at = to_micros(now or datetime.now(UTC))
         cutoff = at - view.ttl // MICROSECOND
         expiring = [view.feature(name).aggregation is None for name in names]
+        # Only aggregations step: a read of row-level features leaves the steps unread.
+        stepped = STEPS if not all(expiring) else "NULL"
         columns = "".join(f", {_quote(name)}" for name in names)
         found: dict[str | int, dict[str, Any]] = {}
         with self._conn() as conn:
@@ -333,21 +337,32 @@ class SqliteOnlineStore:
                 chunk = unique[start : start + READ_CHUNK]
                 marks = ", ".join("?" for _ in chunk)
                 cursor = conn.execute(
-                    f"SELECT {KEY}, {EVENT_TIME}, {STEPS}{columns} FROM {_quote(view.table)} "
+                    f"SELECT {KEY}, {EVENT_TIME}, {stepped}{columns} FROM {_quote(view.table)} "
                     f"WHERE {KEY} IN ({marks})",
                     chunk,
                 )
                 for key, event_time, steps, *values in cursor:
                     expired = event_time < cutoff
-                    entry = {
-                        name: None if expired and expires else _from_column(type_, value)
-                        for name, type_, value, expires in zip(
-                            names, types, values, expiring, strict=True
-                        )
-                    }
                     later = step_values(view, steps, at, names)
-                    if later:
-                        entry.update(later)
+                    if later is None:
+                        entry = {
+                            name: None if expired and expires else _from_column(type_, value)
+                            for name, type_, value, expires in zip(
+                                names, types, values, expiring, strict=True
+                            )
+                        }
+                    else:
+                        # A value from the steps: its column is not decoded.
+                        entry = {
+                            name: later[name]
+                            if name in later
+                            else None
+                            if expired and expires
+                            else _from_column(type_, value)
+                            for name, type_, value, expires in zip(
+                                names, types, values, expiring, strict=True
+                            )
+                        }
                     found[key] = entry
         # Each entry gets its own dict, so callers may mutate one without touching another.
         return [dict(found[key]) if key in found else None for key in wanted]
