@@ -14,7 +14,7 @@ Columns rather than one object per row: a line is then one `orjson.dumps` of wha
 request already holds, with no Python work per row (at 50 rows: 6 us instead of 47 us, and
 a third of the bytes). Servers before this wrote one line per row, `keys` an object and
 `prediction` that row's; readers take both shapes, so a log that holds lines of both
-(a version rolled over on a shared volume) is read whole.
+(replicas of older and newer server code writing one log during an upgrade) is read whole.
 
 The server appends through `QueuedLog`: a writer thread, so that no request waits for the
 file, and a bounded queue whose overflow is dropped and counted, never waited for.
