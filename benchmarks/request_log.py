@@ -4,9 +4,12 @@ for the live metric's rows, on a generated log.
     python benchmarks/request_log.py [--files 4] [--mib 64] [--tail 0.1]
         [--code operator] [--out benchmarks/results/request_log.json]
 
-The log: `--files` full files of `--mib` MiB, rotated as the server rotates them, with rows
-shaped as `app.ModelServer` writes them (one of 50,000 rider keys, three features, a score;
-~175 bytes a row) spread evenly over up to an hour. Each case runs in a fresh interpreter
+The log: `--files` full files of `--mib` MiB, rotated as the server rotates them, with one
+line per row as servers wrote them before the line per request (one of 50,000 rider keys,
+three features, a score; ~175 bytes a row; readers take both shapes) spread evenly over up
+to an hour. A line per request of 50 rows holds a row in ~42 bytes: the same files then
+hold four times the rows, and a reader that keeps them all 3.3 times the memory
+(`ServerConfig.request_log_max_bytes`). Each case runs in a fresh interpreter
 that imports the reader from `--code` (another checkout's `operator` folder measures that
 code; a reader without `bounded` is measured unbounded only) and reports its peak resident
 memory (VmHWM) after one ask, less the interpreter's own peak before it read.

@@ -18,6 +18,7 @@ from lykeion.serving.app import DriftGauge, Metrics
 from lykeion.serving.config import TrainedFeature
 from lykeion.serving.drift import DriftMonitor
 from lykeion.serving.enrich import Enricher
+from lykeion.serving.request_log import QueuedLog, RequestLog
 from lykeion.serving.skew import SkewChecker
 from tests import objects
 from tests.integration.test_chart import _helm
@@ -26,12 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "lykeion"
 
 
-def _exported() -> set[str]:
+def _exported(folder: Path) -> set[str]:
     """Sample names the model server and the operator can expose."""
     metrics = Metrics()
     view = FeatureView.from_body(objects.manifest(features={"age": "int64"}))
     enricher = Enricher([TrainedFeature(ref="rider.age", column="a", type="int64")], [view])
     SkewChecker(enricher.inputs, lambda: None, metrics.registry)  # type: ignore[arg-type,return-value]
+    QueuedLog(RequestLog(folder / "requests.jsonl", 1024, 1), 1, metrics.registry).close()
     metrics.registry.register(DriftGauge(DriftMonitor({}, None)))
     registries: list[CollectorRegistry] = [metrics.registry, REGISTRY]  # the operator's
     names = {s.name for r in registries for family in r.collect() for s in family.samples}
@@ -53,7 +55,9 @@ def _metric_names(expression: str) -> set[str]:
     return set(re.findall(r"\b(lykeion_[a-z_]+)\b", expression))
 
 
-def test_dashboard_and_rules_query_exported_metrics_and_rules_are_off_by_default() -> None:
+def test_dashboard_and_rules_query_exported_metrics_and_rules_are_off_by_default(
+    tmp_path: Path,
+) -> None:
     lint = subprocess.run(
         [_helm(), "lint", "--strict", str(CHART), "--set", "alerts.enabled=true"],
         capture_output=True,
@@ -62,7 +66,7 @@ def test_dashboard_and_rules_query_exported_metrics_and_rules_are_off_by_default
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert not [d for d in _render() if d["kind"] == "PrometheusRule"]
     rendered = _render("alerts.enabled=true", "alerts.labels.release=prometheus")
-    exported = _exported()
+    exported = _exported(tmp_path)
     (rule,) = [d for d in rendered if d["kind"] == "PrometheusRule"]
     assert rule["metadata"]["labels"]["release"] == "prometheus"
     expressions = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
@@ -82,5 +86,6 @@ def test_dashboard_and_rules_query_exported_metrics_and_rules_are_off_by_default
         "lykeion_feature_drift_psi",
         "lykeion_feature_newest_event_age_seconds",
         "lykeion_feature_last_success_age_seconds",
+        "lykeion_request_log_dropped_total",
     ):
         assert name in used

@@ -70,9 +70,25 @@ def same(predictions: Any, expected: list[list[float]]) -> bool:
 
 
 def log_lines(path: Path) -> list[dict[str, Any]]:
+    """The request log's lines (one per answered request), parsed."""
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def rows_of(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Logged requests split into their rows: per row its keys, the features the model got
+    (column -> value), its prediction and the request's version."""
+    return [
+        {
+            "keys": keys,
+            "features": {column: values[i] for column, values in line["features"].items()},
+            "prediction": line["prediction"][i],
+            "version": line["version"],
+        }
+        for line in lines
+        for i, keys in enumerate(line["keys"])
+    ]
 
 
 def error_message(answer: httpx.Response) -> str:
@@ -745,15 +761,26 @@ def test_each_answered_row_is_appended_to_the_request_log(server: ServerProcess)
     assert seldon.status_code == 200
     # A rejected request predicted nothing, so it logs nothing.
     assert server.post("/predict", {KEY: "nobody"}).status_code == 422
+    last = server.post("/predict", {KEY: "r2"})
+    assert last.status_code == 200
 
-    new = log_lines(path)[before:]
-    assert [line["keys"] for line in new] == [{KEY: "r2"}, {KEY: "r3"}, {KEY: "r1"}]
+    # Lines are appended by the log's writer thread a moment after the answers, in order.
+    wait_for(lambda: len(log_lines(path)) - before >= 3, 10, "the request log's lines")
+    lines = log_lines(path)[before:]
+    assert [len(line["keys"]) for line in lines] == [2, 1, 1]  # one line per answered request
+    new = rows_of(lines)
+    assert [line["keys"] for line in new] == [{KEY: "r2"}, {KEY: "r3"}, {KEY: "r1"}, {KEY: "r2"}]
     assert [line["features"] for line in new] == [
         {"rider__age": 41, "rider__avg_fare": 31.0},
         {"rider__age": 67, "rider__avg_fare": 17.25},
         {"rider__age": 23, "rider__avg_fare": 8.5},
+        {"rider__age": 41, "rider__avg_fare": 31.0},
     ]
-    predicted = [*answer.json()["predictions"], *seldon.json()["data"]["ndarray"]]
+    predicted = [
+        *answer.json()["predictions"],
+        *seldon.json()["data"]["ndarray"],
+        *last.json()["predictions"],
+    ]
     assert [line["prediction"] for line in new] == predicted
     assert {line["version"] for line in new} == {"1.0"}
 
@@ -818,7 +845,7 @@ def test_router_copies_requests_to_the_shadow(
     # Clients get the served version's answer only.
     assert {a.headers["x-lykeion-version"] for a in answers} == {"1.0"}
     wait_for(lambda: len(log_lines(shadow_log)) - before >= 4, 10, "the shadow's request log")
-    copies = log_lines(shadow_log)[before:]
+    copies = rows_of(log_lines(shadow_log)[before:])
     assert sorted(c["keys"][KEY] for c in copies) == ["r1", "r2", "r2", "r3"]
     assert {c["version"] for c in copies} == {"1.1"}
 

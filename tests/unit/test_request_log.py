@@ -6,9 +6,13 @@ only the rows at or after the last `since` it was asked for."""
 from __future__ import annotations
 
 import csv
+import fcntl
+import itertools
 import json
 import os
 import tempfile
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,17 +21,42 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from lykeion.api.model import LabelsSource
+from lykeion.serving import request_log
 from lykeion.serving.outcomes import LiveLabels, join, labels_of, metric_of
-from lykeion.serving.request_log import Logged, LogReader, RequestLog, files_of, lock_of
+from lykeion.serving.request_log import (
+    Logged,
+    LogReader,
+    QueuedLog,
+    RequestLog,
+    files_of,
+    lock_of,
+)
 
 BASE = datetime(2026, 11, 30, 12, tzinfo=UTC)
 KEYS = ["k1", "k2", "k3"]
 
 
-def _lines(rows: list[tuple[int, str, str, float]]) -> bytes:
-    """Rows as `app.ModelServer` logs them: (seconds after BASE, version, key, score)."""
+def _lines(rows: list[tuple[int, str, str, float]], per_request: bool = False) -> bytes:
+    """Rows (seconds after BASE, version, key, score) as model servers log them: one line
+    per row (servers before the line per request), or with `per_request` one line per
+    request as `app.ModelServer` writes it (`request_log.line`), consecutive rows of one
+    time and version making one request."""
+    if per_request:
+        groups = itertools.groupby(rows, key=lambda row: (row[0], row[1]))
+        return b"".join(
+            request_log.line(
+                (BASE + timedelta(seconds=t)).timestamp(),
+                v,
+                [{"rider_id": k} for _, _, k, _ in group],
+                {"age": [30] * len(group)},
+                [p for _, _, _, p in group],
+            )
+            for (t, v), grouped in groups
+            for group in [list(grouped)]
+        )
     return b"".join(
         orjson.dumps(
             {
@@ -54,7 +83,12 @@ def _brute_force(path: Path, files: int, since: int, until: int) -> list[Logged]
         for line in file.read_text().splitlines():
             entry = json.loads(line)
             moment = round(entry["time"] * 1_000_000)
-            if entry["version"] == "1.0" and since <= moment <= until:
+            if entry["version"] != "1.0" or not since <= moment <= until:
+                continue
+            if isinstance(entry["keys"], list):  # a request's rows
+                for keys, prediction in zip(entry["keys"], entry["prediction"], strict=True):
+                    found.append(Logged(moment, (keys["rider_id"],), prediction))
+            else:  # one row
                 found.append(Logged(moment, (entry["keys"]["rider_id"],), entry["prediction"]))
     return found
 
@@ -78,7 +112,7 @@ batches = st.lists(
 @settings(max_examples=150, deadline=None)
 @given(
     steps=st.lists(
-        st.tuples(batches, st.booleans(), st.integers(0, 40), st.integers(0, 40)),
+        st.tuples(batches, st.booleans(), st.booleans(), st.integers(0, 40), st.integers(0, 40)),
         min_size=1,
         max_size=12,
     ),
@@ -90,7 +124,7 @@ batches = st.lists(
     ),
 )
 def test_rotated_log_read_incrementally_equals_a_brute_force_read_of_what_is_kept(
-    steps: list[tuple[list[tuple[int, str, str, float]], bool, int, int]],
+    steps: list[tuple[list[tuple[int, str, str, float]], bool, bool, int, int]],
     max_bytes: int,
     files: int,
     labels: list[tuple[int, str, int]],
@@ -107,8 +141,8 @@ def test_rotated_log_read_incrementally_equals_a_brute_force_read_of_what_is_kep
         start = _micros(0)
         appended: list[bytes] = []
         largest = 0
-        for batch, poll, a, b in steps:
-            lines = _lines(batch)
+        for batch, per_request, poll, a, b in steps:
+            lines = _lines(batch, per_request)  # a log may hold lines of both shapes
             log.append(lines)
             appended.extend(line + b"\n" for line in lines.splitlines())
             largest = max(largest, len(lines))
@@ -227,6 +261,54 @@ def test_a_truncated_or_replaced_log_is_read_again_from_its_start(tmp_path: Path
     assert reader.rows(None, None) == []
 
 
+def test_a_line_is_one_request_and_both_shapes_read_as_rows_in_log_order(tmp_path: Path) -> None:
+    moment = (BASE + timedelta(seconds=1)).timestamp()
+    served = datetime(2026, 11, 1, tzinfo=UTC)
+    text = request_log.line(
+        moment,
+        "1.0",
+        [{"rider_id": "k1"}, {"rider_id": "k2"}],
+        {"age": [30, None], "fare": [float("nan"), 2.5], "seen": [served, served]},
+        [[0.1, 0.9], [0.8, 0.2]],
+    )
+    assert text.endswith(b"\n") and text.count(b"\n") == 1
+    assert json.loads(text) == {
+        "time": moment,
+        "version": "1.0",
+        "keys": [{"rider_id": "k1"}, {"rider_id": "k2"}],
+        "features": {
+            "age": [30, None],
+            "fare": [None, 2.5],  # NaN has no JSON: null, as the per-row lines wrote it
+            "seen": ["2026-11-01T00:00:00+00:00"] * 2,
+        },
+        "prediction": [[0.1, 0.9], [0.8, 0.2]],
+    }
+    path = tmp_path / "requests.jsonl"
+    # A row line (an older server on the same volume), this request, a request whose
+    # predictions do not match its keys and one with a key missing (both skipped whole),
+    # another version's request, then one more request.
+    path.write_bytes(
+        _lines([(0, "1.0", "k3", 0.5)])
+        + text
+        + request_log.line(moment, "1.0", [{"rider_id": "k1"}], {}, [0.1, 0.2])
+        + request_log.line(moment, "1.0", [{"rider_id": "k1"}, {"id": "k2"}], {}, [0.1, 0.2])
+        + _lines([(2, "2.0", "k1", 0.3), (2, "2.0", "k2", 0.4)], per_request=True)
+        + _lines([(3, "1.0", "k2", 0.6), (3, "1.0", "k3", 0.7)], per_request=True)
+    )
+    expected = [
+        Logged(_micros(0), ("k3",), 0.5),
+        Logged(_micros(1), ("k1",), [0.1, 0.9]),
+        Logged(_micros(1), ("k2",), [0.8, 0.2]),
+        Logged(_micros(3), ("k2",), 0.6),
+        Logged(_micros(3), ("k3",), 0.7),
+    ]
+    assert LogReader(path, 1, "1.0", ["rider_id"]).rows(None, None) == expected
+    assert (
+        LogReader(path, 1, "1.0", ["rider_id"], bounded=True).rows(_micros(1), None)
+        == (expected[1:])
+    )
+
+
 def test_rotation_is_configured_in_the_server_config() -> None:
     from lykeion.serving.config import ServerConfig
 
@@ -243,8 +325,6 @@ def test_rotation_is_configured_in_the_server_config() -> None:
 def test_a_file_read_in_chunks_smaller_than_a_line_gives_the_same_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lykeion.serving import request_log
-
     path = tmp_path / "requests.jsonl"
     rows = [(t, "1.0" if t % 3 else "2.0", KEYS[t % 3], 0.1 * (t % 10)) for t in range(40)]
     path.write_bytes(_lines(rows))
@@ -374,3 +454,86 @@ def test_a_fork_after_an_append_still_serialises_the_two_processes(tmp_path: Pat
     kept = [f for f in files_of(path, 5000) if f.exists()]
     lines = b"".join(f.read_bytes() for f in kept).splitlines()
     assert len(lines) == 2 * batches + 1
+
+
+# -- the server's queued writer ----------------------------------------------------------
+
+
+def _metric(registry: CollectorRegistry, name: str) -> float:
+    value = registry.get_sample_value(name)
+    assert value is not None, name
+    return value
+
+
+def test_a_replica_holding_the_lock_never_blocks_put_and_a_full_queue_drops_counted(
+    tmp_path: Path,
+) -> None:
+    """Another writer of the shared log holds its lock (as while it rotates): `put` still
+    returns at once; past the queue's capacity lines are dropped and counted, and once the
+    lock is free the accepted lines are appended in order, none split."""
+    path = tmp_path / "requests.jsonl"
+    registry = CollectorRegistry()
+    queued = QueuedLog(RequestLog(path, 1 << 20, 2), 3, registry)
+    lines = [_lines([(i, "1.0", f"k{i}", 0.5)], per_request=True) for i in range(10)]
+    fd = os.open(lock_of(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        accepted = []
+        for line in lines:
+            begun = time.monotonic()
+            if queued.put(line):
+                accepted.append(line)
+            assert time.monotonic() - begun < 0.5  # never waits for the lock
+            time.sleep(0.02)  # the writer takes what is queued, then waits for the lock
+        assert queued.flush(0.2) is False  # the writer is waiting for the lock
+        # 3 queued, and what the writer took before it blocked (up to 3 more).
+        assert 3 <= len(accepted) <= 6 and accepted == lines[: len(accepted)]
+        assert queued.dropped == len(lines) - len(accepted) > 0
+        assert _metric(registry, "lykeion_request_log_dropped_total") == queued.dropped
+        assert not path.exists() or path.read_bytes() == b""
+    finally:
+        os.close(fd)  # releases the lock
+    assert queued.flush(5.0)
+    assert path.read_bytes() == b"".join(accepted)
+    queued.close()
+
+
+def test_queued_lines_of_many_threads_are_all_appended_whole_and_close_writes_the_rest(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "requests.jsonl"
+    queued = QueuedLog(RequestLog(path, 1 << 20, 2), 10_000, CollectorRegistry())
+
+    def put(thread: int) -> None:
+        for i in range(200):
+            assert queued.put(_lines([(i, f"t{thread}", "k1", float(i))] * 3, per_request=True))
+
+    threads = [threading.Thread(target=put, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queued.put(_lines([(300, "t0", "k1", 1.0)]))
+    queued.close()  # writes what is still queued
+    assert queued.put(_lines([(301, "t0", "k1", 1.0)])) is False  # closed: dropped
+    written = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(written) == 4 * 200 + 1
+    for thread in range(4):
+        mine = [entry for entry in written if entry["version"] == f"t{thread}"]
+        assert [entry["prediction"] for entry in mine][:200] == [[float(i)] * 3 for i in range(200)]
+
+
+def test_a_failing_append_is_counted_and_the_log_goes_on_when_it_heals(tmp_path: Path) -> None:
+    path = tmp_path / "requests.jsonl"
+    registry = CollectorRegistry()
+    queued = QueuedLog(RequestLog(path, 1 << 20, 2), 10, registry)
+    path.mkdir()  # the log's path cannot be opened as a file: appends fail (OSError)
+    lost = _lines([(1, "1.0", "k1", 0.5), (2, "1.0", "k2", 0.5)])
+    assert queued.put(lost)
+    assert queued.flush(5.0)
+    assert queued.failed == 1 and _metric(registry, "lykeion_request_log_failed_total") == 1
+    path.rmdir()
+    kept = _lines([(3, "1.0", "k3", 0.5)], per_request=True)
+    assert queued.put(kept) and queued.flush(5.0)
+    assert path.read_bytes() == kept and queued.failed == 1
+    queued.close()

@@ -164,7 +164,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ValueError, OSError) as error:
         log.error("access control: %s", error)
         sys.exit(2)
-    serve(create_app(server, access), args.host, args.port, args.endpoint_file)
+    try:
+        serve(create_app(server, access), args.host, args.port, args.endpoint_file)
+    finally:
+        server.close()  # the request log's queued lines go to the file
 
 
 if __name__ == "__main__":

@@ -34,20 +34,23 @@ from lykeion.access import (
     Unauthenticated,
 )
 from lykeion.request_body import BodyTooLarge, read_body
-from lykeion.serving import protocols
+from lykeion.serving import protocols, request_log
 from lykeion.serving.config import ServerConfig
 from lykeion.serving.drift import DriftMonitor
 from lykeion.serving.enrich import BadRequest, Enriched, Enricher
 from lykeion.serving.model import LoadedModel, OutputSpec, Prediction, Predictor
 from lykeion.serving.outcomes import LiveLabels
 from lykeion.serving.remote import PredictorUnavailable
-from lykeion.serving.request_log import RequestLog
+from lykeion.serving.request_log import QueuedLog, RequestLog
 from lykeion.serving.skew import SkewChecker
 from lykeion.stores.online.base import OnlineStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 Parse = Callable[[Any, protocols.KeyTypes], list[protocols.Row]]
+
+FLUSH_SECONDS = 5.0
+"""How long `/analysis` waits for the request log's queued lines before it reads the log."""
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -138,8 +141,14 @@ class ModelServer:
         # cost more. A network store or a remote predictor runs off the event loop.
         self.inline = store.reads_inline and isinstance(model, LoadedModel)
         self._log = (
-            RequestLog(
-                Path(config.request_log), config.request_log_max_bytes, config.request_log_files
+            QueuedLog(
+                RequestLog(
+                    Path(config.request_log),
+                    config.request_log_max_bytes,
+                    config.request_log_files,
+                ),
+                config.request_log_queue,
+                self.metrics.registry,
             )
             if config.request_log
             else None
@@ -180,22 +189,21 @@ class ModelServer:
     def _append(
         self, rows: list[dict[str, Any]], enriched: Enriched, prediction: Prediction
     ) -> None:
-        moment = time.time()
-        lines = b"".join(
-            orjson.dumps(
-                {
-                    "time": moment,
-                    "version": self.config.version,
-                    "keys": row,
-                    "features": enriched.row(i),
-                    "prediction": prediction.values[i],
-                }
-            )
-            + b"\n"
-            for i, row in enumerate(rows)
-        )
+        """Queue the request's log line (one `orjson.dumps`; the writer thread appends it)."""
         assert self._log is not None
-        self._log.append(lines)
+        self._log.put(
+            request_log.line(
+                time.time(), self.config.version, rows, enriched.columns, prediction.values
+            )
+        )
+
+    def close(self) -> None:
+        """Write the request log's queued lines and stop the background threads (the log's
+        writer, the skew check's worker)."""
+        if self._log is not None:
+            self._log.close()
+        if self.skew is not None:
+            self.skew.stop()
 
     def analysis(self, since: datetime | None = None, metric: str | None = None) -> dict[str, Any]:
         """`GET /analysis`: the skew check's counts per feature since start, drift over the
@@ -212,6 +220,8 @@ class ModelServer:
         }
         live = self._live_labels()
         if metric is not None and live is not None:
+            if self._log is not None:
+                self._log.flush(FLUSH_SECONDS)  # the requests answered so far, in the file
             found["labels"] = live.measure(metric, since, datetime.now(UTC), self._classes()).wire()
         return found
 

@@ -99,10 +99,17 @@ class ServerConfig(BaseModel):
     (`/analysis`): of 4 full files of 64 MiB (1.56M rows), the last tenth peaked at 32 MiB,
     all of them at 254 MiB, and a first read took 20 s on a loaded 2-core machine
     (`benchmarks/request_log.py`), so the default is a quarter of that; size it with the
-    pod's memory."""
+    pod's memory. Those figures are of one line per row (168 bytes a row); with a line per
+    request (`request_log.line`) a row of a 50-row request takes 42 bytes, so the same size
+    keeps four times the rows (a longer window of time) and a reader that holds them all
+    3.3 times the memory (136 bytes a row held instead of 168)."""
     request_log_files: int = Field(default=4, ge=1, le=1000)
     """Files of the request log kept, the current one included (`P`, `P.1`, ...): at most
     about `request_log_files * request_log_max_bytes` bytes on disk."""
+    request_log_queue: int = Field(default=1024, ge=1)
+    """Answered requests waiting for the request log's writer thread at most; more are not
+    logged (counted: `lykeion_request_log_dropped_total`), never waited for
+    (`request_log.QueuedLog`)."""
     skew_queue: int = Field(default=256, ge=1)
     """Sampled requests waiting for the check at most; more are dropped (counted)."""
     skew_batch_seconds: float = Field(default=2.0, ge=0.0)

@@ -2,9 +2,10 @@
 metric on live traffic (`spec.rollout.labels`).
 
 The request log (`ServerConfig.request_log`, JSON Lines written by `app.ModelServer`,
-rotated by size and read incrementally: `request_log.py`) holds one line per answered row:
-`time` (epoch seconds when the answer was made), `version`, `keys` (the row's entity keys,
-typed as declared), `features` and `prediction`.
+rotated by size and read incrementally: `request_log.py`) holds one line per answered
+request: `time` (epoch seconds when the answer was made), `version`, and per row `keys`
+(the row's entity keys, typed as declared), `features` and `prediction`; each row is one
+logged request below (`request_log.Logged`).
 
 The labels are a table like a Model's training labels (`evaluation/labels.py` reads it, keys
 typed as the manifests declare them): the entity key column(s), a label time and a target.

@@ -2,6 +2,23 @@
 server, rotated by size, and read back incrementally for the live metric
 (`outcomes.LiveLabels`).
 
+A line (`line`) is one answered request: `time` (epoch seconds when the answer was made),
+`version`, `keys` (per row, the row's entity keys typed as declared), `features` (model
+column -> one value per row, as the model got them) and `prediction` (one entry per row,
+as the model returned it), rows in request order:
+
+    {"time": 1764676800.5, "version": "1.0", "keys": [{"rider_id": "r1"}, {"rider_id": "r2"}],
+     "features": {"rider__age": [41, 67]}, "prediction": [0.31, 0.12]}
+
+Columns rather than one object per row: a line is then one `orjson.dumps` of what the
+request already holds, with no Python work per row (at 50 rows: 6 us instead of 47 us, and
+a third of the bytes). Servers before this wrote one line per row, `keys` an object and
+`prediction` that row's; readers take both shapes, so a log that holds lines of both
+(replicas of older and newer server code writing one log during an upgrade) is read whole.
+
+The server appends through `QueuedLog`: a writer thread, so that no request waits for the
+file, and a bounded queue whose overflow is dropped and counted, never waited for.
+
 Rotation (as `logging.handlers.RotatingFileHandler` names files): before an append would
 take the current file `P` past `request_log_max_bytes`, `P.1` becomes `P.2` and so on, the
 oldest (`P.<files - 1>`) is deleted and `P` becomes `P.1`; the append starts a new `P`. At
@@ -29,16 +46,23 @@ answer is the one an unbounded reader gives.
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import itertools
 import json
+import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter
+
+log = logging.getLogger(__name__)
 
 Key = tuple[Any, ...]
 
@@ -57,6 +81,29 @@ class Logged:
 def micros(seconds: float) -> int:
     """Epoch seconds (float) as whole microseconds."""
     return round(seconds * 1_000_000)
+
+
+def line(
+    moment: float,
+    version: str,
+    keys: Sequence[Mapping[str, Any]],
+    features: Mapping[str, Sequence[Any]],
+    predictions: Sequence[Any],
+) -> bytes:
+    """One answered request as a log line, newline included (module docstring): `moment`
+    in epoch seconds, per row its `keys` and its entry of `predictions`, `features` by
+    model column. Values as orjson writes them (a datetime in RFC 3339, a NaN as null).
+    Raises orjson.JSONEncodeError for a value JSON cannot hold."""
+    return orjson.dumps(
+        {
+            "time": moment,
+            "version": version,
+            "keys": keys,
+            "features": features,
+            "prediction": predictions,
+        },
+        option=orjson.OPT_APPEND_NEWLINE,
+    )
 
 
 HEAD_BYTES = 64
@@ -187,6 +234,109 @@ class RequestLog:
     def __del__(self) -> None:
         with suppress(Exception):
             self.close()
+
+
+class QueuedLog:
+    """The server's side of a `RequestLog`: `put` queues a line and returns at once; one
+    background thread appends what is queued, all of it in one append when several lines
+    wait. So a request never waits for the lock (another replica rotating the log on a
+    shared volume), the file system or the append's system calls (4 stats, 2 locks and a
+    write: 14 us here), and a busy server appends many requests per call.
+
+    The queue holds at most `capacity` lines (requests). `put` on a full queue drops the
+    line and counts it (`dropped`, metric `lykeion_request_log_dropped_total`): the log
+    loses requests rather than slow or grow without bound. An append that fails
+    (OSError: disk full, volume gone) loses its lines, counted as `failed` (metric
+    `lykeion_request_log_failed_total`) and logged when failing starts and when it stops;
+    the predictions were answered either way. A line is in the file a moment after its
+    answer, not before it: `flush` waits for what was queued so far (a reader in this
+    process calls it first). `close` writes what is queued and stops the thread. The
+    thread is not inherited by a fork: a forked process makes its own `QueuedLog`."""
+
+    def __init__(self, log: RequestLog, capacity: int, registry: CollectorRegistry) -> None:
+        if capacity < 1:
+            raise ValueError(f"request log queue capacity {capacity} must be > 0")
+        self.log = log
+        self.capacity = capacity
+        self.dropped = 0
+        self.failed = 0
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._condition = threading.Condition()
+        self._queued = 0
+        """Lines accepted so far."""
+        self._done = 0
+        """Lines accepted so far that were appended, or failed to be."""
+        self._closing = False
+        self._failing = False
+        self._dropped = Counter(
+            "lykeion_request_log_dropped_total",
+            "Answered requests not logged: the request log's queue was full",
+            registry=registry,
+        )
+        self._failed = Counter(
+            "lykeion_request_log_failed_total",
+            "Answered requests not logged: appending them to the request log failed",
+            registry=registry,
+        )
+        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
+        self._thread.start()
+
+    def put(self, line: bytes) -> bool:
+        """Queue `line` (whole lines ending in a newline) without blocking; False when the
+        queue was full (or closed) and the line was dropped."""
+        with self._condition:
+            if len(self._pending) < self.capacity and not self._closing:
+                self._pending.append(line)
+                self._queued += 1
+                self._condition.notify()
+                return True
+            self.dropped += 1
+        self._dropped.inc()
+        return False
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every line queued before this call is appended (or failed to be);
+        False when `timeout` seconds passed first."""
+        with self._condition:
+            target = self._queued
+            return self._condition.wait_for(lambda: self._done >= target, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Append what is queued (waiting at most `timeout` seconds), stop the thread and
+        close the log's descriptors. Lines put after this are dropped."""
+        with self._condition:
+            self._closing = True
+            self._condition.notify_all()
+        self._thread.join(timeout)
+        self.log.close()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                self._condition.wait_for(lambda: self._pending or self._closing)
+                if not self._pending:
+                    return  # closing, and everything is written
+                lines = list(self._pending)
+                self._pending.clear()
+            self._append(lines)
+            with self._condition:
+                self._done += len(lines)
+                self._condition.notify_all()
+
+    def _append(self, lines: list[bytes]) -> None:
+        try:
+            self.log.append(b"".join(lines))
+        except OSError as error:
+            with self._condition:
+                self.failed += len(lines)
+            self._failed.inc(len(lines))
+            if not self._failing:
+                log.warning("request log %s: appends fail, lines lost: %s", self.log.path, error)
+            self._failing = True
+            return
+        if self._failing:
+            log.warning("request log %s: appends succeed again", self.log.path)
+        self._failing = False
 
 
 def _still_named(fd: int, path: str) -> os.stat_result | None:
@@ -324,6 +474,7 @@ class LogReader:
     def _parse(self, state: _File, data: bytes) -> None:
         lines = (state.pending + data).split(b"\n")
         state.pending = lines.pop()
+        names = self.key_names
         for line in lines:
             try:
                 entry = json.loads(line)
@@ -332,10 +483,19 @@ class LogReader:
                 moment = micros(float(entry["time"]))
                 if self._floor is not None and moment < self._floor:
                     continue  # never asked for again (bounded)
-                key = tuple(entry["keys"][name] for name in self.key_names)
-                prediction = entry["prediction"]
+                keys, predictions = entry["keys"], entry["prediction"]
+                if isinstance(keys, list):  # one line per request
+                    if not isinstance(predictions, list):
+                        continue
+                    found = [
+                        (tuple(k[n] for n in names), p)
+                        for k, p in zip(keys, predictions, strict=True)  # else ValueError
+                    ]
+                else:  # one line per row (servers before the line per request)
+                    found = [(tuple(keys[n] for n in names), predictions)]
             except (KeyError, TypeError, ValueError):
                 continue
-            with suppress(TypeError):  # an unhashable key is kept as it is
-                key = state.keys.setdefault(key, key)
-            state.rows.append(Logged(moment, key, prediction))
+            for key, prediction in found:
+                with suppress(TypeError):  # an unhashable key is kept as it is
+                    key = state.keys.setdefault(key, key)
+                state.rows.append(Logged(moment, key, prediction))
