@@ -59,7 +59,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 log = logging.getLogger(__name__)
@@ -94,6 +93,10 @@ def line(
     in epoch seconds, per row its `keys` and its entry of `predictions`, `features` by
     model column. Values as orjson writes them (a datetime in RFC 3339, a NaN as null).
     Raises orjson.JSONEncodeError for a value JSON cannot hold."""
+    # Here, not at the top: the operator reads logs (`LogReader`) and its image has no
+    # orjson (the serving extra's).
+    import orjson
+
     return orjson.dumps(
         {
             "time": moment,
