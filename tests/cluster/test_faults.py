@@ -423,6 +423,9 @@ def test_a_docker_env_project_runs_its_entry_point_in_its_own_image(
 ) -> None:
     model = _model("1.0", source.format("in-image"), segment="image")
     del model["spec"]["source"]["parameters"]  # the project takes none of them
+    # After the tests above, their servers hold most of the node's two cores: a small CPU
+    # request schedules (it is no limit; memory is the one limit).
+    model["spec"]["training"]["resources"]["cpu"] = "100m"
     created = lykeion.create(model, NS)
     name = created["metadata"]["name"]
     _true(lykeion, installed, "Model", name, "Trained", 600)
