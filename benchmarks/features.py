@@ -53,7 +53,7 @@ import yaml
 from lykeion.api.featuremanifest import FeatureManifestSpec
 from lykeion.features.compile import Range
 from lykeion.features.hashing import table_hash
-from lykeion.features.materialize import materialize_duckdb
+from lykeion.features.materialize import materialize_duckdb, query_run, split_errors
 from lykeion.features.view import FeatureDef, FeatureView
 from lykeion.local.ports import free_port
 from lykeion.stores.offline.base import LabelSpec, ResolvedFeature
@@ -241,14 +241,21 @@ WINDOWED = [
 ]
 
 
-def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]:
+def windowed(
+    paths: dict[str, Path], folder: Path, reads: int, training_only: bool = False
+) -> dict[str, Any]:
     """10 features, 5 of them windowed: the training set at the label times (Lykeion)
     against the old ASOF-only join on the same stored history (values at event times,
     wrong after the last event) and a plain DuckDB range join over the raw rows (the
     reference: identical values asserted); materialization and the online store's size
     per key against the same source as 10 row-level columns (no windows, no steps);
     online reads with steps against today's read (the same source as 10 row-level
-    columns, no steps) and against the row-level half of the windowed store."""
+    columns, no steps) and against the row-level half of the windowed store.
+
+    `training_only`: the history is written to the offline store alone (the run's SQL
+    and `write_history`, as a pipeline run does; no online store, no row-level peer), and
+    only the training sets are timed: at 1M x 10M the online side takes most of an
+    hour."""
     body = json.loads(json.dumps(MANIFEST))
     body["spec"]["source"]["file"]["path"] = str(paths["history"])
     body["spec"]["features"] = [{"name": n, "type": "float64", "column": n} for n in NAMES[:5]]
@@ -263,6 +270,14 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
     spec = FeatureManifestSpec.model_validate(body["spec"])
     view = FeatureView.from_manifest("default", "customer-windows", spec)
     offline = DuckDBOfflineStore(folder / "windowed.duckdb")
+    if training_only:
+        history_seconds, written = timed(
+            lambda: offline.write_history(
+                view, split_errors(query_run(spec, view, Range(), None)[0])[0]
+            )
+        )
+        result: dict[str, Any] = {"history_rows": written, "history_write_seconds": history_seconds}
+        return result | training_sets(paths, folder, view)
     online = SqliteOnlineStore(folder / "windowed.db")
     materialize_seconds, run = timed(
         lambda: materialize_duckdb(spec, view, Range(), offline, online)
@@ -284,6 +299,67 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
     )
     plain_online.close()
     keys_stored = plain_run.online_rows
+    sets = training_sets(paths, folder, view)
+    # Online: one key per read at the end of the history, with and without steps.
+    keys = [
+        row["entity_key"]
+        for row in latest_table(
+            pq.read_table(paths["history"]).rename_columns(["entity_key", "event_time", *NAMES])
+        )
+        .slice(0, reads)
+        .to_pylist()
+    ]
+    at = START + timedelta(days=HISTORY_DAYS + 10)
+
+    # Three reads of each key, taken in turns (the machine's noise falls on all three):
+    # today's read (the 10 features as row-level columns, no steps: the store before
+    # read-time windows), the row-level half of the windowed store, and all 10 of its
+    # features, the windowed ones at `at` from their steps.
+    plain_online = SqliteOnlineStore(folder / "plain.db")
+    reads_of = {
+        "today": (plain_online, plain_view, list(NAMES)),
+        "row_level": (online, view, NAMES[:5]),
+        "with_steps": (online, view, [f.name for f in view.features]),
+    }
+    latency: dict[str, list[float]] = {name: [] for name in reads_of}
+    for turn, key in enumerate(keys):
+        names_in_turn = list(reads_of)
+        names_in_turn = names_in_turn[turn % 3 :] + names_in_turn[: turn % 3]
+        for name in names_in_turn:
+            store, read_view, features = reads_of[name]
+            started = time.perf_counter()
+            store.read(read_view, [key], features, now=at)
+            latency[name].append(time.perf_counter() - started)
+    for values in latency.values():
+        values.sort()
+    plain_online.close()
+    online.close()
+    pct = lambda xs, q: xs[min(len(xs) - 1, int(q * len(xs)))]  # noqa: E731
+    return sets | {
+        "history_rows": run.rows_written,
+        "materialize_seconds": materialize_seconds,
+        "materialize_row_level_seconds": plain_seconds,
+        "materialize_over_row_level": materialize_seconds / plain_seconds,
+        "online_keys": keys_stored,
+        "online_bytes_per_key": {
+            "with_steps": (folder / "windowed.db").stat().st_size / keys_stored,
+            "row_level": (folder / "plain.db").stat().st_size / keys_stored,
+        },
+        "online_read_p50_ms": {name: pct(v, 0.5) * 1e3 for name, v in latency.items()},
+        "online_read_p99_ms": {name: pct(v, 0.99) * 1e3 for name, v in latency.items()},
+        "online_read_with_steps_over_today": {
+            "p50": pct(latency["with_steps"], 0.5) / pct(latency["today"], 0.5),
+            "p99": pct(latency["with_steps"], 0.99) / pct(latency["today"], 0.99),
+        },
+    }
+
+
+def training_sets(paths: dict[str, Path], folder: Path, view: FeatureView) -> dict[str, Any]:
+    """The windowed view's training set at the label times (Lykeion's DuckDB store, over
+    its history in `folder / "windowed.duckdb"`) against the ASOF-only join on the same
+    stored history and the plain range join over the raw rows, best of `TRIES` rounds in
+    turns; the windowed values are asserted equal to the range join's."""
+    offline = DuckDBOfflineStore(folder / "windowed.duckdb")
     labels = pq.read_table(paths["labels"])
     refs = [ResolvedFeature(view, f.name) for f in view.features]
     label_spec = LabelSpec("customer_id", "event_timestamp", "target")
@@ -339,52 +415,8 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
             mine = [0 if v is None else v for v in mine]
         for a, b in zip(mine, theirs, strict=True):
             assert (a is None and b is None) or a == pytest_approx(b), (name, a, b)
-    # Online: one key per read at the end of the history, with and without steps.
-    keys = [
-        row["entity_key"]
-        for row in latest_table(
-            pq.read_table(paths["history"]).rename_columns(["entity_key", "event_time", *NAMES])
-        )
-        .slice(0, reads)
-        .to_pylist()
-    ]
-    at = START + timedelta(days=HISTORY_DAYS + 10)
-
-    # Three reads of each key, taken in turns (the machine's noise falls on all three):
-    # today's read (the 10 features as row-level columns, no steps: the store before
-    # read-time windows), the row-level half of the windowed store, and all 10 of its
-    # features, the windowed ones at `at` from their steps.
-    plain_online = SqliteOnlineStore(folder / "plain.db")
-    reads_of = {
-        "today": (plain_online, plain_view, list(NAMES)),
-        "row_level": (online, view, NAMES[:5]),
-        "with_steps": (online, view, [f.name for f in view.features]),
-    }
-    latency: dict[str, list[float]] = {name: [] for name in reads_of}
-    for turn, key in enumerate(keys):
-        names_in_turn = list(reads_of)
-        names_in_turn = names_in_turn[turn % 3 :] + names_in_turn[: turn % 3]
-        for name in names_in_turn:
-            store, read_view, features = reads_of[name]
-            started = time.perf_counter()
-            store.read(read_view, [key], features, now=at)
-            latency[name].append(time.perf_counter() - started)
-    for values in latency.values():
-        values.sort()
-    plain_online.close()
-    online.close()
-    pct = lambda xs, q: xs[min(len(xs) - 1, int(q * len(xs)))]  # noqa: E731
     return {
         "labels": labels.num_rows,
-        "history_rows": run.rows_written,
-        "materialize_seconds": materialize_seconds,
-        "materialize_row_level_seconds": plain_seconds,
-        "materialize_over_row_level": materialize_seconds / plain_seconds,
-        "online_keys": keys_stored,
-        "online_bytes_per_key": {
-            "with_steps": (folder / "windowed.db").stat().st_size / keys_stored,
-            "row_level": (folder / "plain.db").stat().st_size / keys_stored,
-        },
         "lykeion_at_label_time_seconds": new_seconds,
         "old_asof_only_seconds": asof_seconds,
         "plain_range_join_seconds": range_seconds,
@@ -392,12 +424,6 @@ def windowed(paths: dict[str, Path], folder: Path, reads: int) -> dict[str, Any]
         "lykeion_over_range_join": new_seconds / range_seconds,
         "rounds": TRIES,
         "values_equal_range_join": True,
-        "online_read_p50_ms": {name: pct(v, 0.5) * 1e3 for name, v in latency.items()},
-        "online_read_p99_ms": {name: pct(v, 0.99) * 1e3 for name, v in latency.items()},
-        "online_read_with_steps_over_today": {
-            "p50": pct(latency["with_steps"], 0.5) / pct(latency["today"], 0.5),
-            "p99": pct(latency["with_steps"], 0.99) / pct(latency["today"], 0.99),
-        },
     }
 
 
@@ -747,6 +773,11 @@ def main() -> int:
     parser.add_argument(
         "--windows-only", action="store_true", help="only the windowed training set and reads"
     )
+    parser.add_argument(
+        "--training-set-only",
+        action="store_true",
+        help="only the windowed training set (history written offline only; no online side)",
+    )
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--no-beam", action="store_true")
     parser.add_argument("--feast-python", help="skip the install script, use this python")
@@ -765,8 +796,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lykeion-features-bench-") as tmp:
         folder = Path(tmp)
         paths = generate(labels, history, entities, folder)
-        results["windowed"] = windowed(paths, folder, min(args.reads, 1000))
-        if args.windows_only:
+        results["windowed"] = windowed(
+            paths, folder, min(args.reads, 1000), training_only=args.training_set_only
+        )
+        if args.windows_only or args.training_set_only:
             print(json.dumps(results["windowed"], indent=2))
             return 0
         training_result = training(paths, folder)
