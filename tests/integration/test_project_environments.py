@@ -423,7 +423,8 @@ def test_a_docker_env_training_that_fails_leaves_no_stage_folder(
     """The stage folder outlives the first Job only for the second: a prepare phase that
     fails after the folder was made (an entry point parameter the spec does not give), and a
     finish phase that fails (no model logged: the entry point never logged one), remove it;
-    nothing else would (the second Job's failure ends the training)."""
+    nothing else would (the second Job's failure ends the training). Both runs end FAILED
+    in MLflow with the reason as a tag."""
     stage = tmp_path / "trainings"
     staging = ("--docker-env", "--stage-dir", str(stage))
     needs = _project(tmp_path, "needs-alpha", DOCKER_ENV, {})
@@ -444,3 +445,10 @@ def test_a_docker_env_training_that_fails_leaves_no_stage_folder(
     failed = _train(platform, tracking_server, project, "7.0", tmp_path / "envs", *staging, *finish)
     assert not failed["succeeded"] and failed["reason"] == "EvaluationFailed", failed
     assert not folder.exists()
+
+    # Neither run stays RUNNING in MLflow: both end FAILED, saying why.
+    client = MlflowClient(tracking_server.url)
+    for outcome in (refused, failed):
+        run_ = client.get_run(outcome["run_id"])
+        assert run_.info.status == "FAILED", outcome
+        assert run_.data.tags[run.FAILURE_TAG].startswith(f"{outcome['reason']}: "), outcome

@@ -882,6 +882,37 @@ def report(result: TrainingResult) -> str:
     return json.dumps(wire, separators=(",", ":"))
 
 
+FAILURE_TAG = "lykeion.failure"
+"""The tag a failed training's MLflow run carries: `<reason>: <message>` (at most
+`FAILURE_TAG_CHARS`)."""
+FAILURE_TAG_CHARS = 4000
+
+
+def fail_run(tracking_uri: str, run_id: str | None, result: TrainingResult) -> None:
+    """Ends the MLflow run of a training that failed after opening it as `FAILED`, tagged
+    with `FAILURE_TAG` (the reason and message status gets), so that the run does not stay
+    `RUNNING` in MLflow (a docker_env finish phase, a failed training-set log, an
+    evaluation or registry failure) or `FINISHED` (an entry point that succeeded before
+    the evaluation failed). Nothing when no run was opened; best effort otherwise: a
+    tracking server that cannot be reached is reported on stderr, the training's outcome
+    stays the one it had."""
+    if not run_id:
+        return
+    from mlflow.tracking import MlflowClient
+
+    # One retry, 10 s each: the failure may be the tracking server's own, and its report
+    # must not wait on MLflow's default retries (minutes).
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    try:
+        with _environ(quick):
+            client = MlflowClient(tracking_uri)
+            tag = f"{result.reason}: {result.message}"[:FAILURE_TAG_CHARS]
+            client.set_tag(run_id, FAILURE_TAG, tag)
+            client.set_terminated(run_id, "FAILED")
+    except Exception as error:  # noqa: BLE001 - best effort, the outcome is reported anyway
+        print(f"could not mark MLflow run {run_id} FAILED: {error}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lykeion.training.run",
@@ -957,6 +988,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - reported as the training's outcome
         traceback.print_exc()
         result.reason, result.message = "TrainingFailed", f"{type(error).__name__}: {error}"
+    if not result.succeeded:
+        fail_run(args.tracking_uri, result.run_id or args.run_id, result)
     result.duration_seconds = time.perf_counter() - started
     args.result.write_text(report(result))
     print(result.message)
