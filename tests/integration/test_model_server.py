@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from lykeion.executors.base import Endpoint, EndpointStatus, VersionServer
 from lykeion.executors.local_endpoints import LocalEndpoints, Process, alive
 from lykeion.serving.config import ServerConfig
+from lykeion.serving.request_log import LINGER_SECONDS
 from tests.integration.fuzzing import fuzz_v2
 from tests.integration.serving_fixture import (
     KEY,
@@ -74,6 +75,20 @@ def log_lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def settled_count(path: Path, timeout: float = 10.0) -> int:
+    """How many lines the request log holds once none came for several of its writer's
+    lingers: the answers of earlier tests are appended a moment after them
+    (`request_log.LINGER_SECONDS`), and must not be counted as the next test's."""
+    count, deadline = -1, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(4 * LINGER_SECONDS)
+        now = len(log_lines(path))
+        if now == count:
+            return now
+        count = now
+    raise AssertionError(f"{path} kept growing for {timeout} s")
 
 
 def rows_of(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -754,7 +769,7 @@ def test_metrics_count_requests_by_protocol_and_missing_features(server: ServerP
 
 def test_each_answered_row_is_appended_to_the_request_log(server: ServerProcess) -> None:
     path = server.folder / "requests.jsonl"
-    before = len(log_lines(path))
+    before = settled_count(path)
     answer = server.post("/predict", {"keys": [{KEY: "r2"}, {KEY: "r3"}]})
     assert answer.status_code == 200, answer.text
     seldon = server.post("/api/v1.0/predictions", {"jsonData": {KEY: ["r1"]}})
@@ -840,7 +855,7 @@ def test_router_copies_requests_to_the_shadow(
 ) -> None:
     shadow_log = second_version.folder / "requests.jsonl"
     write_routes(router.folder / "routes.json", _routes(server, second_version, (100, 0), True))
-    before = len(log_lines(shadow_log))
+    before = settled_count(shadow_log)
     answers = [router.post("/predict", {KEY: key}) for key in ("r1", "r2", "r3", "r2")]
     # Clients get the served version's answer only.
     assert {a.headers["x-lykeion-version"] for a in answers} == {"1.0"}

@@ -537,3 +537,50 @@ def test_a_failing_append_is_counted_and_the_log_goes_on_when_it_heals(tmp_path:
     assert queued.put(kept) and queued.flush(5.0)
     assert path.read_bytes() == kept and queued.failed == 1
     queued.close()
+
+
+class _CountingLog(RequestLog):
+    """A real `RequestLog` that counts its appends (the writer thread's batches)."""
+
+    appends = 0
+
+    def append(self, lines: bytes) -> None:
+        self.appends += 1
+        super().append(lines)
+
+
+def test_the_writer_appends_a_batch_per_linger_not_a_line_and_flush_or_close_hurry_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "requests.jsonl"
+    log = _CountingLog(path, 1 << 20, 2)
+    # A linger far longer than the test: only a hurry can make the thread append.
+    queued = QueuedLog(log, 1000, CollectorRegistry(), linger=600.0)
+    lines = [_lines([(i, "1.0", f"k{i}", 0.5)], per_request=True) for i in range(50)]
+    for line in lines:
+        assert queued.put(line)
+    time.sleep(0.3)
+    assert log.appends == 0 and not path.exists()  # lingering for more lines
+    assert queued.flush(5.0)  # hurried: the 50 lines at once
+    assert log.appends == 1 and path.read_bytes() == b"".join(lines)
+    # A queue half full does not wait for the linger either.
+    small = _CountingLog(tmp_path / "small.jsonl", 1 << 20, 2)
+    hurried = QueuedLog(small, 8, CollectorRegistry(), linger=600.0)
+    for line in lines[:4]:
+        assert hurried.put(line)
+    deadline = time.monotonic() + 5.0
+    while small.appends == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert small.appends == 1 and (tmp_path / "small.jsonl").read_bytes() == b"".join(lines[:4])
+    # close writes what lingers, without waiting for the linger.
+    assert queued.put(lines[0])
+    started = time.monotonic()
+    queued.close(timeout=5.0)
+    hurried.close(timeout=5.0)
+    assert time.monotonic() - started < 5.0
+    assert path.read_bytes() == b"".join(lines) + lines[0] and log.appends == 2
+
+
+def test_a_negative_linger_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="linger"):
+        QueuedLog(RequestLog(tmp_path / "r.jsonl", 1 << 20, 2), 10, CollectorRegistry(), -1.0)

@@ -239,6 +239,10 @@ class RequestLog:
             self.close()
 
 
+LINGER_SECONDS = 0.05
+"""How long `QueuedLog`'s thread lets a batch gather after its first line."""
+
+
 class QueuedLog:
     """The server's side of a `RequestLog`: `put` queues a line and returns at once; one
     background thread appends what is queued, all of it in one append when several lines
@@ -251,16 +255,34 @@ class QueuedLog:
     loses requests rather than slow or grow without bound. An append that fails
     (OSError: disk full, volume gone) loses its lines, counted as `failed` (metric
     `lykeion_request_log_failed_total`) and logged when failing starts and when it stops;
-    the predictions were answered either way. A line is in the file a moment after its
-    answer, not before it: `flush` waits for what was queued so far (a reader in this
-    process calls it first). `close` writes what is queued and stops the thread. The
-    thread is not inherited by a fork: a forked process makes its own `QueuedLog`."""
+    the predictions were answered either way.
 
-    def __init__(self, log: RequestLog, capacity: int, registry: CollectorRegistry) -> None:
+    The thread wakes once per batch, not per line: after the first line of a batch it
+    waits `linger` seconds (default `LINGER_SECONDS`) for more, unless hurried by `flush`,
+    `close` or a queue half full. So a server answering hundreds of requests a second
+    wakes it about 1/`linger` times a second, and its requests do not share the
+    interpreter lock and the cores with a wake-up each. A line is in the file at most
+    about `linger` after its answer, not before it: `flush` waits for what was queued so
+    far (a reader in this process calls it first). `close` writes what is queued and stops
+    the thread. The thread is not inherited by a fork: a forked process makes its own
+    `QueuedLog`."""
+
+    def __init__(
+        self,
+        log: RequestLog,
+        capacity: int,
+        registry: CollectorRegistry,
+        linger: float = LINGER_SECONDS,
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"request log queue capacity {capacity} must be > 0")
+        if linger < 0:
+            raise ValueError(f"request log linger {linger} s must be >= 0")
         self.log = log
         self.capacity = capacity
+        self.linger = linger
+        self._hurry = threading.Event()
+        """Set by `flush`, `close` and a half-full queue: the batch goes without lingering."""
         self.dropped = 0
         self.failed = 0
         self._pending: collections.deque[bytes] = collections.deque()
@@ -291,7 +313,10 @@ class QueuedLog:
             if len(self._pending) < self.capacity and not self._closing:
                 self._pending.append(line)
                 self._queued += 1
-                self._condition.notify()
+                if len(self._pending) == 1:
+                    self._condition.notify()  # a batch starts; the thread lingers for more
+                if 2 * len(self._pending) >= self.capacity:
+                    self._hurry.set()
                 return True
             self.dropped += 1
         self._dropped.inc()
@@ -302,6 +327,8 @@ class QueuedLog:
         False when `timeout` seconds passed first."""
         with self._condition:
             target = self._queued
+        self._hurry.set()
+        with self._condition:
             return self._condition.wait_for(lambda: self._done >= target, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -310,6 +337,7 @@ class QueuedLog:
         with self._condition:
             self._closing = True
             self._condition.notify_all()
+        self._hurry.set()
         self._thread.join(timeout)
         self.log.close()
 
@@ -319,6 +347,14 @@ class QueuedLog:
                 self._condition.wait_for(lambda: self._pending or self._closing)
                 if not self._pending:
                     return  # closing, and everything is written
+            # The batch's first line is queued: let the rest of it come (not woken by each
+            # line: `put` notifies only the first), unless hurried. Lines queued before a
+            # `flush` are taken below or, when it hurried after the take, by the next
+            # batch, which then does not wait.
+            if self.linger:
+                self._hurry.wait(self.linger)
+            self._hurry.clear()
+            with self._condition:
                 lines = list(self._pending)
                 self._pending.clear()
             self._append(lines)
