@@ -12,8 +12,8 @@
 # clone with its .venv 2, pytest's temporary folders 3): the project's cache (images,
 # buildah's storage, containerd's store, binaries, environments) 25 cold / 12 warm (a
 # rebuild writes the new images beside the old ones before they are pruned); Go's caches
-# 12 cold / 1 warm; the clone 3; the temporary folder 4. Override the total with
-# LYKEION_DISK_NEED_GB (0 to skip the check).
+# 12 cold / 1 warm; the clone 3; the temporary folder 4: 44 GB on one disk cold, 20 warm.
+# LYKEION_DISK_NEED_GB replaces the need of every filesystem (whole GB; 0 skips the check).
 set -euo pipefail
 repo="$(cd "${1:-$(dirname "$0")/..}" && pwd)"
 cache="${LYKEION_CACHE:-$HOME/.cache/lykeion}"
@@ -46,6 +46,10 @@ add "$repo" 3 "clone $repo"
 add "$tmp" 4 "temporary folder $tmp"
 
 override="${LYKEION_DISK_NEED_GB:-}"
+if [[ -n $override && ! $override =~ ^[0-9]+$ ]]; then
+  echo "LYKEION_DISK_NEED_GB=$override: give whole GB (digits only; 0 skips the check)" >&2
+  exit 2
+fi
 short=0
 for mount in "${!need[@]}"; do
   want=${need[$mount]}

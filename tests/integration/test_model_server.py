@@ -24,7 +24,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from lykeion.executors.base import Endpoint, EndpointStatus, VersionServer
 from lykeion.executors.local_endpoints import LocalEndpoints, Process, alive
 from lykeion.serving.config import ServerConfig
-from lykeion.serving.request_log import LINGER_SECONDS
 from tests.integration.fuzzing import fuzz_v2
 from tests.integration.serving_fixture import (
     KEY,
@@ -77,18 +76,11 @@ def log_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-def settled_count(path: Path, timeout: float = 10.0) -> int:
-    """How many lines the request log holds once none came for several of its writer's
-    lingers: the answers of earlier tests are appended a moment after them
-    (`request_log.LINGER_SECONDS`), and must not be counted as the next test's."""
-    count, deadline = -1, time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(4 * LINGER_SECONDS)
-        now = len(log_lines(path))
-        if now == count:
-            return now
-        count = now
-    raise AssertionError(f"{path} kept growing for {timeout} s")
+def log_lines_since(path: Path, since: float) -> list[dict[str, Any]]:
+    """The request log's lines of the requests answered at or after `since` (epoch
+    seconds): the answers of earlier tests reach the file a moment after them
+    (`request_log.LINGER_SECONDS`, longer on a loaded machine) and are not the next test's."""
+    return [line for line in log_lines(path) if line["time"] >= since]
 
 
 def rows_of(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -769,7 +761,7 @@ def test_metrics_count_requests_by_protocol_and_missing_features(server: ServerP
 
 def test_each_answered_row_is_appended_to_the_request_log(server: ServerProcess) -> None:
     path = server.folder / "requests.jsonl"
-    before = settled_count(path)
+    since = time.time()
     answer = server.post("/predict", {"keys": [{KEY: "r2"}, {KEY: "r3"}]})
     assert answer.status_code == 200, answer.text
     seldon = server.post("/api/v1.0/predictions", {"jsonData": {KEY: ["r1"]}})
@@ -780,8 +772,8 @@ def test_each_answered_row_is_appended_to_the_request_log(server: ServerProcess)
     assert last.status_code == 200
 
     # Lines are appended by the log's writer thread a moment after the answers, in order.
-    wait_for(lambda: len(log_lines(path)) - before >= 3, 10, "the request log's lines")
-    lines = log_lines(path)[before:]
+    wait_for(lambda: len(log_lines_since(path, since)) >= 3, 10, "the request log's lines")
+    lines = log_lines_since(path, since)
     assert [len(line["keys"]) for line in lines] == [2, 1, 1]  # one line per answered request
     new = rows_of(lines)
     assert [line["keys"] for line in new] == [{KEY: "r2"}, {KEY: "r3"}, {KEY: "r1"}, {KEY: "r2"}]
@@ -855,12 +847,12 @@ def test_router_copies_requests_to_the_shadow(
 ) -> None:
     shadow_log = second_version.folder / "requests.jsonl"
     write_routes(router.folder / "routes.json", _routes(server, second_version, (100, 0), True))
-    before = settled_count(shadow_log)
+    since = time.time()
     answers = [router.post("/predict", {KEY: key}) for key in ("r1", "r2", "r3", "r2")]
     # Clients get the served version's answer only.
     assert {a.headers["x-lykeion-version"] for a in answers} == {"1.0"}
-    wait_for(lambda: len(log_lines(shadow_log)) - before >= 4, 10, "the shadow's request log")
-    copies = rows_of(log_lines(shadow_log)[before:])
+    wait_for(lambda: len(log_lines_since(shadow_log, since)) >= 4, 10, "the shadow's log")
+    copies = rows_of(log_lines_since(shadow_log, since))
     assert sorted(c["keys"][KEY] for c in copies) == ["r1", "r2", "r2", "r3"]
     assert {c["version"] for c in copies} == {"1.1"}
 

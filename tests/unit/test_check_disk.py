@@ -11,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "check-disk.sh"
 
+
 def run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k != "LYKEION_DISK_NEED_GB"}
     environment |= {"TMPDIR": str(tmp_path), **env}
@@ -57,3 +58,9 @@ def test_a_warm_cache_needs_less(tmp_path: Path) -> None:
     (cache / "images" / "python-3.11-bookworm.tar").write_bytes(b"x")
     done = run(tmp_path, LYKEION_CACHE=str(cache))
     assert re.search(r"project cache \S+ 12 GB", done.stdout), done.stdout
+
+
+def test_an_override_that_is_not_whole_gb_is_refused(tmp_path: Path) -> None:
+    done = run(tmp_path, LYKEION_CACHE=str(tmp_path / "c"), LYKEION_DISK_NEED_GB="20G")
+    assert done.returncode == 2
+    assert "LYKEION_DISK_NEED_GB=20G" in done.stderr and "needs about" not in done.stdout

@@ -581,6 +581,7 @@ def test_the_writer_appends_a_batch_per_linger_not_a_line_and_flush_or_close_hur
     assert path.read_bytes() == b"".join(lines) + lines[0] and log.appends == 2
 
 
-def test_a_negative_linger_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("linger", [-1.0, float("inf"), float("nan")])
+def test_a_linger_that_is_negative_or_not_finite_is_refused(tmp_path: Path, linger: float) -> None:
     with pytest.raises(ValueError, match="linger"):
-        QueuedLog(RequestLog(tmp_path / "r.jsonl", 1 << 20, 2), 10, CollectorRegistry(), -1.0)
+        QueuedLog(RequestLog(tmp_path / "r.jsonl", 1 << 20, 2), 10, CollectorRegistry(), linger)

@@ -51,6 +51,7 @@ import fcntl
 import itertools
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -276,8 +277,8 @@ class QueuedLog:
     ) -> None:
         if capacity < 1:
             raise ValueError(f"request log queue capacity {capacity} must be > 0")
-        if linger < 0:
-            raise ValueError(f"request log linger {linger} s must be >= 0")
+        if not 0 <= linger < math.inf:
+            raise ValueError(f"request log linger {linger} s must be finite and >= 0")
         self.log = log
         self.capacity = capacity
         self.linger = linger

@@ -855,14 +855,15 @@ def evaluate_and_register(
             client.set_registered_model_alias(registered, CANDIDATE, version.version)
     except mlflow.exceptions.MlflowException as error:
         raise StepError("RegistryFailed", str(error)) from error
-    client.set_terminated(run_id, "FINISHED")
     result.registered_model, result.registered_version = registered, str(version.version)
     result.model_uri = f"models:/{registered}/{version.version}"
     try:
         result.artifact_uri = client.get_model_version_download_uri(registered, version.version)
+        result.metrics = {k: float(v) for k, v in client.get_run(run_id).data.metrics.items()}
     except mlflow.exceptions.MlflowException as error:
         raise StepError("RegistryFailed", str(error)) from error
-    result.metrics = {k: float(v) for k, v in client.get_run(run_id).data.metrics.items()}
+    # Last: a run is FINISHED only when the training succeeded (else `fail_run` ends it).
+    client.set_terminated(run_id, "FINISHED")
 
 
 PREPARED_ONLY = ("features", "contract")
@@ -898,12 +899,12 @@ def fail_run(tracking_uri: str, run_id: str | None, result: TrainingResult) -> N
     stays the one it had."""
     if not run_id:
         return
-    from mlflow.tracking import MlflowClient
-
     # One retry, 10 s each: the failure may be the tracking server's own, and its report
     # must not wait on MLflow's default retries (minutes).
     quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
     try:
+        from mlflow.tracking import MlflowClient
+
         with _environ(quick):
             client = MlflowClient(tracking_uri)
             tag = f"{result.reason}: {result.message}"[:FAILURE_TAG_CHARS]
