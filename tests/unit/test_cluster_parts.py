@@ -51,3 +51,38 @@ def test_coredns_serves_the_cluster_domain_at_the_dns_service_ip() -> None:
     assert pod["containers"][0]["imagePullPolicy"] == "Never"
     selector = by_kind["Deployment"]["spec"]["selector"]["matchLabels"]
     assert by_kind["Service"]["spec"]["selector"] == selector
+
+
+_MEDIA = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def _listing(rows: list[tuple[str, str]]) -> str:
+    """`ctr images ls` output for (ref, manifest digest) rows."""
+    lines = ["REF TYPE DIGEST SIZE PLATFORMS LABELS"]
+    lines += [
+        f"{ref} {_MEDIA} {digest} 1.2 GiB linux/amd64 io.cri-containerd.image=managed"
+        for ref, digest in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_stale_images_are_earlier_builds_and_the_cri_ids_no_wanted_image_has() -> None:
+    now, before, older = "sha256:" + "7" * 64, "sha256:" + "e" * 64, "sha256:" + "b" * 64
+    listing = _listing(
+        [
+            ("localhost/lykeion-serving:new", now),
+            ("localhost/lykeion-serving:old", before),
+            ("localhost/lykeion-pause:p", "sha256:" + "1" * 64),
+            ("sha256:" + "c" * 64, now),  # the CRI's ID of the wanted serving image
+            ("sha256:" + "a" * 64, before),  # of the build before
+            ("sha256:" + "d" * 64, older),  # of a build whose tag is gone already
+            ("sha256:" + "f" * 64, "sha256:" + "1" * 64),  # of the wanted pause image
+        ]
+    )
+    wanted = {"localhost/lykeion-serving:new", "localhost/lykeion-pause:p"}
+    assert sorted(cluster.stale_images(listing, wanted)) == sorted(
+        ["localhost/lykeion-serving:old", "sha256:" + "a" * 64, "sha256:" + "d" * 64]
+    )
+    # Nothing listed, or only what is wanted: nothing to remove.
+    assert cluster.stale_images("REF TYPE DIGEST\n", wanted) == []
+    assert cluster.stale_images(_listing([("localhost/lykeion-serving:new", now)]), wanted) == []
