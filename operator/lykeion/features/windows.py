@@ -139,6 +139,52 @@ def window_values_sql(
     )
 
 
+EXACT_BELOW = 2**42
+"""Exact float sums take values and totals of magnitude below 2^42 (about 4.4e12)."""
+_SPLIT = 2**53
+_ULP = "5.421010862427522e-20"  # 2^-64, exactly
+_LOST = 2**48
+"""A window's count of source values stays below 2^48; multiples of it count lost values."""
+
+
+def exact_sum_parts(value: str) -> tuple[str, str]:
+    """DuckDB expressions splitting the float64 `value` into two BIGINT limbs `hi`, `lo`
+    of its sign with value = hi * 2^-11 + lo * 2^-64 exactly and |lo| < 2^53. Both are
+    null when `value` is null, or when it is not a finite multiple of 2^-64 below 2^42
+    in magnitude (every float64 from 2^-12 to 2^42 in magnitude is such a multiple, as
+    is any value with at most 64 binary places). Limbs are integers, so their sums are
+    exact in any order; `_exact_sum` rounds the total once. On the magnitude, every step
+    is exact: scaling by a power of two, floor, a fraction's subtraction (of a number
+    not below its floor) and its scaling."""
+    scaled = f"(abs({value}) * 2048.0)"
+    places = f"(({scaled} - floor({scaled})) * {float(_SPLIT)!r})"
+    fits = (
+        f"isfinite({value}) AND abs({value}) < {float(EXACT_BELOW)!r}"
+        f" AND {places} = floor({places})"
+    )
+    return (
+        f"CASE WHEN {fits} THEN CAST(sign({value}) * floor({scaled}) AS BIGINT) END",
+        f"CASE WHEN {fits} THEN CAST(sign({value}) * {places} AS BIGINT) END",
+    )
+
+
+def _exact_sum(hi: str, lo: str) -> tuple[str, str]:
+    """(The float64 nearest the exact total hi * 2^-11 + lo * 2^-64 of two HUGEINT limb
+    sums; the condition under which it is not given: a total of 2^42 or more in
+    magnitude.) With H = hi + floor(lo / 2^53) and L = lo mod 2^53 (0 <= L < 2^53,
+    whatever lo's sign) the total is
+    (H * 2^53 + L) * 2^-64. H * 2^53 and L are exact float64s when |H| < 2^53, so their
+    IEEE addition rounds the exact total once (to nearest, ties to even: the rounding of
+    `math.fsum`), and the scaling by 2^-64 is exact."""
+    high = f"({hi} + ({lo} >> 53))"
+    low = f"({lo} & {_SPLIT - 1})"
+    value = (
+        f"((CAST(CAST({high} AS BIGINT) AS DOUBLE) * {float(_SPLIT)!r}"
+        f" + CAST(CAST({low} AS BIGINT) AS DOUBLE)) * {_ULP})"
+    )
+    return value, f"abs({high}) >= {_SPLIT}"
+
+
 def window_values_join_sql(
     features: Sequence[FeatureDef],
     history: str,
@@ -157,17 +203,30 @@ def window_values_join_sql(
     window: rows and queries carry the bucket floor(epoch_us / W), and a query joins its
     own bucket and the one before on (key, bucket) equality, so the join is a hash join
     whose pairs are the rows within 2W of the query, never the key's whole history. Each
-    aggregation then filters its own window. Float sums add in event-time order (an
-    ordered aggregate), so the same history and queries give the same bits; the window
-    plan adds in another order, so a float sum may differ from it in the last bits.
+    aggregation then filters its own window.
+
+    Float sums (of sum and mean) are exact: each partial sum is split into two integer
+    limbs (`exact_sum_parts`), the limbs add as integers and the total is rounded once to
+    the nearest float64, so a sum has the same bits in whatever order the parallel
+    aggregation meets the rows, and equals `math.fsum` of the values. A query whose rows
+    in (t - W, t] hold a value the limbs cannot carry (NaN, ±Inf, 2^42 or more in
+    magnitude, or finer than 2^-64), or one of whose totals reaches 2^42 in magnitude,
+    adds its float sums in event-time order instead: an ordered aggregate, in a second
+    join over those queries alone (with none, it reads no history row).
     Without `bucketed` a query joins on the key alone, pairing with all its key's rows:
     cheaper when the history spans little more than 2W (no rows to skip), see
     `BUCKETS_FROM`. Measured against the window plan in benchmarks/features.py."""
     present = present if present is not None else {n for f in features for n, _ in f.parts()}
     answered = [f for f in features if all(name in present for name, _ in f.parts())]
-    outer = [f"q.{QUERY}"]
-    longest = max((micros(f.aggregation.window) for f in answered if f.aggregation), default=1)
-    for feature in features:
+    # The join pairs a query with its rows in (t - W, t] alone: a window of W filters none.
+    longest = max((micros(f.aggregation.window) for f in answered if f.aggregation), default=0)
+    inner = [f"q.{QUERY}"]  # aggregates per query
+    ordered = [f"q.{QUERY}"]  # event-time ordered float sums, for the queries redone
+    limbs: list[str] = []  # per history row
+    counts: list[str] = []  # per history row, after its limbs
+    redo: list[str] = []  # per query: a float sum the limbs cannot give
+    outer = [f"a.{QUERY}"]
+    for index, feature in enumerate(features):
         column = _ident(feature.name, "duckdb")
         if feature not in answered:
             outer.append(f"CAST(NULL AS {sql_type(feature.type, 'duckdb')}) AS {column}")
@@ -176,54 +235,108 @@ def window_values_join_sql(
         function = feature.aggregation.function
         span = micros(feature.aggregation.window)
         since = f"h.{EVENT_TIME} > q.__t - to_microseconds({span})"
-        names = {
-            name.rsplit("_", 1)[1]: f"h.{_ident(name, 'duckdb')}" for name, _ in feature.parts()
-        }
+        parts = {name.rsplit("_", 1)[1]: _ident(name, "duckdb") for name, _ in feature.parts()}
+        names = {part: f"h.{name}" for part, name in parts.items()}
         # CASE inside the aggregate: measured cheaper than FILTER in DuckDB 1.x.
         inside = {part: f"CASE WHEN {since} THEN {name} END" for part, name in names.items()}
+        if span == longest:
+            since, inside = "true", names
+        tag = f"__f{index}"
         if function == "count":
-            value = f"COALESCE(SUM({inside['n']}), 0)"
+            inner.append(f"COALESCE(SUM({inside['n']}), 0) AS {tag}")
+            value = f"a.{tag}"
         elif function in ("sum", "mean"):
-            # FILTER, not CASE: only the window's rows go into the ordered aggregate's sort.
-            total = f"SUM({names['sum']} ORDER BY h.{EVENT_TIME}) FILTER (WHERE {since})"
-            count = f"SUM({inside['n']})"
+            hi, lo = exact_sum_parts(parts["sum"])
+            limbs += [f"{hi} AS {tag}_hi", f"{lo} AS {tag}_lo"]
+            # The count carries the values the limbs lost, as multiples of 2^48.
+            lost = f"{parts['sum']} IS NOT NULL AND {tag}_lo IS NULL"
+            counts.append(f"{parts['n']} + CASE WHEN {lost} THEN {_LOST} ELSE 0 END AS {tag}_n")
+            inner += [
+                *(
+                    f"SUM({name}) AS {name.removeprefix('h.')}"
+                    if span == longest
+                    else f"SUM(CASE WHEN {since} THEN {name} END) AS {name.removeprefix('h.')}"
+                    for name in (f"h.{tag}_hi", f"h.{tag}_lo", f"h.{tag}_n")
+                ),
+            ]
+            window = "" if since == "true" else f" FILTER (WHERE {since})"
+            ordered.append(f"SUM({names['sum']} ORDER BY h.{EVENT_TIME}){window} AS {tag}")
+            total, overflow = _exact_sum(f"a.{tag}_hi", f"a.{tag}_lo")
+            ordering = f"a.{tag}_n >= {_LOST} OR {overflow}"
+            redo.append(ordering)
+            total = f"CASE WHEN {ordering} THEN r.{tag} ELSE {total} END"
+            count = f"(a.{tag}_n & {_LOST - 1})"
             mean = "" if function == "sum" else f" / {count}"
             value = f"CASE WHEN {count} > 0 THEN {total}{mean} END"
         elif function in ("min", "max"):
-            value = extreme(function.upper(), inside[function], feature.type, "", "duckdb")
+            extremum = extreme(function.upper(), inside[function], feature.type, "", "duckdb")
+            inner.append(f"{extremum} AS {tag}")
+            value = f"a.{tag}"
         else:
             last = names["last"]
-            value = f"arg_max({last}, h.{EVENT_TIME}) FILTER (WHERE {last} IS NOT NULL AND {since})"
+            window = "" if since == "true" else f" AND {since}"
+            inner.append(
+                f"arg_max({last}, h.{EVENT_TIME}) FILTER (WHERE {last} IS NOT NULL{window})"
+                f" AS {tag}"
+            )
+            value = f"a.{tag}"
         outer.append(f"{_cast(value, feature.type, 'duckdb')} AS {column}")
     if not answered:
         return (
-            f"SELECT {', '.join(outer)} FROM {queries} AS q"
+            f"SELECT {', '.join(o.replace('a.', 'q.', 1) for o in outer)} FROM {queries} AS q"
             " WHERE q.__k IS NOT NULL AND q.__t IS NOT NULL"
         )
     # floor(epoch_us / W) exactly, also before 1970: x - floor_mod(x, W) is a multiple of W.
     bucket = "((epoch_us({t}) - ((epoch_us({t}) % {w}) + {w}) % {w}) // {w})"
-    h_cols = ", ".join(f"{_ident(name, 'duckdb')}" for f in answered for name, _ in f.parts())
+    columns = [KEY, EVENT_TIME, *(_ident(n, "duckdb") for f in answered for n, _ in f.parts())]
+    if bucketed:
+        columns.append(f"{bucket.format(t=EVENT_TIME, w=longest)} AS __b")
+        ctes = [
+            f"__qb AS (SELECT __k, __t, {QUERY}, {bucket.format(t='__t', w=longest)} AS __b"
+            f" FROM {queries} AS q0 WHERE __k IS NOT NULL AND __t IS NOT NULL)"
+        ]
+    else:
+        ctes = [
+            f"__qb AS (SELECT __k, __t, {QUERY} FROM {queries} AS q0"
+            f" WHERE __k IS NOT NULL AND __t IS NOT NULL)"
+        ]
+    rows = f"SELECT {', '.join(columns)} FROM {history}"
     within = f"h.{EVENT_TIME} <= q.__t AND h.{EVENT_TIME} > q.__t - to_microseconds({longest})"
-    if not bucketed:
+
+    def pairs(join: str, history_rows: str, only: str = "") -> str:
+        """FROM clause pairing each query (of __qb, `only` those) with its rows."""
+        if not bucketed:
+            return (
+                f"FROM (SELECT * FROM __qb{only}) AS q\n"
+                f"  {join} ({history_rows}) AS h ON h.{KEY} = q.__k AND {within}"
+            )
         return (
-            f"SELECT {', '.join(outer)} FROM (SELECT __k, __t, {QUERY} FROM {queries} AS q0"
-            f" WHERE __k IS NOT NULL AND __t IS NOT NULL) AS q\n"
-            f"LEFT JOIN (SELECT {KEY}, {EVENT_TIME}, {h_cols} FROM {history}) AS h"
-            f" ON h.{KEY} = q.__k AND {within}\n"
-            f"GROUP BY q.{QUERY}"
+            f"FROM (\n"
+            f"    SELECT __k, __t, {QUERY}, __b AS __j FROM __qb{only} UNION ALL\n"
+            f"    SELECT __k, __t, {QUERY}, __b - 1 FROM __qb{only}\n"
+            f"  ) AS q {join} ({history_rows}) AS h"
+            f" ON h.{KEY} = q.__k AND h.__b = q.__j AND {within}"
         )
-    return (
-        f"WITH __qb AS (SELECT __k, __t, {QUERY}, {bucket.format(t='__t', w=longest)} AS __b"
-        f" FROM {queries} AS q0 WHERE __k IS NOT NULL AND __t IS NOT NULL)\n"
-        f"SELECT {', '.join(outer)} FROM (\n"
-        f"  SELECT __k, __t, {QUERY}, __b AS __j FROM __qb UNION ALL\n"
-        f"  SELECT __k, __t, {QUERY}, __b - 1 FROM __qb\n"
-        f") AS q LEFT JOIN (\n"
-        f"  SELECT {KEY}, {EVENT_TIME}, {h_cols}, {bucket.format(t=EVENT_TIME, w=longest)} AS __b"
-        f" FROM {history}\n"
-        f") AS h ON h.{KEY} = q.__k AND h.__b = q.__j AND {within}\n"
-        f"GROUP BY q.{QUERY}"
-    )
+
+    def aggregate(history_rows: str) -> str:
+        """The CTE `__a`: `inner`'s aggregates per query."""
+        join = pairs("LEFT JOIN", history_rows)
+        return f"__a AS (\n  SELECT {', '.join(inner)}\n  {join}\n  GROUP BY q.{QUERY}\n)"
+
+    if limbs:
+        limbed = f"SELECT *, {', '.join(limbs)} FROM ({rows}) AS h0"
+        counted = f"SELECT *, {', '.join(counts)} FROM ({limbed}) AS h1"
+        ctes.append(aggregate(counted))
+        only = f" WHERE {QUERY} IN (SELECT {QUERY} FROM __a AS a WHERE {' OR '.join(redo)})"
+        ctes.append(
+            f"__r AS (\n  SELECT {', '.join(ordered)}\n  {pairs('JOIN', rows, only)}\n"
+            f"  GROUP BY q.{QUERY}\n)"
+        )
+        source = f"__a AS a LEFT JOIN __r AS r ON r.{QUERY} = a.{QUERY}"
+    else:
+        ctes.append(aggregate(rows))
+        source = "__a AS a"
+    return f"WITH {', '.join(ctes)}\nSELECT {', '.join(outer)} FROM {source}"
 
 
 BUCKETS_FROM = 4
