@@ -57,7 +57,7 @@ from lykeion.features.materialize import materialize_duckdb, query_run, split_er
 from lykeion.features.view import FeatureDef, FeatureView
 from lykeion.local.ports import free_port
 from lykeion.stores.offline.base import LabelSpec, ResolvedFeature
-from lykeion.stores.offline.duckdb import DuckDBOfflineStore
+from lykeion.stores.offline.duckdb import LABELS_RELATION, DuckDBOfflineStore
 from lykeion.stores.online.sqlite import SqliteOnlineStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -383,9 +383,13 @@ def training_sets(paths: dict[str, Path], folder: Path, view: FeatureView) -> di
         value = value.replace(f"h.{column}", f"CASE WHEN {inside} THEN h.{column} END", 1)
         parts.append(f"{value} AS {name}")
     con.execute(f"CREATE TEMP VIEW raw AS SELECT * FROM read_parquet('{paths['history']}')")
+    # The statement alone, like for like with the ASOF join's (no plan, cast or hash).
+    numbered, statement = offline.training_statement(labels, label_spec, refs)
+    con.register(LABELS_RELATION, numbered)
     timings = race(
         {
             "lykeion": lambda: offline.training_set(labels, label_spec, refs),
+            "statement": lambda: con.sql(statement).to_arrow_table(),
             "asof": lambda: con.sql(
                 f"SELECT l.label_row, {old_columns} FROM labels l ASOF LEFT JOIN"
                 f" {view.table} h ON h.entity_key = l.customer_id"
@@ -401,6 +405,7 @@ def training_sets(paths: dict[str, Path], folder: Path, view: FeatureView) -> di
         }
     )
     new_seconds, built = timings["lykeion"]
+    statement_seconds, _ = timings["statement"]
     asof_seconds, _ = timings["asof"]
     range_seconds, plain = timings["range"]
     con.close()
@@ -421,6 +426,8 @@ def training_sets(paths: dict[str, Path], folder: Path, view: FeatureView) -> di
         "old_asof_only_seconds": asof_seconds,
         "plain_range_join_seconds": range_seconds,
         "lykeion_over_asof": new_seconds / asof_seconds,
+        "lykeion_statement_seconds": statement_seconds,
+        "statement_over_asof": statement_seconds / asof_seconds,
         "lykeion_over_range_join": new_seconds / range_seconds,
         "rounds": TRIES,
         "values_equal_range_join": True,

@@ -9,8 +9,10 @@ features in manifest order). An aggregation over `w` at `t` takes the valid rows
 with event time in (t - w, t] (all duplicates count): count the non-null values (0 when
 none), sum/mean/min/max over them (null when none; min and max are NaN when a value is
 NaN), last the value of the newest row with a non-null value (of several at that time:
-the greatest, NaN above all). A key with no valid row at or before `t` is unknown: every
-feature null (the online store has no entry).
+the greatest, NaN above all). Float sums are exact (`exact_sum`): the values at one time
+added first, then the window's totals per time without rounding error, rounded once. A
+key with no valid row at or before `t` is unknown: every feature null (the online store
+has no entry).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 
@@ -121,16 +124,48 @@ def _aggregate(feature: Window, rows: Sequence[dict[str, Any]], time: str, t: da
     values = [v for _, v in timed if v is not None]
     if not values:
         return None
-    if feature.function == "sum":
-        return sum(values)
-    if feature.function == "mean":
-        return sum(values) / len(values)
+    if feature.function in ("sum", "mean"):
+        per_time: dict[datetime, float] = {}
+        for moment, v in sorted(((m, v) for m, v in timed if v is not None), key=lambda p: p[0]):
+            per_time[moment] = per_time.get(moment, 0.0) + v
+        total = exact_sum(list(per_time.values()))
+        return total if feature.function == "sum" else total / len(values)
     if feature.function == "min":
         return math.nan if _nan(values) else min(values)
     if feature.function == "max":
         return _greatest(values)
     newest = max(moment for moment, v in timed if v is not None)
     return _greatest([v for moment, v in timed if moment == newest and v is not None])
+
+
+EXACT_BELOW = 2**42
+UNIT = 2**64
+
+
+def carried(value: float) -> bool:
+    """Whether a float sum can add `value` exactly: finite, below 2^42 in magnitude and a
+    multiple of 2^-64 (any float64 from 2^-12 to 2^42 in magnitude is one)."""
+    return (
+        math.isfinite(value)
+        and abs(value) < EXACT_BELOW
+        and (Fraction(value) * UNIT).denominator == 1
+    )
+
+
+def exact_sum(values: Sequence[float]) -> float:
+    """A window's float sum, `values` in event-time order: their exact sum rounded once to
+    the nearest float64 (`math.fsum`'s value) when every value is carried and the total
+    is below 2^42 in magnitude (its whole 2^-11 units below 2^53); else added in order."""
+    if all(carried(v) for v in values):
+        units = sum(int(Fraction(v) * UNIT) for v in values)
+        if abs(units >> 53) < 2**53:
+            exact = float(Fraction(units, UNIT))
+            assert not values or exact == math.fsum(values)
+            return exact
+    total = 0.0
+    for value in values:
+        total += value
+    return total
 
 
 def same(left: Any, right: Any, rel: float = 1e-9) -> bool:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from lykeion.features.view import AggregationDef, FeatureDef
 from lykeion.features.windows import EXACT_BELOW, QUERY, exact_sum_parts, window_values_join_sql
+from tests.reference import UNIT, carried, exact_sum
 
 TS = pa.timestamp("us", tz="UTC")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -30,35 +31,6 @@ FEATURES = [
     FeatureDef("avg", "float64", AggregationDef("mean", timedelta(days=1))),
     FeatureDef("n", "int64", AggregationDef("count", timedelta(days=1))),
 ]
-SCALE = 2**64
-
-
-def carried(value: float) -> bool:
-    """Whether the limbs carry `value`: finite, below 2^42 in magnitude, a multiple of
-    2^-64."""
-    return (
-        math.isfinite(value)
-        and abs(value) < EXACT_BELOW
-        and (Fraction(value) * SCALE).denominator == 1
-    )
-
-
-def reference_sum(values: list[float]) -> float | None:
-    """The window's float sum, `values` in event-time order: exact and rounded once when
-    every value is carried and the total is below 2^42 in magnitude, else added in
-    order."""
-    if not values:
-        return None
-    if all(carried(v) for v in values):
-        units = sum(int(Fraction(v) * SCALE) for v in values)
-        if abs(units >> 53) < 2**53:
-            exact = float(Fraction(units, SCALE))
-            assert exact == math.fsum(values)
-            return exact
-    total = 0.0
-    for value in values:
-        total += value
-    return total
 
 
 def same_float(left: Any, right: Any) -> bool:
@@ -149,9 +121,9 @@ def test_float_sums_equal_the_exact_reference(
         by_time = sorted((when, v) for k, when, v in timed if k == key and v is not None)
         in_5h = [v for when, v in by_time if t - timedelta(hours=5) < when <= t]
         in_1d = [v for when, v in by_time if t - timedelta(days=1) < when <= t]
-        day_total = reference_sum(in_1d)
+        day_total = exact_sum(in_1d) if in_1d else None
         want = (
-            reference_sum(in_5h),
+            exact_sum(in_5h) if in_5h else None,
             None if day_total is None else day_total / len(in_1d),
             len(in_1d),
         )
@@ -225,4 +197,4 @@ def test_the_limbs_carry_a_value_exactly_or_not_at_all(value: float, carries: bo
     high, low = got
     assert abs(low) < 2**53
     assert high * low >= 0  # the limbs have the value's sign
-    assert Fraction(high, 2**11) + Fraction(low, SCALE) == Fraction(value)
+    assert Fraction(high, 2**11) + Fraction(low, UNIT) == Fraction(value)

@@ -86,9 +86,14 @@ class Aggregation(ApiModel):
 
     function: Literal["count", "sum", "mean", "min", "max", "last"]
     """count: the column's non-null values (0 for an empty window); sum, mean, min, max:
-    over the non-null values, null when there is none (sum and mean read the column as
-    float64; min and max are NaN when a value is NaN); last: the value of the newest row
-    whose value is not null (of several at that time, the greatest; NaN above all)."""
+    over the non-null values, null when there is none (min and max are NaN when a value
+    is NaN); last: the value of the newest row whose value is not null (of several at
+    that time, the greatest; NaN above all). sum and mean read the column as float64;
+    the DuckDB offline store (training sets, online steps) adds the window's values
+    exactly and rounds once (the value of Python's math.fsum), whatever the order, when
+    each is a finite multiple of 2^-64 below 2^42 in magnitude and so is the total, and
+    otherwise adds them in event-time order; values at one key and time are added first.
+    BigQuery adds in its windowed SUM's order."""
     column: str = Field(pattern=IDENTIFIER, max_length=63)
     window: str = Field(pattern=DURATION, max_length=16)
     """Trailing window such as `30d` or `12h`: open at its start, closed at `t` (at

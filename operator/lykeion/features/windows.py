@@ -6,8 +6,8 @@ the partials of `k`'s history rows with event time in (t - w, t]: open at the st
 closed at `t` (at microsecond precision [t - w + 1us, t]). count is the number of
 non-null values (0 in an empty window), sum, mean, min and max are taken over the
 non-null values (null when there is none; NaN when min or max meets one), last is the
-newest non-null value. A key with no history row at or before `t` is unknown: every
-aggregation is null. TTL does not apply.
+newest non-null value; DuckDB's float sums are exact (`exact_sum_parts`). A key with no
+history row at or before `t` is unknown: every aggregation is null. TTL does not apply.
 
 Query times and history rows of the queried keys are united and one windowed aggregate
 per partial runs over the union, ordered by `__o` = 2 x microseconds since the epoch, + 1

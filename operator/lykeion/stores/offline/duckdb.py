@@ -54,7 +54,8 @@ from lykeion.stores.offline.tables import (
 )
 
 _INCOMING = "__lykeion_incoming"
-_LABELS = "__lykeion_labels"
+LABELS_RELATION = "__lykeion_labels"
+"""The name under which a training set's statement reads its labels."""
 
 
 def sql_type(type_: str) -> str:
@@ -104,7 +105,7 @@ def training_sql(
         if windowed:
             queries = (
                 f"(SELECT {quote(join.key_column)} AS __k, {quote(spec.timestamp_column)} AS __t,"
-                f" {ROW} AS {QUERY} FROM {_LABELS})"
+                f" {ROW} AS {QUERY} FROM {LABELS_RELATION})"
             )
             span = (spans or {}).get(join.view.table)
             bucketed = span is None or span > BUCKETS_FROM * longest_window(windowed)
@@ -134,7 +135,7 @@ def training_sql(
         select.append(f"{value} AS {quote(output.column)}")
     with_clause = "WITH " + ",\n".join(ctes) + "\n" if ctes else ""
     return (
-        f"{with_clause}SELECT {', '.join(select)}\nFROM {_LABELS} AS l\n"
+        f"{with_clause}SELECT {', '.join(select)}\nFROM {LABELS_RELATION} AS l\n"
         + "".join(f"{j}\n" for j in joins)
         + f"ORDER BY l.{ROW}"
     )
@@ -266,23 +267,36 @@ class DuckDBOfflineStore:
     ) -> TrainingSet:
         plan = plan_training_set(labels, spec, features)
         with self._connect() as con:
-            columns: dict[str, set[str]] = {}
-            spans: dict[str, timedelta] = {}
-            for join in plan.joins:
-                stored = self._columns(con, join.view.table)
-                if stored is not None:
-                    columns[join.view.table] = set(stored)
-                if stored is not None and any(f.aggregation for f in join.features):
-                    ((span,),) = con.execute(
-                        f"SELECT max({EVENT_TIME}) - min({EVENT_TIME})"
-                        f" FROM {quote(join.view.table)}"
-                    ).fetchall()
-                    if span is not None:
-                        spans[join.view.table] = span
-            con.register(_LABELS, plan.labels)
-            result = con.sql(training_sql(plan, columns, spans)).to_arrow_table()
-            con.unregister(_LABELS)
+            statement = self._training_statement(con, plan)
+            con.register(LABELS_RELATION, plan.labels)
+            result = con.sql(statement).to_arrow_table()
+            con.unregister(LABELS_RELATION)
         return finish(plan, result)
+
+    def training_statement(
+        self, labels: pa.Table, spec: LabelSpec, features: Sequence[ResolvedFeature]
+    ) -> tuple[pa.Table, str]:
+        """The statement `training_set` runs for these arguments, and the labels it reads
+        as `LABELS_RELATION` (the label rows with their row number): for timing the
+        statement alone (benchmarks/features.py)."""
+        plan = plan_training_set(labels, spec, features)
+        with self._connect() as con:
+            return plan.labels, self._training_statement(con, plan)
+
+    def _training_statement(self, con: duckdb.DuckDBPyConnection, plan: TrainingPlan) -> str:
+        columns: dict[str, set[str]] = {}
+        spans: dict[str, timedelta] = {}
+        for join in plan.joins:
+            stored = self._columns(con, join.view.table)
+            if stored is not None:
+                columns[join.view.table] = set(stored)
+            if stored is not None and any(f.aggregation for f in join.features):
+                ((span,),) = con.execute(
+                    f"SELECT max({EVENT_TIME}) - min({EVENT_TIME}) FROM {quote(join.view.table)}"
+                ).fetchall()
+                if span is not None:
+                    spans[join.view.table] = span
+        return training_sql(plan, columns, spans)
 
     def close(self) -> None:
         """Nothing to release: connections live for one call."""
