@@ -3,6 +3,7 @@ checked against a brute-force reference on random data."""
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from lykeion.features.view import EVENT_TIME, KEY, FeatureDef, FeatureView
+from lykeion.features.view import EVENT_TIME, KEY, AggregationDef, FeatureDef, FeatureView
+from lykeion.features.windows import stored_limbs
 from lykeion.stores.offline.base import LabelSpec, ResolvedFeature
 from lykeion.stores.offline.duckdb import DuckDBOfflineStore, training_sql
 from lykeion.stores.offline.tables import history_schema, plan_training_set
@@ -318,3 +320,68 @@ def test_a_call_waits_out_another_process_holding_the_file(tmp_path: Path) -> No
         assert DuckDBOfflineStore(path, lock_wait_seconds=30).history(RIDER).num_rows == 0
     finally:
         holder.wait(timeout=30)
+
+
+SPENDS = FeatureView(
+    namespace="default",
+    name="rider-spend",
+    entity="rider",
+    join_key="rider_id",
+    key_type="string",
+    features=(
+        FeatureDef("spend_1d", "float64", AggregationDef("sum", timedelta(days=1))),
+        FeatureDef("avg_1d", "float64", AggregationDef("mean", timedelta(days=1))),
+    ),
+    ttl=timedelta(days=1),
+)
+
+
+def spends(values: list[float], start: int = 0) -> pa.Table:
+    records = [
+        {
+            KEY: "r1",
+            EVENT_TIME: minute(start + i),
+            "__agg_spend_1d_n": 1,
+            "__agg_spend_1d_sum": v,
+            "__agg_avg_1d_n": 1,
+            "__agg_avg_1d_sum": v,
+        }
+        for i, v in enumerate(values)
+    ]
+    return rows(SPENDS, records)
+
+
+def test_float_sums_limbs_are_stored_and_filled_in_for_older_tables(
+    store: DuckDBOfflineStore,
+) -> None:
+    """The history keeps each sum's exact limbs beside its partial; a table written
+    before they were stored gets them at its next write, from its partials. Either way
+    the training set's sum is the exactly rounded one (`math.fsum`), not the sum in
+    order, which differs for these values."""
+    first, second = [1e12, 0.1, -1e12, 0.2, 1e-3], [3.3, -2.2e11]
+    values = first + second
+    assert math.fsum(values) != sum(values)
+    store.write_history(SPENDS, spends(first))
+    limbs = [name for name, _ in stored_limbs(SPENDS.aggregations)]
+    with duckdb.connect(str(store.path)) as con:
+        assert set(limbs) <= {r[0] for r in con.sql(f'DESCRIBE "{SPENDS.table}"').fetchall()}
+        for name in limbs:  # as written by a version that did not store them
+            con.execute(f'ALTER TABLE "{SPENDS.table}" DROP COLUMN "{name}"')
+    store.write_history(SPENDS, spends(second, start=len(first)))
+    with duckdb.connect(str(store.path)) as con:
+        nulls = con.sql(
+            f'SELECT count(*) FROM "{SPENDS.table}" WHERE '
+            + " OR ".join(f'"{name}" IS NULL' for name in limbs)
+        ).fetchall()
+    assert nulls == [(0,)]
+    labels = pa.table(
+        {
+            "rider_id": ["r1"],
+            "ts": pa.array([minute(len(values))], TS),
+            "label": [1],
+        }
+    )
+    refs = [ResolvedFeature(SPENDS, f.name) for f in SPENDS.features]
+    (row,) = store.training_set(labels, SPEC, refs).table.to_pylist()
+    assert row["rider__spend_1d"] == math.fsum(values)
+    assert row["rider__avg_1d"] == math.fsum(values) / len(values)

@@ -143,8 +143,8 @@ EXACT_BELOW = 2**42
 """Exact float sums take values and totals of magnitude below 2^42 (about 4.4e12)."""
 _SPLIT = 2**53
 _ULP = "5.421010862427522e-20"  # 2^-64, exactly
-_LOST = 2**48
-"""A window's count of source values stays below 2^48; multiples of it count lost values."""
+LIMB_PREFIX = "__exact_"
+"""Stored limbs of a float sum's partial (`limb_columns`)."""
 
 
 def exact_sum_parts(value: str) -> tuple[str, str]:
@@ -166,6 +166,27 @@ def exact_sum_parts(value: str) -> tuple[str, str]:
         f"CASE WHEN {fits} THEN CAST(sign({value}) * floor({scaled}) AS BIGINT) END",
         f"CASE WHEN {fits} THEN CAST(sign({value}) * {places} AS BIGINT) END",
     )
+
+
+def limb_columns(feature: FeatureDef) -> tuple[str, str] | None:
+    """The history columns a store may keep `exact_sum_parts` of a sum's or mean's
+    partial sum in (BIGINT; `window_values_join_sql` reads them when present, else
+    computes them); None for other features."""
+    if feature.aggregation is None or feature.aggregation.function not in ("sum", "mean"):
+        return None
+    return f"{LIMB_PREFIX}{feature.name}_hi", f"{LIMB_PREFIX}{feature.name}_lo"
+
+
+def stored_limbs(features: Sequence[FeatureDef]) -> list[tuple[str, str]]:
+    """(limb column, DuckDB expression over the partial columns) of every feature in
+    `features` that has limbs: what a DuckDB history table stores beside its partials."""
+    out = []
+    for feature in features:
+        names = limb_columns(feature)
+        if names is not None:
+            partial = next(name for name, _ in feature.parts() if name.endswith("_sum"))
+            out += list(zip(names, exact_sum_parts(_ident(partial, "duckdb")), strict=True))
+    return out
 
 
 def _exact_sum(hi: str, lo: str) -> tuple[str, str]:
@@ -206,13 +227,14 @@ def window_values_join_sql(
     aggregation then filters its own window.
 
     Float sums (of sum and mean) are exact: each partial sum is split into two integer
-    limbs (`exact_sum_parts`), the limbs add as integers and the total is rounded once to
-    the nearest float64, so a sum has the same bits in whatever order the parallel
-    aggregation meets the rows, and equals `math.fsum` of the values. A query whose rows
-    in (t - W, t] hold a value the limbs cannot carry (NaN, ±Inf, 2^42 or more in
-    magnitude, or finer than 2^-64), or one of whose totals reaches 2^42 in magnitude,
-    adds its float sums in event-time order instead: an ordered aggregate, in a second
-    join over those queries alone (with none, it reads no history row).
+    limbs (`exact_sum_parts`; read from `limb_columns` when `present`), the limbs add as
+    integers and the total is rounded once to the nearest float64, so a sum has the same
+    bits in whatever order the parallel aggregation meets the rows, and equals
+    `math.fsum` of the values. A sum whose window holds a value the limbs cannot carry
+    (NaN, ±Inf, 2^42 or more in magnitude, or finer than 2^-64), or whose total reaches
+    2^42 in magnitude, adds in event-time order instead: an ordered aggregate, in a second
+    join over the queries with such a row in (t - W, t] or such a total alone (found by a
+    join with the history's uncarried rows; with none, neither join pairs a row).
     Without `bucketed` a query joins on the key alone, pairing with all its key's rows:
     cheaper when the history spans little more than 2W (no rows to skip), see
     `BUCKETS_FROM`. Measured against the window plan in benchmarks/features.py."""
@@ -222,9 +244,9 @@ def window_values_join_sql(
     longest = max((micros(f.aggregation.window) for f in answered if f.aggregation), default=0)
     inner = [f"q.{QUERY}"]  # aggregates per query
     ordered = [f"q.{QUERY}"]  # event-time ordered float sums, for the queries redone
-    limbs: list[str] = []  # per history row
-    counts: list[str] = []  # per history row, after its limbs
-    redo: list[str] = []  # per query: a float sum the limbs cannot give
+    limbs: list[str] = []  # per history row, when not stored
+    lost: list[tuple[str, str]] = []  # (tag, a history row's value the limbs do not carry)
+    overflows: list[str] = []  # per query: a total the limbs cannot round
     outer = [f"a.{QUERY}"]
     for index, feature in enumerate(features):
         column = _ident(feature.name, "duckdb")
@@ -246,28 +268,39 @@ def window_values_join_sql(
             inner.append(f"COALESCE(SUM({inside['n']}), 0) AS {tag}")
             value = f"a.{tag}"
         elif function in ("sum", "mean"):
-            hi, lo = exact_sum_parts(parts["sum"])
-            limbs += [f"{hi} AS {tag}_hi", f"{lo} AS {tag}_lo"]
-            # The count carries the values the limbs lost, as multiples of 2^48.
-            lost = f"{parts['sum']} IS NOT NULL AND {tag}_lo IS NULL"
-            counts.append(f"{parts['n']} + CASE WHEN {lost} THEN {_LOST} ELSE 0 END AS {tag}_n")
+            stored = limb_columns(feature)
+            assert stored is not None
+            if all(name in present for name in stored):
+                hi, lo = (_ident(name, "duckdb") for name in stored)
+            else:
+                hi, lo = f"{tag}_hi", f"{tag}_lo"
+                computed = exact_sum_parts(parts["sum"])
+                limbs += [f"{computed[0]} AS {hi}", f"{computed[1]} AS {lo}"]
+            lost.append((tag, f"{parts['sum']} IS NOT NULL AND {hi} IS NULL"))
+            window = "" if since == "true" else f"CASE WHEN {since} THEN "
             inner += [
-                *(
-                    f"SUM({name}) AS {name.removeprefix('h.')}"
-                    if span == longest
-                    else f"SUM(CASE WHEN {since} THEN {name} END) AS {name.removeprefix('h.')}"
-                    for name in (f"h.{tag}_hi", f"h.{tag}_lo", f"h.{tag}_n")
-                ),
+                f"SUM({window}h.{hi}{' END' if window else ''}) AS {tag}_hi",
+                f"SUM({window}h.{lo}{' END' if window else ''}) AS {tag}_lo",
             ]
-            window = "" if since == "true" else f" FILTER (WHERE {since})"
-            ordered.append(f"SUM({names['sum']} ORDER BY h.{EVENT_TIME}){window} AS {tag}")
+            if function == "mean":
+                inner.append(f"SUM({inside['n']}) AS {tag}_n")
+            only = "" if since == "true" else f" FILTER (WHERE {since})"
+            ordered += [
+                f"SUM({names['sum']} ORDER BY h.{EVENT_TIME}){only} AS {tag}",
+                f"bool_or(h.__lost{tag}){only} AS {tag}_lost",
+            ]
             total, overflow = _exact_sum(f"a.{tag}_hi", f"a.{tag}_lo")
-            ordering = f"a.{tag}_n >= {_LOST} OR {overflow}"
-            redo.append(ordering)
-            total = f"CASE WHEN {ordering} THEN r.{tag} ELSE {total} END"
-            count = f"(a.{tag}_n & {_LOST - 1})"
-            mean = "" if function == "sum" else f" / {count}"
-            value = f"CASE WHEN {count} > 0 THEN {total}{mean} END"
+            overflows.append(overflow)
+            # No carried value and none lost: an empty window (null).
+            total = (
+                f"CASE WHEN r.{tag}_lost OR {overflow} THEN r.{tag}"
+                f" WHEN a.{tag}_hi IS NOT NULL THEN {total} END"
+            )
+            value = (
+                total
+                if function == "sum"
+                else f"CASE WHEN a.{tag}_n > 0 THEN {total} / a.{tag}_n END"
+            )
         elif function in ("min", "max"):
             extremum = extreme(function.upper(), inside[function], feature.type, "", "duckdb")
             inner.append(f"{extremum} AS {tag}")
@@ -289,6 +322,12 @@ def window_values_join_sql(
     # floor(epoch_us / W) exactly, also before 1970: x - floor_mod(x, W) is a multiple of W.
     bucket = "((epoch_us({t}) - ((epoch_us({t}) % {w}) + {w}) % {w}) // {w})"
     columns = [KEY, EVENT_TIME, *(_ident(n, "duckdb") for f in answered for n, _ in f.parts())]
+    columns += [
+        _ident(name, "duckdb")
+        for f in answered
+        for name in (limb_columns(f) or ())
+        if name in present
+    ]
     if bucketed:
         columns.append(f"{bucket.format(t=EVENT_TIME, w=longest)} AS __b")
         ctes = [
@@ -301,6 +340,8 @@ def window_values_join_sql(
             f" WHERE __k IS NOT NULL AND __t IS NOT NULL)"
         ]
     rows = f"SELECT {', '.join(columns)} FROM {history}"
+    if limbs:
+        rows = f"SELECT *, {', '.join(limbs)} FROM ({rows}) AS h0"
     within = f"h.{EVENT_TIME} <= q.__t AND h.{EVENT_TIME} > q.__t - to_microseconds({longest})"
 
     def pairs(join: str, history_rows: str, only: str = "") -> str:
@@ -318,25 +359,29 @@ def window_values_join_sql(
             f" ON h.{KEY} = q.__k AND h.__b = q.__j AND {within}"
         )
 
-    def aggregate(history_rows: str) -> str:
-        """The CTE `__a`: `inner`'s aggregates per query."""
-        join = pairs("LEFT JOIN", history_rows)
-        return f"__a AS (\n  SELECT {', '.join(inner)}\n  {join}\n  GROUP BY q.{QUERY}\n)"
-
-    if limbs:
-        limbed = f"SELECT *, {', '.join(limbs)} FROM ({rows}) AS h0"
-        counted = f"SELECT *, {', '.join(counts)} FROM ({limbed}) AS h1"
-        ctes.append(aggregate(counted))
-        only = f" WHERE {QUERY} IN (SELECT {QUERY} FROM __a AS a WHERE {' OR '.join(redo)})"
-        ctes.append(
-            f"__r AS (\n  SELECT {', '.join(ordered)}\n  {pairs('JOIN', rows, only)}\n"
-            f"  GROUP BY q.{QUERY}\n)"
-        )
-        source = f"__a AS a LEFT JOIN __r AS r ON r.{QUERY} = a.{QUERY}"
-    else:
-        ctes.append(aggregate(rows))
-        source = "__a AS a"
-    return f"WITH {', '.join(ctes)}\nSELECT {', '.join(outer)} FROM {source}"
+    join = pairs("LEFT JOIN", rows)
+    ctes.append(f"__a AS (\n  SELECT {', '.join(inner)}\n  {join}\n  GROUP BY q.{QUERY}\n)")
+    if not lost:
+        return f"WITH {', '.join(ctes)}\nSELECT {', '.join(outer)} FROM __a AS a"
+    flags = ", ".join(f"{condition} AS __lost{tag}" for tag, condition in lost)
+    flagged = f"SELECT *, {flags} FROM ({rows}) AS h1"
+    any_lost = " OR ".join(f"__lost{tag}" for tag, _ in lost)
+    # The rows no limb carries (none, usually), and the queries with one in (t - W, t].
+    ctes.append(f"__lost AS (SELECT {KEY}, {EVENT_TIME} FROM ({flagged}) AS h2 WHERE {any_lost})")
+    ctes.append(
+        f"__redo AS (\n  SELECT q.{QUERY} FROM __qb AS q JOIN __lost AS h"
+        f" ON h.{KEY} = q.__k AND {within}\n"
+        f"  UNION SELECT a.{QUERY} FROM __a AS a WHERE {' OR '.join(overflows)}\n)"
+    )
+    only = f" WHERE {QUERY} IN (SELECT {QUERY} FROM __redo)"
+    ctes.append(
+        f"__r AS (\n  SELECT {', '.join(ordered)}\n  {pairs('JOIN', flagged, only)}\n"
+        f"  GROUP BY q.{QUERY}\n)"
+    )
+    return (
+        f"WITH {', '.join(ctes)}\nSELECT {', '.join(outer)}"
+        f" FROM __a AS a LEFT JOIN __r AS r ON r.{QUERY} = a.{QUERY}"
+    )
 
 
 BUCKETS_FROM = 4

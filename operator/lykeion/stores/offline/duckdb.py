@@ -37,6 +37,7 @@ from lykeion.features.windows import (
     BUCKETS_FROM,
     QUERY,
     longest_window,
+    stored_limbs,
     window_values_join_sql,
 )
 from lykeion.stores.offline.base import LabelSpec, ResolvedFeature, TrainingSet
@@ -184,25 +185,31 @@ class DuckDBOfflineStore:
     def _ensure_table(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, stored: dict[str, str] | None
     ) -> None:
+        limbs = stored_limbs(view.aggregations)
         wanted = {
             KEY: sql_type(view.key_type),
             EVENT_TIME: sql_type("timestamp"),
             **{name: sql_type(type_) for name, type_ in view.history_columns},
+            **{name: "BIGINT" for name, _ in limbs},
         }
         if stored is None:
             columns = [
                 f"{KEY} {wanted[KEY]} NOT NULL",
                 f"{EVENT_TIME} {wanted[EVENT_TIME]} NOT NULL",
             ]
-            columns += [f"{quote(name)} {wanted[name]}" for name, _ in view.history_columns]
+            columns += [f"{quote(name)} {wanted[name]}" for name in list(wanted)[2:]]
             con.execute(
                 f"CREATE TABLE {quote(view.table)} ({', '.join(columns)},"
                 f" PRIMARY KEY ({KEY}, {EVENT_TIME}))"
             )
             return
+        computed = dict(limbs)
         for name, type_ in wanted.items():
             if name not in stored:
                 con.execute(f"ALTER TABLE {quote(view.table)} ADD COLUMN {quote(name)} {type_}")
+                if name in computed:
+                    # A table written before its limbs were stored: from its partials.
+                    con.execute(f"UPDATE {quote(view.table)} SET {quote(name)} = {computed[name]}")
             elif stored[name] != type_:
                 # Changing a feature's type in place would rewrite history under the
                 # models trained on it; that is a new feature (or a new manifest).
@@ -221,9 +228,12 @@ class DuckDBOfflineStore:
             self._ensure_table(con, view, stored)
             con.register(_INCOMING, incoming)
             # A batch may repeat a (key, time): its last row wins, as a later write would.
+            limbs = stored_limbs(view.aggregations)
+            into = ", ".join([names, *(quote(name) for name, _ in limbs)])
+            values = ", ".join([names, *(expression for _, expression in limbs)])
             con.execute(
-                f"INSERT OR REPLACE INTO {quote(view.table)} ({names})"
-                f" SELECT {names} FROM {_INCOMING}"
+                f"INSERT OR REPLACE INTO {quote(view.table)} ({into})"
+                f" SELECT {values} FROM {_INCOMING}"
                 f" QUALIFY row_number() OVER"
                 f" (PARTITION BY {KEY}, {EVENT_TIME} ORDER BY {POSITION} DESC) = 1"
             ).fetchall()
