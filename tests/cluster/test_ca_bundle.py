@@ -36,8 +36,19 @@ server.socket = context.wrap_socket(server.socket, server_side=True)
 server.serve_forever()
 """
 
+# The Service answers once kube-proxy has its endpoint, which may come after the pod is
+# Ready (until then its address refuses connections): wait for a TCP connection first.
 CLIENT = f"""
-import sys, urllib.request, requests
+import socket, sys, time, urllib.request, requests
+deadline = time.monotonic() + 90
+while True:
+    try:
+        socket.create_connection(("{HOST}", 8443), timeout=5).close()
+        break
+    except OSError as error:
+        if time.monotonic() > deadline:
+            sys.exit(f"{HOST}:8443 unreachable for 90 s: {{error}}")
+        time.sleep(1)
 url = "https://{HOST}:8443/"
 failures = []
 try:
