@@ -36,6 +36,7 @@ from lykeion.features.view import EVENT_TIME, KEY, FeatureView
 from lykeion.features.windows import (
     BUCKETS_FROM,
     QUERY,
+    limb_columns,
     longest_window,
     stored_limbs,
     window_values_join_sql,
@@ -204,11 +205,17 @@ class DuckDBOfflineStore:
             )
             return
         computed = dict(limbs)
+        partial_of = {
+            limb: next(n for n, _ in f.parts() if n.endswith("_sum"))
+            for f in view.aggregations
+            for limb in limb_columns(f) or ()
+        }
         for name, type_ in wanted.items():
             if name not in stored:
                 con.execute(f"ALTER TABLE {quote(view.table)} ADD COLUMN {quote(name)} {type_}")
-                if name in computed:
-                    # A table written before its limbs were stored: from its partials.
+                if name in computed and partial_of[name] in stored:
+                    # A table written before its limbs were stored: from its partials (a
+                    # partial added in this pass is all null, and so are its limbs).
                     con.execute(f"UPDATE {quote(view.table)} SET {quote(name)} = {computed[name]}")
             elif stored[name] != type_:
                 # Changing a feature's type in place would rewrite history under the
